@@ -1,0 +1,62 @@
+/*
+ * ss_api.cdef.h - the declarations cffi sees (dataplane/_build.py).
+ * Declarations only: cffi parses this, the C compiler sees ss_api.h.
+ * Keep in step with ss_dataplane.h and ss_store.h.
+ */
+struct ss_store_settings {
+    const char *index_dir;
+    const char *device_path;
+    uint64_t device_bytes;
+    uint32_t segment_bytes;
+    uint64_t hot_bytes;
+    uint32_t item_size_max;
+    uint64_t index_map_bytes;
+    uint32_t flush_interval_ms;
+};
+
+struct ss_dataplane_settings {
+    const char *listen_host;
+    int tcp_port;
+    int udp_port;
+    int workers;
+    uint32_t max_connections;
+    uint32_t idle_timeout_s;
+    uint32_t tcp_backlog;
+    uint32_t udp_reply_bytes_per_sec;
+    uint32_t udp_reply_burst_bytes;
+    const char *version;
+    struct ss_store_settings store;
+};
+
+struct ss_store_stats {
+    uint64_t curr_items;
+    uint64_t device_bytes;
+    uint64_t device_used_bytes;
+    uint64_t segment_bytes;
+    uint64_t segments;
+    uint64_t hot_bytes_limit;
+    uint64_t hot_bytes_used;
+    uint64_t hot_items;
+    uint64_t index_bytes;
+    uint32_t item_size_max;
+};
+
+struct ss_dataplane;
+
+uint32_t ss_abi_version(void);
+struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s,
+                                         char *err, size_t errlen);
+int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id);
+int ss_dataplane_housekeep(struct ss_dataplane *dp);
+void ss_dataplane_stop(struct ss_dataplane *dp);
+void ss_dataplane_destroy(struct ss_dataplane *dp);
+int ss_dataplane_bound_port(struct ss_dataplane *dp, int udp);
+
+int ss_counter_count(void);
+const char *ss_counter_name(int i);
+int ss_counter_is_gauge(int i);
+/* Fill out[0..n) with the summed counters, in ss_counter_name order. */
+int ss_dataplane_read_counters(struct ss_dataplane *dp, uint64_t *out, int n);
+void ss_dataplane_store_stats(struct ss_dataplane *dp, struct ss_store_stats *out);
+/* Verify every index entry against the device; returns failures or -errno. */
+long ss_dataplane_verify_index(struct ss_dataplane *dp, uint64_t *checked);

@@ -1,0 +1,65 @@
+/*
+ * ss_conn.h - one client connection, as the server and the protocol see it.
+ *
+ * The server (ss_worker.c, ss_udp.c) owns reading and writing; the protocol
+ * (ss_mc_*.c) owns interpreting. They meet here:
+ *   - unread input is rbuf[rpos, rlen); the protocol advances rpos past every
+ *     byte it has consumed and leaves a partial command where it is;
+ *   - when a command needs more bytes than are buffered (a value still in
+ *     flight), the protocol sets rneed to the number of unread bytes it needs
+ *     (from rpos), so the server can grow rbuf once instead of step by step;
+ *   - replies are appended to `out`; the server writes them in order;
+ *   - the protocol sets close_after_write for `quit` and for errors after
+ *     which memcached closes the connection.
+ */
+#ifndef SS_CONN_H
+#define SS_CONN_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "ss_buf.h"
+
+struct ss_worker;
+
+enum ss_transport { SS_TRANSPORT_TCP = 0, SS_TRANSPORT_UDP = 1 };
+
+enum ss_conn_state {
+    SS_CONN_READING = 0, /* waiting for input */
+    SS_CONN_WRITING,     /* output pending; input not read until it drains */
+    SS_CONN_CLOSING,     /* flush what is queued, then close */
+    SS_CONN__STATE_MAX
+};
+
+struct ss_conn {
+    int fd;
+    uint8_t transport;         /* enum ss_transport */
+    uint8_t state;             /* enum ss_conn_state, set via ss_conn_set_state */
+    uint8_t close_after_write; /* protocol: close once `out` is written */
+    uint8_t reserved;
+    struct ss_worker *w;       /* the worker serving this connection */
+
+    /* input */
+    char *rbuf;
+    size_t rcap;  /* bytes allocated */
+    size_t rpos;  /* first unread byte */
+    size_t rlen;  /* end of buffered input */
+    size_t rneed; /* protocol: unread bytes needed to make progress (0 = any) */
+    size_t swallow; /* protocol: bytes of a refused value still to discard */
+
+    /* output */
+    struct ss_buf out;
+
+    uint64_t last_active_ms;
+    struct sockaddr_storage peer; /* UDP: the datagram's source */
+    socklen_t peer_len;
+
+    /* server bookkeeping */
+    struct ss_conn *next, *prev;
+};
+
+void ss_conn_set_state(struct ss_conn *c, enum ss_conn_state s);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * ss_dataplane.h - the data plane as a whole: listeners, workers, the store.
+ *
+ * Python creates it from settings, runs ss_dataplane_run_worker() on one
+ * thread per worker (cffi releases the GIL for the call), calls
+ * ss_dataplane_housekeep() every ~100 ms from a control thread, reads summed
+ * counters, and stops it. Nothing here is called per request from Python.
+ */
+#ifndef SS_DATAPLANE_H
+#define SS_DATAPLANE_H
+
+#include <stdint.h>
+
+#include "ss_counters.h"
+#include "ss_store.h"
+
+#define SS_ABI_VERSION 1u
+
+struct ss_dataplane_settings {
+    const char *listen_host;          /* numeric IPv4 or IPv6 address */
+    int tcp_port;                     /* -1 = no TCP listener, 0 = any free port */
+    int udp_port;                     /* -1 = no UDP, 0 = any free port */
+    int workers;                      /* worker threads (>= 1) */
+    uint32_t max_connections;         /* further connections are refused */
+    uint32_t idle_timeout_s;          /* close idle clients after this; 0 = never */
+    uint32_t tcp_backlog;
+    uint32_t udp_reply_bytes_per_sec; /* per source address; anti-amplification */
+    uint32_t udp_reply_burst_bytes;
+    const char *version;              /* answered to `version` */
+    struct ss_store_settings store;
+};
+
+struct ss_dataplane;
+
+struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s,
+                                         char *err, size_t errlen);
+/* Serve on this thread until ss_dataplane_stop(). Returns 0 or -errno. */
+int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id);
+int ss_dataplane_housekeep(struct ss_dataplane *dp);
+/* Ask every worker to return. Safe from any thread. */
+void ss_dataplane_stop(struct ss_dataplane *dp);
+/* After every worker has returned: close listeners, close the store. */
+void ss_dataplane_destroy(struct ss_dataplane *dp);
+
+int ss_dataplane_bound_port(struct ss_dataplane *dp, int udp);
+/* Sum of every worker's counters. */
+void ss_dataplane_sum_counters(struct ss_dataplane *dp, struct ss_counters *out);
+const struct ss_dataplane_settings *ss_dataplane_settings(struct ss_dataplane *dp);
+struct ss_store *ss_dataplane_store(struct ss_dataplane *dp);
+int64_t ss_dataplane_started_at(struct ss_dataplane *dp); /* unix seconds */
+
+#endif

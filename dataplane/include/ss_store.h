@@ -1,0 +1,179 @@
+/*
+ * ss_store.h - SmartSwitch's item store: DRAM hot tier, LMDB index, and a log
+ * of fixed-size segments on a device.
+ *
+ * The store is a storage engine, not a protocol: memcached semantics (add vs
+ * set, cas checks, incr, meta flags) live in ss_mc_exec.c and are built from
+ * the per-key critical sections below. Every operation on a key happens with
+ * that key's stripe lock held, which is what makes check-then-write sequences
+ * (cas, add, incr, append) atomic across worker threads:
+ *
+ *     ss_store_lock(t, key, nkey);
+ *     rc = ss_store_find(t, key, nkey, &item, SS_FIND_VALUE);
+ *     ... decide ...
+ *     rc = ss_store_write(t, key, nkey, &item, iov, niov, 0);
+ *     ss_store_unlock(t);
+ *
+ * A thread holds at most one stripe lock at a time.
+ *
+ * Layout: the device holds a superblock and N segments. Writes append records
+ * (header, key, value, checksummed) to the open segment in memory; it is
+ * written to the device when full or by ss_store_housekeep(). Reusing the
+ * oldest segment is the eviction (FIFO, like memcached's extstore). The LMDB
+ * index maps key -> (segment, offset, generation, metadata); a record whose
+ * generation or checksum does not match is dropped, never served.
+ */
+#ifndef SS_STORE_H
+#define SS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "ss_buf.h"
+#include "ss_counters.h"
+
+#define SS_KEY_MAX_LENGTH 250 /* protocol.txt: "the key must not exceed 250 characters" */
+
+struct ss_store;
+
+struct ss_store_settings {
+    const char *index_dir;       /* LMDB environment directory (created) */
+    const char *device_path;     /* file or raw block device */
+    uint64_t device_bytes;       /* bytes of the device this pool may use */
+    uint32_t segment_bytes;      /* segment size; > item_size_max + record header */
+    uint64_t hot_bytes;          /* DRAM hot tier budget (0 = no DRAM tier) */
+    uint32_t item_size_max;      /* largest value accepted */
+    uint64_t index_map_bytes;    /* LMDB map size (0 = derive from device size) */
+    uint32_t flush_interval_ms;  /* write a partly filled open segment after this */
+};
+
+/* Bits of struct ss_item.bits; meta protocol state kept with the item. */
+#define SS_ITEM_FETCHED  0x01u /* read at least once since it was stored */
+#define SS_ITEM_STALE    0x02u /* marked stale by meta invalidation (md I, ms I) */
+#define SS_ITEM_WIN_SENT 0x04u /* a W (win) token was handed out for it */
+
+enum ss_tier { SS_TIER_NONE = 0, SS_TIER_DRAM = 1, SS_TIER_DEVICE = 2 };
+
+/* One item's metadata, as the store returns it and as a writer passes it. */
+struct ss_item {
+    uint64_t cas;         /* write: 0 = assign a fresh unique cas */
+    int64_t exptime;      /* absolute unix seconds; 0 = never expires */
+    uint32_t flags;       /* client flags */
+    uint32_t nbytes;      /* value length (find fills it; write ignores it) */
+    uint32_t last_access; /* unix seconds of the last fetch or store */
+    uint32_t bits;        /* SS_ITEM_* */
+    uint32_t tier;        /* enum ss_tier; where find found it */
+};
+
+/* Per-thread store state: one per worker thread (and per control thread). */
+struct ss_store_thread {
+    struct ss_store *store;
+    struct ss_counters *ctr;   /* counters this thread adds to */
+    /* After a successful ss_store_find with SS_FIND_VALUE: the value. Valid
+     * until the next store call on this thread or ss_store_unlock. */
+    const char *value;
+    uint32_t value_len;
+    /* private */
+    void *rtxn;                /* reusable LMDB read transaction */
+    struct ss_buf scratch;     /* device reads land here */
+    int locked_stripe;         /* -1 when no stripe lock is held */
+};
+
+/* ss_store_find flags */
+#define SS_FIND_VALUE   0x01u /* also fetch the value into t->value */
+#define SS_FIND_NO_BUMP 0x02u /* do not mark fetched / update last access */
+
+/* ss_store_write flags */
+#define SS_WRITE_KEEP_META 0x01u /* keep last_access/bits from `it` as given */
+
+/*
+ * Open or create a store. Returns NULL with err filled (it names the path or
+ * setting at fault and what to do).
+ */
+struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, size_t errlen);
+/* Write the open segment, sync device and index, close. Safe to call once. */
+void ss_store_close(struct ss_store *st);
+
+/* Attach a thread to the store. Returns 0 or -errno. */
+int ss_store_thread_init(struct ss_store_thread *t, struct ss_store *st, struct ss_counters *ctr);
+void ss_store_thread_fini(struct ss_store_thread *t);
+
+void ss_store_lock(struct ss_store_thread *t, const void *key, size_t nkey);
+void ss_store_unlock(struct ss_store_thread *t);
+
+/*
+ * Look a key up (lock held). Expired and flushed items are removed and
+ * reported missing (counting get_expired / get_flushed is the caller's job:
+ * the return code says which). Returns:
+ *   0          found; *it filled, and t->value/value_len when SS_FIND_VALUE
+ *   -ENOENT    no such item
+ *   -ETIME     the item had expired (now removed)
+ *   -ECANCELED the item was flushed by flush_all (now removed)
+ *   -EIO       the record failed verification or the device failed (removed)
+ */
+int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
+                  struct ss_item *it, unsigned flags);
+
+/*
+ * Store a value (lock held) with the metadata in *it. it->cas == 0 assigns a
+ * fresh cas; the cas used is written back to it->cas. The value is the
+ * concatenation of iov[0..niov). Returns 0, -E2BIG (over item_size_max),
+ * -ENOSPC, -EIO.
+ */
+int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
+                   struct ss_item *it, const struct iovec *iov, int niov,
+                   unsigned flags);
+
+/*
+ * Change metadata only (exptime, flags' bits, cas, last_access) of an item
+ * that exists (lock held), without rewriting its value. it->cas == 0 keeps
+ * the current cas. Returns 0 or -ENOENT.
+ */
+int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey,
+                         const struct ss_item *it);
+
+/* Remove a key (lock held). Returns 0 or -ENOENT. */
+int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey);
+
+/* A fresh, never-before-used cas value. */
+uint64_t ss_store_next_cas(struct ss_store *st);
+
+/*
+ * flush_all: when <= now, every item stored before this call is invalid at
+ * once; otherwise every item stored before `when` becomes invalid at `when`
+ * (unix seconds). Returns 0.
+ */
+int ss_store_flush_all(struct ss_store_thread *t, int64_t when);
+
+/*
+ * Periodic work (called by the control plane every ~100 ms): write a partly
+ * filled open segment that is older than flush_interval_ms, apply a delayed
+ * flush_all that is due, sync the index. Returns 0 or -errno.
+ */
+int ss_store_housekeep(struct ss_store_thread *t);
+
+/* Store-wide figures for `stats` and the console. */
+struct ss_store_stats {
+    uint64_t curr_items;        /* keys in the index */
+    uint64_t device_bytes;      /* capacity of the log */
+    uint64_t device_used_bytes; /* bytes in live segments */
+    uint64_t segment_bytes;
+    uint64_t segments;
+    uint64_t hot_bytes_limit;
+    uint64_t hot_bytes_used;
+    uint64_t hot_items;
+    uint64_t index_bytes;       /* LMDB pages in use * page size */
+    uint32_t item_size_max;
+};
+void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);
+
+/*
+ * Walk the index and verify each entry against its record on the device
+ * (for tests and `smartswitch check-index`). Returns the number of entries
+ * that failed verification (0 = consistent) or -errno; *checked gets the
+ * number of entries examined.
+ */
+long ss_store_verify(struct ss_store_thread *t, uint64_t *checked);
+
+#endif

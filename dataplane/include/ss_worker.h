@@ -1,0 +1,29 @@
+/*
+ * ss_worker.h - per-thread state of one data-plane worker.
+ *
+ * One cache-aligned struct per worker thread, read by that thread only
+ * (counters are read by others with relaxed loads; a torn read of a 64-bit
+ * counter cannot happen on the 64-bit targets we build for).
+ */
+#ifndef SS_WORKER_H
+#define SS_WORKER_H
+
+#include "ss_conn.h"
+#include "ss_counters.h"
+#include "ss_store.h"
+
+struct ss_dataplane;
+
+struct ss_worker {
+    struct ss_counters ctr;      /* first: the hottest cache lines */
+    struct ss_store_thread st;   /* this thread's handle on the store */
+    struct ss_dataplane *dp;
+    int id;
+    int epfd;                    /* epoll instance */
+    int wakefd;                  /* eventfd: stop and hand-off wake-ups */
+    struct ss_conn *conns;       /* open TCP connections, most recent first */
+    unsigned nconns;
+    void *udp;                   /* ss_udp.c state (reply budgets) */
+} __attribute__((aligned(64)));
+
+#endif
