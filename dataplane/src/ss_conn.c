@@ -1,0 +1,338 @@
+/*
+ * ss_conn.c - one TCP client connection: buffers, reads, writes, state.
+ *
+ * Level-triggered epoll drives a connection through three states:
+ *   READING  EPOLLIN (plus EPOLLOUT while a little output is still queued):
+ *            read, hand the bytes to ss_mc_process(), write what it answered.
+ *   WRITING  more than SS_CONN_OUT_HIGH_WATER is queued: EPOLLOUT only, no
+ *            reading, until the queue drains (backpressure on a client that
+ *            pipelines faster than it reads).
+ *   CLOSING  the protocol asked to close (quit, fatal error) or the client
+ *            shut down its side: flush what is queued, then close.
+ * Nothing here allocates per request: rbuf and out keep their capacity and
+ * only shrink in ss_conn_trim() once the connection has gone quiet.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ss_clock.h"
+#include "ss_mc.h"
+#include "ss_server_internal.h"
+
+/*
+ * Move c to state s. The one place a state changes, so a debug build
+ * (-DSS_DEBUG_CONN) can trace every transition.
+ */
+void ss_conn_set_state(struct ss_conn *c, enum ss_conn_state s)
+{
+    assert((unsigned)s < SS_CONN__STATE_MAX);
+    if (c->state != s)
+        SS_CONN_TRACE(c, "state %u -> %u", (unsigned)c->state, (unsigned)s);
+    c->state = (uint8_t)s;
+}
+
+static inline size_t conn_pending(const struct ss_server_conn *sc)
+{
+    return sc->c.out.len - sc->wpos;
+}
+
+/* Most unread input a connection may hold (see SS_CONN_RBUF_SLACK). */
+static size_t conn_rbuf_limit(const struct ss_worker *w)
+{
+    uint32_t ism = w->dp->s.store.item_size_max;
+    return (size_t)(ism ? ism : (1u << 20)) + SS_CONN_RBUF_SLACK;
+}
+
+/*
+ * Register a freshly accepted, non-blocking socket with worker w. Returns 0,
+ * or -errno with nothing registered (the caller closes fd).
+ */
+int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *peer,
+                 socklen_t peer_len)
+{
+    struct ss_server_conn *sc = calloc(1, sizeof(*sc));
+    if (!sc)
+        return -ENOMEM;
+    struct ss_conn *c = &sc->c;
+    c->rbuf = malloc(SS_CONN_RBUF_INITIAL);
+    if (!c->rbuf) {
+        free(sc);
+        return -ENOMEM;
+    }
+    c->rcap = SS_CONN_RBUF_INITIAL;
+    c->fd = fd;
+    c->transport = SS_TRANSPORT_TCP;
+    c->state = SS_CONN_READING;
+    c->w = w;
+    c->last_active_ms = ss_clock_mono_ms();
+    if (peer && peer_len <= sizeof(c->peer)) {
+        memcpy(&c->peer, peer, peer_len);
+        c->peer_len = peer_len;
+    }
+
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = sc };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        int rc = -errno;
+        free(c->rbuf);
+        free(sc);
+        return rc;
+    }
+    sc->events = EPOLLIN;
+
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    w->ctr.curr_connections++;
+    w->ctr.total_connections++;
+    SS_CONN_TRACE(c, "open");
+    return 0;
+}
+
+/* Close the socket and forget the connection. c is freed. */
+void ss_conn_close(struct ss_conn *c)
+{
+    struct ss_worker *w = c->w;
+    struct ss_server_conn *sc = ss_server_conn_of(c);
+
+    SS_CONN_TRACE(c, "close");
+    /* The fd is never duplicated, so close() also drops it from epoll. */
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    w->ctr.curr_connections--;
+    atomic_fetch_sub_explicit(&w->dp->nconns, 1, memory_order_relaxed);
+    free(c->rbuf);
+    ss_buf_free(&c->out);
+    free(sc);
+}
+
+/*
+ * Give back buffers that grew large, on a connection with nothing buffered.
+ * Called from the worker's periodic sweep, never per request.
+ */
+void ss_conn_trim(struct ss_conn *c)
+{
+    struct ss_server_conn *sc = ss_server_conn_of(c);
+
+    if (c->rcap > SS_CONN_RBUF_TRIM && c->rpos == c->rlen) {
+        char *p = realloc(c->rbuf, SS_CONN_RBUF_INITIAL);
+        if (p) {
+            c->rbuf = p;
+            c->rcap = SS_CONN_RBUF_INITIAL;
+            c->rpos = c->rlen = 0;
+        }
+    }
+    if (c->out.cap > SS_CONN_OUT_TRIM && conn_pending(sc) == 0) {
+        ss_buf_free(&c->out);
+        sc->wpos = 0;
+    }
+}
+
+/*
+ * Make room in rbuf for the next read: at least SS_CONN_READ_MIN bytes, and
+ * all of rneed at once when the protocol said how much it waits for.
+ * Returns 0, -E2BIG when the client needs more unread input than allowed
+ * (the connection is then closed), or -ENOMEM.
+ */
+static int conn_make_room(struct ss_conn *c, size_t limit)
+{
+    size_t unread = c->rlen - c->rpos;
+
+    if (unread == 0)
+        c->rpos = c->rlen = 0;
+    if (c->rneed > limit || unread >= limit)
+        return -E2BIG;
+
+    size_t want = unread + SS_CONN_READ_MIN;
+    if (c->rneed > want)
+        want = c->rneed;
+    if (want > limit)
+        want = limit;
+    if (c->rcap - c->rpos >= want)
+        return 0;
+
+    /* Compact first: the unread tail is a partial command, usually short. */
+    if (c->rpos) {
+        memmove(c->rbuf, c->rbuf + c->rpos, unread);
+        c->rpos = 0;
+        c->rlen = unread;
+    }
+    if (c->rcap >= want)
+        return 0;
+
+    size_t cap = c->rcap * 2;
+    if (cap < want)
+        cap = want;
+    if (cap > limit)
+        cap = limit;
+    char *p = realloc(c->rbuf, cap);
+    if (!p)
+        return -ENOMEM;
+    c->rbuf = p;
+    c->rcap = cap;
+    return 0;
+}
+
+/*
+ * One read into rbuf. Returns bytes read (> 0), 0 when nothing was read
+ * (would block, or end of input: peer_eof is then set), or -errno.
+ */
+static ssize_t conn_read(struct ss_server_conn *sc)
+{
+    struct ss_conn *c = &sc->c;
+    int rc = conn_make_room(c, conn_rbuf_limit(c->w));
+    if (rc)
+        return rc;
+    for (;;) {
+        ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+        if (n > 0) {
+            c->rlen += (size_t)n;
+            c->w->ctr.bytes_read += (uint64_t)n;
+            c->last_active_ms = ss_clock_mono_ms();
+            return n;
+        }
+        if (n == 0) {
+            sc->peer_eof = 1;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        return -errno;
+    }
+}
+
+/*
+ * Write queued output until done or the socket is full. Returns 0 (check
+ * conn_pending for what is left) or -errno (the connection is dead).
+ */
+static int conn_flush(struct ss_server_conn *sc)
+{
+    struct ss_conn *c = &sc->c;
+
+    while (sc->wpos < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + sc->wpos, c->out.len - sc->wpos,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            sc->wpos += (size_t)n;
+            c->w->ctr.bytes_written += (uint64_t)n;
+            c->last_active_ms = ss_clock_mono_ms();
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return n < 0 ? -errno : -EIO;
+    }
+    c->out.len = 0;
+    sc->wpos = 0;
+    return 0;
+}
+
+/*
+ * Run the protocol over the unread input and try to send its answers.
+ * Returns 0 or -errno (close the connection).
+ */
+static int conn_process(struct ss_server_conn *sc)
+{
+    struct ss_conn *c = &sc->c;
+
+    if (c->rlen == c->rpos)
+        return 0;
+    /*
+     * Keep the unsent head of `out` from growing without bound while a
+     * client reads slowly: compact when the sent part dominates.
+     */
+    if (sc->wpos && sc->wpos >= c->out.len / 2) {
+        ss_buf_consume(&c->out, sc->wpos);
+        sc->wpos = 0;
+    }
+    int res = ss_mc_process(c);
+    if (c->rpos == c->rlen)
+        c->rpos = c->rlen = 0;
+    if (res == SS_MC_CLOSE || c->close_after_write)
+        ss_conn_set_state(c, SS_CONN_CLOSING);
+    return conn_flush(sc);
+}
+
+/* Register the epoll mask the connection's state calls for. */
+static int conn_rearm(struct ss_server_conn *sc)
+{
+    struct ss_conn *c = &sc->c;
+    uint32_t want;
+
+    if (c->state == SS_CONN_READING)
+        want = EPOLLIN | (conn_pending(sc) ? EPOLLOUT : 0);
+    else
+        want = EPOLLOUT;
+    if (want == sc->events)
+        return 0;
+    struct epoll_event ev = { .events = want, .data.ptr = sc };
+    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+        return -errno;
+    sc->events = want;
+    return 0;
+}
+
+/*
+ * Handle epoll events for c. May close (and free) c; the caller must not
+ * touch c afterwards.
+ */
+void ss_conn_on_event(struct ss_conn *c, uint32_t events)
+{
+    struct ss_server_conn *sc = ss_server_conn_of(c);
+
+    /* HUP: both directions are shut, nothing sent would be delivered. */
+    if (events & (EPOLLERR | EPOLLHUP))
+        goto close;
+
+    if ((events & EPOLLOUT) && conn_pending(sc)) {
+        if (conn_flush(sc) < 0)
+            goto close;
+        if (c->state == SS_CONN_WRITING && conn_pending(sc) == 0) {
+            ss_conn_set_state(c, SS_CONN_READING);
+            /* Commands may have waited in rbuf while we were writing. */
+            if (conn_process(sc) < 0)
+                goto close;
+        }
+    }
+
+    if ((events & EPOLLIN) && c->state == SS_CONN_READING) {
+        ssize_t n = conn_read(sc);
+        if (n < 0)
+            goto close;
+        if (n > 0 || sc->peer_eof) {
+            if (conn_process(sc) < 0)
+                goto close;
+        }
+    }
+
+    /* No more input will come: answer what was asked, then close. */
+    if (sc->peer_eof && c->state == SS_CONN_READING)
+        ss_conn_set_state(c, SS_CONN_CLOSING);
+    if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0)
+        goto close;
+    if (c->state == SS_CONN_READING && conn_pending(sc) > SS_CONN_OUT_HIGH_WATER)
+        ss_conn_set_state(c, SS_CONN_WRITING);
+    if (conn_rearm(sc) < 0)
+        goto close;
+    return;
+
+close:
+    ss_conn_close(c);
+}

@@ -1,0 +1,399 @@
+/*
+ * ss_dataplane.c - the data plane's lifecycle: settings, listeners, workers,
+ * the store; stop and destroy.
+ *
+ * Listeners: every worker gets its own TCP and its own UDP socket, all bound
+ * to the same address with SO_REUSEPORT, and the kernel spreads connections
+ * and datagrams over them by flow hash. Compared with one shared listener
+ * under EPOLLEXCLUSIVE this needs no cross-worker hand-off, keeps a UDP
+ * client's datagrams on one worker (so one reply socket, in order), and
+ * leaves no thundering herd. The cost: a worker that never runs strands the
+ * connections hashed to its socket, so Python must run every worker.
+ *
+ * SO_REUSEPORT would also let a second copy of SmartSwitch (same user) join
+ * our group silently and share the port, and the store, which is not
+ * multi-process safe. So before binding the group we bind a probe socket
+ * without SO_REUSEPORT: it fails if anyone holds the port, whatever their
+ * options. Listeners are opened before the store for the same reason: a
+ * second instance fails on the port and never touches the store's files.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ss_clock.h"
+#include "ss_server_internal.h"
+
+#define SS_DEFAULT_LISTEN "127.0.0.1"
+#define SS_DEFAULT_VERSION "1.6.0"
+#define SS_DEFAULT_BACKLOG 1024
+#define SS_UDP_RCVBUF (4 << 20) /* best effort; capped by net.core.rmem_max */
+
+static void ss_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void ss_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static char *dup_or(const char *s, const char *fallback)
+{
+    const char *v = s ? s : fallback;
+    return v ? strdup(v) : NULL;
+}
+
+/* A numeric host, with or without [brackets] around an IPv6 address. */
+static int parse_host(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char buf[64];
+    size_t n = strlen(host);
+
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(buf)) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        host = buf;
+    }
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        *len = sizeof(*sin);
+        return 0;
+    }
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*sin6);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+}
+
+/* Say what went wrong binding host:port and what the operator can do. */
+static void bind_error(char *err, size_t errlen, const char *host, int port, int udp, int e)
+{
+    const char *proto = udp ? "udp" : "tcp";
+    int v6 = strchr(host, ':') != NULL && host[0] != '[';
+    const char *remedy;
+
+    if (e == EADDRINUSE)
+        remedy = udp ? "stop whatever holds the port or set memcached.udp_port"
+                     : "stop whatever holds the port or set memcached.tcp_port";
+    else if (e == EADDRNOTAVAIL)
+        remedy = "the address is not configured on this host; set memcached.listen";
+    else if (e == EACCES)
+        remedy = udp ? "ports below 1024 need privileges; set memcached.udp_port"
+                     : "ports below 1024 need privileges; set memcached.tcp_port";
+    else
+        remedy = "check memcached.listen and the port settings";
+    ss_err(err, errlen, "cannot listen on %s%s%s:%d/%s: %s; %s", v6 ? "[" : "", host,
+           v6 ? "]" : "", port, proto, strerror(e), remedy);
+}
+
+/*
+ * Bind one socket for every worker on host:port (0 = a free port, chosen
+ * once and shared). Fills fds[0..n) and *bound. Returns 0 or -errno with err
+ * filled and nothing left open.
+ */
+static int listen_group(struct ss_dataplane *dp, int udp, int port, int *fds, int *bound,
+                        char *err, size_t errlen)
+{
+    const char *host = dp->s.listen_host;
+    int type = udp ? SOCK_DGRAM : SOCK_STREAM;
+    int one = 1;
+    struct sockaddr_storage addr;
+    socklen_t alen;
+
+    if (parse_host(host, port, &addr, &alen) < 0) {
+        ss_err(err, errlen, "memcached.listen: '%s' is not a numeric IPv4 or IPv6 address",
+               host);
+        return -EINVAL;
+    }
+
+    /* The probe: no SO_REUSEPORT, so any holder of the port makes it fail. */
+    int probe = socket(addr.ss_family, type | SOCK_CLOEXEC, 0);
+    if (probe < 0) {
+        int e = errno;
+        bind_error(err, errlen, host, port, udp, e);
+        return -e;
+    }
+    /* TCP: tolerate our own previous run's TIME_WAIT; UDP must not share. */
+    if (!udp)
+        (void)setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(probe, (struct sockaddr *)&addr, alen) < 0) {
+        int e = errno;
+        close(probe);
+        bind_error(err, errlen, host, port, udp, e);
+        return -e;
+    }
+    struct sockaddr_storage got;
+    socklen_t glen = sizeof(got);
+    if (getsockname(probe, (struct sockaddr *)&got, &glen) == 0)
+        port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+                                              : ((struct sockaddr_in6 *)&got)->sin6_port);
+    close(probe);
+    set_port(&addr, port);
+
+    int backlog = dp->s.tcp_backlog ? (int)dp->s.tcp_backlog : SS_DEFAULT_BACKLOG;
+    for (int i = 0; i < dp->nworkers; i++) {
+        int fd = socket(addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int e = 0;
+        if (fd < 0) {
+            e = errno;
+        } else {
+            if (!udp)
+                (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+                bind(fd, (struct sockaddr *)&addr, alen) < 0 ||
+                (!udp && listen(fd, backlog) < 0))
+                e = errno;
+        }
+        if (e) {
+            if (fd >= 0)
+                close(fd);
+            while (i-- > 0) {
+                close(fds[i]);
+                fds[i] = -1;
+            }
+            bind_error(err, errlen, host, port, udp, e);
+            return -e;
+        }
+        if (udp) {
+            int sz = SS_UDP_RCVBUF;
+            (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        }
+        fds[i] = fd;
+    }
+    *bound = port;
+    return 0;
+}
+
+static int epoll_add_tag(int epfd, int fd, uint64_t tag)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* Give each worker its epoll set and wake-up eventfd. Returns 0 or -errno. */
+static int workers_init(struct ss_dataplane *dp)
+{
+    for (int i = 0; i < dp->nworkers; i++) {
+        struct ss_worker *w = &dp->workers[i];
+        w->dp = dp;
+        w->id = i;
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->epfd < 0 || w->wakefd < 0)
+            return -errno;
+        int rc = epoll_add_tag(w->epfd, w->wakefd, SS_EV_WAKE);
+        if (!rc && dp->tcp_fds[i] >= 0)
+            rc = epoll_add_tag(w->epfd, dp->tcp_fds[i], SS_EV_TCP);
+        if (!rc && dp->udp_fds[i] >= 0)
+            rc = epoll_add_tag(w->epfd, dp->udp_fds[i], SS_EV_UDP);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Everything create may have made, in reverse; safe on a partial dp. */
+static void dataplane_free(struct ss_dataplane *dp)
+{
+    for (int i = 0; dp->workers && i < dp->nworkers; i++) {
+        struct ss_worker *w = &dp->workers[i];
+        if (w->epfd >= 0)
+            close(w->epfd);
+        if (w->wakefd >= 0)
+            close(w->wakefd);
+    }
+    for (int i = 0; i < dp->nworkers; i++) {
+        if (dp->tcp_fds && dp->tcp_fds[i] >= 0)
+            close(dp->tcp_fds[i]);
+        if (dp->udp_fds && dp->udp_fds[i] >= 0)
+            close(dp->udp_fds[i]);
+    }
+    if (dp->ctl_ready)
+        ss_store_thread_fini(&dp->ctl_st);
+    if (dp->store)
+        ss_store_close(dp->store);
+    ss_udp_budget_free(dp->udp_budget);
+    pthread_mutex_destroy(&dp->ctl_lock);
+    free(dp->workers);
+    free(dp->tcp_fds);
+    free(dp->udp_fds);
+    free(dp->running);
+    free(dp->own_listen_host);
+    free(dp->own_version);
+    free(dp->own_index_dir);
+    free(dp->own_device_path);
+    free(dp);
+}
+
+/*
+ * Build the data plane: copy settings, bind listeners, open the store,
+ * prepare workers (they start serving in ss_dataplane_run_worker). Returns
+ * NULL with a message in err that names the setting at fault.
+ */
+struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, char *err,
+                                         size_t errlen)
+{
+    ss_err(err, errlen, "%s", "");
+    if (!s) {
+        ss_err(err, errlen, "no settings given");
+        return NULL;
+    }
+    if (s->workers < 1 || s->workers > 1024) {
+        ss_err(err, errlen, "memcached.workers: %d is out of range (1..1024)", s->workers);
+        return NULL;
+    }
+    if (s->tcp_port < -1 || s->tcp_port > 65535 || s->udp_port < -1 || s->udp_port > 65535) {
+        ss_err(err, errlen, "memcached.%s: %d is not a port (0..65535, or off)",
+               s->tcp_port < -1 || s->tcp_port > 65535 ? "tcp_port" : "udp_port",
+               s->tcp_port < -1 || s->tcp_port > 65535 ? s->tcp_port : s->udp_port);
+        return NULL;
+    }
+
+    struct ss_dataplane *dp = calloc(1, sizeof(*dp));
+    if (!dp) {
+        ss_err(err, errlen, "out of memory creating the data plane");
+        return NULL;
+    }
+    pthread_mutex_init(&dp->ctl_lock, NULL);
+    dp->s = *s;
+    dp->nworkers = s->workers;
+    dp->tcp_port = dp->udp_port = -1;
+    dp->own_listen_host = dup_or(s->listen_host, SS_DEFAULT_LISTEN);
+    dp->own_version = dup_or(s->version, SS_DEFAULT_VERSION);
+    dp->own_index_dir = dup_or(s->store.index_dir, NULL);
+    dp->own_device_path = dup_or(s->store.device_path, NULL);
+    dp->s.listen_host = dp->own_listen_host;
+    dp->s.version = dp->own_version;
+    dp->s.store.index_dir = dp->own_index_dir;
+    dp->s.store.device_path = dp->own_device_path;
+    dp->tcp_fds = malloc(sizeof(int) * (size_t)dp->nworkers);
+    dp->udp_fds = malloc(sizeof(int) * (size_t)dp->nworkers);
+    dp->running = calloc((size_t)dp->nworkers, sizeof(atomic_int));
+    size_t wbytes = sizeof(struct ss_worker) * (size_t)dp->nworkers;
+    dp->workers = aligned_alloc(64, (wbytes + 63) & ~(size_t)63);
+    dp->udp_budget = ss_udp_budget_new(s->udp_reply_bytes_per_sec, s->udp_reply_burst_bytes);
+    if (!dp->own_listen_host || !dp->own_version || (s->store.index_dir && !dp->own_index_dir) ||
+        (s->store.device_path && !dp->own_device_path) || !dp->tcp_fds || !dp->udp_fds ||
+        !dp->running || !dp->workers || !dp->udp_budget) {
+        ss_err(err, errlen, "out of memory creating the data plane");
+        dp->nworkers = 0; /* nothing per worker is open yet */
+        dataplane_free(dp);
+        return NULL;
+    }
+    memset(dp->workers, 0, wbytes);
+    for (int i = 0; i < dp->nworkers; i++) {
+        dp->tcp_fds[i] = dp->udp_fds[i] = -1;
+        dp->workers[i].epfd = dp->workers[i].wakefd = -1;
+    }
+
+    if (s->tcp_port >= 0 &&
+        listen_group(dp, 0, s->tcp_port, dp->tcp_fds, &dp->tcp_port, err, errlen) < 0)
+        goto fail;
+    if (s->udp_port >= 0 &&
+        listen_group(dp, 1, s->udp_port, dp->udp_fds, &dp->udp_port, err, errlen) < 0)
+        goto fail;
+
+    dp->store = ss_store_open(&dp->s.store, err, errlen);
+    if (!dp->store) {
+        if (err && errlen && !err[0])
+            ss_err(err, errlen, "cannot open the store");
+        goto fail;
+    }
+    int rc = ss_store_thread_init(&dp->ctl_st, dp->store, &dp->ctl_ctr);
+    if (rc) {
+        ss_err(err, errlen, "cannot attach the control thread to the store: %s",
+               strerror(-rc));
+        goto fail;
+    }
+    dp->ctl_ready = 1;
+
+    rc = workers_init(dp);
+    if (rc) {
+        ss_err(err, errlen, "cannot set up worker event loops: %s", strerror(-rc));
+        goto fail;
+    }
+    dp->started_at = ss_clock_unix_seconds();
+    return dp;
+
+fail:
+    dataplane_free(dp);
+    return NULL;
+}
+
+/*
+ * Periodic store work (flush a partly filled segment, due flush_all, index
+ * sync) on the control plane's store handle. Returns 0 or -errno.
+ */
+int ss_dataplane_housekeep(struct ss_dataplane *dp)
+{
+    if (!dp)
+        return -EINVAL;
+    pthread_mutex_lock(&dp->ctl_lock);
+    int rc = ss_store_housekeep(&dp->ctl_st);
+    pthread_mutex_unlock(&dp->ctl_lock);
+    return rc;
+}
+
+/*
+ * Ask every worker to return. Safe from any thread, any number of times:
+ * it only sets a flag and pokes each worker's eventfd.
+ */
+void ss_dataplane_stop(struct ss_dataplane *dp)
+{
+    if (!dp)
+        return;
+    atomic_store_explicit(&dp->stopping, 1, memory_order_release);
+    for (int i = 0; i < dp->nworkers; i++) {
+        uint64_t one = 1;
+        ssize_t n = write(dp->workers[i].wakefd, &one, sizeof(one));
+        (void)n; /* EAGAIN means the counter is already non-zero: awake */
+    }
+}
+
+/*
+ * Release everything. Call only after every ss_dataplane_run_worker() has
+ * returned (each closes its own connections); closes the listeners and the
+ * store.
+ */
+void ss_dataplane_destroy(struct ss_dataplane *dp)
+{
+    if (!dp)
+        return;
+    dataplane_free(dp);
+}
+
+/* The bound TCP (udp == 0) or UDP port, or -1 when that listener is off. */
+int ss_dataplane_bound_port(struct ss_dataplane *dp, int udp)
+{
+    if (!dp)
+        return -1;
+    return udp ? dp->udp_port : dp->tcp_port;
+}

@@ -1,0 +1,130 @@
+/*
+ * ss_server_internal.h - private to the network server (ss_dataplane.c,
+ * ss_worker.c, ss_conn.c, ss_udp.c, ss_counters.c).
+ *
+ * The protocol sees struct ss_conn only; the server wraps it in
+ * struct ss_server_conn to keep its own write cursor and epoll mask, so the
+ * public contract stays small.
+ */
+#ifndef SS_SERVER_INTERNAL_H
+#define SS_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ss_conn.h"
+#include "ss_dataplane.h"
+#include "ss_worker.h"
+
+/* A fresh connection's input buffer; most requests fit many times over. */
+#define SS_CONN_RBUF_INITIAL (16u * 1024u)
+/* Smallest read we bother to issue; below this the buffer is compacted. */
+#define SS_CONN_READ_MIN 4096u
+/*
+ * Unread input allowed beyond item_size_max before the connection is closed:
+ * room for the command line of a maximal `set`, or a multi-get line of a few
+ * hundred 250-byte keys.
+ */
+#define SS_CONN_RBUF_SLACK (64u * 1024u)
+/* Output queued above this: stop reading the connection until it drains. */
+#define SS_CONN_OUT_HIGH_WATER (4u << 20)
+/* Buffers that grew past these are given back once the connection idles. */
+#define SS_CONN_RBUF_TRIM (256u * 1024u)
+#define SS_CONN_OUT_TRIM (1u << 20)
+#define SS_CONN_TRIM_IDLE_MS 2000u
+
+/* Items of work a worker picks up per wake-up before yielding to others. */
+#define SS_WORKER_EVENTS 64
+#define SS_WORKER_ACCEPT_BURST 64
+#define SS_WORKER_SWEEP_MS 1000u
+
+/*
+ * memcached protocol.txt, "UDP protocol": "Each UDP datagram contains a simple
+ * frame header, followed by data in the same format as the TCP protocol ...
+ * The frame header is 8 bytes long" (request id, sequence number, total
+ * number of datagrams, reserved = 0; 16-bit big-endian each), and replies are
+ * cut into datagrams of at most 1400 bytes including that header.
+ */
+#define SS_UDP_HEADER_BYTES 8u
+#define SS_UDP_DATAGRAM_MAX 1400u
+#define SS_UDP_BUDGET_SLOTS 4096u /* power of two */
+
+/* Tags of the fixed descriptors in a worker's epoll set (conns use a pointer). */
+enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV__TAG_MAX = 16 };
+
+#ifdef SS_DEBUG_CONN
+#include <stdio.h>
+#define SS_CONN_TRACE(c, ...)                                                  \
+    do {                                                                       \
+        fprintf(stderr, "ss_conn fd=%d: ", (c)->fd);                           \
+        fprintf(stderr, __VA_ARGS__);                                          \
+        fputc('\n', stderr);                                                   \
+    } while (0)
+#else
+#define SS_CONN_TRACE(c, ...)                                                  \
+    do {                                                                       \
+    } while (0)
+#endif
+
+/* A TCP connection as the server keeps it. */
+struct ss_server_conn {
+    struct ss_conn c;   /* first: what the protocol sees */
+    size_t wpos;        /* c.out.data[0, wpos) is already sent */
+    uint32_t events;    /* epoll mask currently registered */
+    uint8_t peer_eof;   /* the client shut down its side */
+};
+
+static inline struct ss_server_conn *ss_server_conn_of(struct ss_conn *c)
+{
+    return (struct ss_server_conn *)((char *)c - offsetof(struct ss_server_conn, c));
+}
+
+struct ss_udp_budget;
+
+struct ss_dataplane {
+    struct ss_dataplane_settings s; /* string members point at own_* */
+    char *own_listen_host;
+    char *own_version;
+    char *own_index_dir;
+    char *own_device_path;
+
+    struct ss_store *store;
+    int64_t started_at;
+
+    int nworkers;
+    struct ss_worker *workers;  /* nworkers, cache aligned */
+    int *tcp_fds;               /* per worker; -1 when TCP is off */
+    int *udp_fds;               /* per worker; -1 when UDP is off */
+    int tcp_port;               /* bound port or -1 */
+    int udp_port;
+    atomic_int *running;        /* per worker: inside run_worker */
+
+    atomic_int stopping;
+    atomic_uint nconns;         /* open TCP connections, all workers */
+    struct ss_udp_budget *udp_budget;
+
+    /* The control plane's handle on the store (housekeeping, verify). */
+    pthread_mutex_t ctl_lock;
+    struct ss_store_thread ctl_st;
+    struct ss_counters ctl_ctr;
+    int ctl_ready;
+};
+
+/* ss_conn.c */
+int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *peer,
+                 socklen_t peer_len);
+void ss_conn_on_event(struct ss_conn *c, uint32_t events);
+void ss_conn_close(struct ss_conn *c);
+void ss_conn_trim(struct ss_conn *c);
+
+/* ss_udp.c */
+struct ss_udp_budget *ss_udp_budget_new(uint32_t bytes_per_sec, uint32_t burst_bytes);
+void ss_udp_budget_free(struct ss_udp_budget *b);
+int ss_udp_worker_init(struct ss_worker *w, int fd);
+void ss_udp_worker_fini(struct ss_worker *w);
+void ss_udp_on_readable(struct ss_worker *w);
+void ss_udp_trim(struct ss_worker *w);
+
+#endif

@@ -1,0 +1,193 @@
+/*
+ * ss_worker.c - one worker thread's event loop (ss_dataplane_run_worker).
+ *
+ * Each worker owns its epoll set, its own SO_REUSEPORT TCP and UDP sockets
+ * (see ss_dataplane.c for why), the connections it accepted and its
+ * counters. Nothing is shared with other workers on the request path except
+ * the store (through this thread's struct ss_store_thread), the global
+ * connection count and the UDP reply budgets.
+ */
+#define _GNU_SOURCE /* accept4, recvmmsg, sendmmsg */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ss_clock.h"
+#include "ss_server_internal.h"
+
+/* memcached's answer when maxconns is reached (memcached.c, conn_listening). */
+static const char ss_too_many_conns[] = "ERROR Too many open connections\r\n";
+
+struct ss_loop {
+    struct ss_worker *w;
+    int tcp_fd;
+    int accept_paused; /* out of descriptors: retried at the next sweep */
+};
+
+/* Stop watching the listener (or watch it again) without closing it. */
+static void loop_listen_enable(struct ss_loop *l, int on)
+{
+    struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.u64 = SS_EV_TCP };
+    if (epoll_ctl(l->w->epfd, EPOLL_CTL_MOD, l->tcp_fd, &ev) == 0)
+        l->accept_paused = !on;
+}
+
+/*
+ * Accept what is waiting on this worker's listener, up to a burst. Over
+ * max_connections a client is told so and closed, as memcached does.
+ */
+static void loop_accept(struct ss_loop *l)
+{
+    struct ss_worker *w = l->w;
+    struct ss_dataplane *dp = w->dp;
+    uint32_t max = dp->s.max_connections;
+
+    for (int i = 0; i < SS_WORKER_ACCEPT_BURST; i++) {
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        int fd = accept4(l->tcp_fd, (struct sockaddr *)&peer, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM) {
+                /* Level-triggered: without this the loop would spin. */
+                loop_listen_enable(l, 0);
+            }
+            return;
+        }
+        unsigned prev = atomic_fetch_add_explicit(&dp->nconns, 1, memory_order_relaxed);
+        if (max && prev >= max) {
+            atomic_fetch_sub_explicit(&dp->nconns, 1, memory_order_relaxed);
+            /* Best effort: a fresh socket's send buffer always has room. */
+            ssize_t n = send(fd, ss_too_many_conns, sizeof(ss_too_many_conns) - 1,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n > 0)
+                w->ctr.bytes_written += (uint64_t)n;
+            close(fd);
+            w->ctr.rejected_connections++;
+            continue;
+        }
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (ss_conn_open(w, fd, &peer, peer_len) < 0) {
+            atomic_fetch_sub_explicit(&dp->nconns, 1, memory_order_relaxed);
+            close(fd);
+        }
+    }
+}
+
+/*
+ * Once a second: close clients idle longer than idle_timeout_s, give back
+ * buffers of quiet connections, retry a paused listener.
+ */
+static void loop_sweep(struct ss_loop *l, uint64_t now)
+{
+    struct ss_worker *w = l->w;
+    uint64_t idle_ms = (uint64_t)w->dp->s.idle_timeout_s * 1000u;
+    struct ss_conn *c = w->conns;
+
+    while (c) {
+        struct ss_conn *next = c->next;
+        uint64_t quiet = now > c->last_active_ms ? now - c->last_active_ms : 0;
+        if (idle_ms && quiet >= idle_ms) {
+            w->ctr.idle_kicks++;
+            ss_conn_close(c);
+        } else if (quiet >= SS_CONN_TRIM_IDLE_MS) {
+            ss_conn_trim(c);
+        }
+        c = next;
+    }
+    if (w->udp)
+        ss_udp_trim(w);
+    if (l->accept_paused)
+        loop_listen_enable(l, 1);
+}
+
+/* Close every connection this worker still holds (on stop). */
+static void loop_close_all(struct ss_worker *w)
+{
+    while (w->conns)
+        ss_conn_close(w->conns);
+}
+
+static void loop_drain_wakefd(struct ss_worker *w)
+{
+    uint64_t v;
+    while (read(w->wakefd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+        ;
+}
+
+/*
+ * Serve on the calling thread until ss_dataplane_stop(). Returns 0 on a
+ * clean stop, -EINVAL for a bad id, -EBUSY if that worker already runs, or
+ * the -errno that ended the loop.
+ */
+int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
+{
+    if (!dp || worker_id < 0 || worker_id >= dp->nworkers)
+        return -EINVAL;
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&dp->running[worker_id], &expect, 1))
+        return -EBUSY;
+
+    struct ss_worker *w = &dp->workers[worker_id];
+    struct ss_loop l = { .w = w, .tcp_fd = dp->tcp_fds[worker_id] };
+    int rc = ss_store_thread_init(&w->st, dp->store, &w->ctr);
+    if (rc) {
+        atomic_store(&dp->running[worker_id], 0);
+        return rc;
+    }
+    if (dp->udp_fds[worker_id] >= 0) {
+        rc = ss_udp_worker_init(w, dp->udp_fds[worker_id]);
+        if (rc) {
+            ss_store_thread_fini(&w->st);
+            atomic_store(&dp->running[worker_id], 0);
+            return rc;
+        }
+    }
+
+    struct epoll_event evs[SS_WORKER_EVENTS];
+    uint64_t next_sweep = ss_clock_mono_ms() + SS_WORKER_SWEEP_MS;
+
+    while (!atomic_load_explicit(&dp->stopping, memory_order_acquire)) {
+        uint64_t now = ss_clock_mono_ms();
+        int timeout = now >= next_sweep ? 0 : (int)(next_sweep - now);
+        int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
+        if (nb_ev < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        for (int i = 0; i < nb_ev; i++) {
+            uint64_t tag = evs[i].data.u64;
+            if (tag < SS_EV__TAG_MAX) {
+                if (tag == SS_EV_TCP)
+                    loop_accept(&l);
+                else if (tag == SS_EV_UDP)
+                    ss_udp_on_readable(w);
+                else if (tag == SS_EV_WAKE)
+                    loop_drain_wakefd(w);
+                continue;
+            }
+            ss_conn_on_event((struct ss_conn *)evs[i].data.ptr, evs[i].events);
+        }
+        now = ss_clock_mono_ms();
+        if (now >= next_sweep) {
+            loop_sweep(&l, now);
+            next_sweep = now + SS_WORKER_SWEEP_MS;
+        }
+    }
+
+    loop_close_all(w);
+    ss_udp_worker_fini(w);
+    ss_store_thread_fini(&w->st);
+    atomic_store(&dp->running[worker_id], 0);
+    return rc;
+}
