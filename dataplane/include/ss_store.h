@@ -78,6 +78,7 @@ struct ss_store_thread {
     void *rtxn;                /* reusable LMDB read transaction */
     struct ss_buf scratch;     /* device reads land here */
     int locked_stripe;         /* -1 when no stripe lock is held */
+    uint64_t locked_hash;      /* ss_hash64 of the locked key */
 };
 
 /* ss_store_find flags */

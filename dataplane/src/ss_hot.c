@@ -1,0 +1,196 @@
+/*
+ * ss_hot.c - the DRAM hot tier: one chained hash table and LRU list per lock
+ * stripe, each bounded by the stripe's share of the configured bytes.
+ *
+ * The stripe lock that serialises a key's operations also guards its shard,
+ * so a hit is one mutex, one chain walk and one memcpy. Every mutation of a
+ * key goes through the hot tier too, so an item present here is always its
+ * key's latest version.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ss_store_internal.h"
+
+#define SS_HOT_MIN_BUCKETS 64u
+
+static inline uint64_t hot_item_bytes(size_t nkey, size_t nbytes)
+{
+    return sizeof(struct ss_hot_item) + nkey + nbytes;
+}
+
+/* Bucket index from the hash bits the stripe choice did not use. */
+static inline uint32_t hot_bucket(const struct ss_stripe *s, uint64_t hash)
+{
+    return (uint32_t)(hash >> 16) & (s->nbuckets - 1);
+}
+
+int ss_hot_init(struct ss_stripe *s)
+{
+    s->nbuckets = SS_HOT_MIN_BUCKETS;
+    s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+    return s->buckets ? 0 : -ENOMEM;
+}
+
+void ss_hot_fini(struct ss_stripe *s)
+{
+    struct ss_hot_item *it = s->lru_head;
+    while (it) {
+        struct ss_hot_item *next = it->lru_next;
+        free(it);
+        it = next;
+    }
+    free(s->buckets);
+    s->buckets = NULL;
+    s->lru_head = s->lru_tail = NULL;
+    s->count = 0;
+    s->bytes = 0;
+}
+
+static void lru_unlink(struct ss_stripe *s, struct ss_hot_item *it)
+{
+    if (it->lru_prev)
+        it->lru_prev->lru_next = it->lru_next;
+    else
+        s->lru_head = it->lru_next;
+    if (it->lru_next)
+        it->lru_next->lru_prev = it->lru_prev;
+    else
+        s->lru_tail = it->lru_prev;
+    it->lru_prev = it->lru_next = NULL;
+}
+
+static void lru_push_head(struct ss_stripe *s, struct ss_hot_item *it)
+{
+    it->lru_prev = NULL;
+    it->lru_next = s->lru_head;
+    if (s->lru_head)
+        s->lru_head->lru_prev = it;
+    s->lru_head = it;
+    if (!s->lru_tail)
+        s->lru_tail = it;
+}
+
+void ss_hot_touch(struct ss_stripe *s, struct ss_hot_item *it)
+{
+    if (s->lru_head == it)
+        return;
+    lru_unlink(s, it);
+    lru_push_head(s, it);
+}
+
+/* Find the chain link pointing at the item for key, or at the chain's end. */
+static struct ss_hot_item **hot_find_link(struct ss_stripe *s, uint64_t hash, const void *key,
+                                          size_t nkey)
+{
+    struct ss_hot_item **link = &s->buckets[hot_bucket(s, hash)];
+    for (; *link; link = &(*link)->hnext) {
+        struct ss_hot_item *it = *link;
+        if (it->hash == hash && it->nkey == nkey && memcmp(it->data, key, nkey) == 0)
+            break;
+    }
+    return link;
+}
+
+struct ss_hot_item *ss_hot_get(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey)
+{
+    if (!s->count)
+        return NULL;
+    return *hot_find_link(s, hash, key, nkey);
+}
+
+static void hot_unlink_free(struct ss_stripe *s, struct ss_hot_item **link)
+{
+    struct ss_hot_item *it = *link;
+    *link = it->hnext;
+    lru_unlink(s, it);
+    s->count--;
+    s->bytes -= hot_item_bytes(it->nkey, it->e.nbytes);
+    free(it);
+}
+
+void ss_hot_remove(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey)
+{
+    if (!s->count)
+        return;
+    struct ss_hot_item **link = hot_find_link(s, hash, key, nkey);
+    if (*link)
+        hot_unlink_free(s, link);
+}
+
+/* Double the bucket array when chains get long; failure just keeps them long. */
+static void hot_maybe_grow(struct ss_stripe *s)
+{
+    if (s->count < s->nbuckets * 2u)
+        return;
+    uint32_t n = s->nbuckets * 2u;
+    struct ss_hot_item **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return;
+    for (uint32_t i = 0; i < s->nbuckets; i++) {
+        struct ss_hot_item *it = s->buckets[i];
+        while (it) {
+            struct ss_hot_item *next = it->hnext;
+            uint32_t b = (uint32_t)(it->hash >> 16) & (n - 1);
+            it->hnext = nb[b];
+            nb[b] = it;
+            it = next;
+        }
+    }
+    free(s->buckets);
+    s->buckets = nb;
+    s->nbuckets = n;
+}
+
+/* Evict least recently used items until `need` more bytes fit. */
+static void hot_make_room(struct ss_store *st, struct ss_stripe *s, uint64_t need,
+                          struct ss_counters *ctr)
+{
+    while (s->lru_tail && s->bytes + need > st->hot_budget) {
+        struct ss_hot_item *victim = s->lru_tail;
+        struct ss_hot_item **link = hot_find_link(s, victim->hash, victim->data, victim->nkey);
+        hot_unlink_free(s, link);
+        if (ctr)
+            ctr->hot_evictions++;
+    }
+}
+
+int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
+               size_t nkey, const struct ss_index_entry *e, const struct iovec *iov, int niov,
+               struct ss_counters *ctr)
+{
+    uint64_t size = hot_item_bytes(nkey, e->nbytes);
+    /* An item larger than an eighth of the shard would flush the shard's
+     * working set for one value; such items are served from the device. */
+    if (size > st->hot_budget / 8) {
+        ss_hot_remove(s, hash, key, nkey);
+        return 0;
+    }
+    /* Copy first: the caller's value may live in the item being replaced
+     * (append and prepend pass the old value back in). */
+    struct ss_hot_item *it = malloc(size);
+    if (!it)
+        return -ENOMEM;
+    it->hash = hash;
+    it->e = *e;
+    it->nkey = (uint8_t)nkey;
+    memcpy(it->data, key, nkey);
+    char *p = it->data + nkey;
+    for (int i = 0; i < niov; i++) {
+        memcpy(p, iov[i].iov_base, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
+    struct ss_hot_item **link = hot_find_link(s, hash, key, nkey);
+    if (*link)
+        hot_unlink_free(s, link);
+    hot_make_room(st, s, size, ctr);
+    hot_maybe_grow(s);
+    uint32_t b = hot_bucket(s, hash);
+    it->hnext = s->buckets[b];
+    s->buckets[b] = it;
+    lru_push_head(s, it);
+    s->count++;
+    s->bytes += size;
+    return 1;
+}

@@ -1,0 +1,416 @@
+/*
+ * ss_log.c - the segment log on the device.
+ *
+ * The device is a superblock followed by N fixed-size segments used as a
+ * ring. Records are appended to the open (head) segment, held in memory and
+ * written out when the segment fills or when housekeeping finds it dirty for
+ * longer than flush_interval_ms. Opening the next segment reclaims it first:
+ * its records are read back and the index entries still pointing at them are
+ * deleted (FIFO eviction, as memcached's extstore and CacheLib's flash cache
+ * do). Each reuse bumps the segment's generation, so a record from an
+ * earlier use never verifies against a newer entry.
+ *
+ * Lock order: a key's stripe lock, then the log lock, then LMDB's writer
+ * lock. Reclaim takes the log lock then LMDB's; it never takes stripe locks.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <zlib.h>
+
+#include "ss_clock.h"
+#include "ss_store_internal.h"
+
+static inline uint64_t seg_dev_off(const struct ss_log *log, uint32_t seg)
+{
+    return SS_SUPER_BYTES + (uint64_t)seg * log->segment_bytes;
+}
+
+uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
+                       const struct iovec *iov, int niov)
+{
+    uint32_t fixed[3] = {nbytes, flags, (uint32_t)nkey};
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, (const Bytef *)fixed, sizeof(fixed));
+    crc = crc32(crc, key, (uInt)nkey);
+    for (int i = 0; i < niov; i++)
+        crc = crc32(crc, iov[i].iov_base, (uInt)iov[i].iov_len);
+    return (uint32_t)crc;
+}
+
+static int log_persist_state(struct ss_store *st, MDB_txn *txn)
+{
+    struct ss_log *log = &st->log;
+    uint32_t state[2] = {log->head, log->nsegments};
+    MDB_val k = {.mv_size = 3, .mv_data = "log"};
+    MDB_val v = {.mv_size = sizeof(state), .mv_data = state};
+    int rc = mdb_put(txn, st->meta, &k, &v, 0);
+    if (rc)
+        return rc;
+    MDB_val gk = {.mv_size = 4, .mv_data = "gens"};
+    MDB_val gv = {.mv_size = (size_t)log->nsegments * 4, .mv_data = log->gens};
+    return mdb_put(txn, st->meta, &gk, &gv, 0);
+}
+
+/* Write buf[flushed_off, write_off) to the head segment. Log lock held. */
+static int log_write_dirty(struct ss_store *st, struct ss_counters *ctr)
+{
+    struct ss_log *log = &st->log;
+    if (log->write_off <= log->flushed_off)
+        return 0;
+    uint32_t len = log->write_off - log->flushed_off;
+    int rc = st->dev->ops->write(st->dev, seg_dev_off(log, log->head) + log->flushed_off,
+                                 log->buf + log->flushed_off, len);
+    if (rc) {
+        ctr->errors_device++;
+        return rc;
+    }
+    ctr->device_writes++;
+    ctr->device_write_bytes += len;
+    log->flushed_off = log->write_off;
+    log->dirty_since_ms = 0;
+    return 0;
+}
+
+/*
+ * Delete the index entries that still point into segment `seg` (generation
+ * `gen`), inside txn. Counts evictions. The segment is read back whole: one
+ * large sequential read per reclaimed segment.
+ */
+static int log_reclaim(struct ss_store *st, MDB_txn *txn, uint32_t seg, uint32_t gen,
+                       struct ss_counters *ctr)
+{
+    struct ss_log *log = &st->log;
+    int rc = st->dev->ops->read(st->dev, seg_dev_off(log, seg), log->reclaim_buf,
+                                log->segment_bytes);
+    if (rc) {
+        ctr->errors_device++;
+        return rc;
+    }
+    ctr->device_reads++;
+    ctr->device_read_bytes += log->segment_bytes;
+    int64_t now = ss_clock_unix_seconds();
+    uint64_t flush_seq = atomic_load(&st->flush_seq);
+    uint32_t off = 0;
+    while (off + sizeof(struct ss_record_hdr) <= log->segment_bytes) {
+        struct ss_record_hdr h;
+        memcpy(&h, log->reclaim_buf + off, sizeof(h));
+        if (h.magic != SS_RECORD_MAGIC || h.seg_gen != gen)
+            break; /* end of what this use of the segment wrote */
+        uint32_t size = ss_record_size(h.nkey, h.nbytes);
+        if (h.nkey == 0 || size > log->segment_bytes - off)
+            break; /* torn header: nothing after it can be trusted */
+        MDB_val k = {.mv_size = h.nkey, .mv_data = log->reclaim_buf + off + sizeof(h)}, v;
+        if (mdb_get(txn, st->items, &k, &v) == 0 && v.mv_size == sizeof(struct ss_index_entry)) {
+            struct ss_index_entry e;
+            memcpy(&e, v.mv_data, sizeof(e));
+            if (e.segment == seg && e.seg_gen == gen && e.offset == off) {
+                mdb_del(txn, st->items, &k, NULL);
+                if ((e.exptime && e.exptime <= now) || e.seq < flush_seq) {
+                    ctr->reclaimed++;
+                } else {
+                    ctr->evictions++;
+                    if (!(e.bits & SS_ITEM_FETCHED))
+                        ctr->evicted_unfetched++;
+                }
+            }
+        }
+        off += size;
+    }
+    ctr->segments_reclaimed++;
+    return 0;
+}
+
+/* Close the head segment and open the next one, reclaiming it. Lock held. */
+static int log_roll(struct ss_store *st, struct ss_counters *ctr)
+{
+    struct ss_log *log = &st->log;
+    int rc = log_write_dirty(st, ctr);
+    if (rc)
+        return rc;
+    if (log->write_off)
+        ctr->segments_flushed++;
+    uint32_t next = (log->head + 1) % log->nsegments;
+    MDB_txn *txn;
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc)
+        return ss_mdb_errno(rc);
+    if (log->gens[next]) {
+        rc = log_reclaim(st, txn, next, log->gens[next], ctr);
+        if (rc) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+    }
+    uint32_t old_head = log->head, old_gen = log->gens[next];
+    log->gens[next] = old_gen + 1 ? old_gen + 1 : 1;
+    log->head = next;
+    rc = log_persist_state(st, txn);
+    if (!rc)
+        rc = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+    if (rc) {
+        log->gens[next] = old_gen;
+        log->head = old_head;
+        ctr->errors_index++;
+        return ss_mdb_errno(rc);
+    }
+    log->write_off = log->flushed_off = 0;
+    log->dirty_since_ms = 0;
+    return 0;
+}
+
+int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key, size_t nkey,
+                  struct ss_index_entry *e, uint32_t crc, const struct iovec *iov, int niov)
+{
+    struct ss_log *log = &st->log;
+    uint32_t size = ss_record_size(nkey, e->nbytes);
+    if (size > log->segment_bytes)
+        return -E2BIG;
+    pthread_mutex_lock(&log->lock);
+    if (log->write_off + size > log->segment_bytes) {
+        int rc = log_roll(st, ctr);
+        if (rc) {
+            pthread_mutex_unlock(&log->lock);
+            return rc;
+        }
+    }
+    char *p = log->buf + log->write_off;
+    struct ss_record_hdr h = {
+        .magic = SS_RECORD_MAGIC,
+        .crc = crc,
+        .seg_gen = log->gens[log->head],
+        .nbytes = e->nbytes,
+        .cas = e->cas,
+        .flags = e->flags,
+        .nkey = (uint8_t)nkey,
+    };
+    memcpy(p, &h, sizeof(h));
+    p += sizeof(h);
+    memcpy(p, key, nkey);
+    p += nkey;
+    for (int i = 0; i < niov; i++) {
+        memcpy(p, iov[i].iov_base, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
+    /* zero the alignment pad so the segment image is deterministic */
+    memset(p, 0, (size_t)(log->buf + log->write_off + size - p));
+    e->segment = log->head;
+    e->offset = log->write_off;
+    e->seg_gen = h.seg_gen;
+    log->write_off += size;
+    if (!log->dirty_since_ms)
+        log->dirty_since_ms = ss_clock_mono_ms();
+    pthread_mutex_unlock(&log->lock);
+    return 0;
+}
+
+int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
+                const struct ss_index_entry *e)
+{
+    struct ss_store *st = t->store;
+    struct ss_log *log = &st->log;
+    uint32_t size = ss_record_size(nkey, e->nbytes);
+    if (e->segment >= log->nsegments || size > log->segment_bytes - e->offset)
+        return -EBADMSG;
+    t->scratch.len = 0;
+    int rc = ss_buf_reserve(&t->scratch, size);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&log->lock);
+    uint32_t gen = log->gens[e->segment];
+    int in_buffer = e->segment == log->head && e->offset + size <= log->write_off;
+    if (gen == e->seg_gen && in_buffer)
+        memcpy(t->scratch.data, log->buf + e->offset, size);
+    pthread_mutex_unlock(&log->lock);
+    if (gen != e->seg_gen)
+        return -ESTALE; /* the segment was reclaimed since */
+    if (!in_buffer) {
+        rc = st->dev->ops->read(st->dev, seg_dev_off(log, e->segment) + e->offset,
+                                t->scratch.data, size);
+        if (rc) {
+            t->ctr->errors_device++;
+            return -EIO;
+        }
+        t->ctr->device_reads++;
+        t->ctr->device_read_bytes += size;
+    }
+    struct ss_record_hdr h;
+    memcpy(&h, t->scratch.data, sizeof(h));
+    const char *rkey = t->scratch.data + sizeof(h);
+    if (h.magic != SS_RECORD_MAGIC || h.seg_gen != e->seg_gen || h.nkey != nkey ||
+        h.nbytes != e->nbytes || memcmp(rkey, key, nkey) != 0)
+        return -EBADMSG;
+    struct iovec v = {.iov_base = (void *)(rkey + nkey), .iov_len = h.nbytes};
+    if (ss_record_crc(key, nkey, h.flags, h.nbytes, &v, 1) != h.crc)
+        return -EBADMSG;
+    t->value = rkey + nkey;
+    t->value_len = h.nbytes;
+    return 0;
+}
+
+int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms)
+{
+    struct ss_log *log = &st->log;
+    pthread_mutex_lock(&log->lock);
+    int rc = 0;
+    if (log->dirty_since_ms && ss_clock_mono_ms() - log->dirty_since_ms >= age_ms)
+        rc = log_write_dirty(st, ctr);
+    pthread_mutex_unlock(&log->lock);
+    return rc;
+}
+
+static int super_write(struct ss_store *st)
+{
+    char block[SS_SUPER_BYTES] = {0};
+    struct ss_superblock sb = {
+        .magic = SS_SUPER_MAGIC,
+        .version = 1,
+        .segment_bytes = st->log.segment_bytes,
+        .nsegments = st->log.nsegments,
+    };
+    memcpy(sb.uuid, st->uuid, sizeof(sb.uuid));
+    memcpy(block, &sb, sizeof(sb));
+    int rc = st->dev->ops->write(st->dev, 0, block, sizeof(block));
+    return rc ? rc : st->dev->ops->sync(st->dev);
+}
+
+/*
+ * Read or write the superblock, load the segment generations from the index
+ * and open a fresh head segment. A store formatted with another segment size,
+ * or with more segments than the config now gives, is refused. Returns 0 or
+ * -errno with err filled. *reset is set when the index must be emptied (a new
+ * device, or an index that belongs to another device).
+ */
+static int log_load(struct ss_store *st, int *reset, char *err, size_t errlen)
+{
+    struct ss_log *log = &st->log;
+    struct ss_superblock sb;
+    int rc = st->dev->ops->read(st->dev, 0, &sb, sizeof(sb));
+    if (rc) {
+        snprintf(err, errlen, "cannot read the superblock of %s: %s", st->device_path,
+                 strerror(-rc));
+        return rc;
+    }
+    *reset = 0;
+    if (sb.magic != SS_SUPER_MAGIC) {
+        if (getrandom(st->uuid, sizeof(st->uuid), 0) != sizeof(st->uuid)) {
+            snprintf(err, errlen, "getrandom failed: %s", strerror(errno));
+            return -EIO;
+        }
+        *reset = 1;
+        rc = super_write(st);
+        if (rc) {
+            snprintf(err, errlen, "cannot format %s: %s", st->device_path, strerror(-rc));
+            return rc;
+        }
+        return 0;
+    }
+    if (sb.version != 1 || sb.segment_bytes != log->segment_bytes) {
+        snprintf(err, errlen, "%s was formatted with segment_size %u bytes but the config "
+                 "says %u; restore the setting, or delete the file to start empty",
+                 st->device_path, sb.segment_bytes, log->segment_bytes);
+        return -EINVAL;
+    }
+    if (sb.nsegments > log->nsegments) {
+        snprintf(err, errlen, "%s holds %llu segments but the configured pool size gives "
+                 "only %u; shrinking a pool is not supported: restore the size",
+                 st->device_path, (unsigned long long)sb.nsegments, log->nsegments);
+        return -EINVAL;
+    }
+    memcpy(st->uuid, sb.uuid, sizeof(st->uuid));
+    uint8_t indexed[16];
+    if (ss_index_meta_get(st, "uuid", indexed, sizeof(indexed)) != 0 ||
+        memcmp(indexed, st->uuid, sizeof(indexed)) != 0) {
+        *reset = 1; /* the index describes another device: start empty */
+    } else {
+        uint32_t state[2];
+        if (ss_index_meta_get(st, "log", state, sizeof(state)) == 0 &&
+            state[1] <= log->nsegments && state[1] == sb.nsegments) {
+            log->head = state[0] < state[1] ? state[0] : 0;
+            ss_index_meta_get(st, "gens", log->gens, (size_t)state[1] * 4);
+        }
+    }
+    if (sb.nsegments != log->nsegments) { /* grown: new segments start unused */
+        rc = super_write(st);
+        if (rc) {
+            snprintf(err, errlen, "cannot update the superblock of %s: %s", st->device_path,
+                     strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t errlen)
+{
+    struct ss_log *log = &st->log;
+    log->segment_bytes = st->set.segment_bytes;
+    uint64_t n = (st->set.device_bytes - SS_SUPER_BYTES) / log->segment_bytes;
+    if (st->set.device_bytes <= SS_SUPER_BYTES || n < 2 || n > UINT32_MAX) {
+        snprintf(err, errlen, "device %s: %llu bytes is room for %llu segments of %u bytes; "
+                 "a pool needs at least 2", st->device_path,
+                 (unsigned long long)st->set.device_bytes, (unsigned long long)n,
+                 log->segment_bytes);
+        return -EINVAL;
+    }
+    log->nsegments = (uint32_t)n;
+    log->head = log->nsegments - 1;
+    log->gens = calloc(n, sizeof(uint32_t));
+    log->buf = aligned_alloc(4096, log->segment_bytes);
+    log->reclaim_buf = aligned_alloc(4096, log->segment_bytes);
+    if (!log->gens || !log->buf || !log->reclaim_buf) {
+        snprintf(err, errlen, "out of memory for %u-byte segment buffers", log->segment_bytes);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&log->lock, NULL);
+    int reset = 0;
+    int rc = log_load(st, &reset, err, errlen);
+    if (rc)
+        return rc;
+    MDB_txn *txn = NULL;
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (!rc && reset) {
+        memset(log->gens, 0, n * sizeof(uint32_t));
+        log->head = log->nsegments - 1;
+        rc = mdb_drop(txn, st->items, 0);
+        MDB_val k = {.mv_size = 4, .mv_data = "uuid"};
+        MDB_val v = {.mv_size = sizeof(st->uuid), .mv_data = st->uuid};
+        if (!rc)
+            rc = mdb_put(txn, st->meta, &k, &v, 0);
+    }
+    if (!rc)
+        rc = log_persist_state(st, txn);
+    if (!rc)
+        rc = mdb_txn_commit(txn);
+    else if (txn)
+        mdb_txn_abort(txn);
+    if (rc) {
+        snprintf(err, errlen, "cannot write the index in %s: %s", st->index_dir,
+                 mdb_strerror(rc));
+        return ss_mdb_errno(rc);
+    }
+    return 0;
+}
+
+/* Start writing into a fresh segment (at open, after any repair). */
+int ss_log_start(struct ss_store *st, struct ss_counters *ctr)
+{
+    pthread_mutex_lock(&st->log.lock);
+    int rc = log_roll(st, ctr);
+    pthread_mutex_unlock(&st->log.lock);
+    return rc;
+}
+
+void ss_log_close(struct ss_store *st)
+{
+    struct ss_log *log = &st->log;
+    free(log->gens);
+    free(log->buf);
+    free(log->reclaim_buf);
+    log->gens = NULL;
+    log->buf = log->reclaim_buf = NULL;
+}

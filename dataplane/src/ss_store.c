@@ -1,0 +1,637 @@
+/*
+ * ss_store.c - the store's public API (ss_store.h): per-key critical
+ * sections over the DRAM hot tier, the LMDB index and the segment log.
+ *
+ * Reads go DRAM -> index -> device; a device hit is verified, then promoted
+ * to DRAM. Writes append to the log, update the index, then the DRAM copy,
+ * all under the key's stripe lock, so a DRAM copy is never older than the
+ * index. flush_all is logical: every write takes a sequence number, and an
+ * item whose number is below the flush mark is dead; housekeeping purges the
+ * index of such items in the background.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ss_clock.h"
+#include "ss_hash.h"
+#include "ss_store_internal.h"
+
+/* Sequence numbers (and so cas values) are reserved ahead in the index, so a
+ * crash never hands out a number twice: at most SEQ_LOW_WATER of them can be
+ * used between two housekeeping passes, which is far beyond any rate. */
+#define SEQ_RESERVE   (1ull << 32)
+#define SEQ_LOW_WATER (1ull << 31)
+#define SYNC_INTERVAL_MS 1000u
+#define PURGE_BATCH 20000u
+
+struct ss_store_private {
+    struct ss_store st;
+    int lock_fd;
+    /* background purge of flushed items: resume after this key */
+    char purge_key[SS_KEY_MAX_LENGTH];
+    size_t purge_nkey;
+    struct ss_counters open_ctr; /* work done while opening */
+};
+
+static struct ss_store_private *priv_of(struct ss_store *st)
+{
+    return (struct ss_store_private *)st;
+}
+
+static int persist_u64(struct ss_store *st, const char *name, uint64_t v)
+{
+    return ss_index_meta_put(st, name, &v, sizeof(v));
+}
+
+/* Apply a delayed flush_all whose time has come (any thread, any time). */
+static void apply_due_flush(struct ss_store *st, int64_t now)
+{
+    int64_t due = atomic_load_explicit(&st->pending_flush_at, memory_order_relaxed);
+    if (!due || now < due)
+        return;
+    if (!atomic_compare_exchange_strong(&st->pending_flush_at, &due, 0))
+        return;
+    atomic_store(&st->flush_seq, atomic_load(&st->next_seq));
+    persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
+    int64_t none = 0;
+    ss_index_meta_put(st, "pending_flush", &none, sizeof(none));
+}
+
+/* 0 if the item is live, else why it is not. */
+static int entry_dead(struct ss_store *st, const struct ss_index_entry *e, int64_t now)
+{
+    if (e->seq < atomic_load_explicit(&st->flush_seq, memory_order_relaxed))
+        return -ECANCELED;
+    if (e->exptime && e->exptime <= now)
+        return -ETIME;
+    return 0;
+}
+
+static void entry_to_item(const struct ss_index_entry *e, struct ss_item *it, uint32_t tier)
+{
+    it->cas = e->cas;
+    it->exptime = e->exptime;
+    it->flags = e->flags;
+    it->nbytes = e->nbytes;
+    it->last_access = e->last_access;
+    it->bits = e->bits;
+    it->tier = tier;
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0700) && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0700) && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/*
+ * After an unclean stop, drop every index entry whose record does not verify
+ * (the open segment's tail may never have reached the device). Returns the
+ * number dropped or -errno.
+ */
+static long repair_index(struct ss_store *st, struct ss_counters *ctr)
+{
+    struct ss_store_thread t;
+    int rc = ss_store_thread_init(&t, st, ctr);
+    if (rc)
+        return rc;
+    struct ss_buf doomed = {0}; /* [nkey][key] ... */
+    long dropped = 0;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (!rc)
+        rc = mdb_cursor_open(txn, st->items, &cur);
+    if (rc) {
+        ss_store_thread_fini(&t);
+        return ss_mdb_errno(rc);
+    }
+    MDB_val k, v;
+    int op = MDB_FIRST;
+    while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+        op = MDB_NEXT;
+        struct ss_index_entry e;
+        int bad = v.mv_size != sizeof(e) || k.mv_size > SS_KEY_MAX_LENGTH;
+        if (!bad) {
+            memcpy(&e, v.mv_data, sizeof(e));
+            bad = ss_log_read(&t, k.mv_data, k.mv_size, &e) != 0;
+        }
+        if (bad) {
+            uint8_t n = (uint8_t)(k.mv_size > 255 ? 255 : k.mv_size);
+            if (ss_buf_append(&doomed, &n, 1) || ss_buf_append(&doomed, k.mv_data, n))
+                break;
+            dropped++;
+        }
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (dropped) {
+        rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+        if (!rc) {
+            for (size_t off = 0; off < doomed.len;) {
+                uint8_t n = (uint8_t)doomed.data[off];
+                MDB_val dk = {.mv_size = n, .mv_data = doomed.data + off + 1};
+                mdb_del(txn, st->items, &dk, NULL);
+                off += 1u + n;
+            }
+            rc = mdb_txn_commit(txn);
+        }
+        ctr->errors_checksum += (uint64_t)dropped;
+    }
+    ss_buf_free(&doomed);
+    ss_store_thread_fini(&t);
+    return rc ? ss_mdb_errno(rc) : dropped;
+}
+
+static int load_marks(struct ss_store *st)
+{
+    uint64_t v = 0;
+    uint64_t reserved = ss_index_meta_get(st, "seq_reserved", &v, sizeof(v)) == 0 ? v : 1;
+    atomic_store(&st->next_seq, reserved ? reserved : 1);
+    atomic_store(&st->seq_reserved, atomic_load(&st->next_seq) + SEQ_RESERVE);
+    int rc = persist_u64(st, "seq_reserved", atomic_load(&st->seq_reserved));
+    if (rc)
+        return rc;
+    v = 0;
+    ss_index_meta_get(st, "flush_seq", &v, sizeof(v));
+    atomic_store(&st->flush_seq, v);
+    int64_t pending = 0;
+    ss_index_meta_get(st, "pending_flush", &pending, sizeof(pending));
+    atomic_store(&st->pending_flush_at, pending);
+    return 0;
+}
+
+struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, size_t errlen)
+{
+    if (!s->index_dir || !s->device_path) {
+        snprintf(err, errlen, "store settings need an index directory and a device path");
+        return NULL;
+    }
+    if ((uint64_t)s->item_size_max + sizeof(struct ss_record_hdr) + SS_KEY_MAX_LENGTH +
+            SS_RECORD_ALIGN > s->segment_bytes) {
+        snprintf(err, errlen, "segment_size %u bytes cannot hold an item of item_size_max "
+                 "%u bytes; raise segment_size or lower item_size_max",
+                 s->segment_bytes, s->item_size_max);
+        return NULL;
+    }
+    struct ss_store_private *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, errlen, "out of memory opening the store");
+        return NULL;
+    }
+    struct ss_store *st = &p->st;
+    p->lock_fd = -1;
+    st->set = *s;
+    st->index_dir = strdup(s->index_dir);
+    st->device_path = strdup(s->device_path);
+    st->set.index_dir = st->index_dir;
+    st->set.device_path = st->device_path;
+    st->hot_budget = s->hot_bytes / SS_STRIPES;
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        pthread_mutex_init(&st->stripes[i].lock, NULL);
+        if (ss_hot_init(&st->stripes[i])) {
+            snprintf(err, errlen, "out of memory for the DRAM tier");
+            goto fail;
+        }
+    }
+    int rc = mkdir_p(st->index_dir);
+    if (rc) {
+        snprintf(err, errlen, "cannot create index directory %s: %s; check storage.dir",
+                 st->index_dir, strerror(-rc));
+        goto fail;
+    }
+    /* LMDB allows many processes on one environment; two appliances on one
+     * store would interleave their logs, so take an exclusive lock first. */
+    char lockpath[4200];
+    snprintf(lockpath, sizeof(lockpath), "%s/smartswitch.lock", st->index_dir);
+    p->lock_fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (p->lock_fd < 0 || flock(p->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen, "the store in %s is in use by another SmartSwitch process; "
+                 "stop it first, or give this one its own storage.dir", st->index_dir);
+        goto fail;
+    }
+    st->dev = ss_device_file_open(st->device_path, s->device_bytes, 1, err, errlen);
+    if (!st->dev)
+        goto fail;
+    if (ss_index_open(st, err, errlen))
+        goto fail;
+    if (ss_log_open(st, &p->open_ctr, err, errlen))
+        goto fail;
+    if (load_marks(st)) {
+        snprintf(err, errlen, "cannot write the index in %s", st->index_dir);
+        goto fail;
+    }
+    uint32_t clean = 1;
+    if (ss_index_meta_get(st, "clean", &clean, sizeof(clean)) == 0 && !clean) {
+        long dropped = repair_index(st, &p->open_ctr);
+        if (dropped < 0) {
+            snprintf(err, errlen, "cannot repair the index in %s after an unclean stop: %s",
+                     st->index_dir, strerror((int)-dropped));
+            goto fail;
+        }
+    }
+    clean = 0;
+    if (ss_index_meta_put(st, "clean", &clean, sizeof(clean)) ||
+        mdb_env_sync(st->env, 1) || ss_log_start(st, &p->open_ctr)) {
+        snprintf(err, errlen, "cannot start the segment log on %s", st->device_path);
+        goto fail;
+    }
+    st->last_sync_ms = ss_clock_mono_ms();
+    return st;
+fail:
+    st->closed = 1;
+    if (st->env)
+        ss_index_close(st);
+    if (st->dev)
+        st->dev->ops->close(st->dev);
+    ss_log_close(st);
+    for (unsigned i = 0; i < SS_STRIPES; i++)
+        ss_hot_fini(&st->stripes[i]);
+    if (p->lock_fd >= 0)
+        close(p->lock_fd);
+    free(st->index_dir);
+    free(st->device_path);
+    free(p);
+    return NULL;
+}
+
+void ss_store_close(struct ss_store *st)
+{
+    if (!st || st->closed)
+        return;
+    struct ss_store_private *p = priv_of(st);
+    st->closed = 1;
+    ss_log_flush(st, &p->open_ctr, 0);
+    st->dev->ops->sync(st->dev);
+    persist_u64(st, "seq_reserved", atomic_load(&st->next_seq));
+    persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
+    int64_t pending = atomic_load(&st->pending_flush_at);
+    ss_index_meta_put(st, "pending_flush", &pending, sizeof(pending));
+    uint32_t clean = 1;
+    ss_index_meta_put(st, "clean", &clean, sizeof(clean));
+    ss_index_close(st);
+    st->dev->ops->close(st->dev);
+    ss_log_close(st);
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        ss_hot_fini(&st->stripes[i]);
+        pthread_mutex_destroy(&st->stripes[i].lock);
+    }
+    if (p->lock_fd >= 0)
+        close(p->lock_fd);
+    free(st->index_dir);
+    free(st->device_path);
+    free(p);
+}
+
+int ss_store_thread_init(struct ss_store_thread *t, struct ss_store *st, struct ss_counters *ctr)
+{
+    memset(t, 0, sizeof(*t));
+    t->store = st;
+    t->ctr = ctr;
+    t->locked_stripe = -1;
+    return ss_buf_reserve(&t->scratch, st->set.item_size_max + 512u);
+}
+
+void ss_store_thread_fini(struct ss_store_thread *t)
+{
+    if (t->rtxn)
+        mdb_txn_abort(t->rtxn);
+    t->rtxn = NULL;
+    ss_buf_free(&t->scratch);
+}
+
+void ss_store_lock(struct ss_store_thread *t, const void *key, size_t nkey)
+{
+    uint64_t h = ss_hash64(key, nkey);
+    t->locked_hash = h;
+    t->locked_stripe = (int)(h & (SS_STRIPES - 1));
+    pthread_mutex_lock(&t->store->stripes[t->locked_stripe].lock);
+}
+
+void ss_store_unlock(struct ss_store_thread *t)
+{
+    pthread_mutex_unlock(&t->store->stripes[t->locked_stripe].lock);
+    t->locked_stripe = -1;
+}
+
+/* Remove a dead or unreadable item from both tiers (lock held). */
+static void drop_item(struct ss_store_thread *t, const void *key, size_t nkey)
+{
+    ss_hot_remove(&t->store->stripes[t->locked_stripe], t->locked_hash, key, nkey);
+    int rc = ss_index_del(t->store, key, nkey);
+    if (rc && rc != -ENOENT)
+        t->ctr->errors_index++;
+}
+
+int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
+                  struct ss_item *it, unsigned flags)
+{
+    struct ss_store *st = t->store;
+    struct ss_stripe *s = &st->stripes[t->locked_stripe];
+    int64_t now = ss_clock_unix_seconds();
+    apply_due_flush(st, now);
+
+    struct ss_hot_item *hi = ss_hot_get(s, t->locked_hash, key, nkey);
+    if (hi) {
+        int dead = entry_dead(st, &hi->e, now);
+        if (dead) {
+            drop_item(t, key, nkey);
+            return dead;
+        }
+        entry_to_item(&hi->e, it, SS_TIER_DRAM);
+        if (flags & SS_FIND_VALUE) {
+            t->value = ss_hot_value(hi);
+            t->value_len = hi->e.nbytes;
+        }
+        if (!(flags & SS_FIND_NO_BUMP)) {
+            hi->e.bits |= SS_ITEM_FETCHED;
+            hi->e.last_access = (uint32_t)now;
+            ss_hot_touch(s, hi);
+        }
+        return 0;
+    }
+
+    struct ss_index_entry e;
+    int rc = ss_index_get(t, key, nkey, &e);
+    if (rc)
+        return rc == -ENOENT ? -ENOENT : -EIO;
+    int dead = entry_dead(st, &e, now);
+    if (dead) {
+        drop_item(t, key, nkey);
+        return dead;
+    }
+    entry_to_item(&e, it, SS_TIER_DEVICE);
+    if (!(flags & SS_FIND_VALUE))
+        return 0;
+    rc = ss_log_read(t, key, nkey, &e);
+    if (rc) {
+        /* A record that fails verification is never served: it was torn or
+         * never reached the device (-EBADMSG), or its segment was reclaimed
+         * after the index lookup (-ESTALE: an eviction, not an error). */
+        drop_item(t, key, nkey);
+        if (rc == -ESTALE)
+            return -ENOENT;
+        if (rc == -EBADMSG)
+            t->ctr->errors_checksum++;
+        return -EIO;
+    }
+    if (!(flags & SS_FIND_NO_BUMP)) {
+        e.bits |= SS_ITEM_FETCHED;
+        e.last_access = (uint32_t)now;
+    }
+    struct iovec v = {.iov_base = (void *)t->value, .iov_len = t->value_len};
+    ss_hot_put(st, s, t->locked_hash, key, nkey, &e, &v, 1, t->ctr);
+    return 0;
+}
+
+int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
+                   struct ss_item *it, const struct iovec *iov, int niov, unsigned flags)
+{
+    struct ss_store *st = t->store;
+    size_t n = 0;
+    for (int i = 0; i < niov; i++)
+        n += iov[i].iov_len;
+    if (n > st->set.item_size_max)
+        return -E2BIG;
+    int64_t now = ss_clock_unix_seconds();
+    apply_due_flush(st, now); /* a write after the due time must survive it */
+    uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
+    struct ss_index_entry e = {
+        .cas = it->cas ? it->cas : seq,
+        .seq = seq,
+        .exptime = it->exptime,
+        .flags = it->flags,
+        .nbytes = (uint32_t)n,
+        .last_access = (flags & SS_WRITE_KEEP_META) ? it->last_access : (uint32_t)now,
+        .bits = (flags & SS_WRITE_KEEP_META) ? it->bits : 0,
+    };
+    uint32_t crc = ss_record_crc(key, nkey, e.flags, e.nbytes, iov, niov);
+    int rc = ss_log_append(st, t->ctr, key, nkey, &e, crc, iov, niov);
+    if (rc)
+        return rc == -E2BIG ? -E2BIG : (rc == -ENOSPC ? -ENOSPC : -EIO);
+    struct ss_stripe *s = &st->stripes[t->locked_stripe];
+    rc = ss_index_put(st, key, nkey, &e);
+    if (rc) {
+        t->ctr->errors_index++;
+        ss_hot_remove(s, t->locked_hash, key, nkey);
+        return rc == -ENOSPC ? -ENOSPC : -EIO;
+    }
+    if (ss_hot_put(st, s, t->locked_hash, key, nkey, &e, iov, niov, t->ctr) < 0) {
+        t->ctr->errors_out_of_memory++;
+        ss_hot_remove(s, t->locked_hash, key, nkey);
+    }
+    it->cas = e.cas;
+    it->nbytes = e.nbytes;
+    it->last_access = e.last_access;
+    it->bits = e.bits;
+    t->ctr->total_items++;
+    return 0;
+}
+
+static void apply_meta(struct ss_index_entry *e, const struct ss_item *it)
+{
+    if (it->cas)
+        e->cas = it->cas;
+    e->exptime = it->exptime;
+    e->flags = it->flags;
+    e->last_access = it->last_access;
+    e->bits = it->bits;
+}
+
+int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey,
+                         const struct ss_item *it)
+{
+    struct ss_store *st = t->store;
+    struct ss_hot_item *hi = ss_hot_get(&st->stripes[t->locked_stripe], t->locked_hash, key, nkey);
+    struct ss_index_entry e;
+    int rc = ss_index_get(t, key, nkey, &e);
+    if (rc && !hi)
+        return -ENOENT;
+    if (!rc) {
+        apply_meta(&e, it);
+        rc = ss_index_put(st, key, nkey, &e);
+        if (rc) {
+            t->ctr->errors_index++;
+            drop_item(t, key, nkey);
+            return rc;
+        }
+    }
+    if (hi)
+        apply_meta(&hi->e, it);
+    return 0;
+}
+
+int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey)
+{
+    struct ss_store *st = t->store;
+    struct ss_stripe *s = &st->stripes[t->locked_stripe];
+    int was_hot = ss_hot_get(s, t->locked_hash, key, nkey) != NULL;
+    ss_hot_remove(s, t->locked_hash, key, nkey);
+    int rc = ss_index_del(st, key, nkey);
+    if (rc && rc != -ENOENT)
+        t->ctr->errors_index++;
+    return (rc == 0 || was_hot) ? 0 : -ENOENT;
+}
+
+uint64_t ss_store_next_cas(struct ss_store *st)
+{
+    return atomic_fetch_add(&st->next_seq, 1);
+}
+
+int ss_store_flush_all(struct ss_store_thread *t, int64_t when)
+{
+    struct ss_store *st = t->store;
+    if (when <= ss_clock_unix_seconds()) {
+        atomic_store(&st->pending_flush_at, 0);
+        atomic_store(&st->flush_seq, atomic_load(&st->next_seq));
+        persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
+    } else {
+        atomic_store(&st->pending_flush_at, when);
+    }
+    int64_t pending = atomic_load(&st->pending_flush_at);
+    ss_index_meta_put(st, "pending_flush", &pending, sizeof(pending));
+    return 0;
+}
+
+/*
+ * Delete up to PURGE_BATCH index entries that a flush_all made dead,
+ * resuming where the last pass stopped. Returns 1 when the index is clean.
+ */
+static int purge_flushed(struct ss_store *st, uint64_t flush_seq)
+{
+    struct ss_store_private *p = priv_of(st);
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (mdb_txn_begin(st->env, NULL, 0, &txn))
+        return 0;
+    if (mdb_cursor_open(txn, st->items, &cur)) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    MDB_val k = {.mv_size = p->purge_nkey, .mv_data = p->purge_key}, v;
+    int rc = p->purge_nkey ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+                           : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    unsigned seen = 0;
+    while (rc == 0 && seen < PURGE_BATCH) {
+        struct ss_index_entry e;
+        if (v.mv_size == sizeof(e)) {
+            memcpy(&e, v.mv_data, sizeof(e));
+            if (e.seq < flush_seq)
+                mdb_cursor_del(cur, 0);
+        }
+        seen++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    int done = rc != 0;
+    if (!done) {
+        p->purge_nkey = k.mv_size;
+        memcpy(p->purge_key, k.mv_data, k.mv_size);
+    } else {
+        p->purge_nkey = 0;
+    }
+    mdb_cursor_close(cur);
+    if (mdb_txn_commit(txn))
+        return 0;
+    return done;
+}
+
+int ss_store_housekeep(struct ss_store_thread *t)
+{
+    struct ss_store *st = t->store;
+    int64_t now = ss_clock_unix_seconds();
+    apply_due_flush(st, now);
+    int rc = ss_log_flush(st, t->ctr, st->set.flush_interval_ms);
+    uint64_t next = atomic_load(&st->next_seq);
+    if (atomic_load(&st->seq_reserved) - next < SEQ_LOW_WATER) {
+        uint64_t reserve = next + SEQ_RESERVE;
+        int prc = persist_u64(st, "seq_reserved", reserve);
+        if (prc)
+            rc = rc ? rc : prc;
+        else
+            atomic_store(&st->seq_reserved, reserve);
+    }
+    uint64_t flush_seq = atomic_load(&st->flush_seq);
+    if (flush_seq > st->cleaned_flush_seq && purge_flushed(st, flush_seq))
+        st->cleaned_flush_seq = flush_seq;
+    uint64_t ms = ss_clock_mono_ms();
+    if (ms - st->last_sync_ms >= SYNC_INTERVAL_MS) {
+        /* device first, so the index never describes data the disk lacks */
+        st->dev->ops->sync(st->dev);
+        mdb_env_sync(st->env, 1);
+        st->last_sync_ms = ms;
+    }
+    return rc;
+}
+
+void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->curr_items = ss_index_count(st);
+    out->segment_bytes = st->log.segment_bytes;
+    out->segments = st->log.nsegments;
+    out->device_bytes = (uint64_t)st->log.nsegments * st->log.segment_bytes;
+    for (uint32_t i = 0; i < st->log.nsegments; i++)
+        if (__atomic_load_n(&st->log.gens[i], __ATOMIC_RELAXED))
+            out->device_used_bytes += st->log.segment_bytes;
+    out->hot_bytes_limit = st->hot_budget * SS_STRIPES;
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        out->hot_bytes_used += __atomic_load_n(&st->stripes[i].bytes, __ATOMIC_RELAXED);
+        out->hot_items += __atomic_load_n(&st->stripes[i].count, __ATOMIC_RELAXED);
+    }
+    MDB_envinfo info;
+    MDB_stat ms;
+    if (!mdb_env_info(st->env, &info) && !mdb_env_stat(st->env, &ms))
+        out->index_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+    out->item_size_max = st->set.item_size_max;
+}
+
+long ss_store_verify(struct ss_store_thread *t, uint64_t *checked)
+{
+    struct ss_store *st = t->store;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    *checked = 0;
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (!rc)
+        rc = mdb_cursor_open(txn, st->items, &cur);
+    if (rc)
+        return ss_mdb_errno(rc);
+    long failed = 0;
+    MDB_val k, v;
+    int op = MDB_FIRST;
+    while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+        op = MDB_NEXT;
+        (*checked)++;
+        struct ss_index_entry e;
+        if (v.mv_size != sizeof(e) || k.mv_size == 0 || k.mv_size > SS_KEY_MAX_LENGTH) {
+            failed++;
+            continue;
+        }
+        memcpy(&e, v.mv_data, sizeof(e));
+        if (ss_log_read(t, k.mv_data, k.mv_size, &e) != 0)
+            failed++;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return failed;
+}

@@ -1,0 +1,175 @@
+/*
+ * ss_store_internal.h - the store's private parts, shared by ss_store.c,
+ * ss_hot.c, ss_index.c and ss_log.c. Nothing outside the store includes it.
+ */
+#ifndef SS_STORE_INTERNAL_H
+#define SS_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ss_device.h"
+#include "ss_store.h"
+
+/* Lock stripes, which are also the DRAM tier's shards. A power of two. */
+#define SS_STRIPES 256u
+
+/* ---- on-device formats (little endian, as the hosts we build for) ---- */
+
+#define SS_SUPER_MAGIC   0x314c4f4f50535353ULL /* "SSSPOOL1" */
+#define SS_SUPER_BYTES   4096u                 /* segments start after this */
+#define SS_RECORD_MAGIC  0x52535331u           /* "1SSR" */
+#define SS_RECORD_ALIGN  8u
+
+struct ss_superblock {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t segment_bytes;
+    uint64_t nsegments;
+    uint8_t uuid[16]; /* ties the LMDB index to this device */
+};
+
+/*
+ * Every value on the device is a record: header, key, value. The checksum
+ * covers nbytes, flags, nkey, the key and the value, so a torn write or a
+ * record of another key is caught; seg_gen says which reuse of the segment
+ * wrote it, so a record left over from before a reclaim is caught too.
+ */
+struct ss_record_hdr {
+    uint32_t magic;
+    uint32_t crc;
+    uint32_t seg_gen;
+    uint32_t nbytes;
+    uint64_t cas;
+    uint32_t flags;
+    uint8_t nkey;
+    uint8_t pad[3];
+};
+
+static inline uint32_t ss_record_size(size_t nkey, size_t nbytes)
+{
+    size_t n = sizeof(struct ss_record_hdr) + nkey + nbytes;
+    return (uint32_t)((n + SS_RECORD_ALIGN - 1) & ~(size_t)(SS_RECORD_ALIGN - 1));
+}
+
+/* ---- the LMDB index: key -> entry ---- */
+
+struct ss_index_entry {
+    uint64_t cas;
+    uint64_t seq;       /* store-wide write order; flush_all compares it */
+    int64_t exptime;
+    uint32_t flags;
+    uint32_t nbytes;
+    uint32_t segment;
+    uint32_t offset;
+    uint32_t seg_gen;
+    uint32_t last_access;
+    uint32_t bits;
+    uint32_t pad;
+};
+
+/* ---- DRAM hot tier (one table per stripe) ---- */
+
+struct ss_hot_item {
+    struct ss_hot_item *hnext;            /* hash chain */
+    struct ss_hot_item *lru_prev, *lru_next;
+    uint64_t hash;
+    struct ss_index_entry e;              /* same metadata as the index */
+    uint8_t nkey;
+    char data[];                          /* key, then value */
+};
+
+struct ss_stripe {
+    pthread_mutex_t lock;
+    struct ss_hot_item **buckets;
+    uint32_t nbuckets;                    /* power of two */
+    uint32_t count;
+    uint64_t bytes;
+    struct ss_hot_item *lru_head, *lru_tail; /* head = most recent */
+} __attribute__((aligned(64)));
+
+/* ---- the segment log ---- */
+
+struct ss_log {
+    pthread_mutex_t lock;
+    uint32_t nsegments;
+    uint32_t segment_bytes;
+    uint32_t head;            /* the open segment */
+    uint32_t *gens;           /* per segment: reuse generation; 0 = never used */
+    char *buf;                /* the open segment's bytes */
+    uint32_t write_off;       /* end of appended records in buf */
+    uint32_t flushed_off;     /* buf[0, flushed_off) is on the device */
+    uint64_t dirty_since_ms;  /* when buf first held unwritten bytes */
+    char *reclaim_buf;        /* a segment read back for reclaiming */
+};
+
+struct ss_store {
+    struct ss_store_settings set;
+    char *index_dir;
+    char *device_path;
+    struct ss_device *dev;
+    uint8_t uuid[16];
+
+    MDB_env *env;
+    MDB_dbi items;
+    MDB_dbi meta;
+
+    struct ss_stripe stripes[SS_STRIPES];
+    uint64_t hot_budget; /* bytes per stripe */
+
+    struct ss_log log;
+
+    _Atomic uint64_t next_seq;      /* next cas / write sequence number */
+    _Atomic uint64_t seq_reserved;  /* persisted: every seq used is below it */
+    _Atomic uint64_t flush_seq;     /* items with seq below it are flushed */
+    _Atomic int64_t pending_flush_at; /* delayed flush_all due time, 0 = none */
+    uint64_t cleaned_flush_seq;     /* index purged of items below this */
+    uint64_t last_sync_ms;
+    int closed;
+};
+
+/* ss_hot.c: every call with the stripe's lock held */
+int ss_hot_init(struct ss_stripe *s);
+void ss_hot_fini(struct ss_stripe *s);
+struct ss_hot_item *ss_hot_get(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey);
+/* Insert or replace; evicts least recent items to stay within budget.
+ * Returns 1 if stored, 0 if not admitted (too large), -ENOMEM. */
+int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
+               size_t nkey, const struct ss_index_entry *e, const struct iovec *iov,
+               int niov, struct ss_counters *ctr);
+void ss_hot_remove(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey);
+void ss_hot_touch(struct ss_stripe *s, struct ss_hot_item *it); /* move to LRU head */
+static inline const char *ss_hot_value(const struct ss_hot_item *it) { return it->data + it->nkey; }
+
+/* ss_index.c */
+int ss_index_open(struct ss_store *st, char *err, size_t errlen);
+void ss_index_close(struct ss_store *st);
+/* Read one entry through the thread's read transaction. 0, -ENOENT, -EIO. */
+int ss_index_get(struct ss_store_thread *t, const void *key, size_t nkey, struct ss_index_entry *e);
+int ss_index_put(struct ss_store *st, const void *key, size_t nkey, const struct ss_index_entry *e);
+int ss_index_del(struct ss_store *st, const void *key, size_t nkey);
+int ss_index_meta_get(struct ss_store *st, const char *name, void *buf, size_t len);
+int ss_index_meta_put(struct ss_store *st, const char *name, const void *buf, size_t len);
+uint64_t ss_index_count(struct ss_store *st);
+int ss_mdb_errno(int rc);
+
+/* ss_log.c */
+int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t errlen);
+void ss_log_close(struct ss_store *st);
+int ss_log_start(struct ss_store *st, struct ss_counters *ctr);
+/* Append a record; fills the entry's segment/offset/seg_gen. 0 or -errno. */
+int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key, size_t nkey,
+                  struct ss_index_entry *e, uint32_t crc, const struct iovec *iov, int niov);
+/* Read and verify the record an entry points to into t->scratch.
+ * 0 (t->value set), -EIO (device failure), -EBADMSG (verification failed),
+ * -ESTALE (the segment was reclaimed since the entry was read). */
+int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
+                const struct ss_index_entry *e);
+/* Write the open segment's unwritten bytes if older than `age_ms`. */
+int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms);
+uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
+                       const struct iovec *iov, int niov);
+
+#endif
