@@ -1,0 +1,401 @@
+"""Lifecycle: config -> data plane settings -> threads -> clean shutdown.
+
+Python owns start-up and shut-down only. One Python thread per worker sits in
+ss_dataplane_run_worker() with the GIL released for as long as it serves; a
+housekeeping thread calls ss_dataplane_housekeep() every 100 ms; the main
+thread waits for SIGTERM/SIGINT. Nothing here runs per request.
+
+Failures an operator can fix (a port in use, a device that can't be opened,
+a store another process holds) raise StartError with one line saying what
+failed and what to do; the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import signal
+import socket
+import stat
+import threading
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.config import Config
+from dataplane.fastpath import (
+    Dataplane,
+    DataplaneCreateError,
+    DataplaneError,
+    DataplaneSettings,
+    StoreBusyError,
+    StoreSettings,
+    load,
+)
+
+log = logging.getLogger("smartswitch")
+
+HOUSEKEEP_INTERVAL_S = 0.1
+TCP_BACKLOG = 1024
+# A worker that has not returned this long after stop() is stuck in C; the
+# store can't be closed safely under it, so we exit without destroying.
+JOIN_TIMEOUT_S = 30.0
+LOCK_NAME = "smartswitch.lock"
+
+
+class StartError(Exception):
+    """The appliance can't start; the message says what failed and what to do."""
+
+
+def worker_threads(config: Config) -> int:
+    """Worker count: the configured number, or one per usable core for auto."""
+    if config.memcached.workers is not None:
+        return config.memcached.workers
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def dataplane_settings(config: Config, *, listen: bool = True) -> DataplaneSettings:
+    """Translate the validated config into struct ss_dataplane_settings.
+
+    Pure: touches neither files nor sockets, so it is unit-testable.
+
+    Args:
+        config: the validated config.
+        listen: False opens the store with no TCP or UDP listener (port -1),
+            for maintenance commands such as verify-index.
+    """
+    mc = config.memcached
+    storage = config.storage
+    pool = storage.memcached_pool
+    device = storage.device(pool.device)
+    store = StoreSettings(
+        index_dir=str(storage.index_dir),
+        device_path=str(device.path),
+        device_bytes=int(pool.size),
+        segment_bytes=pool.segment_size,
+        hot_bytes=storage.hot_tier,
+        item_size_max=mc.item_size_max,
+        index_map_bytes=0,
+        flush_interval_ms=storage.flush_interval,
+    )
+    return DataplaneSettings(
+        listen_host=mc.listen,
+        tcp_port=mc.tcp_port if listen else -1,
+        udp_port=mc.udp_port if listen and mc.udp_port is not None else -1,
+        workers=worker_threads(config) if listen else 1,
+        max_connections=mc.max_connections,
+        idle_timeout_s=mc.idle_timeout // 1000,
+        tcp_backlog=TCP_BACKLOG,
+        udp_reply_bytes_per_sec=mc.udp_reply_rate,
+        udp_reply_burst_bytes=mc.udp_reply_burst,
+        version=__version__,
+        store=store,
+    )
+
+
+def endpoint(host: str, port: int | None) -> str:
+    """HOST:PORT with IPv6 hosts in brackets; "off" when there is no port."""
+    if port is None:
+        return "off"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _device_index(config: Config, name: str) -> int:
+    return next(i for i, d in enumerate(config.storage.devices) if d.name == name)
+
+
+def prepare_storage(config: Config, *, create: bool = True) -> None:
+    """Create storage.dir, its index directory and the device's directory,
+    and make sure the device file can be opened for reading and writing.
+
+    Args:
+        config: the validated config.
+        create: False only checks (verify-index must not create a store).
+
+    Raises:
+        StartError: naming the setting, the path and what to do.
+    """
+    storage = config.storage
+    for what, path in (("storage.dir", storage.dir), ("storage.dir", storage.index_dir)):
+        if create:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StartError(f"{what}: cannot create {path}: {exc.strerror}; create it "
+                                 f"or point {what} at a writable place") from None
+        elif not path.is_dir():
+            raise StartError(f"{what}: there is no store at {path}; nothing to verify "
+                             f"(start smartswitch with this config first)")
+    pool = storage.memcached_pool
+    device = storage.device(pool.device)
+    where = f"storage.devices[{_device_index(config, device.name)}].path"
+    _check_device(where, device.path, create)
+
+
+def _check_device(where: str, path: Path, create: bool) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if not create:
+            raise StartError(f"{where}: {path} does not exist; nothing to verify") from None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartError(f"{where}: cannot create {path.parent}: {exc.strerror}; "
+                             f"create it or choose another path") from None
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise StartError(f"{where}: cannot create {path}: {path.parent} is not writable "
+                             f"by this user; fix its permissions or choose another path")
+        return
+    except OSError as exc:
+        raise StartError(f"{where}: cannot use {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise StartError(f"{where}: {path} is not a regular file; kind: file needs a file "
+                         f"(raw block devices arrive with kind: block)")
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as exc:
+        raise StartError(f"{where}: cannot open {path} for reading and writing: "
+                         f"{exc.strerror}; fix its permissions or choose another path") from None
+
+
+def check_ports_free(config: Config) -> None:
+    """Bind and release each configured port to fail early with a clear message.
+
+    The probe sets no SO_REUSEPORT, so it also catches another process that
+    holds the port with SO_REUSEPORT, which would otherwise silently share
+    our traffic.
+
+    Raises:
+        StartError: the port is taken, the address is not local, or the port
+            needs privileges.
+    """
+    mc = config.memcached
+    family = socket.AF_INET6 if ":" in mc.listen else socket.AF_INET
+    probes = [("memcached.tcp_port", socket.SOCK_STREAM, mc.tcp_port)]
+    if mc.udp_port is not None:
+        probes.append(("memcached.udp_port", socket.SOCK_DGRAM, mc.udp_port))
+    for what, kind, port in probes:
+        if port == 0:
+            continue
+        proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
+        where = f"{proto} {endpoint(mc.listen, port)}"
+        try:
+            with socket.socket(family, kind) as sock:
+                if kind == socket.SOCK_STREAM:
+                    # TIME_WAIT leftovers of our own last run are not a conflict.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((mc.listen, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartError(f"{what}: {where} is already in use by another process; "
+                                 f"stop it or choose another port (0 picks a free one)") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise StartError(f"memcached.listen: {mc.listen} is not an address of this "
+                                 f"machine; use one of its addresses (127.0.0.1 for loopback)"
+                                 ) from None
+            if exc.errno == errno.EACCES:
+                raise StartError(f"{what}: binding {where} needs privileges; use a port "
+                                 f"above 1023") from None
+            raise StartError(f"{what}: cannot bind {where}: {exc.strerror}") from None
+
+
+class StoreLock:
+    """An exclusive flock on <storage.dir>/smartswitch.lock for our lifetime.
+
+    LMDB lets two processes open one environment, and two appliances on one
+    device would overwrite each other's segments, so the first one holds this
+    lock and any other (`run` or `verify-index`) is refused.
+    """
+
+    def __init__(self, storage_dir: Path) -> None:
+        self.path = storage_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> StoreLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StartError(f"storage.dir: cannot open {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StartError(f"storage.dir: the store in {self.path.parent} is in use by "
+                             f"another smartswitch (pid {holder}); stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+def _create(settings: DataplaneSettings) -> Dataplane:
+    try:
+        return Dataplane.create(settings)
+    except DataplaneCreateError as exc:
+        raise StartError(f"cannot start the data plane: {exc}") from None
+    except StoreBusyError as exc:
+        raise StartError(f"the store is in use: {exc}") from None
+
+
+# --------------------------------------------------------------- lifecycle
+
+
+class _Supervisor:
+    """Runs the worker and housekeeping threads and stops them on request."""
+
+    def __init__(self, dp: Dataplane, workers: int) -> None:
+        self.dp = dp
+        self.workers = workers
+        self.stopping = threading.Event()
+        self.failed = False
+        self.joined = False  # every thread returned: destroy() is safe
+        self._lock = threading.Lock()
+
+    def request_stop(self, reason: str, *, failed: bool = False) -> None:
+        """Ask everything to wind down (any thread, or a signal handler)."""
+        with self._lock:
+            self.failed = self.failed or failed
+            if self.stopping.is_set():
+                return
+            self.stopping.set()
+        log.log(logging.ERROR if failed else logging.INFO, "stopping: %s", reason)
+        self.dp.stop()
+
+    def _worker(self, worker_id: int) -> None:
+        try:
+            self.dp.run_worker(worker_id)
+        except DataplaneError as exc:
+            if not self.stopping.is_set():
+                log.critical("worker %d failed: %s", worker_id, exc)
+                self.request_stop(f"worker {worker_id} failed", failed=True)
+            return
+        except BaseException:
+            log.critical("worker %d crashed", worker_id, exc_info=True)
+            self.request_stop(f"worker {worker_id} crashed", failed=True)
+            return
+        if not self.stopping.is_set():
+            log.critical("worker %d returned without being asked to stop", worker_id)
+            self.request_stop(f"worker {worker_id} returned", failed=True)
+
+    def _housekeeper(self) -> None:
+        # Ticks are scheduled on a monotonic clock so a slow housekeep call
+        # shortens the next wait rather than drifting the schedule.
+        deadline = time.monotonic()
+        while True:
+            deadline += HOUSEKEEP_INTERVAL_S
+            if self.stopping.wait(max(0.0, deadline - time.monotonic())):
+                return
+            try:
+                self.dp.housekeep()
+            except BaseException as exc:
+                log.critical("housekeeping failed: %s", exc, exc_info=True)
+                self.request_stop("housekeeping failed", failed=True)
+                return
+
+    def serve(self, settings: DataplaneSettings) -> int:
+        """Start the threads, log the ready line, wait for stop, join.
+
+        Returns:
+            0 after a requested stop, 1 after a failure.
+        """
+        threads = [threading.Thread(target=self._worker, args=(i,), name=f"ss-worker-{i}",
+                                    daemon=True) for i in range(self.workers)]
+        threads.append(threading.Thread(target=self._housekeeper, name="ss-housekeeper",
+                                        daemon=True))
+        for t in threads:
+            t.start()
+        host = settings.listen_host
+        log.info("ready tcp=%s udp=%s workers=%d store=%s",
+                 endpoint(host, self.dp.bound_port(False)),
+                 endpoint(host, self.dp.bound_port(True)), self.workers,
+                 settings.store.device_path)
+        # The main thread only waits: signal handlers run here between waits.
+        while not self.stopping.wait(0.5):
+            pass
+        give_up = time.monotonic() + JOIN_TIMEOUT_S
+        for t in threads:
+            t.join(max(0.0, give_up - time.monotonic()))
+            if t.is_alive():
+                log.critical("%s did not stop within %.0fs; exiting without closing the "
+                             "store (restart will verify it)", t.name, JOIN_TIMEOUT_S)
+                return 1
+        self.joined = True
+        return 1 if self.failed else 0
+
+
+def _install_signals(sup: _Supervisor) -> dict[int, Any]:
+    """Route SIGTERM/SIGINT to a clean stop and SIGHUP to a notice."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def on_stop(signum: int, frame: types.FrameType | None) -> None:
+        sup.request_stop(signal.Signals(signum).name)
+
+    def on_hup(signum: int, frame: types.FrameType | None) -> None:
+        log.warning("SIGHUP: reloading the config arrives with proxy mode (issue 3); "
+                    "still running the config loaded at start")
+
+    previous = {}
+    for signum, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop),
+                            (signal.SIGHUP, on_hup)):
+        previous[signum] = signal.signal(signum, handler)
+    return previous
+
+
+def run(config: Config) -> int:
+    """Serve until SIGTERM/SIGINT; return the process exit code.
+
+    Raises:
+        StartError: the appliance could not start (nothing is left running).
+        DataplaneError: the C data plane is missing or stale.
+    """
+    load()  # refuse a missing or stale build before touching any file
+    settings = dataplane_settings(config)
+    prepare_storage(config)
+    with StoreLock(config.storage.dir):
+        check_ports_free(config)
+        dp = _create(settings)
+        sup = _Supervisor(dp, settings.workers)
+        previous = _install_signals(sup)
+        try:
+            code = sup.serve(settings)
+            if sup.joined:
+                dp.destroy()  # writes the open segment, closes the index
+                log.info("stopped")
+            return code
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def verify_index(config: Config) -> tuple[int, int]:
+    """Open the store with no listeners and check every index entry.
+
+    Returns:
+        (checked, failed).
+
+    Raises:
+        StartError: no store there, or it is in use.
+    """
+    load()
+    prepare_storage(config, create=False)
+    with StoreLock(config.storage.dir):
+        dp = _create(dataplane_settings(config, listen=False))
+        try:
+            return dp.verify_index()
+        finally:
+            dp.destroy()

@@ -1,0 +1,336 @@
+"""Thin wrapper over the C data plane, 1:1 with dataplane/include/ss_api.cdef.h.
+
+Arguments are checked here, C is called, ``0 / -errno`` becomes a value or a
+typed DataplaneError, and only Python objects come back (never cdata). Every
+call crosses into C per control event, never per request; cffi releases the
+GIL for the duration of each call, so a worker blocked in
+ss_dataplane_run_worker() costs Python nothing.
+
+The compiled module is imported lazily so that `smartswitch check` and the
+unit tests work without a build; the first use refuses a build whose ABI
+version differs from EXPECTED_ABI_VERSION.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno as _errno
+import os
+from dataclasses import dataclass
+from typing import Any
+
+# Must equal SS_ABI_VERSION in dataplane/include/ss_dataplane.h.
+EXPECTED_ABI_VERSION = 1
+_ERR_LEN = 512
+_REBUILD = "rebuild it with `make build` (or `python3 -m pip install --no-deps " \
+           "--no-build-isolation -e .`)"
+
+
+class DataplaneError(Exception):
+    """A data-plane call failed.
+
+    Attributes:
+        errno: the positive errno the C call returned (0 when not from errno).
+        remedy: what an operator can do about it ("" when nothing specific).
+    """
+
+    errno_codes: tuple[int, ...] = ()
+    remedy: str = ""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class DataplaneUnavailable(DataplaneError):
+    """The compiled module is missing or from an older/newer build."""
+
+    remedy = _REBUILD
+
+
+class DataplaneCreateError(DataplaneError):
+    """ss_dataplane_create() refused; the message is C's own explanation."""
+
+
+class DeviceIOError(DataplaneError):
+    """The device failed a read or write."""
+
+    errno_codes = (_errno.EIO,)
+    remedy = "check the device and the kernel log (dmesg)"
+
+
+class OutOfSpaceError(DataplaneError):
+    """The device or the index map is full."""
+
+    errno_codes = (_errno.ENOSPC,)
+    remedy = "free space on the file system or shrink the pool"
+
+
+class OutOfMemoryError(DataplaneError):
+    """An allocation failed in the data plane."""
+
+    errno_codes = (_errno.ENOMEM,)
+    remedy = "lower storage.hot_tier or memcached.max_connections"
+
+
+class StoreBusyError(DataplaneError):
+    """The store or index is held by someone else."""
+
+    errno_codes = (_errno.EBUSY, _errno.EAGAIN)
+    remedy = "stop the other smartswitch using this storage.dir first"
+
+
+class PermissionDeniedError(DataplaneError):
+    """The process may not open or bind what the config names."""
+
+    errno_codes = (_errno.EACCES, _errno.EPERM)
+    remedy = "fix the file permissions or run as a user allowed to use them"
+
+
+class InvalidArgumentError(DataplaneError):
+    """C rejected an argument the wrapper let through (a bug on our side)."""
+
+    errno_codes = (_errno.EINVAL, _errno.ERANGE)
+
+
+class IndexCorruptError(DataplaneError):
+    """LMDB reported a corrupt or incompatible index."""
+
+    errno_codes = (_errno.EILSEQ, _errno.EBADMSG)
+    remedy = "run `smartswitch verify-index`; remove storage.dir/index to start cold"
+
+
+_ERRORS: dict[int, type[DataplaneError]] = {
+    code: cls
+    for cls in (DeviceIOError, OutOfSpaceError, OutOfMemoryError, StoreBusyError,
+                PermissionDeniedError, InvalidArgumentError, IndexCorruptError)
+    for code in cls.errno_codes
+}
+
+
+def _check(rc: int, what: str) -> int:
+    """Return rc when >= 0; raise the typed exception for -errno otherwise."""
+    if rc >= 0:
+        return rc
+    code = -rc
+    cls = _ERRORS.get(code, DataplaneError)
+    message = f"{what}: {os.strerror(code)}"
+    if cls.remedy:
+        message += f"; {cls.remedy}"
+    raise cls(message, code)
+
+
+_ffi: Any = None
+_lib: Any = None
+
+
+def load() -> tuple[Any, Any]:
+    """Import the compiled module once and verify its ABI version.
+
+    Returns:
+        (ffi, lib) of dataplane._fastpath.
+
+    Raises:
+        DataplaneUnavailable: not built, or built from other headers.
+    """
+    global _ffi, _lib
+    if _lib is None:
+        try:
+            from dataplane import _fastpath  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise DataplaneUnavailable(
+                f"the C data plane is not built ({exc}); {_REBUILD}") from None
+        found = _fastpath.lib.ss_abi_version()
+        if found != EXPECTED_ABI_VERSION:
+            raise DataplaneUnavailable(
+                f"the C data plane is a stale build (ABI {found}, this code expects "
+                f"{EXPECTED_ABI_VERSION}); {_REBUILD}")
+        _ffi, _lib = _fastpath.ffi, _fastpath.lib
+    return _ffi, _lib
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """struct ss_store_settings (field for field)."""
+
+    index_dir: str
+    device_path: str
+    device_bytes: int
+    segment_bytes: int
+    hot_bytes: int
+    item_size_max: int
+    index_map_bytes: int
+    flush_interval_ms: int
+
+
+@dataclass(frozen=True)
+class DataplaneSettings:
+    """struct ss_dataplane_settings (field for field). Ports: -1 = none, 0 = any."""
+
+    listen_host: str
+    tcp_port: int
+    udp_port: int
+    workers: int
+    max_connections: int
+    idle_timeout_s: int
+    tcp_backlog: int
+    udp_reply_bytes_per_sec: int
+    udp_reply_burst_bytes: int
+    version: str
+    store: StoreSettings
+
+
+_UINT32 = (0, 2**32 - 1)
+_UINT64 = (0, 2**64 - 1)
+_RANGES: dict[str, tuple[int, int]] = {
+    "tcp_port": (-1, 65535),
+    "udp_port": (-1, 65535),
+    "workers": (1, 4096),
+    "max_connections": (1, 2**32 - 1),
+    "idle_timeout_s": _UINT32,
+    "tcp_backlog": (1, 65535),
+    "udp_reply_bytes_per_sec": _UINT32,
+    "udp_reply_burst_bytes": _UINT32,
+    "device_bytes": (1, 2**64 - 1),
+    "segment_bytes": (1, 2**32 - 1),
+    "hot_bytes": _UINT64,
+    "item_size_max": (1, 2**32 - 1),
+    "index_map_bytes": _UINT64,
+    "flush_interval_ms": _UINT32,
+}
+
+
+def _validate(settings: Any) -> None:
+    """Refuse out-of-range integers here rather than let cffi wrap or raise."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name in _RANGES:
+            lo, hi = _RANGES[f.name]
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{f.name} must be an integer from {lo} to {hi}, got {value!r}")
+        elif isinstance(value, str) and "\0" in value:
+            raise ValueError(f"{f.name} must not contain NUL")
+
+
+class Dataplane:
+    """One running data plane (ss_dataplane_create .. ss_dataplane_destroy).
+
+    The C strings the settings point at are owned by this object, so they
+    live exactly as long as the data plane that may read them.
+    """
+
+    def __init__(self, ffi: Any, lib: Any, handle: Any, keepalive: list[Any]) -> None:
+        self._ffi = ffi
+        self._lib = lib
+        self._dp = handle
+        self._keepalive = keepalive
+        self._counter_names: tuple[str, ...] | None = None
+
+    @classmethod
+    def create(cls, settings: DataplaneSettings) -> Dataplane:
+        """Wraps ss_dataplane_create(): bind listeners, open the store.
+
+        Raises:
+            ValueError: a setting is out of range for its C type.
+            DataplaneUnavailable: no usable build.
+            DataplaneCreateError: C refused; the message says why.
+        """
+        _validate(settings)
+        _validate(settings.store)
+        ffi, lib = load()
+        keep: list[Any] = []
+
+        def cstr(text: str) -> Any:
+            buf = ffi.new("char[]", text.encode())
+            keep.append(buf)
+            return buf
+
+        s = ffi.new("struct ss_dataplane_settings *")
+        keep.append(s)
+        for f in dataclasses.fields(settings):
+            if f.name == "store":
+                continue
+            value = getattr(settings, f.name)
+            setattr(s, f.name, cstr(value) if isinstance(value, str) else value)
+        for f in dataclasses.fields(settings.store):
+            value = getattr(settings.store, f.name)
+            setattr(s.store, f.name, cstr(value) if isinstance(value, str) else value)
+        err = ffi.new("char[]", _ERR_LEN)
+        handle = lib.ss_dataplane_create(s, err, _ERR_LEN)
+        if handle == ffi.NULL:
+            message = ffi.string(err).decode("utf-8", "replace") or "ss_dataplane_create failed"
+            raise DataplaneCreateError(message)
+        return cls(ffi, lib, handle, keep)
+
+    def _handle(self) -> Any:
+        if self._dp is None:
+            raise DataplaneError("the data plane has been destroyed")
+        return self._dp
+
+    def run_worker(self, worker_id: int) -> None:
+        """Wraps ss_dataplane_run_worker(): serve on this thread until stop()."""
+        _check(self._lib.ss_dataplane_run_worker(self._handle(), worker_id),
+               f"worker {worker_id}")
+
+    def housekeep(self) -> None:
+        """Wraps ss_dataplane_housekeep(): flush due segments, sync the index."""
+        _check(self._lib.ss_dataplane_housekeep(self._handle()), "housekeeping")
+
+    def stop(self) -> None:
+        """Wraps ss_dataplane_stop(): ask every worker to return. Any thread."""
+        if self._dp is not None:
+            self._lib.ss_dataplane_stop(self._dp)
+
+    def destroy(self) -> None:
+        """Wraps ss_dataplane_destroy(); only after every worker has returned.
+
+        Writes the open segment and closes the index. Idempotent.
+        """
+        if self._dp is not None:
+            handle, self._dp = self._dp, None
+            self._lib.ss_dataplane_destroy(handle)
+            self._keepalive.clear()
+
+    def bound_port(self, udp: bool) -> int | None:
+        """Wraps ss_dataplane_bound_port(): the real port, None if no listener."""
+        port = self._lib.ss_dataplane_bound_port(self._handle(), 1 if udp else 0)
+        return port if port > 0 else None
+
+    def counter_names(self) -> tuple[str, ...]:
+        """Wraps ss_counter_count() / ss_counter_name(): the one counter list."""
+        if self._counter_names is None:
+            n = self._lib.ss_counter_count()
+            self._counter_names = tuple(
+                self._ffi.string(self._lib.ss_counter_name(i)).decode() for i in range(n))
+        return self._counter_names
+
+    def gauges(self) -> frozenset[str]:
+        """Wraps ss_counter_is_gauge(): which counters go up and down."""
+        names = self.counter_names()
+        return frozenset(n for i, n in enumerate(names) if self._lib.ss_counter_is_gauge(i))
+
+    def counters(self) -> dict[str, int]:
+        """Wraps ss_dataplane_read_counters(): every counter summed over workers."""
+        names = self.counter_names()
+        out = self._ffi.new("uint64_t[]", len(names))
+        _check(self._lib.ss_dataplane_read_counters(self._handle(), out, len(names)),
+               "reading counters")
+        return {name: int(out[i]) for i, name in enumerate(names)}
+
+    def store_stats(self) -> dict[str, int]:
+        """Wraps ss_dataplane_store_stats(): struct ss_store_stats as a dict."""
+        out = self._ffi.new("struct ss_store_stats *")
+        self._lib.ss_dataplane_store_stats(self._handle(), out)
+        return {name: int(getattr(out, name))
+                for name, _ in self._ffi.typeof("struct ss_store_stats").fields}
+
+    def verify_index(self) -> tuple[int, int]:
+        """Wraps ss_dataplane_verify_index(): check every entry against the device.
+
+        Returns:
+            (checked, failed): entries examined and entries that failed.
+        """
+        checked = self._ffi.new("uint64_t *")
+        failed = _check(self._lib.ss_dataplane_verify_index(self._handle(), checked),
+                        "verifying the index")
+        return int(checked[0]), int(failed)
