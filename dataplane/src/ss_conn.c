@@ -313,10 +313,21 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
     }
 
     if ((events & EPOLLIN) && c->state == SS_CONN_READING) {
-        ssize_t n = conn_read(sc);
-        if (n < 0)
-            goto close;
-        if (n > 0 || sc->peer_eof) {
+        ssize_t n, got = 0;
+        /*
+         * While the protocol waits for more than is buffered (a large value
+         * in flight), keep reading instead of re-parsing after every chunk;
+         * bounded so one client cannot hold the worker.
+         */
+        for (int i = 0; i < SS_CONN_READS_PER_EVENT; i++) {
+            n = conn_read(sc);
+            if (n < 0)
+                goto close;
+            got += n;
+            if (n == 0 || c->rneed <= c->rlen - c->rpos)
+                break;
+        }
+        if (got > 0 || sc->peer_eof) {
             if (conn_process(sc) < 0)
                 goto close;
         }

@@ -28,6 +28,8 @@
  * hundred 250-byte keys.
  */
 #define SS_CONN_RBUF_SLACK (64u * 1024u)
+/* Reads per readiness event while a large value is still arriving. */
+#define SS_CONN_READS_PER_EVENT 16
 /* Output queued above this: stop reading the connection until it drains. */
 #define SS_CONN_OUT_HIGH_WATER (4u << 20)
 /* Buffers that grew past these are given back once the connection idles. */
