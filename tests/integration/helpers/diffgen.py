@@ -1,0 +1,372 @@
+"""A seeded generator of memcached commands for the differential test.
+
+The generator produces text and meta commands (valid and malformed) over a
+small key space so that commands interact. A command is a list of byte parts
+and CasRef placeholders: cas values differ between servers, so each server
+is fed back its own cas values (see Canon), and replies are compared after
+every server's cas values are renamed to canonical tokens in order of first
+appearance.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+import time
+from dataclasses import dataclass, field
+
+KEY_MAX = 250  # memcached protocol.txt: "the key must not exceed 250 characters"
+LONG_KEY = b"L" * (KEY_MAX - 1) + b"z"
+TOO_LONG_KEY = b"T" * (KEY_MAX + 1)
+KEYS = [b"k%d" % i for i in range(8)] + [b"num", b"a:b/c-d_e", LONG_KEY]
+OVER_ITEM_SIZE_MAX = 1024 * 1024 + 64  # refused by memcached -I 1m and item_size_max 1MiB
+
+_CAS_LINE_CODES = {b"VA", b"HD", b"EN", b"NF", b"NS", b"EX"}
+_CAS_TOKEN = re.compile(rb"^c(\d+)$")
+
+
+@dataclass(frozen=True)
+class CasRef:
+    """A cas value in a command: a canonical token, rendered per server.
+
+    Attributes:
+        token: canonical token (b"#3"), or None for `bogus` itself.
+        bogus: used when the server never showed this token; far above any
+            counter a server reaches in one run, so it never matches.
+    """
+
+    token: bytes | None
+    bogus: int
+
+
+Part = bytes | CasRef
+
+
+@dataclass
+class Command:
+    """One command: its parts and a short kind name for statistics."""
+
+    kind: str
+    parts: list[Part]
+
+    def render(self, canon: "Canon") -> bytes:
+        out = []
+        for p in self.parts:
+            out.append(canon.raw_for(p) if isinstance(p, CasRef) else p)
+        return b"".join(out)
+
+    def show(self) -> str:
+        text = b"".join(p if isinstance(p, bytes) else
+                        (p.token or b"%d" % p.bogus) for p in self.parts)
+        if len(text) > 400:
+            text = text[:300] + b"...(%d bytes)..." % len(text) + text[-60:]
+        return repr(text)
+
+
+@dataclass
+class Canon:
+    """One server's mapping between its raw cas values and canonical tokens."""
+
+    raw2tok: dict[bytes, bytes] = field(default_factory=dict)
+    tok2raw: dict[bytes, bytes] = field(default_factory=dict)
+
+    def tok(self, raw: bytes) -> bytes:
+        t = self.raw2tok.get(raw)
+        if t is None:
+            t = b"#%d" % (len(self.raw2tok) + 1)
+            self.raw2tok[raw] = t
+            self.tok2raw[t] = raw
+        return t
+
+    def raw_for(self, ref: CasRef) -> bytes:
+        if ref.token is not None and ref.token in self.tok2raw:
+            return self.tok2raw[ref.token]
+        return b"%d" % ref.bogus
+
+    def line(self, line: bytes) -> bytes:
+        """Renames the cas values in one reply line."""
+        parts = line[:-2].split(b" ") if line.endswith(b"\r\n") else line.split(b" ")
+        if parts[0] == b"VALUE" and len(parts) == 5:
+            parts[4] = self.tok(parts[4])
+        elif parts[0] in _CAS_LINE_CODES:
+            for i in range(1, len(parts)):
+                m = _CAS_TOKEN.match(parts[i])
+                if m and not (parts[0] == b"VA" and i == 1):
+                    parts[i] = b"c" + self.tok(m.group(1))
+        else:
+            return line
+        return b" ".join(parts) + (b"\r\n" if line.endswith(b"\r\n") else b"")
+
+    def apply(self, segs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        return [(self.line(h), d) for h, d in segs]
+
+
+class Generator:
+    """Seeded command stream. Call observe() with each canonical reply."""
+
+    def __init__(self, seed: int) -> None:
+        self.r = random.Random(seed)
+        self.last_cas: dict[bytes, bytes] = {}
+        self.recent_cas: list[bytes] = []
+        self.now = int(time.time())
+        self.read_in_batch: set[bytes] = set()
+
+    def begin_batch(self) -> None:
+        """Starts a pipelined batch (see arith_key)."""
+        self.read_in_batch = set()
+
+    def arith_key(self) -> bytes | None:
+        """A key for incr/decr/ma that no earlier command of the batch reads.
+
+        memcached rewrites a shrunk incr/decr result in place, padded with
+        spaces, only when no pending reply still references the item, and
+        otherwise stores a new unpadded item; which one happens depends on
+        socket timing when the same batch read the key before. Keeping such
+        keys out makes memcached deterministic: it always pads.
+        """
+        for _ in range(20):
+            k = self.key()
+            if k not in self.read_in_batch:
+                return k
+        return None
+
+    # ----- random pieces -----
+
+    def key(self) -> bytes:
+        return self.r.choice(KEYS)
+
+    def value(self) -> bytes:
+        r = self.r.random()
+        if r < 0.30:
+            return bytes(self.r.choice(b"abcdefghij") for _ in range(self.r.randint(0, 40)))
+        if r < 0.65:
+            return self.r.choice([b"0", b"1", b"42", b"007", b"99", b"100", b"18446744073709551615",
+                                  b"18446744073709551614", b"12345678901234567890123", b"-5",
+                                  b"10 ", b"1a"])
+        if r < 0.80:
+            return self.r.randbytes(self.r.randint(0, 200))
+        if r < 0.97:
+            return bytes(self.r.choice(b"xyz0123\r\n") for _ in range(self.r.randint(200, 3000)))
+        return self.r.randbytes(self.r.randint(3000, 70000))
+
+    def flags(self) -> bytes:
+        return b"%d" % self.r.choice([0, 0, 1, 7, 65535, 2**31, 2**32 - 1, self.r.getrandbits(32)])
+
+    def ttl(self) -> bytes:
+        """TTLs that cannot expire during a run: 0, large, absolute, negative, past."""
+        return b"%d" % self.r.choice([
+            0, 0, 0, self.r.randint(3600, 100000), 2592000, self.now + 10**6,
+            -1, -self.r.randint(2, 10**6), 2592001, self.r.randint(2592001, 10**9)])
+
+    def noreply(self, p: float = 0.15) -> bytes:
+        return b" noreply" if self.r.random() < p else b""
+
+    def cas(self, key: bytes) -> CasRef:
+        r = self.r.random()
+        bogus = self.r.randint(10**15, 10**16)
+        if r < 0.55 and key in self.last_cas:
+            return CasRef(self.last_cas[key], bogus)
+        if r < 0.8 and self.recent_cas:
+            return CasRef(self.r.choice(self.recent_cas[-20:]), bogus)
+        return CasRef(None, bogus)
+
+    def opaque(self) -> bytes:
+        return b"O" + bytes(self.r.choice(b"abcXYZ019") for _ in range(self.r.randint(1, 20)))
+
+    # ----- commands -----
+
+    def storage(self) -> Command:
+        cmd = self.r.choice([b"set"] * 4 + [b"add", b"replace", b"append", b"prepend"])
+        k, v = self.key(), self.value()
+        head = b"%s %s %s %s %d" % (cmd, k, self.flags(), self.ttl(), len(v))
+        return Command(cmd.decode(), [head + self.noreply() + b"\r\n" + v + b"\r\n"])
+
+    def cas_cmd(self) -> Command:
+        k, v = self.key(), self.value()
+        head = b"cas %s %s %s %d " % (k, self.flags(), self.ttl(), len(v))
+        return Command("cas", [head, self.cas(k), self.noreply() + b"\r\n" + v + b"\r\n"])
+
+    def retrieval(self) -> Command:
+        cmd = self.r.choice([b"get", b"get", b"gets", b"gets", b"gat", b"gats"])
+        n = self.r.randint(1, 4) if self.r.random() < 0.9 else self.r.randint(10, 40)
+        chosen = [self.key() for _ in range(n)]
+        self.read_in_batch.update(chosen)
+        keys = b" ".join(chosen)
+        if cmd in (b"gat", b"gats"):
+            return Command(cmd.decode(), [b"%s %s %s\r\n" % (cmd, self.ttl(), keys)])
+        return Command(cmd.decode(), [b"%s %s\r\n" % (cmd, keys)])
+
+    def delete(self) -> Command:
+        k = self.key()
+        tail = self.r.choice([b"", b"", b" 0", b" noreply", b" 0 noreply", b" 5", b" x y"])
+        return Command("delete", [b"delete %s%s\r\n" % (k, tail)])
+
+    def arith(self) -> Command:
+        cmd = self.r.choice([b"incr", b"decr"])
+        key = self.arith_key()
+        if key is None:
+            return self.touch()
+        delta = self.r.choice([b"0", b"1", b"1", b"5", b"100", b"18446744073709551615",
+                               b"9223372036854775808", b"abc", b"-1", b"18446744073709551616"])
+        return Command(cmd.decode(), [b"%s %s %s%s\r\n" % (cmd, key, delta, self.noreply())])
+
+    def touch(self) -> Command:
+        return Command("touch", [b"touch %s %s%s\r\n" % (self.key(), self.ttl(), self.noreply())])
+
+    def misc(self) -> Command:
+        r = self.r.random()
+        if r < 0.3:
+            return Command("flush_all", [b"flush_all" + self.r.choice([b"", b" 0"]) +
+                                         self.noreply(0.3) + b"\r\n"])
+        if r < 0.8:
+            return Command("verbosity", [b"verbosity %d%s\r\n" % (self.r.randint(0, 2),
+                                                                   self.noreply(0.3))])
+        return Command("mn", [b"mn\r\n"])
+
+    def _meta_key(self, k: bytes | None = None) -> tuple[bytes, list[bytes]]:
+        k = k or self.key()
+        if self.r.random() < 0.1:
+            return base64.b64encode(k), [b"b"]
+        return k, []
+
+    def _pick(self, options: list[bytes], lo: int, hi: int) -> list[bytes]:
+        return self.r.sample(options, self.r.randint(lo, min(hi, len(options))))
+
+    def mg(self) -> Command:
+        k, extra = self._meta_key()
+        self.read_in_batch.add(base64.b64decode(k) if extra else k)
+        opts = self._pick([b"v", b"v", b"f", b"s", b"k", b"c", b"h", b"q", b"O"], 0, 5)
+        parts: list[Part] = [b"mg " + k]
+        for o in extra + opts:
+            parts.append(b" " + (self.opaque() if o == b"O" else o))
+        r = self.r.random()
+        if r < 0.1:
+            parts.append(b" T" + self.ttl())
+        elif r < 0.15:
+            parts.append(b" N%d" % self.r.randint(3600, 10**5))
+        elif r < 0.2:
+            parts.append(b" R%d" % self.r.choice([30, 10**7]))
+        parts.append(b"\r\n")
+        return Command("mg", parts)
+
+    def ms(self) -> Command:
+        k, extra = self._meta_key()
+        v = self.value()
+        parts: list[Part] = [b"ms %s %d" % (k, len(v))]
+        for o in extra + self._pick([b"F", b"T", b"C", b"q", b"O", b"k", b"c", b"I", b"M"], 0, 4):
+            if o == b"F":
+                parts.append(b" F" + self.flags())
+            elif o == b"T":
+                parts.append(b" T" + self.ttl())
+            elif o == b"C":
+                parts += [b" C", self.cas(k)]
+            elif o == b"O":
+                parts.append(b" " + self.opaque())
+            elif o == b"M":
+                parts.append(b" M" + self.r.choice([b"E", b"A", b"P", b"R", b"S", b"e", b"a",
+                                                     b"s"]))
+                if self.r.random() < 0.2:
+                    parts.append(b" N%d" % self.r.randint(3600, 10**5))
+            else:
+                parts.append(b" " + o)
+        parts.append(b"\r\n" + v + b"\r\n")
+        return Command("ms", parts)
+
+    def md(self) -> Command:
+        k, extra = self._meta_key()
+        parts: list[Part] = [b"md " + k]
+        for o in extra + self._pick([b"q", b"C", b"I", b"T", b"k", b"O"], 0, 3):
+            if o == b"C":
+                parts += [b" C", self.cas(k)]
+            elif o == b"T":
+                parts.append(b" T%d" % self.r.randint(3600, 10**5))
+            elif o == b"O":
+                parts.append(b" " + self.opaque())
+            else:
+                parts.append(b" " + o)
+        parts.append(b"\r\n")
+        return Command("md", parts)
+
+    def ma(self) -> Command:
+        key = self.arith_key()
+        if key is None:
+            return self.md()
+        k, extra = self._meta_key(key)
+        parts: list[Part] = [b"ma " + k]
+        for o in extra + self._pick([b"N", b"J", b"D", b"T", b"M", b"q", b"O", b"k", b"c",
+                                     b"v", b"C"], 0, 5):
+            if o == b"N":
+                parts.append(b" N%d" % self.r.choice([0, 3600, 10**5]))
+            elif o == b"J":
+                parts.append(b" J%d" % self.r.choice([0, 7, 2**64 - 1]))
+            elif o == b"D":
+                parts.append(b" D%d" % self.r.choice([0, 1, 10, 2**64 - 1]))
+            elif o == b"T":
+                parts.append(b" T%d" % self.r.randint(3600, 10**5))
+            elif o == b"M":
+                parts.append(b" M" + self.r.choice([b"I", b"i", b"+", b"D", b"d", b"-"]))
+            elif o == b"C":
+                parts += [b" C", self.cas(k)]
+            elif o == b"O":
+                parts.append(b" " + self.opaque())
+            else:
+                parts.append(b" " + o)
+        parts.append(b"\r\n")
+        return Command("ma", parts)
+
+    def malformed(self) -> Command:
+        k = self.key()
+        choices = [
+            b"foo\r\n", b"bogus with args\r\n", b"GET k0\r\n", b"getz k0\r\n", b"\r\n",
+            b"   \r\n", b"get\r\n", b"set k0\r\n", b"set k0 0 0\r\n", b"incr k0\r\n",
+            b"touch k0\r\n", b"cas k0 0 0 1\r\nx\r\n",
+            b"set %s abc 0 1\r\nx\r\n" % k, b"set %s 0 abc 1\r\nx\r\n" % k,
+            b"set %s 0 0 abc\r\nx\r\n" % k, b"set %s -1 0 1\r\nx\r\n" % k,
+            b"set %s 4294967296 0 1\r\nx\r\n" % k,
+            b"set %s 0 0 -1\r\n" % k, b"set %s 0 0 3\r\nxxxyy\r\n" % k,
+            b"append %s 0 0 2\r\nabcd\r\n" % k, b"incr %s abc\r\n" % k,
+            b"decr %s -3\r\n" % k, b"touch %s abc\r\n" % k, b"gat abc %s\r\n" % k,
+            b"get %s\r\n" % TOO_LONG_KEY, b"gets k0 %s\r\n" % TOO_LONG_KEY,
+            b"set %s 0 0 1\r\nx\r\n" % TOO_LONG_KEY, b"delete %s\r\n" % TOO_LONG_KEY,
+            b"incr %s 1\r\n" % TOO_LONG_KEY, b"touch %s 10\r\n" % TOO_LONG_KEY,
+            b"mg %s v\r\n" % TOO_LONG_KEY, b"ms %s 1\r\nx\r\n" % TOO_LONG_KEY,
+            b"mg\r\n", b"ms %s\r\n" % k, b"ms %s abc\r\n" % k, b"ms %s 2 MZ\r\nab\r\n" % k,
+            b"ms %s 2\r\nabcd\r\n" % k, b"ma %s Dabc\r\n" % k, b"mg %s v v\r\n" % k,
+            b"verbosity\r\n", b"flush_all abc\r\n", b"delete\r\n",
+        ]
+        if self.r.random() < 0.05:
+            big = OVER_ITEM_SIZE_MAX
+            return Command("too_large", [b"set %s 0 0 %d\r\n%s\r\n" % (k, big, b"B" * big)])
+        return Command("malformed", [self.r.choice(choices)])
+
+    def next(self) -> Command:
+        r = self.r.random()
+        for limit, make in ((0.24, self.storage), (0.30, self.cas_cmd), (0.50, self.retrieval),
+                            (0.56, self.delete), (0.63, self.arith), (0.67, self.touch),
+                            (0.69, self.misc), (0.76, self.mg), (0.83, self.ms),
+                            (0.87, self.md), (0.92, self.ma)):
+            if r < limit:
+                return make()
+        return self.malformed()
+
+    def observe(self, segs: list[tuple[bytes, bytes]]) -> None:
+        """Learns canonical cas tokens (and their keys) from a canonical reply."""
+        for head, _ in segs:
+            parts = head.split()
+            if parts[:1] == [b"VALUE"] and len(parts) == 5:
+                self.last_cas[parts[1]] = parts[4]
+                self.recent_cas.append(parts[4])
+            elif parts[:1] and parts[0] in _CAS_LINE_CODES:
+                toks = [p[1:] for p in parts[1:] if p.startswith(b"c#")]
+                keys = [p[1:] for p in parts[1:] if p.startswith(b"k")]
+                if toks:
+                    self.recent_cas.append(toks[0])
+                    if keys:
+                        key = keys[0]
+                        if b"b" in parts[1:]:
+                            try:
+                                key = base64.b64decode(key)
+                            except ValueError:
+                                continue
+                        self.last_cas[key] = toks[0]
