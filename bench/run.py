@@ -1,0 +1,607 @@
+"""Core benchmark: SmartSwitch against memcached 1.6 under the same load, in one run.
+
+Starts a real memcached and the appliance side by side on loopback, drives each
+with the same C load generator (bench/loadgen.c, compiled here into bench/out/)
+and prints ops/s, p50 and p99 for both, with the smartswitch/memcached ratios.
+
+Scenarios (90% get / 10% set, 32-byte keys, 50 connections):
+  values 100 B and 4 KiB  x  pipeline depth 1 and 16  x
+  a key space that fits the DRAM hot tier ("dram") and one whose data is ten
+  times the hot tier ("device"); for the latter the appliance's `stats` are
+  read before and after and the hits_dram / hits_device deltas are reported.
+
+Usage (from the repository root):
+  .venv/bin/python bench/run.py [--quick] [--duration S] [--json FILE]
+
+See bench/README.md for how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+OUT = BENCH / "out"
+LOADGEN_SRC = BENCH / "loadgen.c"
+LOADGEN_BIN = OUT / "loadgen"
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+
+MIB = 1024 * 1024
+KEY_SIZE = 32
+GET_RATIO = 0.9
+CONNS = 50
+# Bytes an item costs beyond key and value in a DRAM tier (headers, hash
+# slot, allocator slack); used only to size the key space that must fit.
+ITEM_OVERHEAD = 64
+# The "dram" key space fills this share of the hot tier, leaving slack for
+# the tier's own bookkeeping and for sets during the run.
+DRAM_FILL = 0.5
+# The "device" key space holds this many times the hot tier in key+value bytes.
+DEVICE_FACTOR = 10
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+
+
+class BenchError(RuntimeError):
+    """A server would not start, the load generator failed, or a run was invalid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One load shape, run against each server in turn.
+
+    Attributes:
+        value_size: value length in bytes.
+        keyspace: "dram" (fits the hot tier) or "device" (ten times the tier).
+        keys: number of distinct keys.
+        depth: requests in flight per connection.
+    """
+
+    value_size: int
+    keyspace: str
+    keys: int
+    depth: int
+
+    @property
+    def name(self) -> str:
+        """A short label such as `v100 dram(85k) d16`."""
+        return f"v{self.value_size} {self.keyspace}({_human(self.keys)}) d{self.depth}"
+
+
+def _human(n: float) -> str:
+    """Format a count compactly: 950, 85k, 2.5M."""
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1e4:
+        return f"{n / 1e3:.0f}k"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}k"
+    return f"{n:.0f}"
+
+
+def _free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_loadgen() -> Path:
+    """Compile bench/loadgen.c into bench/out/loadgen unless it is up to date.
+
+    Returns:
+        The path of the load generator binary.
+    """
+    OUT.mkdir(parents=True, exist_ok=True)
+    if LOADGEN_BIN.exists() and LOADGEN_BIN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+        return LOADGEN_BIN
+    cc = os.environ.get("CC", "cc")
+    cmd = [cc, "-O2", "-pthread", "-o", str(LOADGEN_BIN), str(LOADGEN_SRC), "-lm"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        raise BenchError(f"building the load generator failed:\n{res.stderr}")
+    return LOADGEN_BIN
+
+
+def mc_stats(port: int, timeout: float = 5.0) -> dict[str, str]:
+    """Read the general `stats` of a memcached-protocol server.
+
+    Args:
+        port: TCP port on 127.0.0.1.
+        timeout: seconds before giving up.
+
+    Returns:
+        Stat name to value (as text).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"stats\r\n")
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while not buf.endswith(b"END\r\n"):
+            if time.monotonic() > deadline:
+                raise BenchError(f"stats on port {port} did not finish")
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    out: dict[str, str] = {}
+    for line in buf.decode(errors="replace").splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "STAT":
+            out[parts[1]] = parts[2]
+    return out
+
+
+def _stat_delta(before: dict[str, str], after: dict[str, str], name: str) -> int | None:
+    """after[name] - before[name] as an int, or None if the server lacks it."""
+    try:
+        return int(after[name]) - int(before[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"server exited with status {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise BenchError(f"nothing listening on port {port} after {timeout:.0f}s")
+
+
+class Server:
+    """A server process under test: how to reach it and how to stop it.
+
+    Attributes:
+        name: "memcached" or "smartswitch".
+        port: its TCP port on 127.0.0.1.
+        proc: the process.
+        log: where its stdout and stderr go.
+    """
+
+    def __init__(self, name: str, port: int, proc: subprocess.Popen[bytes], log: Path):
+        self.name = name
+        self.port = port
+        self.proc = proc
+        self.log = log
+
+    def check_alive(self) -> None:
+        """Raise BenchError (with the log's tail) if the process has died."""
+        if self.proc.poll() is not None:
+            raise BenchError(
+                f"{self.name} exited with status {self.proc.returncode}\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the server's log, for error messages."""
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_S."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print(f"# {self.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f}s; killing it",
+                  file=sys.stderr)
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def start_memcached(binary: str, workers: int, mem_mib: int, tmp: Path) -> Server:
+    """Start memcached 1.6 on a free loopback port, TCP only.
+
+    Args:
+        binary: path of memcached.
+        workers: worker threads (-t).
+        mem_mib: item memory (-m), enough for the largest key space.
+        tmp: directory for its log.
+    """
+    port = _free_port()
+    log = tmp / "memcached.log"
+    cmd = [binary, "-l", "127.0.0.1", "-p", str(port), "-t", str(workers),
+           "-m", str(mem_mib), "-U", "0", "-c", "4096"]
+    if os.geteuid() == 0:
+        cmd += ["-u", "root"]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    server = Server("memcached", port, proc, log)
+    try:
+        _wait_port(port, proc, 15.0)
+    except BenchError:
+        server.stop()
+        raise
+    return server
+
+
+def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int) -> Path:
+    """Write the appliance's bench config, derived from configs/default.yaml.
+
+    Only what the bench needs differs from the embedded default: an ephemeral
+    TCP port, UDP off, the worker count, the hot tier and a device sized for
+    the largest key space, everything under tmp.
+
+    Returns:
+        The path of the written config.
+    """
+    cfg: dict[str, Any] = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    mc = cfg["memcached"]
+    mc["listen"] = "127.0.0.1"
+    mc["tcp_port"] = 0
+    mc["udp_port"] = None
+    mc["workers"] = workers
+    st = cfg["storage"]
+    st["dir"] = str(tmp / "var")
+    st["hot_tier"] = f"{hot_tier_mib}MiB"
+    dev = st["devices"][0]
+    dev["path"] = str(tmp / "var" / "store.dat")
+    dev["size"] = f"{device_mib}MiB"
+    path = tmp / "smartswitch.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def start_appliance(python: str, config: Path, tmp: Path) -> Server:
+    """Start `python -m appliance run --config CONFIG` and learn its TCP port.
+
+    The port comes from the stderr line containing `ready tcp=127.0.0.1:PORT`.
+
+    Raises:
+        BenchError: it exited or did not become ready within READY_TIMEOUT_S.
+    """
+    log = tmp / "smartswitch.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([python, "-m", "appliance", "run", "--config", str(config)],
+                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(tmp), env=env)
+    server = Server("smartswitch", 0, proc, log)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    try:
+        while True:
+            for line in log.read_text(errors="replace").splitlines():
+                marker = line.find("ready tcp=")
+                if marker >= 0:
+                    addr = line[marker + len("ready tcp="):].split()[0]
+                    server.port = int(addr.rsplit(":", 1)[1])
+                    _wait_port(server.port, proc, 10.0)
+                    return server
+            server.check_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"smartswitch not ready after {READY_TIMEOUT_S:.0f}s\n"
+                                 f"{server.log_tail()}")
+            time.sleep(0.1)
+    except BaseException:
+        server.stop()
+        raise
+
+
+def run_loadgen(port: int, sc: Scenario, args: argparse.Namespace, *,
+                prefill: bool = False) -> dict[str, Any]:
+    """Run the load generator once against 127.0.0.1:port.
+
+    Args:
+        port: the server's TCP port.
+        sc: the load shape.
+        args: command-line options (duration, warmup, threads, connections).
+        prefill: set every key once (pipelined) and measure only briefly.
+
+    Returns:
+        The load generator's JSON result.
+    """
+    duration, warmup = (0.2, 0.0) if prefill else (args.duration, args.warmup)
+    cmd = [str(LOADGEN_BIN), "--port", str(port), "--threads", str(args.loadgen_threads),
+           "--conns", str(args.conns), "--depth", str(16 if prefill else sc.depth),
+           "--get-ratio", str(GET_RATIO), "--key-size", str(KEY_SIZE),
+           "--keys", str(sc.keys), "--value-size", str(sc.value_size),
+           "--duration", str(duration), "--warmup", str(warmup),
+           "--seed", str(args.seed)]
+    if prefill:
+        cmd += ["--prefill", "--prefill-timeout", str(args.prefill_timeout)]
+    limit = duration + warmup + (args.prefill_timeout if prefill else 0) + 30
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"loadgen overran its {limit:.0f}s bound") from e
+    if res.returncode != 0:
+        raise BenchError(f"loadgen failed ({res.returncode}): {res.stderr.strip()} "
+                         f"{res.stdout.strip()}")
+    out: dict[str, Any] = json.loads(res.stdout)
+    if prefill:
+        pf = out["prefill"]
+        if pf["sets"] != sc.keys or pf["errors"] or out["conn_errors"]:
+            raise BenchError(f"prefill of {sc.keys} keys incomplete on port {port}: {pf}, "
+                             f"conn_errors={out['conn_errors']} {res.stderr.strip()}")
+    return out
+
+
+def plan(args: argparse.Namespace) -> dict[int, list[Scenario]]:
+    """The scenarios to run, grouped by value size (one server pair per group)."""
+    groups: dict[int, list[Scenario]] = {}
+    hot = args.hot_tier_mib * MIB
+    for value in args.values:
+        dram_keys = int(hot * DRAM_FILL / (KEY_SIZE + value + ITEM_OVERHEAD))
+        device_keys = int(hot * DEVICE_FACTOR / (KEY_SIZE + value))
+        scs = []
+        for space, keys in (("dram", dram_keys), ("device", device_keys)):
+            if space not in args.keyspaces:
+                continue
+            for depth in args.depths:
+                scs.append(Scenario(value, space, keys, depth))
+        groups[value] = scs
+    return groups
+
+
+def _sizes(scs: list[Scenario], hot_tier_mib: int) -> tuple[int, int]:
+    """memcached -m and the appliance device size (MiB) for a group of scenarios.
+
+    Both are sized so the largest key space, plus the sets made while measuring,
+    fits without eviction: memcached's slab classes waste up to ~25%, and the
+    appliance's log needs room for overwritten copies until reclaim.
+    """
+    top = max(scs, key=lambda s: s.keys)
+    item = KEY_SIZE + top.value_size + ITEM_OVERHEAD
+    mem_mib = math.ceil(top.keys * item * 1.4 / MIB) + 64
+    dev_mib = max(1024, math.ceil(top.keys * item * 3 / MIB), hot_tier_mib * 4)
+    return mem_mib, dev_mib
+
+
+@contextlib.contextmanager
+def servers(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> Iterator[list[Server]]:
+    """Start memcached and the appliance for a group of scenarios; stop both after."""
+    mem_mib, dev_mib = _sizes(scs, args.hot_tier_mib)
+    started: list[Server] = []
+    try:
+        if "memcached" in args.servers:
+            started.append(start_memcached(args.memcached, args.workers, mem_mib, tmp))
+        if "smartswitch" in args.servers:
+            if args.standin:
+                # a second memcached in the appliance's seat, to test the bench itself
+                sub = tmp / "standin"
+                sub.mkdir(exist_ok=True)
+                standin = start_memcached(args.memcached, args.workers, mem_mib, sub)
+                standin.name = "smartswitch"
+                started.append(standin)
+            else:
+                cfg = appliance_config(tmp, args.workers, args.hot_tier_mib, dev_mib)
+                started.append(start_appliance(args.python, cfg, tmp))
+        yield started
+    finally:
+        for s in reversed(started):
+            with contextlib.suppress(Exception):
+                s.stop()
+
+
+def measure(srv: Server, sc: Scenario, args: argparse.Namespace, rep: int) -> dict[str, Any]:
+    """One measured run of a scenario against one server, with its stats deltas."""
+    before = mc_stats(srv.port)
+    res = run_loadgen(srv.port, sc, args)
+    after = mc_stats(srv.port)
+    srv.check_alive()
+    row: dict[str, Any] = {"scenario": sc.name, **dataclasses.asdict(sc),
+                           "server": srv.name, "rep": rep, "result": res}
+    row["stats_delta"] = {
+        name: _stat_delta(before, after, name)
+        for name in ("get_hits", "get_misses", "hits_dram", "hits_device",
+                     "evictions", "device_reads")
+    }
+    print(f"# {sc.name:28s} {srv.name:11s} #{rep} {res['ops_per_sec']:>10,.0f} ops/s "
+          f"p50 {res['p50_us']:.0f}us p99 {res['p99_us']:.0f}us "
+          f"errors {res['errors']}", file=sys.stderr)
+    return row
+
+
+def run_group(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> list[dict[str, Any]]:
+    """Run one value size's scenarios against every server; return result rows."""
+    rows: list[dict[str, Any]] = []
+    with servers(args, scs, tmp) as srvs:
+        prefilled: set[tuple[str, str]] = set()
+        for sc in scs:
+            for srv in srvs:
+                srv.check_alive()
+                if (srv.name, sc.keyspace) not in prefilled:
+                    t0 = time.monotonic()
+                    run_loadgen(srv.port, sc, args, prefill=True)
+                    print(f"# prefilled {sc.keys} keys of {sc.value_size} B into {srv.name} "
+                          f"in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+                    prefilled.add((srv.name, sc.keyspace))
+            # Alternate which server goes first so drift on a shared machine
+            # (other jobs, thermal, page cache) does not favour one of them.
+            for rep in range(args.repeat):
+                for srv in (srvs if rep % 2 == 0 else list(reversed(srvs))):
+                    rows.append(measure(srv, sc, args, rep))
+    return rows
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median ops/s, p50 and p99 over repeats of one scenario on one server.
+
+    Also the ops/s spread ((max - min) / median), summed errors and summed
+    stats deltas, so a noisy comparison is visible as such.
+    """
+    res = [r["result"] for r in runs]
+    ops = [x["ops_per_sec"] for x in res]
+    med = statistics.median(ops)
+    deltas: dict[str, int | None] = {}
+    for name in runs[0]["stats_delta"]:
+        vals = [r["stats_delta"][name] for r in runs]
+        deltas[name] = None if any(v is None for v in vals) else sum(vals)
+    return {
+        "ops_per_sec": med,
+        "p50_us": statistics.median(x["p50_us"] for x in res),
+        "p99_us": statistics.median(x["p99_us"] for x in res),
+        "spread": (max(ops) - min(ops)) / med if med > 0 else 0.0,
+        "errors": sum(x["errors"] for x in res),
+        "gets": sum(x["gets"] for x in res),
+        "hits": sum(x["hits"] for x in res),
+        "runs": len(runs),
+        "stats_delta": deltas,
+    }
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Print the comparison table; return one summary per scenario (with ratios)."""
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        groups.setdefault(r["scenario"], {}).setdefault(r["server"], []).append(r)
+    print()
+    print(f"SmartSwitch vs memcached: {GET_RATIO:.0%} get / {1 - GET_RATIO:.0%} set, "
+          f"{KEY_SIZE}-byte keys, {args.conns} connections, uniform keys; "
+          f"median of {args.repeat} run(s) of {args.duration:g}s after {args.warmup:g}s warmup")
+    print(f"machine: {os.cpu_count()} CPUs shared by the load generator "
+          f"({args.loadgen_threads} thread(s)) and the server under test ({args.workers} "
+          f"worker threads); hot tier {args.hot_tier_mib} MiB")
+    hdr = (f"{'scenario':26s} {'server':11s} {'ops/s':>9s} {'spread':>6s} {'p50 us':>7s} "
+           f"{'p99 us':>7s} {'errs':>5s} {'hit%':>5s} {'x tput':>6s} {'x p99':>6s}"
+           f"  hits dram / device")
+    print(hdr)
+    print("-" * len(hdr))
+    summaries = []
+    for name, per in groups.items():
+        agg = {srv: _aggregate(runs) for srv, runs in per.items()}
+        mc, ss = agg.get("memcached"), agg.get("smartswitch")
+        ratio_t = ratio_p = None
+        if mc and ss and mc["ops_per_sec"] > 0 and mc["p99_us"] > 0:
+            ratio_t = ss["ops_per_sec"] / mc["ops_per_sec"]
+            ratio_p = ss["p99_us"] / mc["p99_us"]
+        for srv in ("memcached", "smartswitch"):
+            a = agg.get(srv)
+            if not a:
+                continue
+            tail = rt = rp = ""
+            if srv == "smartswitch":
+                d = a["stats_delta"]
+                if d.get("hits_dram") is not None and d.get("hits_device") is not None:
+                    tail = f"  {d['hits_dram']:,} / {d['hits_device']:,}"
+                rt = f"{ratio_t:.2f}" if ratio_t is not None else "-"
+                rp = f"{ratio_p:.2f}" if ratio_p is not None else "-"
+            hit = 100.0 * a["hits"] / a["gets"] if a["gets"] else 0.0
+            print(f"{name:26s} {srv:11s} {a['ops_per_sec']:>9,.0f} {a['spread']:>6.0%} "
+                  f"{a['p50_us']:>7.0f} {a['p99_us']:>7.0f} {a['errors']:>5d} {hit:>5.1f} "
+                  f"{rt:>6s} {rp:>6s}{tail}")
+        keyspace = per[next(iter(per))][0]["keyspace"]
+        target = None
+        if keyspace == "dram" and ratio_t is not None and ratio_p is not None:
+            target = ratio_t >= 1.0 and ratio_p <= 1.1
+        summaries.append({"scenario": name, "aggregate": agg, "throughput_ratio": ratio_t,
+                          "p99_ratio": ratio_p, "dram_target_met": target})
+    judged = [s for s in summaries if s["dram_target_met"] is not None]
+    if judged:
+        ok = sum(1 for s in judged if s["dram_target_met"])
+        print(f"\nDRAM-tier target (>= 1.0x memcached's throughput, p99 <= 1.1x): "
+              f"{ok}/{len(judged)} scenarios met")
+    return summaries
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; see the module docstring."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 100 B values only, 16 MiB hot tier, 2 s runs")
+    p.add_argument("--duration", type=float, help="measured seconds per run (default 5)")
+    p.add_argument("--warmup", type=float, help="unmeasured seconds before each run (default 2)")
+    p.add_argument("--repeat", type=int, help="runs per scenario and server, "
+                   "alternating which goes first; medians are reported (default 3)")
+    p.add_argument("--json", type=Path, help="also write every result to this file")
+    p.add_argument("--values", type=int, nargs="+", help="value sizes (default 100 4096)")
+    p.add_argument("--depths", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--keyspaces", nargs="+", choices=["dram", "device"],
+                   default=["dram", "device"])
+    p.add_argument("--servers", nargs="+", choices=["memcached", "smartswitch"],
+                   default=["memcached", "smartswitch"])
+    p.add_argument("--hot-tier-mib", type=int, help="appliance DRAM tier (default 64)")
+    p.add_argument("--workers", type=int, default=2, help="server worker threads (2)")
+    p.add_argument("--loadgen-threads", type=int, default=1)
+    p.add_argument("--conns", type=int, default=CONNS)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--prefill-timeout", type=float, default=300.0)
+    p.add_argument("--memcached", default=shutil.which("memcached") or "/usr/bin/memcached")
+    p.add_argument("--python", default=sys.executable,
+                   help="interpreter that runs `-m appliance` (default: this one)")
+    p.add_argument("--standin", action="store_true",
+                   help="test the bench itself: a second memcached plays smartswitch")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
+    args = p.parse_args(argv)
+    quick = args.quick
+    if args.duration is None:
+        args.duration = 2.0 if quick else 5.0
+    if args.warmup is None:
+        args.warmup = 0.5 if quick else 2.0
+    if args.repeat is None:
+        args.repeat = 1 if quick else 3
+    if args.values is None:
+        args.values = [100] if quick else [100, 4096]
+    if args.hot_tier_mib is None:
+        args.hot_tier_mib = 16 if quick else 64
+    return args
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM into KeyboardInterrupt so the servers are stopped on the way out."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 on success, 1 if a server or the load generator failed."""
+    args = parse_args(argv)
+    # SIGTERM must unwind through the `finally` that stops the servers.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    build_loadgen()
+    tmp = Path(tempfile.mkdtemp(prefix="ss-bench-"))
+    rows: list[dict[str, Any]] = []
+    status = 0
+    try:
+        for value, scs in plan(args).items():
+            gdir = tmp / f"v{value}"
+            gdir.mkdir()
+            rows += run_group(args, scs, gdir)
+    except (BenchError, KeyboardInterrupt) as e:
+        print(f"bench: {e}", file=sys.stderr)
+        status = 1
+    finally:
+        summaries = report(rows, args) if rows else []
+        if args.json:
+            args.json.write_text(json.dumps({
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "options": {k: (str(v) if isinstance(v, Path) else v)
+                            for k, v in vars(args).items()},
+                "rows": rows, "summaries": summaries}, indent=2))
+        if args.keep or status:
+            print(f"# logs and configs kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
