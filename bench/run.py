@@ -402,10 +402,52 @@ def servers(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> Iterato
                 s.stop()
 
 
+def start_perf(srv: Server, sc: Scenario, args: argparse.Namespace,
+               rep: int) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """With --perf, sample the server's CPU (call graphs) during its first run.
+
+    Returns:
+        The perf process and its output file, or None when not profiling.
+    """
+    if not args.perf or rep != 0 or srv.name not in args.perf_servers:
+        return None
+    perf_bin = shutil.which("perf")
+    if not perf_bin:
+        print("# --perf: no perf binary on PATH; not profiling", file=sys.stderr)
+        return None
+    out = OUT / f"perf-{srv.name}-{sc.name.replace(' ', '_')}.data"
+    span = args.warmup + args.duration
+    proc = subprocess.Popen([perf_bin, "record", "-q", "-F", "499", "-g", "-p",
+                             str(srv.proc.pid), "-o", str(out), "--", "sleep", f"{span:g}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, out
+
+
+def finish_perf(proc: subprocess.Popen[bytes], out: Path) -> None:
+    """Wait for perf, then print the server's hottest symbols to stderr."""
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    rep = subprocess.run(["perf", "report", "-i", str(out), "--stdio", "--no-children",
+                          "--sort", "dso,symbol", "-g", "none", "--percent-limit", "1.5"],
+                         capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in rep.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+    print(f"# perf profile {out.name} (self time, >= 1.5%):", file=sys.stderr)
+    for ln in lines[:25]:
+        print(f"#   {ln.strip()}", file=sys.stderr)
+
+
 def measure(srv: Server, sc: Scenario, args: argparse.Namespace, rep: int) -> dict[str, Any]:
     """One measured run of a scenario against one server, with its stats deltas."""
     before = mc_stats(srv.port)
-    res = run_loadgen(srv.port, sc, args)
+    perf = start_perf(srv, sc, args, rep)
+    try:
+        res = run_loadgen(srv.port, sc, args)
+    finally:
+        if perf:
+            finish_perf(*perf)
     after = mc_stats(srv.port)
     srv.check_alive()
     row: dict[str, Any] = {"scenario": sc.name, **dataclasses.asdict(sc),
@@ -548,6 +590,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memcached", default=shutil.which("memcached") or "/usr/bin/memcached")
     p.add_argument("--python", default=sys.executable,
                    help="interpreter that runs `-m appliance` (default: this one)")
+    p.add_argument("--perf", action="store_true",
+                   help="profile each server's first run of every scenario with perf "
+                   "(bench/out/perf-*.data; top symbols printed)")
+    p.add_argument("--perf-servers", nargs="+", choices=["memcached", "smartswitch"],
+                   default=["smartswitch"], help="whom --perf profiles (smartswitch)")
     p.add_argument("--standin", action="store_true",
                    help="test the bench itself: a second memcached plays smartswitch")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
