@@ -1,0 +1,222 @@
+/*
+ * ss_mc_stats.c - `stats`, `stats settings`, `stats items`, `stats slabs`.
+ *
+ * General stats use memcached's names for what memcached also has, then
+ * every SmartSwitch counter from ss_counters.h under its own name (so one
+ * list drives both). The store is one log rather than slab classes, so
+ * `stats items` and `stats slabs` report a single class 1. Stats are not a
+ * hot path, but still build into the connection's buffer without malloc.
+ */
+#include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "ss_clock.h"
+#include "ss_dataplane.h"
+#include "ss_mc_internal.h"
+#include "ss_worker.h"
+
+static void stat_u64(struct ss_conn *c, const char *name, uint64_t v)
+{
+    char line[160];
+    int n = snprintf(line, sizeof(line), "STAT %s %llu\r\n", name, (unsigned long long)v);
+    ss_mc_out(c, line, (size_t)n);
+}
+
+static void stat_str(struct ss_conn *c, const char *name, const char *v)
+{
+    char line[320];
+    int n = snprintf(line, sizeof(line), "STAT %s %s\r\n", name, v);
+    ss_mc_out(c, line, (size_t)n);
+}
+
+static void stats_general(struct ss_conn *c)
+{
+    struct ss_dataplane *dp = c->w->dp;
+    const struct ss_dataplane_settings *s = ss_dataplane_settings(dp);
+    struct ss_counters sum;
+    struct ss_store_stats ss;
+    struct rusage ru;
+    char buf[64];
+    int64_t now = ss_clock_unix_seconds();
+
+    ss_dataplane_sum_counters(dp, &sum);
+    ss_store_get_stats(ss_dataplane_store(dp), &ss);
+    getrusage(RUSAGE_SELF, &ru);
+
+    stat_u64(c, "pid", (uint64_t)getpid());
+    stat_u64(c, "uptime", (uint64_t)(now - ss_dataplane_started_at(dp)));
+    stat_u64(c, "time", (uint64_t)now);
+    stat_str(c, "version", s->version ? s->version : "");
+    stat_u64(c, "pointer_size", sizeof(void *) * 8);
+    snprintf(buf, sizeof(buf), "%ld.%06ld", (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec);
+    stat_str(c, "rusage_user", buf);
+    snprintf(buf, sizeof(buf), "%ld.%06ld", (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec);
+    stat_str(c, "rusage_system", buf);
+    stat_u64(c, "max_connections", s->max_connections);
+    stat_u64(c, "curr_connections", sum.curr_connections);
+    stat_u64(c, "total_connections", sum.total_connections);
+    stat_u64(c, "rejected_connections", sum.rejected_connections);
+    stat_u64(c, "cmd_get", sum.cmd_get);
+    stat_u64(c, "cmd_set", sum.cmd_set);
+    stat_u64(c, "cmd_flush", sum.cmd_flush);
+    stat_u64(c, "cmd_touch", sum.cmd_touch);
+    stat_u64(c, "cmd_meta", sum.cmd_meta);
+    stat_u64(c, "get_hits", sum.get_hits);
+    stat_u64(c, "get_misses", sum.get_misses);
+    stat_u64(c, "get_expired", sum.get_expired);
+    stat_u64(c, "get_flushed", sum.get_flushed);
+    stat_u64(c, "delete_misses", sum.delete_misses);
+    stat_u64(c, "delete_hits", sum.delete_hits);
+    stat_u64(c, "incr_misses", sum.incr_misses);
+    stat_u64(c, "incr_hits", sum.incr_hits);
+    stat_u64(c, "decr_misses", sum.decr_misses);
+    stat_u64(c, "decr_hits", sum.decr_hits);
+    stat_u64(c, "cas_misses", sum.cas_misses);
+    stat_u64(c, "cas_hits", sum.cas_hits);
+    stat_u64(c, "cas_badval", sum.cas_badval);
+    stat_u64(c, "touch_hits", sum.touch_hits);
+    stat_u64(c, "touch_misses", sum.touch_misses);
+    stat_u64(c, "store_too_large", sum.errors_too_large);
+    stat_u64(c, "store_no_memory", sum.errors_out_of_memory);
+    stat_u64(c, "bytes_read", sum.bytes_read);
+    stat_u64(c, "bytes_written", sum.bytes_written);
+    stat_u64(c, "limit_maxbytes", ss.device_bytes);
+    stat_u64(c, "threads", (uint64_t)s->workers);
+    stat_u64(c, "bytes", ss.device_used_bytes);
+    stat_u64(c, "curr_items", ss.curr_items);
+    stat_u64(c, "total_items", sum.total_items);
+    stat_u64(c, "expired_unfetched", sum.expired_unfetched);
+    stat_u64(c, "evicted_unfetched", sum.evicted_unfetched);
+    stat_u64(c, "evictions", sum.evictions);
+    stat_u64(c, "reclaimed", sum.reclaimed);
+    /* SmartSwitch's own figures, named as in ss_counters.h. */
+    stat_u64(c, "device_bytes", ss.device_bytes);
+    stat_u64(c, "device_used_bytes", ss.device_used_bytes);
+    stat_u64(c, "segment_bytes", ss.segment_bytes);
+    stat_u64(c, "segments", ss.segments);
+    stat_u64(c, "hot_bytes_limit", ss.hot_bytes_limit);
+    stat_u64(c, "hot_bytes_used", ss.hot_bytes_used);
+    stat_u64(c, "hot_items", ss.hot_items);
+    stat_u64(c, "index_bytes", ss.index_bytes);
+    static const char *const memcached_named[] = {
+        "cmd_get", "cmd_set", "cmd_flush", "cmd_touch", "cmd_meta", "get_hits", "get_misses",
+        "get_expired", "get_flushed", "delete_hits", "delete_misses", "incr_hits", "incr_misses",
+        "decr_hits", "decr_misses", "cas_hits", "cas_misses", "cas_badval", "touch_hits",
+        "touch_misses", "bytes_read", "bytes_written", "curr_connections", "total_connections",
+        "rejected_connections", "total_items", "evictions", "expired_unfetched",
+        "evicted_unfetched", "reclaimed",
+    };
+    const uint64_t *v = (const uint64_t *)&sum;
+    static const char *const names[] = {
+#define SS_COUNTER_NAME(name, kind) #name,
+        SS_COUNTERS(SS_COUNTER_NAME)
+#undef SS_COUNTER_NAME
+    };
+    for (int i = 0; i < SS_CTR__COUNT; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < sizeof(memcached_named) / sizeof(memcached_named[0]); j++)
+            if (strcmp(names[i], memcached_named[j]) == 0)
+                dup = true;
+        if (!dup)
+            stat_u64(c, names[i], v[i]);
+    }
+}
+
+static void stats_settings(struct ss_conn *c)
+{
+    const struct ss_dataplane_settings *s = ss_dataplane_settings(c->w->dp);
+    stat_u64(c, "maxbytes", s->store.device_bytes);
+    stat_u64(c, "maxconns", s->max_connections);
+    stat_u64(c, "tcpport", (uint64_t)(s->tcp_port < 0 ? 0 : s->tcp_port));
+    stat_u64(c, "udpport", (uint64_t)(s->udp_port < 0 ? 0 : s->udp_port));
+    stat_u64(c, "verbosity", 0);
+    stat_str(c, "evictions", "on");
+    stat_u64(c, "num_threads", (uint64_t)s->workers);
+    stat_str(c, "cas_enabled", "yes");
+    stat_u64(c, "tcp_backlog", s->tcp_backlog);
+    stat_str(c, "binding_protocol", "ascii");
+    stat_u64(c, "item_size_max", s->store.item_size_max);
+    stat_str(c, "flush_enabled", "yes");
+    stat_u64(c, "idle_timeout", s->idle_timeout_s);
+    stat_u64(c, "hot_bytes", s->store.hot_bytes);
+    stat_u64(c, "segment_bytes", s->store.segment_bytes);
+    stat_u64(c, "flush_interval_ms", s->store.flush_interval_ms);
+    stat_u64(c, "udp_reply_bytes_per_sec", s->udp_reply_bytes_per_sec);
+    stat_u64(c, "udp_reply_burst_bytes", s->udp_reply_burst_bytes);
+}
+
+/* One class: the whole log. */
+static void stats_items(struct ss_conn *c)
+{
+    struct ss_store_stats ss;
+    struct ss_counters sum;
+    ss_store_get_stats(ss_dataplane_store(c->w->dp), &ss);
+    ss_dataplane_sum_counters(c->w->dp, &sum);
+    if (ss.curr_items == 0)
+        return;
+    stat_u64(c, "items:1:number", ss.curr_items);
+    stat_u64(c, "items:1:mem_requested", ss.device_used_bytes);
+    stat_u64(c, "items:1:evicted", sum.evictions);
+    stat_u64(c, "items:1:reclaimed", sum.reclaimed);
+    stat_u64(c, "items:1:expired_unfetched", sum.expired_unfetched);
+    stat_u64(c, "items:1:evicted_unfetched", sum.evicted_unfetched);
+}
+
+static void stats_slabs(struct ss_conn *c)
+{
+    struct ss_store_stats ss;
+    struct ss_counters sum;
+    ss_store_get_stats(ss_dataplane_store(c->w->dp), &ss);
+    ss_dataplane_sum_counters(c->w->dp, &sum);
+    if (ss.segments) {
+        stat_u64(c, "1:chunk_size", ss.segment_bytes);
+        stat_u64(c, "1:total_pages", ss.segments);
+        stat_u64(c, "1:used_chunks", ss.curr_items);
+        stat_u64(c, "1:get_hits", sum.get_hits);
+        stat_u64(c, "1:cmd_set", sum.cmd_set);
+        stat_u64(c, "1:delete_hits", sum.delete_hits);
+        stat_u64(c, "1:incr_hits", sum.incr_hits);
+        stat_u64(c, "1:decr_hits", sum.decr_hits);
+        stat_u64(c, "1:cas_hits", sum.cas_hits);
+        stat_u64(c, "1:cas_badval", sum.cas_badval);
+        stat_u64(c, "1:touch_hits", sum.touch_hits);
+    }
+    stat_u64(c, "active_slabs", ss.segments ? 1 : 0);
+    stat_u64(c, "total_malloced", ss.device_used_bytes);
+}
+
+/* stats [settings|items|slabs|reset|detail ...]; anything else is ERROR,
+ * as memcached answers for a sub-stat it does not know. */
+void ss_mc_stats(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
+{
+    if (ntok == 2) {
+        stats_general(c);
+    } else if (ss_mc_tok_is(&tok[1], "settings")) {
+        stats_settings(c);
+    } else if (ss_mc_tok_is(&tok[1], "items")) {
+        stats_items(c);
+    } else if (ss_mc_tok_is(&tok[1], "slabs")) {
+        stats_slabs(c);
+    } else if (ss_mc_tok_is(&tok[1], "sizes")) {
+        ss_mc_out_str(c, "STAT sizes_status disabled\r\n");
+    } else if (ss_mc_tok_is(&tok[1], "conns")) {
+        /* per-connection detail is not kept */
+    } else if (ss_mc_tok_is(&tok[1], "reset")) {
+        /* Counters belong to the workers and are monotonic for /metrics. */
+        ss_mc_out_str(c, "RESET\r\n");
+        return;
+    } else if (ss_mc_tok_is(&tok[1], "detail")) {
+        if (ntok >= 4 && (ss_mc_tok_is(&tok[2], "on") || ss_mc_tok_is(&tok[2], "off")))
+            ss_mc_out_str(c, "OK\r\n");
+        else if (ntok >= 4 && ss_mc_tok_is(&tok[2], "dump"))
+            ss_mc_out_str(c, "END\r\n");
+        else
+            ss_mc_reply(c, "CLIENT_ERROR usage: stats detail on|off|dump", false);
+        return;
+    } else {
+        ss_mc_reply(c, "ERROR", false);
+        return;
+    }
+    ss_mc_out(c, "END\r\n", 5);
+}
