@@ -57,8 +57,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """`smartswitch run --config FILE`: serve until SIGTERM/SIGINT."""
     config = load_config(_config_path(args))
-    log = logging_setup.configure(config.logging.level)
-    log.info("smartswitch %s starting with %s", __version__, config.source)
+    logging_setup.configure(config.logging.level)
     return runner.run(config)
 
 

@@ -12,12 +12,9 @@ failed and what to do; the CLI prints it and exits 2.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import signal
-import socket
 import stat
 import threading
 import time
@@ -44,7 +41,6 @@ TCP_BACKLOG = 1024
 # A worker that has not returned this long after stop() is stuck in C; the
 # store can't be closed safely under it, so we exit without destroying.
 JOIN_TIMEOUT_S = 30.0
-LOCK_NAME = "smartswitch.lock"
 
 
 class StartError(Exception):
@@ -166,82 +162,6 @@ def _check_device(where: str, path: Path, create: bool) -> None:
                          f"{exc.strerror}; fix its permissions or choose another path") from None
 
 
-def check_ports_free(config: Config) -> None:
-    """Bind and release each configured port to fail early with a clear message.
-
-    The probe sets no SO_REUSEPORT, so it also catches another process that
-    holds the port with SO_REUSEPORT, which would otherwise silently share
-    our traffic.
-
-    Raises:
-        StartError: the port is taken, the address is not local, or the port
-            needs privileges.
-    """
-    mc = config.memcached
-    family = socket.AF_INET6 if ":" in mc.listen else socket.AF_INET
-    probes = [("memcached.tcp_port", socket.SOCK_STREAM, mc.tcp_port)]
-    if mc.udp_port is not None:
-        probes.append(("memcached.udp_port", socket.SOCK_DGRAM, mc.udp_port))
-    for what, kind, port in probes:
-        if port == 0:
-            continue
-        proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
-        where = f"{proto} {endpoint(mc.listen, port)}"
-        try:
-            with socket.socket(family, kind) as sock:
-                if kind == socket.SOCK_STREAM:
-                    # TIME_WAIT leftovers of our own last run are not a conflict.
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((mc.listen, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise StartError(f"{what}: {where} is already in use by another process; "
-                                 f"stop it or choose another port (0 picks a free one)") from None
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise StartError(f"memcached.listen: {mc.listen} is not an address of this "
-                                 f"machine; use one of its addresses (127.0.0.1 for loopback)"
-                                 ) from None
-            if exc.errno == errno.EACCES:
-                raise StartError(f"{what}: binding {where} needs privileges; use a port "
-                                 f"above 1023") from None
-            raise StartError(f"{what}: cannot bind {where}: {exc.strerror}") from None
-
-
-class StoreLock:
-    """An exclusive flock on <storage.dir>/smartswitch.lock for our lifetime.
-
-    LMDB lets two processes open one environment, and two appliances on one
-    device would overwrite each other's segments, so the first one holds this
-    lock and any other (`run` or `verify-index`) is refused.
-    """
-
-    def __init__(self, storage_dir: Path) -> None:
-        self.path = storage_dir / LOCK_NAME
-        self._fd: int | None = None
-
-    def __enter__(self) -> StoreLock:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise StartError(f"storage.dir: cannot open {self.path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise StartError(f"storage.dir: the store in {self.path.parent} is in use by "
-                             f"another smartswitch (pid {holder}); stop it first") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock
-            self._fd = None
-
-
 def _create(settings: DataplaneSettings) -> Dataplane:
     try:
         return Dataplane.create(settings)
@@ -319,10 +239,11 @@ class _Supervisor:
         for t in threads:
             t.start()
         host = settings.listen_host
-        log.info("ready tcp=%s udp=%s workers=%d store=%s",
+        # The one line integration tests and operators wait for.
+        log.info("ready tcp=%s udp=%s workers=%d store=%s version=%s",
                  endpoint(host, self.dp.bound_port(False)),
                  endpoint(host, self.dp.bound_port(True)), self.workers,
-                 settings.store.device_path)
+                 settings.store.device_path, settings.version)
         # The main thread only waits: signal handlers run here between waits.
         while not self.stopping.wait(0.5):
             pass
@@ -366,20 +287,21 @@ def run(config: Config) -> int:
     load()  # refuse a missing or stale build before touching any file
     settings = dataplane_settings(config)
     prepare_storage(config)
-    with StoreLock(config.storage.dir):
-        check_ports_free(config)
-        dp = _create(settings)
-        sup = _Supervisor(dp, settings.workers)
-        previous = _install_signals(sup)
-        try:
-            code = sup.serve(settings)
-            if sup.joined:
-                dp.destroy()  # writes the open segment, closes the index
-                log.info("stopped")
-            return code
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+    # ss_dataplane_create() probes the ports without SO_REUSEPORT (so a
+    # second appliance fails on the port) and flocks the store, and says
+    # which; there is no second copy of those checks here.
+    dp = _create(settings)
+    sup = _Supervisor(dp, settings.workers)
+    previous = _install_signals(sup)
+    try:
+        code = sup.serve(settings)
+        if sup.joined:
+            dp.destroy()  # writes the open segment, closes the index
+            log.info("stopped")
+        return code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def verify_index(config: Config) -> tuple[int, int]:
@@ -393,9 +315,8 @@ def verify_index(config: Config) -> tuple[int, int]:
     """
     load()
     prepare_storage(config, create=False)
-    with StoreLock(config.storage.dir):
-        dp = _create(dataplane_settings(config, listen=False))
-        try:
-            return dp.verify_index()
-        finally:
-            dp.destroy()
+    dp = _create(dataplane_settings(config, listen=False))
+    try:
+        return dp.verify_index()
+    finally:
+        dp.destroy()

@@ -1,7 +1,10 @@
 """The smartswitch command: exit codes and one-line errors, no tracebacks."""
 
 import os
+import re
+import signal
 import socket
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +13,7 @@ import pytest
 
 from appliance import cli, runner
 from appliance.config import parse_config
+from dataplane import fastpath
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,40 +90,6 @@ def test_verify_index_without_store_refuses(tmp_path: Path) -> None:
     assert not (tmp_path / "nothing-here").exists()
 
 
-def test_store_lock_refuses_a_second_holder(tmp_path: Path) -> None:
-    with runner.StoreLock(tmp_path):
-        with pytest.raises(runner.StartError, match=f"in use by another smartswitch "
-                                                    f"\\(pid {os.getpid()}\\)"):
-            with runner.StoreLock(tmp_path):
-                pass
-    with runner.StoreLock(tmp_path):  # released on exit
-        pass
-
-
-def test_port_in_use_is_a_clear_start_error(tmp_path: Path) -> None:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-        config = parse_config(f"memcached:\n  tcp_port: {port}\n  udp_port: null\n",
-                              base_dir=tmp_path)
-        with pytest.raises(runner.StartError) as info:
-            runner.check_ports_free(config)
-    assert str(info.value) == (f"memcached.tcp_port: TCP 127.0.0.1:{port} is already in use by "
-                               f"another process; stop it or choose another port (0 picks a "
-                               f"free one)")
-
-
-def test_udp_port_in_use_is_a_clear_start_error(tmp_path: Path) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
-        holder.bind(("127.0.0.1", 0))
-        port = holder.getsockname()[1]
-        config = parse_config(f"memcached:\n  tcp_port: 0\n  udp_port: {port}\n",
-                              base_dir=tmp_path)
-        with pytest.raises(runner.StartError, match=r"memcached\.udp_port: UDP 127\.0\.0\.1:"):
-            runner.check_ports_free(config)
-
-
 def test_unusable_device_is_a_clear_start_error(tmp_path: Path) -> None:
     (tmp_path / "dev").mkdir()
     config = parse_config("storage:\n  dir: s\n  devices:\n    - {name: d, path: dev, size: 1GiB}"
@@ -134,3 +104,68 @@ def test_endpoint_brackets_ipv6() -> None:
     assert runner.endpoint("::1", 11211) == "[::1]:11211"
     assert runner.endpoint("127.0.0.1", 5) == "127.0.0.1:5"
     assert runner.endpoint("127.0.0.1", None) == "off"
+
+
+def _built() -> bool:
+    try:
+        fastpath.load()
+    except fastpath.DataplaneError:
+        return False
+    return True
+
+
+needs_dataplane = pytest.mark.skipif(not _built(), reason="dataplane._fastpath not built "
+                                     "(`make build`); CI builds it")
+
+READY = re.compile(r"ready tcp=127\.0\.0\.1:(\d+) udp=127\.0\.0\.1:(\d+)")
+
+
+def write_small_config(tmp_path: Path, tcp_port: int = 0, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(
+        f"memcached:\n  tcp_port: {tcp_port}\n  udp_port: 0\n  workers: 1\n"
+        "storage:\n  dir: ./var\n  hot_tier: 1MiB\n  devices:\n"
+        "    - {name: d, path: ./var/store.dat, size: 16MiB}\n"
+        "  pools:\n    - {name: p, device: d, segment_size: 2MiB}\n")
+    return path
+
+
+@needs_dataplane
+def test_run_serves_until_sigterm_then_verify_index(tmp_path: Path) -> None:
+    config = write_small_config(tmp_path)
+    log = tmp_path / "run.log"
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "appliance", "run", "--config",
+                                 str(config)], cwd=tmp_path, env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 20
+        while not (m := READY.search(log.read_text())):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        port = int(m.group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"set k 0 0 2\r\nhi\r\n")
+            assert sock.recv(100) == b"STORED\r\n"
+        # While it runs the store is locked: a second opener is refused.
+        busy = smartswitch("verify-index", "--config", str(config), cwd=tmp_path)
+        assert busy.returncode == 2
+        assert "in use" in busy.stderr and len(busy.stderr.splitlines()) == 1
+        # So is a second appliance on the same port.
+        other = write_small_config(tmp_path, tcp_port=port, name="other.yaml")
+        clash = smartswitch("run", "--config", str(other), cwd=tmp_path / "var")
+        assert clash.returncode == 2
+        assert f"127.0.0.1:{port}" in clash.stderr and "Traceback" not in clash.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = log.read_text()
+    assert len(READY.findall(text)) == 1
+    assert "stopping: SIGTERM" in text and text.rstrip().endswith("stopped")
+    verified = smartswitch("verify-index", "--config", str(config), cwd=tmp_path)
+    assert verified.returncode == 0, verified.stderr
+    assert "checked 1 entries, 0 failed" in verified.stdout
