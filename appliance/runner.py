@@ -174,7 +174,7 @@ def _create(settings: DataplaneSettings) -> Dataplane:
 # --------------------------------------------------------------- lifecycle
 
 
-class _Supervisor:
+class Supervisor:
     """Runs the worker and housekeeping threads and stops them on request."""
 
     def __init__(self, dp: Dataplane, workers: int) -> None:
@@ -258,7 +258,7 @@ class _Supervisor:
         return 1 if self.failed else 0
 
 
-def _install_signals(sup: _Supervisor) -> dict[int, Any]:
+def _install_signals(sup: Supervisor) -> dict[int, Any]:
     """Route SIGTERM/SIGINT to a clean stop and SIGHUP to a notice."""
     if threading.current_thread() is not threading.main_thread():
         return {}
@@ -291,7 +291,7 @@ def run(config: Config) -> int:
     # second appliance fails on the port) and flocks the store, and says
     # which; there is no second copy of those checks here.
     dp = _create(settings)
-    sup = _Supervisor(dp, settings.workers)
+    sup = Supervisor(dp, settings.workers)
     previous = _install_signals(sup)
     try:
         code = sup.serve(settings)

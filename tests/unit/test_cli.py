@@ -1,12 +1,16 @@
 """The smartswitch command: exit codes and one-line errors, no tracebacks."""
 
+import errno
+import logging
 import os
 import re
 import signal
 import socket
-import time
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -157,6 +161,15 @@ def test_run_serves_until_sigterm_then_verify_index(tmp_path: Path) -> None:
         clash = smartswitch("run", "--config", str(other), cwd=tmp_path / "var")
         assert clash.returncode == 2
         assert f"127.0.0.1:{port}" in clash.stderr and "Traceback" not in clash.stderr
+        # SIGHUP does not pretend to reload: it says so and keeps serving.
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "SIGHUP" not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"get k\r\n")
+            assert sock.recv(100) == b"VALUE k 0 2\r\nhi\r\nEND\r\n"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, log.read_text()
     finally:
@@ -169,3 +182,84 @@ def test_run_serves_until_sigterm_then_verify_index(tmp_path: Path) -> None:
     verified = smartswitch("verify-index", "--config", str(config), cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr
     assert "checked 1 entries, 0 failed" in verified.stdout
+
+
+class FakeDataplane:
+    """Stands in for dataplane.fastpath.Dataplane in Supervisor tests."""
+
+    def __init__(self, housekeep_fails_after: int | None = None,
+                 worker_fails: bool = False) -> None:
+        self.stopped = threading.Event()
+        self.housekeeps = 0
+        self.housekeep_fails_after = housekeep_fails_after
+        self.worker_fails = worker_fails
+
+    def run_worker(self, worker_id: int) -> None:
+        if self.worker_fails and worker_id == 1:
+            fastpath._check(-errno.EIO, "worker 1")
+        self.stopped.wait(10)
+
+    def housekeep(self) -> None:
+        self.housekeeps += 1
+        if self.housekeep_fails_after is not None and \
+                self.housekeeps > self.housekeep_fails_after:
+            fastpath._check(-errno.ENOSPC, "housekeeping")  # raises, as C's -ENOSPC would
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def bound_port(self, udp: bool) -> int | None:
+        return None if udp else 4242
+
+
+class ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.getMessage()}")
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    handler = ListHandler()
+    logger = logging.getLogger("smartswitch")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler.lines
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+def supervise(tmp_path: Path, dp: FakeDataplane, stop_after: float | None = None) -> int:
+    settings = runner.dataplane_settings(parse_config("memcached:\n  listen: ::1\n",
+                                                      base_dir=tmp_path))
+    sup = runner.Supervisor(dp, 2)  # type: ignore[arg-type]
+    if stop_after is not None:
+        threading.Timer(stop_after, sup.request_stop, args=("test",)).start()
+    code = sup.serve(settings)
+    assert sup.joined
+    return code
+
+
+def test_supervisor_clean_stop(tmp_path: Path, log_lines: list[str]) -> None:
+    assert supervise(tmp_path, FakeDataplane(), stop_after=0.35) == 0
+    assert log_lines[0].startswith("INFO ready tcp=[::1]:4242 udp=off workers=2 ")
+    assert log_lines[-1] == "INFO stopping: test"
+
+
+def test_supervisor_housekeeping_failure_exits_nonzero(tmp_path: Path,
+                                                       log_lines: list[str]) -> None:
+    dp = FakeDataplane(housekeep_fails_after=2)
+    assert supervise(tmp_path, dp) == 1
+    assert dp.housekeeps == 3 and dp.stopped.is_set()
+    assert "CRITICAL housekeeping failed: housekeeping: No space left on device; free space " \
+        "on the file system or shrink the pool" in log_lines
+    assert "ERROR stopping: housekeeping failed" in log_lines
+
+
+def test_supervisor_worker_failure_exits_nonzero(tmp_path: Path, log_lines: list[str]) -> None:
+    assert supervise(tmp_path, FakeDataplane(worker_fails=True)) == 1
+    assert any(line.startswith("CRITICAL worker 1 failed") for line in log_lines)
