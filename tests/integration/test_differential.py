@@ -112,6 +112,24 @@ def _send_all(sides: list[Side], payloads: list[bytes], rng: random.Random) -> N
             side.conn.send(p)
 
 
+def _next_batch(gen: Generator, size: int, held: list[Command]) -> list[Command]:
+    """Up to `size` commands; a command marked `isolate` goes in a batch alone."""
+    batch: list[Command] = []
+    if held:
+        batch.append(held.pop())
+        if batch[0].isolate:
+            return batch
+    while len(batch) < size:
+        c = gen.next()
+        if c.isolate and batch:
+            held.append(c)
+            break
+        batch.append(c)
+        if c.isolate:
+            break
+    return batch
+
+
 def run_differential(ref: Server, test: Server, seed: int, count: int) -> collections.Counter[str]:
     """Sends `count` commands from seed to both servers and asserts equal replies.
 
@@ -126,12 +144,13 @@ def run_differential(ref: Server, test: Server, seed: int, count: int) -> collec
     b.conn.call(b"flush_all\r\n")
     start = time.monotonic()
     index = 0
+    held: list[Command] = []
     try:
         while index < count:
             assert time.monotonic() - start < RUN_TIME_LIMIT_S, (
                 f"seed {seed}: only {index} of {count} commands in {RUN_TIME_LIMIT_S}s")
             gen.begin_batch()
-            batch: list[Command] = [gen.next() for _ in range(rng.randint(1, 8))]
+            batch = _next_batch(gen, rng.randint(1, 8), held)
             payloads = [b"".join(c.render(s.canon) for c in batch) + b"mn\r\n" for s in (a, b)]
             _send_all([a, b], payloads, rng)
             # `mn` commands inside the batch answer MN too; the sentinel is the last.

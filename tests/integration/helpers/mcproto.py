@@ -167,5 +167,7 @@ def round_trip(addr: tuple[str, int], tag: str = "probe") -> None:
     key = f"rt:{tag}:{time.monotonic_ns()}".encode()
     value = b"v-" + key
     with RawConn(addr, timeout=10) as c:
-        assert c.set(key, value, flags=7) == b"STORED\r\n"
-        assert c.get(key) == value
+        reply = c.set(key, value, flags=7)
+        assert reply == b"STORED\r\n", f"round trip after {tag}: set answered {reply!r}"
+        got = c.get(key)
+        assert got == value, f"round trip after {tag}: get answered {got!r}"
