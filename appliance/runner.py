@@ -29,7 +29,6 @@ from dataplane.fastpath import (
     DataplaneCreateError,
     DataplaneError,
     DataplaneSettings,
-    StoreBusyError,
     StoreSettings,
     load,
 )
@@ -38,6 +37,7 @@ log = logging.getLogger("smartswitch")
 
 HOUSEKEEP_INTERVAL_S = 0.1
 TCP_BACKLOG = 1024
+MAX_AUTO_WORKERS = 1024  # ss_dataplane_create accepts 1..1024 workers
 # A worker that has not returned this long after stop() is stuck in C; the
 # store can't be closed safely under it, so we exit without destroying.
 JOIN_TIMEOUT_S = 30.0
@@ -51,7 +51,7 @@ def worker_threads(config: Config) -> int:
     """Worker count: the configured number, or one per usable core for auto."""
     if config.memcached.workers is not None:
         return config.memcached.workers
-    return max(1, len(os.sched_getaffinity(0)))
+    return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0))))
 
 
 def dataplane_settings(config: Config, *, listen: bool = True) -> DataplaneSettings:
@@ -167,8 +167,6 @@ def _create(settings: DataplaneSettings) -> Dataplane:
         return Dataplane.create(settings)
     except DataplaneCreateError as exc:
         raise StartError(f"cannot start the data plane: {exc}") from None
-    except StoreBusyError as exc:
-        raise StartError(f"the store is in use: {exc}") from None
 
 
 # --------------------------------------------------------------- lifecycle
@@ -183,7 +181,9 @@ class Supervisor:
         self.stopping = threading.Event()
         self.failed = False
         self.joined = False  # every thread returned: destroy() is safe
-        self._lock = threading.Lock()
+        # Reentrant: a second signal can arrive while the main thread is
+        # inside request_stop for the first one.
+        self._lock = threading.RLock()
 
     def request_stop(self, reason: str, *, failed: bool = False) -> None:
         """Ask everything to wind down (any thread, or a signal handler)."""

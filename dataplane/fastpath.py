@@ -185,7 +185,7 @@ _UINT64 = (0, 2**64 - 1)
 _RANGES: dict[str, tuple[int, int]] = {
     "tcp_port": (-1, 65535),
     "udp_port": (-1, 65535),
-    "workers": (1, 4096),
+    "workers": (1, 1024),
     "max_connections": (1, 2**32 - 1),
     "idle_timeout_s": _UINT32,
     "tcp_backlog": (1, 65535),
