@@ -8,7 +8,11 @@
  *            reading, until the queue drains (backpressure on a client that
  *            pipelines faster than it reads).
  *   CLOSING  the protocol asked to close (quit, fatal error) or the client
- *            shut down its side: flush what is queued, then close.
+ *            shut down its side and every whole command it sent has been
+ *            answered: flush what is queued, then close.
+ * ss_conn.h describes WRITING as "output pending"; here a little output may
+ * stay queued in READING (EPOLLOUT armed beside EPOLLIN) so that pipelining
+ * clients keep flowing; only a large queue stops the reading.
  * Nothing here allocates per request: rbuf and out keep their capacity and
  * only shrink in ss_conn_trim() once the connection has gone quiet.
  */
@@ -247,27 +251,50 @@ static int conn_flush(struct ss_server_conn *sc)
 /*
  * Run the protocol over the unread input and try to send its answers.
  * Returns 0 or -errno (close the connection).
+ *
+ * A protocol may stop early to bound its output (leaving whole commands in
+ * rbuf). When everything it produced went out at once, nothing would wake
+ * us for the rest (the client may just be waiting for answers), so run it
+ * again while it makes progress; after a few rounds yield to the other
+ * connections and come back on EPOLLOUT. sc->more says whether whole
+ * commands may still be waiting.
  */
 static int conn_process(struct ss_server_conn *sc)
 {
     struct ss_conn *c = &sc->c;
 
-    if (c->rlen == c->rpos)
-        return 0;
-    /*
-     * Keep the unsent head of `out` from growing without bound while a
-     * client reads slowly: compact when the sent part dominates.
-     */
-    if (sc->wpos && sc->wpos >= c->out.len / 2) {
-        ss_buf_consume(&c->out, sc->wpos);
-        sc->wpos = 0;
+    sc->more = 0;
+    for (int round = 0; c->rlen > c->rpos; round++) {
+        if (round == SS_CONN_PROCESS_ROUNDS) {
+            sc->more = 1;
+            break;
+        }
+        /*
+         * Keep the unsent head of `out` from growing without bound while a
+         * client reads slowly: compact when the sent part dominates.
+         */
+        if (sc->wpos && sc->wpos >= c->out.len / 2) {
+            ss_buf_consume(&c->out, sc->wpos);
+            sc->wpos = 0;
+        }
+        size_t before = c->rpos;
+        int res = ss_mc_process(c);
+        size_t consumed = c->rpos - before;
+        if (c->rpos == c->rlen)
+            c->rpos = c->rlen = 0;
+        if (res == SS_MC_CLOSE || c->close_after_write)
+            ss_conn_set_state(c, SS_CONN_CLOSING);
+        int rc = conn_flush(sc);
+        if (rc)
+            return rc;
+        if (c->state != SS_CONN_READING || consumed == 0)
+            break;
+        if (c->rlen > c->rpos && conn_pending(sc)) {
+            sc->more = 1; /* again once the output has drained */
+            break;
+        }
     }
-    int res = ss_mc_process(c);
-    if (c->rpos == c->rlen)
-        c->rpos = c->rlen = 0;
-    if (res == SS_MC_CLOSE || c->close_after_write)
-        ss_conn_set_state(c, SS_CONN_CLOSING);
-    return conn_flush(sc);
+    return 0;
 }
 
 /* Register the epoll mask the connection's state calls for. */
@@ -277,7 +304,8 @@ static int conn_rearm(struct ss_server_conn *sc)
     uint32_t want;
 
     if (c->state == SS_CONN_READING)
-        want = EPOLLIN | (conn_pending(sc) ? EPOLLOUT : 0);
+        /* After end of input EPOLLIN would fire forever: leave it out. */
+        want = (sc->peer_eof ? 0 : EPOLLIN) | (conn_pending(sc) || sc->more ? EPOLLOUT : 0);
     else
         want = EPOLLOUT;
     if (want == sc->events)
@@ -301,13 +329,18 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
     if (events & (EPOLLERR | EPOLLHUP))
         goto close;
 
-    if ((events & EPOLLOUT) && conn_pending(sc)) {
-        if (conn_flush(sc) < 0)
+    if (events & EPOLLOUT) {
+        if (conn_pending(sc) && conn_flush(sc) < 0)
             goto close;
-        if (c->state == SS_CONN_WRITING && conn_pending(sc) == 0) {
+        if (c->state != SS_CONN_CLOSING && conn_pending(sc) == 0) {
             ss_conn_set_state(c, SS_CONN_READING);
-            /* Commands may have waited in rbuf while we were writing. */
-            if (conn_process(sc) < 0)
+            /*
+             * Commands may wait in rbuf: we stopped reading while writing,
+             * the protocol stopped early to bound its output, or we yielded
+             * (sc->more). The client may be waiting for answers and send
+             * nothing more, so run them now rather than on the next input.
+             */
+            if (c->rlen > c->rpos && conn_process(sc) < 0)
                 goto close;
         }
     }
@@ -334,7 +367,7 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
     }
 
     /* No more input will come: answer what was asked, then close. */
-    if (sc->peer_eof && c->state == SS_CONN_READING)
+    if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more)
         ss_conn_set_state(c, SS_CONN_CLOSING);
     if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0)
         goto close;

@@ -30,6 +30,8 @@
 #define SS_CONN_RBUF_SLACK (64u * 1024u)
 /* Reads per readiness event while a large value is still arriving. */
 #define SS_CONN_READS_PER_EVENT 16
+/* ss_mc_process() calls per event while the protocol stops early. */
+#define SS_CONN_PROCESS_ROUNDS 8
 /* Output queued above this: stop reading the connection until it drains. */
 #define SS_CONN_OUT_HIGH_WATER (4u << 20)
 /* Buffers that grew past these are given back once the connection idles. */
@@ -76,6 +78,7 @@ struct ss_server_conn {
     size_t wpos;        /* c.out.data[0, wpos) is already sent */
     uint32_t events;    /* epoll mask currently registered */
     uint8_t peer_eof;   /* the client shut down its side */
+    uint8_t more;       /* whole commands may wait in rbuf: run on EPOLLOUT */
 };
 
 static inline struct ss_server_conn *ss_server_conn_of(struct ss_conn *c)
