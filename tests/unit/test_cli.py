@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -263,3 +264,31 @@ def test_supervisor_housekeeping_failure_exits_nonzero(tmp_path: Path,
 def test_supervisor_worker_failure_exits_nonzero(tmp_path: Path, log_lines: list[str]) -> None:
     assert supervise(tmp_path, FakeDataplane(worker_fails=True)) == 1
     assert any(line.startswith("CRITICAL worker 1 failed") for line in log_lines)
+
+
+def test_stale_build_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataplane
+
+    fake = types.SimpleNamespace(lib=types.SimpleNamespace(ss_abi_version=lambda: 99), ffi=None)
+    monkeypatch.setitem(sys.modules, "dataplane._fastpath", fake)
+    monkeypatch.setattr(dataplane, "_fastpath", fake, raising=False)
+    monkeypatch.setattr(fastpath, "_lib", None)
+    with pytest.raises(fastpath.DataplaneUnavailable,
+                       match=r"stale build \(ABI 99, this code expects 1\); rebuild it with "
+                             r"`make build`"):
+        fastpath.load()
+
+
+@pytest.mark.parametrize(("rc", "cls", "text"), [
+    (-errno.ENOSPC, fastpath.OutOfSpaceError, "x: No space left on device; free space"),
+    (-errno.EIO, fastpath.DeviceIOError, "x: Input/output error; check the device"),
+    (-errno.EBUSY, fastpath.StoreBusyError, "x: Device or resource busy; stop the other"),
+    (-errno.ENOTSUP, fastpath.DataplaneError, "x: Operation not supported"),
+])
+def test_errno_table(rc: int, cls: type, text: str) -> None:
+    with pytest.raises(cls) as info:
+        fastpath._check(rc, "x")
+    assert type(info.value) is cls
+    assert str(info.value).startswith(text)
+    assert info.value.errno == -rc
+    assert fastpath._check(7, "x") == 7
