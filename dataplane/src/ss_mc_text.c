@@ -21,6 +21,15 @@
 
 #define KEY_TOKEN 1
 
+/*
+ * Where in c->out the replies memcached would not have written yet begin.
+ * memcached writes its queued replies when it runs out of input, after
+ * `mn`, and after reqs_per_event (20) commands; a get with an over-long key
+ * throws away every reply queued since (conn_release_items), so we do too.
+ */
+static __thread size_t unsent_mark;
+#define REQS_PER_EVENT 20
+
 /* Outcome of one framed command. */
 enum cmd_result {
     CMD_DONE = 0, /* consumed the line (and *extra bytes after it) */
@@ -82,7 +91,7 @@ static void text_get(struct ss_conn *c, const char *pos, const char *end,
             pos++;
         size_t nkey = (size_t)(pos - key);
         if (nkey > SS_KEY_MAX_LENGTH) {
-            c->out.len = mark;
+            c->out.len = unsent_mark < mark ? unsent_mark : mark;
             ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
             return;
         }
@@ -93,9 +102,12 @@ static void text_get(struct ss_conn *c, const char *pos, const char *end,
             out_value(c, key, nkey, &it, t->value, t->value_len, return_cas);
             ss_mc_count_hit_tier(c, &it);
             if (touch) {
+                /* `it` predates find's bump: carry the bump over. */
                 struct ss_item m = it;
                 m.exptime = exptime;
                 m.cas = 0;
+                m.bits |= SS_ITEM_FETCHED;
+                m.last_access = (uint32_t)ss_clock_unix_seconds();
                 ss_store_update_meta(t, key, nkey, &m);
                 ctr->cmd_touch++;
                 ctr->touch_hits++;
@@ -213,6 +225,8 @@ static void text_touch(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     if (rc == 0) {
         it.exptime = ss_mc_exptime(e, ss_clock_unix_seconds());
         it.cas = 0;
+        it.bits |= SS_ITEM_FETCHED; /* as find's bump left it */
+        it.last_access = (uint32_t)ss_clock_unix_seconds();
         ss_store_update_meta(t, key, nkey, &it);
         c->w->ctr.touch_hits++;
     } else {
@@ -399,6 +413,7 @@ static enum cmd_result dispatch(struct ss_conn *c, const char *line, size_t len,
             return CMD_DONE;
         case 'n':
             ss_mc_out(c, "MN\r\n", 4);
+            unsent_mark = c->out.len; /* mn makes memcached write now */
             return CMD_DONE;
         case 'a':
             ss_mc_meta_arith(c, tok, ntok);
@@ -493,7 +508,9 @@ static enum cmd_result dispatch(struct ss_conn *c, const char *line, size_t len,
  */
 int ss_mc_process(struct ss_conn *c)
 {
+    unsigned ncmd = 0;
     c->rneed = 0;
+    unsent_mark = c->out.len;
     while (c->rpos < c->rlen) {
         size_t avail = c->rlen - c->rpos;
         if (c->swallow) {
@@ -529,6 +546,8 @@ int ss_mc_process(struct ss_conn *c)
         if (r == CMD_AGAIN)
             break;
         c->rpos += line_bytes + extra;
+        if (++ncmd % REQS_PER_EVENT == 0)
+            unsent_mark = c->out.len;
         if (r == CMD_CLOSE) {
             c->close_after_write = 1;
             return SS_MC_CLOSE;
