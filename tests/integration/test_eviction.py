@@ -28,7 +28,7 @@ def _value(i: int) -> bytes:
 
 @pytest.mark.slow
 def test_three_times_capacity(tmp_path: Path, appliance_factory: ApplianceFactory) -> None:
-    config = write_config(tmp_path, device_size=f"{DEVICE_MIB}MiB", segment_size="1MiB",
+    config = write_config(tmp_path, device_size=f"{DEVICE_MIB}MiB", segment_size="2MiB",
                           hot_tier=f"{HOT_MIB}MiB")
     srv = appliance_factory(config)
     rss_start = srv.rss_kib()

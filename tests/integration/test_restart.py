@@ -9,6 +9,7 @@ import pytest
 from pymemcache.client.base import Client
 
 from .conftest import ApplianceFactory
+from .helpers.mcproto import RawConn
 from .helpers.procs import write_config
 
 N_ITEMS = 100_000
@@ -50,15 +51,16 @@ def test_clean_restart_keeps_every_item(tmp_path: Path,
     assert srv.terminate() == 0, f"SIGTERM exit status {srv.stopped_rc}\n{srv.log()}"
 
     srv2 = appliance_factory(config)
-    c = Client(srv2.addr, connect_timeout=5, timeout=30, default_noreply=False)
+    c = RawConn(srv2.addr, timeout=30)
     missing: list[int] = []
     wrong: list[int] = []
     start = time.monotonic()
     for lo in range(0, N_ITEMS, BATCH):
         assert time.monotonic() - start < TIME_LIMIT_S, f"only {lo} items checked in time"
         keys = [b"r%d" % i for i in range(lo, min(lo + BATCH, N_ITEMS))]
-        raw = c.raw_command(b"get " + b" ".join(keys), b"END\r\n")
-        got = _parse_values(raw)
+        c.send(b"get " + b" ".join(keys) + b"\r\n")
+        segs = c.read_segments_until((b"END\r\n",))
+        got = {h.split()[1]: (int(h.split()[2]), d[:-2]) for h, d in segs[:-1]}
         for i in range(lo, min(lo + BATCH, N_ITEMS)):
             item = got.get(b"r%d" % i)
             if item is None:
@@ -69,17 +71,3 @@ def test_clean_restart_keeps_every_item(tmp_path: Path,
     assert not missing and not wrong, (
         f"after a clean restart: {len(missing)} items missing (first {missing[:10]}), "
         f"{len(wrong)} with a wrong value or flags (first {wrong[:10]})")
-
-
-def _parse_values(raw: bytes) -> dict[bytes, tuple[int, bytes]]:
-    """Parses a multi-get reply (without its final END) into key -> (flags, value)."""
-    out: dict[bytes, tuple[int, bytes]] = {}
-    pos = 0
-    while pos < len(raw):
-        eol = raw.index(b"\r\n", pos)
-        parts = raw[pos:eol].split()
-        assert parts[0] == b"VALUE", raw[pos:eol]
-        n = int(parts[3])
-        out[parts[1]] = (int(parts[2]), raw[eol + 2:eol + 2 + n])
-        pos = eol + 2 + n + 2
-    return out

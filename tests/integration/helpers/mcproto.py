@@ -164,7 +164,8 @@ class RawConn:
 
 def round_trip(addr: tuple[str, int], tag: str = "probe") -> None:
     """Asserts a fresh client can set and get a key (the server still serves)."""
-    key = f"rt:{tag}:{time.monotonic_ns()}".encode()
+    safe = "".join(ch if ch.isalnum() else "-" for ch in tag)
+    key = f"rt:{safe}:{time.monotonic_ns()}".encode()
     value = b"v-" + key
     with RawConn(addr, timeout=10) as c:
         reply = c.set(key, value, flags=7)
