@@ -210,9 +210,9 @@ enum ss_mc_delta_res ss_mc_exec_delta_locked(struct ss_conn *c, const char *key,
         memset(exec_scratch.data + res, ' ', old_len - res);
         iov.iov_base = exec_scratch.data;
         iov.iov_len = old_len;
-        it->bits &= ~(uint32_t)0 & (SS_ITEM_FETCHED | SS_ITEM_STALE | SS_ITEM_WIN_SENT |
-                                    SS_MC_ITEM_KEY_BINARY);
+        /* the same item in memcached: its state bits stay */
     } else {
+        /* a new item in memcached: fresh state */
         memcpy(tmp, buf, res);
         iov.iov_base = tmp;
         iov.iov_len = res;

@@ -112,6 +112,15 @@ static void text_get(struct ss_conn *c, const char *pos, const char *end,
                 ctr->cmd_touch++;
                 ctr->touch_hits++;
             } else {
+                if (it.tier == SS_TIER_DEVICE && !(it.bits & SS_ITEM_FETCHED)) {
+                    /* A device hit the DRAM tier did not admit keeps find's
+                     * bump nowhere; record the first fetch (mg h) here. */
+                    struct ss_item m = it;
+                    m.cas = 0;
+                    m.bits |= SS_ITEM_FETCHED;
+                    m.last_access = (uint32_t)ss_clock_unix_seconds();
+                    ss_store_update_meta(t, key, nkey, &m);
+                }
                 ctr->cmd_get++;
                 ctr->get_hits++;
             }
@@ -330,7 +339,9 @@ static void text_flush_all(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok
             return;
         }
     }
-    int64_t when = delay > 0 ? ss_mc_exptime(delay, now) : now;
+    /* memcached invalidates up to one second early (oldest_live is the
+     * deadline minus one), so `flush_all 1` acts at once: match it. */
+    int64_t when = delay > 0 ? ss_mc_exptime(delay, now) - 1 : now;
     ss_store_flush_all(&c->w->st, when);
     ss_mc_reply(c, "OK", noreply);
 }
