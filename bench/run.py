@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -439,16 +440,50 @@ def finish_perf(proc: subprocess.Popen[bytes], out: Path) -> None:
         print(f"#   {ln.strip()}", file=sys.stderr)
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a live process has used."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent not idle, summed over CPUs."""
+    with open("/proc/stat") as fh:
+        vals = [int(v) for v in fh.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    # guest time is already counted in user time
+    return (sum(vals[:8]) - idle) / CLK_TCK
+
+
 def measure(srv: Server, sc: Scenario, args: argparse.Namespace, rep: int) -> dict[str, Any]:
     """One measured run of a scenario against one server, with its stats deltas."""
     before = mc_stats(srv.port)
     perf = start_perf(srv, sc, args, rep)
+    srv_cpu0, busy0 = _proc_cpu_s(srv.proc.pid), _machine_busy_s()
+    lg0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         res = run_loadgen(srv.port, sc, args)
     finally:
+        lg1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        srv_cpu1, busy1 = _proc_cpu_s(srv.proc.pid), _machine_busy_s()
         if perf:
             finish_perf(*perf)
     after = mc_stats(srv.port)
+    # CPU per request is steadier than ops/s on a shared machine; the CPU the
+    # rest of the machine burnt meanwhile says how much noise to expect.
+    span = res["seconds"] + args.warmup
+    srv_cpu = srv_cpu1 - srv_cpu0
+    lg_cpu = (lg1.ru_utime + lg1.ru_stime) - (lg0.ru_utime + lg0.ru_stime)
+    res["cpu"] = {
+        "server_s": srv_cpu,
+        "server_us_per_op": 1e6 * srv_cpu / (res["ops_per_sec"] * span) if res["ops"] else None,
+        "loadgen_s": lg_cpu,
+        "others_cores": max(0.0, (busy1 - busy0) - srv_cpu - lg_cpu) / span,
+    }
     srv.check_alive()
     row: dict[str, Any] = {"scenario": sc.name, **dataclasses.asdict(sc),
                            "server": srv.name, "rep": rep, "result": res}
@@ -459,7 +494,8 @@ def measure(srv: Server, sc: Scenario, args: argparse.Namespace, rep: int) -> di
     }
     print(f"# {sc.name:28s} {srv.name:11s} #{rep} {res['ops_per_sec']:>10,.0f} ops/s "
           f"p50 {res['p50_us']:.0f}us p99 {res['p99_us']:.0f}us "
-          f"errors {res['errors']}", file=sys.stderr)
+          f"errors {res['errors']} server {res['cpu']['server_us_per_op'] or 0:.1f} us-cpu/op "
+          f"others {res['cpu']['others_cores']:.2f} cores", file=sys.stderr)
     return row
 
 
@@ -503,6 +539,9 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_us": statistics.median(x["p50_us"] for x in res),
         "p99_us": statistics.median(x["p99_us"] for x in res),
         "spread": (max(ops) - min(ops)) / med if med > 0 else 0.0,
+        "server_us_per_op": statistics.median(
+            x["cpu"]["server_us_per_op"] or 0.0 for x in res),
+        "others_cores": max(x["cpu"]["others_cores"] for x in res),
         "errors": sum(x["errors"] for x in res),
         "gets": sum(x["gets"] for x in res),
         "hits": sum(x["hits"] for x in res),
@@ -524,7 +563,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[st
           f"({args.loadgen_threads} thread(s)) and the server under test ({args.workers} "
           f"worker threads); hot tier {args.hot_tier_mib} MiB")
     hdr = (f"{'scenario':26s} {'server':11s} {'ops/s':>9s} {'spread':>6s} {'p50 us':>7s} "
-           f"{'p99 us':>7s} {'errs':>5s} {'hit%':>5s} {'x tput':>6s} {'x p99':>6s}"
+           f"{'p99 us':>7s} {'errs':>5s} {'hit%':>5s} {'cpu/op':>6s} {'noise':>5s} "
+           f"{'x tput':>6s} {'x p99':>6s}"
            f"  hits dram / device")
     print(hdr)
     print("-" * len(hdr))
@@ -550,6 +590,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[st
             hit = 100.0 * a["hits"] / a["gets"] if a["gets"] else 0.0
             print(f"{name:26s} {srv:11s} {a['ops_per_sec']:>9,.0f} {a['spread']:>6.0%} "
                   f"{a['p50_us']:>7.0f} {a['p99_us']:>7.0f} {a['errors']:>5d} {hit:>5.1f} "
+                  f"{a['server_us_per_op']:>6.1f} {a['others_cores']:>5.2f} "
                   f"{rt:>6s} {rp:>6s}{tail}")
         keyspace = per[next(iter(per))][0]["keyspace"]
         target = None
