@@ -88,9 +88,21 @@ def dataplane_settings(config: Config, *, listen: bool = True) -> DataplaneSetti
         tcp_backlog=TCP_BACKLOG,
         udp_reply_bytes_per_sec=mc.udp_reply_rate,
         udp_reply_burst_bytes=mc.udp_reply_burst,
-        version=__version__,
+        version=protocol_version(),
         store=store,
     )
+
+
+# memcached release whose replies SmartSwitch matches byte for byte (the
+# differential tests run against it). Clients such as libmemcached parse the
+# leading numbers of `version` to decide which features the server has (noreply
+# needs >= 1.2.5), so the reply leads with it and names SmartSwitch after it.
+MEMCACHED_COMPAT_VERSION = "1.6.18"
+
+
+def protocol_version() -> str:
+    """What `version` answers: the memcached release we match, then ours."""
+    return f"{MEMCACHED_COMPAT_VERSION}-smartswitch-{__version__}"
 
 
 def endpoint(host: str, port: int | None) -> str:
