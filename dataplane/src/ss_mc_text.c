@@ -112,15 +112,6 @@ static void text_get(struct ss_conn *c, const char *pos, const char *end,
                 ctr->cmd_touch++;
                 ctr->touch_hits++;
             } else {
-                if (it.tier == SS_TIER_DEVICE && !(it.bits & SS_ITEM_FETCHED)) {
-                    /* A device hit the DRAM tier did not admit keeps find's
-                     * bump nowhere; record the first fetch (mg h) here. */
-                    struct ss_item m = it;
-                    m.cas = 0;
-                    m.bits |= SS_ITEM_FETCHED;
-                    m.last_access = (uint32_t)ss_clock_unix_seconds();
-                    ss_store_update_meta(t, key, nkey, &m);
-                }
                 ctr->cmd_get++;
                 ctr->get_hits++;
             }

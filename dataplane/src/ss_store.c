@@ -29,6 +29,9 @@
 #define SEQ_LOW_WATER (1ull << 31)
 #define SYNC_INTERVAL_MS 1000u
 #define PURGE_BATCH 20000u
+/* memcached's ITEM_UPDATE_INTERVAL: a fetch moves an item's last-access time
+ * at most once a minute, so meta `l` keeps counting between fetches. */
+#define ITEM_UPDATE_INTERVAL 60
 
 struct ss_store_private {
     struct ss_store st;
@@ -71,6 +74,18 @@ static int entry_dead(struct ss_store *st, const struct ss_index_entry *e, int64
     if (e->exptime && e->exptime <= now)
         return -ETIME;
     return 0;
+}
+
+/* Record a fetch as memcached does. Returns 1 if the entry changed. */
+static int entry_bump(struct ss_index_entry *e, int64_t now)
+{
+    int changed = !(e->bits & SS_ITEM_FETCHED);
+    e->bits |= SS_ITEM_FETCHED;
+    if ((int64_t)e->last_access < now - ITEM_UPDATE_INTERVAL) {
+        e->last_access = (uint32_t)now;
+        changed = 1;
+    }
+    return changed;
 }
 
 static void entry_to_item(const struct ss_index_entry *e, struct ss_item *it, uint32_t tier)
@@ -364,8 +379,7 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
             t->value_len = hi->e.nbytes;
         }
         if (!(flags & SS_FIND_NO_BUMP)) {
-            hi->e.bits |= SS_ITEM_FETCHED;
-            hi->e.last_access = (uint32_t)now;
+            entry_bump(&hi->e, now);
             ss_hot_touch(s, hi);
         }
         return 0;
@@ -395,12 +409,15 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
             t->ctr->errors_checksum++;
         return -EIO;
     }
-    if (!(flags & SS_FIND_NO_BUMP)) {
-        e.bits |= SS_ITEM_FETCHED;
-        e.last_access = (uint32_t)now;
-    }
+    int bumped = !(flags & SS_FIND_NO_BUMP) && entry_bump(&e, now);
     struct iovec v = {.iov_base = (void *)t->value, .iov_len = t->value_len};
-    ss_hot_put(st, s, t->locked_hash, key, nkey, &e, &v, 1, t->ctr);
+    if (ss_hot_put(st, s, t->locked_hash, key, nkey, &e, &v, 1, t->ctr) != 1 && bumped) {
+        /* Not admitted to DRAM: keep the fetch mark in the index (one write
+         * per item per minute at most). t->value stays valid: it is in
+         * scratch, which an index write does not touch. */
+        if (ss_index_put(st, key, nkey, &e))
+            t->ctr->errors_index++;
+    }
     return 0;
 }
 
