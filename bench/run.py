@@ -584,7 +584,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[st
             if srv == "smartswitch":
                 d = a["stats_delta"]
                 if d.get("hits_dram") is not None and d.get("hits_device") is not None:
-                    tail = f"  {d['hits_dram']:,} / {d['hits_device']:,}"
+                    both = d["hits_dram"] + d["hits_device"]
+                    dev = 100.0 * d["hits_device"] / both if both else 0.0
+                    tail = f"  {d['hits_dram']:,} / {d['hits_device']:,} ({dev:.0f}% device)"
                 rt = f"{ratio_t:.2f}" if ratio_t is not None else "-"
                 rp = f"{ratio_p:.2f}" if ratio_p is not None else "-"
             hit = 100.0 * a["hits"] / a["gets"] if a["gets"] else 0.0
