@@ -8,7 +8,10 @@
  *   - when a command needs more bytes than are buffered (a value still in
  *     flight), the protocol sets rneed to the number of unread bytes it needs
  *     (from rpos), so the server can grow rbuf once instead of step by step;
- *   - replies are appended to `out`; the server writes them in order;
+ *   - replies are appended to `out`; the server writes them in order; once
+ *     SS_CONN_OUT_HIGH_WATER bytes are queued the protocol takes no further
+ *     command (the server calls it again when the output has drained), so a
+ *     pipelined flood of large gets cannot grow memory without bound;
  *   - the protocol sets close_after_write for `quit` and for errors after
  *     which memcached closes the connection.
  */
@@ -26,9 +29,12 @@ struct ss_worker;
 
 enum ss_transport { SS_TRANSPORT_TCP = 0, SS_TRANSPORT_UDP = 1 };
 
+/* Output queued above this: stop taking commands (and reading) until it drains. */
+#define SS_CONN_OUT_HIGH_WATER (4u << 20)
+
 enum ss_conn_state {
-    SS_CONN_READING = 0, /* waiting for input */
-    SS_CONN_WRITING,     /* output pending; input not read until it drains */
+    SS_CONN_READING = 0, /* reading input; a little output may be queued too */
+    SS_CONN_WRITING,     /* output over the high-water mark: no reading until it drains */
     SS_CONN_CLOSING,     /* flush what is queued, then close */
     SS_CONN__STATE_MAX
 };

@@ -514,6 +514,8 @@ int ss_mc_process(struct ss_conn *c)
     c->rneed = 0;
     unsent_mark = c->out.len;
     while (c->rpos < c->rlen) {
+        if (c->out.len >= SS_CONN_OUT_HIGH_WATER)
+            break; /* resumed by the server once the replies have drained */
         size_t avail = c->rlen - c->rpos;
         if (c->swallow) {
             /* The rest of a refused value: discard as it arrives. */

@@ -32,8 +32,6 @@
 #define SS_CONN_READS_PER_EVENT 16
 /* ss_mc_process() calls per event while the protocol stops early. */
 #define SS_CONN_PROCESS_ROUNDS 8
-/* Output queued above this: stop reading the connection until it drains. */
-#define SS_CONN_OUT_HIGH_WATER (4u << 20)
 /* Buffers that grew past these are given back once the connection idles. */
 #define SS_CONN_RBUF_TRIM (256u * 1024u)
 #define SS_CONN_OUT_TRIM (1u << 20)
