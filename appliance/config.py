@@ -328,9 +328,9 @@ class MemcachedConfig:
                                                    whole_seconds=True)), "0s")
     item_size_max: int = setting(scalar(size_range(1024, 128 * 1024**2)), "1MiB")
     udp_reply_rate: int = setting(scalar(size_range(1, UINT32_MAX)), "4MiB")
-    # One reply datagram is 1400 bytes plus the 8-byte frame header; a smaller
-    # burst could never send anything.
-    udp_reply_burst: int = setting(scalar(size_range(1408, UINT32_MAX)), "512KiB")
+    # A reply datagram is at most 1400 bytes, its 8-byte frame header
+    # included; a smaller burst could never send a full one.
+    udp_reply_burst: int = setting(scalar(size_range(1400, UINT32_MAX)), "512KiB")
 
 
 @dataclass(frozen=True)
