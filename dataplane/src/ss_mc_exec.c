@@ -122,7 +122,9 @@ static enum ss_mc_store_res store_locked(struct ss_conn *c, const struct ss_mc_s
             niov = 2;
             it.flags = old.flags;
             it.exptime = old.exptime;
-            it.bits = old.bits & SS_MC_ITEM_KEY_BINARY;
+            /* memcached allocates a fresh item for the joined value: no
+             * state bits carry over, not even "key was base64". */
+            it.bits = 0;
             break;
         }
         default:
@@ -212,11 +214,11 @@ enum ss_mc_delta_res ss_mc_exec_delta_locked(struct ss_conn *c, const char *key,
         iov.iov_len = old_len;
         /* the same item in memcached: its state bits stay */
     } else {
-        /* a new item in memcached: fresh state */
+        /* a new item in memcached: fresh state, "key was base64" too */
         memcpy(tmp, buf, res);
         iov.iov_base = tmp;
         iov.iov_len = res;
-        it->bits &= SS_MC_ITEM_KEY_BINARY;
+        it->bits = 0;
     }
     it->cas = 0;
     if (write_item(t, key, nkey, it, &iov, 1))
