@@ -102,7 +102,7 @@ static inline bool is_space(unsigned char ch)
 
 /*
  * strtoull-style scan of p[0, len): leading white space, a sign, digits,
- * then the token must end or continue with white space (safe_strto*'s
+ * then the token must end or continue with white space or a NUL (safe_strto*'s
  * endptr rule). *mag gets the magnitude, *neg the sign. Returns false on
  * no digits, overflow of 64 bits (ERANGE) or trailing garbage.
  */
@@ -127,7 +127,9 @@ static bool scan_number(const char *p, size_t len, uint64_t *mag, bool *neg)
     }
     if (i == d0 || range)
         return false;
-    if (i < len && !is_space((unsigned char)p[i]))
+    /* memcached parses C strings: a NUL ends the number like white space
+     * (an item value "5\0x" is the number 5). */
+    if (i < len && p[i] != '\0' && !is_space((unsigned char)p[i]))
         return false;
     *mag = v;
     return true;
@@ -142,7 +144,8 @@ bool ss_mc_parse_u64(const char *p, size_t len, uint64_t *out)
     if (!scan_number(p, len, &mag, &neg))
         return false;
     uint64_t v = neg ? (uint64_t)0 - mag : mag;
-    if ((int64_t)v < 0 && memchr(p, '-', len))
+    /* memcached's strchr() looks for the sign up to the string's NUL. */
+    if ((int64_t)v < 0 && memchr(p, '-', strnlen(p, len)))
         return false;
     *out = v;
     return true;
