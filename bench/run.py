@@ -58,6 +58,9 @@ ITEM_OVERHEAD = 64
 DRAM_FILL = 0.5
 # The "device" key space holds this many times the hot tier in key+value bytes.
 DEVICE_FACTOR = 10
+# Upper bound on requests/s any server reaches here, used only to size the
+# appliance's device for the sets made while measuring (see _sizes).
+SET_RATE_BOUND = 600_000
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 
@@ -363,24 +366,31 @@ def plan(args: argparse.Namespace) -> dict[int, list[Scenario]]:
     return groups
 
 
-def _sizes(scs: list[Scenario], hot_tier_mib: int) -> tuple[int, int]:
+def _sizes(scs: list[Scenario], args: argparse.Namespace) -> tuple[int, int]:
     """memcached -m and the appliance device size (MiB) for a group of scenarios.
 
-    Both are sized so the largest key space, plus the sets made while measuring,
-    fits without eviction: memcached's slab classes waste up to ~25%, and the
-    appliance's log needs room for overwritten copies until reclaim.
+    Both must hold the largest key space without evicting, or the comparison
+    turns into one of eviction policies. memcached's slab classes waste up to
+    ~25% and overwrites reuse memory. The appliance's device is a log: every
+    set appends, and old copies are only reclaimed with their segment, which
+    is FIFO eviction of live items too; so the device also needs room for
+    every set made while measuring, bounded here by SET_RATE_BOUND. The file
+    is sparse, so the size costs nothing until written.
     """
     top = max(scs, key=lambda s: s.keys)
     item = KEY_SIZE + top.value_size + ITEM_OVERHEAD
     mem_mib = math.ceil(top.keys * item * 1.4 / MIB) + 64
-    dev_mib = max(1024, math.ceil(top.keys * item * 3 / MIB), hot_tier_mib * 4)
+    runs = len(scs) * args.repeat
+    sets = SET_RATE_BOUND * (1 - GET_RATIO) * (args.duration + args.warmup) * runs
+    written = sum({s.keyspace: s.keys for s in scs}.values()) + sets
+    dev_mib = max(1024, math.ceil(written * item * 1.5 / MIB), args.hot_tier_mib * 4)
     return mem_mib, dev_mib
 
 
 @contextlib.contextmanager
 def servers(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> Iterator[list[Server]]:
     """Start memcached and the appliance for a group of scenarios; stop both after."""
-    mem_mib, dev_mib = _sizes(scs, args.hot_tier_mib)
+    mem_mib, dev_mib = _sizes(scs, args)
     started: list[Server] = []
     try:
         if "memcached" in args.servers:
