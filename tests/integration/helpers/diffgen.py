@@ -24,6 +24,23 @@ OVER_ITEM_SIZE_MAX = 1024 * 1024 + 64  # refused by memcached -I 1m and item_siz
 
 _CAS_LINE_CODES = {b"VA", b"HD", b"EN", b"NF", b"NS", b"EX"}
 _CAS_TOKEN = re.compile(rb"^c(\d+)$")
+_NUMBER = re.compile(rb"^[ \t\n\v\f\r]*\+?([0-9]+)(?:[ \t\n\v\f\r\x00]|$)")
+
+
+def reads_past_value(v: bytes) -> bool:
+    """Whether memcached 1.6.18's incr/decr reads memory after this value.
+
+    safe_strtoull() rejects a result that looks negative as int64 only if
+    strchr(value, '-') finds a sign, and the item's value is not NUL
+    terminated: for a number in [2^63, 2^64) with neither '-' nor NUL in it,
+    the scan runs on through the slab chunk's stale bytes (earlier items'
+    data), so memcached answers "non-numeric" or not by leftover memory.
+    Such values are fine to store and read, not to do arithmetic on.
+    """
+    m = _NUMBER.match(v)
+    if not m or b"-" in v or b"\x00" in v:
+        return False
+    return 2**63 <= int(m.group(1)) < 2**64
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,13 @@ class Generator:
         self.recent_cas: list[bytes] = []
         self.now = int(time.time())
         self.read_in_batch: set[bytes] = set()
+        # Keys that may hold a value reads_past_value() is true for (a
+        # superset): incr/decr/ma avoid them.
+        self.past_value: set[bytes] = set()
+        # Keys that may hold a big number ending in a NUL: one arithmetic
+        # command is deterministic, its in-place result (space padded over
+        # the NUL) may no longer be.
+        self.nul_big: set[bytes] = set()
 
     def begin_batch(self) -> None:
         """Starts a pipelined batch (see arith_key)."""
@@ -128,9 +152,26 @@ class Generator:
         """
         for _ in range(20):
             k = self.key()
-            if k not in self.read_in_batch:
+            if k not in self.read_in_batch and k not in self.past_value:
+                if k in self.nul_big:
+                    self.nul_big.discard(k)
+                    self.past_value.add(k)
                 return k
         return None
+
+    def stored(self, key: bytes, v: bytes | None, certain: bool) -> None:
+        """Tracks a command that may store v (None: an unknown value) at key.
+
+        certain: the command replaces the value whatever the key held (set,
+        plain ms, delete); otherwise the old value may remain.
+        """
+        if certain:
+            self.past_value.discard(key)
+            self.nul_big.discard(key)
+        if v is None or reads_past_value(v):
+            self.past_value.add(key)
+        elif reads_past_value(v.split(b"\x00", 1)[0]):
+            self.nul_big.add(key)
 
     # ----- random pieces -----
 
@@ -144,7 +185,8 @@ class Generator:
         if r < 0.65:
             return self.r.choice([b"0", b"1", b"42", b"007", b"99", b"100", b"18446744073709551615",
                                   b"18446744073709551614", b"12345678901234567890123", b"-5",
-                                  b"10 ", b"1a"])
+                                  b"10 ", b"1a", b"18446744073709551615\x00",
+                                  b"9223372036854775808\x00", b"18446744073709551614 -"])
         if r < 0.80:
             return self.r.randbytes(self.r.randint(0, 200))
         if r < 0.97:
@@ -180,11 +222,14 @@ class Generator:
     def storage(self) -> Command:
         cmd = self.r.choice([b"set"] * 4 + [b"add", b"replace", b"append", b"prepend"])
         k, v = self.key(), self.value()
+        # append/prepend can make a number of any two parts.
+        self.stored(k, v if cmd in (b"set", b"add", b"replace") else None, cmd == b"set")
         head = b"%s %s %s %s %d" % (cmd, k, self.flags(), self.ttl(), len(v))
         return Command(cmd.decode(), [head + self.noreply() + b"\r\n" + v + b"\r\n"])
 
     def cas_cmd(self) -> Command:
         k, v = self.key(), self.value()
+        self.stored(k, v, False)
         head = b"cas %s %s %s %d " % (k, self.flags(), self.ttl(), len(v))
         return Command("cas", [head, self.cas(k), self.noreply() + b"\r\n" + v + b"\r\n"])
 
@@ -201,6 +246,8 @@ class Generator:
     def delete(self) -> Command:
         k = self.key()
         tail = self.r.choice([b"", b"", b" 0", b" noreply", b" 0 noreply", b" 5", b" x y"])
+        if tail not in (b" 5", b" x y"):
+            self.stored(k, b"", True)
         return Command("delete", [b"delete %s%s\r\n" % (k, tail)])
 
     def arith(self) -> Command:
@@ -210,6 +257,8 @@ class Generator:
             return self.touch()
         delta = self.r.choice([b"0", b"1", b"1", b"5", b"100", b"18446744073709551615",
                                b"9223372036854775808", b"abc", b"-1", b"18446744073709551616"])
+        if cmd == b"incr" and delta in (b"18446744073709551615", b"9223372036854775808"):
+            self.past_value.add(key)
         return Command(cmd.decode(), [b"%s %s %s%s\r\n" % (cmd, key, delta, self.noreply())])
 
     def touch(self) -> Command:
@@ -218,6 +267,8 @@ class Generator:
     def misc(self) -> Command:
         r = self.r.random()
         if r < 0.3:
+            self.past_value.clear()
+            self.nul_big.clear()
             return Command("flush_all", [b"flush_all" + self.r.choice([b"", b" 0"]) +
                                          self.noreply(0.3) + b"\r\n"])
         if r < 0.8:
@@ -255,7 +306,8 @@ class Generator:
         k, extra = self._meta_key()
         v = self.value()
         parts: list[Part] = [b"ms %s %d" % (k, len(v))]
-        for o in extra + self._pick([b"F", b"T", b"C", b"q", b"O", b"k", b"c", b"I", b"M"], 0, 4):
+        opts = self._pick([b"F", b"T", b"C", b"q", b"O", b"k", b"c", b"I", b"M"], 0, 4)
+        for o in extra + opts:
             if o == b"F":
                 parts.append(b" F" + self.flags())
             elif o == b"T":
@@ -271,13 +323,23 @@ class Generator:
                     parts.append(b" N%d" % self.r.randint(3600, 10**5))
             else:
                 parts.append(b" " + o)
+        mode = next((p for p in parts if isinstance(p, bytes) and p.startswith(b" M")), b" MS")
+        key = base64.b64decode(k) if extra else k
+        # (lower-case modes are refused: nothing stored, nothing to track)
+        if mode in (b" MA", b" MP"):
+            self.stored(key, None, False)
+        elif mode in (b" ME", b" MR", b" MS"):
+            self.stored(key, v, b"C" not in opts and mode == b" MS")
         parts.append(b"\r\n" + v + b"\r\n")
         return Command("ms", parts)
 
     def md(self) -> Command:
         k, extra = self._meta_key()
         parts: list[Part] = [b"md " + k]
-        for o in extra + self._pick([b"q", b"C", b"I", b"T", b"k", b"O"], 0, 3):
+        opts = self._pick([b"q", b"C", b"I", b"T", b"k", b"O"], 0, 3)
+        if b"C" not in opts and b"I" not in opts:
+            self.stored(base64.b64decode(k) if extra else k, b"", True)
+        for o in extra + opts:
             if o == b"C":
                 parts += [b" C", self.cas(k)]
             elif o == b"T":
@@ -300,9 +362,15 @@ class Generator:
             if o == b"N":
                 parts.append(b" N%d" % self.r.choice([0, 3600, 10**5]))
             elif o == b"J":
-                parts.append(b" J%d" % self.r.choice([0, 7, 2**64 - 1]))
+                j = self.r.choice([0, 7, 2**64 - 1])
+                if j >= 2**63:
+                    self.past_value.add(key)
+                parts.append(b" J%d" % j)
             elif o == b"D":
-                parts.append(b" D%d" % self.r.choice([0, 1, 10, 2**64 - 1]))
+                d = self.r.choice([0, 1, 10, 2**64 - 1])
+                if d >= 2**63:
+                    self.past_value.add(key)
+                parts.append(b" D%d" % d)
             elif o == b"T":
                 parts.append(b" T%d" % self.r.randint(3600, 10**5))
             elif o == b"M":
