@@ -61,6 +61,8 @@ DEVICE_FACTOR = 10
 # Upper bound on requests/s any server reaches here, used only to size the
 # appliance's device for the sets made while measuring (see _sizes).
 SET_RATE_BOUND = 600_000
+# Other jobs' CPU (cores) above which a run's throughput is called noisy.
+NOISY_CORES = 0.3
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 
@@ -615,6 +617,11 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[st
         ok = sum(1 for s in judged if s["dram_target_met"])
         print(f"\nDRAM-tier target (>= 1.0x memcached's throughput, p99 <= 1.1x): "
               f"{ok}/{len(judged)} scenarios met")
+    noisy = [s["scenario"] for s in summaries
+             if max(a["others_cores"] for a in s["aggregate"].values()) > NOISY_CORES]
+    if noisy:
+        print(f"{len(noisy)}/{len(summaries)} scenarios ran while other jobs used more than "
+              f"{NOISY_CORES} cores: differences within their spread are not results")
     return summaries
 
 
