@@ -323,7 +323,7 @@ static int lg_next_batch(struct lg_thread *t, struct lg_conn *c, int phase)
     return lg_flush(t, c);
 }
 
-/* lg_find_crlf: the line ending at or after p, or NULL if not buffered yet. */
+/* lg_find_crlf: the '\n' ending the line at p, or NULL if not buffered yet. */
 static const char *lg_find_crlf(const char *p, const char *end)
 {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -624,6 +624,7 @@ static void lg_on_alarm(int sig)
     _exit(3);
 }
 
+/* lg_usage: the options, on stderr. */
 static void lg_usage(void)
 {
     fprintf(stderr,
@@ -706,6 +707,12 @@ static int lg_parse_args(int argc, char **argv)
     return 0;
 }
 
+/*
+ * main: parse options, start the threads, run prefill -> warmup -> measure
+ * on the clock, stop, merge per-thread histograms and counters, print JSON.
+ * Exit 0 after a run (errors are in the JSON), 2 on bad options, 3 when the
+ * hard time limit fires.
+ */
 int main(int argc, char **argv)
 {
     if (lg_parse_args(argc, argv))
