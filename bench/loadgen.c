@@ -39,13 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Histogram: values in ns; below 128 one bucket per ns, above that the top
- * 8 significant bits (leading 1 + 7 bits) pick the bucket. 2^41 ns (~36 min)
- * is far beyond any bounded run, so larger values are clamped. */
-#define LG_SUB_BITS 7
-#define LG_SUB (1u << LG_SUB_BITS)
-#define LG_MAX_EXP 41
-#define LG_BUCKETS (LG_SUB + (LG_MAX_EXP - LG_SUB_BITS) * LG_SUB)
+#include "lg_hist.h"
 
 /* memcached's text protocol caps keys at 250 bytes (protocol.txt). */
 #define LG_KEY_MAX 250
@@ -71,13 +65,6 @@ struct lg_opts {
     int prefill;
     double prefill_timeout;
     uint64_t seed;
-};
-
-struct lg_hist {
-    uint64_t count[LG_BUCKETS];
-    uint64_t total;
-    uint64_t max_ns;
-    double sum_ns;
 };
 
 struct lg_stats {
@@ -151,55 +138,6 @@ static uint64_t lg_rand(uint64_t *s)
 static double lg_rand01(uint64_t *s)
 {
     return (double)(lg_rand(s) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* lg_hist_index: bucket of a latency in ns. */
-static unsigned lg_hist_index(uint64_t v)
-{
-    if (v < LG_SUB)
-        return (unsigned)v;
-    unsigned e = 63u - (unsigned)__builtin_clzll(v);
-    if (e >= LG_MAX_EXP)
-        return LG_BUCKETS - 1;
-    unsigned shift = e - LG_SUB_BITS;
-    return LG_SUB + shift * LG_SUB + (unsigned)((v >> shift) - LG_SUB);
-}
-
-/* lg_hist_value: midpoint of a bucket in ns (inverse of lg_hist_index). */
-static double lg_hist_value(unsigned i)
-{
-    if (i < LG_SUB)
-        return (double)i;
-    unsigned shift = (i - LG_SUB) / LG_SUB;
-    uint64_t mant = LG_SUB + (i - LG_SUB) % LG_SUB;
-    return (double)(mant << shift) + (double)(1ull << shift) / 2.0;
-}
-
-/* lg_hist_add: record one latency. */
-static void lg_hist_add(struct lg_hist *h, uint64_t ns)
-{
-    h->count[lg_hist_index(ns)]++;
-    h->total++;
-    h->sum_ns += (double)ns;
-    if (ns > h->max_ns)
-        h->max_ns = ns;
-}
-
-/* lg_hist_quantile: latency in us at quantile q (0 < q <= 1); 0 if empty. */
-static double lg_hist_quantile(const struct lg_hist *h, double q)
-{
-    if (h->total == 0)
-        return 0.0;
-    uint64_t rank = (uint64_t)ceil(q * (double)h->total);
-    if (rank == 0)
-        rank = 1;
-    uint64_t seen = 0;
-    for (unsigned i = 0; i < LG_BUCKETS; i++) {
-        seen += h->count[i];
-        if (seen >= rank)
-            return lg_hist_value(i) / 1000.0;
-    }
-    return (double)h->max_ns / 1000.0;
 }
 
 /* lg_zipf_init: precompute the zipf constants for n keys; O(n) once. */

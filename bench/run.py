@@ -118,7 +118,8 @@ def build_loadgen() -> Path:
         The path of the load generator binary.
     """
     OUT.mkdir(parents=True, exist_ok=True)
-    if LOADGEN_BIN.exists() and LOADGEN_BIN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+    newest = max(LOADGEN_SRC.stat().st_mtime, (BENCH / "lg_hist.h").stat().st_mtime)
+    if LOADGEN_BIN.exists() and LOADGEN_BIN.stat().st_mtime >= newest:
         return LOADGEN_BIN
     cc = os.environ.get("CC", "cc")
     cmd = [cc, "-O2", "-pthread", "-o", str(LOADGEN_BIN), str(LOADGEN_SRC), "-lm"]
