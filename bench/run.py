@@ -329,7 +329,7 @@ def run_loadgen(port: int, sc: Scenario, args: argparse.Namespace, *,
     duration, warmup = (0.2, 0.0) if prefill else (args.duration, args.warmup)
     cmd = [str(LOADGEN_BIN), "--port", str(port), "--threads", str(args.loadgen_threads),
            "--conns", str(args.conns), "--depth", str(16 if prefill else sc.depth),
-           "--get-ratio", str(GET_RATIO), "--key-size", str(KEY_SIZE),
+           "--get-ratio", str(args.get_ratio), "--key-size", str(KEY_SIZE),
            "--keys", str(sc.keys), "--value-size", str(sc.value_size),
            "--duration", str(duration), "--warmup", str(warmup),
            "--seed", str(args.seed)]
@@ -384,7 +384,7 @@ def _sizes(scs: list[Scenario], args: argparse.Namespace) -> tuple[int, int]:
     item = KEY_SIZE + top.value_size + ITEM_OVERHEAD
     mem_mib = math.ceil(top.keys * item * 1.4 / MIB) + 64
     runs = len(scs) * args.repeat
-    sets = SET_RATE_BOUND * (1 - GET_RATIO) * (args.duration + args.warmup) * runs
+    sets = SET_RATE_BOUND * (1 - args.get_ratio) * (args.duration + args.warmup) * runs
     written = sum({s.keyspace: s.keys for s in scs}.values()) + sets
     dev_mib = max(1024, math.ceil(written * item * 1.5 / MIB), args.hot_tier_mib * 4)
     return mem_mib, dev_mib
@@ -569,7 +569,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[st
     for r in rows:
         groups.setdefault(r["scenario"], {}).setdefault(r["server"], []).append(r)
     print()
-    print(f"SmartSwitch vs memcached: {GET_RATIO:.0%} get / {1 - GET_RATIO:.0%} set, "
+    print(f"SmartSwitch vs memcached: {args.get_ratio:.0%} get / {1 - args.get_ratio:.0%} set, "
           f"{KEY_SIZE}-byte keys, {args.conns} connections, uniform keys; "
           f"median of {args.repeat} run(s) of {args.duration:g}s after {args.warmup:g}s warmup")
     print(f"machine: {os.cpu_count()} CPUs shared by the load generator "
@@ -646,6 +646,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="server worker threads (2)")
     p.add_argument("--loadgen-threads", type=int, default=1)
     p.add_argument("--conns", type=int, default=CONNS)
+    p.add_argument("--get-ratio", type=float, default=GET_RATIO,
+                   help="share of gets (0.9); the issue's scenarios use 0.9")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--prefill-timeout", type=float, default=300.0)
     p.add_argument("--memcached", default=shutil.which("memcached") or "/usr/bin/memcached")
