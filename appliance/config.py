@@ -11,300 +11,61 @@ Every failure raises one ConfigError (appliance.config_yaml) that renders as
 ``FILE:LINE: yaml.path: what was expected, got what``.
 """
 
+
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import ipaddress
 import os
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
 
 from appliance import units
-from appliance.config_yaml import ConfigError, Node, describe, load_yaml
+from appliance.config_schema import (
+    UINT32_MAX,
+    Context,
+    build,
+    derived,
+    duration_ms,
+    fail,
+    identifier,
+    int_range,
+    ip_literal,
+    join,
+    list_of,
+    one_of,
+    optional,
+    path_value,
+    pool_size,
+    port,
+    power_of_two_size,
+    scalar,
+    section,
+    setting,
+    size_range,
+    worker_count,
+)
+from appliance.config_proxy import (
+    BackendConfig,
+    BackendDefaultsConfig,
+    RoutingConfig,
+    SparePoolConfig,
+    all_backends,
+    check_proxy,
+    describe_proxy,
+    spare_pools,
+)
+from appliance.config_yaml import ConfigError, Node, load_yaml
 
 __all__ = ["Config", "ConfigError", "MemcachedConfig", "StorageConfig", "DeviceConfig",
-           "PoolConfig", "LoggingConfig", "load_config", "parse_config", "summary"]
-
-REQUIRED = object()
+           "PoolConfig", "LoggingConfig", "BackendConfig", "BackendDefaultsConfig",
+           "SparePoolConfig", "RoutingConfig", "load_config", "parse_config", "summary"]
 
 # Bytes a segment needs beyond its largest item: record header, key and
 # segment trailer, with room to spare (ss_store.h: segment > item_size_max +
 # record header).
 SEGMENT_OVERHEAD = 4 * 1024
 MIN_SEGMENTS_PER_POOL = 4
-UINT32_MAX = 2**32 - 1
-
-
-@dataclass(frozen=True)
-class _Context:
-    base_dir: Path
-
-
-Converter = Callable[[Node, str, _Context], Any]
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One YAML key: how to convert it and its default (as written in YAML)."""
-
-    convert: Converter
-    default: Any = REQUIRED
-
-
-def setting(convert: Converter, default: Any = REQUIRED) -> Any:
-    """Declare a YAML key on a section dataclass (its one table row)."""
-    return dataclasses.field(metadata={"spec": Spec(convert, default)})
-
-
-def derived(default: Any = None) -> Any:
-    """Declare a field computed by the section's _check, not read from YAML."""
-    return dataclasses.field(default=default, metadata={"derived": True})
-
-
-def _fail(message: str, node: Node | None, path: str) -> ConfigError:
-    return ConfigError(message, path=path, line=node.line if node is not None else None)
-
-
-def scalar(parse: Callable[[Any], Any]) -> Converter:
-    """Lift ``parse(raw) -> value`` (raising ValueError(expected)) to a Converter."""
-
-    def convert(node: Node, path: str, ctx: _Context) -> Any:
-        try:
-            return parse(node.value)
-        except ValueError as exc:
-            raise _fail(f"expected {exc}, got {describe(node)}", node, path) from None
-
-    return convert
-
-
-# ---------------------------------------------------------------- scalar kinds
-
-
-def int_range(lo: int, hi: int, what: str = "an integer") -> Callable[[Any], int]:
-    """An integer in [lo, hi]; YAML booleans are not integers here."""
-
-    def parse(raw: Any) -> int:
-        if isinstance(raw, bool) or not isinstance(raw, int) or not lo <= raw <= hi:
-            raise ValueError(f"{what} from {lo} to {hi}")
-        return raw
-
-    return parse
-
-
-def port(raw: Any) -> int:
-    """A TCP/UDP port; 0 asks the kernel for a free one."""
-    return int_range(0, 65535, "a port number")(raw)
-
-
-def optional(parse: Callable[[Any], Any], off: str) -> Callable[[Any], Any]:
-    """Accept null (meaning `off`) besides what parse accepts."""
-
-    def wrapped(raw: Any) -> Any:
-        if raw is None:
-            return None
-        try:
-            return parse(raw)
-        except ValueError as exc:
-            raise ValueError(f"{exc}, or null for {off}") from None
-
-    return wrapped
-
-
-def ip_literal(raw: Any) -> str:
-    """A numeric IPv4 or IPv6 address (no host names: no DNS at start-up)."""
-    expected = "a numeric IPv4 or IPv6 address like 127.0.0.1 or ::1"
-    if not isinstance(raw, str):
-        raise ValueError(expected)
-    try:
-        return str(ipaddress.ip_address(raw.strip()))
-    except ValueError:
-        raise ValueError(expected) from None
-
-
-def worker_count(raw: Any) -> int | None:
-    """`auto` (None: one per usable core) or a thread count."""
-    if raw == "auto":
-        return None
-    try:
-        return int_range(1, 1024)(raw)
-    except ValueError:
-        raise ValueError("auto or a number of threads from 1 to 1024") from None
-
-
-def size_range(lo: int, hi: int) -> Callable[[Any], int]:
-    """A byte size in [lo, hi]."""
-
-    def parse(raw: Any) -> int:
-        nbytes = units.parse_size(raw)
-        if not lo <= nbytes <= hi:
-            raise ValueError(f"a size from {units.format_size(lo)} to {units.format_size(hi)}")
-        return nbytes
-
-    return parse
-
-
-def duration_ms(lo_ms: int, hi_ms: int, whole_seconds: bool = False) -> Callable[[Any], int]:
-    """A duration in milliseconds within [lo_ms, hi_ms]."""
-
-    def parse(raw: Any) -> int:
-        ms = units.parse_duration_ms(raw)
-        if whole_seconds and ms % 1000:
-            raise ValueError("a duration in whole seconds like 30s or 5m")
-        if not lo_ms <= ms <= hi_ms:
-            raise ValueError(f"a duration from {units.format_duration_ms(lo_ms)} "
-                             f"to {units.format_duration_ms(hi_ms)}")
-        return ms
-
-    return parse
-
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-def identifier(raw: Any) -> str:
-    """A short identifier operators use to refer to a device or pool."""
-    if not isinstance(raw, str) or not _NAME.match(raw):
-        raise ValueError("a name of letters, digits, '.', '-' or '_' (at most 63)")
-    return raw
-
-
-def one_of(*choices: str, later: tuple[str, ...] = (), hint: str = "") -> Callable[[Any], str]:
-    """One word from choices; words in `later` are named as not supported yet."""
-
-    def parse(raw: Any) -> str:
-        if raw in choices:
-            return raw
-        words = choices[0] if len(choices) == 1 else "one of " + ", ".join(choices)
-        if raw in later:
-            raise ValueError(f"{words} ({raw} is not supported yet{hint})")
-        extra = f" ({', '.join(later)}: not supported yet)" if later else ""
-        raise ValueError(words + extra)
-
-    return parse
-
-
-def path_value(node: Node, path: str, ctx: _Context) -> Path:
-    """A file system path; relative ones resolve against the working directory."""
-    raw = node.value
-    if not isinstance(raw, str) or not raw.strip():
-        raise _fail(f"expected a file system path, got {describe(node)}", node, path)
-    return Path(os.path.normpath(ctx.base_dir / raw))
-
-
-def pool_size(raw: Any) -> int | Decimal:
-    """Bytes (int) or a percentage of the device (Decimal), resolved in _check."""
-    expected = "a size like 4GiB or 60%"
-    if units.is_percent(raw):
-        try:
-            return units.parse_percent(raw)
-        except ValueError as exc:
-            raise ValueError(f"{expected} ({exc})") from None
-    try:
-        nbytes = units.parse_size(raw)
-    except ValueError:
-        raise ValueError(expected) from None
-    if nbytes == 0:
-        raise ValueError(expected + ", not zero")
-    return nbytes
-
-
-def power_of_two_size(lo: int, hi: int) -> Callable[[Any], int]:
-    """A power-of-two byte size in [lo, hi]."""
-
-    def parse(raw: Any) -> int:
-        expected = (f"a power of two from {units.format_size(lo)} to "
-                    f"{units.format_size(hi)} like 8MiB")
-        try:
-            nbytes = units.parse_size(raw)
-        except ValueError:
-            raise ValueError(expected) from None
-        if not lo <= nbytes <= hi or nbytes & (nbytes - 1):
-            raise ValueError(expected)
-        return nbytes
-
-    return parse
-
-
-# ---------------------------------------------------------- composite kinds
-
-
-def section(cls: type) -> Converter:
-    """A mapping validated into the frozen dataclass cls (null = all defaults)."""
-
-    def convert(node: Node, path: str, ctx: _Context) -> Any:
-        return build(cls, node, path, ctx)
-
-    return convert
-
-
-def list_of(cls: type, noun: str) -> Converter:
-    """A list of mappings, each validated into cls; returned as a tuple."""
-
-    def convert(node: Node, path: str, ctx: _Context) -> tuple[Any, ...]:
-        if not isinstance(node.value, list):
-            raise _fail(f"expected a list of {noun}, got {describe(node)}", node, path)
-        return tuple(build(cls, item, f"{path}[{i}]", ctx) for i, item in enumerate(node.value))
-
-    return convert
-
-
-def _specs(cls: type) -> dict[str, Spec]:
-    return {f.name: f.metadata["spec"] for f in dataclasses.fields(cls) if "spec" in f.metadata}
-
-
-def build(cls: type, node: Node, path: str, ctx: _Context) -> Any:
-    """Validate one mapping node into cls, then run cls._check if it has one.
-
-    Args:
-        cls: a section dataclass declared with setting().
-        node: the mapping (or null: every key takes its default).
-        path: the YAML path of node ("" for the document root).
-        ctx: load context (base directory for relative paths).
-
-    Returns:
-        The frozen instance.
-
-    Raises:
-        ConfigError: the first problem found, with its path and line.
-    """
-    specs = _specs(cls)
-    noun = getattr(cls, "NOUN", "settings")
-    if node.value is None:
-        given: dict[str, Node] = {}
-    elif isinstance(node.value, dict):
-        given = node.value
-    else:
-        raise _fail(f"expected a mapping of {noun}, got {describe(node)}", node, path)
-
-    for key in given:
-        if key not in specs:
-            close = difflib.get_close_matches(key, list(specs), n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise ConfigError(f"unknown key; {hint}expected one of {', '.join(specs)}",
-                              path=_join(path, key), line=node.key_lines.get(key, node.line))
-
-    values: dict[str, Any] = {}
-    for key, spec in specs.items():
-        sub = _join(path, key)
-        if key in given:
-            child = given[key]
-        elif spec.default is REQUIRED:
-            raise ConfigError(f"missing; every {noun.rstrip('s')} needs a {key}",
-                              path=sub, line=node.line)
-        else:
-            child = Node.from_python(spec.default)
-        values[key] = spec.convert(child, sub, ctx)
-    obj = cls(**values)
-    check = getattr(obj, "_check", None)
-    return check(node, path) if check is not None else obj
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
 
 
 # ------------------------------------------------------------------ sections
@@ -400,10 +161,10 @@ class StorageConfig:
     def _check(self, node: Node, path: str) -> StorageConfig:
         if "devices" in (node.value or {}) and "pools" not in (node.value or {}):
             raise ConfigError("missing; a storage section that lists its own devices needs "
-                              "a pools list too", path=_join(path, "pools"), line=node.line)
+                              "a pools list too", path=join(path, "pools"), line=node.line)
         if not self.devices:
-            raise _fail("expected at least one device", node.child("devices"),
-                        _join(path, "devices"))
+            raise fail("expected at least one device", node.child("devices"),
+                        join(path, "devices"))
         self._check_unique(node, path, "devices", [d.name for d in self.devices], "name")
         self._check_unique(node, path, "devices", [str(d.path) for d in self.devices], "path")
         self._check_unique(node, path, "pools", [p.name for p in self.pools], "name")
@@ -411,7 +172,7 @@ class StorageConfig:
         used: dict[str, int] = {}
         pools: list[PoolConfig] = []
         for i, pool in enumerate(self.pools):
-            at = f"{_join(path, 'pools')}[{i}]"
+            at = f"{join(path, 'pools')}[{i}]"
             dev = devices.get(pool.device)
             if dev is None:
                 raise ConfigError(f"expected the name of a device in storage.devices "
@@ -436,12 +197,12 @@ class StorageConfig:
             pools.append(dataclasses.replace(pool, size=nbytes, size_percent=percent))
         memcached = [i for i, p in enumerate(pools) if p.role == "memcached"]
         if not memcached:
-            raise _fail("expected exactly one pool with role memcached, got none",
-                        node.child("pools"), _join(path, "pools"))
+            raise fail("expected exactly one pool with role memcached, got none",
+                        node.child("pools"), join(path, "pools"))
         if len(memcached) > 1:
             i = memcached[1]
             raise ConfigError("only one memcached pool is supported for now; remove this one",
-                              path=f"{_join(path, 'pools')}[{i}].role",
+                              path=f"{join(path, 'pools')}[{i}].role",
                               line=node.line_of("pools", i, "role"))
         return dataclasses.replace(self, pools=tuple(pools))
 
@@ -451,8 +212,8 @@ class StorageConfig:
         for i, value in enumerate(values):
             if value in seen:
                 raise ConfigError(f"duplicate {what} {value!r} (also "
-                                  f"{_join(path, key)}[{seen[value]}])",
-                                  path=f"{_join(path, key)}[{i}].{what}",
+                                  f"{join(path, key)}[{seen[value]}])",
+                                  path=f"{join(path, key)}[{i}].{what}",
                                   line=node.line_of(key, i, what))
             seen[value] = i
 
@@ -470,14 +231,37 @@ class LoggingConfig:
 class Config:
     """The whole file. `source` is the file name as given (None: built in)."""
 
-    NOUN = "sections (memcached, storage, logging)"
+    NOUN = ("sections (memcached, storage, logging, backends, backend_defaults, spare_pools, "
+            "routing)")
 
     memcached: MemcachedConfig = setting(section(MemcachedConfig), {})
     storage: StorageConfig = setting(section(StorageConfig), {})
     logging: LoggingConfig = setting(section(LoggingConfig), {})
+    # Proxy mode (appliance.config_proxy): a non-empty backends list turns it on.
+    backends: tuple[BackendConfig, ...] = setting(list_of(BackendConfig, "back ends"), [])
+    backend_defaults: BackendDefaultsConfig = setting(section(BackendDefaultsConfig), {})
+    spare_pools: tuple[SparePoolConfig, ...] = setting(spare_pools, {})
+    routing: RoutingConfig = setting(section(RoutingConfig), {})
     source: str | None = derived()
 
+    @property
+    def proxy(self) -> bool:
+        """True when back ends are configured (proxy mode), else standalone."""
+        return bool(self.backends)
+
+    @property
+    def all_backends(self) -> tuple[BackendConfig, ...]:
+        """Every back end in data-plane index order: primary, then spare pools."""
+        return all_backends(self.backends, self.spare_pools)
+
     def _check(self, node: Node, path: str) -> Config:
+        self._check_segments(node)
+        backends, pools = check_proxy(node, self.backends, self.backend_defaults,
+                                      self.spare_pools,
+                                      (self.memcached.listen, self.memcached.tcp_port))
+        return dataclasses.replace(self, backends=backends, spare_pools=pools)
+
+    def _check_segments(self, node: Node) -> None:
         item = self.memcached.item_size_max
         for i, pool in enumerate(self.storage.pools):
             if pool.role != "memcached" or pool.segment_size >= item + SEGMENT_OVERHEAD:
@@ -501,7 +285,6 @@ class Config:
                 f"{units.format_size(pool.segment_size)}; use segment_size: "
                 f"{units.format_size(need)} or lower memcached.item_size_max",
                 path=seg_path, line=seg_node.line)
-        return self
 
 
 # --------------------------------------------------------------------- entry
@@ -525,7 +308,7 @@ def parse_config(text: str, source: str | None = None, base_dir: Path | None = N
         root = load_yaml(text)
         if root.value is None:
             root = Node({}, root.line)
-        config = build(Config, root, "", _Context(base_dir or Path.cwd()))
+        config = build(Config, root, "", Context(base_dir or Path.cwd()))
     except ConfigError as exc:
         exc.file = source
         raise
@@ -570,4 +353,6 @@ def summary(config: Config) -> str:
             f"pool {pool.name}: {units.format_size(int(pool.size))}{pct} of {dev.kind} "
             f"{dev.path}, {pool.segments} segments of {units.format_size(pool.segment_size)}; "
             f"hot tier {units.format_size(config.storage.hot_tier)}; "
-            f"index {config.storage.index_dir}")
+            f"index {config.storage.index_dir}"
+            + (f"; {describe_proxy(config.backends, config.spare_pools, config.routing)}"
+               if config.proxy else ""))

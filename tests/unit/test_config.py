@@ -41,8 +41,9 @@ BAD = [
         "udp_reply_rate, udp_reply_burst",
         id="unknown-key"),
     pytest.param(
-        "logging:\n  level: info\nbackends: []\n",
-        "configs/x.yaml:3: backends: unknown key; expected one of memcached, storage, logging",
+        "logging:\n  level: info\nbackend: []\n",
+        "configs/x.yaml:3: backend: unknown key; did you mean backends? expected one of "
+        "memcached, storage, logging, backends, backend_defaults, spare_pools, routing",
         id="unknown-section"),
     pytest.param(
         "memcached:\n  max_connections: many\n",
@@ -208,8 +209,8 @@ BAD = [
         id="duplicate-key"),
     pytest.param(
         "- memcached\n",
-        "configs/x.yaml:1: expected a mapping of sections (memcached, storage, logging), "
-        "got a list",
+        "configs/x.yaml:1: expected a mapping of sections (memcached, storage, logging, "
+        "backends, backend_defaults, spare_pools, routing), got a list",
         id="top-level-list"),
     pytest.param(
         "logging:\n  level: loud\n",
