@@ -127,6 +127,8 @@ static int log_reclaim(struct ss_store *st, MDB_txn *txn, uint32_t seg, uint32_t
 static int log_roll(struct ss_store *st, struct ss_counters *ctr)
 {
     struct ss_log *log = &st->log;
+    while (log->flushing) /* the buffer is about to be reused */
+        pthread_cond_wait(&log->flushed, &log->lock);
     int rc = log_write_dirty(st, ctr);
     if (rc)
         return rc;
@@ -252,13 +254,40 @@ int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
     return 0;
 }
 
+/*
+ * Write the open segment's unwritten bytes if they are older than age_ms.
+ * The write runs without the log lock, so appends go on meanwhile: bytes
+ * before write_off never change until a roll, and a roll waits for it.
+ */
 int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms)
 {
     struct ss_log *log = &st->log;
     pthread_mutex_lock(&log->lock);
-    int rc = 0;
-    if (log->dirty_since_ms && ss_clock_mono_ms() - log->dirty_since_ms >= age_ms)
-        rc = log_write_dirty(st, ctr);
+    if (log->flushing || !log->dirty_since_ms ||
+        ss_clock_mono_ms() - log->dirty_since_ms < age_ms ||
+        log->write_off <= log->flushed_off) {
+        pthread_mutex_unlock(&log->lock);
+        return 0;
+    }
+    uint32_t seg = log->head, from = log->flushed_off, to = log->write_off;
+    log->flushing = 1;
+    pthread_mutex_unlock(&log->lock);
+
+    int rc = st->dev->ops->write(st->dev, seg_dev_off(log, seg) + from, log->buf + from,
+                                 to - from);
+
+    pthread_mutex_lock(&log->lock);
+    log->flushing = 0;
+    if (rc) {
+        ctr->errors_device++;
+    } else {
+        ctr->device_writes++;
+        ctr->device_write_bytes += to - from;
+        if (log->head == seg && log->flushed_off < to)
+            log->flushed_off = to;
+        log->dirty_since_ms = log->write_off > log->flushed_off ? ss_clock_mono_ms() : 0;
+    }
+    pthread_cond_broadcast(&log->flushed);
     pthread_mutex_unlock(&log->lock);
     return rc;
 }
@@ -367,6 +396,7 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
         return -ENOMEM;
     }
     pthread_mutex_init(&log->lock, NULL);
+    pthread_cond_init(&log->flushed, NULL);
     int reset = 0;
     int rc = log_load(st, &reset, err, errlen);
     if (rc)

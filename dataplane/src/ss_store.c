@@ -8,6 +8,10 @@
  * index. flush_all is logical: every write takes a sequence number, and an
  * item whose number is below the flush mark is dead; housekeeping purges the
  * index of such items in the background.
+ *
+ * Index updates are written behind (ss_pending.c): a mutation records its
+ * entry in the stripe's pending map and a committer thread writes batches,
+ * so the lookup order is DRAM -> pending -> committing -> LMDB.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -265,6 +269,10 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
             goto fail;
         }
     }
+    if (ss_pend_start(st)) {
+        snprintf(err, errlen, "cannot start the index committer thread");
+        goto fail;
+    }
     clean = 0;
     if (ss_index_meta_put(st, "clean", &clean, sizeof(clean)) ||
         mdb_env_sync(st->env, 1) || ss_log_start(st, &p->open_ctr)) {
@@ -275,13 +283,16 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
     return st;
 fail:
     st->closed = 1;
+    ss_pend_stop(st);
     if (st->env)
         ss_index_close(st);
     if (st->dev)
         st->dev->ops->close(st->dev);
     ss_log_close(st);
-    for (unsigned i = 0; i < SS_STRIPES; i++)
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
         ss_hot_fini(&st->stripes[i]);
+        ss_pend_fini(&st->stripes[i]);
+    }
     if (p->lock_fd >= 0)
         close(p->lock_fd);
     free(st->index_dir);
@@ -296,6 +307,7 @@ void ss_store_close(struct ss_store *st)
         return;
     struct ss_store_private *p = priv_of(st);
     st->closed = 1;
+    ss_pend_stop(st); /* every pending index update reaches LMDB */
     ss_log_flush(st, &p->open_ctr, 0);
     st->dev->ops->sync(st->dev);
     persist_u64(st, "seq_reserved", atomic_load(&st->next_seq));
@@ -309,6 +321,7 @@ void ss_store_close(struct ss_store *st)
     ss_log_close(st);
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         ss_hot_fini(&st->stripes[i]);
+        ss_pend_fini(&st->stripes[i]);
         pthread_mutex_destroy(&st->stripes[i].lock);
     }
     if (p->lock_fd >= 0)
@@ -349,13 +362,55 @@ void ss_store_unlock(struct ss_store_thread *t)
     t->locked_stripe = -1;
 }
 
+/* The key's newest index entry (lock held): pending, committing, then LMDB.
+ * Returns 0, -ENOENT, or -errno from LMDB. */
+static int lookup_entry(struct ss_store_thread *t, const void *key, size_t nkey,
+                        struct ss_index_entry *e)
+{
+    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
+    struct ss_pend *p = ss_pend_find(&s->pending, t->locked_hash, key, nkey);
+    if (!p)
+        p = ss_pend_find(&s->committing, t->locked_hash, key, nkey);
+    if (p) {
+        if (p->op == SS_PEND_DEL)
+            return -ENOENT;
+        *e = p->e;
+        return 0;
+    }
+    return ss_index_get(t, key, nkey, e);
+}
+
+/* Record an index update (lock held); written by the committer. */
+static int put_entry(struct ss_store_thread *t, const void *key, size_t nkey,
+                     const struct ss_index_entry *e)
+{
+    struct ss_store *st = t->store;
+    int rc = ss_pend_record(st, &st->stripes[t->locked_stripe], t->locked_hash, key, nkey,
+                            SS_PEND_PUT, e);
+    if (rc) /* no memory for the pending op: write through instead */
+        rc = ss_index_put(st, key, nkey, e);
+    if (rc)
+        t->ctr->errors_index++;
+    return rc;
+}
+
+static void del_entry(struct ss_store_thread *t, const void *key, size_t nkey)
+{
+    struct ss_store *st = t->store;
+    int rc = ss_pend_record(st, &st->stripes[t->locked_stripe], t->locked_hash, key, nkey,
+                            SS_PEND_DEL, NULL);
+    if (rc) {
+        rc = ss_index_del(st, key, nkey);
+        if (rc && rc != -ENOENT)
+            t->ctr->errors_index++;
+    }
+}
+
 /* Remove a dead or unreadable item from both tiers (lock held). */
 static void drop_item(struct ss_store_thread *t, const void *key, size_t nkey)
 {
     ss_hot_remove(&t->store->stripes[t->locked_stripe], t->locked_hash, key, nkey);
-    int rc = ss_index_del(t->store, key, nkey);
-    if (rc && rc != -ENOENT)
-        t->ctr->errors_index++;
+    del_entry(t, key, nkey);
 }
 
 int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
@@ -386,7 +441,7 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     }
 
     struct ss_index_entry e;
-    int rc = ss_index_get(t, key, nkey, &e);
+    int rc = lookup_entry(t, key, nkey, &e);
     if (rc)
         return rc == -ENOENT ? -ENOENT : -EIO;
     int dead = entry_dead(st, &e, now);
@@ -413,10 +468,8 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     struct iovec v = {.iov_base = (void *)t->value, .iov_len = t->value_len};
     if (ss_hot_put(st, s, t->locked_hash, key, nkey, &e, &v, 1, t->ctr) != 1 && bumped) {
         /* Not admitted to DRAM: keep the fetch mark in the index (one write
-         * per item per minute at most). t->value stays valid: it is in
-         * scratch, which an index write does not touch. */
-        if (ss_index_put(st, key, nkey, &e))
-            t->ctr->errors_index++;
+         * per item per minute at most). */
+        put_entry(t, key, nkey, &e);
     }
     return 0;
 }
@@ -447,9 +500,8 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
     if (rc)
         return rc == -E2BIG ? -E2BIG : (rc == -ENOSPC ? -ENOSPC : -EIO);
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
-    rc = ss_index_put(st, key, nkey, &e);
+    rc = put_entry(t, key, nkey, &e);
     if (rc) {
-        t->ctr->errors_index++;
         ss_hot_remove(s, t->locked_hash, key, nkey);
         return rc == -ENOSPC ? -ENOSPC : -EIO;
     }
@@ -481,14 +533,13 @@ int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey
     struct ss_store *st = t->store;
     struct ss_hot_item *hi = ss_hot_get(&st->stripes[t->locked_stripe], t->locked_hash, key, nkey);
     struct ss_index_entry e;
-    int rc = ss_index_get(t, key, nkey, &e);
+    int rc = lookup_entry(t, key, nkey, &e);
     if (rc && !hi)
         return -ENOENT;
     if (!rc) {
         apply_meta(&e, it);
-        rc = ss_index_put(st, key, nkey, &e);
+        rc = put_entry(t, key, nkey, &e);
         if (rc) {
-            t->ctr->errors_index++;
             drop_item(t, key, nkey);
             return rc;
         }
@@ -502,12 +553,13 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey)
 {
     struct ss_store *st = t->store;
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
+    struct ss_index_entry e;
     int was_hot = ss_hot_get(s, t->locked_hash, key, nkey) != NULL;
-    ss_hot_remove(s, t->locked_hash, key, nkey);
-    int rc = ss_index_del(st, key, nkey);
-    if (rc && rc != -ENOENT)
-        t->ctr->errors_index++;
-    return (rc == 0 || was_hot) ? 0 : -ENOENT;
+    int indexed = lookup_entry(t, key, nkey, &e) == 0;
+    if (!was_hot && !indexed)
+        return -ENOENT;
+    drop_item(t, key, nkey);
+    return 0;
 }
 
 uint64_t ss_store_next_cas(struct ss_store *st)

@@ -81,8 +81,29 @@ struct ss_hot_item {
     char data[];                          /* key, then value */
 };
 
+/* ---- write-behind index operations (ss_pending.c) ---- */
+
+enum { SS_PEND_PUT = 1, SS_PEND_DEL = 2 };
+
+struct ss_pend {
+    struct ss_pend *next;
+    uint64_t hash;
+    uint8_t op;      /* SS_PEND_PUT or SS_PEND_DEL */
+    uint8_t nkey;
+    struct ss_index_entry e;
+    char key[];
+};
+
+struct ss_pend_map {
+    struct ss_pend **buckets;
+    uint32_t nbuckets; /* power of two */
+    uint32_t count;
+};
+
 struct ss_stripe {
     pthread_mutex_t lock;
+    struct ss_pend_map pending;    /* newest index op per key, not yet committed */
+    struct ss_pend_map committing; /* the batch being committed now */
     struct ss_hot_item **buckets;
     uint32_t nbuckets;                    /* power of two */
     uint32_t count;
@@ -102,6 +123,8 @@ struct ss_log {
     uint32_t write_off;       /* end of appended records in buf */
     uint32_t flushed_off;     /* buf[0, flushed_off) is on the device */
     uint64_t dirty_since_ms;  /* when buf first held unwritten bytes */
+    int flushing;             /* housekeeping is writing buf without the lock */
+    pthread_cond_t flushed;   /* signalled when that write is done */
     char *reclaim_buf;        /* a segment read back for reclaiming */
 };
 
@@ -126,6 +149,18 @@ struct ss_store {
     _Atomic uint64_t flush_seq;     /* items with seq below it are flushed */
     _Atomic int64_t pending_flush_at; /* delayed flush_all due time, 0 = none */
     uint64_t cleaned_flush_seq;     /* index purged of items below this */
+
+    /* group commit (ss_pending.c) */
+    pthread_t committer;
+    int committer_running;
+    int commit_stop;
+    pthread_mutex_t commit_lock;     /* guards commit_stop and the wake-up */
+    pthread_cond_t commit_cond;
+    pthread_mutex_t commit_run_lock; /* one batch at a time */
+    _Atomic uint64_t pending_ops;
+    _Atomic uint64_t commits;
+    _Atomic uint64_t committed_ops;
+    uint64_t commit_errors;
     uint64_t last_sync_ms;
     int closed;
 };
@@ -142,6 +177,15 @@ int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const vo
 void ss_hot_remove(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey);
 void ss_hot_touch(struct ss_stripe *s, struct ss_hot_item *it); /* move to LRU head */
 static inline const char *ss_hot_value(const struct ss_hot_item *it) { return it->data + it->nkey; }
+
+/* ss_pending.c */
+struct ss_pend *ss_pend_find(struct ss_pend_map *m, uint64_t hash, const void *key, size_t nkey);
+int ss_pend_record(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
+                   size_t nkey, int op, const struct ss_index_entry *e);
+uint64_t ss_pend_commit_now(struct ss_store *st);
+int ss_pend_start(struct ss_store *st);
+void ss_pend_stop(struct ss_store *st);
+void ss_pend_fini(struct ss_stripe *s);
 
 /* ss_index.c */
 int ss_index_open(struct ss_store *st, char *err, size_t errlen);

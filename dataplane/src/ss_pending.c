@@ -1,0 +1,284 @@
+/*
+ * ss_pending.c - write-behind for the LMDB index (group commit).
+ *
+ * One LMDB write transaction per set costs several microseconds and puts
+ * every worker behind LMDB's single writer lock. Instead, a mutation records
+ * its new index entry (or a deletion) in its stripe's `pending` map, under the
+ * stripe lock it already holds, and a committer thread writes many of them in
+ * one transaction. Readers look at pending, then `committing` (the batch being
+ * written), then LMDB, so a reader always sees the latest entry. A key's map
+ * keeps only its newest operation, so repeated writes of a hot key coalesce.
+ *
+ * If a batch cannot be committed (the index is full), its keys are deleted
+ * instead and their DRAM copies dropped: an item may be lost, never served
+ * stale. A crash loses at most the batch in flight (about a millisecond of
+ * writes), which the log's verification already tolerates.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ss_store_internal.h"
+
+#define PEND_MIN_BUCKETS 16u
+
+static uint32_t pend_bucket(const struct ss_pend_map *m, uint64_t hash)
+{
+    return (uint32_t)(hash >> 24) & (m->nbuckets - 1);
+}
+
+static struct ss_pend **pend_link(struct ss_pend_map *m, uint64_t hash, const void *key,
+                                  size_t nkey)
+{
+    struct ss_pend **link = &m->buckets[pend_bucket(m, hash)];
+    for (; *link; link = &(*link)->next) {
+        struct ss_pend *p = *link;
+        if (p->hash == hash && p->nkey == nkey && memcmp(p->key, key, nkey) == 0)
+            break;
+    }
+    return link;
+}
+
+struct ss_pend *ss_pend_find(struct ss_pend_map *m, uint64_t hash, const void *key, size_t nkey)
+{
+    if (!m->count)
+        return NULL;
+    return *pend_link(m, hash, key, nkey);
+}
+
+static void pend_free_all(struct ss_pend_map *m)
+{
+    for (uint32_t i = 0; i < m->nbuckets && m->count; i++) {
+        struct ss_pend *p = m->buckets[i];
+        while (p) {
+            struct ss_pend *next = p->next;
+            free(p);
+            m->count--;
+            p = next;
+        }
+        m->buckets[i] = NULL;
+    }
+    m->count = 0;
+}
+
+static int pend_grow(struct ss_pend_map *m)
+{
+    uint32_t n = m->nbuckets ? m->nbuckets * 2u : PEND_MIN_BUCKETS;
+    struct ss_pend **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < m->nbuckets; i++) {
+        struct ss_pend *p = m->buckets[i];
+        while (p) {
+            struct ss_pend *next = p->next;
+            uint32_t b = (uint32_t)(p->hash >> 24) & (n - 1);
+            p->next = nb[b];
+            nb[b] = p;
+            p = next;
+        }
+    }
+    free(m->buckets);
+    m->buckets = nb;
+    m->nbuckets = n;
+    return 0;
+}
+
+/*
+ * Record the newest index operation for a key (stripe lock held): op is
+ * SS_PEND_PUT with entry e, or SS_PEND_DEL. Returns 0 or -ENOMEM.
+ */
+int ss_pend_record(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
+                   size_t nkey, int op, const struct ss_index_entry *e)
+{
+    struct ss_pend_map *m = &s->pending;
+    if (!m->buckets || m->count >= m->nbuckets * 2u) {
+        int rc = pend_grow(m);
+        if (rc && !m->buckets)
+            return rc;
+    }
+    struct ss_pend **link = pend_link(m, hash, key, nkey);
+    struct ss_pend *p = *link;
+    if (!p) {
+        p = malloc(sizeof(*p) + nkey);
+        if (!p)
+            return -ENOMEM;
+        p->next = NULL;
+        p->hash = hash;
+        p->nkey = (uint8_t)nkey;
+        memcpy(p->key, key, nkey);
+        *link = p;
+        /* the committer peeks at count without the stripe lock */
+        __atomic_add_fetch(&m->count, 1, __ATOMIC_RELAXED);
+        if (atomic_fetch_add(&st->pending_ops, 1) == 0) {
+            pthread_mutex_lock(&st->commit_lock);
+            pthread_cond_signal(&st->commit_cond);
+            pthread_mutex_unlock(&st->commit_lock);
+        }
+    }
+    p->op = (uint8_t)op;
+    if (e)
+        p->e = *e;
+    return 0;
+}
+
+/* Write every committing map in one transaction. Returns 0 or an LMDB code. */
+static int commit_batch(struct ss_store *st, unsigned *ops)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    *ops = 0;
+    for (unsigned i = 0; i < SS_STRIPES && !rc; i++) {
+        struct ss_pend_map *m = &st->stripes[i].committing;
+        for (uint32_t b = 0; b < m->nbuckets && !rc; b++) {
+            for (struct ss_pend *p = m->buckets[b]; p && !rc; p = p->next) {
+                MDB_val k = {.mv_size = p->nkey, .mv_data = p->key};
+                if (p->op == SS_PEND_PUT) {
+                    MDB_val v = {.mv_size = sizeof(p->e), .mv_data = &p->e};
+                    rc = mdb_put(txn, st->items, &k, &v, 0);
+                } else {
+                    rc = mdb_del(txn, st->items, &k, NULL);
+                    if (rc == MDB_NOTFOUND)
+                        rc = 0;
+                }
+                (*ops)++;
+            }
+        }
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+/* The batch could not be written: forget its keys everywhere rather than
+ * leave an older index entry visible once the batch is dropped. */
+static void commit_failed(struct ss_store *st)
+{
+    MDB_txn *txn;
+    int have_txn = mdb_txn_begin(st->env, NULL, 0, &txn) == 0;
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        struct ss_stripe *s = &st->stripes[i];
+        pthread_mutex_lock(&s->lock);
+        struct ss_pend_map *m = &s->committing;
+        for (uint32_t b = 0; b < m->nbuckets; b++) {
+            for (struct ss_pend *p = m->buckets[b]; p; p = p->next) {
+                MDB_val k = {.mv_size = p->nkey, .mv_data = p->key};
+                if (have_txn)
+                    mdb_del(txn, st->items, &k, NULL);
+                /* a newer pending op for the key still stands */
+                if (!ss_pend_find(&s->pending, p->hash, p->key, p->nkey))
+                    ss_hot_remove(s, p->hash, p->key, p->nkey);
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (have_txn && mdb_txn_commit(txn))
+        st->commit_errors++;
+}
+
+/* Move every stripe's pending map to committing; returns how many ops. */
+static uint64_t take_pending(struct ss_store *st)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        struct ss_stripe *s = &st->stripes[i];
+        if (!__atomic_load_n(&s->pending.count, __ATOMIC_RELAXED))
+            continue;
+        pthread_mutex_lock(&s->lock);
+        struct ss_pend_map tmp = s->committing; /* empty, keeps its buckets */
+        s->committing = s->pending;
+        s->pending = tmp;
+        n += s->committing.count;
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (n)
+        atomic_fetch_sub(&st->pending_ops, n);
+    return n;
+}
+
+static void release_committing(struct ss_store *st)
+{
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        struct ss_stripe *s = &st->stripes[i];
+        if (!s->committing.count)
+            continue;
+        pthread_mutex_lock(&s->lock);
+        pend_free_all(&s->committing);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+/* Commit what is pending now. Returns the number of operations written. */
+uint64_t ss_pend_commit_now(struct ss_store *st)
+{
+    pthread_mutex_lock(&st->commit_run_lock);
+    uint64_t n = take_pending(st);
+    if (n) {
+        unsigned ops = 0;
+        int rc = commit_batch(st, &ops);
+        if (rc) {
+            st->commit_errors++;
+            commit_failed(st);
+        }
+        release_committing(st);
+        atomic_fetch_add(&st->commits, 1);
+        atomic_fetch_add(&st->committed_ops, n);
+    }
+    pthread_mutex_unlock(&st->commit_run_lock);
+    return n;
+}
+
+static void *committer_main(void *arg)
+{
+    struct ss_store *st = arg;
+    for (;;) {
+        pthread_mutex_lock(&st->commit_lock);
+        while (!st->commit_stop && atomic_load(&st->pending_ops) == 0)
+            pthread_cond_wait(&st->commit_cond, &st->commit_lock);
+        int stop = st->commit_stop;
+        pthread_mutex_unlock(&st->commit_lock);
+        ss_pend_commit_now(st);
+        if (stop && atomic_load(&st->pending_ops) == 0)
+            return NULL;
+    }
+}
+
+int ss_pend_start(struct ss_store *st)
+{
+    pthread_mutex_init(&st->commit_lock, NULL);
+    pthread_mutex_init(&st->commit_run_lock, NULL);
+    pthread_cond_init(&st->commit_cond, NULL);
+    st->commit_stop = 0;
+    int rc = pthread_create(&st->committer, NULL, committer_main, st);
+    if (rc)
+        return -rc;
+    st->committer_running = 1;
+    return 0;
+}
+
+/* Commit everything still pending and stop the committer. */
+void ss_pend_stop(struct ss_store *st)
+{
+    if (!st->committer_running)
+        return;
+    pthread_mutex_lock(&st->commit_lock);
+    st->commit_stop = 1;
+    pthread_cond_signal(&st->commit_cond);
+    pthread_mutex_unlock(&st->commit_lock);
+    pthread_join(st->committer, NULL);
+    st->committer_running = 0;
+    ss_pend_commit_now(st);
+}
+
+void ss_pend_fini(struct ss_stripe *s)
+{
+    pend_free_all(&s->pending);
+    pend_free_all(&s->committing);
+    free(s->pending.buckets);
+    free(s->committing.buckets);
+    s->pending.buckets = s->committing.buckets = NULL;
+    s->pending.nbuckets = s->committing.nbuckets = 0;
+}
