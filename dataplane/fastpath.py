@@ -334,3 +334,85 @@ class Dataplane:
         failed = _check(self._lib.ss_dataplane_verify_index(self._handle(), checked),
                         "verifying the index")
         return int(checked[0]), int(failed)
+
+
+# ---- proxy mode, ring (ss_proxy.h: ss_hash_key, ss_ring_lookup) ----
+
+# The key hash names of SS_HASHES in dataplane/include/ss_proxy.h, in enum order.
+HASH_NAMES = ("md5", "crc32", "crc32a", "fnv1_64", "fnv1a_64", "fnv1_32", "fnv1a_32",
+              "one_at_a_time", "murmur", "jenkins", "hsieh")
+
+# id(ring) -> (weak reference to the ring, its struct ss_ring_settings and the
+# arrays it points into); a ring is converted once, not per lookup.
+_RING_CDATA: dict[int, tuple[Any, Any, list[Any]]] = {}
+
+
+def hash_key(kind_name: str, key: bytes) -> int:
+    """Wraps ss_hash_key(): the key hash as libmemcached/twemproxy compute it.
+
+    Args:
+        kind_name: one of HASH_NAMES (as in routing.hash).
+        key: the key bytes.
+
+    Returns:
+        The 32-bit hash.
+
+    Raises:
+        InvalidArgumentError: unknown hash name.
+    """
+    if kind_name not in HASH_NAMES:
+        raise InvalidArgumentError(
+            f"unknown key hash {kind_name!r}; expected one of {', '.join(HASH_NAMES)}",
+            _errno.EINVAL)
+    _, lib = load()
+    return int(lib.ss_hash_key(HASH_NAMES.index(kind_name), key, len(key)))
+
+
+def _ring_settings(ring: Any) -> Any:
+    """The struct ss_ring_settings for ring, built on first use and cached."""
+    import weakref
+
+    hit = _RING_CDATA.get(id(ring))
+    if hit is not None and hit[0]() is ring:
+        return hit[1]
+    ffi, lib = load()
+    s = ffi.new("struct ss_ring_settings *")
+    keep: list[Any] = []
+    if ring.distribution == "modula":
+        members = ffi.new("uint32_t[]", [int(m) for m in ring.members])
+        keep.append(members)
+        s.distribution = lib.SS_DIST_MODULA
+        s.members = members
+        s.nmembers = len(ring.members)
+    elif ring.distribution == "ketama":
+        points = ffi.new("struct ss_ring_point[]", len(ring.points))
+        for i, (point, backend) in enumerate(ring.points):
+            points[i].point = point
+            points[i].backend = backend
+        keep.append(points)
+        s.distribution = lib.SS_DIST_KETAMA
+        s.points = points
+        s.npoints = len(ring.points)
+    else:
+        raise InvalidArgumentError(f"unknown distribution {ring.distribution!r}", _errno.EINVAL)
+    key = id(ring)
+    ref = weakref.ref(ring, lambda _ref: _RING_CDATA.pop(key, None))
+    _RING_CDATA[key] = (ref, s, keep)
+    return s
+
+
+def ring_lookup(ring: Any, hash_value: int) -> int:
+    """Wraps ss_ring_lookup(): the back-end index that owns hash_value on ring.
+
+    Args:
+        ring: an appliance.ring.Ring (or anything with its distribution,
+            points and members attributes); it must not change after the
+            first lookup (Ring is frozen), since its C form is cached.
+        hash_value: a key hash from hash_key().
+
+    Returns:
+        The owning back end's index, or -1 for an empty ring.
+    """
+    _, lib = load()
+    found = int(lib.ss_ring_lookup(_ring_settings(ring), hash_value & 0xFFFFFFFF))
+    return -1 if found == 0xFFFFFFFF else found

@@ -60,3 +60,21 @@ int ss_dataplane_read_counters(struct ss_dataplane *dp, uint64_t *out, int n);
 void ss_dataplane_store_stats(struct ss_dataplane *dp, struct ss_store_stats *out);
 /* Verify every index entry against the device; returns failures or -errno. */
 long ss_dataplane_verify_index(struct ss_dataplane *dp, uint64_t *checked);
+
+/* ---- proxy mode, ring (ss_proxy.h; implemented in ss_ring.c, ss_hashkit.c) ---- */
+enum ss_hash_kind { SS_HASH_MD5, SS_HASH_CRC32, SS_HASH_CRC32A, SS_HASH_FNV1_64, SS_HASH_FNV1A_64,
+                    SS_HASH_FNV1_32, SS_HASH_FNV1A_32, SS_HASH_ONE_AT_A_TIME, SS_HASH_MURMUR,
+                    SS_HASH_JENKINS, SS_HASH_HSIEH, SS_HASH__COUNT };
+enum ss_distribution { SS_DIST_KETAMA = 0, SS_DIST_MODULA = 1 };
+struct ss_ring_point { uint32_t point; uint32_t backend; };
+struct ss_ring_settings {
+    const char *name;
+    uint32_t distribution;
+    const struct ss_ring_point *points;
+    uint32_t npoints;
+    const uint32_t *members;
+    uint32_t nmembers;
+};
+uint32_t ss_hash_key(uint32_t kind, const void *key, size_t len);
+uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash);
+/* ---- end proxy mode, ring ---- */

@@ -1,0 +1,71 @@
+/*
+ * ss_ring.c - which back end owns a key: the key hash and the ring lookup.
+ *
+ * The ring itself (ketama points, modula members) is built by the control
+ * plane (appliance/ring.py) exactly as libmemcached or twemproxy build theirs;
+ * here are only the two pure steps every request takes, shared with
+ * `smartswitch route` through cffi so the CLI and the data path agree.
+ */
+#include "ss_hashkit.h"
+#include "ss_proxy.h"
+
+typedef uint32_t (*ss_hashkit_fn)(const char *key, size_t len);
+
+/* Indexed by enum ss_hash_kind; the order is SS_HASHES'. */
+static const ss_hashkit_fn ss_hash_fns[SS_HASH__COUNT] = {
+    [SS_HASH_MD5] = ss_hashkit_md5,
+    [SS_HASH_CRC32] = ss_hashkit_crc32,
+    [SS_HASH_CRC32A] = ss_hashkit_crc32a,
+    [SS_HASH_FNV1_64] = ss_hashkit_fnv1_64,
+    [SS_HASH_FNV1A_64] = ss_hashkit_fnv1a_64,
+    [SS_HASH_FNV1_32] = ss_hashkit_fnv1_32,
+    [SS_HASH_FNV1A_32] = ss_hashkit_fnv1a_32,
+    [SS_HASH_ONE_AT_A_TIME] = ss_hashkit_one_at_a_time,
+    [SS_HASH_MURMUR] = ss_hashkit_murmur,
+    [SS_HASH_JENKINS] = ss_hashkit_jenkins,
+    [SS_HASH_HSIEH] = ss_hashkit_hsieh,
+};
+
+/*
+ * The key hash `kind` (enum ss_hash_kind) of key[0..len), as libmemcached
+ * and twemproxy compute it. An unknown kind falls back to md5 (the config
+ * layer rejects unknown names, so this is only a guard against a bad cast).
+ */
+uint32_t ss_hash_key(uint32_t kind, const void *key, size_t len)
+{
+    if (kind >= SS_HASH__COUNT)
+        kind = SS_HASH_MD5;
+    return ss_hash_fns[kind]((const char *)key, len);
+}
+
+/*
+ * The back-end index that owns `hash` on `ring`. Ketama: the first point
+ * whose value is >= hash, wrapping to the first point past the end (the
+ * lower-bound search libmemcached's dispatch_host and twemproxy's
+ * ketama_dispatch both use, so equal points resolve alike). Modula:
+ * members[hash % nmembers] (twemproxy lists a member once per unit of
+ * weight; libmemcached once). Returns UINT32_MAX for an empty ring.
+ */
+uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash)
+{
+    if (ring == NULL)
+        return UINT32_MAX;
+    if (ring->distribution == SS_DIST_MODULA) {
+        if (ring->nmembers == 0 || ring->members == NULL)
+            return UINT32_MAX;
+        return ring->members[hash % ring->nmembers];
+    }
+    if (ring->npoints == 0 || ring->points == NULL)
+        return UINT32_MAX;
+    uint32_t lo = 0, hi = ring->npoints;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ring->points[mid].point < hash)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == ring->npoints)
+        lo = 0;
+    return ring->points[lo].backend;
+}
