@@ -9,7 +9,7 @@ CONFIG   ?= configs/default.yaml
 
 APT_PACKAGES := build-essential pkg-config python3 python3-dev python3-venv \
 	liblmdb-dev lmdb-utils zlib1g-dev liburing-dev \
-	memcached libmemcached-tools libmemcached-dev
+	memcached libmemcached-tools libmemcached-dev nutcracker
 
 .PHONY: deps system-deps python-deps build run test bench clean
 
