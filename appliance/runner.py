@@ -2,8 +2,10 @@
 
 Python owns start-up and shut-down only. One Python thread per worker sits in
 ss_dataplane_run_worker() with the GIL released for as long as it serves; a
-housekeeping thread calls ss_dataplane_housekeep() every 100 ms; the main
-thread waits for SIGTERM/SIGINT. Nothing here runs per request.
+housekeeping thread calls ss_dataplane_housekeep() every 100 ms (and, in proxy
+mode, logs back-end state changes); in proxy mode a prober thread restores
+back ends that answer again; the main thread waits for SIGTERM/SIGINT and
+reloads the config on SIGHUP. Nothing here runs per request.
 
 Failures an operator can fix (a port in use, a device that can't be opened,
 a store another process holds) raise StartError with one line saying what
@@ -22,8 +24,10 @@ import types
 from pathlib import Path
 from typing import Any
 
-from appliance import __version__
+from appliance import __version__, reload
+from appliance.backends import HealthMonitor
 from appliance.config import Config
+from appliance.ring import RingError
 from dataplane.fastpath import (
     Dataplane,
     DataplaneCreateError,
@@ -31,6 +35,7 @@ from dataplane.fastpath import (
     DataplaneSettings,
     StoreSettings,
     load,
+    proxy_available,
 )
 
 log = logging.getLogger("smartswitch")
@@ -187,10 +192,14 @@ def _create(settings: DataplaneSettings) -> Dataplane:
 class Supervisor:
     """Runs the worker and housekeeping threads and stops them on request."""
 
-    def __init__(self, dp: Dataplane, workers: int) -> None:
+    def __init__(self, dp: Dataplane, workers: int, monitor: HealthMonitor | None = None,
+                 reloader: reload.Reloader | None = None) -> None:
         self.dp = dp
         self.workers = workers
+        self.monitor = monitor
+        self.reloader = reloader
         self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
         self.failed = False
         self.joined = False  # every thread returned: destroy() is safe
         # Reentrant: a second signal can arrive while the main thread is
@@ -233,6 +242,8 @@ class Supervisor:
                 return
             try:
                 self.dp.housekeep()
+                if self.monitor is not None:
+                    self.monitor.tick()
             except BaseException as exc:
                 log.critical("housekeeping failed: %s", exc, exc_info=True)
                 self.request_stop("housekeeping failed", failed=True)
@@ -248,6 +259,10 @@ class Supervisor:
                                     daemon=True) for i in range(self.workers)]
         threads.append(threading.Thread(target=self._housekeeper, name="ss-housekeeper",
                                         daemon=True))
+        if self.monitor is not None:
+            threads.append(threading.Thread(
+                target=self.monitor.run, name="ss-prober", daemon=True,
+                args=(self.stopping, lambda why: self.request_stop(why, failed=True))))
         for t in threads:
             t.start()
         host = settings.listen_host
@@ -256,9 +271,13 @@ class Supervisor:
                  endpoint(host, self.dp.bound_port(False)),
                  endpoint(host, self.dp.bound_port(True)), self.workers,
                  settings.store.device_path, settings.version)
-        # The main thread only waits: signal handlers run here between waits.
-        while not self.stopping.wait(0.5):
-            pass
+        # The main thread waits, and reloads when SIGHUP asked for it: signal
+        # handlers run here between waits and only set the flag.
+        while not self.stopping.wait(0.1):
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                if self.reloader is not None:
+                    self.reloader.reload()
         give_up = time.monotonic() + JOIN_TIMEOUT_S
         for t in threads:
             t.join(max(0.0, give_up - time.monotonic()))
@@ -271,7 +290,7 @@ class Supervisor:
 
 
 def _install_signals(sup: Supervisor) -> dict[int, Any]:
-    """Route SIGTERM/SIGINT to a clean stop and SIGHUP to a notice."""
+    """Route SIGTERM/SIGINT to a clean stop and SIGHUP to a reload."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
@@ -279,8 +298,8 @@ def _install_signals(sup: Supervisor) -> dict[int, Any]:
         sup.request_stop(signal.Signals(signum).name)
 
     def on_hup(signum: int, frame: types.FrameType | None) -> None:
-        log.warning("SIGHUP: reloading the config arrives with proxy mode (issue 3); "
-                    "still running the config loaded at start")
+        log.info("SIGHUP: reloading the config")
+        sup.reload_requested.set()
 
     previous = {}
     for signum, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop),
@@ -297,14 +316,31 @@ def run(config: Config) -> int:
         DataplaneError: the C data plane is missing or stale.
     """
     load()  # refuse a missing or stale build before touching any file
+    if config.proxy and not proxy_available():
+        raise StartError("backends: proxy mode needs a data plane built with "
+                         "ss_dataplane_set_routing and this build has none; rebuild it "
+                         "(`make build`) or remove backends to run standalone")
     settings = dataplane_settings(config)
     prepare_storage(config)
     # ss_dataplane_create() probes the ports without SO_REUSEPORT (so a
     # second appliance fails on the port) and flocks the store, and says
     # which; there is no second copy of those checks here.
     dp = _create(settings)
-    sup = Supervisor(dp, settings.workers)
+    monitor = HealthMonitor(dp, config.all_backends) if config.proxy else None
+    reloader = reload.Reloader(dp, config, monitor)
+    try:
+        # Before any worker runs, so the first request already routes.
+        reloader.apply_initial()
+    except (DataplaneError, RingError, ValueError) as exc:
+        dp.destroy()
+        raise StartError(f"cannot install the routing table: {exc}") from None
+    if config.proxy:
+        log.info("proxy mode: %d back ends, %s %s (%s compat), %d spare pools",
+                 len(config.backends), config.routing.distribution, config.routing.hash,
+                 config.routing.compat, len(config.spare_pools))
+    sup = Supervisor(dp, settings.workers, monitor, reloader)
     previous = _install_signals(sup)
+    reload.install(reloader)
     try:
         code = sup.serve(settings)
         if sup.joined:
@@ -312,6 +348,7 @@ def run(config: Config) -> int:
             log.info("stopped")
         return code
     finally:
+        reload.install(None)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -335,6 +335,232 @@ class Dataplane:
                         "verifying the index")
         return int(checked[0]), int(failed)
 
+    # ---- proxy mode (ss_proxy.h): routing table, back-end stats and states ----
+
+    def set_routing(self, routing: RoutingSettings | None) -> None:
+        """Wraps ss_dataplane_set_routing(): install or atomically replace the table.
+
+        C copies the table, so the cdata built here lives only for the call.
+        None (or no back ends) returns to standalone mode.
+
+        Raises:
+            ValueError: a value is out of range for its C type.
+            DataplaneUnavailable: this build has no proxy mode.
+            DataplaneError: C refused the table; the message is C's reason.
+        """
+        if not hasattr(self._lib, "ss_dataplane_set_routing"):
+            raise DataplaneUnavailable(
+                f"this data plane build has no proxy mode (ss_dataplane_set_routing); {_REBUILD}")
+        if routing is None or not routing.backends:
+            table = self._ffi.NULL
+            keep: list[Any] = []
+        else:
+            _validate_routing(routing)
+            table, keep = _routing_cdata(self._ffi, routing)
+        err = self._ffi.new("char[]", _ERR_LEN)
+        rc = self._lib.ss_dataplane_set_routing(self._handle(), table, err, _ERR_LEN)
+        del keep  # C has copied the table
+        if rc < 0:
+            reason = self._ffi.string(err).decode("utf-8", "replace") or os.strerror(-rc)
+            cls = _ERRORS.get(-rc, DataplaneError)
+            raise cls(f"installing the routing table: {reason}", -rc)
+
+    def backend_count(self) -> int:
+        """Wraps ss_dataplane_backend_count(): back ends in the live table (0: standalone)."""
+        if not hasattr(self._lib, "ss_dataplane_backend_count"):
+            return 0
+        return int(self._lib.ss_dataplane_backend_count(self._handle()))
+
+    def backend_stats(self, index: int) -> dict[str, Any]:
+        """Wraps ss_dataplane_backend_stats(): one back end's figures summed over workers.
+
+        Returns:
+            requests, errors, timeouts, in_flight, state_changes,
+            consecutive_failures (ints); state (its name: up, down, draining,
+            ejected); latency_us (the 2^i us histogram, a list); p50_us and
+            p99_us (upper bounds of the buckets holding those percentiles, 0
+            with no samples).
+
+        Raises:
+            LookupError: no back end with that index in the live table.
+        """
+        out = self._ffi.new("struct ss_backend_stats *")
+        rc = self._lib.ss_dataplane_backend_stats(self._handle(), index, out)
+        if rc == -_errno.ENOENT:
+            raise LookupError(f"no back end with index {index}")
+        _check(rc, f"back end {index} stats")
+        hist = [int(out.latency_us[i]) for i in range(BACKEND_LATENCY_BUCKETS)]
+        state = int(out.state)
+        return {
+            "state": BACKEND_STATES[state] if state < len(BACKEND_STATES) else str(state),
+            "requests": int(out.requests),
+            "errors": int(out.errors),
+            "timeouts": int(out.timeouts),
+            "in_flight": int(out.in_flight),
+            "state_changes": int(out.state_changes),
+            "consecutive_failures": int(out.consecutive_failures),
+            "latency_us": hist,
+            "p50_us": latency_percentile(hist, 0.50),
+            "p99_us": latency_percentile(hist, 0.99),
+        }
+
+    def backend_set_state(self, index: int, state: str) -> None:
+        """Wraps ss_dataplane_backend_set_state(): state is up, down, draining or ejected.
+
+        Raises:
+            ValueError: an unknown state name.
+            LookupError: no back end with that index in the live table.
+        """
+        if state not in BACKEND_STATES:
+            raise ValueError(f"state must be one of {', '.join(BACKEND_STATES)}, got {state!r}")
+        rc = self._lib.ss_dataplane_backend_set_state(self._handle(), index,
+                                                      BACKEND_STATES.index(state))
+        if rc == -_errno.ENOENT:
+            raise LookupError(f"no back end with index {index}")
+        _check(rc, f"setting back end {index} {state}")
+
+
+# ---- proxy mode (ss_proxy.h): settings structs and pure helpers ----
+
+# enum ss_backend_state, in order.
+BACKEND_STATES: tuple[str, ...] = ("up", "down", "draining", "ejected")
+BACKEND_LATENCY_BUCKETS = 32  # SS_BACKEND_LATENCY_BUCKETS
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """struct ss_backend_settings (field for field; enums as their C values)."""
+
+    name: str
+    host: str
+    port: int
+    weight: int
+    connect_timeout_ms: int
+    request_timeout_ms: int
+    failure_limit: int
+    policy: int
+    failover_ring: int
+    initial_state: int
+
+
+@dataclass(frozen=True)
+class RingSettings:
+    """struct ss_ring_settings: points are (point, backend index) sorted by point."""
+
+    name: str
+    distribution: int
+    points: tuple[tuple[int, int], ...]
+    members: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """struct ss_routing_settings (field for field; the arrays as tuples)."""
+
+    hash: int
+    backends: tuple[BackendSettings, ...]
+    rings: tuple[RingSettings, ...]
+    connections_per_backend: int
+    admission: int
+    admission_window_ms: int
+    admission_max_bytes: int
+    local_ttl_max_s: int
+    allow_flush_all: bool
+
+
+def proxy_available() -> bool:
+    """Whether the built data plane has proxy mode (ss_dataplane_set_routing)."""
+    _, lib = load()
+    return hasattr(lib, "ss_dataplane_set_routing")
+
+
+def latency_percentile(hist: list[int], q: float) -> int:
+    """The upper bound in microseconds (2^i) of the bucket holding quantile q.
+
+    Bucket i counts latencies below 2^i us, so the answer errs high by at
+    most a factor of two; 0 when the histogram is empty.
+    """
+    total = sum(hist)
+    if total == 0:
+        return 0
+    rank = q * total
+    seen = 0
+    for i, n in enumerate(hist):
+        seen += n
+        if seen >= rank:
+            return 1 << i
+    return 1 << (len(hist) - 1)
+
+
+def _validate_routing(r: RoutingSettings) -> None:
+    """Refuse out-of-range values before cffi would wrap or raise."""
+    u32 = _UINT32[1]
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"routing: {what}")
+
+    need(0 <= r.hash <= u32, f"hash kind {r.hash}")
+    for what in ("connections_per_backend", "admission", "admission_window_ms",
+                 "admission_max_bytes", "local_ttl_max_s"):
+        need(0 <= getattr(r, what) <= u32, f"{what} out of range: {getattr(r, what)}")
+    n = len(r.backends)
+    for b in r.backends:
+        need(1 <= b.port <= 65535, f"back end {b.name}: port {b.port}")
+        need(-1 <= b.failover_ring < len(r.rings), f"back end {b.name}: ring {b.failover_ring}")
+        need("\0" not in b.name and "\0" not in b.host, f"back end {b.name}: NUL in a string")
+        for what in ("weight", "connect_timeout_ms", "request_timeout_ms", "failure_limit",
+                     "policy", "initial_state"):
+            need(0 <= getattr(b, what) <= u32, f"back end {b.name}: {what}")
+    for ring in r.rings:
+        need(all(0 <= p <= u32 and 0 <= i < n for p, i in ring.points),
+             f"ring {ring.name}: a point is out of range")
+        need(all(0 <= i < n for i in ring.members), f"ring {ring.name}: a member is out of range")
+
+
+def _routing_cdata(ffi: Any, r: RoutingSettings) -> tuple[Any, list[Any]]:
+    """Build struct ss_routing_settings; returns it and the buffers it points into."""
+    keep: list[Any] = []
+
+    def cstr(text: str) -> Any:
+        buf = ffi.new("char[]", text.encode())
+        keep.append(buf)
+        return buf
+
+    backends = ffi.new("struct ss_backend_settings[]", len(r.backends))
+    keep.append(backends)
+    for i, b in enumerate(r.backends):
+        c = backends[i]
+        for f in dataclasses.fields(b):
+            value = getattr(b, f.name)
+            setattr(c, f.name, cstr(value) if isinstance(value, str) else value)
+    rings = ffi.new("struct ss_ring_settings[]", len(r.rings))
+    keep.append(rings)
+    for i, ring in enumerate(r.rings):
+        c = rings[i]
+        c.name = cstr(ring.name)
+        c.distribution = ring.distribution
+        points = ffi.new("struct ss_ring_point[]", max(1, len(ring.points)))
+        members = ffi.new("uint32_t[]", max(1, len(ring.members)))
+        keep += [points, members]
+        for j, (point, backend) in enumerate(ring.points):
+            points[j].point = point
+            points[j].backend = backend
+        for j, member in enumerate(ring.members):
+            members[j] = member
+        c.points, c.npoints = points, len(ring.points)
+        c.members, c.nmembers = members, len(ring.members)
+    table = ffi.new("struct ss_routing_settings *")
+    keep.append(table)
+    table.hash = r.hash
+    table.backends, table.nbackends = backends, len(r.backends)
+    table.rings, table.nrings = rings, len(r.rings)
+    for what in ("connections_per_backend", "admission", "admission_window_ms",
+                 "admission_max_bytes", "local_ttl_max_s"):
+        setattr(table, what, getattr(r, what))
+    table.allow_flush_all = 1 if r.allow_flush_all else 0
+    return table, keep
+
 
 # ---- proxy mode, ring (ss_proxy.h: ss_hash_key, ss_ring_lookup) ----
 

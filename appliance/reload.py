@@ -1,0 +1,334 @@
+"""Routing tables for the data plane, and reloading the config while serving.
+
+Pure parts (unit-tested without a data plane):
+
+* ``routing_settings(config, states)``: the struct ss_routing_settings a
+  config asks for: every back end (primary, then each spare pool, which is
+  the index order C uses), ring 0 over ``backends`` and one ring per spare
+  pool, built by appliance.ring exactly as libmemcached or twemproxy would.
+* ``refused_change(old, new)``: the first setting that can't change while
+  running (listen address, ports, workers, storage, the mode), or None.
+* ``describe_changes(old, new)``: what a reload changes, one line each.
+
+The applier, ``Reloader``, installs the table at start and on SIGHUP (or
+when the console calls ``reload(path)``): read and validate the file, refuse
+what can't change live, rebuild the rings, and swap the table in with one
+ss_dataplane_set_routing() call: C publishes it atomically and no client
+connection is dropped. A back end whose name, host and port are unchanged
+keeps its state (down stays down until probed, ejected stays ejected). A
+refused reload is logged with its ConfigError and the last good config keeps
+running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance import ring
+from appliance.backends import HealthMonitor
+from appliance.config import Config, ConfigError, parse_config
+from appliance.config_proxy import ADMISSIONS, DISTRIBUTIONS, FAILURE_POLICIES, HASHES
+from appliance.config_yaml import load_yaml
+from dataplane.fastpath import (
+    BACKEND_STATES,
+    BackendSettings,
+    DataplaneError,
+    RingSettings,
+    RoutingSettings,
+)
+
+log = logging.getLogger("smartswitch")
+
+PRIMARY_RING = "backends"
+
+Identity = tuple[str, str, int]
+
+
+# ------------------------------------------------------------------ pure
+
+
+def routing_settings(config: Config,
+                     states: dict[Identity, str] | None = None) -> RoutingSettings | None:
+    """The routing table config asks for (None in standalone mode).
+
+    Args:
+        config: a validated config.
+        states: state by back-end identity to install with (default up).
+
+    Returns:
+        The table for Dataplane.set_routing.
+
+    Raises:
+        ring.RingError: a ring can't be built (validation should prevent it).
+    """
+    if not config.proxy:
+        return None
+    states = states or {}
+    everyone = config.all_backends
+    pools = [p.name for p in config.spare_pools]
+    backends = tuple(
+        BackendSettings(
+            name=b.name, host=b.host, port=b.port, weight=b.weight,
+            connect_timeout_ms=b.connect_timeout, request_timeout_ms=b.request_timeout,
+            failure_limit=b.failure_limit, policy=FAILURE_POLICIES.index(b.failure_policy),
+            failover_ring=1 + pools.index(b.failover_pool) if b.failover_pool else -1,
+            initial_state=BACKEND_STATES.index(states.get(b.identity, "up")))
+        for b in everyone)
+    routing = config.routing
+    rings = []
+    first = 0
+    for name, members in [(PRIMARY_RING, config.backends)] + [
+            (p.name, p.backends) for p in config.spare_pools]:
+        built = ring.build_ring(
+            [ring.RingMember(first + i, b.name, b.host, b.port, b.weight)
+             for i, b in enumerate(members)], routing.distribution, routing.compat)
+        rings.append(RingSettings(name, DISTRIBUTIONS.index(routing.distribution),
+                                  tuple(built.points), tuple(built.members)))
+        first += len(members)
+    return RoutingSettings(
+        hash=HASHES.index(routing.hash), backends=backends, rings=tuple(rings),
+        connections_per_backend=routing.connections_per_backend,
+        admission=ADMISSIONS.index(routing.admission),
+        admission_window_ms=routing.admission_window,
+        admission_max_bytes=routing.admission_max_size,
+        local_ttl_max_s=routing.local_ttl_max // 1000,
+        allow_flush_all=routing.allow_flush_all)
+
+
+# Sections whose settings are bound when the data plane is created.
+FIXED_SECTIONS = ("memcached", "storage")
+
+
+def _first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | None:
+    """The YAML path of the first field that differs, with both values."""
+    if dataclasses.is_dataclass(old) and type(old) is type(new):
+        for f in dataclasses.fields(old):
+            found = _first_difference(getattr(old, f.name), getattr(new, f.name),
+                                      f"{path}.{f.name}")
+            if found:
+                return found
+        return None
+    if isinstance(old, tuple) and isinstance(new, tuple) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            found = _first_difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if old == new else (path, old, new)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return f"{len(value)} entries"
+    return "null" if value is None else str(value)
+
+
+def refused_change(old: Config, new: Config) -> ConfigError | None:
+    """Why new can't replace old while running, or None when it can.
+
+    The error names the first fixed setting that changed (its YAML path and,
+    when the file is known, its line in new's text is added by the caller).
+    """
+    for name in FIXED_SECTIONS:
+        found = _first_difference(getattr(old, name), getattr(new, name), name)
+        if found:
+            path, a, b = found
+            return ConfigError(f"can't change while running ({_show(a)} -> {_show(b)}); "
+                               f"restart smartswitch to apply it", path=path)
+    if old.proxy != new.proxy:
+        what = "proxy mode to standalone" if old.proxy else "standalone to proxy mode"
+        return ConfigError(f"switching from {what} needs a restart (the local store "
+                           f"changes role)", path="backends")
+    return None
+
+
+def describe_changes(old: Config, new: Config) -> list[str]:
+    """What replacing old by new changes, one short line per change."""
+    out = []
+    before = {b.name: b for b in old.all_backends}
+    after = {b.name: b for b in new.all_backends}
+    for name, b in after.items():
+        if name not in before:
+            out.append(f"back end {name} {b.address} added")
+            continue
+        a = before[name]
+        for f in dataclasses.fields(b):
+            va, vb = getattr(a, f.name), getattr(b, f.name)
+            if va != vb:
+                out.append(f"back end {name}: {f.name} {_show(va)} -> {_show(vb)}")
+    out += [f"back end {name} {b.address} removed" for name, b in before.items()
+            if name not in after]
+    old_pools = [(p.name, tuple(b.name for b in p.backends)) for p in old.spare_pools]
+    new_pools = [(p.name, tuple(b.name for b in p.backends)) for p in new.spare_pools]
+    if old_pools != new_pools:
+        out.append("spare_pools: " + (", ".join(f"{n} ({', '.join(m)})" for n, m in new_pools)
+                                      or "none"))
+    for section in ("routing", "backend_defaults", "logging"):
+        found_all = _differences(getattr(old, section), getattr(new, section), section)
+        out += [f"{p}: {_show(a)} -> {_show(b)}" for p, a, b in found_all]
+    return out
+
+
+def _differences(old: Any, new: Any, path: str) -> list[tuple[str, Any, Any]]:
+    return [(f"{path}.{f.name}", getattr(old, f.name), getattr(new, f.name))
+            for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
+
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def line_in(text: str, path: str) -> int | None:
+    """The line of a YAML path (``storage.pools[0].size``) in text, or its parent's."""
+    try:
+        root = load_yaml(text)
+    except ConfigError:
+        return None
+    steps: list[str | int] = [int(i) if i else name for name, i in _STEP.findall(path)]
+    return root.line_of(*steps)
+
+
+# --------------------------------------------------------------- applier
+
+
+@dataclass
+class ReloadResult:
+    """What a reload did.
+
+    Attributes:
+        ok: the new config is running.
+        message: one line for the log, the console and the CLI.
+        changes: what changed (empty when refused or nothing changed).
+        error: the ConfigError (or data-plane refusal) when refused.
+    """
+
+    ok: bool
+    message: str
+    changes: list[str] = field(default_factory=list)
+    error: Exception | None = None
+
+
+class Reloader:
+    """Owns the running config and pushes routing tables into the data plane."""
+
+    def __init__(self, dp: Any, config: Config, monitor: HealthMonitor | None,
+                 base_dir: Path | None = None) -> None:
+        self.dp = dp
+        self.config = config
+        self.monitor = monitor
+        self.base_dir = base_dir or Path.cwd()
+        self.reloads = 0
+        self.refused = 0
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def apply_initial(self) -> None:
+        """Install the start-up table (proxy mode only), before any worker runs.
+
+        Raises:
+            DataplaneError: C refused the table.
+            ring.RingError: a ring could not be built.
+        """
+        table = routing_settings(self.config)
+        if table is not None:
+            self.dp.set_routing(table)
+
+    def reload(self, path: str | os.PathLike[str] | None = None) -> ReloadResult:
+        """Re-read the config file and apply what changed, or refuse and keep running.
+
+        Args:
+            path: the file (default: the one the running config came from).
+
+        Returns:
+            The outcome; never raises for a bad config or a refused table.
+        """
+        with self._lock:
+            source = os.fspath(path) if path is not None else self.config.source
+            result = self._reload(source)
+            if result.ok:
+                self.reloads += 1
+                self.last_error = None
+                log.info("%s", result.message)
+                for change in result.changes:
+                    log.info("  %s", change)
+            else:
+                self.refused += 1
+                self.last_error = str(result.error)
+                log.error("%s", result.message)
+            return result
+
+    def _reload(self, source: str | None) -> ReloadResult:
+        if source is None:
+            err = ConfigError("the running config was not read from a file; name one")
+            return self._refuse(err)
+        try:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            return self._refuse(ConfigError(f"cannot read: {exc.strerror}", file=source))
+        except UnicodeDecodeError as exc:
+            return self._refuse(ConfigError(f"not UTF-8 text ({exc.reason})", file=source))
+        try:
+            new = parse_config(text, source, self.base_dir)
+        except ConfigError as exc:
+            return self._refuse(exc)
+        refusal = refused_change(self.config, new)
+        if refusal is not None:
+            refusal.file = source
+            refusal.line = line_in(text, refusal.path)
+            return self._refuse(refusal)
+        changes = describe_changes(self.config, new)
+        try:
+            self._apply(new)
+        except (DataplaneError, ring.RingError, ValueError) as exc:
+            return self._refuse(exc)
+        if new.logging.level != self.config.logging.level:
+            log.setLevel(new.logging.level.upper())
+        self.config = new
+        what = f"{len(changes)} change{'s' if len(changes) != 1 else ''}" if changes \
+            else "no changes"
+        return ReloadResult(True, f"reloaded {source}: {what}", changes)
+
+    def _apply(self, new: Config) -> None:
+        """Swap the routing table in, keeping states by identity."""
+        if not new.proxy:
+            return
+        monitor = self.monitor
+        lock = monitor.lock if monitor is not None else threading.Lock()
+        with lock:
+            states = monitor.states() if monitor is not None else {}
+            table = routing_settings(new, states)
+            self.dp.set_routing(table)
+            if monitor is not None:
+                installed = {b.identity: states.get(b.identity, "up") for b in new.all_backends}
+                monitor.set_backends(new.all_backends, installed)
+
+    def _refuse(self, err: Exception) -> ReloadResult:
+        return ReloadResult(False, f"reload refused, still running the previous config: {err}",
+                            error=err)
+
+
+_current: Reloader | None = None
+
+
+def install(reloader: Reloader | None) -> None:
+    """Make reloader the one reload() uses (the runner does, for the console)."""
+    global _current
+    _current = reloader
+
+
+def reload(path: str | os.PathLike[str] | None = None) -> ReloadResult:
+    """Reload the running appliance's config (the console's action, like SIGHUP).
+
+    Raises:
+        RuntimeError: no appliance is running in this process.
+    """
+    if _current is None:
+        raise RuntimeError("no appliance is running in this process")
+    return _current.reload(path)
