@@ -39,11 +39,10 @@ from appliance.config_yaml import ConfigError, Node, describe
 # enum ss_hash_kind (SS_HASHES in ss_proxy.h), in order.
 HASHES: tuple[str, ...] = ("md5", "crc32", "crc32a", "fnv1_64", "fnv1a_64", "fnv1_32",
                            "fnv1a_32", "one_at_a_time", "murmur", "jenkins", "hsieh")
-# enum ss_distribution, ss_failure_policy, ss_admission, ss_backend_state.
+# enum ss_distribution, ss_failure_policy, ss_admission.
 DISTRIBUTIONS: tuple[str, ...] = ("ketama", "modula")
 FAILURE_POLICIES: tuple[str, ...] = ("eject", "fail", "failover")
 ADMISSIONS: tuple[str, ...] = ("always", "second_hit", "never")
-BACKEND_STATES: tuple[str, ...] = ("up", "down", "draining", "ejected")
 COMPATS: tuple[str, ...] = ("libmemcached", "twemproxy")
 
 # Fields a back end may set itself or inherit from backend_defaults.
