@@ -1,4 +1,4 @@
-"""`smartswitch`: run the appliance, check a config, verify the index.
+"""`smartswitch`: run the appliance, check a config, verify the index, route a key.
 
 Exit codes: 0 success; 1 the appliance failed while running, or verify-index
 found bad entries; 2 it could not start (bad config, port in use, device
@@ -9,11 +9,14 @@ printed as one line on stderr, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from appliance import __version__, logging_setup, runner
-from appliance.config import Config, ConfigError, load_config, summary
+from appliance import __version__, logging_setup, reload, ring, runner
+from appliance.config import BackendConfig, Config, ConfigError, load_config, summary
 from dataplane.fastpath import DataplaneError
 
 # configs/default.yaml is the single source of the embedded default; when
@@ -71,6 +74,77 @@ def cmd_verify_index(args: argparse.Namespace) -> int:
     return EXIT_OK if failed == 0 else EXIT_FAILED
 
 
+# memcached's text-protocol key limit (KEY_MAX_LENGTH in memcached.h).
+KEY_MAX_LENGTH = 250
+ME_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """Where a key goes and whether the running appliance holds it.
+
+    Attributes:
+        owner: the back end that owns the key on the primary ring.
+        local: "dram" or "device" (the tier holding it), "cached" (held, tier
+            not reported), "not cached", or "unknown (why)".
+    """
+
+    owner: BackendConfig
+    local: str
+
+
+def action_route(config: Config, key: bytes, timeout: float = ME_TIMEOUT_S) -> RouteResult:
+    """The owner of key (through the data plane's own hash and lookup) and its local tier.
+
+    Raises:
+        ConfigError: the config has no back ends.
+        DataplaneError: the data plane is not built (the hash runs in C).
+    """
+    if not config.proxy:
+        raise ConfigError("missing; route needs a proxy-mode config (one with back ends)",
+                          path="backends", file=config.source)
+    index = ring.owner(reload.build_ring(config, config.backends), key, config.routing.hash)
+    return RouteResult(config.backends[index], local_tier(config, key, timeout))
+
+
+def local_tier(config: Config, key: bytes, timeout: float = ME_TIMEOUT_S) -> str:
+    """Ask the appliance listening where config says whether it holds key (`me`)."""
+    mc = config.memcached
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(mc.listen, mc.listen)
+    where = runner.endpoint(host, mc.tcp_port)
+    if mc.tcp_port == 0:
+        return "unknown (memcached.tcp_port is 0: the running port is not in the config)"
+    if not key or len(key) > KEY_MAX_LENGTH or any(b <= 32 or b == 127 for b in key):
+        return "unknown (not a memcached text key, so it can't be asked for)"
+    try:
+        with socket.create_connection((host, mc.tcp_port), timeout=timeout) as sock:
+            sock.sendall(b"me " + key + b"\r\n")
+            reply = b""
+            while b"\r\n" not in reply and len(reply) < 4096:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        return f"unknown (no appliance answering on {where})"
+    line = reply.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    if line == "EN":
+        return "not cached"
+    if line.startswith("ME "):
+        tiers = [t.split("=", 1)[1] for t in line.split() if t.startswith("tier=")]
+        return tiers[0] if tiers else "cached"
+    return f"unknown ({where} answered {line[:80]!r})"
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    """`smartswitch route KEY --config FILE`: the owning back end and the local tier."""
+    config = load_config(_config_path(args))
+    result = action_route(config, os.fsencode(args.key))
+    print(f"owner: {result.owner.name} {result.owner.address}")
+    print(f"local: {result.local}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and shell completion)."""
     parser = argparse.ArgumentParser(
@@ -94,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--config", metavar="FILE",
                         help="YAML config (default: the embedded configs/default.yaml)")
     verify.set_defaults(func=cmd_verify_index)
+
+    route = sub.add_parser("route", help="which back end owns KEY, and whether the running "
+                                         "appliance holds it locally")
+    route.add_argument("key", metavar="KEY", help="the key, as clients send it")
+    route.add_argument("--config", metavar="FILE",
+                       help="YAML config with backends (default: the embedded "
+                            "configs/default.yaml)")
+    route.set_defaults(func=cmd_route)
     return parser
 
 

@@ -34,7 +34,13 @@ from typing import Any
 from appliance import ring
 from appliance.backends import HealthMonitor
 from appliance.config import Config, ConfigError, parse_config
-from appliance.config_proxy import ADMISSIONS, DISTRIBUTIONS, FAILURE_POLICIES, HASHES
+from appliance.config_proxy import (
+    ADMISSIONS,
+    DISTRIBUTIONS,
+    FAILURE_POLICIES,
+    HASHES,
+    BackendConfig,
+)
 from appliance.config_yaml import load_yaml
 from dataplane.fastpath import (
     BACKEND_STATES,
@@ -86,9 +92,7 @@ def routing_settings(config: Config,
     first = 0
     for name, members in [(PRIMARY_RING, config.backends)] + [
             (p.name, p.backends) for p in config.spare_pools]:
-        built = ring.build_ring(
-            [ring.RingMember(first + i, b.name, b.host, b.port, b.weight)
-             for i, b in enumerate(members)], routing.distribution, routing.compat)
+        built = build_ring(config, members, first)
         rings.append(RingSettings(name, DISTRIBUTIONS.index(routing.distribution),
                                   tuple(built.points), tuple(built.members)))
         first += len(members)
@@ -100,6 +104,17 @@ def routing_settings(config: Config,
         admission_max_bytes=routing.admission_max_size,
         local_ttl_max_s=routing.local_ttl_max // 1000,
         allow_flush_all=routing.allow_flush_all)
+
+
+def build_ring(config: Config, members: tuple[BackendConfig, ...], first: int = 0) -> ring.Ring:
+    """The ring over members (data-plane indexes from first) as config.routing says.
+
+    Ring 0, over config.backends from index 0, is where keys go while their
+    owner is up; `smartswitch route` asks it too.
+    """
+    return ring.build_ring([ring.RingMember(first + i, b.name, b.host, b.port, b.weight)
+                            for i, b in enumerate(members)],
+                           config.routing.distribution, config.routing.compat)
 
 
 # Sections whose settings are bound when the data plane is created.

@@ -313,3 +313,113 @@ def test_hash_index_computes_the_named_hash(name: str) -> None:
     for key in (b"foo", b"user:1234", b"a" * 250):
         assert lib.ss_hash_key(kind, key, len(key)) == REFERENCES[name](key), (  # type: ignore
             name, key)
+
+
+def test_hash_names_match_the_fastpath_wrapper() -> None:
+    assert config_proxy.HASHES == fastpath.HASH_NAMES
+
+
+# --------------------------------------------------- smartswitch route KEY
+
+
+class StubAppliance:
+    """Answers `me KEY` with a canned line, like the appliance's meta debug."""
+
+    def __init__(self, replies: dict[bytes, bytes]) -> None:
+        import socket
+        import threading
+
+        self.replies = replies
+        self.requests: list[bytes] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for _ in range(len(self.replies)):
+            conn, _ = self.sock.accept()
+            with conn:
+                line = conn.recv(1000)
+                self.requests.append(line)
+                key = line.split()[1]
+                conn.sendall(self.replies[key])
+
+    def close(self) -> None:
+        self.thread.join(5)
+        self.sock.close()
+
+
+def route_config(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "route.yaml"
+    path.write_text(f"memcached:\n  tcp_port: {port}\n" + TWO +
+                    "  - {name: mc3, host: 127.0.0.1, port: 11214}\n")
+    return path
+
+
+def test_route_prints_owner_and_local_tier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance import cli, ring
+
+    owners = {b"hot": 2, b"cold": 0, b"gone": 1}
+    monkeypatch.setattr(ring, "owner", lambda r, key, hash_name: owners[key])
+    stub = StubAppliance({
+        b"hot": b"ME hot exp=-1 la=3 cas=7 fetch=yes cls=1 size=64 tier=dram\r\n",
+        b"cold": b"ME cold exp=-1 la=9 cas=8 fetch=no cls=1 size=70 tier=device\r\n",
+        b"gone": b"EN\r\n",
+    })
+    path = route_config(tmp_path, stub.port)
+    try:
+        assert cli.main(["route", "hot", "--config", str(path)]) == 0
+        assert capsys.readouterr().out == "owner: mc3 127.0.0.1:11214\nlocal: dram\n"
+        assert cli.main(["route", "cold", "--config", str(path)]) == 0
+        assert capsys.readouterr().out == "owner: mc1 127.0.0.1:11212\nlocal: device\n"
+        assert cli.main(["route", "gone", "--config", str(path)]) == 0
+        assert capsys.readouterr().out == "owner: mc2 127.0.0.1:11213\nlocal: not cached\n"
+    finally:
+        stub.close()
+    assert stub.requests == [b"me hot\r\n", b"me cold\r\n", b"me gone\r\n"]
+    # Nobody listening any more; a key that can't be sent in the text protocol.
+    assert cli.main(["route", "hot", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"local: unknown (no appliance answering on 127.0.0.1:{stub.port})")
+    monkeypatch.setitem(owners, b"a b", 0)
+    assert cli.main(["route", "a b", "--config", str(path)]) == 0
+    assert "not a memcached text key" in capsys.readouterr().out
+
+
+def test_route_needs_backends(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance import cli
+
+    path = tmp_path / "plain.yaml"
+    path.write_text("memcached:\n  tcp_port: 11211\n")
+    assert cli.main(["route", "k", "--config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"{path}: backends: missing; route needs a proxy-mode config (one with back ends)\n")
+
+
+def test_route_owner_agrees_with_the_ring(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The real path: C hash + C lookup over the ring built from the config."""
+    lib = _lib()
+    _have_hash(lib)
+    from appliance import cli, reload, ring
+
+    path = route_config(tmp_path, 0)
+    config = parse_config(path.read_text(), str(path), base_dir=tmp_path)
+    built = reload.build_ring(config, config.backends)
+    seen = set()
+    for i in range(200):
+        key = f"key:{i}".encode()
+        h = int.from_bytes(hashlib.md5(key).digest()[:4], "little")
+        # Independent lookup: the first point >= h, wrapping.
+        expect = next((b for p, b in built.points if p >= h), built.points[0][1])
+        assert ring.owner(built, key, "md5") == expect
+        seen.add(expect)
+    assert seen == {0, 1, 2}
+    assert cli.main(["route", "key:7", "--config", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "local: unknown (memcached.tcp_port is 0: the running port is not in " \
+        "the config)"
