@@ -48,6 +48,9 @@ KETAMA_POINTS_PER_SERVER = 160
 KETAMA_POINTS_PER_HASH = 4
 # Port both leave out of point names, for compatibility with old clients.
 MEMCACHED_DEFAULT_PORT = 11211
+# twemproxy formats point names into a 273-byte buffer (KETAMA_MAX_HOSTLEN)
+# and hashes at most the 272 bytes that fit.
+TWEMPROXY_MAX_POINT_NAME = 272
 
 
 class RingError(ValueError):
@@ -166,7 +169,8 @@ def build_ring(members: Sequence[RingMember], distribution: str, compat: str) ->
             distribution or compat.
     """
     if distribution not in DISTRIBUTIONS:
-        raise RingError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
+        raise RingError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, "
+                        f"got {distribution!r}")
     if compat not in COMPATS:
         raise RingError(f"compat must be one of {', '.join(COMPATS)}, got {compat!r}")
     _check_members(members)
@@ -185,6 +189,8 @@ def build_ring(members: Sequence[RingMember], distribution: str, compat: str) ->
         prefix = point_prefix(m, compat)
         for group in range(npoints // KETAMA_POINTS_PER_HASH):
             name = f"{prefix}-{group}".encode()
+            if compat == "twemproxy":
+                name = name[:TWEMPROXY_MAX_POINT_NAME]
             for value in _digest_points(name):
                 emitted.append((value, len(emitted), m.index))
     emitted.sort()

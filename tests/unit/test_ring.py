@@ -300,3 +300,11 @@ def test_owner_matches_installed_libmemcached() -> None:
                 assert owner(ring, key, "md5") == lm.memcached_generate_hash(memc, key, len(key))
         finally:
             lm.memcached_free(memc)
+
+
+def test_twemproxy_truncates_long_point_names() -> None:
+    long_a = RingMember(0, "n" * 300 + "a", "127.0.0.1", 1, 1)
+    long_b = RingMember(0, "n" * 300 + "b", "127.0.0.1", 1, 1)
+    # twemproxy hashes only the first 272 bytes of "<name>-N": same points
+    assert build_ring([long_a], "ketama", "twemproxy").points == \
+        build_ring([long_b], "ketama", "twemproxy").points
