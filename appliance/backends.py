@@ -71,7 +71,7 @@ class _Watch:
 
     index: int
     backend: BackendConfig
-    state: str | None = None      # None until the first tick sees it
+    state: str                    # as last seen (or as installed)
     next_probe: float | None = None
 
 
@@ -96,15 +96,17 @@ class HealthMonitor:
         self.changes_by_backend: dict[str, int] = {}
         self._generation = 0
         self._watches: list[_Watch] = []
-        self.set_backends(backends)
+        # Every back end starts up (the table's initial_state): a change the
+        # data plane makes before the first tick is still a change to log.
+        self.set_backends(backends, {b.identity: "up" for b in backends})
 
     def set_backends(self, backends: Sequence[BackendConfig],
-                     states: dict[tuple[str, str, int], str] | None = None) -> None:
+                     installed: dict[tuple[str, str, int], str]) -> None:
         """Watch this back-end list (data-plane index order), e.g. after a reload.
 
         Args:
             backends: every back end, primary then spare pools.
-            states: the state each identity was installed with; back ends
+            installed: the state each identity was installed with; back ends
                 whose identity was watched before keep their last seen state
                 so their next change is logged against it.
         """
@@ -113,9 +115,7 @@ class HealthMonitor:
             watches = []
             for i, b in enumerate(backends):
                 prev = old.get(b.identity)
-                state = prev.state if prev is not None else None
-                if states is not None and b.identity in states and state is None:
-                    state = states[b.identity]
+                state = prev.state if prev is not None else installed.get(b.identity, "up")
                 watches.append(_Watch(i, b, state, prev.next_probe if prev else None))
             self._watches = watches
             self._generation += 1
@@ -138,7 +138,7 @@ class HealthMonitor:
             for w in self._watches:
                 stats = self.dp.backend_stats(w.index)
                 state = stats["state"]
-                if w.state is not None and state != w.state:
+                if state != w.state:
                     text = self._describe(w.backend, w.state, state, stats)
                     log.log(logging.WARNING if state == "down" else logging.INFO, "%s", text)
                     messages.append(text)

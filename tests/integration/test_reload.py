@@ -142,3 +142,51 @@ def test_sighup_adds_a_backend_and_refuses_a_bad_file(
     finally:
         for m in mcs:
             m.kill9()
+
+
+def start_memcached_on(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    """memcached on a given port again (after a kill), waited for until it answers."""
+    log = open(tmp_path / f"memcached-again-{port}.log", "wb")
+    proc = subprocess.Popen(["/usr/bin/memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0",
+                             "-u", "root", "-m", "64"], stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    return proc
+
+
+def test_dead_backend_is_marked_down_then_restored(
+        tmp_path: Path, appliance_factory: ApplianceFactory) -> None:
+    mcs = [start_memcached(tmp_path) for _ in range(2)]
+    again: subprocess.Popen[bytes] | None = None
+    try:
+        path = write_proxy_config(tmp_path, free_port(), mcs, backend_defaults={
+            "connect_timeout": "100ms", "request_timeout": "300ms", "failure_limit": 2,
+            "retry_after": "200ms"})
+        app = appliance_factory(path)
+        keys = [f"health:{i}".encode() for i in range(40)]
+        on_mc2 = [k for k, name in owners(path, keys).items() if name == "mc2"]
+        mcs[1].kill9()
+        with RawConn(app.addr, timeout=5) as client:
+            deadline = time.monotonic() + LOG_WAIT_S
+            while "backend mc2" not in app.log():
+                assert time.monotonic() < deadline, app.log()
+                for k in on_mc2[:3]:
+                    started = time.monotonic()
+                    # An error or a remapped miss; never a hang.
+                    reply = client.call(b"get " + k + b"\r\n", timeout=2.0)
+                    assert reply.startswith((b"SERVER_ERROR backend mc2", b"END")), reply
+                    assert time.monotonic() - started < 2.0
+                time.sleep(0.05)
+        wait_log(app, f"backend mc2 127.0.0.1:{mcs[1].port} down after 2 failures")
+        again = start_memcached_on(tmp_path, mcs[1].port)
+        wait_log(app, f"backend mc2 127.0.0.1:{mcs[1].port} restored")
+        with RawConn(app.addr, timeout=5) as client:
+            assert client.set(on_mc2[0], b"back") == b"STORED\r\n"
+        with RawConn(mcs[1].addr) as direct:
+            assert direct.get(on_mc2[0]) == b"back"
+    finally:
+        for m in mcs:
+            m.kill9()
+        if again is not None:
+            again.kill()
+            again.wait(10)

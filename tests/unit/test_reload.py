@@ -326,3 +326,24 @@ def test_probe_version_against_a_stub_server() -> None:
         t.join(5)
     # Nobody listens there any more.
     assert not probe_version("127.0.0.1", port, 0.2, 0.2)
+
+
+def test_a_change_before_the_first_tick_is_logged(tmp_path: Path) -> None:
+    config = cfg(BASE, tmp_path)
+    dp = FakePlane()
+    dp.set_routing(reload.routing_settings(config))
+    monitor = HealthMonitor(dp, config.all_backends, prober=lambda *a: False)
+    dp.states[0], dp.failures[0] = "down", 3
+    assert monitor.tick() == ["backend mc1 127.0.0.1:11212 down after 3 failures"]
+
+
+def test_proxy_mode_refused_without_set_routing(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance import runner
+
+    monkeypatch.setattr(runner, "load", lambda: (None, None))
+    monkeypatch.setattr(runner, "proxy_available", lambda: False)
+    with pytest.raises(runner.StartError, match=r"^backends: proxy mode needs a data plane "
+                       r"built with ss_dataplane_set_routing"):
+        runner.run(cfg(BASE, tmp_path))
+    assert not (tmp_path / "var").exists()  # refused before touching storage
