@@ -11,7 +11,7 @@ APT_PACKAGES := build-essential pkg-config python3 python3-dev python3-venv \
 	liblmdb-dev lmdb-utils zlib1g-dev liburing-dev \
 	memcached libmemcached-tools libmemcached-dev nutcracker
 
-.PHONY: deps system-deps python-deps build run test bench clean
+.PHONY: deps system-deps python-deps build run test bench bench-proxy clean
 
 deps: system-deps python-deps
 
@@ -44,6 +44,10 @@ test: deps
 
 bench: deps
 	$(PY) bench/run.py
+
+# Proxy mode: SmartSwitch vs twemproxy vs direct memcached (bench/README.md).
+bench-proxy: deps
+	$(PY) bench/proxy.py
 
 clean:
 	rm -rf build dist *.egg-info dataplane/_fastpath*.so dataplane/_fastpath.c

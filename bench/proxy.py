@@ -79,10 +79,18 @@ class Load:
     Attributes:
         op: "get" (100% gets) or "set" (100% sets).
         depth: requests in flight per connection.
+        conns: connections; 0 means --conns (50). One connection at depth 1
+            is the unloaded latency: no queueing anywhere, only the hops.
     """
 
     op: str
     depth: int
+    conns: int = 0
+
+    @property
+    def name(self) -> str:
+        """A short label: `get d1`, `get d1 c1`."""
+        return f"{self.op} d{self.depth}" + (f" c{self.conns}" if self.conns else "")
 
     @property
     def get_ratio(self) -> float:
@@ -215,7 +223,8 @@ def check_forwarding(srv: Any, backends: list[Any]) -> None:
 
 def _loadgen_args(args: argparse.Namespace, load: Load) -> argparse.Namespace:
     """run.py's options with this load's get ratio, for core.run_loadgen."""
-    return argparse.Namespace(**{**vars(args), "get_ratio": load.get_ratio})
+    return argparse.Namespace(**{**vars(args), "get_ratio": load.get_ratio,
+                                 "conns": load.conns or args.conns})
 
 
 def _be_counters(backends: list[Any]) -> dict[str, int]:
@@ -231,17 +240,23 @@ def _be_counters(backends: list[Any]) -> dict[str, int]:
 def measure(t: Target, load: Load, keys: int, args: argparse.Namespace,
             rep: int) -> dict[str, Any]:
     """One measured run of a load against one target, with CPU and back-end deltas."""
-    sc = core.Scenario(VALUE_SIZE, "proxy", keys, load.depth)
+    space = f"proxy-{load.op}" + (f"-c{load.conns}" if load.conns else "")
+    sc = core.Scenario(VALUE_SIZE, space, keys, load.depth)
     lg_args = _loadgen_args(args, load)
+    perf = core.start_perf(t.server, sc, args, rep)
     procs = [t.server] + t.backends
     be0 = _be_counters(t.backends)
     cpu0 = [core._proc_cpu_s(p.proc.pid) for p in procs]
     busy0 = core._machine_busy_s()
     lg0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    res = core.run_loadgen(t.server.port, sc, lg_args)
-    lg1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy1 = core._machine_busy_s()
-    cpu1 = [core._proc_cpu_s(p.proc.pid) for p in procs]
+    try:
+        res = core.run_loadgen(t.server.port, sc, lg_args)
+    finally:
+        lg1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy1 = core._machine_busy_s()
+        cpu1 = [core._proc_cpu_s(p.proc.pid) for p in procs]
+        if perf:
+            core.finish_perf(*perf)
     be1 = _be_counters(t.backends)
     for p in procs:
         p.check_alive()
@@ -257,11 +272,12 @@ def measure(t: Target, load: Load, keys: int, args: argparse.Namespace,
     fwd = be1["cmd_get" if load.op == "get" else "cmd_set"] - be0[
         "cmd_get" if load.op == "get" else "cmd_set"]
     res["forwarded_per_op"] = fwd / total if total and t.backends else None
-    print(f"# {load.op} d{load.depth:<3d} {t.label:17s} #{rep} {res['ops_per_sec']:>10,.0f} "
+    print(f"# {load.name:10s} {t.label:17s} #{rep} {res['ops_per_sec']:>10,.0f} "
           f"ops/s p50 {res['p50_us']:.0f}us p99 {res['p99_us']:.0f}us errors {res['errors']} "
           f"fwd/op {res['forwarded_per_op'] if res['forwarded_per_op'] is not None else '-'}",
           file=sys.stderr)
-    return {"op": load.op, "depth": load.depth, "target": t.label, "rep": rep, "result": res}
+    return {"load": load.name, "op": load.op, "depth": load.depth,
+            "conns": load.conns or args.conns, "target": t.label, "rep": rep, "result": res}
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -379,6 +395,8 @@ def run(args: argparse.Namespace, tmp: Path, rows: list[dict[str, Any]]) -> int:
         targets = start_all(args, keys, tmp, stack)
         prefill(targets, keys, args)
         loads = [Load(op, d) for op in args.ops for d in args.depths]
+        if args.single_conn and "get" in args.ops:
+            loads.insert(0, Load("get", 1, 1))
         for load in loads:
             ts = [t for t in targets if load.op in t.ops]
             # Alternate the order so drift on a shared machine favours no one.
@@ -402,9 +420,9 @@ def _judge(ok: bool | None) -> str:
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, keys: int) -> dict[str, Any]:
     """Print the table and the issue's ratios; return them for the JSON file."""
-    groups: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in rows:
-        groups.setdefault((r["op"], r["depth"]), {}).setdefault(r["target"], []).append(r)
+        groups.setdefault(r["load"], {}).setdefault(r["target"], []).append(r)
     print()
     print(f"Proxy mode: {BACKENDS} memcached back ends ({args.backend_threads} thread(s) each) "
           f"behind twemproxy (1 process) and SmartSwitch ({args.workers} workers); direct = one "
@@ -413,39 +431,47 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, keys: int) -> d
           f"{args.conns} connections; median of {args.repeat} run(s) of {args.duration:g}s "
           f"after {args.warmup:g}s warmup; {os.cpu_count()} CPUs shared by everything"
           + ("; --standin: twemproxy plays smartswitch" if args.standin else ""))
-    hdr = (f"{'load':8s} {'server':18s} {'ops/s':>9s} {'spread':>6s} {'p50 us':>7s} "
+    hdr = (f"{'load':10s} {'server':18s} {'ops/s':>9s} {'spread':>6s} {'p50 us':>7s} "
            f"{'p99 us':>7s} {'errs':>5s} {'hit%':>5s} {'cpu/op':>6s} {'be cpu':>6s} "
            f"{'fwd/op':>6s} {'noise':>5s}")
     print(hdr)
     print("-" * len(hdr))
-    aggs: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-    for (op, depth), per in groups.items():
+    aggs: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, per in groups.items():
         agg = {label: _aggregate(runs) for label, runs in per.items()}
-        aggs[(op, depth)] = agg
+        aggs[name] = agg
+        op = name.split()[0]
         for label, a in agg.items():
             hit = 100.0 * a["hits"] / a["gets"] if a["gets"] else None
-            print(f"{op + ' d' + str(depth):8s} {label:18s} {a['ops_per_sec']:>9,.0f} "
+            print(f"{name:10s} {label:18s} {a['ops_per_sec']:>9,.0f} "
                   f"{a['spread']:>6.0%} {a['p50_us']:>7.0f} {a['p99_us']:>7.0f} "
                   f"{a['errors']:>5d} {_fmt(hit, '>5.1f'):>5s} "
                   f"{_fmt(a['server_us_per_op'], '>6.1f'):>6s} "
                   f"{_fmt(a['backends_us_per_op'], '>6.1f'):>6s} "
                   f"{_fmt(a['forwarded_per_op'], '>6.2f'):>6s} {a['others_cores']:>5.2f}")
             if op == "get" and hit is not None and hit < 99.0:
-                print(f"{'':8s} ^ only {hit:.1f}% of gets found a value: keys are not where "
+                print(f"{'':10s} ^ only {hit:.1f}% of gets found a value: keys are not where "
                       f"this server looks for them; its figures are not comparable")
     ratios = _ratios(aggs)
-    return {"aggregates": {f"{op} d{d}": a for (op, d), a in aggs.items()}, "ratios": ratios}
+    return {"aggregates": aggs, "ratios": ratios}
 
 
-def _ratios(aggs: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Print and return the issue's ratios per depth (d1: latency, d16: throughput)."""
-    print("\nRatios (depth 1 is the latency row, depth 16 the throughput row):")
+def _ratios(aggs: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Print and return the issue's ratios per load (d1: latency, d16: throughput).
+
+    Targets are judged on the 50-connection rows; the one-connection row (c1)
+    shows the same ratios without queueing, for reading what a hop costs.
+    """
+    print("\nRatios (d1: the latency rows, d16: the throughput row; c1: one connection, "
+          "no queueing, not judged):")
     out = []
-    for (op, depth), a in sorted(aggs.items()):
+    for name, a in aggs.items():
+        op = name.split()[0]
+        judged = " c" not in name
         dr, tw = a.get("direct"), a.get("twemproxy")
         ss = a.get("smartswitch fwd") if op == "get" else a.get("smartswitch local")
         loc = a.get("smartswitch local") if op == "get" else None
-        r: dict[str, Any] = {"op": op, "depth": depth}
+        r: dict[str, Any] = {"load": name}
         if ss and tw and tw["ops_per_sec"] > 0:
             r["tput_vs_twemproxy"] = ss["ops_per_sec"] / tw["ops_per_sec"]
         if ss and tw and dr:
@@ -454,16 +480,16 @@ def _ratios(aggs: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> list[dict
             if r["twemproxy_p50_added_us"] > 0:
                 r["p50_added_ratio"] = r["p50_added_us"] / r["twemproxy_p50_added_us"]
         what = "forwarded gets (misses)" if op == "get" else "sets"
-        line = f"  {op} d{depth:<3d} {what}: SmartSwitch/twemproxy ops/s " \
+        line = f"  {name:10s} {what}: SmartSwitch/twemproxy ops/s " \
                f"{_fmt(r.get('tput_vs_twemproxy'), '.2f')}x"
-        if op == "get":
+        if op == "get" and judged:
             r["miss_tput_met"] = (r["tput_vs_twemproxy"] >= 2.0
                                   if "tput_vs_twemproxy" in r else None)
             line += f" (>= 2: {_judge(r['miss_tput_met'])})"
         line += (f"; p50 added over direct: SmartSwitch {_fmt(r.get('p50_added_us'), '+.0f')} us,"
                  f" twemproxy {_fmt(r.get('twemproxy_p50_added_us'), '+.0f')} us, ratio "
                  f"{_fmt(r.get('p50_added_ratio'), '.2f')}")
-        if op == "get":
+        if op == "get" and judged:
             r["p50_added_met"] = (r["p50_added_ratio"] <= 0.25
                                   if "p50_added_ratio" in r else None)
             line += f" (<= 0.25: {_judge(r['p50_added_met'])})"
@@ -472,11 +498,12 @@ def _ratios(aggs: dict[tuple[str, int], dict[str, dict[str, Any]]]) -> list[dict
             r["hit_tput_vs_direct"] = loc["ops_per_sec"] / dr["ops_per_sec"]
             r["hit_p50_vs_direct"] = loc["p50_us"] / dr["p50_us"]
             r["hit_p99_vs_direct"] = loc["p99_us"] / dr["p99_us"] if dr["p99_us"] else None
-            r["hit_met"] = r["hit_tput_vs_direct"] >= 1 / 1.1 and r["hit_p50_vs_direct"] <= 1.1
-            print(f"  {op} d{depth:<3d} local hits vs direct: ops/s "
+            r["hit_met"] = (r["hit_tput_vs_direct"] >= 1 / 1.1
+                            and r["hit_p50_vs_direct"] <= 1.1) if judged else None
+            print(f"  {name:10s} local hits vs direct: ops/s "
                   f"{r['hit_tput_vs_direct']:.2f}x, p50 {r['hit_p50_vs_direct']:.2f}x, "
                   f"p99 {_fmt(r['hit_p99_vs_direct'], '.2f')}x "
-                  f"(ops/s and p50 within 1.1x: {_judge(r['hit_met'])})")
+                  + (f"(ops/s and p50 within 1.1x: {_judge(r['hit_met'])})" if judged else ""))
         out.append(r)
     return out
 
@@ -496,6 +523,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "the order; medians are reported (3)")
     p.add_argument("--depths", type=int, nargs="+", default=[1, 16])
     p.add_argument("--ops", nargs="+", choices=["get", "set"], default=["get", "set"])
+    p.add_argument("--single-conn", action=argparse.BooleanOptionalAction, default=True,
+                   help="also a 1-connection depth-1 get row: latency without queueing (on)")
     p.add_argument("--keys", type=int, help="key space (default: half the hot tier)")
     p.add_argument("--hot-tier-mib", type=int, help="appliance DRAM tier (64; --quick 16)")
     p.add_argument("--workers", type=int, default=2,
@@ -509,6 +538,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memcached", default=shutil.which("memcached") or "/usr/bin/memcached")
     p.add_argument("--python", default=sys.executable,
                    help="interpreter that runs `-m appliance` (default: this one)")
+    p.add_argument("--perf", action="store_true",
+                   help="profile the first run of every load with perf (bench/out/perf-*.data)")
+    p.add_argument("--perf-servers", nargs="+", default=["ss-fwd", "ss-local"],
+                   choices=["direct", "twemproxy", "ss-fwd", "ss-local"],
+                   help="whom --perf profiles (ss-fwd ss-local)")
     p.add_argument("--json", type=Path, help="also write every result to this file")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = p.parse_args(argv)
