@@ -78,3 +78,51 @@ struct ss_ring_settings {
 uint32_t ss_hash_key(uint32_t kind, const void *key, size_t len);
 uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash);
 /* ---- end proxy mode, ring ---- */
+/* ---- proxy mode, data path (ss_proxy.h; implemented in ss_px_*.c) ---- */
+enum ss_failure_policy { SS_POLICY_EJECT = 0, SS_POLICY_FAIL = 1, SS_POLICY_FAILOVER = 2 };
+enum ss_backend_state { SS_BACKEND_UP = 0, SS_BACKEND_DOWN = 1, SS_BACKEND_DRAINING = 2,
+                        SS_BACKEND_EJECTED = 3 };
+enum ss_admission { SS_ADMIT_ALWAYS = 0, SS_ADMIT_SECOND_HIT = 1, SS_ADMIT_NEVER = 2 };
+
+struct ss_backend_settings {
+    const char *name;
+    const char *host;
+    int port;
+    uint32_t weight;
+    uint32_t connect_timeout_ms;
+    uint32_t request_timeout_ms;
+    uint32_t failure_limit;
+    uint32_t policy;
+    int32_t failover_ring;
+    uint32_t initial_state;
+};
+struct ss_routing_settings {
+    uint32_t hash;
+    const struct ss_backend_settings *backends;
+    uint32_t nbackends;
+    const struct ss_ring_settings *rings;
+    uint32_t nrings;
+    uint32_t connections_per_backend;
+    uint32_t admission;
+    uint32_t admission_window_ms;
+    uint32_t admission_max_bytes;
+    uint32_t local_ttl_max_s;
+    int allow_flush_all;
+};
+#define SS_BACKEND_LATENCY_BUCKETS 32
+struct ss_backend_stats {
+    uint64_t requests;
+    uint64_t errors;
+    uint64_t timeouts;
+    uint64_t in_flight;
+    uint64_t state_changes;
+    uint32_t state;
+    uint32_t consecutive_failures;
+    uint64_t latency_us[32];
+};
+int ss_dataplane_set_routing(struct ss_dataplane *dp, const struct ss_routing_settings *r,
+                             char *err, size_t errlen);
+int ss_dataplane_backend_count(struct ss_dataplane *dp);
+int ss_dataplane_backend_stats(struct ss_dataplane *dp, uint32_t idx, struct ss_backend_stats *out);
+int ss_dataplane_backend_set_state(struct ss_dataplane *dp, uint32_t idx, uint32_t state);
+/* ---- end proxy mode, data path ---- */

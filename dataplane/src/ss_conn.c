@@ -107,6 +107,8 @@ void ss_conn_close(struct ss_conn *c)
     struct ss_server_conn *sc = ss_server_conn_of(c);
 
     SS_CONN_TRACE(c, "close");
+    if (sc->px)
+        ss_px_client_close(c);
     /* The fd is never duplicated, so close() also drops it from epoll. */
     close(c->fd);
     if (c->prev)
@@ -307,7 +309,8 @@ static int conn_rearm(struct ss_server_conn *sc)
         /* After end of input EPOLLIN would fire forever: leave it out. */
         want = (sc->peer_eof ? 0 : EPOLLIN) | (conn_pending(sc) || sc->more ? EPOLLOUT : 0);
     else
-        want = EPOLLOUT;
+        /* Nothing to write yet (proxy mode: replies still owed): no spin. */
+        want = conn_pending(sc) || c->state == SS_CONN_WRITING ? EPOLLOUT : 0;
     if (want == sc->events)
         return 0;
     struct epoll_event ev = { .events = want, .data.ptr = sc };
@@ -367,9 +370,39 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
     }
 
     /* No more input will come: answer what was asked, then close. */
-    if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more)
+    if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more &&
+        !(sc->px && ss_px_client_busy(c)))
         ss_conn_set_state(c, SS_CONN_CLOSING);
-    if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0)
+    if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0 &&
+        !(sc->px && ss_px_client_busy(c)))
+        goto close;
+    if (c->state == SS_CONN_READING && conn_pending(sc) > SS_CONN_OUT_HIGH_WATER)
+        ss_conn_set_state(c, SS_CONN_WRITING);
+    if (conn_rearm(sc) < 0)
+        goto close;
+    return;
+
+close:
+    ss_conn_close(c);
+}
+
+/*
+ * Proxy mode: replies owed by back ends were appended to c->out outside c's
+ * own event. Write them, run commands that waited behind them, and settle
+ * the state as ss_conn_on_event would. May close (and free) c.
+ */
+void ss_conn_output_ready(struct ss_conn *c)
+{
+    struct ss_server_conn *sc = ss_server_conn_of(c);
+
+    if (conn_flush(sc) < 0)
+        goto close;
+    if (c->state == SS_CONN_READING && c->rlen > c->rpos && !ss_px_client_full(c) &&
+        conn_pending(sc) == 0 && conn_process(sc) < 0)
+        goto close;
+    if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more && !ss_px_client_busy(c))
+        ss_conn_set_state(c, SS_CONN_CLOSING);
+    if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0 && !ss_px_client_busy(c))
         goto close;
     if (c->state == SS_CONN_READING && conn_pending(sc) > SS_CONN_OUT_HIGH_WATER)
         ss_conn_set_state(c, SS_CONN_WRITING);

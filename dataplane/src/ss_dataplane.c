@@ -241,6 +241,7 @@ static void dataplane_free(struct ss_dataplane *dp)
     if (dp->store)
         ss_store_close(dp->store);
     ss_udp_budget_free(dp->udp_budget);
+    ss_px_free(dp);
     pthread_mutex_destroy(&dp->ctl_lock);
     free(dp->workers);
     free(dp->tcp_fds);
@@ -340,6 +341,11 @@ struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, 
         ss_err(err, errlen, "cannot set up worker event loops: %s", strerror(-rc));
         goto fail;
     }
+    rc = ss_px_init(dp);
+    if (rc) {
+        ss_err(err, errlen, "cannot set up proxy mode: %s", strerror(-rc));
+        goto fail;
+    }
     dp->started_at = ss_clock_unix_seconds();
     return dp;
 
@@ -359,6 +365,7 @@ int ss_dataplane_housekeep(struct ss_dataplane *dp)
     pthread_mutex_lock(&dp->ctl_lock);
     int rc = ss_store_housekeep(&dp->ctl_st);
     pthread_mutex_unlock(&dp->ctl_lock);
+    ss_px_housekeep(dp);
     return rc;
 }
 

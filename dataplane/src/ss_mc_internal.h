@@ -39,6 +39,14 @@
 
 /* Item bit kept beside SS_ITEM_*: the key arrived base64 encoded (ms b). */
 #define SS_MC_ITEM_KEY_BINARY 0x100u
+/* Proxy mode: the local copy's cas is not the back end's (see ss_px_*.c). */
+#define SS_MC_ITEM_CAS_UNKNOWN 0x200u
+
+/* Proxy mode's probe of mg (ss_px_cmd.c): when ss_mc_px_probe is set, a
+ * miss (or a hit whose cas is unknown, when c is asked) answers nothing and
+ * sets ss_mc_px_missed, so the request can be forwarded instead. */
+extern __thread bool ss_mc_px_probe;
+extern __thread bool ss_mc_px_missed;
 
 struct ss_mc_tok {
     const char *p;

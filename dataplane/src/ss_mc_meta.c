@@ -18,6 +18,10 @@
 #include "ss_worker.h"
 
 #define KEY_TOKEN 1
+
+__thread bool ss_mc_px_probe;
+__thread bool ss_mc_px_missed;
+
 /* A reply line: status, up to 20 flags of at most a key (base64) each. */
 #define META_LINE_MAX 2048
 
@@ -159,6 +163,15 @@ static bool opaque_too_long(struct ss_mc_tok *tok, size_t ntok)
     return false;
 }
 
+/* Does the request carry flag f? */
+static bool meta_asks(struct ss_mc_tok *tok, size_t ntok, char f)
+{
+    for (size_t i = KEY_TOKEN + 1; i + 1 < ntok; i++)
+        if (tok[i].p[0] == f)
+            return true;
+    return false;
+}
+
 /* " <c>" */
 static inline char *meta_char(char *p, char ch)
 {
@@ -242,6 +255,16 @@ void ss_mc_meta_get(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     ss_store_lock(t, of.key, of.nkey);
     int rc = ss_store_find(t, of.key, of.nkey, &it,
                            SS_FIND_NO_BUMP | (of.value ? SS_FIND_VALUE : 0));
+    if (ss_mc_px_probe && (rc != 0 || ((it.bits & SS_MC_ITEM_CAS_UNKNOWN) &&
+                                       meta_asks(tok, ntok, 'c')))) {
+        ss_store_unlock(t);
+        if (rc != 0)
+            ss_mc_count_miss(c, rc);
+        ctr->cmd_get++;
+        ctr->get_misses++;
+        ss_mc_px_missed = true;
+        return;
+    }
     if (rc != 0 && of.vivify) {
         /* Auto-vivify: an empty placeholder whose creator gets the win. */
         memset(&it, 0, sizeof(it));

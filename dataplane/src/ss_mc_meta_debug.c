@@ -32,7 +32,9 @@ static unsigned slab_class(uint64_t total)
 /*
  * me <key> [b]: memcached's debug line
  * "ME <key> exp=<s> la=<s> cas=<cas> fetch=<yes|no> cls=<n> size=<bytes>"
- * (size and cls as memcached would account the item), EN on a miss.
+ * (size and cls as memcached would account the item), then SmartSwitch's
+ * own " tier=dram|device" (where the item lives; `smartswitch route` reads
+ * it), EN on a miss.
  */
 void ss_mc_meta_debug(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
 {
@@ -78,9 +80,10 @@ void ss_mc_meta_debug(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     }
     int exp = it.exptime == 0 ? -1 : (int)(uint32_t)(now - (uint32_t)it.exptime);
     p += snprintf(p, (size_t)(line + sizeof(line) - p),
-                  " exp=%d la=%llu cas=%llu fetch=%s cls=%u size=%llu\r\n", exp,
+                  " exp=%d la=%llu cas=%llu fetch=%s cls=%u size=%llu tier=%s\r\n", exp,
                   (unsigned long long)(uint32_t)(now - it.last_access),
                   (unsigned long long)it.cas, (it.bits & SS_ITEM_FETCHED) ? "yes" : "no",
-                  slab_class(total), (unsigned long long)total);
+                  slab_class(total), (unsigned long long)total,
+                  it.tier == SS_TIER_DRAM ? "dram" : "device");
     ss_mc_out(c, line, (size_t)(p - line));
 }

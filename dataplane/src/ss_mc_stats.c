@@ -14,6 +14,7 @@
 #include "ss_clock.h"
 #include "ss_dataplane.h"
 #include "ss_mc_internal.h"
+#include "ss_px_internal.h"
 #include "ss_worker.h"
 
 static void stat_u64(struct ss_conn *c, const char *name, uint64_t v)
@@ -121,6 +122,7 @@ static void stats_general(struct ss_conn *c)
         if (!dup)
             stat_u64(c, names[i], v[i]);
     }
+    ss_px_stats(c); /* proxy mode: STAT backend:<name>:<field> lines */
 }
 
 static void stats_settings(struct ss_conn *c)

@@ -17,6 +17,7 @@
 #include "ss_dataplane.h"
 #include "ss_mc.h"
 #include "ss_mc_internal.h"
+#include "ss_px_internal.h"
 #include "ss_worker.h"
 
 #define KEY_TOKEN 1
@@ -389,6 +390,12 @@ static enum cmd_result dispatch(struct ss_conn *c, const char *line, size_t len,
     const struct ss_mc_tok *cmd = &tok[0];
     char first = cmd->p[0];
 
+    if (ss_px_active(c)) {
+        int pr = ss_px_dispatch(c, tok, ntok, line, len, data, avail, line_bytes, extra);
+        if (pr != SS_PX_PASS)
+            return (enum cmd_result)pr;
+    }
+
 #define WANT(cond)                          \
     do {                                    \
         if (!(cond)) {                      \
@@ -541,8 +548,12 @@ int ss_mc_process(struct ss_conn *c)
             len--;
         size_t line_bytes = (size_t)(nl - start) + 1;
         size_t extra = 0;
+        if (ss_px_client_full(c))
+            break; /* resumed once owed replies have gone out */
+        struct px_slot *behind = ss_px_out_begin(c);
         enum cmd_result r = dispatch(c, start, len, nl + 1, avail - line_bytes, line_bytes,
                                      &extra);
+        ss_px_out_end(c, behind);
         if (ss_mc_out_failed()) {
             c->close_after_write = 1;
             return SS_MC_CLOSE;

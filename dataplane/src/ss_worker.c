@@ -158,6 +158,10 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
     while (!atomic_load_explicit(&dp->stopping, memory_order_acquire)) {
         uint64_t now = ss_clock_mono_ms();
         int timeout = now >= next_sweep ? 0 : (int)(next_sweep - now);
+        /* Proxy mode: adopt a new routing table, send, deadlines, deliver. */
+        int px_wait = ss_px_worker_tick(w, now);
+        if (px_wait >= 0 && px_wait < timeout)
+            timeout = px_wait;
         int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
         if (nb_ev < 0) {
             if (errno == EINTR)
@@ -176,7 +180,10 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
                     loop_drain_wakefd(w);
                 continue;
             }
-            ss_conn_on_event((struct ss_conn *)evs[i].data.ptr, evs[i].events);
+            if (tag & 1u) /* a back-end connection (proxy mode) */
+                ss_px_on_event(w, evs[i].data.ptr, evs[i].events);
+            else
+                ss_conn_on_event((struct ss_conn *)evs[i].data.ptr, evs[i].events);
         }
         now = ss_clock_mono_ms();
         if (now >= next_sweep) {
@@ -186,6 +193,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
     }
 
     loop_close_all(w);
+    ss_px_worker_fini(w);
     ss_udp_worker_fini(w);
     ss_store_thread_fini(&w->st);
     atomic_store(&dp->running[worker_id], 0);

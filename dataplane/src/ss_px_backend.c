@@ -1,0 +1,599 @@
+/*
+ * ss_px_backend.c - a worker's connections to back-end memcached nodes:
+ * on-demand non-blocking connect with a deadline, output batching (flushed
+ * once per loop turn), reply framing, the FIFO of outstanding ops, per-op
+ * deadlines, and failure handling.
+ *
+ * Framing: every op sent ends with `mn`, so its reply ends at an `MN` line;
+ * `VA <n> ...` and `VALUE <k> <f> <n> ...` lines carry n bytes and CRLF.
+ * Anything else that is not a memcached reply line is garbage. A timeout, a
+ * connection error or garbage fails every op outstanding on the connection,
+ * closes it (reopened on demand) and counts one failure of the back end.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ss_clock.h"
+#include "ss_px_internal.h"
+#include "ss_server_internal.h"
+
+struct px_bconn {
+    struct px_bconn *next, *prev; /* px_worker.all */
+    int fd;                       /* -1: closed */
+    uint32_t backend;
+    bool connecting;
+    bool retiring;                /* not in the pool any more: close once idle */
+    bool dirty;                   /* output to flush at the end of the turn */
+    const char *fail_why;         /* failed synchronously: handled at the tick */
+    uint32_t events;
+    uint64_t connect_deadline;
+    struct ss_buf out;
+    size_t wpos;
+    struct ss_buf in;
+    size_t rpos;
+    struct px_op *head, *tail;
+    uint32_t nops;
+};
+
+static inline struct px_worker *pxw(struct ss_worker *w)
+{
+    return &((struct px_global *)w->dp->px)->workers[w->id];
+}
+
+/* A numeric IPv4/IPv6 host and port. Returns 0 or -EINVAL. */
+int ss_px_parse_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    char buf[64];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(buf)) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        host = buf;
+    }
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        *len = sizeof(*sin);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*sin6);
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static void bc_rearm(struct ss_worker *w, struct px_bconn *bc)
+{
+    if (bc->fd < 0)
+        return;
+    uint32_t want = EPOLLIN | (bc->connecting || bc->wpos < bc->out.len ? EPOLLOUT : 0);
+    if (want == bc->events)
+        return;
+    struct epoll_event ev = { .events = want, .data.ptr = (char *)bc + 1 };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, bc->fd, &ev) == 0)
+        bc->events = want;
+}
+
+/* Start a non-blocking connect. Returns 0 or -errno (the caller fails ops). */
+static int bc_connect(struct ss_worker *w, struct px_bconn *bc)
+{
+    struct px_routing *r = pxw(w)->r;
+    struct px_backend *be = &r->backends[bc->backend];
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (ss_px_parse_addr(be->host, be->port, &ss, &sl))
+        return -EINVAL;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int rc = connect(fd, (struct sockaddr *)&ss, sl);
+    if (rc < 0 && errno != EINPROGRESS) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = (char *)bc + 1 };
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    bc->fd = fd;
+    bc->events = EPOLLIN | EPOLLOUT;
+    bc->connecting = true;
+    bc->connect_deadline = ss_clock_mono_ms() + be->s.connect_timeout_ms;
+    return 0;
+}
+
+static struct px_bconn *bc_new(struct px_worker *pw, uint32_t backend)
+{
+    struct px_bconn *bc = calloc(1, sizeof(*bc));
+    if (!bc)
+        return NULL;
+    bc->fd = -1;
+    bc->backend = backend;
+    bc->next = pw->all;
+    if (pw->all)
+        pw->all->prev = bc;
+    pw->all = bc;
+    return bc;
+}
+
+static void bc_unlink_free(struct px_worker *pw, struct px_bconn *bc)
+{
+    if (bc->prev)
+        bc->prev->next = bc->next;
+    else
+        pw->all = bc->next;
+    if (bc->next)
+        bc->next->prev = bc->prev;
+    ss_buf_free(&bc->out);
+    ss_buf_free(&bc->in);
+    free(bc);
+}
+
+/* The pooled connection that carries this client's requests to backend. */
+struct px_bconn *ss_px_bconn_for(struct ss_worker *w, uint32_t backend, const void *client)
+{
+    struct px_worker *pw = pxw(w);
+    uint32_t i = (uint32_t)(((uintptr_t)client >> 4) % pw->cpb);
+    struct px_bconn **slot = &pw->pool[(size_t)backend * pw->cpb + i];
+    if (!*slot)
+        *slot = bc_new(pw, backend);
+    return *slot;
+}
+
+/* Close the socket, keep the struct (reopened on demand). */
+static void bc_close_fd(struct px_bconn *bc)
+{
+    if (bc->fd >= 0)
+        close(bc->fd);
+    bc->fd = -1;
+    bc->connecting = false;
+    bc->events = 0;
+    bc->out.len = bc->wpos = 0;
+    bc->in.len = bc->rpos = 0;
+}
+
+/*
+ * Fail every op outstanding on bc with "SERVER_ERROR backend <name> <why>",
+ * close the socket, count one failure of the back end.
+ */
+static void bc_fail(struct ss_worker *w, struct px_bconn *bc, const char *why)
+{
+    struct px_worker *pw = pxw(w);
+    struct px_routing *r = pw->r;
+    char line[320];
+    snprintf(line, sizeof(line), "SERVER_ERROR backend %s %s\r\n",
+             r ? r->backends[bc->backend].name : "?", why);
+    bc_close_fd(bc);
+    bc->fail_why = NULL;
+    /* An idle connection the back end closed is not a failed request: the
+     * next request reconnects, and counts if that fails. */
+    if (!bc->head)
+        return;
+    if (r) {
+        struct px_bstat *st = ss_px_bstat(r, bc->backend, w->id);
+        if (strcmp(why, "timeout") == 0)
+            st->timeouts++;
+        else
+            st->errors++;
+        st->in_flight -= bc->nops;
+        ss_px_backend_failed(r, bc->backend);
+    }
+    struct px_op *op = bc->head;
+    bc->head = bc->tail = NULL;
+    pw->outstanding -= bc->nops;
+    bc->nops = 0;
+    while (op) {
+        struct px_op *next = op->next;
+        ss_px_op_done(w, op, line);
+        op = next;
+    }
+}
+
+/* Queue op with its request bytes; sent at the end of this loop turn. */
+void ss_px_bconn_send(struct ss_worker *w, struct px_bconn *bc, struct px_op *op,
+                      const char *req, size_t n)
+{
+    struct px_worker *pw = pxw(w);
+    struct px_routing *r = pw->r;
+    struct px_backend *be = &r->backends[bc->backend];
+    uint64_t now = ss_clock_mono_ms();
+
+    op->backend = bc->backend;
+    op->sent_us = ss_clock_mono_ns() / 1000u;
+    op->deadline_ms = now + be->s.request_timeout_ms;
+    op->next = NULL;
+    if (bc->tail)
+        bc->tail->next = op;
+    else
+        bc->head = op;
+    bc->tail = op;
+    bc->nops++;
+    pw->outstanding++;
+    struct px_bstat *st = ss_px_bstat(r, bc->backend, w->id);
+    st->requests++;
+    st->in_flight++;
+    if (bc->fail_why)
+        return; /* the whole FIFO fails at the tick */
+    if (bc->fd < 0) {
+        int rc = bc_connect(w, bc);
+        if (rc) {
+            /* Never complete a slot inside the client's own dispatch. */
+            bc->fail_why = "unreachable";
+            pw->fail_pending = true;
+            return;
+        }
+    }
+    if (ss_buf_append(&bc->out, req, n)) {
+        bc->fail_why = "unreachable";
+        pw->fail_pending = true;
+        return;
+    }
+    bc->dirty = true;
+}
+
+/* Write queued output. Returns 0 or -errno. */
+static int bc_flush(struct ss_worker *w, struct px_bconn *bc)
+{
+    bc->dirty = false;
+    if (bc->fd < 0 || bc->connecting)
+        return 0;
+    while (bc->wpos < bc->out.len) {
+        ssize_t n = send(bc->fd, bc->out.data + bc->wpos, bc->out.len - bc->wpos,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            bc->wpos += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        return n < 0 ? -errno : -EIO;
+    }
+    if (bc->wpos == bc->out.len)
+        bc->out.len = bc->wpos = 0;
+    bc_rearm(w, bc);
+    return 0;
+}
+
+static uint32_t latency_bucket(uint64_t us)
+{
+    uint32_t i = us ? (uint32_t)(64 - __builtin_clzll(us)) : 0;
+    return i < SS_BACKEND_LATENCY_BUCKETS ? i : SS_BACKEND_LATENCY_BUCKETS - 1;
+}
+
+/* The head op has its whole reply: pop and complete it. */
+static void bc_pop_done(struct ss_worker *w, struct px_bconn *bc)
+{
+    struct px_worker *pw = pxw(w);
+    struct px_op *op = bc->head;
+    bc->head = op->next;
+    if (!bc->head)
+        bc->tail = NULL;
+    bc->nops--;
+    pw->outstanding--;
+    struct px_bstat *st = ss_px_bstat(pw->r, bc->backend, w->id);
+    st->in_flight--;
+    st->latency_us[latency_bucket(ss_clock_mono_ns() / 1000u - op->sent_us)]++;
+    ss_px_backend_ok(pw->r, bc->backend);
+    ss_px_op_done(w, op, NULL);
+}
+
+static bool starts(const char *p, size_t n, const char *lit)
+{
+    size_t l = strlen(lit);
+    return n >= l && memcmp(p, lit, l) == 0;
+}
+
+/* Is [p, p + n) (no CRLF) a line a memcached could answer? */
+static bool reply_line_ok(const char *p, size_t n)
+{
+    static const char *const words[] = {
+        "STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED", "TOUCHED", "OK", "END",
+        "HD", "EN", "NF", "NS", "EX", "MN", "ERROR", "CLIENT_ERROR", "SERVER_ERROR",
+        "VERSION",
+    };
+    size_t wl = 0;
+    while (wl < n && p[wl] != ' ')
+        wl++;
+    if (wl == 0)
+        return false;
+    bool digits = true;
+    for (size_t i = 0; i < wl; i++)
+        if (p[i] < '0' || p[i] > '9')
+            digits = false;
+    if (digits) /* incr/decr */
+        return true;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strlen(words[i]) == wl && memcmp(p, words[i], wl) == 0)
+            return true;
+    return false;
+}
+
+/* Parse the mg reply flags of "VA <n> f.. c.. t.. k.." for a batch item. */
+static int gets_value(struct ss_worker *w, struct px_op *op, const char *line, size_t n,
+                      const char *val, size_t vlen)
+{
+    struct ss_mc_tok tok[SS_MC_META_MAX_TOKENS + 2];
+    size_t ntok = ss_mc_tokenize(line, n, tok, SS_MC_META_MAX_TOKENS + 2);
+    uint32_t flags = 0;
+    uint64_t cas = 0;
+    int64_t ttl = -1;
+    const char *key = NULL;
+    size_t nkey = 0;
+    for (size_t i = 2; i + 1 < ntok; i++) {
+        const char *a = tok[i].p + 1;
+        size_t al = tok[i].len - 1;
+        switch (tok[i].p[0]) {
+        case 'f':
+            if (!ss_mc_parse_u32(a, al, &flags))
+                return -EPROTO;
+            break;
+        case 'c':
+            if (!ss_mc_parse_u64(a, al, &cas))
+                return -EPROTO;
+            break;
+        case 't': {
+            int32_t t;
+            if (!ss_mc_parse_i32(a, al, &t))
+                return -EPROTO;
+            ttl = t;
+            break;
+        }
+        case 'k':
+            key = a;
+            nkey = al;
+            break;
+        }
+    }
+    if (!key)
+        return -EPROTO;
+    for (uint32_t i = op->matched; i < op->nitems; i++) {
+        struct px_item *it = &op->items[i];
+        if (it->nkey == nkey && memcmp(it->key, key, nkey) == 0) {
+            op->matched = i + 1;
+            ss_px_item_value(w, op, it, flags, cas, ttl, val, vlen);
+            return 0;
+        }
+    }
+    return -EPROTO;
+}
+
+/*
+ * Consume complete replies from bc->in. Returns 0, or -EPROTO on garbage
+ * (the caller fails the connection).
+ */
+static int bc_parse(struct ss_worker *w, struct px_bconn *bc)
+{
+    while (bc->rpos < bc->in.len) {
+        const char *start = bc->in.data + bc->rpos;
+        size_t avail = bc->in.len - bc->rpos;
+        const char *nl = memchr(start, '\n', avail);
+        if (!nl)
+            return avail > PX_LINE_MAX ? -EPROTO : 0;
+        size_t lb = (size_t)(nl - start) + 1;
+        if (lb < 2 || nl[-1] != '\r')
+            return -EPROTO;
+        size_t n = lb - 2;
+        struct px_op *op = bc->head;
+        if (!op)
+            return -EPROTO; /* a reply nobody asked for */
+        size_t data = 0;
+        bool has_data = starts(start, n, "VA ") || starts(start, n, "VALUE ");
+        if (has_data) {
+            struct ss_mc_tok tok[8];
+            size_t ntok = ss_mc_tokenize(start, n, tok, 8);
+            size_t ix = start[1] == 'A' ? 1 : 3;
+            uint32_t v;
+            if (ntok <= ix + 1 || !ss_mc_parse_u32(tok[ix].p, tok[ix].len, &v))
+                return -EPROTO;
+            data = (size_t)v + 2;
+            if (avail < lb + data)
+                return 0; /* the value is still arriving */
+            if (start[lb + v] != '\r' || start[lb + v + 1] != '\n')
+                return -EPROTO;
+        } else if (!reply_line_ok(start, n)) {
+            return -EPROTO;
+        }
+        bool mn = n == 2 && start[0] == 'M' && start[1] == 'N';
+        if (op->kind == PX_OP_GETS) {
+            if (has_data && start[1] == 'A') {
+                if (gets_value(w, op, start, n, start + lb, data - 2))
+                    return -EPROTO;
+            } else if (!mn && !starts(start, n, "EN")) {
+                /* A per-key error (SERVER_ERROR ...): keep it for the client. */
+                if (!op->reply.len && ss_buf_append(&op->reply, start, lb))
+                    return -EPROTO;
+            }
+        } else if (!mn) {
+            if (ss_buf_append(&op->reply, start, lb + data))
+                return -EPROTO;
+        }
+        bc->rpos += lb + data;
+        if (mn)
+            bc_pop_done(w, bc);
+    }
+    bc->in.len = bc->rpos = 0;
+    return 0;
+}
+
+static void bc_read(struct ss_worker *w, struct px_bconn *bc)
+{
+    for (int i = 0; i < 16; i++) {
+        if (bc->rpos && bc->rpos == bc->in.len)
+            bc->in.len = bc->rpos = 0;
+        if (bc->in.cap - bc->in.len < 16384 && ss_buf_reserve(&bc->in, 65536)) {
+            bc_fail(w, bc, "unreachable");
+            return;
+        }
+        ssize_t n = recv(bc->fd, bc->in.data + bc->in.len, bc->in.cap - bc->in.len,
+                         MSG_DONTWAIT);
+        if (n > 0) {
+            bc->in.len += (size_t)n;
+            if (bc_parse(w, bc)) {
+                bc_fail(w, bc, "protocol error");
+                return;
+            }
+            if (bc->fd < 0)
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        bc_fail(w, bc, "unreachable"); /* closed or reset */
+        return;
+    }
+}
+
+/* epoll event on a back-end connection. */
+void ss_px_bconn_on_event(struct ss_worker *w, struct px_bconn *bc, uint32_t events)
+{
+    if (bc->fd < 0)
+        return;
+    if (bc->connecting) {
+        int e = 0;
+        socklen_t l = sizeof(e);
+        if (getsockopt(bc->fd, SOL_SOCKET, SO_ERROR, &e, &l) < 0)
+            e = errno;
+        if (e || (events & (EPOLLERR | EPOLLHUP))) {
+            bc_fail(w, bc, "unreachable");
+            return;
+        }
+        if (!(events & EPOLLOUT))
+            return;
+        bc->connecting = false;
+    }
+    if (events & EPOLLIN) {
+        bc_read(w, bc);
+        if (bc->fd < 0)
+            return;
+    } else if (events & (EPOLLERR | EPOLLHUP)) {
+        bc_fail(w, bc, "unreachable");
+        return;
+    }
+    if (bc_flush(w, bc) < 0)
+        bc_fail(w, bc, "unreachable");
+}
+
+/*
+ * Once per loop turn: send what was queued, fail connections that failed
+ * synchronously or whose deadlines passed, close idle retiring ones.
+ */
+void ss_px_worker_check(struct ss_worker *w, uint64_t now)
+{
+    struct px_worker *pw = pxw(w);
+    bool scan = pw->fail_pending || pw->outstanding;
+    pw->fail_pending = false;
+    struct px_bconn *bc = pw->all;
+    while (bc) {
+        struct px_bconn *next = bc->next;
+        if (bc->fail_why) {
+            bc_fail(w, bc, bc->fail_why);
+        } else if (bc->dirty) {
+            if (bc_flush(w, bc) < 0)
+                bc_fail(w, bc, "unreachable");
+        }
+        if (scan && bc->fd >= 0) {
+            if (bc->connecting && now >= bc->connect_deadline)
+                bc_fail(w, bc, "timeout");
+            else if (bc->head && now >= bc->head->deadline_ms)
+                bc_fail(w, bc, "timeout");
+        }
+        if (bc->retiring && !bc->head) {
+            bc_close_fd(bc);
+            bc_unlink_free(pw, bc);
+        }
+        bc = next;
+    }
+}
+
+/*
+ * Adopt routing table r (may be NULL): connections to a back end whose
+ * host:port is in r move to the new pool with their ops; the others fail
+ * what they carry (the back end left the table) and close.
+ */
+void ss_px_worker_adopt(struct ss_worker *w, struct px_routing *r)
+{
+    struct px_worker *pw = pxw(w);
+    struct px_routing *old = pw->r;
+    struct px_bconn **oldpool = pw->pool;
+    uint32_t oldcpb = pw->cpb;
+
+    pw->pool = NULL;
+    pw->cpb = 0;
+    if (r) {
+        pw->cpb = r->s.connections_per_backend;
+        pw->pool = calloc((size_t)r->nbackends * pw->cpb, sizeof(*pw->pool));
+        if (!pw->pool)
+            r = NULL, pw->cpb = 0; /* stay standalone rather than crash */
+    }
+    if (old) {
+        for (uint32_t b = 0; b < old->nbackends; b++) {
+            int nb = -1;
+            for (uint32_t j = 0; r && j < r->nbackends; j++)
+                if (r->backends[j].port == old->backends[b].port &&
+                    strcmp(r->backends[j].host, old->backends[b].host) == 0)
+                    nb = (int)j;
+            for (uint32_t i = 0; i < oldcpb; i++) {
+                struct px_bconn *bc = oldpool[(size_t)b * oldcpb + i];
+                if (!bc)
+                    continue;
+                if (nb >= 0 && i < pw->cpb) {
+                    struct px_bstat *os = ss_px_bstat(old, b, w->id);
+                    os->in_flight -= bc->nops;
+                    ss_px_bstat(r, (uint32_t)nb, w->id)->in_flight += bc->nops;
+                    bc->backend = (uint32_t)nb;
+                    for (struct px_op *op = bc->head; op; op = op->next)
+                        op->backend = (uint32_t)nb;
+                    pw->pool[(size_t)nb * pw->cpb + i] = bc;
+                } else {
+                    pw->r = old; /* names for the error lines */
+                    if (bc->head)
+                        bc_fail(w, bc, "unavailable");
+                    bc->retiring = true;
+                }
+            }
+        }
+    }
+    free(oldpool);
+    pw->r = r;
+    ss_px_worker_check(w, ss_clock_mono_ms());
+}
+
+/* On stop: fail (orphaned) ops, close every back-end connection. */
+void ss_px_worker_close_all(struct ss_worker *w)
+{
+    struct px_worker *pw = pxw(w);
+    while (pw->all) {
+        struct px_bconn *bc = pw->all;
+        if (bc->head)
+            bc_fail(w, bc, "unavailable");
+        bc_close_fd(bc);
+        bc_unlink_free(pw, bc);
+    }
+    free(pw->pool);
+    pw->pool = NULL;
+    pw->cpb = 0;
+    pw->r = NULL;
+}

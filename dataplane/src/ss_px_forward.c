@@ -1,0 +1,466 @@
+/*
+ * ss_px_forward.c - the client side of proxy mode: reply slots that keep a
+ * connection's answers in order, completion of back-end ops into those slots,
+ * fills of the local store (admission, the write-epoch check, local_ttl_max),
+ * and the local effects of forwarded writes.
+ *
+ * Ordering: a connection's replies owed by back ends are a FIFO of slots. A
+ * command answered locally while a slot is owed writes into the last slot's
+ * `after` buffer (ss_px_out_begin/end swap it with c->out around the local
+ * command). When the head slot is complete, its reply and its `after` bytes
+ * go to c->out, and so on. Completions never write to a client directly:
+ * the client is put on the worker's dirty list and served at the end of the
+ * loop turn (ss_px_deliver), so a completion can never run inside the
+ * client's own command processing.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ss_clock.h"
+#include "ss_px_internal.h"
+#include "ss_server_internal.h"
+
+static inline struct px_worker *pxw(struct ss_worker *w)
+{
+    return &((struct px_global *)w->dp->px)->workers[w->id];
+}
+
+/* Is proxy mode on for this (TCP) connection's worker? */
+bool ss_px_active(struct ss_conn *c)
+{
+    struct px_global *g = c->w->dp->px;
+    return g && c->transport == SS_TRANSPORT_TCP && g->workers[c->w->id].r;
+}
+
+/* The connection's proxy state; created on first use when create is set. */
+struct px_client *ss_px_client(struct ss_conn *c, bool create)
+{
+    if (c->transport != SS_TRANSPORT_TCP)
+        return NULL;
+    struct ss_server_conn *sc = ss_server_conn_of(c);
+    if (!sc->px && create) {
+        struct px_client *pc = calloc(1, sizeof(*pc));
+        if (!pc)
+            return NULL;
+        pc->c = c;
+        sc->px = pc;
+    }
+    return sc->px;
+}
+
+struct px_slot *ss_px_out_begin(struct ss_conn *c)
+{
+    if (c->transport != SS_TRANSPORT_TCP)
+        return NULL;
+    struct px_client *pc = ss_server_conn_of(c)->px;
+    if (!pc || !pc->tail)
+        return NULL;
+    struct ss_buf t = c->out;
+    c->out = pc->tail->after;
+    pc->tail->after = t;
+    return pc->tail;
+}
+
+void ss_px_out_end(struct ss_conn *c, struct px_slot *s)
+{
+    if (!s)
+        return;
+    struct ss_buf t = c->out;
+    c->out = s->after;
+    s->after = t;
+}
+
+bool ss_px_client_busy(struct ss_conn *c)
+{
+    if (c->transport != SS_TRANSPORT_TCP)
+        return false;
+    struct px_client *pc = ss_server_conn_of(c)->px;
+    return pc && pc->head;
+}
+
+/* Enough replies owed (or queued behind them): parse no further command. */
+bool ss_px_client_full(struct ss_conn *c)
+{
+    if (c->transport != SS_TRANSPORT_TCP)
+        return false;
+    struct px_client *pc = ss_server_conn_of(c)->px;
+    return pc && pc->tail &&
+           (pc->nslots >= PX_CLIENT_MAX_SLOTS || pc->tail->after.len >= SS_CONN_OUT_HIGH_WATER);
+}
+
+static void slot_free(struct px_slot *s)
+{
+    for (uint32_t i = 0; i < s->nfrags; i++)
+        ss_buf_free(&s->frags[i].b);
+    free(s->frags);
+    ss_buf_free(&s->err);
+    ss_buf_free(&s->after);
+    free(s);
+}
+
+/* A new slot at the tail of c's FIFO (nfrags fragments). NULL on ENOMEM. */
+struct px_slot *ss_px_slot_new(struct ss_conn *c, uint32_t nfrags)
+{
+    struct px_client *pc = ss_px_client(c, true);
+    if (!pc)
+        return NULL;
+    struct px_slot *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    if (nfrags) {
+        s->frags = calloc(nfrags, sizeof(*s->frags));
+        if (!s->frags) {
+            free(s);
+            return NULL;
+        }
+        s->nfrags = nfrags;
+        s->multi = true;
+    }
+    s->c = c;
+    if (pc->tail)
+        pc->tail->next = s;
+    else
+        pc->head = s;
+    pc->tail = s;
+    pc->nslots++;
+    return s;
+}
+
+static void mark_dirty(struct ss_worker *w, struct ss_conn *c)
+{
+    struct px_client *pc = ss_server_conn_of(c)->px;
+    if (pc && !pc->dirty) {
+        pc->dirty = true;
+        struct px_worker *pw = pxw(w);
+        pc->dirty_next = pw->dirty;
+        pw->dirty = pc;
+    }
+}
+
+/* One op of s finished: an orphaned slot goes, a complete one is served. */
+void ss_px_slot_release(struct ss_worker *w, struct px_slot *s)
+{
+    if (--s->pending)
+        return;
+    if (!s->c)
+        slot_free(s);
+    else
+        mark_dirty(w, s->c);
+}
+
+static void slot_error(struct px_slot *s, const char *line, size_t n)
+{
+    if (!s->error) {
+        s->error = true;
+        s->err.len = 0;
+        if (ss_buf_append(&s->err, line, n))
+            s->err.len = 0;
+    }
+}
+
+/* Move complete head slots of pc into c->out. */
+static void client_drain(struct px_client *pc)
+{
+    struct ss_conn *c = pc->c;
+    while (pc->head && pc->head->pending == 0) {
+        struct px_slot *s = pc->head;
+        int rc = 0;
+        if (s->error) {
+            rc |= ss_buf_append(&c->out, s->err.data, s->err.len);
+        } else {
+            if (s->multi) {
+                for (uint32_t i = 0; i < s->nfrags; i++)
+                    rc |= ss_buf_append(&c->out, s->frags[i].b.data, s->frags[i].b.len);
+                if (s->trailer)
+                    rc |= ss_buf_append_str(&c->out, s->trailer);
+            } else {
+                rc |= ss_buf_append(&c->out, s->err.data, s->err.len);
+            }
+        }
+        rc |= ss_buf_append(&c->out, s->after.data, s->after.len);
+        if (rc)
+            c->close_after_write = 1;
+        pc->head = s->next;
+        if (!pc->head)
+            pc->tail = NULL;
+        pc->nslots--;
+        slot_free(s);
+    }
+}
+
+/* End of a loop turn: give every client with complete slots its replies. */
+void ss_px_deliver(struct ss_worker *w)
+{
+    struct px_worker *pw = pxw(w);
+    while (pw->dirty) {
+        struct px_client *pc = pw->dirty;
+        pw->dirty = pc->dirty_next;
+        pc->dirty = false;
+        if (!pc->c) { /* the client closed meanwhile */
+            free(pc);
+            continue;
+        }
+        client_drain(pc);
+        if (pc->c->close_after_write)
+            ss_conn_set_state(pc->c, SS_CONN_CLOSING);
+        ss_conn_output_ready(pc->c); /* may close the client */
+    }
+}
+
+/* The client is closing: its slots are orphaned (freed as ops end). */
+void ss_px_client_close(struct ss_conn *c)
+{
+    struct ss_server_conn *sc = ss_server_conn_of(c);
+    struct px_client *pc = sc->px;
+    if (!pc)
+        return;
+    sc->px = NULL;
+    struct px_slot *s = pc->head;
+    while (s) {
+        struct px_slot *next = s->next;
+        s->c = NULL;
+        if (s->pending == 0)
+            slot_free(s);
+        s = next;
+    }
+    pc->head = pc->tail = NULL;
+    pc->c = NULL;
+    if (!pc->dirty)
+        free(pc); /* else ss_px_deliver frees it */
+}
+
+void ss_px_op_free(struct px_op *op)
+{
+    free(op->items);
+    ss_buf_free(&op->reply);
+    free(op->lkey);
+    free(op->lvalue);
+    free(op);
+}
+
+/* Absolute local exptime for a back end's remaining ttl (-1: none). */
+static int64_t local_exptime(const struct px_routing *r, int64_t ttl, int64_t now)
+{
+    uint32_t cap = r->s.local_ttl_max_s;
+    if (ttl < 0)
+        return cap ? now + cap : 0;
+    if (cap && ttl > (int64_t)cap)
+        ttl = cap;
+    return now + (ttl ? ttl : 1);
+}
+
+/* Keep a fetched value locally unless a write got in since it was asked for. */
+static void fill(struct ss_worker *w, const char *key, size_t nkey, uint32_t epoch,
+                 uint32_t flags, uint64_t cas, int64_t ttl, const char *val, size_t vlen)
+{
+    struct px_routing *r = pxw(w)->r;
+    if (!r || !ss_px_admit(w->dp, r, key, nkey, vlen))
+        return;
+    int64_t now = ss_clock_unix_seconds();
+    struct ss_item it = {
+        .cas = cas,
+        .exptime = local_exptime(r, ttl, now),
+        .flags = flags,
+        .last_access = (uint32_t)now,
+        .bits = cas ? 0 : PX_ITEM_CAS_UNKNOWN,
+    };
+    struct iovec iov = {(void *)val, vlen};
+    uint32_t es = ss_px_epoch_slot(key, nkey);
+    ss_store_lock(&w->st, key, nkey);
+    if (ss_px_epoch_get(w->dp, es) == epoch)
+        (void)ss_store_write(&w->st, key, nkey, &it, &iov, 1, SS_WRITE_KEEP_META);
+    ss_store_unlock(&w->st);
+}
+
+/* A value for one key of a batched fetch: render it, maybe keep it. */
+void ss_px_item_value(struct ss_worker *w, struct px_op *op, struct px_item *it, uint32_t flags,
+                      uint64_t cas, int64_t ttl, const char *val, size_t vlen)
+{
+    struct px_slot *s = it->slot;
+    if (s->c && !s->error && it->frag < s->nfrags) {
+        struct ss_buf *b = &s->frags[it->frag].b;
+        char hdr[SS_KEY_MAX_LENGTH + 80];
+        char *p = hdr;
+        memcpy(p, "VALUE ", 6);
+        p += 6;
+        memcpy(p, it->key, it->nkey);
+        p += it->nkey;
+        *p++ = ' ';
+        p = ss_mc_u64_to(p, flags);
+        *p++ = ' ';
+        p = ss_mc_u64_to(p, vlen);
+        if (it->want_cas) {
+            *p++ = ' ';
+            p = ss_mc_u64_to(p, cas);
+        }
+        *p++ = '\r';
+        *p++ = '\n';
+        b->len = 0;
+        if (ss_buf_append(b, hdr, (size_t)(p - hdr)) || ss_buf_append(b, val, vlen) ||
+            ss_buf_append(b, "\r\n", 2))
+            slot_error(s, "SERVER_ERROR out of memory\r\n", 28);
+    }
+    if (!it->no_fill)
+        fill(w, it->key, it->nkey, it->epoch, flags, cas, ttl, val, vlen);
+    (void)op;
+}
+
+/* Fill from a forwarded mg's own reply ("VA <n> ... f<flags> [c<cas>] [t<ttl>]"). */
+static void fill_from_mg(struct ss_worker *w, struct px_op *op)
+{
+    const char *p = op->reply.data;
+    size_t n = op->reply.len;
+    const char *nl = memchr(p, '\n', n);
+    if (!nl || n < 3 || memcmp(p, "VA ", 3) != 0 || nl == p || nl[-1] != '\r')
+        return;
+    size_t ll = (size_t)(nl - p) - 1;
+    struct ss_mc_tok tok[SS_MC_META_MAX_TOKENS + 2];
+    size_t ntok = ss_mc_tokenize(p, ll, tok, SS_MC_META_MAX_TOKENS + 2);
+    uint32_t flags = 0, vlen;
+    uint64_t cas = 0;
+    int64_t ttl = -1;
+    bool have_f = false;
+    if (ntok < 3 || !ss_mc_parse_u32(tok[1].p, tok[1].len, &vlen))
+        return;
+    for (size_t i = 2; i + 1 < ntok; i++) {
+        const char *a = tok[i].p + 1;
+        size_t al = tok[i].len - 1;
+        int32_t t;
+        if (tok[i].p[0] == 'f')
+            have_f = ss_mc_parse_u32(a, al, &flags);
+        else if (tok[i].p[0] == 'c' && !ss_mc_parse_u64(a, al, &cas))
+            return;
+        else if (tok[i].p[0] == 't' && ss_mc_parse_i32(a, al, &t))
+            ttl = t;
+    }
+    size_t off = (size_t)(nl - p) + 1;
+    if (!have_f || off + vlen + 2 > n)
+        return;
+    fill(w, op->lkey, op->nlkey, op->lepoch, flags, cas, ttl, p + off, vlen);
+}
+
+/* After a forwarded write: the local copy is set (cas unknown) or dropped. */
+static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
+{
+    uint32_t es = ss_px_epoch_slot(op->lkey, op->nlkey);
+    struct px_routing *r = pxw(w)->r;
+    ss_store_lock(&w->st, op->lkey, op->nlkey);
+    ss_px_epoch_bump(w->dp, es);
+    if (ok && op->post == PX_POST_SET && r && r->s.admission != SS_ADMIT_NEVER &&
+        (!r->s.admission_max_bytes || op->lvlen <= r->s.admission_max_bytes)) {
+        int64_t now = ss_clock_unix_seconds();
+        int64_t e = op->lexptime;
+        uint32_t cap = r->s.local_ttl_max_s;
+        if (cap && (e == 0 || e > now + cap))
+            e = now + cap;
+        struct ss_item it = {
+            .exptime = e,
+            .flags = op->lflags,
+            .last_access = (uint32_t)now,
+            .bits = PX_ITEM_CAS_UNKNOWN,
+        };
+        struct iovec iov = {op->lvalue, op->lvlen};
+        if (ss_store_write(&w->st, op->lkey, op->nlkey, &it, &iov, 1, SS_WRITE_KEEP_META))
+            ss_store_remove(&w->st, op->lkey, op->nlkey);
+    } else {
+        ss_store_remove(&w->st, op->lkey, op->nlkey);
+    }
+    ss_store_unlock(&w->st);
+}
+
+/*
+ * An op is over: err is the error line when it failed ("SERVER_ERROR
+ * backend ..."), NULL when its whole reply arrived. Frees op.
+ */
+void ss_px_op_done(struct ss_worker *w, struct px_op *op, const char *err)
+{
+    struct px_slot *s = op->slot;
+    if (op->kind == PX_OP_GETS) {
+        if (s) {
+            if (err)
+                slot_error(s, err, strlen(err));
+            else if (op->reply.len)
+                slot_error(s, op->reply.data, op->reply.len);
+            ss_px_slot_release(w, s);
+        }
+        ss_px_op_free(op);
+        return;
+    }
+    bool ok = !err;
+    if (op->lkey) {
+        if (op->post == PX_POST_FILL_MG) {
+            if (ok)
+                fill_from_mg(w, op);
+        } else if (op->post != PX_POST_NONE) {
+            const char *rp = op->reply.data ? op->reply.data : "";
+            bool stored = op->reply.len >= 2 &&
+                          (memcmp(rp, "HD", 2) == 0 ||
+                           (op->reply.len >= 6 && memcmp(rp, "STORED", 6) == 0));
+            post_write(w, op, ok && stored);
+        }
+    }
+    if (s) {
+        if (err) {
+            slot_error(s, err, strlen(err));
+        } else if (!(op->quiet && op->reply.len >= 2 && memcmp(op->reply.data, "HD", 2) == 0)) {
+            /* The reply becomes the slot's: no copy. */
+            ss_buf_free(&s->err);
+            s->err = op->reply;
+            memset(&op->reply, 0, sizeof(op->reply));
+        }
+        ss_px_slot_release(w, s);
+    }
+    ss_px_op_free(op);
+}
+
+/*
+ * Once per worker loop turn: adopt a new routing table, send queued
+ * requests, enforce deadlines, deliver completed replies. Returns the most
+ * the loop may sleep (ms) before calling again, or -1 for no limit.
+ */
+int ss_px_worker_tick(struct ss_worker *w, uint64_t now_ms)
+{
+    struct px_global *g = w->dp->px;
+    if (!g)
+        return -1;
+    struct px_worker *pw = &g->workers[w->id];
+    uint64_t gen = atomic_load(&g->generation);
+    struct px_routing *r = atomic_load(&g->routing);
+    if (r != pw->r)
+        ss_px_worker_adopt(w, r);
+    if (atomic_load_explicit(&g->seen[w->id], memory_order_relaxed) != gen)
+        atomic_store(&g->seen[w->id], gen);
+    if (!pw->all && !pw->dirty)
+        return -1;
+    ss_px_worker_check(w, now_ms);
+    ss_px_deliver(w);
+    /* Sending may have been deferred by delivery (clients ran commands). */
+    ss_px_worker_check(w, now_ms);
+    ss_px_deliver(w);
+    return pw->outstanding ? PX_TICK_MS : -1;
+}
+
+/* epoll event on a tagged back-end connection pointer. */
+void ss_px_on_event(struct ss_worker *w, void *ptr, uint32_t events)
+{
+    ss_px_bconn_on_event(w, (struct px_bconn *)((char *)ptr - 1), events);
+}
+
+/* Worker stopping (clients already closed): drop every back-end connection. */
+void ss_px_worker_fini(struct ss_worker *w)
+{
+    struct px_global *g = w->dp->px;
+    if (!g)
+        return;
+    struct px_worker *pw = &g->workers[w->id];
+    ss_px_worker_close_all(w);
+    while (pw->dirty) {
+        struct px_client *pc = pw->dirty;
+        pw->dirty = pc->dirty_next;
+        if (!pc->c)
+            free(pc);
+        else
+            pc->dirty = false;
+    }
+}

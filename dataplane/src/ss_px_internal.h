@@ -1,0 +1,246 @@
+/*
+ * ss_px_internal.h - proxy mode, private to ss_px_*.c and the hooks in the
+ * server (ss_worker.c, ss_conn.c, ss_dataplane.c) and the protocol
+ * (ss_mc_text.c, ss_mc_stats.c).
+ *
+ * Pieces:
+ *   - struct px_routing (ss_px_routing.c): an immutable copy of the control
+ *     plane's table plus the shared per-back-end state (UP/DOWN...), the
+ *     per-back-end per-worker counters; published by an atomic pointer swap.
+ *   - struct px_worker: a worker's pools of back-end connections for the
+ *     routing generation it has adopted, its deadlines and its list of client
+ *     connections with replies ready to write.
+ *   - struct px_bconn (ss_px_backend.c): one back-end connection, its output,
+ *     its input framing and its FIFO of outstanding ops.
+ *   - struct px_slot / px_client (ss_px_forward.c): a client connection's FIFO
+ *     of replies still owed, so forwarded and local answers leave in order.
+ */
+#ifndef SS_PX_INTERNAL_H
+#define SS_PX_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "ss_buf.h"
+#include "ss_conn.h"
+#include "ss_mc_internal.h"
+#include "ss_proxy.h"
+
+struct ss_worker;
+struct ss_dataplane;
+
+/* Fill races: write epochs indexed by key hash (see ss_px_epoch_*). */
+#define PX_EPOCH_SLOTS (1u << 16)
+/* Second-hit doorkeeper: two bitmaps of this many bits, rotated per window. */
+#define PX_SKETCH_BITS (1u << 20)
+/* A client with this many replies owed stops being read until they drain. */
+#define PX_CLIENT_MAX_SLOTS 256
+/* A back-end reply line longer than this is garbage. */
+#define PX_LINE_MAX 8192
+/* Worker poll interval while back-end ops are outstanding (deadline checks). */
+#define PX_TICK_MS 10
+
+/* Private item bit (beside SS_MC_ITEM_KEY_BINARY): the local copy was
+ * written by a set that passed through, so its cas is not the back end's. */
+#define PX_ITEM_CAS_UNKNOWN SS_MC_ITEM_CAS_UNKNOWN
+
+struct px_bstat { /* one back end, one worker; written by that worker only */
+    uint64_t requests, errors, timeouts, in_flight;
+    uint64_t latency_us[SS_BACKEND_LATENCY_BUCKETS];
+} __attribute__((aligned(64)));
+
+struct px_backend {
+    char *name, *host;
+    int port;
+    struct ss_backend_settings s; /* name/host point at the copies above */
+    _Atomic uint32_t state;
+    _Atomic uint32_t consecutive_failures;
+    _Atomic uint64_t state_changes;
+};
+
+struct px_ring {
+    char *name;
+    uint32_t distribution;
+    struct ss_ring_point *points;
+    uint32_t npoints;
+    uint32_t *members;
+    uint32_t nmembers;
+    struct ss_ring_settings view; /* what ss_ring_lookup takes */
+};
+
+struct px_routing {
+    uint64_t generation;
+    struct ss_routing_settings s; /* scalars; arrays below */
+    struct px_backend *backends;
+    uint32_t nbackends;
+    struct px_ring *rings;
+    uint32_t nrings;
+    int nworkers;
+    struct px_bstat *stats; /* [backend * nworkers + worker] */
+    struct px_routing *retired_next;
+};
+
+struct px_bconn;
+
+/* A worker's view: pools for one routing generation. */
+struct px_worker {
+    struct px_routing *r;      /* adopted table (NULL: standalone) */
+    struct px_bconn **pool;    /* [backend * cpb + i] */
+    uint32_t cpb;              /* connections per back end */
+    struct px_bconn *all;      /* every open back-end connection, incl. retiring */
+    struct px_client *dirty;   /* clients with replies ready to deliver */
+    uint64_t outstanding;      /* ops in flight on this worker */
+    bool fail_pending;         /* a connection failed synchronously: handle at tick */
+};
+
+/* Process-wide proxy state, hung off struct ss_dataplane. */
+struct px_global {
+    _Atomic(struct px_routing *) routing;
+    _Atomic uint64_t generation;
+    _Atomic uint64_t *seen;   /* per worker: generation adopted */
+    struct px_routing *retired;
+    struct px_worker *workers;
+    int nworkers;
+    _Atomic uint32_t *epochs; /* PX_EPOCH_SLOTS */
+    _Atomic uint64_t *sketch[2];
+    _Atomic uint32_t sketch_cur;
+    _Atomic uint64_t sketch_rotated_ms;
+};
+
+/* ---- ops and slots ---- */
+
+enum px_op_kind { PX_OP_GETS = 0, PX_OP_RAW = 1 };
+
+/* One key of a batched fetch. */
+struct px_item {
+    struct px_slot *slot;
+    uint32_t frag;      /* index of the fragment it fills */
+    uint32_t epoch;     /* write epoch when sent */
+    uint16_t nkey;
+    bool want_cas;
+    bool no_fill;       /* gat/gats: do not admit */
+    char key[SS_KEY_MAX_LENGTH];
+};
+
+struct px_op {
+    struct px_op *next;
+    uint8_t kind;        /* enum px_op_kind */
+    uint8_t quiet;       /* meta q: drop an HD reply */
+    uint8_t post;        /* what to do locally on success (PX_POST_*) */
+    uint32_t backend;
+    uint64_t sent_us;
+    uint64_t deadline_ms;
+    struct px_slot *slot; /* RAW: where the reply goes (NULL: noreply) */
+    /* GETS */
+    struct px_item *items;
+    uint32_t nitems, matched;
+    /* RAW: the reply as it arrives; for PX_POST_SET, the value to keep */
+    struct ss_buf reply;
+    char *lkey;
+    size_t nlkey;
+    uint32_t lflags;
+    int64_t lexptime;
+    uint32_t lepoch;     /* PX_POST_FILL_MG: write epoch when sent */
+    char *lvalue;
+    size_t lvlen;
+};
+
+#define PX_POST_NONE 0
+#define PX_POST_INVALIDATE 1 /* drop the local copy again once done */
+#define PX_POST_SET 2        /* on success, keep the value with cas unknown */
+#define PX_POST_FILL_MG 3    /* a forwarded mg: fill from its reply */
+
+struct px_frag {
+    struct ss_buf b;
+};
+
+struct px_slot {
+    struct px_slot *next;
+    struct ss_conn *c;    /* NULL once orphaned (client closed) */
+    uint32_t pending;     /* ops still to answer */
+    bool error;           /* a back end failed: reply is err only */
+    bool multi;           /* reply = frags + trailer */
+    struct px_frag *frags;
+    uint32_t nfrags;
+    const char *trailer;  /* "END\r\n" for text gets */
+    struct ss_buf err;
+    struct ss_buf after;  /* local replies owed after this one */
+};
+
+struct px_client {
+    struct px_slot *head, *tail;
+    uint32_t nslots;
+    bool dirty;
+    struct px_client *dirty_next;
+    struct ss_conn *c;
+};
+
+/* ---- ss_px_routing.c ---- */
+struct px_global *ss_px_global(struct ss_dataplane *dp);
+int ss_px_init(struct ss_dataplane *dp);
+void ss_px_free(struct ss_dataplane *dp);
+void ss_px_housekeep(struct ss_dataplane *dp);
+/* Route a key; returns the back-end index, or -1 with *why set (fail policy). */
+int ss_px_route(const struct px_routing *r, const char *key, size_t nkey, const char **why);
+uint32_t ss_px_epoch_slot(const char *key, size_t nkey);
+uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot);
+void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot);
+bool ss_px_admit(struct ss_dataplane *dp, const struct px_routing *r, const char *key,
+                 size_t nkey, size_t vlen);
+void ss_px_backend_failed(struct px_routing *r, uint32_t b);
+void ss_px_backend_ok(struct px_routing *r, uint32_t b);
+static inline struct px_bstat *ss_px_bstat(struct px_routing *r, uint32_t b, int worker)
+{
+    return &r->stats[(size_t)b * (size_t)r->nworkers + (size_t)worker];
+}
+
+/* ---- ss_px_backend.c ---- */
+struct sockaddr_storage;
+int ss_px_parse_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len);
+struct px_bconn *ss_px_bconn_for(struct ss_worker *w, uint32_t backend, const void *client);
+/* Queue an op whose request bytes are [req, req + n). The op is owned by
+ * the connection from here on. */
+void ss_px_bconn_send(struct ss_worker *w, struct px_bconn *bc, struct px_op *op,
+                      const char *req, size_t n);
+void ss_px_bconn_on_event(struct ss_worker *w, struct px_bconn *bc, uint32_t events);
+void ss_px_worker_check(struct ss_worker *w, uint64_t now_ms);
+void ss_px_worker_adopt(struct ss_worker *w, struct px_routing *r);
+void ss_px_worker_close_all(struct ss_worker *w);
+
+/* ---- ss_px_forward.c ---- */
+struct px_client *ss_px_client(struct ss_conn *c, bool create);
+void ss_px_op_done(struct ss_worker *w, struct px_op *op, const char *err);
+void ss_px_item_value(struct ss_worker *w, struct px_op *op, struct px_item *it, uint32_t flags,
+                      uint64_t cas, int64_t ttl, const char *val, size_t vlen);
+void ss_px_slot_release(struct ss_worker *w, struct px_slot *s);
+struct px_slot *ss_px_slot_new(struct ss_conn *c, uint32_t nfrags);
+void ss_px_deliver(struct ss_worker *w);
+void ss_px_op_free(struct px_op *op);
+
+/* ---- hooks (called from the server and the protocol) ---- */
+#define SS_PX_PASS (-1)
+/* Text/meta command in proxy mode: returns SS_PX_PASS (answer locally) or
+ * 0 done / 1 again (value in flight, c->rneed set) / 2 close, with *extra
+ * the value bytes consumed. */
+int ss_px_dispatch(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, const char *line,
+                   size_t len, const char *data, size_t avail, size_t line_bytes,
+                   size_t *extra);
+bool ss_px_active(struct ss_conn *c);
+/* Around a locally answered command: send its reply behind owed replies. */
+struct px_slot *ss_px_out_begin(struct ss_conn *c);
+void ss_px_out_end(struct ss_conn *c, struct px_slot *s);
+/* Too many replies owed: take no further command for now. */
+bool ss_px_client_full(struct ss_conn *c);
+bool ss_px_client_busy(struct ss_conn *c);
+void ss_px_client_close(struct ss_conn *c);
+int ss_px_worker_tick(struct ss_worker *w, uint64_t now_ms); /* returns max wait ms or -1 */
+void ss_px_worker_fini(struct ss_worker *w);
+void ss_px_on_event(struct ss_worker *w, void *ptr, uint32_t events);
+void ss_px_stats(struct ss_conn *c);
+/* Server side (ss_conn.c): write what completed slots queued; may close c. */
+void ss_conn_output_ready(struct ss_conn *c);
+
+#endif

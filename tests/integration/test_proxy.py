@@ -1,0 +1,412 @@
+"""Proxy mode end to end: SmartSwitch in front of three real memcached back ends.
+
+The back ends are memcached processes started here; the appliance is the real
+`python -m appliance run` with a `backends:` section. Each back end's own
+`stats` tell whether a request reached it, so "answered locally" is observed,
+not assumed. Fault tests kill, stop or replace a back end while a bounded load
+runs and check that no request waits past its timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .helpers.procs import Server, appliance_config, start_appliance, start_memcached
+
+REQUEST_TIMEOUT_MS = 300
+
+
+class Conn:
+    """A minimal blocking memcached text-protocol client."""
+
+    def __init__(self, addr: tuple[str, int], timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection(addr, timeout=timeout)
+        self.buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        self.buf += chunk
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def cmd(self, data: bytes) -> bytes:
+        self.send(data)
+        return self.line()
+
+    def get_multi(self, keys: list[bytes], verb: bytes = b"get") -> list[tuple[bytes, ...]]:
+        """Sends one get; returns (key, flags, value[, cas]) per VALUE, in order.
+
+        A SERVER_ERROR line is returned as a 1-tuple.
+        """
+        self.send(verb + b" " + b" ".join(keys) + b"\r\n")
+        out: list[tuple[bytes, ...]] = []
+        while True:
+            line = self.line()
+            if line == b"END":
+                return out
+            if line.startswith(b"SERVER_ERROR"):
+                return [(line,)]
+            parts = line.split()
+            assert parts[0] == b"VALUE", line
+            value = self.exact(int(parts[3]) + 2)[:-2]
+            out.append((parts[1], parts[2], value, *parts[4:]))
+
+    def get(self, key: bytes) -> bytes | None:
+        got = self.get_multi([key])
+        if got and got[0][0].startswith(b"SERVER_ERROR"):
+            raise AssertionError(got[0][0])
+        return got[0][2] if got else None
+
+    def set(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0) -> bytes:
+        return self.cmd(b"set %s %d %d %d\r\n%s\r\n" % (key, flags, exptime, len(value), value))
+
+    def stats(self) -> dict[str, str]:
+        self.send(b"stats\r\n")
+        out = {}
+        while True:
+            line = self.line().decode()
+            if line == "END":
+                return out
+            _, name, value = line.split(" ", 2)
+            out[name] = value
+
+
+def backend_stat(srv: Server, name: str) -> int:
+    c = Conn(srv.addr)
+    try:
+        return int(c.stats()[name])
+    finally:
+        c.close()
+
+
+def owner_of(backends: list[Server], key: bytes) -> Server:
+    """The back end that holds key (asked directly with `me`-free mg)."""
+    found = []
+    for srv in backends:
+        c = Conn(srv.addr)
+        try:
+            if c.cmd(b"mg " + key + b"\r\n").startswith(b"HD"):
+                found.append(srv)
+        finally:
+            c.close()
+    assert len(found) == 1, f"{key!r} held by {len(found)} back ends"
+    return found[0]
+
+
+def write_proxy_config(tmp_path: Path, backends: list[Server], **routing: Any) -> Path:
+    cfg = appliance_config(tmp_path)
+    cfg["backends"] = [{"name": f"mc{i}", "host": "127.0.0.1", "port": b.port, "weight": 1}
+                       for i, b in enumerate(backends)]
+    cfg["backend_defaults"] = {
+        "connect_timeout": "200ms",
+        "request_timeout": f"{REQUEST_TIMEOUT_MS}ms",
+        "failure_limit": 2,
+        "retry_after": "500ms",
+        "failure_policy": routing.pop("failure_policy", "eject"),
+    }
+    cfg["routing"] = {"distribution": "ketama", "hash": "md5", "compat": "libmemcached",
+                      **routing}
+    path = tmp_path / "appliance.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[list[Server]]:
+    """Three real memcached back ends."""
+    servers = [start_memcached(tmp_path) for _ in range(3)]
+    try:
+        yield servers
+    finally:
+        for s in servers:
+            if s.proc.poll() is None:
+                try:
+                    os.kill(s.pid, signal.SIGCONT)
+                except OSError:
+                    pass
+            s.kill9()
+
+
+def _start(tmp_path: Path, pool: list[Server], **routing: Any) -> Iterator[Server]:
+    app = start_appliance(write_proxy_config(tmp_path, pool, **routing))
+    try:
+        yield app
+    finally:
+        try:
+            app.terminate()
+        except AssertionError:
+            pass
+        if app.stopped_rc not in (0, None):
+            print(app.log())
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, pool: list[Server]) -> Iterator[Server]:
+    """The appliance in proxy mode in front of `pool`."""
+    yield from _start(tmp_path, pool)
+
+
+@pytest.fixture
+def client(proxy: Server) -> Iterator[Conn]:
+    c = Conn(proxy.addr)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def set_everywhere(pool: list[Server], key: bytes, value: bytes) -> None:
+    """Stores key on every back end, so whichever owns it has the value."""
+    for srv in pool:
+        c = Conn(srv.addr)
+        try:
+            assert c.set(key, value) == b"STORED"
+        finally:
+            c.close()
+
+
+def test_miss_forwarded_then_filled_then_local(pool: list[Server], client: Conn) -> None:
+    keys = [b"fill-%d" % i for i in range(30)]
+    for k in keys:
+        set_everywhere(pool, k, b"v-" + k)
+    before = {s.port: backend_stat(s, "cmd_get") for s in pool}
+    for k in keys:
+        assert client.get(k) == b"v-" + k
+    mid = {s.port: backend_stat(s, "cmd_get") for s in pool}
+    assert sum(mid.values()) - sum(before.values()) == len(keys)
+    for k in keys:  # now local: no back end sees a get
+        assert client.get(k) == b"v-" + k
+    after = {s.port: backend_stat(s, "cmd_get") for s in pool}
+    assert after == mid
+
+
+def test_writes_land_on_owner_and_stay_coherent(pool: list[Server], client: Conn) -> None:
+    for i in range(40):
+        k = b"w-%d" % i
+        assert client.set(k, b"one", flags=7) == b"STORED"
+        owner_of(pool, k)  # exactly one back end holds it
+        assert client.get(k) == b"one"
+        assert client.set(k, b"two") == b"STORED"
+        assert client.get(k) == b"two"
+        assert client.cmd(b"delete " + k + b"\r\n") == b"DELETED"
+        assert client.get(k) is None
+    assert client.cmd(b"add a1 0 0 1\r\nx\r\n") == b"STORED"
+    assert client.cmd(b"add a1 0 0 1\r\ny\r\n") == b"NOT_STORED"
+    assert client.cmd(b"append a1 0 0 1\r\nz\r\n") == b"STORED"
+    assert client.get(b"a1") == b"xz"
+    assert client.cmd(b"set n1 0 0 2\r\n10\r\n") == b"STORED"
+    assert client.get(b"n1") == b"10"
+    assert client.cmd(b"incr n1 5\r\n") == b"15"
+    assert client.get(b"n1") == b"15"
+    assert client.cmd(b"touch n1 100\r\n") == b"TOUCHED"
+    assert client.cmd(b"delete nosuch\r\n") == b"NOT_FOUND"
+
+
+def test_multiget_across_owners_in_order(pool: list[Server], client: Conn) -> None:
+    keys = [b"mk-%d" % i for i in range(50)]
+    for k in keys[::2]:
+        assert client.set(k, b"val-" + k) == b"STORED"
+    owners = {owner_of(pool, k).port for k in keys[::2]}
+    assert len(owners) == 3
+    # half local (just set), half unknown; then everything remote after a restart of cache
+    got = client.get_multi(keys)
+    assert [g[0] for g in got] == keys[::2]
+    assert all(g[2] == b"val-" + g[0] for g in got)
+    # Values only the back ends know: set directly on each owner.
+    for k in keys[1::2]:
+        set_everywhere(pool, k, b"direct-" + k)
+    got = client.get_multi(keys)
+    assert [g[0] for g in got] == keys
+    for g in got:
+        assert g[2] in (b"val-" + g[0], b"direct-" + g[0])
+
+
+def test_noreply_writes_arrive(pool: list[Server], client: Conn) -> None:
+    for i in range(30):
+        client.send(b"set nr-%d 0 0 3 noreply\r\nabc\r\n" % i)
+    client.send(b"delete nr-0 noreply\r\n")
+    assert client.cmd(b"version\r\n").startswith(b"VERSION")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if sum(backend_stat(s, "curr_items") for s in pool) >= 29:
+            break
+        time.sleep(0.05)
+    assert sum(backend_stat(s, "curr_items") for s in pool) == 29
+    assert client.get(b"nr-5") == b"abc"
+    assert client.get(b"nr-0") is None
+
+
+def test_gets_cas_round_trip(pool: list[Server], client: Conn) -> None:
+    assert client.set(b"ck", b"first") == b"STORED"
+    got = client.get_multi([b"ck"], b"gets")
+    cas = int(got[0][3])
+    owner = owner_of(pool, b"ck")
+    oc = Conn(owner.addr)
+    assert int(oc.get_multi([b"ck"], b"gets")[0][3]) == cas  # the back end's own cas
+    assert client.cmd(b"cas ck 0 0 3 %d\r\nnew\r\n" % (cas + 1000)) == b"EXISTS"
+    assert client.cmd(b"cas ck 0 0 3 %d\r\nnew\r\n" % cas) == b"STORED"
+    assert client.get(b"ck") == b"new"
+    assert oc.get(b"ck") == b"new"
+    oc.close()
+
+
+def test_meta_commands(pool: list[Server], client: Conn) -> None:
+    assert client.cmd(b"ms mk1 2 F5 T0\r\nhi\r\n") == b"HD"
+    assert client.cmd(b"mg mk1 v f\r\n") == b"VA 2 f5"
+    assert client.line() == b"hi"
+    assert client.cmd(b"mg nosuch v\r\n") == b"EN"
+    assert client.cmd(b"md mk1 q\r\nmn\r\n") == b"MN"
+    assert client.cmd(b"mg mk1 v\r\n") == b"EN"
+
+
+def test_flush_all_refused_by_default(client: Conn) -> None:
+    assert client.cmd(b"flush_all\r\n").startswith(b"SERVER_ERROR flush_all is disabled")
+
+
+def test_stats_show_backends(proxy: Server, client: Conn) -> None:
+    client.get(b"anything")
+    st = client.stats()
+    assert st["backend:mc0:state"] == "up"
+    assert sum(int(st[f"backend:mc{i}:requests"]) for i in range(3)) >= 1
+
+
+def _load(addr: tuple[str, int], keys: list[bytes], stop: threading.Event,
+          worst: list[float], errors: list[bytes], seconds: float) -> None:
+    c = Conn(addr, timeout=10)
+    end = time.monotonic() + seconds
+    i = 0
+    try:
+        while not stop.is_set() and time.monotonic() < end and i < 200000:
+            k = keys[i % len(keys)]
+            i += 1
+            t0 = time.monotonic()
+            got = c.get_multi([k])
+            worst[0] = max(worst[0], time.monotonic() - t0)
+            if got and got[0][0].startswith(b"SERVER_ERROR"):
+                errors.append(got[0][0])
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
+def test_backend_dies_under_load(tmp_path: Path, pool: list[Server], sig: int) -> None:
+    # Nothing kept locally: every get goes to a back end.
+    gen = _start(tmp_path, pool, admission="never")
+    app = next(gen)
+    try:
+        c = Conn(app.addr)
+        keys = [b"ld-%d" % i for i in range(300)]
+        for k in keys:
+            assert c.set(k, b"x" * 10) == b"STORED"
+        victim = pool[1]
+        lost = [k for k in keys if owner_of(pool, k) is victim]
+        assert lost
+        stop = threading.Event()
+        worst = [0.0]
+        errors: list[bytes] = []
+        t = threading.Thread(target=_load, args=(app.addr, keys, stop, worst, errors, 4.0))
+        t.start()
+        time.sleep(0.5)
+        os.kill(victim.pid, sig)
+        t.join(15)
+        assert not t.is_alive()
+        # Bound: one request may wait connect + request timeouts, plus scheduling.
+        assert worst[0] < REQUEST_TIMEOUT_MS / 1000 * 2 + 0.5, worst[0]
+        assert errors, "the victim's keys should have failed at least once"
+        # Ejected: its keys remap and are served (as misses) from the others.
+        st = c.stats()
+        assert st["backend:mc1:state"] == "down"
+        assert int(st["backend:mc1:timeouts"]) + int(st["backend:mc1:errors"]) >= 1
+        for k in lost[:20]:
+            assert c.get_multi([k]) == [] or c.get_multi([k])[0][0] == k
+        assert c.set(lost[0], b"again") == b"STORED"
+        assert c.get(lost[0]) == b"again"
+        c.close()
+    finally:
+        if sig == signal.SIGSTOP:
+            os.kill(victim.pid, signal.SIGCONT)
+        for _ in gen:
+            pass
+
+
+def test_garbage_backend(tmp_path: Path, pool: list[Server]) -> None:
+    """A back end that answers garbage: SERVER_ERROR, others unaffected."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    stop = threading.Event()
+
+    def serve() -> None:
+        lsock.settimeout(0.2)
+        conns = []
+        while not stop.is_set():
+            try:
+                s, _ = lsock.accept()
+                conns.append(s)
+            except OSError:
+                pass
+            for s in conns:
+                try:
+                    s.setblocking(False)
+                    if s.recv(65536):
+                        s.sendall(b"HELLO THERE\r\n")
+                except OSError:
+                    pass
+        for s in conns:
+            s.close()
+
+    th = threading.Thread(target=serve)
+    th.start()
+    fake = Server("fake", pool[2].proc, "127.0.0.1", lsock.getsockname()[1], None,
+                  pool[2].log_path)
+    gen = _start(tmp_path, [pool[0], pool[1], fake])
+    app = next(gen)
+    try:
+        c = Conn(app.addr)
+        bad = good = 0
+        for i in range(60):
+            k = b"g-%d" % i
+            r = c.set(k, b"v")
+            if r.startswith(b"SERVER_ERROR backend mc2"):
+                bad += 1
+            else:
+                assert r == b"STORED", r
+                good += 1
+                assert c.get(k) == b"v"
+        assert bad and good
+        assert c.cmd(b"version\r\n").startswith(b"VERSION")
+        c.close()
+    finally:
+        stop.set()
+        th.join(5)
+        lsock.close()
+        for _ in gen:
+            pass
