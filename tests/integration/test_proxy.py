@@ -349,12 +349,58 @@ def test_backend_dies_under_load(tmp_path: Path, pool: list[Server], sig: int) -
             assert c.get_multi([k]) == [] or c.get_multi([k])[0][0] == k
         assert c.set(lost[0], b"again") == b"STORED"
         assert c.get(lost[0]) == b"again"
+        if sig == signal.SIGSTOP:
+            # Back: the control plane's prober restores it.
+            os.kill(victim.pid, signal.SIGCONT)
+            deadline = time.monotonic() + 10
+            while c.stats()["backend:mc1:state"] != "up":
+                assert time.monotonic() < deadline, "never restored"
+                time.sleep(0.1)
         c.close()
     finally:
         if sig == signal.SIGSTOP:
             os.kill(victim.pid, signal.SIGCONT)
         for _ in gen:
             pass
+
+
+def test_hits_keep_flowing_when_owner_dies(pool: list[Server], client: Conn) -> None:
+    keys = [b"hk-%d" % i for i in range(100)]
+    for k in keys:
+        assert client.set(k, b"local-" + k) == b"STORED"
+    victim = pool[0]
+    assert any(owner_of(pool, k) is victim for k in keys)
+    victim.kill9()
+    for k in keys:  # every local copy still answers, the dead owner's too
+        assert client.get(k) == b"local-" + k
+
+
+def test_pipelined_local_and_forwarded_stay_in_order(pool: list[Server], client: Conn) -> None:
+    assert client.set(b"loc", b"L") == b"STORED"
+    set_everywhere(pool, b"rem", b"R")
+    client.send(b"get loc\r\nget rem\r\nget loc\r\nmg rem v\r\nversion\r\n"
+                b"set s2 0 0 1 noreply\r\nx\r\nget s2\r\nmn\r\n")
+    expect = [b"VALUE loc 0 1", b"L", b"END", b"VALUE rem 0 1", b"R", b"END",
+              b"VALUE loc 0 1", b"L", b"END", b"VA 1", b"R"]
+    assert [client.line() for _ in expect] == expect
+    assert client.line().startswith(b"VERSION")
+    assert [client.line() for _ in range(4)] == [b"VALUE s2 0 1", b"x", b"END", b"MN"]
+
+
+def test_reload_keeps_clients(tmp_path: Path, pool: list[Server], proxy: Server,
+                              client: Conn) -> None:
+    assert client.set(b"before", b"1") == b"STORED"
+    write_proxy_config(tmp_path, pool[:2])
+    os.kill(proxy.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "backend:mc2:state" in client.stats():
+        assert time.monotonic() < deadline, "reload not applied"
+        time.sleep(0.1)
+    for i in range(30):
+        k = b"after-%d" % i
+        assert client.set(k, b"v") == b"STORED"
+        assert owner_of(pool[:2], k) in pool[:2]
+    assert client.get(b"before") == b"1"
 
 
 def test_garbage_backend(tmp_path: Path, pool: list[Server]) -> None:
