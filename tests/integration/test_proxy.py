@@ -285,6 +285,9 @@ def test_meta_commands(pool: list[Server], client: Conn) -> None:
     assert client.cmd(b"mg nosuch v\r\n") == b"EN"
     assert client.cmd(b"md mk1 q\r\nmn\r\n") == b"MN"
     assert client.cmd(b"mg mk1 v\r\n") == b"EN"
+    assert client.set(b"gk", b"gv", flags=3) == b"STORED"
+    got = client.get_multi([b"gk", b"nosuch"], b"gats 100")
+    assert [g[:3] for g in got] == [(b"gk", b"3", b"gv")] and int(got[0][3]) > 0
 
 
 def test_flush_all_refused_by_default(client: Conn) -> None:
@@ -456,3 +459,18 @@ def test_garbage_backend(tmp_path: Path, pool: list[Server]) -> None:
         lsock.close()
         for _ in gen:
             pass
+
+
+def test_clients_leaving_mid_request(pool: list[Server], proxy: Server, client: Conn) -> None:
+    """Replies owed to a closed client are dropped; nothing leaks into others."""
+    for i in range(20):
+        set_everywhere(pool, b"gone-%d" % i, b"v")
+    for round_ in range(50):
+        c = Conn(proxy.addr)
+        c.send(b"get " + b" ".join(b"gone-%d" % i for i in range(20)) + b"\r\n"
+               b"set gone-x 0 0 1\r\ny\r\n")
+        c.close()
+        _ = round_
+    assert client.cmd(b"version\r\n").startswith(b"VERSION")
+    assert client.get(b"gone-3") == b"v"
+    assert proxy.alive()
