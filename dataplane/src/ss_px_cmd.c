@@ -131,9 +131,22 @@ static int forward(struct ss_conn *c, int b, struct px_op *op, bool noreply)
     return 0;
 }
 
-/* Remember the key (and for a set, the value) to apply locally on success. */
-static int op_keep(struct px_op *op, const char *key, size_t nkey, const char *val, size_t vlen)
+/*
+ * Remember the key (and for a set, the value) to apply locally on success.
+ * A write also counts itself in flight for the key's slot until it is freed:
+ * post_write keeps a value locally only when no other write to the slot was
+ * issued, completed, or still in flight meanwhile, since the back end may
+ * apply concurrent writes in either order.
+ */
+static int op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, size_t nkey,
+                   const char *val, size_t vlen)
 {
+    if (op->post == PX_POST_SET || op->post == PX_POST_INVALIDATE) {
+        uint32_t es = ss_px_epoch_slot(key, nkey);
+        op->in_flight = ss_px_writes_in_flight(dp, es);
+        atomic_fetch_add(op->in_flight, 1);
+        op->lepoch = ss_px_epoch_get(dp, es);
+    }
     op->lkey = malloc(nkey ? nkey : 1);
     if (!op->lkey)
         return -ENOMEM;
@@ -373,7 +386,7 @@ static int px_update(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, cons
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
         op->lflags = flags;
         op->lexptime = ss_mc_exptime(exptime, ss_clock_unix_seconds());
-        if (op_keep(op, key, nkey, sets ? data : NULL, (size_t)vlen)) {
+        if (op_keep(c->w->dp, op, key, nkey, sets ? data : NULL, (size_t)vlen)) {
             ss_px_op_free(op);
             op = NULL;
         }
@@ -423,7 +436,7 @@ static int px_simple(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     struct px_op *op = op_new(PX_OP_RAW);
     if (op) {
         op->post = PX_POST_INVALIDATE;
-        if (op_keep(op, key, nkey, NULL, 0)) {
+        if (op_keep(c->w->dp, op, key, nkey, NULL, 0)) {
             ss_px_op_free(op);
             op = NULL;
         }
@@ -530,7 +543,7 @@ static int px_mg(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     if (op) {
         op->post = m.write_like ? PX_POST_INVALIDATE : (m.value ? PX_POST_FILL_MG : PX_POST_NONE);
         op->lepoch = ss_px_epoch_get(c->w->dp, ss_px_epoch_slot(m.key, m.nkey));
-        if (op_keep(op, m.key, m.nkey, NULL, 0)) {
+        if (op_keep(c->w->dp, op, m.key, m.nkey, NULL, 0)) {
             ss_px_op_free(op);
             op = NULL;
         }
@@ -593,7 +606,7 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, 
             op->lflags = fl;
             op->lexptime = ss_mc_exptime(e, ss_clock_unix_seconds());
         }
-        if (op_keep(op, m.key, m.nkey, sets ? data : NULL, (size_t)vlen)) {
+        if (op_keep(c->w->dp, op, m.key, m.nkey, sets ? data : NULL, (size_t)vlen)) {
             ss_px_op_free(op);
             op = NULL;
         }

@@ -232,6 +232,8 @@ void ss_px_client_close(struct ss_conn *c)
 
 void ss_px_op_free(struct px_op *op)
 {
+    if (op->in_flight)
+        atomic_fetch_sub(op->in_flight, 1);
     free(op->items);
     ss_buf_free(&op->reply);
     free(op->lkey);
@@ -346,8 +348,12 @@ static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
     uint32_t es = ss_px_epoch_slot(op->lkey, op->nlkey);
     struct px_routing *r = pxw(w)->r;
     ss_store_lock(&w->st, op->lkey, op->nlkey);
+    /* Alone: no other write to the slot began or ended since ours began,
+     * and none is still in flight (ours is the 1). */
+    bool alone = ss_px_epoch_get(w->dp, es) == op->lepoch && op->in_flight &&
+                 atomic_load(op->in_flight) == 1;
     ss_px_epoch_bump(w->dp, es);
-    if (ok && op->post == PX_POST_SET && r && r->s.admission != SS_ADMIT_NEVER &&
+    if (ok && alone && op->post == PX_POST_SET && r && r->s.admission != SS_ADMIT_NEVER &&
         (!r->s.admission_max_bytes || op->lvlen <= r->s.admission_max_bytes)) {
         int64_t now = ss_clock_unix_seconds();
         int64_t e = op->lexptime;

@@ -105,6 +105,7 @@ struct px_global {
     struct px_worker *workers;
     int nworkers;
     _Atomic uint32_t *epochs; /* PX_EPOCH_SLOTS */
+    _Atomic uint32_t *writes_in_flight; /* PX_EPOCH_SLOTS: forwarded writes not yet done */
     _Atomic uint64_t *sketch[2];
     _Atomic uint32_t sketch_cur;
     _Atomic uint64_t sketch_rotated_ms;
@@ -143,7 +144,9 @@ struct px_op {
     size_t nlkey;
     uint32_t lflags;
     int64_t lexptime;
-    uint32_t lepoch;     /* PX_POST_FILL_MG: write epoch when sent */
+    uint32_t lepoch;     /* PX_POST_FILL_MG: write epoch when sent;
+                            PX_POST_SET/INVALIDATE: write epoch after our own bump */
+    _Atomic uint32_t *in_flight; /* the key slot's writes_in_flight, held by this op */
     char *lvalue;
     size_t lvlen;
 };
@@ -188,6 +191,7 @@ int ss_px_route(const struct px_routing *r, const char *key, size_t nkey, const 
 uint32_t ss_px_epoch_slot(const char *key, size_t nkey);
 uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot);
 void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot);
+_Atomic uint32_t *ss_px_writes_in_flight(struct ss_dataplane *dp, uint32_t slot);
 bool ss_px_admit(struct ss_dataplane *dp, const struct px_routing *r, const char *key,
                  size_t nkey, size_t vlen);
 void ss_px_backend_failed(struct px_routing *r, uint32_t b);

@@ -43,10 +43,12 @@ int ss_px_init(struct ss_dataplane *dp)
     g->seen = calloc((size_t)dp->nworkers, sizeof(*g->seen));
     g->workers = calloc((size_t)dp->nworkers, sizeof(*g->workers));
     g->epochs = calloc(PX_EPOCH_SLOTS, sizeof(*g->epochs));
+    g->writes_in_flight = calloc(PX_EPOCH_SLOTS, sizeof(*g->writes_in_flight));
     g->sketch[0] = calloc(PX_SKETCH_BITS / 64, sizeof(uint64_t));
     g->sketch[1] = calloc(PX_SKETCH_BITS / 64, sizeof(uint64_t));
     dp->px = g;
-    if (!g->seen || !g->workers || !g->epochs || !g->sketch[0] || !g->sketch[1])
+    if (!g->seen || !g->workers || !g->epochs || !g->writes_in_flight || !g->sketch[0] ||
+        !g->sketch[1])
         return -ENOMEM;
     return 0;
 }
@@ -85,6 +87,7 @@ void ss_px_free(struct ss_dataplane *dp)
     free(g->seen);
     free(g->workers);
     free(g->epochs);
+    free(g->writes_in_flight);
     free(g->sketch[0]);
     free(g->sketch[1]);
     free(g);
@@ -436,6 +439,11 @@ uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot)
 void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot)
 {
     atomic_fetch_add(&((struct px_global *)dp->px)->epochs[slot], 1);
+}
+
+_Atomic uint32_t *ss_px_writes_in_flight(struct ss_dataplane *dp, uint32_t slot)
+{
+    return &((struct px_global *)dp->px)->writes_in_flight[slot];
 }
 
 /* May a fetched value of vlen bytes be kept locally? (admission policy) */

@@ -1,0 +1,80 @@
+"""Proxy mode coherence under racing writers.
+
+Two clients that set the same key at the same time, on different workers,
+reach the back end in an order the appliance cannot see. Whatever that order
+is, once both are answered the appliance must serve what the back end holds:
+a local copy is kept only when no other write to the key was in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .helpers.procs import Server
+from .test_proxy import Conn, _start, owner_of, pool  # noqa: F401  (pool is a fixture)
+
+ROUNDS = 60
+WRITERS = 4
+SETS_PER_WRITER = 20
+DEADLINE_S = 60.0
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, pool: list[Server]) -> Iterator[Server]:  # noqa: F811
+    # admission always, no local expiry during the test: any stale copy stays visible
+    yield from _start(tmp_path, pool, local_ttl_max="1h")
+
+
+def _writer(addr: tuple[str, int], key: bytes, tag: int, start: threading.Barrier,
+            errors: list[str]) -> None:
+    c = Conn(addr)
+    try:
+        start.wait(10)
+        batch = b"".join(b"set %s 0 0 8\r\n%04d%04d\r\n" % (key, tag, i)
+                         for i in range(SETS_PER_WRITER))
+        c.send(batch)
+        for _ in range(SETS_PER_WRITER):
+            line = c.line()
+            if line != b"STORED":
+                errors.append(line.decode(errors="replace"))
+    except Exception as exc:  # reported by the test thread
+        errors.append(repr(exc))
+    finally:
+        c.close()
+
+
+def test_racing_sets_leave_no_stale_local_copy(pool: list[Server],  # noqa: F811
+                                              proxy: Server) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    reader = Conn(proxy.addr)
+    stale = []
+    try:
+        for r in range(ROUNDS):
+            assert time.monotonic() < deadline, f"only {r} rounds in {DEADLINE_S}s"
+            key = b"race-%d" % r
+            errors: list[str] = []
+            start = threading.Barrier(WRITERS)
+            threads = [threading.Thread(target=_writer, args=(proxy.addr, key, t, start, errors))
+                       for t in range(WRITERS)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+            assert not errors, errors[:3]
+            owner = owner_of(pool, key)
+            direct = Conn(owner.addr)
+            try:
+                truth = direct.get(key)
+            finally:
+                direct.close()
+            seen = reader.get(key)
+            if seen != truth:
+                stale.append((key, seen, truth))
+    finally:
+        reader.close()
+    assert not stale, f"{len(stale)} of {ROUNDS} keys served stale: {stale[:3]}"
