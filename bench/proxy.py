@@ -274,7 +274,7 @@ def measure(t: Target, load: Load, keys: int, args: argparse.Namespace,
     res["forwarded_per_op"] = fwd / total if total and t.backends else None
     print(f"# {load.name:10s} {t.label:17s} #{rep} {res['ops_per_sec']:>10,.0f} "
           f"ops/s p50 {res['p50_us']:.0f}us p99 {res['p99_us']:.0f}us errors {res['errors']} "
-          f"fwd/op {res['forwarded_per_op'] if res['forwarded_per_op'] is not None else '-'}",
+          f"fwd/op {_fmt(res['forwarded_per_op'], '.2f')}",
           file=sys.stderr)
     return {"load": load.name, "op": load.op, "depth": load.depth,
             "conns": load.conns or args.conns, "target": t.label, "rep": rep, "result": res}
