@@ -384,6 +384,25 @@ def _create_base(rpc: SpdkRpc, dev: SpdkDevice, say: Callable[[str], None]) -> s
     return f"nvme controller {dev.controller}"
 
 
+def _reobserve(rpc: SpdkRpc, dev: SpdkDevice, version: str) -> Observed:
+    # After creating the base bdev: examine may have loaded an lvol store from it (an aio
+    # file or an NVMe namespace provisioned before a restart); only then is the whole bdev
+    # list needed to find its lvols.
+    try:
+        base = rpc.bdev_get_bdevs(name=dev.bdev)
+    except SpdkRpcError as exc:
+        if exc.code != ENODEV:
+            raise
+        base = []
+    if not base:
+        raise ProvisionError(f"spdk device {dev.name!r}: bdev {dev.bdev} was created but the "
+                             "target does not list it")
+    if not base[0].get("claimed"):
+        return Observed.build(dev, base, None, version)
+    bdevs = rpc.bdev_get_bdevs()
+    return Observed.build(dev, bdevs, _lvstore_if_claimed(rpc, dev, bdevs), version)
+
+
 def apply_plan(rpc: SpdkRpc, plan: SpdkDevicePlan,
                progress: Callable[[str], None] | None = None) -> SpdkDeviceState:
     """Carry out `plan`; return the device as the target reports it afterwards.
@@ -410,8 +429,7 @@ def apply_plan(rpc: SpdkRpc, plan: SpdkDevicePlan,
     if observed.base is None:
         created.append(_create_base(rpc, dev, say))
         rpc.bdev_wait_for_examine()
-        observed = Observed.build(dev, bdevs := rpc.bdev_get_bdevs(),
-                                  _lvstore_if_claimed(rpc, dev, bdevs), observed.version)
+        observed = _reobserve(rpc, dev, observed.version)
         plan = decide(dev, plan.pools, observed, plan.allow_shrink)
         refuse_if_any(plan)
     if observed.lvstore is None:

@@ -187,7 +187,7 @@ class SpdkRpc:
         from spdk.rpc.client import JSONRPCException
 
         sent = {k: v for k, v in (params or {}).items() if v is not None}
-        about = device or self.device
+        about = self.device or device  # the SmartSwitch device, else the bdev
         self.calls.append((method, dict(sent)))
         transport = self._conn[0]
         if transport is None:
