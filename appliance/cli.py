@@ -1,4 +1,5 @@
-"""`smartswitch`: run the appliance, check a config, verify the index, route a key.
+"""`smartswitch`: run the appliance, check a config, provision its storage, verify the
+index, route a key.
 
 Exit codes: 0 success; 1 the appliance failed while running, or verify-index
 found bad entries; 2 it could not start (bad config, port in use, device
@@ -15,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance import __version__, logging_setup, reload, ring, runner
+from appliance import __version__, logging_setup, provision, reload, ring, runner
 from appliance.config import BackendConfig, Config, ConfigError, load_config, summary
 from dataplane.fastpath import DataplaneError
 
@@ -72,6 +73,34 @@ def cmd_verify_index(args: argparse.Namespace) -> int:
     verdict = "consistent" if failed == 0 else "INCONSISTENT"
     print(f"{config.storage.index_dir}: checked {checked} entries, {failed} failed: {verdict}")
     return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    """`smartswitch provision --config FILE [--dry-run]`: lay the pools out on the devices.
+
+    Prints the plan (or "nothing to do"), then applies it unless --dry-run.
+    Run it with the appliance stopped; start-up runs the same action.
+    """
+    config = load_config(_config_path(args))
+    logging_setup.configure(config.logging.level)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    layout = runner.plan_storage(config)
+    prefix = "plan (dry run, nothing changed):" if args.dry_run else "plan:"
+    print(prefix)
+    for line in layout.lines():
+        print(f"  {line}")
+    if layout.steps and not args.dry_run:
+        if any(isinstance(s, provision.ShrinkPool) for s in layout.steps):
+            runner.load()  # a shrink opens the store: refuse a stale build before any change
+        print("applying:")
+        runner.provision_storage(config, layout, say=lambda line: say(f"  {line}"))
+        print("done")
+    else:
+        runner.provision_storage(config, layout, dry_run=True, say=say)
+    return EXIT_OK
 
 
 # memcached's text-protocol key limit (KEY_MAX_LENGTH in memcached.h).
@@ -162,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", metavar="FILE", help="the YAML config")
     check.add_argument("--config", metavar="FILE", help="same as FILE")
     check.set_defaults(func=cmd_check)
+
+    prov = sub.add_parser("provision", help="create or resize the storage devices and pools "
+                                            "the config names (appliance stopped)")
+    prov.add_argument("--config", metavar="FILE",
+                      help="YAML config (default: the embedded configs/default.yaml)")
+    prov.add_argument("--dry-run", action="store_true",
+                      help="print the plan and change nothing")
+    prov.set_defaults(func=cmd_provision)
 
     verify = sub.add_parser("verify-index",
                             help="check every index entry against the device (store not running)")

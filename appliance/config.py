@@ -24,6 +24,7 @@ from appliance import units
 from appliance.config_schema import (
     UINT32_MAX,
     Context,
+    boolean,
     build,
     derived,
     duration_ms,
@@ -67,6 +68,31 @@ __all__ = ["Config", "ConfigError", "MemcachedConfig", "StorageConfig", "DeviceC
 SEGMENT_OVERHEAD = 4 * 1024
 MIN_SEGMENTS_PER_POOL = 4
 
+# Device layout (docs/architecture.md, "Devices and pools"): a label in the
+# first LABEL_BYTES, then pools, each starting on a POOL_ALIGN boundary.
+# Percentages are of the space after the label.
+LABEL_BYTES = 1024**2
+POOL_ALIGN = 1024**2
+
+
+def align_up(n: int, to: int = POOL_ALIGN) -> int:
+    """n rounded up to a multiple of to."""
+    return (n + to - 1) // to * to
+
+
+def percent_bytes(capacity: int, percent: Decimal) -> int:
+    """Bytes of a percent pool on a device of capacity bytes (whole MiB, rounded down)."""
+    usable = max(0, capacity - LABEL_BYTES)
+    return int(usable * percent / 100) // POOL_ALIGN * POOL_ALIGN
+
+
+def layout_end(sizes: list[int]) -> int:
+    """Where the last of these pools ends when laid out in order after the label."""
+    end = LABEL_BYTES
+    for size in sizes:
+        end = align_up(end) + size
+    return end
+
 
 # ------------------------------------------------------------------ sections
 # Defaults below are written as in configs/default.yaml; keep them equal
@@ -101,10 +127,20 @@ class DeviceConfig:
     NOUN = "devices"
 
     name: str = setting(scalar(identifier))
-    kind: str = setting(scalar(one_of("file", later=("block", "spdk"),
-                                      hint="; use kind: file")), "file")
+    kind: str = setting(scalar(one_of("file", "block", later=("spdk",),
+                                      hint="; the SPDK data path arrives with "
+                                           "spdk_bindings, use kind: file or block")), "file")
     path: Path = setting(path_value)
-    size: int = setting(scalar(size_range(1024**2, 2**62)))
+    # Required for files; a block device defaults to its whole size (None).
+    size: int | None = setting(scalar(optional(size_range(4 * 1024**2, 2**62),
+                                               "the whole block device")), None)
+
+    def _check(self, node: Node, path: str) -> DeviceConfig:
+        if self.kind == "file" and self.size is None:
+            raise ConfigError("missing; a device of kind file needs a size (how large "
+                              "the file is made)", path=join(path, "size"),
+                              line=node.line_of("size") if node.child("size") else node.line)
+        return self
 
 
 @dataclass(frozen=True)
@@ -117,16 +153,21 @@ class PoolConfig:
     name: str = setting(scalar(identifier))
     device: str = setting(scalar(identifier))
     size: int | Decimal = setting(scalar(pool_size), "100%")
-    role: str = setting(scalar(one_of("memcached", later=("objects",),
-                                      hint="; object pools arrive with the object "
-                                           "service")), "memcached")
+    role: str = setting(scalar(one_of("memcached", "objects")), "memcached")
     segment_size: int = setting(scalar(power_of_two_size(1024**2, 256 * 1024**2)), "8MiB")
+    # Provisioning may shrink this pool (offline), evicting what no longer fits.
+    allow_shrink: bool = setting(scalar(boolean), False)
     size_percent: Decimal | None = derived()
 
     @property
+    def resolved(self) -> bool:
+        """False for a percent pool on a block device of unknown size (until probed)."""
+        return not isinstance(self.size, Decimal)
+
+    @property
     def segments(self) -> int:
-        """Whole segments that fit in the pool."""
-        return int(self.size) // self.segment_size
+        """Whole segments that fit in the pool (after its 4 KiB superblock)."""
+        return max(0, int(self.size) - 4096) // self.segment_size if self.resolved else 0
 
 
 @dataclass(frozen=True)
@@ -169,7 +210,8 @@ class StorageConfig:
         self._check_unique(node, path, "devices", [str(d.path) for d in self.devices], "path")
         self._check_unique(node, path, "pools", [p.name for p in self.pools], "name")
         devices = {d.name: d for d in self.devices}
-        used: dict[str, int] = {}
+        sizes: dict[str, list[int]] = {}
+        percents: dict[str, Decimal] = {}
         pools: list[PoolConfig] = []
         for i, pool in enumerate(self.pools):
             at = f"{join(path, 'pools')}[{i}]"
@@ -180,20 +222,32 @@ class StorageConfig:
                                   path=f"{at}.device", line=node.line_of("pools", i, "device"))
             size_line = node.line_of("pools", i, "size")
             percent = pool.size if isinstance(pool.size, Decimal) else None
-            nbytes = int(dev.size * percent / 100) if percent is not None else int(pool.size)
-            if nbytes < MIN_SEGMENTS_PER_POOL * pool.segment_size:
+            if percent is not None:
+                percents[dev.name] = percents.get(dev.name, Decimal(0)) + percent
+                if percents[dev.name] > 100:
+                    raise ConfigError(
+                        f"pools on device {dev.name!r} add up to {percents[dev.name]}% of "
+                        f"it; percentages on one device must sum to at most 100%",
+                        path=f"{at}.size", line=size_line)
+                if dev.size is None:  # a whole block device: sized when probed
+                    pools.append(dataclasses.replace(pool, size_percent=percent))
+                    continue
+            nbytes = percent_bytes(dev.size, percent) if percent is not None else int(pool.size)
+            if nbytes < MIN_SEGMENTS_PER_POOL * pool.segment_size + 4096:
                 need = MIN_SEGMENTS_PER_POOL * pool.segment_size
                 raise ConfigError(
                     f"expected at least {MIN_SEGMENTS_PER_POOL} segments "
                     f"({units.format_size(need)} with segment_size "
                     f"{units.format_size(pool.segment_size)}), got "
                     f"{units.format_size(nbytes)}", path=f"{at}.size", line=size_line)
-            used[dev.name] = used.get(dev.name, 0) + nbytes
-            if used[dev.name] > dev.size:
+            sizes.setdefault(dev.name, []).append(nbytes)
+            end = layout_end(sizes[dev.name])
+            if dev.size is not None and end > dev.size:
                 raise ConfigError(
-                    f"pools on device {dev.name!r} need {units.format_size(used[dev.name])} "
-                    f"but the device has {units.format_size(dev.size)}; shrink the pool or "
-                    f"grow the device", path=f"{at}.size", line=size_line)
+                    f"pools on device {dev.name!r} need {units.format_size(end)} (with its "
+                    f"{units.format_size(LABEL_BYTES)} label and MiB alignment) but the "
+                    f"device has {units.format_size(dev.size)}; shrink the pool or grow the "
+                    f"device", path=f"{at}.size", line=size_line)
             pools.append(dataclasses.replace(pool, size=nbytes, size_percent=percent))
         memcached = [i for i, p in enumerate(pools) if p.role == "memcached"]
         if not memcached:
@@ -349,9 +403,13 @@ def summary(config: Config) -> str:
     pool = config.storage.memcached_pool
     dev = config.storage.device(pool.device)
     pct = f" ({pool.size_percent}%)" if pool.size_percent is not None else ""
+    size = units.format_size(int(pool.size)) if pool.resolved else "sized when probed"
+    objects = [p.name for p in config.storage.pools if p.role == "objects"]
     return (f"memcached tcp={host}:{mc.tcp_port} udp={udp} workers={work}; "
-            f"pool {pool.name}: {units.format_size(int(pool.size))}{pct} of {dev.kind} "
+            f"pool {pool.name}: {size}{pct} of {dev.kind} "
             f"{dev.path}, {pool.segments} segments of {units.format_size(pool.segment_size)}; "
+            + (f"objects pools {', '.join(objects)} (reserved, not served yet); "
+               if objects else "") +
             f"hot tier {units.format_size(config.storage.hot_tier)}; "
             f"index {config.storage.index_dir}"
             + (f"; {describe_proxy(config.backends, config.spare_pools, config.routing)}"

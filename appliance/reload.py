@@ -7,7 +7,12 @@ Pure parts (unit-tested without a data plane):
   the index order C uses), ring 0 over ``backends`` and one ring per spare
   pool, built by appliance.ring exactly as libmemcached or twemproxy would.
 * ``refused_change(old, new)``: the first setting that can't change while
-  running (listen address, ports, workers, storage, the mode), or None.
+  running (listen address, ports, workers, storage other than pool and
+  device sizes, the mode), or None.
+* Pool sizes may grow live: ``Reloader`` plans provisioning for the new
+  config (appliance.provision), refuses any shrink (that needs the
+  appliance stopped), extends the device, rewrites the label and grows the
+  served pool with Dataplane.grow_pool, without a restart.
 * ``describe_changes(old, new)``: what a reload changes, one line each.
 
 The applier, ``Reloader``, installs the table at start and on SIGHUP (or
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance import ring
+from appliance import provision, ring
 from appliance.backends import HealthMonitor
 from appliance.config import Config, ConfigError, parse_config
 from appliance.config_proxy import (
@@ -145,14 +150,33 @@ def _show(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
+# Storage settings that may change while serving: capacity (a grow is
+# applied live; a shrink is refused by the provisioning plan).
+LIVE_POOL_FIELDS = ("size", "size_percent", "allow_shrink")
+LIVE_DEVICE_FIELDS = ("size",)
+
+
+def _fixed_storage(storage: Any) -> Any:
+    """storage with the live-changeable capacity fields blanked, for comparison."""
+    pools = tuple(dataclasses.replace(p, **{f: None for f in LIVE_POOL_FIELDS})
+                  for p in storage.pools)
+    devices = tuple(dataclasses.replace(d, **{f: None for f in LIVE_DEVICE_FIELDS})
+                    for d in storage.devices)
+    return dataclasses.replace(storage, pools=pools, devices=devices)
+
+
 def refused_change(old: Config, new: Config) -> ConfigError | None:
     """Why new can't replace old while running, or None when it can.
 
     The error names the first fixed setting that changed (its YAML path and,
     when the file is known, its line in new's text is added by the caller).
+    Pool and device sizes are not fixed: the provisioning plan decides.
     """
     for name in FIXED_SECTIONS:
-        found = _first_difference(getattr(old, name), getattr(new, name), name)
+        a, b = getattr(old, name), getattr(new, name)
+        if name == "storage":
+            a, b = _fixed_storage(a), _fixed_storage(b)
+        found = _first_difference(a, b, name)
         if found:
             path, a, b = found
             return ConfigError(f"can't change while running ({_show(a)} -> {_show(b)}); "
@@ -299,9 +323,20 @@ class Reloader:
             refusal.line = line_in(text, refusal.path)
             return self._refuse(refusal)
         changes = describe_changes(self.config, new)
+        layout: provision.Plan | None = None
+        if new.storage != self.config.storage:
+            try:
+                layout = self._plan_storage(new, text)
+            except ConfigError as exc:
+                return self._refuse(exc)
+            changes += layout.lines() if layout.steps else []
         try:
+            if layout is not None and layout.steps:
+                provision.apply(layout, new, progress=log.info,
+                                grower=lambda step: self.dp.grow_pool(step.region.size))
             self._apply(new)
-        except (DataplaneError, ring.RingError, ValueError) as exc:
+        except (DataplaneError, ring.RingError, ValueError, provision.ProvisionError,
+                OSError) as exc:
             return self._refuse(exc)
         if new.logging.level != self.config.logging.level:
             log.setLevel(new.logging.level.upper())
@@ -309,6 +344,23 @@ class Reloader:
         what = f"{len(changes)} change{'s' if len(changes) != 1 else ''}" if changes \
             else "no changes"
         return ReloadResult(True, f"reloaded {source}: {what}", changes)
+
+    def _plan_storage(self, new: Config, text: str) -> provision.Plan:
+        """The provisioning plan for new, refusing what can't happen live."""
+        try:
+            layout = provision.plan(new)
+        except provision.ProvisionError as exc:
+            raise ConfigError(str(exc), file=new.source) from None
+        for step in layout.steps:
+            if isinstance(step, provision.ShrinkPool):
+                i = next(i for i, p in enumerate(new.storage.pools)
+                         if p.name == step.region.name)
+                path = f"storage.pools[{i}].size"
+                raise ConfigError(f"shrinking pool {step.region.name} can't happen while "
+                                  f"serving; stop smartswitch and run `smartswitch provision` "
+                                  f"(allow_shrink: true), then start it", path=path,
+                                  file=new.source, line=line_in(text, path))
+        return layout
 
     def _apply(self, new: Config) -> None:
         """Swap the routing table in, keeping states by identity."""

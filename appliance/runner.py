@@ -17,16 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import stat
 import threading
 import time
 import types
-from pathlib import Path
 from typing import Any
 
-from appliance import __version__, reload
+from appliance import __version__, provision, reload
 from appliance.backends import HealthMonitor
-from appliance.config import Config
+from appliance.config import LABEL_BYTES, Config
 from appliance.ring import RingError
 from dataplane.fastpath import (
     Dataplane,
@@ -59,7 +57,9 @@ def worker_threads(config: Config) -> int:
     return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0))))
 
 
-def dataplane_settings(config: Config, *, listen: bool = True) -> DataplaneSettings:
+def dataplane_settings(config: Config, *, listen: bool = True,
+                       region: provision.PoolRegion | None = None,
+                       capacity: int | None = None) -> DataplaneSettings:
     """Translate the validated config into struct ss_dataplane_settings.
 
     Pure: touches neither files nor sockets, so it is unit-testable.
@@ -68,20 +68,31 @@ def dataplane_settings(config: Config, *, listen: bool = True) -> DataplaneSetti
         config: the validated config.
         listen: False opens the store with no TCP or UDP listener (port -1),
             for maintenance commands such as verify-index.
+        region: the memcached pool's place on its device (from the
+            provisioning plan); default: the first pool after the label.
+        capacity: the device's size (from the plan), which sizes the index
+            map so the pool can grow to the whole device without a restart.
     """
     mc = config.memcached
     storage = config.storage
     pool = storage.memcached_pool
     device = storage.device(pool.device)
+    offset = region.offset if region is not None else LABEL_BYTES
+    nbytes = region.size if region is not None else int(pool.size)
+    capacity = capacity or device.size or offset + nbytes
     store = StoreSettings(
         index_dir=str(storage.index_dir),
         device_path=str(device.path),
-        device_bytes=int(pool.size),
+        device_bytes=nbytes,
         segment_bytes=pool.segment_size,
         hot_bytes=storage.hot_tier,
         item_size_max=mc.item_size_max,
-        index_map_bytes=0,
+        # LMDB's map is address space, not memory; small items can take more
+        # index than device bytes (ss_index.c derives 2x + 64MiB the same way).
+        index_map_bytes=2 * capacity + 64 * 1024**2,
         flush_interval_ms=storage.flush_interval,
+        device_offset=offset,
+        pool_name=pool.name,
     )
     return DataplaneSettings(
         listen_host=mc.listen,
@@ -148,35 +159,86 @@ def prepare_storage(config: Config, *, create: bool = True) -> None:
                              f"(start smartswitch with this config first)")
     pool = storage.memcached_pool
     device = storage.device(pool.device)
-    where = f"storage.devices[{_device_index(config, device.name)}].path"
-    _check_device(where, device.path, create)
+    if not create and not device.path.exists():
+        where = f"storage.devices[{_device_index(config, device.name)}].path"
+        raise StartError(f"{where}: {device.path} does not exist; nothing to verify")
 
 
-def _check_device(where: str, path: Path, create: bool) -> None:
+# ----------------------------------------------------------- provisioning
+
+
+def plan_storage(config: Config) -> provision.Plan:
+    """The provisioning plan (read only); StartError when it can't be done."""
     try:
-        st = path.stat()
-    except FileNotFoundError:
-        if not create:
-            raise StartError(f"{where}: {path} does not exist; nothing to verify") from None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StartError(f"{where}: cannot create {path.parent}: {exc.strerror}; "
-                             f"create it or choose another path") from None
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise StartError(f"{where}: cannot create {path}: {path.parent} is not writable "
-                             f"by this user; fix its permissions or choose another path")
-        return
+        return provision.plan(config)
+    except provision.ProvisionError as exc:
+        raise StartError(f"{config.source or 'config'}: {exc}") from None
     except OSError as exc:
-        raise StartError(f"{where}: cannot use {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise StartError(f"{where}: {path} is not a regular file; kind: file needs a file "
-                         f"(raw block devices arrive with kind: block)")
+        raise StartError(f"cannot probe the storage devices: {exc}") from None
+
+
+def shrink_offline(config: Config, step: provision.ShrinkPool) -> None:
+    """Shrink the memcached pool with the appliance stopped: open the store
+    at its old size with no listeners, evict what no longer fits, close."""
+    old = provision.PoolRegion(step.region.name, step.region.role, step.region.offset,
+                               step.old, step.region.segment_size)
+    dp = _create(dataplane_settings(config, listen=False, region=old))
     try:
-        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+        before = dp.store_stats()["curr_items"]
+        dp.shrink_pool(step.region.size)
+        after = dp.store_stats()["curr_items"]
+        log.info("  pool %s: %d items kept, %d evicted", step.region.name, after,
+                 before - after)
+    finally:
+        dp.destroy()
+
+
+def provision_storage(config: Config, p: provision.Plan | None = None, *,
+                      dry_run: bool = False,
+                      say: provision.Progress | None = None) -> provision.Plan:
+    """Plan and (unless dry_run) apply provisioning; the runner's and the CLI's action.
+
+    Every check runs before the first change, so a refused plan touches nothing.
+
+    Raises:
+        StartError: a device is missing, too small or unusable, or a change was refused.
+    """
+    say = say or log.info
+    p = p or plan_storage(config)
+    for note in p.notes:
+        say(f"note: {note}")
+    objects = [r.name for r in p.regions.values() if r.role == "objects"]
+    if objects:
+        say(f"objects pools {', '.join(objects)}: space reserved, not served until the "
+            f"object store exists")
+    if dry_run or not p.steps:
+        return p
+    try:
+        provision.apply(p, config, shrinker=lambda step: shrink_offline(config, step),
+                        progress=say)
+    except (provision.ProvisionError, DataplaneError) as exc:
+        raise StartError(f"provisioning failed: {exc}") from None
     except OSError as exc:
-        raise StartError(f"{where}: cannot open {path} for reading and writing: "
-                         f"{exc.strerror}; fix its permissions or choose another path") from None
+        raise StartError(f"provisioning failed: {exc.filename or ''}: {exc.strerror}") from None
+    return p
+
+
+def storage_state(config: Config, dp: Dataplane | None = None) -> dict[str, Any]:
+    """Devices, pools and provisioning state for stats and the console.
+
+    The label side comes from the devices (read only); the served pool's
+    live figures (segments used, grows) from the data plane when given.
+    """
+    try:
+        out: dict[str, Any] = provision.state(config)
+    except provision.ProvisionError as exc:
+        out = {"devices": [], "pools": [], "pending": [], "error": str(exc)}
+    if dp is not None:
+        live = dp.storage_state()
+        for pool in out["pools"]:
+            if pool["served"]:
+                pool.update({k: v for k, v in live.items() if k != "offset"})
+    return out
 
 
 def _create(settings: DataplaneSettings) -> Dataplane:
@@ -320,8 +382,12 @@ def run(config: Config) -> int:
         raise StartError("backends: proxy mode needs a data plane built with "
                          "ss_dataplane_set_routing and this build has none; rebuild it "
                          "(`make build`) or remove backends to run standalone")
-    settings = dataplane_settings(config)
     prepare_storage(config)
+    layout = provision_storage(config)
+    region = provision.memcached_region(layout, config)
+    pool = config.storage.memcached_pool
+    settings = dataplane_settings(config, region=region,
+                                  capacity=layout.devices[pool.device])
     # ss_dataplane_create() probes the ports without SO_REUSEPORT (so a
     # second appliance fails on the port) and flocks the store, and says
     # which; there is no second copy of those checks here.
@@ -364,7 +430,15 @@ def verify_index(config: Config) -> tuple[int, int]:
     """
     load()
     prepare_storage(config, create=False)
-    dp = _create(dataplane_settings(config, listen=False))
+    layout = plan_storage(config)
+    pool = config.storage.memcached_pool
+    if any(getattr(s, "region", None) is not None and s.region.name == pool.name
+           for s in layout.steps):
+        raise StartError(f"pool {pool.name} is not provisioned as the config says "
+                         f"({'; '.join(layout.lines())}); run `smartswitch provision` first")
+    dp = _create(dataplane_settings(config, listen=False,
+                                    region=provision.memcached_region(layout, config),
+                                    capacity=layout.devices[pool.device]))
     try:
         return dp.verify_index()
     finally:

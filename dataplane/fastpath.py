@@ -161,6 +161,9 @@ class StoreSettings:
     item_size_max: int
     index_map_bytes: int
     flush_interval_ms: int
+    # Appended for issue 4 (provisioning): the pool's place on its device.
+    device_offset: int = 0
+    pool_name: str = "items"
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "item_size_max": (1, 2**32 - 1),
     "index_map_bytes": _UINT64,
     "flush_interval_ms": _UINT32,
+    "device_offset": _UINT64,
 }
 
 
@@ -335,6 +339,42 @@ class Dataplane:
                         "verifying the index")
         return int(checked[0]), int(failed)
 
+    # ---- pool capacity (issue 4): provisioning's grow and shrink ----
+
+    def grow_pool(self, new_bytes: int) -> None:
+        """Wraps ss_dataplane_grow_pool(): grow the memcached pool while serving.
+
+        Args:
+            new_bytes: the pool's new size, superblock included; the device
+                must already hold device_offset + new_bytes.
+
+        Raises:
+            InvalidArgumentError: new_bytes gives fewer segments than now.
+            DataplaneError: the superblock or the index could not be written.
+        """
+        _check(self._lib.ss_dataplane_grow_pool(self._handle(), _u64(new_bytes)),
+               f"growing the pool to {new_bytes} bytes")
+
+    def shrink_pool(self, new_bytes: int) -> None:
+        """Wraps ss_dataplane_shrink_pool(): shrink, evicting what no longer fits.
+
+        Only on a data plane with no worker running (created with no listeners).
+
+        Raises:
+            StoreBusyError: a worker is serving.
+            InvalidArgumentError: new_bytes is larger than now, or under 2 segments.
+        """
+        _check(self._lib.ss_dataplane_shrink_pool(self._handle(), _u64(new_bytes)),
+               f"shrinking the pool to {new_bytes} bytes")
+
+    def storage_state(self) -> dict[str, int]:
+        """The served pool as the store sees it (ss_dataplane_store_stats subset)."""
+        st = self.store_stats()
+        return {"offset": st["device_offset"], "capacity": st["device_bytes"],
+                "segment_size": st["segment_bytes"], "segments": st["segments"],
+                "segments_used": st["segments_used"], "used": st["device_used_bytes"],
+                "grows": st["grows"], "items": st["curr_items"]}
+
     # ---- proxy mode (ss_proxy.h): routing table, back-end stats and states ----
 
     def set_routing(self, routing: RoutingSettings | None) -> None:
@@ -466,6 +506,12 @@ class RoutingSettings:
     admission_max_bytes: int
     local_ttl_max_s: int
     allow_flush_all: bool
+
+
+def _u64(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise ValueError(f"expected a byte count from 0 to 2**64-1, got {value!r}")
+    return value
 
 
 def proxy_available() -> bool:

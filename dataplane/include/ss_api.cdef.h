@@ -12,6 +12,8 @@ struct ss_store_settings {
     uint32_t item_size_max;
     uint64_t index_map_bytes;
     uint32_t flush_interval_ms;
+    uint64_t device_offset;
+    const char *pool_name;
 };
 
 struct ss_dataplane_settings {
@@ -39,6 +41,9 @@ struct ss_store_stats {
     uint64_t hot_items;
     uint64_t index_bytes;
     uint32_t item_size_max;
+    uint64_t device_offset;
+    uint64_t segments_used;
+    uint64_t grows;
 };
 
 struct ss_dataplane;
@@ -60,6 +65,9 @@ int ss_dataplane_read_counters(struct ss_dataplane *dp, uint64_t *out, int n);
 void ss_dataplane_store_stats(struct ss_dataplane *dp, struct ss_store_stats *out);
 /* Verify every index entry against the device; returns failures or -errno. */
 long ss_dataplane_verify_index(struct ss_dataplane *dp, uint64_t *checked);
+/* Pool capacity (issue 4): grow while serving; shrink only with no worker running. */
+int ss_dataplane_grow_pool(struct ss_dataplane *dp, uint64_t new_bytes);
+int ss_dataplane_shrink_pool(struct ss_dataplane *dp, uint64_t new_bytes);
 
 /* ---- proxy mode, ring (ss_proxy.h; implemented in ss_ring.c, ss_hashkit.c) ---- */
 enum ss_hash_kind { SS_HASH_MD5, SS_HASH_CRC32, SS_HASH_CRC32A, SS_HASH_FNV1_64, SS_HASH_FNV1A_64,

@@ -49,4 +49,10 @@ const struct ss_dataplane_settings *ss_dataplane_settings(struct ss_dataplane *d
 struct ss_store *ss_dataplane_store(struct ss_dataplane *dp);
 int64_t ss_dataplane_started_at(struct ss_dataplane *dp); /* unix seconds */
 
+/* Grow the memcached pool while serving (ss_store_grow). Returns 0 or -errno. */
+int ss_dataplane_grow_pool(struct ss_dataplane *dp, uint64_t new_bytes);
+/* Shrink it, evicting what no longer fits (ss_store_shrink); only when no
+ * worker is running (tcp_port -1 maintenance mode). Returns 0 or -errno. */
+int ss_dataplane_shrink_pool(struct ss_dataplane *dp, uint64_t new_bytes);
+
 #endif

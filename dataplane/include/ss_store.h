@@ -46,6 +46,9 @@ struct ss_store_settings {
     uint32_t item_size_max;      /* largest value accepted */
     uint64_t index_map_bytes;    /* LMDB map size (0 = derive from device size) */
     uint32_t flush_interval_ms;  /* write a partly filled open segment after this */
+    /* Appended (issue 4): a pool is a region of its device. */
+    uint64_t device_offset;      /* where the pool starts (its superblock); 4 KiB aligned */
+    const char *pool_name;       /* shown in stats as pool:<name>:...; NULL = "items" */
 };
 
 /* Bits of struct ss_item.bits; meta protocol state kept with the item. */
@@ -166,6 +169,10 @@ struct ss_store_stats {
     uint64_t hot_items;
     uint64_t index_bytes;       /* LMDB pages in use * page size */
     uint32_t item_size_max;
+    /* Appended (issue 4) */
+    uint64_t device_offset;     /* where the pool starts on its device */
+    uint64_t segments_used;     /* segments written at least once */
+    uint64_t grows;             /* successful ss_store_grow calls since open */
 };
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);
 
@@ -176,5 +183,23 @@ void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);
  * number of entries examined.
  */
 long ss_store_verify(struct ss_store_thread *t, uint64_t *checked);
+
+/*
+ * Grow the pool to new_bytes (superblock included) while serving: the new
+ * segments start unused and are placed in the ring right after the open
+ * segment, so they are filled before the oldest data is reclaimed. The
+ * device must already hold device_offset + new_bytes (provisioning extends
+ * it first). Returns 0 (also when new_bytes gives no more segments),
+ * -EINVAL (fewer segments than now: use ss_store_shrink), -ENOMEM, -EIO.
+ */
+int ss_store_grow(struct ss_store *st, uint64_t new_bytes);
+
+/*
+ * Shrink the pool to new_bytes, evicting every item in the segments that no
+ * longer fit. Offline only: no worker may use the store meanwhile (the
+ * provisioner opens it with no listeners). Returns 0, -EINVAL (fewer than 2
+ * segments, or more than now: use ss_store_grow), -EIO.
+ */
+int ss_store_shrink(struct ss_store *st, uint64_t new_bytes);
 
 #endif

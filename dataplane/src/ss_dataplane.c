@@ -404,3 +404,31 @@ int ss_dataplane_bound_port(struct ss_dataplane *dp, int udp)
         return -1;
     return udp ? dp->udp_port : dp->tcp_port;
 }
+
+/* Grow the memcached pool while serving (ss_store_grow). 0 or -errno. */
+int ss_dataplane_grow_pool(struct ss_dataplane *dp, uint64_t new_bytes)
+{
+    if (!dp || !dp->store)
+        return -EINVAL;
+    pthread_mutex_lock(&dp->ctl_lock);
+    int rc = ss_store_grow(dp->store, new_bytes);
+    pthread_mutex_unlock(&dp->ctl_lock);
+    return rc;
+}
+
+/*
+ * Shrink the memcached pool (ss_store_shrink): -EBUSY while any worker
+ * serves, since the store may only shrink with nobody else using it.
+ */
+int ss_dataplane_shrink_pool(struct ss_dataplane *dp, uint64_t new_bytes)
+{
+    if (!dp || !dp->store)
+        return -EINVAL;
+    for (int i = 0; i < dp->nworkers; i++)
+        if (atomic_load(&dp->running[i]))
+            return -EBUSY;
+    pthread_mutex_lock(&dp->ctl_lock);
+    int rc = ss_store_shrink(dp->store, new_bytes);
+    pthread_mutex_unlock(&dp->ctl_lock);
+    return rc;
+}

@@ -25,7 +25,7 @@
 
 static inline uint64_t seg_dev_off(const struct ss_log *log, uint32_t seg)
 {
-    return SS_SUPER_BYTES + (uint64_t)seg * log->segment_bytes;
+    return log->base + SS_SUPER_BYTES + (uint64_t)seg * log->segment_bytes;
 }
 
 uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
@@ -51,7 +51,34 @@ static int log_persist_state(struct ss_store *st, MDB_txn *txn)
         return rc;
     MDB_val gk = {.mv_size = 4, .mv_data = "gens"};
     MDB_val gv = {.mv_size = (size_t)log->nsegments * 4, .mv_data = log->gens};
-    return mdb_put(txn, st->meta, &gk, &gv, 0);
+    rc = mdb_put(txn, st->meta, &gk, &gv, 0);
+    if (rc)
+        return rc;
+    MDB_val ok = {.mv_size = 5, .mv_data = "order"};
+    MDB_val ov = {.mv_size = (size_t)log->nsegments * 4, .mv_data = log->order};
+    return mdb_put(txn, st->meta, &ok, &ov, 0);
+}
+
+/*
+ * Put segments old_n..new_n-1 into the ring right after position pos of
+ * order[0..old_n) (order has room for new_n): a grown pool fills its new
+ * space before it reclaims the oldest segment, which sits after the head.
+ */
+static void order_insert(uint32_t *order, uint32_t pos, uint32_t old_n, uint32_t new_n)
+{
+    uint32_t added = new_n - old_n;
+    memmove(order + pos + 1 + added, order + pos + 1, (size_t)(old_n - pos - 1) * 4);
+    for (uint32_t i = 0; i < added; i++)
+        order[pos + 1 + i] = old_n + i;
+}
+
+/* The position of seg in the ring (0 when absent, which load guards). */
+static uint32_t order_pos(const struct ss_log *log, uint32_t seg)
+{
+    for (uint32_t i = 0; i < log->nsegments; i++)
+        if (log->order[i] == seg)
+            return i;
+    return 0;
 }
 
 /* Write buf[flushed_off, write_off) to the head segment. Log lock held. */
@@ -134,7 +161,8 @@ static int log_roll(struct ss_store *st, struct ss_counters *ctr)
         return rc;
     if (log->write_off)
         ctr->segments_flushed++;
-    uint32_t next = (log->head + 1) % log->nsegments;
+    uint32_t next_pos = (log->pos + 1) % log->nsegments;
+    uint32_t next = log->order[next_pos];
     MDB_txn *txn;
     rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc)
@@ -146,9 +174,10 @@ static int log_roll(struct ss_store *st, struct ss_counters *ctr)
             return rc;
         }
     }
-    uint32_t old_head = log->head, old_gen = log->gens[next];
+    uint32_t old_head = log->head, old_pos = log->pos, old_gen = log->gens[next];
     log->gens[next] = old_gen + 1 ? old_gen + 1 : 1;
     log->head = next;
+    log->pos = next_pos;
     rc = log_persist_state(st, txn);
     if (!rc)
         rc = mdb_txn_commit(txn);
@@ -157,6 +186,7 @@ static int log_roll(struct ss_store *st, struct ss_counters *ctr)
     if (rc) {
         log->gens[next] = old_gen;
         log->head = old_head;
+        log->pos = old_pos;
         ctr->errors_index++;
         return ss_mdb_errno(rc);
     }
@@ -216,13 +246,17 @@ int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
     struct ss_store *st = t->store;
     struct ss_log *log = &st->log;
     uint32_t size = ss_record_size(nkey, e->nbytes);
-    if (e->segment >= log->nsegments || size > log->segment_bytes - e->offset)
+    if (size > log->segment_bytes - e->offset)
         return -EBADMSG;
     t->scratch.len = 0;
     int rc = ss_buf_reserve(&t->scratch, size);
     if (rc)
         return rc;
     pthread_mutex_lock(&log->lock);
+    if (e->segment >= log->nsegments) { /* a grow may be under way: check locked */
+        pthread_mutex_unlock(&log->lock);
+        return -EBADMSG;
+    }
     uint32_t gen = log->gens[e->segment];
     int in_buffer = e->segment == log->head && e->offset + size <= log->write_off;
     if (gen == e->seg_gen && in_buffer)
@@ -303,7 +337,7 @@ static int super_write(struct ss_store *st)
     };
     memcpy(sb.uuid, st->uuid, sizeof(sb.uuid));
     memcpy(block, &sb, sizeof(sb));
-    int rc = st->dev->ops->write(st->dev, 0, block, sizeof(block));
+    int rc = st->dev->ops->write(st->dev, st->log.base, block, sizeof(block));
     return rc ? rc : st->dev->ops->sync(st->dev);
 }
 
@@ -318,7 +352,7 @@ static int log_load(struct ss_store *st, int *reset, char *err, size_t errlen)
 {
     struct ss_log *log = &st->log;
     struct ss_superblock sb;
-    int rc = st->dev->ops->read(st->dev, 0, &sb, sizeof(sb));
+    int rc = st->dev->ops->read(st->dev, log->base, &sb, sizeof(sb));
     if (rc) {
         snprintf(err, errlen, "cannot read the superblock of %s: %s", st->device_path,
                  strerror(-rc));
@@ -356,11 +390,22 @@ static int log_load(struct ss_store *st, int *reset, char *err, size_t errlen)
         memcmp(indexed, st->uuid, sizeof(indexed)) != 0) {
         *reset = 1; /* the index describes another device: start empty */
     } else {
+        /* The index may describe fewer segments than the superblock: a
+         * grow that stopped between the two writes. The rest start unused. */
         uint32_t state[2];
-        if (ss_index_meta_get(st, "log", state, sizeof(state)) == 0 &&
-            state[1] <= log->nsegments && state[1] == sb.nsegments) {
+        if (ss_index_meta_get(st, "log", state, sizeof(state)) == 0 && state[1] >= 2 &&
+            state[1] <= log->nsegments && state[1] <= sb.nsegments) {
+            uint32_t n = log->nsegments;
+            log->nsegments = state[1];
             log->head = state[0] < state[1] ? state[0] : 0;
             ss_index_meta_get(st, "gens", log->gens, (size_t)state[1] * 4);
+            if (ss_index_meta_get(st, "order", log->order, (size_t)state[1] * 4) != 0)
+                for (uint32_t i = 0; i < state[1]; i++)
+                    log->order[i] = i; /* written before the ring had an order */
+            log->pos = order_pos(log, log->head);
+            log->nsegments = n;
+            if (state[1] < n)
+                order_insert(log->order, log->pos, state[1], n);
         }
     }
     if (sb.nsegments != log->nsegments) { /* grown: new segments start unused */
@@ -378,6 +423,7 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
 {
     struct ss_log *log = &st->log;
     log->segment_bytes = st->set.segment_bytes;
+    log->base = st->set.device_offset;
     uint64_t n = (st->set.device_bytes - SS_SUPER_BYTES) / log->segment_bytes;
     if (st->set.device_bytes <= SS_SUPER_BYTES || n < 2 || n > UINT32_MAX) {
         snprintf(err, errlen, "device %s: %llu bytes is room for %llu segments of %u bytes; "
@@ -387,14 +433,17 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
         return -EINVAL;
     }
     log->nsegments = (uint32_t)n;
-    log->head = log->nsegments - 1;
+    log->head = log->pos = log->nsegments - 1;
     log->gens = calloc(n, sizeof(uint32_t));
+    log->order = malloc(n * sizeof(uint32_t));
     log->buf = aligned_alloc(4096, log->segment_bytes);
     log->reclaim_buf = aligned_alloc(4096, log->segment_bytes);
-    if (!log->gens || !log->buf || !log->reclaim_buf) {
+    if (!log->gens || !log->order || !log->buf || !log->reclaim_buf) {
         snprintf(err, errlen, "out of memory for %u-byte segment buffers", log->segment_bytes);
         return -ENOMEM;
     }
+    for (uint32_t i = 0; i < n; i++)
+        log->order[i] = i;
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->flushed, NULL);
     int reset = 0;
@@ -405,7 +454,9 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
     rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (!rc && reset) {
         memset(log->gens, 0, n * sizeof(uint32_t));
-        log->head = log->nsegments - 1;
+        for (uint32_t i = 0; i < n; i++)
+            log->order[i] = i;
+        log->head = log->pos = log->nsegments - 1;
         rc = mdb_drop(txn, st->items, 0);
         MDB_val k = {.mv_size = 4, .mv_data = "uuid"};
         MDB_val v = {.mv_size = sizeof(st->uuid), .mv_data = st->uuid};
@@ -439,8 +490,130 @@ void ss_log_close(struct ss_store *st)
 {
     struct ss_log *log = &st->log;
     free(log->gens);
+    free(log->order);
     free(log->buf);
     free(log->reclaim_buf);
-    log->gens = NULL;
+    log->gens = log->order = NULL;
     log->buf = log->reclaim_buf = NULL;
+}
+
+/* Grow (log lock held): new arrays, new segments after the head. */
+static int log_grow(struct ss_store *st, uint32_t n_new)
+{
+    struct ss_log *log = &st->log;
+    uint32_t n = log->nsegments;
+    uint32_t *gens = calloc(n_new, sizeof(uint32_t));
+    uint32_t *order = malloc((size_t)n_new * sizeof(uint32_t));
+    if (!gens || !order) {
+        free(gens);
+        free(order);
+        return -ENOMEM;
+    }
+    memcpy(gens, log->gens, (size_t)n * 4);
+    memcpy(order, log->order, (size_t)n * 4);
+    order_insert(order, log->pos, n, n_new);
+    uint32_t *old_gens = log->gens, *old_order = log->order;
+    log->gens = gens;
+    log->order = order;
+    log->nsegments = n_new;
+    /* Superblock first: an index that describes fewer segments than the
+     * superblock loads fine (log_load), the other way round would not. */
+    int rc = super_write(st);
+    if (rc) {
+        log->gens = old_gens;
+        log->order = old_order;
+        log->nsegments = n;
+        free(gens);
+        free(order);
+        return rc;
+    }
+    free(old_gens);
+    free(old_order);
+    MDB_txn *txn;
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (!rc) {
+        rc = log_persist_state(st, txn);
+        rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    }
+    log->grows++;
+    return rc ? ss_mdb_errno(rc) : 0;
+}
+
+/* Shrink (log lock held, no other user of the store). */
+static int log_shrink(struct ss_store *st, struct ss_counters *ctr, uint32_t n_new)
+{
+    struct ss_log *log = &st->log;
+    uint32_t n = log->nsegments;
+    int rc = log_write_dirty(st, ctr); /* so reclaim sees the head's records */
+    if (rc)
+        return rc;
+    MDB_txn *txn;
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc)
+        return ss_mdb_errno(rc);
+    for (uint32_t seg = n_new; seg < n; seg++) {
+        if (log->gens[seg] && (rc = log_reclaim(st, txn, seg, log->gens[seg], ctr)) != 0) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+    }
+    /* The new head: the head itself if kept, else the newest kept segment
+     * before it in ring order; the ring keeps its order otherwise. */
+    uint32_t head = log->head;
+    for (uint32_t k = 0; head >= n_new && k < n; k++)
+        head = log->order[(log->pos + n - k) % n];
+    uint32_t j = 0, pos = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (log->order[i] >= n_new)
+            continue;
+        if (log->order[i] == head)
+            pos = j;
+        log->order[j++] = log->order[i];
+    }
+    int moved = head != log->head;
+    log->nsegments = n_new;
+    log->head = head;
+    log->pos = pos;
+    if (moved) /* never append into a kept segment's middle: roll below */
+        log->write_off = log->flushed_off = 0;
+    rc = log_persist_state(st, txn);
+    rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    if (rc)
+        return ss_mdb_errno(rc);
+    rc = super_write(st);
+    if (!rc && moved)
+        rc = log_roll(st, ctr);
+    return rc;
+}
+
+/*
+ * Resize the log to new_bytes (superblock included). Growing is safe while
+ * serving: it runs under the log lock, which every reader of gens/order
+ * takes. Shrinking evicts the items of the segments cut off and must run
+ * with no other user of the store. Returns 0 or -errno (-EINVAL for the
+ * wrong direction or fewer than 2 segments).
+ */
+int ss_log_resize(struct ss_store *st, struct ss_counters *ctr, uint64_t new_bytes, int shrink)
+{
+    struct ss_log *log = &st->log;
+    if (new_bytes <= SS_SUPER_BYTES)
+        return -EINVAL;
+    uint64_t n_new = (new_bytes - SS_SUPER_BYTES) / log->segment_bytes;
+    if (n_new < 2 || n_new > UINT32_MAX)
+        return -EINVAL;
+    pthread_mutex_lock(&log->lock);
+    while (log->flushing)
+        pthread_cond_wait(&log->flushed, &log->lock);
+    int rc = 0;
+    if (shrink ? n_new > log->nsegments : n_new < log->nsegments)
+        rc = -EINVAL;
+    else if (n_new != log->nsegments)
+        rc = shrink ? log_shrink(st, ctr, (uint32_t)n_new) : log_grow(st, (uint32_t)n_new);
+    if (!rc) {
+        st->set.device_bytes = new_bytes;
+        st->dev->size = log->base + new_bytes > st->dev->size ? log->base + new_bytes
+                                                               : st->dev->size;
+    }
+    pthread_mutex_unlock(&log->lock);
+    return rc;
 }

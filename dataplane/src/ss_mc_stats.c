@@ -100,6 +100,18 @@ static void stats_general(struct ss_conn *c)
     stat_u64(c, "hot_bytes_used", ss.hot_bytes_used);
     stat_u64(c, "hot_items", ss.hot_items);
     stat_u64(c, "index_bytes", ss.index_bytes);
+    /* The served pool (issue 4); the control plane reports every pool. */
+    const char *pool = s->store.pool_name ? s->store.pool_name : "items";
+    char pname[128];
+    static const char *const pool_fields[] = {"offset", "size", "segment_size", "segments",
+                                              "segments_used", "used", "grows"};
+    const uint64_t pool_values[] = {ss.device_offset, ss.device_bytes, ss.segment_bytes,
+                                    ss.segments, ss.segments_used, ss.device_used_bytes,
+                                    ss.grows};
+    for (size_t i = 0; i < sizeof(pool_fields) / sizeof(pool_fields[0]); i++) {
+        snprintf(pname, sizeof(pname), "pool:%.63s:%s", pool, pool_fields[i]);
+        stat_u64(c, pname, pool_values[i]);
+    }
     static const char *const memcached_named[] = {
         "cmd_get", "cmd_set", "cmd_flush", "cmd_touch", "cmd_meta", "get_hits", "get_misses",
         "get_expired", "get_flushed", "delete_hits", "delete_misses", "incr_hits", "incr_misses",

@@ -225,6 +225,7 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
     st->device_path = strdup(s->device_path);
     st->set.index_dir = st->index_dir;
     st->set.device_path = st->device_path;
+    st->set.pool_name = NULL; /* the caller's string may not outlive the store */
     st->hot_budget = s->hot_bytes / SS_STRIPES;
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         pthread_mutex_init(&st->stripes[i].lock, NULL);
@@ -249,7 +250,13 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
                  "stop it first, or give this one its own storage.dir", st->index_dir);
         goto fail;
     }
-    st->dev = ss_device_file_open(st->device_path, s->device_bytes, 1, err, errlen);
+    if (s->device_offset % SS_SUPER_BYTES) {
+        snprintf(err, errlen, "pool offset %llu on %s is not a multiple of %u bytes",
+                 (unsigned long long)s->device_offset, st->device_path, SS_SUPER_BYTES);
+        goto fail;
+    }
+    st->dev = ss_device_file_open(st->device_path, s->device_offset + s->device_bytes, 1,
+                                  err, errlen);
     if (!st->dev)
         goto fail;
     if (ss_index_open(st, err, errlen))
@@ -656,12 +663,18 @@ void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)
 {
     memset(out, 0, sizeof(*out));
     out->curr_items = ss_index_count(st);
+    /* under the log lock: a grow may swap the generation table */
+    pthread_mutex_lock(&st->log.lock);
     out->segment_bytes = st->log.segment_bytes;
     out->segments = st->log.nsegments;
     out->device_bytes = (uint64_t)st->log.nsegments * st->log.segment_bytes;
     for (uint32_t i = 0; i < st->log.nsegments; i++)
-        if (__atomic_load_n(&st->log.gens[i], __ATOMIC_RELAXED))
-            out->device_used_bytes += st->log.segment_bytes;
+        if (st->log.gens[i])
+            out->segments_used++;
+    out->device_used_bytes = out->segments_used * st->log.segment_bytes;
+    out->device_offset = st->log.base;
+    out->grows = st->log.grows;
+    pthread_mutex_unlock(&st->log.lock);
     out->hot_bytes_limit = st->hot_budget * SS_STRIPES;
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         out->hot_bytes_used += __atomic_load_n(&st->stripes[i].bytes, __ATOMIC_RELAXED);
@@ -703,4 +716,15 @@ long ss_store_verify(struct ss_store_thread *t, uint64_t *checked)
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return failed;
+}
+
+int ss_store_grow(struct ss_store *st, uint64_t new_bytes)
+{
+    return ss_log_resize(st, &priv_of(st)->open_ctr, new_bytes, 0);
+}
+
+int ss_store_shrink(struct ss_store *st, uint64_t new_bytes)
+{
+    ss_pend_commit_now(st); /* reclaim looks entries up in LMDB */
+    return ss_log_resize(st, &priv_of(st)->open_ctr, new_bytes, 1);
 }

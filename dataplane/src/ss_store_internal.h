@@ -118,7 +118,13 @@ struct ss_log {
     uint32_t nsegments;
     uint32_t segment_bytes;
     uint32_t head;            /* the open segment */
+    uint32_t pos;             /* head's position in order[] */
+    uint64_t base;            /* the pool's offset on the device (its superblock) */
     uint32_t *gens;           /* per segment: reuse generation; 0 = never used */
+    /* The ring: order[i + 1] is opened after order[i]. The identity until a
+     * grow puts new segments right after the head (ss_log_resize). */
+    uint32_t *order;
+    uint64_t grows;
     char *buf;                /* the open segment's bytes */
     uint32_t write_off;       /* end of appended records in buf */
     uint32_t flushed_off;     /* buf[0, flushed_off) is on the device */
@@ -213,6 +219,8 @@ int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
                 const struct ss_index_entry *e);
 /* Write the open segment's unwritten bytes if older than `age_ms`. */
 int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms);
+/* Grow (live) or shrink (offline) the log to new_bytes. 0 or -errno. */
+int ss_log_resize(struct ss_store *st, struct ss_counters *ctr, uint64_t new_bytes, int shrink);
 uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
                        const struct iovec *iov, int niov);
 

@@ -99,9 +99,10 @@ def test_unusable_device_is_a_clear_start_error(tmp_path: Path) -> None:
     (tmp_path / "dev").mkdir()
     config = parse_config("storage:\n  dir: s\n  devices:\n    - {name: d, path: dev, size: 1GiB}"
                           "\n  pools:\n    - {name: p, device: d}\n", base_dir=tmp_path)
+    runner.prepare_storage(config)
     with pytest.raises(runner.StartError,
                        match=r"storage\.devices\[0\]\.path: .*/dev is not a regular file"):
-        runner.prepare_storage(config)
+        runner.provision_storage(config)
     assert (tmp_path / "s" / "index").is_dir()
 
 

@@ -115,8 +115,8 @@ BAD = [
         id="bad-percent"),
     pytest.param(
         storage(size="2GiB"),
-        "configs/x.yaml:9: storage.pools[0].size: pools on device 'disk' need 2GiB but the "
-        "device has 1GiB; shrink the pool or grow the device",
+        "configs/x.yaml:9: storage.pools[0].size: pools on device 'disk' need 2049MiB (with "
+        "its 1MiB label and MiB alignment) but the device has 1GiB; shrink the pool or grow the device",
         id="pool-bigger-than-device"),
     pytest.param(
         storage(size="16MiB"),
@@ -162,15 +162,26 @@ BAD = [
         "storage.devices[0])",
         id="duplicate-device"),
     pytest.param(
-        storage().replace("      path:", "      kind: block\n      path:"),
-        "configs/x.yaml:4: storage.devices[0].kind: expected file (block is not supported yet; "
-        "use kind: file), got 'block'",
-        id="block-not-yet"),
+        storage().replace("      path:", "      kind: spdk\n      path:"),
+        "configs/x.yaml:4: storage.devices[0].kind: expected one of file, block (spdk is not "
+        "supported yet; the SPDK data path arrives with spdk_bindings, use kind: file or "
+        "block), got 'spdk'",
+        id="spdk-not-yet"),
     pytest.param(
         storage().replace("      segment_size:", "      role: objects\n      segment_size:"),
-        "configs/x.yaml:10: storage.pools[0].role: expected memcached (objects is not supported "
-        "yet; object pools arrive with the object service), got 'objects'",
-        id="objects-not-yet"),
+        "configs/x.yaml:7: storage.pools: expected exactly one pool with role memcached, "
+        "got none",
+        id="objects-only"),
+    pytest.param(
+        storage() + "    - name: more\n      device: disk\n      size: 60%\n      role: objects\n",
+        "configs/x.yaml:13: storage.pools[1].size: pools on device 'disk' add up to 110% of "
+        "it; percentages on one device must sum to at most 100%",
+        id="percent-over-100"),
+    pytest.param(
+        storage().replace("      size: 1GiB\n", ""),
+        "configs/x.yaml:3: storage.devices[0].size: missing; a device of kind file needs a "
+        "size (how large the file is made)",
+        id="file-without-size"),
     pytest.param(
         storage().replace("      path: ./store.dat\n", ""),
         "configs/x.yaml:3: storage.devices[0].path: missing; every device needs a path",
@@ -256,7 +267,7 @@ def test_default_yaml_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert (st.hot_tier, st.flush_interval) == (64 * 1024**2, 200)
     pool = st.memcached_pool
     assert (pool.size, pool.size_percent, pool.segment_size, pool.segments) == (
-        1024**3, Decimal(100), 8 * 1024**2, 128)
+        1023 * 1024**2, Decimal(100), 8 * 1024**2, 127)  # the label takes 1MiB
     assert st.device(pool.device).path == tmp_path / "var" / "store.dat"
     assert config.logging.level == "info"
     assert "tcp=127.0.0.1:11211 udp=127.0.0.1:11211" in summary(config)
@@ -265,7 +276,8 @@ def test_default_yaml_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_percent_of_device_and_relative_paths(tmp_path: Path) -> None:
     config = parse_config(storage(size="60%"), "x.yaml", base_dir=tmp_path)
     pool = config.storage.memcached_pool
-    assert pool.size == int(1024**3 * 60 / 100)
+    # percent of the space after the 1MiB label, in whole MiB
+    assert pool.size == int(1023 * 1024**2 * 60 / 100) // 1024**2 * 1024**2
     assert pool.size_percent == Decimal(60)
     assert config.storage.device("disk").path == tmp_path / "store.dat"
 
@@ -319,7 +331,8 @@ def test_dataplane_settings_translation(tmp_path: Path) -> None:
     assert s.idle_timeout_s == 120
     assert s.store.index_dir == str(tmp_path / "state" / "index")
     assert s.store.device_path == str(tmp_path / "state" / "dev.dat")
-    assert (s.store.device_bytes, s.store.segment_bytes) == (256 * 1024**2, 4 * 1024**2)
+    assert (s.store.device_bytes, s.store.segment_bytes) == (255 * 1024**2, 4 * 1024**2)
+    assert s.store.device_offset == 1024**2
     assert (s.store.item_size_max, s.store.flush_interval_ms) == (2 * 1024**2, 50)
     quiet = runner.dataplane_settings(config, listen=False)
     assert (quiet.tcp_port, quiet.udp_port, quiet.workers) == (-1, -1, 1)
