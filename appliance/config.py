@@ -234,10 +234,10 @@ class StorageConfig:
                     continue
             nbytes = percent_bytes(dev.size, percent) if percent is not None else int(pool.size)
             if nbytes < MIN_SEGMENTS_PER_POOL * pool.segment_size + 4096:
-                need = MIN_SEGMENTS_PER_POOL * pool.segment_size
+                need = MIN_SEGMENTS_PER_POOL * pool.segment_size + 4096
                 raise ConfigError(
-                    f"expected at least {MIN_SEGMENTS_PER_POOL} segments "
-                    f"({units.format_size(need)} with segment_size "
+                    f"expected at least {MIN_SEGMENTS_PER_POOL} segments and the pool's 4KiB "
+                    f"superblock ({units.format_size(need)} with segment_size "
                     f"{units.format_size(pool.segment_size)}), got "
                     f"{units.format_size(nbytes)}", path=f"{at}.size", line=size_line)
             sizes.setdefault(dev.name, []).append(nbytes)

@@ -120,8 +120,8 @@ BAD = [
         id="pool-bigger-than-device"),
     pytest.param(
         storage(size="16MiB"),
-        "configs/x.yaml:9: storage.pools[0].size: expected at least 4 segments (32MiB with "
-        "segment_size 8MiB), got 16MiB",
+        "configs/x.yaml:9: storage.pools[0].size: expected at least 4 segments and the pool's "
+        "4KiB superblock (32772KiB with segment_size 8MiB), got 16MiB",
         id="pool-under-four-segments"),
     pytest.param(
         storage(segment="1MiB"),
