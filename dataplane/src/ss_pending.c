@@ -17,10 +17,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ss_store_internal.h"
 
 #define PEND_MIN_BUCKETS 16u
+/* The committer waits up to this long for a batch of this many operations;
+ * a crash can lose the batch being gathered (about a millisecond of writes). */
+#define COMMIT_GATHER_NS 1000000L
+#define COMMIT_BATCH_TARGET 1024u
 
 static uint32_t pend_bucket(const struct ss_pend_map *m, uint64_t hash)
 {
@@ -240,6 +245,13 @@ static void *committer_main(void *arg)
             pthread_cond_wait(&st->commit_cond, &st->commit_lock);
         int stop = st->commit_stop;
         pthread_mutex_unlock(&st->commit_lock);
+        /* Let a batch gather: pending entries are already visible to
+         * readers, so waiting costs no reply any latency, while committing
+         * each write alone would spend a transaction (and a core) per set. */
+        if (!stop && atomic_load(&st->pending_ops) < COMMIT_BATCH_TARGET) {
+            struct timespec gather = {0, COMMIT_GATHER_NS};
+            nanosleep(&gather, NULL);
+        }
         ss_pend_commit_now(st);
         if (stop && atomic_load(&st->pending_ops) == 0)
             return NULL;
