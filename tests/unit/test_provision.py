@@ -233,12 +233,3 @@ def test_state_lists_devices_and_pools(tmp_path: Path) -> None:
                                                               ("objs", False)]
     assert st["pending"] == []
 
-
-def test_unreadable_parent_is_named(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root can write anywhere; the permission check can't be exercised")
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    config = load(tmp_path, config_text(path="locked/dev.dat"))
-    with pytest.raises(provision.ProvisionError, match="is not writable"):
-        provision.plan(config)
