@@ -134,12 +134,18 @@ class DeviceConfig:
     # Required for files; a block device defaults to its whole size (None).
     size: int | None = setting(scalar(optional(size_range(4 * 1024**2, 2**62),
                                                "the whole block device")), None)
+    # O_DIRECT: every device read and write bypasses the page cache. null (the
+    # default) means false for files, whose speed is the page cache, and true
+    # for block devices, where hits should measure the device.
+    direct_io: bool | None = setting(scalar(optional(boolean, "the kind's default")), None)
 
     def _check(self, node: Node, path: str) -> DeviceConfig:
         if self.kind == "file" and self.size is None:
             raise ConfigError("missing; a device of kind file needs a size (how large "
                               "the file is made)", path=join(path, "size"),
                               line=node.line_of("size") if node.child("size") else node.line)
+        if self.direct_io is None:
+            return dataclasses.replace(self, direct_io=self.kind == "block")
         return self
 
 

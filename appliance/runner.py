@@ -93,6 +93,7 @@ def dataplane_settings(config: Config, *, listen: bool = True,
         flush_interval_ms=storage.flush_interval,
         device_offset=offset,
         pool_name=pool.name,
+        direct_io=bool(device.direct_io),
     )
     return DataplaneSettings(
         listen_host=mc.listen,

@@ -164,6 +164,8 @@ class StoreSettings:
     # Appended for issue 4 (provisioning): the pool's place on its device.
     device_offset: int = 0
     pool_name: str = "items"
+    # Appended (direct I/O): open the device O_DIRECT (storage.devices[].direct_io).
+    direct_io: bool = False
 
 
 @dataclass(frozen=True)

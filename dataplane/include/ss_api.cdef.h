@@ -14,6 +14,7 @@ struct ss_store_settings {
     uint32_t flush_interval_ms;
     uint64_t device_offset;
     const char *pool_name;
+    int direct_io;
 };
 
 struct ss_dataplane_settings {

@@ -6,6 +6,14 @@
  * the SPDK bdev backend implements the same ops table. Reads and writes are
  * whole segments or single records, so every backend sees large, aligned I/O
  * on the write side.
+ *
+ * Alignment: a device with `align` > 1 (O_DIRECT files and block devices, and
+ * SPDK, whose DMA buffers have the same rule) wants offsets, lengths and
+ * buffers that are multiples of align. The store's hot paths (segment
+ * flushes, record reads) issue only such I/O; a backend may bounce other
+ * reads and misaligned buffers through a buffer of its own (slow, for the
+ * superblock), but refuses a write whose offset or length is misaligned
+ * (-EINVAL), since a read-modify-write would race the log's own writes.
  */
 #ifndef SS_DEVICE_H
 #define SS_DEVICE_H
@@ -31,7 +39,13 @@ struct ss_device {
     uint64_t size;         /* usable bytes */
     uint32_t block_size;   /* alignment the backend prefers */
     void *priv;
+    /* Appended (direct I/O): alignment the backend requires; 0 or 1 = none. */
+    uint32_t align;
 };
+
+/* Flags of ss_device_file_open_flags (appended with direct I/O). */
+#define SS_DEVICE_CREATE 0x1u /* create or extend a regular file to the size */
+#define SS_DEVICE_DIRECT 0x2u /* O_DIRECT: no page cache, every I/O aligned */
 
 /*
  * Open (creating or extending when `create` is set) a file, or open a raw
@@ -40,5 +54,14 @@ struct ss_device {
  */
 struct ss_device *ss_device_file_open(const char *path, uint64_t size,
                                       int create, char *err, size_t errlen);
+
+/*
+ * As ss_device_file_open, with SS_DEVICE_* flags. With SS_DEVICE_DIRECT the
+ * device is opened O_DIRECT and probed with one aligned read; a file system
+ * that refuses direct I/O (tmpfs) gives NULL and a message naming the path
+ * and the direct_io setting.
+ */
+struct ss_device *ss_device_file_open_flags(const char *path, uint64_t size, unsigned flags,
+                                            char *err, size_t errlen);
 
 #endif

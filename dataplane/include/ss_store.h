@@ -49,6 +49,8 @@ struct ss_store_settings {
     /* Appended (issue 4): a pool is a region of its device. */
     uint64_t device_offset;      /* where the pool starts (its superblock); 4 KiB aligned */
     const char *pool_name;       /* shown in stats as pool:<name>:...; NULL = "items" */
+    /* Appended (direct I/O): open the device O_DIRECT (storage.devices[].direct_io). */
+    int direct_io;
 };
 
 /* Bits of struct ss_item.bits; meta protocol state kept with the item. */
@@ -82,6 +84,10 @@ struct ss_store_thread {
     struct ss_buf scratch;     /* device reads land here */
     int locked_stripe;         /* -1 when no stripe lock is held */
     uint64_t locked_hash;      /* ss_hash64 of the locked key */
+    /* Appended (direct I/O): device reads land here when the device wants
+     * aligned buffers; t->value then points into it (no further copy). */
+    char *dio_buf;             /* aligned to the device's align; NULL until needed */
+    size_t dio_cap;
 };
 
 /* ss_store_find flags */

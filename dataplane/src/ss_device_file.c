@@ -3,10 +3,14 @@
  * devices, through pread/pwrite.
  *
  * Files are extended sparsely to the configured size so a 1 GiB store costs
- * nothing until it is written. The page cache is kept (no O_DIRECT) because on
- * the kernel-socket path a device hit is then a memcpy; the SPDK backend is
- * the one that bypasses the kernel.
+ * nothing until it is written. By default files keep the page cache (a device
+ * hit is then a memcpy on the kernel-socket path); direct_io (SS_DEVICE_DIRECT,
+ * the default for block devices) opens O_DIRECT so hits measure the device
+ * and the store's memory is its own DRAM tier, not the kernel's. Under
+ * O_DIRECT the store issues aligned I/O on its hot paths; anything else that
+ * is misaligned is bounced here (see ss_device.h).
  */
+#define _GNU_SOURCE /* O_DIRECT */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -25,12 +29,18 @@ struct ss_device_file {
     char path[];
 };
 
-static int file_read(struct ss_device *dev, uint64_t off, void *buf, size_t len)
+/* Whether off, len and buf all sit on the device's alignment. */
+static int file_aligned(const struct ss_device *dev, uint64_t off, const void *buf, size_t len)
 {
-    struct ss_device_file *f = (struct ss_device_file *)dev;
-    char *p = buf;
+    uint64_t m = dev->align > 1 ? dev->align - 1 : 0;
+    return !((off | (uint64_t)len | (uint64_t)(uintptr_t)buf) & m);
+}
+
+/* pread until len bytes (zeros past the end of a sparse file). 0 or -errno. */
+static int file_pread_all(int fd, uint64_t off, char *p, size_t len)
+{
     while (len) {
-        ssize_t n = pread(f->fd, p, len, (off_t)off);
+        ssize_t n = pread(fd, p, len, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -45,12 +55,29 @@ static int file_read(struct ss_device *dev, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
-static int file_write(struct ss_device *dev, uint64_t off, const void *buf, size_t len)
+/*
+ * A misaligned read under O_DIRECT: read the enclosing aligned span into a
+ * buffer of our own and copy. Off the hot path (superblock, probes).
+ */
+static int file_read_bounce(struct ss_device_file *f, uint64_t off, void *buf, size_t len)
 {
-    struct ss_device_file *f = (struct ss_device_file *)dev;
-    const char *p = buf;
+    uint64_t a = f->dev.align;
+    uint64_t from = off & ~(a - 1), to = (off + len + a - 1) & ~(a - 1);
+    char *tmp = aligned_alloc(a, to - from);
+    if (!tmp)
+        return -ENOMEM;
+    int rc = file_pread_all(f->fd, from, tmp, to - from);
+    if (!rc)
+        memcpy(buf, tmp + (off - from), len);
+    free(tmp);
+    return rc;
+}
+
+/* pwrite until len bytes are written. 0 or -errno. */
+static int file_write_all(int fd, uint64_t off, const char *p, size_t len)
+{
     while (len) {
-        ssize_t n = pwrite(f->fd, p, len, (off_t)off);
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -61,6 +88,38 @@ static int file_write(struct ss_device *dev, uint64_t off, const void *buf, size
         len -= (size_t)n;
     }
     return 0;
+}
+
+/* An aligned write from a misaligned buffer under O_DIRECT: copy, write. */
+static int file_write_bounce(struct ss_device_file *f, uint64_t off, const void *buf,
+                             size_t len)
+{
+    char *tmp = aligned_alloc(f->dev.align, len);
+    if (!tmp)
+        return -ENOMEM;
+    memcpy(tmp, buf, len);
+    int rc = file_write_all(f->fd, off, tmp, len);
+    free(tmp);
+    return rc;
+}
+
+static int file_read(struct ss_device *dev, uint64_t off, void *buf, size_t len)
+{
+    struct ss_device_file *f = (struct ss_device_file *)dev;
+    if (!file_aligned(dev, off, buf, len))
+        return file_read_bounce(f, off, buf, len);
+    return file_pread_all(f->fd, off, buf, len);
+}
+
+static int file_write(struct ss_device *dev, uint64_t off, const void *buf, size_t len)
+{
+    struct ss_device_file *f = (struct ss_device_file *)dev;
+    if (!file_aligned(dev, off, buf, len)) {
+        if (!file_aligned(dev, off, NULL, len))
+            return -EINVAL; /* see ss_device.h: no read-modify-write */
+        return file_write_bounce(f, off, buf, len);
+    }
+    return file_write_all(f->fd, off, buf, len);
 }
 
 static int file_sync(struct ss_device *dev)
@@ -84,16 +143,61 @@ static const struct ss_device_ops file_ops = {
     .close = file_close,
 };
 
-/*
- * Open a regular file (created and sparsely extended when `create` is set)
- * or a raw block device of at least `size` bytes. Returns NULL with a message
- * naming the path and the remedy.
- */
-struct ss_device *ss_device_file_open(const char *path, uint64_t size, int create,
-                                      char *err, size_t errlen)
+/* The message for a file system or device that refuses O_DIRECT. */
+static void direct_refused(char *err, size_t errlen, const char *path, int e)
 {
-    int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0);
-    int fd = open(path, flags, 0600);
+    snprintf(err, errlen, "device %s refuses direct I/O (O_DIRECT: %s), which its "
+             "storage.devices[].direct_io: true asks for; set direct_io: false for it, or "
+             "put the file on a file system that supports O_DIRECT (tmpfs before Linux "
+             "6.6 does not)",
+             path, strerror(e));
+}
+
+/*
+ * Under O_DIRECT: settle the alignment (the logical block size of a block
+ * device, at least 4 KiB, which the segment buffers are aligned to) and
+ * probe one aligned read, since some file systems accept O_DIRECT at open
+ * and refuse it at the first read. 0 or -errno with err filled.
+ */
+static int direct_setup(struct ss_device_file *f, int is_blk, char *err, size_t errlen)
+{
+    uint32_t align = 4096;
+    int lbs = 0;
+    if (is_blk && ioctl(f->fd, BLKSSZGET, &lbs) == 0 && lbs > 4096) {
+        snprintf(err, errlen, "block device %s has %d-byte logical blocks; direct_io "
+                 "supports up to 4096: set direct_io: false for it", f->path, lbs);
+        return -EINVAL;
+    }
+    char *probe = aligned_alloc(align, align);
+    if (!probe) {
+        snprintf(err, errlen, "out of memory opening device %s", f->path);
+        return -ENOMEM;
+    }
+    int rc = file_pread_all(f->fd, 0, probe, align);
+    free(probe);
+    if (rc) {
+        direct_refused(err, errlen, f->path, -rc);
+        return rc;
+    }
+    f->dev.align = align;
+    return 0;
+}
+
+/*
+ * Open a regular file (created and sparsely extended with SS_DEVICE_CREATE)
+ * or a raw block device of at least `size` bytes, O_DIRECT with
+ * SS_DEVICE_DIRECT. Returns NULL with a message naming the path and the
+ * remedy.
+ */
+struct ss_device *ss_device_file_open_flags(const char *path, uint64_t size, unsigned flags,
+                                            char *err, size_t errlen)
+{
+    int oflags = O_RDWR | O_CLOEXEC | (flags & SS_DEVICE_CREATE ? O_CREAT : 0);
+    int fd = open(path, oflags | (flags & SS_DEVICE_DIRECT ? O_DIRECT : 0), 0600);
+    if (fd < 0 && errno == EINVAL && (flags & SS_DEVICE_DIRECT)) {
+        direct_refused(err, errlen, path, errno);
+        return NULL;
+    }
     if (fd < 0) {
         snprintf(err, errlen, "cannot open device %s: %s; check storage.devices[].path",
                  path, strerror(errno));
@@ -117,7 +221,7 @@ struct ss_device *ss_device_file_open(const char *path, uint64_t size, int creat
         }
     } else if (S_ISREG(sb.st_mode)) {
         have = (uint64_t)sb.st_size;
-        if (have < size && create) {
+        if (have < size && (flags & SS_DEVICE_CREATE)) {
             if (ftruncate(fd, (off_t)size) < 0) {
                 snprintf(err, errlen, "cannot size device file %s to %llu bytes: %s; free "
                          "disk space or lower the device size", path,
@@ -153,5 +257,16 @@ struct ss_device *ss_device_file_open(const char *path, uint64_t size, int creat
     f->dev.size = size;
     f->dev.block_size = 4096;
     f->dev.priv = f;
+    if ((flags & SS_DEVICE_DIRECT) && direct_setup(f, S_ISBLK(sb.st_mode), err, errlen)) {
+        file_close(&f->dev);
+        return NULL;
+    }
     return &f->dev;
+}
+
+/* The page-cached open (see ss_device_file_open_flags). */
+struct ss_device *ss_device_file_open(const char *path, uint64_t size, int create,
+                                      char *err, size_t errlen)
+{
+    return ss_device_file_open_flags(path, size, create ? SS_DEVICE_CREATE : 0, err, errlen);
 }

@@ -28,6 +28,32 @@ static inline uint64_t seg_dev_off(const struct ss_log *log, uint32_t seg)
     return log->base + SS_SUPER_BYTES + (uint64_t)seg * log->segment_bytes;
 }
 
+/* The alignment the device requires of our I/O (1: none, page cache). */
+static inline uint32_t log_align(const struct ss_store *st)
+{
+    return st->dev->align > 1 ? st->dev->align : 1u;
+}
+
+/*
+ * The device range to write for buf[from, to): rounded out to whole aligned
+ * blocks, the bytes from `to` to the block's end zeroed (log lock held).
+ * Zeroed rather than left as they are because the buffer is reused across
+ * segments: a leftover record of another segment with the same generation
+ * number and key would otherwise verify after a crash. Appends after `to`
+ * overwrite the zeros; a later flush rewrites that block whole.
+ */
+static void log_span(struct ss_store *st, uint32_t from, uint32_t to, uint32_t *wfrom,
+                     uint32_t *wto)
+{
+    struct ss_log *log = &st->log;
+    uint32_t a = log_align(st);
+    *wfrom = from & ~(a - 1);
+    *wto = (uint32_t)(((uint64_t)to + a - 1) & ~(uint64_t)(a - 1));
+    if (*wto > log->segment_bytes)
+        *wto = log->segment_bytes;
+    memset(log->buf + to, 0, *wto - to);
+}
+
 uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
                        const struct iovec *iov, int niov)
 {
@@ -87,9 +113,11 @@ static int log_write_dirty(struct ss_store *st, struct ss_counters *ctr)
     struct ss_log *log = &st->log;
     if (log->write_off <= log->flushed_off)
         return 0;
-    uint32_t len = log->write_off - log->flushed_off;
-    int rc = st->dev->ops->write(st->dev, seg_dev_off(log, log->head) + log->flushed_off,
-                                 log->buf + log->flushed_off, len);
+    uint32_t from, to;
+    log_span(st, log->flushed_off, log->write_off, &from, &to);
+    uint32_t len = to - from;
+    int rc = st->dev->ops->write(st->dev, seg_dev_off(log, log->head) + from, log->buf + from,
+                                 len);
     if (rc) {
         ctr->errors_device++;
         return rc;
@@ -264,19 +292,32 @@ int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
     pthread_mutex_unlock(&log->lock);
     if (gen != e->seg_gen)
         return -ESTALE; /* the segment was reclaimed since */
+    const char *rec = t->scratch.data;
     if (!in_buffer) {
-        rc = st->dev->ops->read(st->dev, seg_dev_off(log, e->segment) + e->offset,
-                                t->scratch.data, size);
+        /* Under direct I/O read the enclosing aligned span into the aligned
+         * buffer and serve from inside it; else exactly the record. */
+        uint64_t at = seg_dev_off(log, e->segment) + e->offset;
+        uint64_t a = log_align(st), from = at & ~(a - 1);
+        uint64_t to = (at + size + a - 1) & ~(a - 1);
+        char *dst = t->scratch.data;
+        if (a > 1) {
+            rc = ss_log_dio_reserve(t, (size_t)(to - from));
+            if (rc)
+                return rc;
+            dst = t->dio_buf;
+            rec = dst + (at - from);
+        }
+        rc = st->dev->ops->read(st->dev, from, dst, (size_t)(to - from));
         if (rc) {
             t->ctr->errors_device++;
             return -EIO;
         }
         t->ctr->device_reads++;
-        t->ctr->device_read_bytes += size;
+        t->ctr->device_read_bytes += to - from;
     }
     struct ss_record_hdr h;
-    memcpy(&h, t->scratch.data, sizeof(h));
-    const char *rkey = t->scratch.data + sizeof(h);
+    memcpy(&h, rec, sizeof(h));
+    const char *rkey = rec + sizeof(h);
     if (h.magic != SS_RECORD_MAGIC || h.seg_gen != e->seg_gen || h.nkey != nkey ||
         h.nbytes != e->nbytes || memcmp(rkey, key, nkey) != 0)
         return -EBADMSG;
@@ -285,6 +326,21 @@ int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
         return -EBADMSG;
     t->value = rkey + nkey;
     t->value_len = h.nbytes;
+    return 0;
+}
+
+int ss_log_dio_reserve(struct ss_store_thread *t, size_t len)
+{
+    if (t->dio_cap >= len)
+        return 0;
+    size_t a = log_align(t->store);
+    size_t cap = (len + a - 1) & ~(a - 1);
+    char *p = aligned_alloc(a, cap);
+    if (!p)
+        return -ENOMEM;
+    free(t->dio_buf);
+    t->dio_buf = p;
+    t->dio_cap = cap;
     return 0;
 }
 
@@ -303,12 +359,13 @@ int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms)
         pthread_mutex_unlock(&log->lock);
         return 0;
     }
-    uint32_t seg = log->head, from = log->flushed_off, to = log->write_off;
+    uint32_t seg = log->head, to = log->write_off, wfrom, wto;
+    log_span(st, log->flushed_off, to, &wfrom, &wto);
     log->flushing = 1;
     pthread_mutex_unlock(&log->lock);
 
-    int rc = st->dev->ops->write(st->dev, seg_dev_off(log, seg) + from, log->buf + from,
-                                 to - from);
+    int rc = st->dev->ops->write(st->dev, seg_dev_off(log, seg) + wfrom, log->buf + wfrom,
+                                 wto - wfrom);
 
     pthread_mutex_lock(&log->lock);
     log->flushing = 0;
@@ -316,7 +373,7 @@ int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms)
         ctr->errors_device++;
     } else {
         ctr->device_writes++;
-        ctr->device_write_bytes += to - from;
+        ctr->device_write_bytes += wto - wfrom;
         if (log->head == seg && log->flushed_off < to)
             log->flushed_off = to;
         log->dirty_since_ms = log->write_off > log->flushed_off ? ss_clock_mono_ms() : 0;

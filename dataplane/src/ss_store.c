@@ -255,8 +255,10 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
                  (unsigned long long)s->device_offset, st->device_path, SS_SUPER_BYTES);
         goto fail;
     }
-    st->dev = ss_device_file_open(st->device_path, s->device_offset + s->device_bytes, 1,
-                                  err, errlen);
+    st->dev = ss_device_file_open_flags(st->device_path, s->device_offset + s->device_bytes,
+                                        SS_DEVICE_CREATE |
+                                            (s->direct_io ? SS_DEVICE_DIRECT : 0u),
+                                        err, errlen);
     if (!st->dev)
         goto fail;
     if (ss_index_open(st, err, errlen))
@@ -344,7 +346,10 @@ int ss_store_thread_init(struct ss_store_thread *t, struct ss_store *st, struct 
     t->store = st;
     t->ctr = ctr;
     t->locked_stripe = -1;
-    return ss_buf_reserve(&t->scratch, st->set.item_size_max + 512u);
+    int rc = ss_buf_reserve(&t->scratch, st->set.item_size_max + 512u);
+    if (!rc && st->dev && st->dev->align > 1) /* before the first request, not during it */
+        rc = ss_log_dio_reserve(t, st->set.item_size_max + 512u + 2u * st->dev->align);
+    return rc;
 }
 
 void ss_store_thread_fini(struct ss_store_thread *t)
@@ -353,6 +358,9 @@ void ss_store_thread_fini(struct ss_store_thread *t)
         mdb_txn_abort(t->rtxn);
     t->rtxn = NULL;
     ss_buf_free(&t->scratch);
+    free(t->dio_buf);
+    t->dio_buf = NULL;
+    t->dio_cap = 0;
 }
 
 void ss_store_lock(struct ss_store_thread *t, const void *key, size_t nkey)

@@ -217,6 +217,8 @@ int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key,
  * -ESTALE (the segment was reclaimed since the entry was read). */
 int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
                 const struct ss_index_entry *e);
+/* Make t->dio_buf (aligned to the device) hold at least len bytes. 0 or -ENOMEM. */
+int ss_log_dio_reserve(struct ss_store_thread *t, size_t len);
 /* Write the open segment's unwritten bytes if older than `age_ms`. */
 int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms);
 /* Grow (live) or shrink (offline) the log to new_bytes. 0 or -errno. */
