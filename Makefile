@@ -9,9 +9,9 @@ CONFIG   ?= configs/default.yaml
 
 APT_PACKAGES := build-essential pkg-config python3 python3-dev python3-venv \
 	liblmdb-dev lmdb-utils zlib1g-dev liburing-dev \
-	memcached libmemcached-tools libmemcached-dev nutcracker
+	memcached libmemcached-tools libmemcached-dev nutcracker fio
 
-.PHONY: deps system-deps python-deps build run test bench bench-proxy clean
+.PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device clean
 
 deps: system-deps python-deps
 
@@ -48,6 +48,10 @@ bench: deps
 # Proxy mode: SmartSwitch vs twemproxy vs direct memcached (bench/README.md).
 bench-proxy: deps
 	$(PY) bench/proxy.py
+
+# Device hits through the store (direct_io) vs fio on the same file (bench/README.md).
+bench-device: deps
+	$(PY) bench/device.py
 
 clean:
 	rm -rf build dist *.egg-info dataplane/_fastpath*.so dataplane/_fastpath.c

@@ -1,0 +1,218 @@
+"""Device hits through the store vs raw reads of the same device, one run.
+
+The appliance runs on a file device with direct_io: true and a hot tier far
+smaller than its key space, so gets are device hits (the `hits_device` stat
+proves it). The same file is then read raw by fio: random O_DIRECT reads
+over the bytes the store wrote, at the same queue depth. Both sides print
+p50/p99 latency and IOPS; the ratio says what the store's software path
+(network, parsing, index lookup, checksum, reply) adds to the device.
+
+Queue depth: the store side's QD is connections x depth (each connection has
+one get in flight); the raw side's is fio's numjobs (psync) or iodepth
+(io_uring). Every process is bounded in time and stopped on exit.
+
+Usage:
+    python bench/device.py                # QD 1 and 16, 4 KiB values (~2 min)
+    python bench/device.py --quick        # smaller key space, 2 s runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _load_core() -> Any:
+    """Import bench/run.py (the core benchmark) for its server and loadgen helpers."""
+    path = Path(__file__).resolve().parent / "run.py"
+    spec = importlib.util.spec_from_file_location("bench_core", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_core"] = mod  # dataclasses resolve their module through it
+    spec.loader.exec_module(mod)
+    return mod
+
+
+core = _load_core()
+
+MIB = 1024 * 1024
+LABEL_BYTES = MIB            # appliance.config.LABEL_BYTES: pools start after it
+RECORD_HEADER = 32           # ss_record_hdr; a record is header + key + value, 8-aligned
+FIO_GRACE_S = 30
+
+
+def record_bytes(value_size: int) -> int:
+    """Bytes one item takes in the log (ss_record_size)."""
+    return (RECORD_HEADER + core.KEY_SIZE + value_size + 7) // 8 * 8
+
+
+def write_config(tmp: Path, device_dir: Path, args: argparse.Namespace) -> Path:
+    """run.py's bench config with the device O_DIRECT and a tiny hot tier."""
+    device_mib = (args.keys * record_bytes(args.value_size) * 5 // 4) // MIB + 64
+    path = core.appliance_config(tmp, args.workers, args.hot_tier_mib, device_mib)
+    cfg = yaml.safe_load(path.read_text())
+    dev = cfg["storage"]["devices"][0]
+    dev["path"] = str(device_dir / "store.dat")
+    dev["direct_io"] = True
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def store_side(port: int, qd: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Gets only, QD connections of depth 1, over the whole key space."""
+    sc = core.Scenario(value_size=args.value_size, keyspace="device", keys=args.keys, depth=1)
+    lg_args = argparse.Namespace(loadgen_threads=min(qd, 2), conns=qd, get_ratio=1.0,
+                                 duration=args.duration, warmup=args.warmup, seed=args.seed,
+                                 prefill_timeout=args.prefill_timeout)
+    before = core.mc_stats(port)
+    out = core.run_loadgen(port, sc, lg_args)
+    after = core.mc_stats(port)
+    hits = {k: core._stat_delta(before, after, k) or 0
+            for k in ("hits_dram", "hits_device", "device_reads", "device_read_bytes")}
+    return {"iops": out["ops_per_sec"], "p50_us": out["p50_us"], "p99_us": out["p99_us"],
+            "errors": out["errors"], "hits": out.get("hits"), "misses": out.get("misses"), **hits}
+
+
+def fio_side(path: Path, offset: int, size: int, qd: int, bs: str,
+             args: argparse.Namespace) -> dict[str, Any]:
+    """fio: random O_DIRECT reads of `bs` over [offset, offset + size) at QD qd."""
+    cmd = ["fio", "--name=raw", f"--filename={path}", "--direct=1", "--rw=randread",
+           f"--bs={bs}", f"--offset={offset}", f"--size={size}", "--norandommap",
+           "--time_based", f"--runtime={args.duration}", f"--ramp_time={args.warmup}",
+           "--group_reporting", "--output-format=json", f"--ioengine={args.fio_engine}"]
+    if args.fio_engine == "psync":
+        cmd += [f"--numjobs={qd}", "--thread"]
+    else:
+        cmd += [f"--iodepth={qd}", "--numjobs=1"]
+    limit = args.duration + args.warmup + FIO_GRACE_S
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired as e:
+        raise core.BenchError(f"fio overran its {limit:.0f}s bound") from e
+    if res.returncode != 0:
+        raise core.BenchError(f"fio failed ({res.returncode}): {res.stderr.strip()}")
+    job = json.loads(res.stdout[res.stdout.find("{"):])["jobs"][0]["read"]
+    pct = job["clat_ns"]["percentile"]
+    return {"iops": job["iops"], "p50_us": pct["50.000000"] / 1000,
+            "p99_us": pct["99.000000"] / 1000, "errors": 0}
+
+
+def run(args: argparse.Namespace, tmp: Path, device_dir: Path) -> list[dict[str, Any]]:
+    """Prefill and measure the store at every QD, stop it, then fio at every QD."""
+    config = write_config(tmp, device_dir, args)
+    srv = core.start_appliance(sys.executable, config, tmp)
+    rows: list[dict[str, Any]] = []
+    try:
+        sc = core.Scenario(value_size=args.value_size, keyspace="device", keys=args.keys,
+                           depth=16)
+        pf_args = argparse.Namespace(loadgen_threads=1, conns=8, get_ratio=1.0, duration=0.2,
+                                     warmup=0.0, seed=args.seed,
+                                     prefill_timeout=args.prefill_timeout)
+        t0 = time.monotonic()
+        core.run_loadgen(srv.port, sc, pf_args, prefill=True)
+        print(f"# prefilled {args.keys:,} keys of {args.value_size} B in "
+              f"{time.monotonic() - t0:.1f}s", flush=True)
+        time.sleep(0.5)  # the open segment reaches the device (flush_interval)
+        for qd in args.qd:
+            srv.check_alive()
+            rows.append({"side": "store", "qd": qd, **store_side(srv.port, qd, args)})
+    finally:
+        srv.stop()
+    written = args.keys * record_bytes(args.value_size) // 4096 * 4096
+    for qd in args.qd:
+        for bs in args.fio_bs:
+            rows.append({"side": f"fio {bs}", "qd": qd,
+                         **fio_side(device_dir / "store.dat", LABEL_BYTES + 4096, written, qd,
+                                    bs, args)})
+    return rows
+
+
+def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Print the table and the store / raw ratios."""
+    print(f"\n# {args.keys:,} keys x {args.value_size} B values, hot tier "
+          f"{args.hot_tier_mib} MiB, {args.workers} workers, direct_io on; fio "
+          f"{args.fio_engine}, O_DIRECT randread over the written bytes")
+    print(f"{'side':<10} {'QD':>3} {'IOPS':>10} {'p50 us':>8} {'p99 us':>8}  notes")
+    for r in rows:
+        note = ""
+        if r["side"] == "store":
+            hits = r["hits_dram"] + r["hits_device"]
+            share = 100 * r["hits_device"] / hits if hits else 0
+            per = r["device_read_bytes"] / r["device_reads"] if r["device_reads"] else 0
+            note = (f"hits_device {r['hits_device']:,} ({share:.1f}% of hits), "
+                    f"{per / 1024:.1f} KiB read per device read, errors {r['errors']}")
+        print(f"{r['side']:<10} {r['qd']:>3} {r['iops']:>10,.0f} {r['p50_us']:>8.1f} "
+              f"{r['p99_us']:>8.1f}  {note}")
+    print()
+    for qd in args.qd:
+        st = next(r for r in rows if r["side"] == "store" and r["qd"] == qd)
+        for bs in args.fio_bs:
+            raw = next(r for r in rows if r["side"] == f"fio {bs}" and r["qd"] == qd)
+            print(f"QD {qd:>2} store / fio {bs}: IOPS x{st['iops'] / raw['iops']:.2f}, "
+                  f"p50 x{st['p50_us'] / raw['p50_us']:.2f}, "
+                  f"p99 x{st['p99_us'] / raw['p99_us']:.2f}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--keys", type=int, default=100_000, help="key space (default 100k)")
+    p.add_argument("--value-size", type=int, default=4096)
+    p.add_argument("--hot-tier-mib", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--qd", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16],
+                   help="queue depths, comma separated (default 1,16)")
+    p.add_argument("--fio-bs", type=lambda s: s.split(","), default=["4k", "8k"],
+                   help="fio block sizes (default 4k,8k: a 4 KiB value's record spans "
+                        "two blocks)")
+    p.add_argument("--fio-engine", choices=("psync", "io_uring"), default="psync")
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--prefill-timeout", type=float, default=120.0)
+    p.add_argument("--dir", type=Path, default=Path("/var/tmp"),
+                   help="where the device file goes; needs O_DIRECT (default /var/tmp)")
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--quick", action="store_true", help="20k keys, 2 s runs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.keys, args.duration, args.warmup = 20_000, 2.0, 0.5
+    return args
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("fio") is None:
+        print("fio is not installed (Debian package fio; `make system-deps`)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    core.build_loadgen()
+    with tempfile.TemporaryDirectory(prefix="ss-bench-device-") as t, \
+            tempfile.TemporaryDirectory(prefix="ss-bench-device-", dir=args.dir) as d:
+        try:
+            rows = run(args, Path(t), Path(d))
+        except core.BenchError as e:
+            print(f"bench failed: {e}", file=sys.stderr)
+            return 1
+    report(rows, args)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
