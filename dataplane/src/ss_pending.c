@@ -136,6 +136,8 @@ static int commit_batch(struct ss_store *st, unsigned *ops)
     *ops = 0;
     for (unsigned i = 0; i < SS_STRIPES && !rc; i++) {
         struct ss_pend_map *m = &st->stripes[i].committing;
+        if (!m->count)
+            continue;
         for (uint32_t b = 0; b < m->nbuckets && !rc; b++) {
             for (struct ss_pend *p = m->buckets[b]; p && !rc; p = p->next) {
                 MDB_val k = {.mv_size = p->nkey, .mv_data = p->key};

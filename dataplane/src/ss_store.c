@@ -450,7 +450,7 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
         }
         if (!(flags & SS_FIND_NO_BUMP)) {
             entry_bump(&hi->e, now);
-            ss_hot_touch(s, hi);
+            ss_hot_touch(s, hi, (uint32_t)now);
         }
         return 0;
     }

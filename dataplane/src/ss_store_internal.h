@@ -77,6 +77,7 @@ struct ss_hot_item {
     struct ss_hot_item *lru_prev, *lru_next;
     uint64_t hash;
     struct ss_index_entry e;              /* same metadata as the index */
+    uint32_t lru_bumped_at;               /* unix seconds of the last LRU move */
     uint8_t nkey;
     char data[];                          /* key, then value */
 };
@@ -181,7 +182,8 @@ int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const vo
                size_t nkey, const struct ss_index_entry *e, const struct iovec *iov,
                int niov, struct ss_counters *ctr);
 void ss_hot_remove(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey);
-void ss_hot_touch(struct ss_stripe *s, struct ss_hot_item *it); /* move to LRU head */
+/* A hit: move to the LRU head, at most once a second per item. */
+void ss_hot_touch(struct ss_stripe *s, struct ss_hot_item *it, uint32_t now);
 static inline const char *ss_hot_value(const struct ss_hot_item *it) { return it->data + it->nkey; }
 
 /* ss_pending.c */
