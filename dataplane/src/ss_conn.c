@@ -93,7 +93,7 @@ int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *pee
     if (w->conns)
         w->conns->prev = c;
     w->conns = c;
-    w->nconns++;
+    __atomic_add_fetch(&w->nconns, 1, __ATOMIC_RELAXED); /* read by ss_balance.c */
     w->ctr.curr_connections++;
     w->ctr.total_connections++;
     SS_CONN_TRACE(c, "open");
@@ -117,7 +117,7 @@ void ss_conn_close(struct ss_conn *c)
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    w->nconns--;
+    __atomic_sub_fetch(&w->nconns, 1, __ATOMIC_RELAXED);
     w->ctr.curr_connections--;
     atomic_fetch_sub_explicit(&w->dp->nconns, 1, memory_order_relaxed);
     free(c->rbuf);

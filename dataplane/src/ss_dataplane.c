@@ -223,6 +223,7 @@ static int workers_init(struct ss_dataplane *dp)
 /* Everything create may have made, in reverse; safe on a partial dp. */
 static void dataplane_free(struct ss_dataplane *dp)
 {
+    ss_balance_free(dp);
     for (int i = 0; dp->workers && i < dp->nworkers; i++) {
         struct ss_worker *w = &dp->workers[i];
         if (w->epfd >= 0)
@@ -337,6 +338,8 @@ struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, 
     dp->ctl_ready = 1;
 
     rc = workers_init(dp);
+    if (!rc)
+        rc = ss_balance_init(dp);
     if (rc) {
         ss_err(err, errlen, "cannot set up worker event loops: %s", strerror(-rc));
         goto fail;

@@ -86,6 +86,11 @@ static inline void ss_mc_out_str(struct ss_conn *c, const char *s)
 /* Append line + "\r\n" unless noreply; count error replies. */
 void ss_mc_reply(struct ss_conn *c, const char *line, bool noreply);
 char *ss_mc_u64_to(char *p, uint64_t v);
+/* Longest "VALUE <key> <flags> <bytes> <cas>\r\n" line. */
+#define SS_MC_VALUE_HDR_MAX (SS_KEY_MAX_LENGTH + 80)
+/* Render "VALUE <key> <flags> <bytes>[ <cas>]\r\n" into hdr; returns its length. */
+size_t ss_mc_value_header(char *hdr, const char *key, size_t nkey, uint32_t flags,
+                          size_t nbytes, const uint64_t *cas);
 
 /* memcached's item_size_ok(): would this item fit in item_size_max? */
 bool ss_mc_item_fits(struct ss_conn *c, size_t nkey, uint32_t flags, size_t vlen);

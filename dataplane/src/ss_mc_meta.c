@@ -163,6 +163,34 @@ static bool opaque_too_long(struct ss_mc_tok *tok, size_t ntok)
     return false;
 }
 
+/*
+ * The checks every meta command opens with, in memcached's order and with its
+ * wording, which differs per command (too_long, bad_flag; a NULL bad_flag
+ * replies with what meta_preparse said). Returns false after replying.
+ */
+static bool meta_prologue(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok,
+                          struct meta_flags *of, const char **err, int64_t now,
+                          const char *too_long, const char *bad_flag)
+{
+    if (ntok < 3) {
+        ss_mc_reply(c, "ERROR", false);
+        return false;
+    }
+    if (tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH) {
+        ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
+        return false;
+    }
+    if (ntok > SS_MC_META_MAX_TOKENS) {
+        ss_mc_reply(c, too_long, false);
+        return false;
+    }
+    if (meta_preparse(tok, 2, of, err, now)) {
+        ss_mc_reply(c, bad_flag ? bad_flag : *err, false);
+        return false;
+    }
+    return true;
+}
+
 /* Does the request carry flag f? */
 static bool meta_asks(struct ss_mc_tok *tok, size_t ntok, char f)
 {
@@ -229,22 +257,9 @@ void ss_mc_meta_get(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     char line[META_LINE_MAX];
     char *p = line;
 
-    if (ntok < 3) {
-        ss_mc_reply(c, "ERROR", false);
+    if (!meta_prologue(c, tok, ntok, &of, &err, now, "CLIENT_ERROR options flags are too long",
+                       NULL))
         return;
-    }
-    if (tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH) {
-        ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
-        return;
-    }
-    if (ntok > SS_MC_META_MAX_TOKENS) {
-        ss_mc_reply(c, "CLIENT_ERROR options flags are too long", false);
-        return;
-    }
-    if (meta_preparse(tok, 2, &of, &err, now)) {
-        ss_mc_reply(c, err, false);
-        return;
-    }
     if (opaque_too_long(tok, ntok)) {
         ss_mc_reply(c, "CLIENT_ERROR opaque token too long", false);
         return;
@@ -543,22 +558,9 @@ void ss_mc_meta_delete(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     const char *err = "CLIENT_ERROR bad command line format";
     int64_t now = ss_clock_unix_seconds();
 
-    if (ntok < 3) {
-        ss_mc_reply(c, "ERROR", false);
+    if (!meta_prologue(c, tok, ntok, &of, &err, now, "CLIENT_ERROR options flags too long",
+                       "CLIENT_ERROR invalid or duplicate flag"))
         return;
-    }
-    if (tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH) {
-        ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
-        return;
-    }
-    if (ntok > SS_MC_META_MAX_TOKENS) {
-        ss_mc_reply(c, "CLIENT_ERROR options flags too long", false);
-        return;
-    }
-    if (meta_preparse(tok, 2, &of, &err, now)) {
-        ss_mc_reply(c, "CLIENT_ERROR invalid or duplicate flag", false);
-        return;
-    }
     if (opaque_too_long(tok, ntok)) {
         ss_mc_reply(c, "CLIENT_ERROR opaque token too long", false);
         return;
@@ -613,22 +615,9 @@ void ss_mc_meta_arith(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     int64_t now = ss_clock_unix_seconds();
     bool incr = true;
 
-    if (ntok < 3) {
-        ss_mc_reply(c, "ERROR", false);
+    if (!meta_prologue(c, tok, ntok, &of, &err, now, "CLIENT_ERROR options flags too long",
+                       "CLIENT_ERROR invalid or duplicate flag"))
         return;
-    }
-    if (tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH) {
-        ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
-        return;
-    }
-    if (ntok > SS_MC_META_MAX_TOKENS) {
-        ss_mc_reply(c, "CLIENT_ERROR options flags too long", false);
-        return;
-    }
-    if (meta_preparse(tok, 2, &of, &err, now)) {
-        ss_mc_reply(c, "CLIENT_ERROR invalid or duplicate flag", false);
-        return;
-    }
     switch (of.mode) {
     case 0:
     case 'I':

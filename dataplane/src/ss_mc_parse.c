@@ -61,6 +61,27 @@ char *ss_mc_u64_to(char *p, uint64_t v)
     return p + n;
 }
 
+size_t ss_mc_value_header(char *hdr, const char *key, size_t nkey, uint32_t flags,
+                          size_t nbytes, const uint64_t *cas)
+{
+    char *p = hdr;
+    memcpy(p, "VALUE ", 6);
+    p += 6;
+    memcpy(p, key, nkey);
+    p += nkey;
+    *p++ = ' ';
+    p = ss_mc_u64_to(p, flags);
+    *p++ = ' ';
+    p = ss_mc_u64_to(p, nbytes);
+    if (cas) {
+        *p++ = ' ';
+        p = ss_mc_u64_to(p, *cas);
+    }
+    *p++ = '\r';
+    *p++ = '\n';
+    return (size_t)(p - hdr);
+}
+
 /*
  * Tokenize like memcached: only ' ' separates, empty tokens are skipped,
  * and after max - 1 tokens the rest of the line is left for the caller

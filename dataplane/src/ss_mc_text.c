@@ -48,23 +48,9 @@ static bool noreply_maybe(struct ss_mc_tok *tok, size_t ntok)
 static void out_value(struct ss_conn *c, const char *key, size_t nkey,
                       const struct ss_item *it, const char *data, size_t n, bool with_cas)
 {
-    char hdr[SS_KEY_MAX_LENGTH + 80];
-    char *p = hdr;
-    memcpy(p, "VALUE ", 6);
-    p += 6;
-    memcpy(p, key, nkey);
-    p += nkey;
-    *p++ = ' ';
-    p = ss_mc_u64_to(p, it->flags);
-    *p++ = ' ';
-    p = ss_mc_u64_to(p, n);
-    if (with_cas) {
-        *p++ = ' ';
-        p = ss_mc_u64_to(p, it->cas);
-    }
-    *p++ = '\r';
-    *p++ = '\n';
-    ss_mc_out(c, hdr, (size_t)(p - hdr));
+    char hdr[SS_MC_VALUE_HDR_MAX];
+    size_t len = ss_mc_value_header(hdr, key, nkey, it->flags, n, with_cas ? &it->cas : NULL);
+    ss_mc_out(c, hdr, len);
     ss_mc_out(c, data, n);
     ss_mc_out(c, "\r\n", 2);
 }

@@ -165,23 +165,9 @@ static int op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, s
 static void out_value(struct ss_buf *b, const char *key, size_t nkey, const struct ss_item *it,
                       const char *data, size_t n, bool with_cas, bool *failed)
 {
-    char hdr[SS_KEY_MAX_LENGTH + 80];
-    char *p = hdr;
-    memcpy(p, "VALUE ", 6);
-    p += 6;
-    memcpy(p, key, nkey);
-    p += nkey;
-    *p++ = ' ';
-    p = ss_mc_u64_to(p, it->flags);
-    *p++ = ' ';
-    p = ss_mc_u64_to(p, n);
-    if (with_cas) {
-        *p++ = ' ';
-        p = ss_mc_u64_to(p, it->cas);
-    }
-    *p++ = '\r';
-    *p++ = '\n';
-    if (ss_buf_append(b, hdr, (size_t)(p - hdr)) || ss_buf_append(b, data, n) ||
+    char hdr[SS_MC_VALUE_HDR_MAX];
+    size_t len = ss_mc_value_header(hdr, key, nkey, it->flags, n, with_cas ? &it->cas : NULL);
+    if (ss_buf_append(b, hdr, len) || ss_buf_append(b, data, n) ||
         ss_buf_append(b, "\r\n", 2))
         *failed = true;
 }

@@ -282,24 +282,11 @@ void ss_px_item_value(struct ss_worker *w, struct px_op *op, struct px_item *it,
     struct px_slot *s = it->slot;
     if (s->c && !s->error && it->frag < s->nfrags) {
         struct ss_buf *b = &s->frags[it->frag].b;
-        char hdr[SS_KEY_MAX_LENGTH + 80];
-        char *p = hdr;
-        memcpy(p, "VALUE ", 6);
-        p += 6;
-        memcpy(p, it->key, it->nkey);
-        p += it->nkey;
-        *p++ = ' ';
-        p = ss_mc_u64_to(p, flags);
-        *p++ = ' ';
-        p = ss_mc_u64_to(p, vlen);
-        if (it->want_cas) {
-            *p++ = ' ';
-            p = ss_mc_u64_to(p, cas);
-        }
-        *p++ = '\r';
-        *p++ = '\n';
+        char hdr[SS_MC_VALUE_HDR_MAX];
+        size_t len = ss_mc_value_header(hdr, it->key, it->nkey, flags, vlen,
+                                        it->want_cas ? &cas : NULL);
         b->len = 0;
-        if (ss_buf_append(b, hdr, (size_t)(p - hdr)) || ss_buf_append(b, val, vlen) ||
+        if (ss_buf_append(b, hdr, len) || ss_buf_append(b, val, vlen) ||
             ss_buf_append(b, "\r\n", 2))
             slot_error(s, "SERVER_ERROR out of memory\r\n", 28);
     }

@@ -108,6 +108,7 @@ struct ss_dataplane {
 
     atomic_int stopping;
     atomic_uint nconns;         /* open TCP connections, all workers */
+    struct ss_handoff *handoffs; /* per worker: accepted sockets to adopt (ss_balance.c) */
     struct ss_udp_budget *udp_budget;
 
     /* The control plane's handle on the store (housekeeping, verify). */
@@ -118,6 +119,13 @@ struct ss_dataplane {
 
     void *px;                   /* proxy mode (ss_px_routing.c); NULL: none */
 };
+
+/* ss_balance.c */
+struct ss_handoff;
+int ss_balance_init(struct ss_dataplane *dp);
+void ss_balance_free(struct ss_dataplane *dp);
+int ss_balance_maybe_hand_off(struct ss_worker *w, int fd);
+void ss_balance_drain(struct ss_worker *w);
 
 /* ss_conn.c */
 int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *peer,

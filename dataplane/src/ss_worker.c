@@ -75,6 +75,8 @@ static void loop_accept(struct ss_loop *l)
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (ss_balance_maybe_hand_off(w, fd))
+            continue;
         if (ss_conn_open(w, fd, &peer, peer_len) < 0) {
             atomic_fetch_sub_explicit(&dp->nconns, 1, memory_order_relaxed);
             close(fd);
@@ -176,8 +178,10 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
                     loop_accept(&l);
                 else if (tag == SS_EV_UDP)
                     ss_udp_on_readable(w);
-                else if (tag == SS_EV_WAKE)
+                else if (tag == SS_EV_WAKE) {
                     loop_drain_wakefd(w);
+                    ss_balance_drain(w);
+                }
                 continue;
             }
             if (tag & 1u) /* a back-end connection (proxy mode) */

@@ -274,9 +274,10 @@ def test_stale_build_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dataplane._fastpath", fake)
     monkeypatch.setattr(dataplane, "_fastpath", fake, raising=False)
     monkeypatch.setattr(fastpath, "_lib", None)
+    expected = fastpath.EXPECTED_ABI_VERSION
     with pytest.raises(fastpath.DataplaneUnavailable,
-                       match=r"stale build \(ABI 99, this code expects 1\); rebuild it with "
-                             r"`make build`"):
+                       match=rf"stale build \(ABI 99, this code expects {expected}\); rebuild "
+                             r"it with `make build`"):
         fastpath.load()
 
 
