@@ -146,6 +146,13 @@ int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey
 /* Remove a key (lock held). Returns 0 or -ENOENT. */
 int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey);
 
+/*
+ * Remove a key whether or not it exists (lock held), without the index
+ * lookup ss_store_remove needs to say which: for callers that only need the
+ * key gone (proxy mode invalidating before it forwards a write).
+ */
+void ss_store_forget(struct ss_store_thread *t, const void *key, size_t nkey);
+
 /* A fresh, never-before-used cas value. */
 uint64_t ss_store_next_cas(struct ss_store *st);
 

@@ -45,7 +45,7 @@ static void invalidate(struct ss_worker *w, const char *key, size_t nkey)
 {
     ss_store_lock(&w->st, key, nkey);
     ss_px_epoch_bump(w->dp, ss_px_epoch_slot(key, nkey));
-    ss_store_remove(&w->st, key, nkey);
+    ss_store_forget(&w->st, key, nkey);
     ss_store_unlock(&w->st);
 }
 

@@ -355,9 +355,9 @@ static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
         };
         struct iovec iov = {op->lvalue, op->lvlen};
         if (ss_store_write(&w->st, op->lkey, op->nlkey, &it, &iov, 1, SS_WRITE_KEEP_META))
-            ss_store_remove(&w->st, op->lkey, op->nlkey);
+            ss_store_forget(&w->st, op->lkey, op->nlkey);
     } else {
-        ss_store_remove(&w->st, op->lkey, op->nlkey);
+        ss_store_forget(&w->st, op->lkey, op->nlkey);
     }
     ss_store_unlock(&w->st);
 }

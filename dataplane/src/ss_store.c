@@ -577,6 +577,11 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey)
     return 0;
 }
 
+void ss_store_forget(struct ss_store_thread *t, const void *key, size_t nkey)
+{
+    drop_item(t, key, nkey);
+}
+
 uint64_t ss_store_next_cas(struct ss_store *st)
 {
     return atomic_fetch_add(&st->next_seq, 1);
