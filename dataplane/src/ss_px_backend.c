@@ -4,7 +4,8 @@
  * once per loop turn), reply framing, the FIFO of outstanding ops, per-op
  * deadlines, and failure handling.
  *
- * Framing: every op sent ends with `mn`, so its reply ends at an `MN` line;
+ * Framing: every op sent ends with `mn`, so its reply ends at an `MN` line
+ * (except text storage and arithmetic commands, whose reply is one line);
  * `VA <n> ...` and `VALUE <k> <f> <n> ...` lines carry n bytes and CRLF.
  * Anything else that is not a memcached reply line is garbage. A timeout, a
  * connection error or garbage fails every op outstanding on the connection,
@@ -425,11 +426,13 @@ static int bc_parse(struct ss_worker *w, struct px_bconn *bc)
                     return -EPROTO;
             }
         } else if (!mn) {
+            if (op->one_line && has_data)
+                return -EPROTO; /* a value where one status line belongs */
             if (ss_buf_append(&op->reply, start, lb + data))
                 return -EPROTO;
         }
         bc->rpos += lb + data;
-        if (mn)
+        if (mn || (op->kind == PX_OP_RAW && op->one_line))
             bc_pop_done(w, bc);
     }
     bc->in.len = bc->rpos = 0;

@@ -105,7 +105,7 @@ static int req_line(struct ss_mc_tok *tok, size_t ntok, size_t skip, bool skip_q
  */
 static int forward(struct ss_conn *c, int b, struct px_op *op, bool noreply)
 {
-    if (!op || ss_buf_append(&req, "mn\r\n", 4)) {
+    if (!op || (!op->one_line && ss_buf_append(&req, "mn\r\n", 4))) {
         if (op)
             ss_px_op_free(op);
         ss_mc_reply(c, "SERVER_ERROR out of memory", noreply);
@@ -383,6 +383,11 @@ static int px_update(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, cons
             ss_px_op_free(op);
         op = NULL;
     }
+    /* A well-formed storage command (the local parser refused the rest) gets
+     * exactly one reply line, so it needs no `mn`: the back end parses one
+     * command, not two. */
+    if (op)
+        op->one_line = 1;
     forward(c, b, op, noreply);
     return R_DONE;
 }
@@ -431,6 +436,8 @@ static int px_simple(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
         ss_px_op_free(op);
         op = NULL;
     }
+    if (op) /* one reply line: a number, NOT_FOUND, DELETED, TOUCHED or an error */
+        op->one_line = 1;
     forward(c, b, op, noreply);
     return R_DONE;
 }

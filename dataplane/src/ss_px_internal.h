@@ -131,6 +131,7 @@ struct px_op {
     uint8_t kind;        /* enum px_op_kind */
     uint8_t quiet;       /* meta q: drop an HD reply */
     uint8_t post;        /* what to do locally on success (PX_POST_*) */
+    uint8_t one_line;    /* RAW: the reply is exactly one line, so no `mn` is sent */
     uint32_t backend;
     uint64_t sent_us;
     uint64_t deadline_ms;
