@@ -48,6 +48,8 @@ void ss_dataplane_sum_counters(struct ss_dataplane *dp, struct ss_counters *out)
 const struct ss_dataplane_settings *ss_dataplane_settings(struct ss_dataplane *dp);
 struct ss_store *ss_dataplane_store(struct ss_dataplane *dp);
 int64_t ss_dataplane_started_at(struct ss_dataplane *dp); /* unix seconds */
+/* TCP connections a worker serves now (for `stats`; see ss_balance.c). */
+unsigned ss_dataplane_worker_connections(struct ss_dataplane *dp, int worker_id);
 
 /* Grow the memcached pool while serving (ss_store_grow). Returns 0 or -errno. */
 int ss_dataplane_grow_pool(struct ss_dataplane *dp, uint64_t new_bytes);

@@ -96,6 +96,13 @@ int ss_balance_maybe_hand_off(struct ss_worker *w, int fd)
     return 1;
 }
 
+unsigned ss_dataplane_worker_connections(struct ss_dataplane *dp, int worker_id)
+{
+    if (worker_id < 0 || worker_id >= dp->nworkers)
+        return 0;
+    return __atomic_load_n(&dp->workers[worker_id].nconns, __ATOMIC_RELAXED);
+}
+
 /* Open the connections handed to w (on its wake-up). */
 void ss_balance_drain(struct ss_worker *w)
 {

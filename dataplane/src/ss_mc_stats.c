@@ -134,6 +134,11 @@ static void stats_general(struct ss_conn *c)
         if (!dup)
             stat_u64(c, names[i], v[i]);
     }
+    /* How evenly connections sit on the workers (ss_balance.c). */
+    for (int i = 0; i < s->workers; i++) {
+        snprintf(pname, sizeof(pname), "worker:%d:curr_connections", i);
+        stat_u64(c, pname, ss_dataplane_worker_connections(c->w->dp, i));
+    }
     ss_px_stats(c); /* proxy mode: STAT backend:<name>:<field> lines */
 }
 
