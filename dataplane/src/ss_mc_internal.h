@@ -86,6 +86,23 @@ static inline void ss_mc_out_str(struct ss_conn *c, const char *s)
 /* Append line + "\r\n" unless noreply; count error replies. */
 void ss_mc_reply(struct ss_conn *c, const char *line, bool noreply);
 char *ss_mc_u64_to(char *p, uint64_t v);
+
+/* Next space-separated key of a multi-key line: false at the end. */
+static inline bool ss_mc_next_key(const char **pos, const char *end, const char **key,
+                                  size_t *nkey)
+{
+    const char *p = *pos;
+    while (p < end && *p == ' ')
+        p++;
+    if (p == end)
+        return false;
+    *key = p;
+    while (p < end && *p != ' ')
+        p++;
+    *nkey = (size_t)(p - *key);
+    *pos = p;
+    return true;
+}
 /* Longest "VALUE <key> <flags> <bytes> <cas>\r\n" line. */
 #define SS_MC_VALUE_HDR_MAX (SS_KEY_MAX_LENGTH + 80)
 /* Render "VALUE <key> <flags> <bytes>[ <cas>]\r\n" into hdr; returns its length. */

@@ -69,14 +69,10 @@ static void text_get(struct ss_conn *c, const char *pos, const char *end,
     size_t mark = c->out.len;
 
     for (;;) {
-        while (pos < end && *pos == ' ')
-            pos++;
-        if (pos == end)
+        const char *key;
+        size_t nkey;
+        if (!ss_mc_next_key(&pos, end, &key, &nkey))
             break;
-        const char *key = pos;
-        while (pos < end && *pos != ' ')
-            pos++;
-        size_t nkey = (size_t)(pos - key);
         if (nkey > SS_KEY_MAX_LENGTH) {
             c->out.len = unsent_mark < mark ? unsent_mark : mark;
             ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);

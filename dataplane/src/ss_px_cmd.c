@@ -271,14 +271,10 @@ static int px_get(struct ss_conn *c, const char *pos, const char *end, bool want
     uint32_t fi = 0;
     bool failed = false;
     for (;; k++) {
-        while (pos < end && *pos == ' ')
-            pos++;
-        if (pos == end)
+        const char *key;
+        size_t nkey;
+        if (!ss_mc_next_key(&pos, end, &key, &nkey))
             break;
-        const char *key = pos;
-        while (pos < end && *pos != ' ')
-            pos++;
-        size_t nkey = (size_t)(pos - key);
         if (!exptok) {
             struct ss_item it;
             ss_store_lock(&w->st, key, nkey);

@@ -1,7 +1,6 @@
 """The smartswitch command: exit codes and one-line errors, no tracebacks."""
 
 import errno
-import logging
 import os
 import re
 import signal
@@ -11,7 +10,6 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -212,27 +210,6 @@ class FakeDataplane:
 
     def bound_port(self, udp: bool) -> int | None:
         return None if udp else 4242
-
-
-class ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{record.levelname} {record.getMessage()}")
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    handler = ListHandler()
-    logger = logging.getLogger("smartswitch")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler.lines
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 def supervise(tmp_path: Path, dp: FakeDataplane, stop_after: float | None = None) -> int:

@@ -1,8 +1,6 @@
 """Reload decisions, routing tables, the health monitor: pure logic with fake data planes."""
 
-import logging
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,27 +152,6 @@ class FakePlane:
 
     def backend_set_state(self, index: int, state: str) -> None:
         self.states[index] = state
-
-
-class ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{record.levelname} {record.getMessage()}")
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    handler = ListHandler()
-    logger = logging.getLogger("smartswitch")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler.lines
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 def running(tmp_path: Path, text: str = BASE) -> tuple[Path, FakePlane, HealthMonitor,
