@@ -452,11 +452,11 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, keys: int) -> d
             if op == "get" and hit is not None and hit < 99.0:
                 print(f"{'':10s} ^ only {hit:.1f}% of gets found a value: keys are not where "
                       f"this server looks for them; its figures are not comparable")
-    ratios = _ratios(aggs)
+    ratios = _ratios(aggs, args.workers)
     return {"aggregates": aggs, "ratios": ratios}
 
 
-def _ratios(aggs: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+def _ratios(aggs: dict[str, dict[str, dict[str, Any]]], workers: int) -> list[dict[str, Any]]:
     """Print and return the issue's ratios per load (d1: latency, d16: throughput).
 
     Targets are judged on the 50-connection rows; the one-connection row (c1)
@@ -494,6 +494,16 @@ def _ratios(aggs: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
                                   if "p50_added_ratio" in r else None)
             line += f" (<= 0.25: {_judge(r['p50_added_met'])})"
         print(line)
+        if ss and tw and ss["server_us_per_op"] and tw["server_us_per_op"]:
+            # Throughput here is bounded by 2 shared cores; CPU per op is not. twemproxy is one
+            # process, so one core is its ceiling; SmartSwitch's ceiling is its workers' cores.
+            r["cpu_per_op_vs_twemproxy"] = ss["server_us_per_op"] / tw["server_us_per_op"]
+            r["per_core_capacity_vs_twemproxy"] = 1 / r["cpu_per_op_vs_twemproxy"]
+            print(f"  {name:10s} {what}: proxy CPU per op SmartSwitch "
+                  f"{ss['server_us_per_op']:.1f} us, twemproxy {tw['server_us_per_op']:.1f} us: "
+                  f"ops per core-second {r['per_core_capacity_vs_twemproxy']:.2f}x twemproxy's "
+                  f"(a projection for {workers} free cores: "
+                  f"{workers * r['per_core_capacity_vs_twemproxy']:.2f}x)")
         if loc and dr and dr["ops_per_sec"] > 0 and dr["p50_us"] > 0:
             r["hit_tput_vs_direct"] = loc["ops_per_sec"] / dr["ops_per_sec"]
             r["hit_p50_vs_direct"] = loc["p50_us"] / dr["p50_us"]

@@ -72,13 +72,6 @@ static int route(struct ss_conn *c, const char *key, size_t nkey, bool noreply)
     return b;
 }
 
-static struct px_op *op_new(uint8_t kind)
-{
-    struct px_op *op = calloc(1, sizeof(*op));
-    if (op)
-        op->kind = kind;
-    return op;
-}
 
 /* Rebuild the command line from its tokens, less one token index (skip). */
 static int req_line(struct ss_mc_tok *tok, size_t ntok, size_t skip, bool skip_q)
@@ -147,19 +140,7 @@ static int op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, s
         atomic_fetch_add(op->in_flight, 1);
         op->lepoch = ss_px_epoch_get(dp, es);
     }
-    op->lkey = malloc(nkey ? nkey : 1);
-    if (!op->lkey)
-        return -ENOMEM;
-    memcpy(op->lkey, key, nkey);
-    op->nlkey = nkey;
-    if (val) {
-        op->lvalue = malloc(vlen ? vlen : 1);
-        if (!op->lvalue)
-            return -ENOMEM;
-        memcpy(op->lvalue, val, vlen);
-        op->lvlen = vlen;
-    }
-    return 0;
+    return ss_px_op_keep_key(op, key, nkey, val, vlen);
 }
 
 static void out_value(struct ss_buf *b, const char *key, size_t nkey, const struct ss_item *it,
@@ -185,10 +166,8 @@ static void send_batches(struct ss_conn *c, struct px_slot *s, size_t n, bool wa
         uint32_t cnt = 0;
         for (size_t j = i; j < n; j++)
             cnt += misses[j].backend == b;
-        struct px_op *op = op_new(PX_OP_GETS);
-        if (op)
-            op->items = calloc(cnt, sizeof(*op->items));
-        if (!op || !op->items) {
+        struct px_op *op = ss_px_op_new(PX_OP_GETS);
+        if (!op || ss_px_op_items(op, cnt)) {
             if (op)
                 ss_px_op_free(op);
             s->error = true;
@@ -363,7 +342,7 @@ static int px_update(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, cons
     if (b < 0)
         return R_DONE;
     bool sets = !ss_mc_tok_is(cmd, "append") && !ss_mc_tok_is(cmd, "prepend");
-    struct px_op *op = op_new(PX_OP_RAW);
+    struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
         op->lflags = flags;
@@ -420,7 +399,7 @@ static int px_simple(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     int b = route(c, key, nkey, noreply);
     if (b < 0)
         return R_DONE;
-    struct px_op *op = op_new(PX_OP_RAW);
+    struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = PX_POST_INVALIDATE;
         if (op_keep(c->w->dp, op, key, nkey, NULL, 0)) {
@@ -454,7 +433,7 @@ static int px_flush_all(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     for (uint32_t b = 0; b < r->nbackends; b++) {
         if (req_line(tok, ntok, noreply ? ntok - 2 : SIZE_MAX, false))
             break;
-        forward(c, (int)b, op_new(PX_OP_RAW), true);
+        forward(c, (int)b, ss_px_op_new(PX_OP_RAW), true);
     }
     return SS_PX_PASS; /* the local store, and the reply */
 }
@@ -528,7 +507,7 @@ static int px_mg(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     int b = route(c, m.key, m.nkey, false);
     if (b < 0)
         return R_DONE;
-    struct px_op *op = op_new(PX_OP_RAW);
+    struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = m.write_like ? PX_POST_INVALIDATE : (m.value ? PX_POST_FILL_MG : PX_POST_NONE);
         op->lepoch = ss_px_epoch_get(c->w->dp, ss_px_epoch_slot(m.key, m.nkey));
@@ -581,7 +560,7 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, 
     if (b < 0)
         return R_DONE;
     bool sets = which == 's' && strchr("SER", m.mode ? m.mode : 'S') && !m.has_invalidate;
-    struct px_op *op = op_new(PX_OP_RAW);
+    struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->quiet = m.quiet;
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;

@@ -141,15 +141,17 @@ struct px_op {
     uint32_t nitems, matched;
     /* RAW: the reply as it arrives; for PX_POST_SET, the value to keep */
     struct ss_buf reply;
+    uint32_t items_cap;  /* items allocated (kept while the op is cached) */
+    bool has_key;        /* lkey holds the key to apply locally */
     char *lkey;
-    size_t nlkey;
+    size_t nlkey, lkey_cap;
     uint32_t lflags;
     int64_t lexptime;
     uint32_t lepoch;     /* PX_POST_FILL_MG: write epoch when sent;
                             PX_POST_SET/INVALIDATE: write epoch after our own bump */
     _Atomic uint32_t *in_flight; /* the key slot's writes_in_flight, held by this op */
     char *lvalue;
-    size_t lvlen;
+    size_t lvlen, lvalue_cap;
 };
 
 #define PX_POST_NONE 0
@@ -169,6 +171,7 @@ struct px_slot {
     bool multi;           /* reply = frags + trailer */
     struct px_frag *frags;
     uint32_t nfrags;
+    uint32_t frags_cap;   /* allocated (kept while the slot is cached) */
     const char *trailer;  /* "END\r\n" for text gets */
     struct ss_buf err;
     struct ss_buf after;  /* local replies owed after this one */
@@ -222,6 +225,15 @@ void ss_px_item_value(struct ss_worker *w, struct px_op *op, struct px_item *it,
                       uint64_t cas, int64_t ttl, const char *val, size_t vlen);
 void ss_px_slot_release(struct ss_worker *w, struct px_slot *s);
 struct px_slot *ss_px_slot_new(struct ss_conn *c, uint32_t nfrags);
+/* A zeroed op of kind (from this thread's cache when it has one). NULL on ENOMEM. */
+struct px_op *ss_px_op_new(uint8_t kind);
+/* Room for n GETS items in op->items (kept across reuse). Returns 0 or -ENOMEM. */
+int ss_px_op_items(struct px_op *op, uint32_t n);
+/* Keep key (and val, unless NULL) in the op to apply locally. Returns 0 or -ENOMEM. */
+int ss_px_op_keep_key(struct px_op *op, const char *key, size_t nkey, const char *val,
+                      size_t vlen);
+/* Free this thread's op and slot caches (worker exit). */
+void ss_px_cache_drain(void);
 void ss_px_deliver(struct ss_worker *w);
 void ss_px_op_free(struct px_op *op);
 
