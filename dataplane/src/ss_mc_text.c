@@ -349,6 +349,23 @@ static bool looks_like_get(const char *p, const char *end)
     return (n >= 4 && memcmp(s, "get ", 4) == 0) || (n >= 5 && memcmp(s, "gets ", 5) == 0);
 }
 
+/* Commands proxy mode answers locally over UDP: reads that change nothing. */
+static bool udp_local_read(const struct ss_mc_tok *tok, size_t ntok)
+{
+    const struct ss_mc_tok *cmd = &tok[0];
+    if (cmd->len == 2 && memcmp(cmd->p, "mg", 2) == 0) {
+        /* T (touch) and N (vivify) write. */
+        for (size_t i = 2; i + 1 < ntok; i++)
+            if (tok[i].len && (tok[i].p[0] == 'T' || tok[i].p[0] == 'N'))
+                return false;
+        return true;
+    }
+    return (cmd->len == 3 && memcmp(cmd->p, "get", 3) == 0) ||
+           (cmd->len == 4 && memcmp(cmd->p, "gets", 4) == 0) ||
+           (cmd->len == 2 && memcmp(cmd->p, "mn", 2) == 0) ||
+           (cmd->len == 7 && memcmp(cmd->p, "version", 7) == 0);
+}
+
 /*
  * Parse and execute one command line [line, line + len). data/avail are
  * the bytes after the line (a value), line_bytes the line with its "\n".
@@ -376,6 +393,11 @@ static enum cmd_result dispatch(struct ss_conn *c, const char *line, size_t len,
         int pr = ss_px_dispatch(c, tok, ntok, line, len, data, avail, line_bytes, extra);
         if (pr != SS_PX_PASS)
             return (enum cmd_result)pr;
+    } else if (ss_px_udp_local_only(c) && !udp_local_read(tok, ntok)) {
+        ss_mc_reply(c, "SERVER_ERROR proxy mode answers only get, gets and mg over UDP; "
+                       "send this command over TCP", false);
+        *extra = avail; /* drop the rest of the datagram (a value would parse as commands) */
+        return CMD_DONE;
     }
 
 #define WANT(cond)                          \

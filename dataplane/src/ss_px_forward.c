@@ -33,6 +33,12 @@ bool ss_px_active(struct ss_conn *c)
     return g && c->transport == SS_TRANSPORT_TCP && g->workers[c->w->id].r;
 }
 
+bool ss_px_udp_local_only(struct ss_conn *c)
+{
+    struct px_global *g = c->w->dp->px;
+    return g && c->transport == SS_TRANSPORT_UDP && g->workers[c->w->id].r;
+}
+
 /* The connection's proxy state; created on first use when create is set. */
 struct px_client *ss_px_client(struct ss_conn *c, bool create)
 {

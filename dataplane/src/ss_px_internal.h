@@ -246,6 +246,13 @@ int ss_px_dispatch(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, const 
                    size_t len, const char *data, size_t avail, size_t line_bytes,
                    size_t *extra);
 bool ss_px_active(struct ss_conn *c);
+/*
+ * Proxy mode over UDP: reads are answered from the local copy (a local miss is
+ * a miss) and everything else is refused, since a datagram has no connection
+ * to hold a back end's reply, and a write kept only locally would leave the
+ * back end, the source of truth, behind.
+ */
+bool ss_px_udp_local_only(struct ss_conn *c);
 /* Around a locally answered command: send its reply behind owed replies. */
 struct px_slot *ss_px_out_begin(struct ss_conn *c);
 void ss_px_out_end(struct ss_conn *c, struct px_slot *s);

@@ -8,6 +8,8 @@ a local copy is kept only when no other write to the key was in flight.
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from .helpers.procs import Server
-from .test_proxy import Conn, _start, owner_of, pool  # noqa: F401  (pool is a fixture)
+from .test_proxy import Conn, _start, backend_stat, owner_of, pool  # noqa: F401  (pool is a fixture)
 
 ROUNDS = 60
 WRITERS = 4
@@ -78,3 +80,35 @@ def test_racing_sets_leave_no_stale_local_copy(pool: list[Server],  # noqa: F811
     finally:
         reader.close()
     assert not stale, f"{len(stale)} of {ROUNDS} keys served stale: {stale[:3]}"
+
+
+def test_udp_reads_local_copy_and_refuses_writes(pool: list[Server], proxy: Server) -> None:
+    """Over UDP, proxy mode answers reads from the local copy only; a write is refused
+    (it would reach no back end) and the rest of its datagram is dropped."""
+    header = struct.Struct("!HHHH")
+    tcp = Conn(proxy.addr)
+    try:
+        assert tcp.set(b"udp-cached", b"from-tcp") == b"STORED"  # kept locally too
+    finally:
+        tcp.close()
+    sets_before = sum(backend_stat(s, "cmd_set") for s in pool)
+    gets_before = sum(backend_stat(s, "cmd_get") for s in pool)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.connect((proxy.host, proxy.udp_port))
+        u.settimeout(5.0)
+
+        def ask(req_id: int, body: bytes) -> bytes:
+            u.send(header.pack(req_id, 0, 1, 0) + body)
+            while True:
+                d = u.recv(65536)
+                if header.unpack_from(d)[0] == req_id:
+                    return d[header.size:]
+
+        assert ask(1, b"get udp-cached\r\n") == b"VALUE udp-cached 0 8\r\nfrom-tcp\r\nEND\r\n"
+        assert ask(2, b"get udp-never-set\r\n") == b"END\r\n"
+        refused = ask(3, b"set udp-w 0 0 2\r\nhi\r\n")
+        assert refused.startswith(b"SERVER_ERROR") and b"TCP" in refused, refused
+        assert ask(4, b"mg udp-cached v T30\r\n").startswith(b"SERVER_ERROR")
+        assert ask(5, b"mg udp-cached v\r\n") == b"VA 8\r\nfrom-tcp\r\n"
+    assert sum(backend_stat(s, "cmd_set") for s in pool) == sets_before
+    assert sum(backend_stat(s, "cmd_get") for s in pool) == gets_before
