@@ -214,6 +214,23 @@ def spdk_target(config: Config, layout: provision.Plan) -> tuple[str, int]:
     return target
 
 
+def spdk_datapath(config: Config) -> Any:
+    """The spdk_bindings.datapath module, for a memcached pool on an spdk device.
+
+    Raises:
+        StartError: it is missing (checked before provisioning touches anything).
+    """
+    pool = config.storage.memcached_pool
+    try:
+        from spdk_bindings import datapath  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise StartError(f"pool {pool.name} is on spdk device {pool.device}, but the SPDK "
+                         f"data path is not available: {exc}; serve it from a file or block "
+                         f"device until it is (provisioning alone works: smartswitch "
+                         f"provision)") from None
+    return datapath
+
+
 def open_spdk_pool(config: Config, layout: provision.Plan) -> Any:
     """Start the SPDK environment in this process and open the memcached pool's namespace
     over NVMe-oF; returns the `struct ss_device *` for the store.
@@ -223,13 +240,7 @@ def open_spdk_pool(config: Config, layout: provision.Plan) -> Any:
     """
     trid, nsid = spdk_target(config, layout)
     pool = config.storage.memcached_pool
-    try:
-        from spdk_bindings import datapath  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise StartError(f"pool {pool.name} is on spdk device {pool.device}, but the SPDK "
-                         f"data path is not available: {exc}; serve it from a file or block "
-                         f"device until it is (provisioning alone works: smartswitch "
-                         f"provision)") from None
+    datapath = spdk_datapath(config)
     spdk = config.storage.spdk
     try:
         dp = datapath.SpdkDataPath.load(None if spdk.lib_dir is None else str(spdk.lib_dir))
@@ -450,12 +461,13 @@ def run(config: Config) -> int:
                          "ss_dataplane_set_routing and this build has none; rebuild it "
                          "(`make build`) or remove backends to run standalone")
     prepare_storage(config)
+    on_spdk = config.storage.device(config.storage.memcached_pool.device).kind == "spdk"
+    if on_spdk:
+        spdk_datapath(config)  # refuse before provisioning changes anything
     layout = provision_storage(config)
     region = provision.memcached_region(layout, config)
     pool = config.storage.memcached_pool
-    spdk_device = None
-    if config.storage.device(pool.device).kind == "spdk":
-        spdk_device = open_spdk_pool(config, layout)
+    spdk_device = open_spdk_pool(config, layout) if on_spdk else None
     settings = dataplane_settings(config, region=region,
                                   capacity=layout.devices[pool.device], spdk_device=spdk_device)
     # ss_dataplane_create() probes the ports without SO_REUSEPORT (so a

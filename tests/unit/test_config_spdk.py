@@ -180,3 +180,12 @@ def test_bad_spdk_config_names_file_line_and_path(text: str, message: str,
     with pytest.raises(ConfigError) as info:
         load(text, tmp_path)
     assert str(info.value) == message
+
+
+def test_spdk_example_config_is_valid(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "configs" / "spdk-example.yaml").read_text()
+    config = parse_config(text, "spdk-example.yaml", base_dir=tmp_path)
+    dev = config.storage.device("nvme0")
+    assert (dev.transport, dev.traddr, dev.bdev, dev.export) == (
+        "pcie", "0000:01:00.0", "nvme0n1", "127.0.0.1:4420")

@@ -266,3 +266,15 @@ def test_runner_refuses_a_served_pool_without_export_or_provisioning(tmp_path) -
                     "    - {name: vol1, device: faio0, size: 100MiB, segment_size: 1MiB}\n")
     with pytest.raises(runner.StartError, match="not provisioned and exported yet"):
         runner.spdk_target(cfg, provision.Plan((), {}, {}))
+
+
+def test_start_without_the_data_path_stops_before_provisioning(monkeypatch, tmp_path) -> None:
+    def no_rpc(dev):
+        raise AssertionError("start-up talked to the target")
+
+    monkeypatch.setattr(provision_spdk, "connect", no_rpc)
+    monkeypatch.setitem(sys.modules, "spdk_bindings.datapath", None)
+    cfg, _ = config(tmp_path, FAIO0.replace(", export: null", ""),
+                    "    - {name: vol1, device: faio0, size: 100MiB, segment_size: 1MiB}\n")
+    with pytest.raises(runner.StartError, match="the SPDK data path is not available"):
+        runner.run(cfg)
