@@ -130,12 +130,17 @@ class SpdkDeviceStep(Step):
         return self.provisioned.lines()
 
 
-def _refuse(config: Config, dev: DeviceConfig, where: str, plan: Any) -> None:
+def _refuse(config: Config, dev: DeviceConfig, where: str, plan: Any,
+            export: bool = False) -> None:
     for step in plan.steps:
         if step.action != "refuse":
             continue
         pool = next((p for p in config.storage.pools if p.name == step.pool), None)
-        at = f"{_pool_where(config, pool)}.size" if pool is not None else where
+        if export:
+            at = f"{where}.export_nqn" if step.what.startswith("nvmf subsystem") \
+                else f"{where}.export"
+        else:
+            at = f"{_pool_where(config, pool)}.size" if pool is not None else where
         hint = ""
         if "shrinking" in step.detail:
             hint = " (set allow_shrink: true on the pool to allow it, with the appliance stopped)"
@@ -188,7 +193,7 @@ def plan_device(config: Config, dev: DeviceConfig, where: str, steps: list[Step]
         raise ProvisionError(f"{where}: {exc}; nothing was changed") from None
     _refuse(config, dev, where, lvols)
     if export is not None:
-        _refuse(config, dev, where, export)
+        _refuse(config, dev, where, export, export=True)
     if observed.base is None and dev.transport in ("aio", "uring"):
         _check_backing_file(dev, where)
     notes += [f"{s.what}: {s.detail}" for s in lvols.steps + (export.steps if export else [])

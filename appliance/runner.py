@@ -518,9 +518,13 @@ def verify_index(config: Config) -> tuple[int, int]:
            for s in layout.steps):
         raise StartError(f"pool {pool.name} is not provisioned as the config says "
                          f"({'; '.join(layout.lines())}); run `smartswitch provision` first")
+    spdk_device = None
+    if config.storage.device(pool.device).kind == "spdk":
+        spdk_device = open_spdk_pool(config, layout)
     dp = _create(dataplane_settings(config, listen=False,
                                     region=provision.memcached_region(layout, config),
-                                    capacity=layout.devices[pool.device]))
+                                    capacity=layout.devices[pool.device],
+                                    spdk_device=spdk_device))
     try:
         return dp.verify_index()
     finally:
