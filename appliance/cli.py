@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance import __version__, logging_setup, provision, reload, ring, runner
+from appliance import __version__, logging_setup, reload, ring, runner
 from appliance.config import BackendConfig, Config, ConfigError, load_config, summary
 from dataplane.fastpath import DataplaneError
 
@@ -93,7 +93,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     for line in layout.lines():
         print(f"  {line}")
     if layout.steps and not args.dry_run:
-        if any(isinstance(s, provision.ShrinkPool) for s in layout.steps):
+        if layout.shrinks():
             runner.load()  # a shrink opens the store: refuse a stale build before any change
         print("applying:")
         runner.provision_storage(config, layout, say=lambda line: say(f"  {line}"))

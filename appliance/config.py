@@ -56,10 +56,22 @@ from appliance.config_proxy import (
     describe_proxy,
     spare_pools,
 )
+from appliance.config_spdk import (
+    SPDK_TRANSPORTS,
+    SpdkConfig,
+    block_size,
+    check_file_or_block,
+    check_spdk,
+    describe,
+    export_address,
+    nqn,
+    optional_path,
+    transport_address,
+)
 from appliance.config_yaml import ConfigError, Node, load_yaml
 
 __all__ = ["Config", "ConfigError", "MemcachedConfig", "StorageConfig", "DeviceConfig",
-           "PoolConfig", "LoggingConfig", "BackendConfig", "BackendDefaultsConfig",
+           "PoolConfig", "SpdkConfig", "LoggingConfig", "BackendConfig", "BackendDefaultsConfig",
            "SparePoolConfig", "RoutingConfig", "load_config", "parse_config", "summary"]
 
 # Bytes a segment needs beyond its largest item: record header, key and
@@ -127,19 +139,43 @@ class DeviceConfig:
     NOUN = "devices"
 
     name: str = setting(scalar(identifier))
-    kind: str = setting(scalar(one_of("file", "block", later=("spdk",),
-                                      hint="; the SPDK data path arrives with "
-                                           "spdk_bindings, use kind: file or block")), "file")
-    path: Path = setting(path_value)
-    # Required for files; a block device defaults to its whole size (None).
+    kind: str = setting(scalar(one_of("file", "block", "spdk")), "file")
+    # file and block: the file or device; spdk aio/uring: the file spdk_tgt opens.
+    path: Path | None = setting(optional_path, None)
+    # file: required; block: defaults to the whole device (None); spdk: optional
+    # minimum the target must give (refused below it).
     size: int | None = setting(scalar(optional(size_range(4 * 1024**2, 2**62),
-                                               "the whole block device")), None)
+                                               "the whole device")), None)
     # O_DIRECT: every device read and write bypasses the page cache. null (the
     # default) means false for files, whose speed is the page cache, and true
     # for block devices, where hits should measure the device.
     direct_io: bool | None = setting(scalar(optional(boolean, "the kind's default")), None)
+    # kind: spdk only (appliance.config_spdk fills in the defaults and refuses
+    # the keys a kind or transport has no use for).
+    rpc_socket: Path | None = setting(optional_path, None)
+    rpc_timeout: int | None = setting(scalar(optional(duration_ms(100, 3_600_000), "30s")),
+                                      None)
+    transport: str | None = setting(scalar(optional(one_of(*SPDK_TRANSPORTS),
+                                                    "none (file and block devices)")), None)
+    traddr: str | None = setting(scalar(optional(transport_address, "none")), None)
+    trsvcid: int | None = setting(scalar(optional(int_range(1, 65535, "a port number"),
+                                                  "none")), None)
+    adrfam: str | None = setting(scalar(optional(one_of("ipv4", "ipv6"), "from traddr")),
+                                 None)
+    subnqn: str | None = setting(scalar(optional(nqn, "none")), None)
+    block_size: int | None = setting(scalar(optional(block_size, "none")), None)
+    bdev: str | None = setting(scalar(optional(identifier, "the default name")), None)
+    controller: str | None = setting(scalar(optional(identifier, "the device's name")), None)
+    lvstore: str | None = setting(scalar(optional(identifier, "ss_<name>")), None)
+    cluster_size: int | None = setting(scalar(optional(power_of_two_size(1024**2, 1024**3),
+                                                       "4MiB")), None)
+    export: str | None = setting(scalar(optional(export_address, "no NVMe-oF export")), None)
+    export_nqn: str | None = setting(scalar(optional(nqn, "the default NQN")), None)
 
     def _check(self, node: Node, path: str) -> DeviceConfig:
+        if self.kind == "spdk":
+            return check_spdk(self, node, path)
+        check_file_or_block(self, node, path)
         if self.kind == "file" and self.size is None:
             raise ConfigError("missing; a device of kind file needs a size (how large "
                               "the file is made)", path=join(path, "size"),
@@ -163,6 +199,8 @@ class PoolConfig:
     segment_size: int = setting(scalar(power_of_two_size(1024**2, 256 * 1024**2)), "8MiB")
     # Provisioning may shrink this pool (offline), evicting what no longer fits.
     allow_shrink: bool = setting(scalar(boolean), False)
+    # kind: spdk devices only: a thin-provisioned lvol (clusters taken when written).
+    thin: bool = setting(scalar(boolean), False)
     size_percent: Decimal | None = derived()
 
     @property
@@ -190,6 +228,7 @@ class StorageConfig:
     pools: tuple[PoolConfig, ...] = setting(list_of(PoolConfig, "pools"), [
         {"name": "items", "device": "local", "size": "100%", "role": "memcached",
          "segment_size": "8MiB"}])
+    spdk: SpdkConfig = setting(section(SpdkConfig), {})
 
     @property
     def index_dir(self) -> Path:
@@ -213,7 +252,11 @@ class StorageConfig:
             raise fail("expected at least one device", node.child("devices"),
                         join(path, "devices"))
         self._check_unique(node, path, "devices", [d.name for d in self.devices], "name")
-        self._check_unique(node, path, "devices", [str(d.path) for d in self.devices], "path")
+        self._check_unique(node, path, "devices", [str(d.path) if d.path else f"#{i}"
+                                                   for i, d in enumerate(self.devices)], "path")
+        self._check_unique(node, path, "devices", [d.export_nqn or f"#{i}"
+                                                   for i, d in enumerate(self.devices)],
+                           "export_nqn")
         self._check_unique(node, path, "pools", [p.name for p in self.pools], "name")
         devices = {d.name: d for d in self.devices}
         sizes: dict[str, list[int]] = {}
@@ -228,6 +271,10 @@ class StorageConfig:
                                   path=f"{at}.device", line=node.line_of("pools", i, "device"))
             size_line = node.line_of("pools", i, "size")
             percent = pool.size if isinstance(pool.size, Decimal) else None
+            if dev.kind != "spdk" and node.child("pools", i, "thin") is not None:
+                raise ConfigError(f"only pools on a kind: spdk device can be thin; device "
+                                  f"{dev.name!r} is {dev.kind}", path=f"{at}.thin",
+                                  line=node.line_of("pools", i, "thin"))
             if percent is not None:
                 percents[dev.name] = percents.get(dev.name, Decimal(0)) + percent
                 if percents[dev.name] > 100:
@@ -235,7 +282,7 @@ class StorageConfig:
                         f"pools on device {dev.name!r} add up to {percents[dev.name]}% of "
                         f"it; percentages on one device must sum to at most 100%",
                         path=f"{at}.size", line=size_line)
-                if dev.size is None:  # a whole block device: sized when probed
+                if dev.size is None or dev.kind == "spdk":  # sized when probed
                     pools.append(dataclasses.replace(pool, size_percent=percent))
                     continue
             nbytes = percent_bytes(dev.size, percent) if percent is not None else int(pool.size)
@@ -247,6 +294,11 @@ class StorageConfig:
                     f"{units.format_size(pool.segment_size)}), got "
                     f"{units.format_size(nbytes)}", path=f"{at}.size", line=size_line)
             sizes.setdefault(dev.name, []).append(nbytes)
+            if dev.kind == "spdk":
+                # No label: one lvol per pool, checked against the lvol store's capacity
+                # when the target is asked (provisioning).
+                pools.append(dataclasses.replace(pool, size=nbytes, size_percent=percent))
+                continue
             end = layout_end(sizes[dev.name])
             if dev.size is not None and end > dev.size:
                 raise ConfigError(
@@ -412,8 +464,8 @@ def summary(config: Config) -> str:
     size = units.format_size(int(pool.size)) if pool.resolved else "sized when probed"
     objects = [p.name for p in config.storage.pools if p.role == "objects"]
     return (f"memcached tcp={host}:{mc.tcp_port} udp={udp} workers={work}; "
-            f"pool {pool.name}: {size}{pct} of {dev.kind} "
-            f"{dev.path}, {pool.segments} segments of {units.format_size(pool.segment_size)}; "
+            f"pool {pool.name}: {size}{pct} of {describe(dev)}, {pool.segments} segments "
+            f"of {units.format_size(pool.segment_size)}; "
             + (f"objects pools {', '.join(objects)} (reserved, not served yet); "
                if objects else "") +
             f"hot tier {units.format_size(config.storage.hot_tier)}; "

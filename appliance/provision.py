@@ -17,7 +17,9 @@ POOL_ALIGN boundary. A pool keeps its offset for life; it grows into free
 space after it. The store writes its own superblock at the pool's offset.
 
 Device kinds plug in through ``DeviceDriver`` (probe, label I/O, sizing);
-``file`` and ``block`` are here, ``spdk`` registers its own driver later.
+``file`` and ``block`` are here. ``spdk`` devices carry no label: their pools
+are lvols on an SPDK target, planned and applied by appliance.provision_spdk
+(one ``SpdkDeviceStep`` per device with changes, its state in ``Plan.spdk``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from appliance import units
 from appliance.config import (
@@ -237,7 +239,7 @@ class BlockDriver:
         _write_block(dev.path, block)
 
 
-# The spdk driver (spdk_bindings) registers itself here when it exists.
+# Label-based kinds; kind spdk is planned by appliance.provision_spdk.
 DRIVERS: dict[str, DeviceDriver] = {"file": FileDriver(), "block": BlockDriver()}
 
 
@@ -250,6 +252,10 @@ class Step:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def lines(self) -> list[str]:
+        """The plan lines of this step (one, except for steps that bundle several)."""
+        return [self.describe()]
 
 
 @dataclass(frozen=True)
@@ -299,7 +305,7 @@ class GrowPool(Step):
 @dataclass(frozen=True)
 class ShrinkPool(Step):
     device: str
-    device_path: Path
+    device_path: Path | None  # None: an spdk pool (the lvol is resized after the store)
     region: PoolRegion
     old: int
 
@@ -331,16 +337,26 @@ class Plan:
         regions: pool name -> its region after the plan is applied.
         devices: device name -> capacity in bytes after the plan.
         notes: lines worth logging that are not changes (reserved leftovers).
+        spdk: device name -> provision_spdk.SpdkProvisioned for kind spdk
+            devices (what the target holds; after apply, what it reported).
+            apply() updates regions and devices of spdk pools with the sizes
+            read back from the target.
     """
 
     steps: tuple[Step, ...]
     regions: dict[str, PoolRegion]
     devices: dict[str, int]
     notes: tuple[str, ...] = ()
+    spdk: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """The plan as an operator reads it."""
-        return [s.describe() for s in self.steps] or ["nothing to do"]
+        return [line for s in self.steps for line in s.lines()] or ["nothing to do"]
+
+    def shrinks(self) -> list[str]:
+        """Names of the pools this plan shrinks (any kind)."""
+        return [s.region.name for s in self.steps if isinstance(s, ShrinkPool)] + [
+            name for prov in self.spdk.values() for name in prov.shrinks()]
 
 
 def _where(config: Config, dev: DeviceConfig) -> str:
@@ -470,13 +486,19 @@ def plan(config: Config) -> Plan:
     regions: dict[str, PoolRegion] = {}
     devices: dict[str, int] = {}
     notes: list[str] = []
+    spdk: dict[str, Any] = {}
     for dev in config.storage.devices:
+        if dev.kind == "spdk":
+            from appliance import provision_spdk  # imports spdk_bindings only when needed
+            devices[dev.name] = provision_spdk.plan_device(
+                config, dev, _where(config, dev), steps, regions, notes, spdk)
+            continue
         driver = DRIVERS.get(dev.kind)
         if driver is None:
             raise ProvisionError(f"{_where(config, dev)}: kind {dev.kind} is not supported "
                                  f"yet")
         devices[dev.name] = _plan_device(config, dev, driver, steps, regions, notes)
-    return Plan(tuple(steps), regions, devices, tuple(notes))
+    return Plan(tuple(steps), regions, devices, tuple(notes), spdk)
 
 
 # ------------------------------------------------------------------ apply
@@ -531,21 +553,35 @@ def apply(p: Plan, config: Config, *, shrinker: Shrinker | None = None,
         elif isinstance(step, WriteLabel):
             DRIVERS[step.device.kind].write_label(step.device, encode_label(
                 step.device.name, list(step.pools)))
+        else:
+            from appliance import provision_spdk
+            if isinstance(step, provision_spdk.SpdkDeviceStep):
+                provision_spdk.apply_device(step, p.regions, p.devices, say, shrinker, grower)
 
 
 def state(config: Config, p: Plan | None = None) -> dict[str, object]:
     """Devices and pools for stats and the console (what the labels say)."""
     p = p or plan(config)
-    return {
-        "devices": [{"name": d.name, "kind": d.kind, "path": str(d.path),
-                     "capacity": p.devices.get(d.name, 0)} for d in config.storage.devices],
-        "pools": [{"name": r.name, "role": r.role, "device": pool.device,
-                   "offset": r.offset, "size": r.size, "segment_size": r.segment_size,
-                   "served": r.role == "memcached"}
-                  for pool in config.storage.pools
-                  for r in [p.regions[pool.name]]],
-        "pending": p.lines() if p.steps else [],
-    }
+    devices = []
+    for d in config.storage.devices:
+        dev: dict[str, object] = {"name": d.name, "kind": d.kind,
+                                  "path": None if d.path is None else str(d.path),
+                                  "capacity": p.devices.get(d.name, 0)}
+        if d.name in p.spdk:
+            from appliance import provision_spdk
+            dev.update(provision_spdk.device_state(p.spdk[d.name]))
+        devices.append(dev)
+    pools = []
+    for pool in config.storage.pools:
+        r = p.regions[pool.name]
+        entry: dict[str, object] = {
+            "name": r.name, "role": r.role, "device": pool.device, "offset": r.offset,
+            "size": r.size, "segment_size": r.segment_size, "served": r.role == "memcached"}
+        if pool.device in p.spdk:
+            from appliance import provision_spdk
+            entry.update(provision_spdk.pool_state(p.spdk[pool.device], pool.name))
+        pools.append(entry)
+    return {"devices": devices, "pools": pools, "pending": p.lines() if p.steps else []}
 
 
 def memcached_region(p: Plan, config: Config) -> PoolRegion:

@@ -351,15 +351,13 @@ class Reloader:
             layout = provision.plan(new)
         except provision.ProvisionError as exc:
             raise ConfigError(str(exc), file=new.source) from None
-        for step in layout.steps:
-            if isinstance(step, provision.ShrinkPool):
-                i = next(i for i, p in enumerate(new.storage.pools)
-                         if p.name == step.region.name)
-                path = f"storage.pools[{i}].size"
-                raise ConfigError(f"shrinking pool {step.region.name} can't happen while "
-                                  f"serving; stop smartswitch and run `smartswitch provision` "
-                                  f"(allow_shrink: true), then start it", path=path,
-                                  file=new.source, line=line_in(text, path))
+        for name in layout.shrinks():
+            i = next(i for i, p in enumerate(new.storage.pools) if p.name == name)
+            path = f"storage.pools[{i}].size"
+            raise ConfigError(f"shrinking pool {name} can't happen while "
+                              f"serving; stop smartswitch and run `smartswitch provision` "
+                              f"(allow_shrink: true), then start it", path=path,
+                              file=new.source, line=line_in(text, path))
         return layout
 
     def _apply(self, new: Config) -> None:

@@ -59,7 +59,8 @@ def worker_threads(config: Config) -> int:
 
 def dataplane_settings(config: Config, *, listen: bool = True,
                        region: provision.PoolRegion | None = None,
-                       capacity: int | None = None) -> DataplaneSettings:
+                       capacity: int | None = None,
+                       spdk_device: Any = None) -> DataplaneSettings:
     """Translate the validated config into struct ss_dataplane_settings.
 
     Pure: touches neither files nor sockets, so it is unit-testable.
@@ -72,6 +73,9 @@ def dataplane_settings(config: Config, *, listen: bool = True,
             provisioning plan); default: the first pool after the label.
         capacity: the device's size (from the plan), which sizes the index
             map so the pool can grow to the whole device without a restart.
+        spdk_device: for a pool on a kind: spdk device, the `struct ss_device *`
+            the SPDK data path opened (open_spdk_pool), given to the store as
+            ss_store_settings.device.
     """
     mc = config.memcached
     storage = config.storage
@@ -80,9 +84,11 @@ def dataplane_settings(config: Config, *, listen: bool = True,
     offset = region.offset if region is not None else LABEL_BYTES
     nbytes = region.size if region is not None else int(pool.size)
     capacity = capacity or device.size or offset + nbytes
+    # The SPDK device pointer goes in ss_store_settings.device (added with the data path).
+    extra = {} if spdk_device is None else {"device": spdk_device}
     store = StoreSettings(
         index_dir=str(storage.index_dir),
-        device_path=str(device.path),
+        device_path=str(device.path) if device.path is not None else f"spdk:{device.name}",
         device_bytes=nbytes,
         segment_bytes=pool.segment_size,
         hot_bytes=storage.hot_tier,
@@ -94,6 +100,7 @@ def dataplane_settings(config: Config, *, listen: bool = True,
         device_offset=offset,
         pool_name=pool.name,
         direct_io=bool(device.direct_io),
+        **extra,
     )
     return DataplaneSettings(
         listen_host=mc.listen,
@@ -160,7 +167,8 @@ def prepare_storage(config: Config, *, create: bool = True) -> None:
                              f"(start smartswitch with this config first)")
     pool = storage.memcached_pool
     device = storage.device(pool.device)
-    if not create and not device.path.exists():
+    if not create and device.path is not None and device.kind != "spdk" and \
+            not device.path.exists():
         where = f"storage.devices[{_device_index(config, device.name)}].path"
         raise StartError(f"{where}: {device.path} does not exist; nothing to verify")
 
@@ -178,12 +186,81 @@ def plan_storage(config: Config) -> provision.Plan:
         raise StartError(f"cannot probe the storage devices: {exc}") from None
 
 
-def shrink_offline(config: Config, step: provision.ShrinkPool) -> None:
+def spdk_target(config: Config, layout: provision.Plan) -> tuple[str, int]:
+    """(SPDK transport-id string, namespace id) of the memcached pool, from a plan that
+    provisioning applied (or found with nothing to do).
+
+    The transport id is what the data path connects to, e.g.
+    `trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.2016-06.io.smartswitch:nvme0`.
+
+    Raises:
+        StartError: the pool is not on an spdk device, its device is not exported
+            (`export: null`), or the plan was not applied.
+    """
+    pool = config.storage.memcached_pool
+    device = config.storage.device(pool.device)
+    where = f"storage.devices[{_device_index(config, device.name)}]"
+    if device.kind != "spdk":
+        raise StartError(f"{where}: pool {pool.name} is on a {device.kind} device, not spdk")
+    if device.export is None:
+        raise StartError(f"{where}.export: pool {pool.name} is served from spdk device "
+                         f"{device.name}, which needs an NVMe-oF export for the data path; "
+                         f"set export (default 127.0.0.1:4420) instead of null")
+    prov = layout.spdk.get(device.name)
+    target = prov.target(pool.name) if prov is not None else None
+    if target is None:
+        raise StartError(f"{where}: pool {pool.name} on spdk device {device.name} is not "
+                         f"provisioned and exported yet; run `smartswitch provision`")
+    return target
+
+
+def spdk_datapath(config: Config) -> Any:
+    """The spdk_bindings.datapath module, for a memcached pool on an spdk device.
+
+    Raises:
+        StartError: it is missing (checked before provisioning touches anything).
+    """
+    pool = config.storage.memcached_pool
+    try:
+        from spdk_bindings import datapath  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise StartError(f"pool {pool.name} is on spdk device {pool.device}, but the SPDK "
+                         f"data path is not available: {exc}; serve it from a file or block "
+                         f"device until it is (provisioning alone works: smartswitch "
+                         f"provision)") from None
+    return datapath
+
+
+def open_spdk_pool(config: Config, layout: provision.Plan) -> Any:
+    """Start the SPDK environment in this process and open the memcached pool's namespace
+    over NVMe-oF; returns the `struct ss_device *` for the store.
+
+    Raises:
+        StartError: the SPDK data path (spdk_bindings.datapath) is missing or fails.
+    """
+    trid, nsid = spdk_target(config, layout)
+    pool = config.storage.memcached_pool
+    datapath = spdk_datapath(config)
+    spdk = config.storage.spdk
+    try:
+        dp = datapath.SpdkDataPath.load(None if spdk.lib_dir is None else str(spdk.lib_dir))
+        dp.start_env(spdk.mem_size // 1024**2, not spdk.hugepages)
+        return dp.open_namespace(trid, nsid)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise StartError(f"pool {pool.name}: the SPDK data path cannot open namespace "
+                         f"{nsid} of {trid}: {exc}") from None
+
+
+def shrink_offline(config: Config, step: provision.ShrinkPool,
+                   layout: provision.Plan | None = None) -> None:
     """Shrink the memcached pool with the appliance stopped: open the store
     at its old size with no listeners, evict what no longer fits, close."""
     old = provision.PoolRegion(step.region.name, step.region.role, step.region.offset,
                                step.old, step.region.segment_size)
-    dp = _create(dataplane_settings(config, listen=False, region=old))
+    device = None
+    if config.storage.device(config.storage.memcached_pool.device).kind == "spdk":
+        device = open_spdk_pool(config, layout or provision.Plan((), {}, {}))
+    dp = _create(dataplane_settings(config, listen=False, region=old, spdk_device=device))
     try:
         before = dp.store_stats()["curr_items"]
         dp.shrink_pool(step.region.size)
@@ -215,7 +292,7 @@ def provision_storage(config: Config, p: provision.Plan | None = None, *,
     if dry_run or not p.steps:
         return p
     try:
-        provision.apply(p, config, shrinker=lambda step: shrink_offline(config, step),
+        provision.apply(p, config, shrinker=lambda step: shrink_offline(config, step, p),
                         progress=say)
     except (provision.ProvisionError, DataplaneError) as exc:
         raise StartError(f"provisioning failed: {exc}") from None
@@ -384,11 +461,15 @@ def run(config: Config) -> int:
                          "ss_dataplane_set_routing and this build has none; rebuild it "
                          "(`make build`) or remove backends to run standalone")
     prepare_storage(config)
+    on_spdk = config.storage.device(config.storage.memcached_pool.device).kind == "spdk"
+    if on_spdk:
+        spdk_datapath(config)  # refuse before provisioning changes anything
     layout = provision_storage(config)
     region = provision.memcached_region(layout, config)
     pool = config.storage.memcached_pool
+    spdk_device = open_spdk_pool(config, layout) if on_spdk else None
     settings = dataplane_settings(config, region=region,
-                                  capacity=layout.devices[pool.device])
+                                  capacity=layout.devices[pool.device], spdk_device=spdk_device)
     # ss_dataplane_create() probes the ports without SO_REUSEPORT (so a
     # second appliance fails on the port) and flocks the store, and says
     # which; there is no second copy of those checks here.
@@ -437,9 +518,13 @@ def verify_index(config: Config) -> tuple[int, int]:
            for s in layout.steps):
         raise StartError(f"pool {pool.name} is not provisioned as the config says "
                          f"({'; '.join(layout.lines())}); run `smartswitch provision` first")
+    spdk_device = None
+    if config.storage.device(pool.device).kind == "spdk":
+        spdk_device = open_spdk_pool(config, layout)
     dp = _create(dataplane_settings(config, listen=False,
                                     region=provision.memcached_region(layout, config),
-                                    capacity=layout.devices[pool.device]))
+                                    capacity=layout.devices[pool.device],
+                                    spdk_device=spdk_device))
     try:
         return dp.verify_index()
     finally:

@@ -110,6 +110,7 @@ class SpdkPool:
     size: int | None = None
     percent: Decimal | None = None
     thin: bool = False
+    allow_shrink: bool = False  # this pool may shrink even when the plan does not allow it
 
     @classmethod
     def from_config(cls, pool: Any) -> SpdkPool:
@@ -120,7 +121,8 @@ class SpdkPool:
             percent = size
         return cls(name=_get(pool, "name"), size=None if percent is not None else int(size),
                    percent=None if percent is None else Decimal(percent),
-                   thin=bool(_get(pool, "thin", False)))
+                   thin=bool(_get(pool, "thin", False)),
+                   allow_shrink=bool(_get(pool, "allow_shrink", False)))
 
 
 @dataclass(frozen=True)
@@ -334,13 +336,14 @@ def decide(dev: SpdkDevice, pools: Sequence[SpdkPool], observed: Observed,
         elif want > have:
             add(PlanStep("grow", what, f"{_size_text(have_bytes)} -> {shown}", pool.name, mib))
             need += 0 if cur_thin else want - have
-        elif allow_shrink:
+        elif allow_shrink or pool.allow_shrink:
             add(PlanStep("shrink", what, f"{_size_text(have_bytes)} -> {shown}; items beyond "
                          "the new end are evicted", pool.name, mib))
             need -= 0 if cur_thin else have - want
         else:
             add(PlanStep("refuse", what, f"shrinking from {_size_text(have_bytes)} to "
-                         f"{_size_text(want * cluster)} loses items; allow shrinking to do it"))
+                         f"{_size_text(want * cluster)} loses items; allow shrinking to do it",
+                         pool.name))
     named = {p.name for p in pools}
     for other in sorted(set(observed.lvols) - named):
         add(PlanStep("note", f"spdk lvol {dev.lvstore}/{other}", "no pool names it; left alone"))

@@ -40,7 +40,8 @@ DEFAULT_TIMEOUT = 30.0
 READ_METHODS = frozenset({
     "spdk_get_version", "rpc_get_methods", "framework_wait_init", "bdev_get_bdevs",
     "bdev_wait_for_examine", "bdev_lvol_get_lvstores", "bdev_lvol_get_lvols",
-    "bdev_nvme_get_controllers",
+    "bdev_nvme_get_controllers", "nvmf_get_transports", "nvmf_get_subsystems",
+    "nvmf_subsystem_get_listeners",
 })
 
 
@@ -388,6 +389,105 @@ class SpdkRpc:
         """Delete the lvol `name`. SPDK does it even while it is exported: check first."""
         _check_str("bdev_lvol_delete", "name", name)
         return self.call("bdev_lvol_delete", {"name": name}, device=name)
+
+
+    # ---- NVMe-oF target (the export the data path connects to) ---------------------------
+
+    def nvmf_get_transports(self, trtype: str | None = None) -> list[dict[str, Any]]:
+        """The target's NVMe-oF transports (all, or the one of `trtype`)."""
+        _check_str("nvmf_get_transports", "trtype", trtype, optional=True)
+        return self.call("nvmf_get_transports", {"trtype": trtype})
+
+    def nvmf_create_transport(self, trtype: str) -> bool:
+        """Create a transport ("TCP") with SPDK's defaults; a second one of a type fails."""
+        _check_str("nvmf_create_transport", "trtype", trtype)
+        return self.call("nvmf_create_transport", {"trtype": trtype})
+
+    def nvmf_create_subsystem(self, nqn: str, serial_number: str | None = None,
+                              model_number: str | None = None,
+                              allow_any_host: bool | None = None,
+                              max_namespaces: int | None = None) -> bool:
+        """Create the subsystem `nqn` (a duplicate NQN fails with SPDK's -32603)."""
+        m = "nvmf_create_subsystem"
+        _check_nqn(m, nqn)
+        for key, value, most in (("serial_number", serial_number, 20),
+                                 ("model_number", model_number, 40)):
+            _check_str(m, key, value, optional=True)
+            if value is not None and (len(value) > most or not value.isascii()):
+                raise ValueError(f"{m}: {key} must be at most {most} ASCII characters, "
+                                 f"got {value!r}")
+        _check_bool(m, "allow_any_host", allow_any_host)
+        _check_uint(m, "max_namespaces", max_namespaces, optional=True, minimum=1)
+        return self.call(m, {"nqn": nqn, "serial_number": serial_number,
+                             "model_number": model_number, "allow_any_host": allow_any_host,
+                             "max_namespaces": max_namespaces}, device=nqn)
+
+    def nvmf_get_subsystems(self, nqn: str | None = None) -> list[dict[str, Any]]:
+        """Subsystems (all, the discovery subsystem included, or `nqn`)."""
+        if nqn is not None:
+            _check_nqn("nvmf_get_subsystems", nqn)
+        return self.call("nvmf_get_subsystems", {"nqn": nqn}, device=nqn)
+
+    def nvmf_subsystem_add_ns(self, nqn: str, namespace: Mapping[str, Any]) -> int:
+        """Add a namespace (`namespace["bdev_name"]`, a bdev name or alias); returns its NSID.
+
+        SPDK answers a missing bdev and a bdev already claimed (exported elsewhere) alike,
+        with -32602 "Invalid parameters".
+        """
+        m = "nvmf_subsystem_add_ns"
+        _check_nqn(m, nqn)
+        if not isinstance(namespace, Mapping):
+            raise ValueError(f"{m}: namespace must be a mapping, got {namespace!r}")
+        unknown = set(namespace) - {"bdev_name", "nsid", "uuid", "nguid", "eui64", "ptpl_file",
+                                    "anagrpid", "no_auto_visible"}
+        if unknown:
+            raise ValueError(f"{m}: unknown namespace keys {sorted(unknown)}")
+        _check_str(m, "namespace.bdev_name", namespace.get("bdev_name"))
+        _check_uint(m, "namespace.nsid", namespace.get("nsid"), optional=True, minimum=1)
+        _check_str(m, "namespace.uuid", namespace.get("uuid"), optional=True)
+        nguid = namespace.get("nguid")
+        if nguid is not None and not (isinstance(nguid, str) and len(nguid) == 32
+                                      and all(c in "0123456789abcdefABCDEF" for c in nguid)):
+            raise ValueError(f"{m}: namespace.nguid must be 32 hex digits, got {nguid!r}")
+        ns = {k: v for k, v in namespace.items() if v is not None}
+        return self.call(m, {"nqn": nqn, "namespace": ns}, device=nqn)
+
+    def nvmf_subsystem_add_listener(self, nqn: str, listen_address: Mapping[str, Any]) -> bool:
+        """Listen for `nqn` on `listen_address` (trtype, adrfam, traddr, trsvcid strings)."""
+        m = "nvmf_subsystem_add_listener"
+        _check_nqn(m, nqn)
+        addr = _check_address(m, listen_address)
+        return self.call(m, {"nqn": nqn, "listen_address": addr}, device=nqn)
+
+    def nvmf_subsystem_get_listeners(self, nqn: str) -> list[dict[str, Any]]:
+        """The listeners of `nqn`: [{"address": {trtype, adrfam, traddr, trsvcid}}, ...]."""
+        _check_nqn("nvmf_subsystem_get_listeners", nqn)
+        return self.call("nvmf_subsystem_get_listeners", {"nqn": nqn}, device=nqn)
+
+
+def _check_nqn(method: str, nqn: Any) -> None:
+    # NVMe base specification: an NQN starts with "nqn." and is at most 223 bytes.
+    if not isinstance(nqn, str) or not nqn.startswith("nqn.") or len(nqn.encode()) > 223:
+        raise ValueError(f"{method}: nqn must be a string starting with 'nqn.' of at most "
+                         f"223 bytes, got {nqn!r}")
+
+
+def _check_bool(method: str, key: str, value: Any) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{method}: {key} must be a bool, got {value!r}")
+
+
+def _check_address(method: str, addr: Any) -> dict[str, str]:
+    if not isinstance(addr, Mapping):
+        raise ValueError(f"{method}: listen_address must be a mapping, got {addr!r}")
+    unknown = set(addr) - {"trtype", "adrfam", "traddr", "trsvcid"}
+    if unknown:
+        raise ValueError(f"{method}: unknown listen_address keys {sorted(unknown)}")
+    for key in ("trtype", "traddr"):
+        _check_str(method, f"listen_address.{key}", addr.get(key))
+    for key in ("adrfam", "trsvcid"):
+        _check_str(method, f"listen_address.{key}", addr.get(key), optional=True)
+    return {k: v for k, v in addr.items() if v is not None}
 
 
 def connect(socket_path: str = DEFAULT_SOCKET, timeout: float = DEFAULT_TIMEOUT,

@@ -163,10 +163,9 @@ BAD = [
         id="duplicate-device"),
     pytest.param(
         storage().replace("      path:", "      kind: spdk\n      path:"),
-        "configs/x.yaml:4: storage.devices[0].kind: expected one of file, block (spdk is not "
-        "supported yet; the SPDK data path arrives with spdk_bindings, use kind: file or "
-        "block), got 'spdk'",
-        id="spdk-not-yet"),
+        "configs/x.yaml:3: storage.devices[0].transport: missing; a kind: spdk device needs "
+        "a transport (pcie, tcp, aio, uring)",
+        id="spdk-without-transport"),
     pytest.param(
         storage().replace("      segment_size:", "      role: objects\n      segment_size:"),
         "configs/x.yaml:7: storage.pools: expected exactly one pool with role memcached, "
@@ -184,7 +183,7 @@ BAD = [
         id="file-without-size"),
     pytest.param(
         storage().replace("      path: ./store.dat\n", ""),
-        "configs/x.yaml:3: storage.devices[0].path: missing; every device needs a path",
+        "configs/x.yaml:3: storage.devices[0].path: missing; a device of kind file needs a path",
         id="device-without-path"),
     pytest.param(
         "storage:\n  devices:\n    - name: disk\n      path: x\n      size: 1GiB\n",
