@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -220,3 +221,101 @@ def test_exception_path_tcp_ping_arp(rig: Callable[..., Rig]) -> None:
     assert r.lab.mac("ap") in neigh.lower(), neigh
     c = r.counters()
     assert c["to_kernel"] > 0 and c["from_kernel"] > 0
+
+
+# ---- bad packets: crafted frames from a packet socket in the client namespace ----
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _frame(dst_mac: str, src_mac: str, payload: bytes, *, sport: int = 40000,
+           dport: int = MC, frag: int = 0, ip_len_delta: int = 0, bad_ip_sum: bool = False,
+           bad_udp_sum: bool = False) -> bytes:
+    src, dst = socket.inet_aton(CLIENT), socket.inet_aton(VIP)
+    udp_len = 8 + len(payload)
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
+    udp = struct.pack("!HHHH", sport, dport, udp_len, 0) + payload
+    usum = _csum(pseudo + udp) or 0xFFFF
+    if bad_udp_sum:
+        usum ^= 0x5A5A
+    udp = udp[:6] + struct.pack("!H", usum) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len + ip_len_delta, 7, frag, 64, 17,
+                     0, src, dst)
+    isum = _csum(ip) ^ (0x1111 if bad_ip_sum else 0)
+    ip = ip[:10] + struct.pack("!H", isum) + ip[12:]
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + \
+        b"\x08\x00"
+    return eth + ip + udp
+
+
+def test_bad_packets_are_counted_and_never_crash(rig: Callable[..., Rig]) -> None:
+    r = rig("l3")
+    ap, cl = r.lab.mac("ap"), r.lab.mac("cl")
+    raw = r.lab.socket("cl", socket.AF_PACKET, socket.SOCK_RAW)
+    get = struct.pack("!HHHH", 9, 0, 1, 0) + b"get k\r\n"
+    good = _frame(ap, cl, get)
+    try:
+        raw.bind(("eth0", 0))
+        before = r.counters(wait=0)
+        frames = [
+            good[:14 + 10],                                          # truncated IP header
+            _frame(ap, cl, get, ip_len_delta=200),                   # IP length > frame
+            # A lone first fragment: net_af_packet's fanout asks the kernel to
+            # reassemble (PACKET_FANOUT_FLAG_DEFRAG), so it never reaches the port.
+            _frame(ap, cl, get, frag=0x2000),
+            _frame(ap, cl, struct.pack("!HHHH", 9, 0, 2, 0) + b"get k\r\n"),  # 2 datagrams
+            _frame(ap, cl, b"hello"),                                # not a memcached frame
+            _frame(ap, cl, struct.pack("!HHHH", 9, 0, 1, 0) + b"no newline"),
+            _frame(ap, cl, get, bad_udp_sum=True),
+            _frame(ap, cl, get, bad_ip_sum=True),
+            good[:-3],                                               # UDP length > IP payload
+        ]
+        for _ in range(3):
+            for f in frames:
+                raw.send(f)
+        after = r.counters()
+    finally:
+        raw.close()
+    grew = {k: after[k] - before.get(k, 0) for k in after}
+    assert grew["bad_truncated"] >= 3
+    assert grew["bad_length"] >= 6
+    assert grew["ip_fragments"] in (0, 3)
+    assert grew["mc_multi_datagram"] == 3
+    assert grew["mc_bad_frame"] == 6
+    assert grew["bad_udp_checksum"] == 3
+    assert grew["bad_ip_checksum"] == 3
+    assert grew["mc_forwarded_gets"] == 0 and grew["mc_hits"] == 0  # nothing forwarded
+    # Still serving.
+    assert r.tcp(VIP, b"set sw:bad:ok 0 0 2\r\nok\r\n") == b"STORED\r\n"
+    reply, src = r.get(b"get sw:bad:ok\r\n")
+    assert reply == b"VALUE sw:bad:ok 0 2\r\nok\r\nEND\r\n" and src[0] == VIP
+
+
+# ---- flow rules ----
+
+def test_flow_rules_drop_count_and_kernel(rig: Callable[..., Rig]) -> None:
+    rules = [
+        # memcached UDP from the client: counted, then dropped.
+        {"name": "client-udp", "match": {"protocol": "udp", "dst_port": MC,
+                                         "src": f"{CLIENT}/32"}, "chain": ["count", "drop"]},
+        # ping: counted, then to the kernel.
+        {"name": "icmp", "match": {"protocol": "icmp"}, "chain": ["count", "to-kernel"]},
+    ]
+    r = rig("l3", rules=rules)
+    with pytest.raises(socket.timeout):
+        r.get(b"get anything\r\n", timeout=1.0)
+    ping = r.lab.exec("cl", "ping", "-c", "2", "-W", "2", VIP, check=False)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert r.tcp(VIP, b"version\r\n").startswith(b"VERSION ")  # no rule: kernel
+    c = r.counters()
+    assert c["rule:client-udp:packets"] >= 1
+    assert c["function:drop:drop"] >= 1 and c["function:count:next"] >= 3
+    assert c["rule:icmp:packets"] >= 2
+    assert c["function:to-kernel:kernel"] >= 2
+    assert c["mc_hits"] == 0 and c["mc_forwarded_gets"] == 0

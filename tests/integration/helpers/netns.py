@@ -92,6 +92,11 @@ class Lab:
     def _build(self, dsr: bool) -> None:
         br = self._netns("br")
         sh("ip", "-n", br, "link", "add", "br0", "type", "bridge")
+        # br_netfilter would check (and drop) malformed IPv4 and reassemble
+        # fragments on the bridge; the bad-packet tests need them delivered.
+        for key in ("iptables", "ip6tables", "arptables"):
+            sh("ip", "netns", "exec", br, "sysctl", "-qw", f"net.bridge.bridge-nf-call-{key}=0",
+               check=False)
         sh("ip", "-n", br, "link", "set", "br0", "up")
         self._plug("ap")  # no address: DPDK drives it
         self._plug("cl")
