@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -314,6 +316,10 @@ def test_flow_rules_drop_count_and_kernel(rig: Callable[..., Rig]) -> None:
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert r.tcp(VIP, b"version\r\n").startswith(b"VERSION ")  # no rule: kernel
     c = r.counters()
+    out = subprocess.run([sys.executable, "-m", "appliance", "switch-stats", "--config",
+                          str(r.app.config_path)], capture_output=True, text=True,
+                         cwd=r.tmp, timeout=60)
+    assert out.returncode == 0 and "rule:client-udp:packets " in out.stdout, out
     assert c["rule:client-udp:packets"] >= 1
     assert c["function:drop:drop"] >= 1 and c["function:count:next"] >= 3
     assert c["rule:icmp:packets"] >= 2
