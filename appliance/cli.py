@@ -10,6 +10,7 @@ printed as one line on stderr, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from appliance import __version__, logging_setup, reload, ring, runner
 from appliance.config import BackendConfig, Config, ConfigError, load_config, summary
+from appliance.switch import COUNTERS_FILE
 from dataplane.fastpath import DataplaneError
 
 # configs/default.yaml is the single source of the embedded default; when
@@ -174,6 +176,35 @@ def cmd_route(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def action_switch_stats(config: Config) -> dict[str, int]:
+    """The running switch's counters, as it last published them (every 0.5 s).
+
+    Raises:
+        ConfigError: the config is not in switch mode.
+        runner.StartError: no counters there (the appliance is not running in
+            switch mode with this storage.dir).
+    """
+    if not config.dataplane.switch:
+        raise ConfigError("expected dpdk; switch-stats reads a switch-mode appliance",
+                          path="dataplane.mode", file=config.source)
+    path = config.storage.dir / COUNTERS_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise runner.StartError(f"no switch counters at {path} ({exc}); is the appliance "
+                                f"running with this config?") from None
+
+
+def cmd_switch_stats(args: argparse.Namespace) -> int:
+    """`smartswitch switch-stats --config FILE`: per port, rule and function counters."""
+    counters = action_switch_stats(load_config(_config_path(args)))
+    zero = args.all
+    for name, value in counters.items():
+        if value or zero:
+            print(f"{name} {value}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and shell completion)."""
     parser = argparse.ArgumentParser(
@@ -213,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="YAML config with backends (default: the embedded "
                             "configs/default.yaml)")
     route.set_defaults(func=cmd_route)
+
+    sws = sub.add_parser("switch-stats", help="switch mode: counters per port, rule and "
+                                              "function (non-zero ones unless --all)")
+    sws.add_argument("--config", metavar="FILE", help="the switch-mode YAML config")
+    sws.add_argument("--all", action="store_true", help="also print counters that are 0")
+    sws.set_defaults(func=cmd_switch_stats)
     return parser
 
 

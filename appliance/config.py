@@ -68,6 +68,7 @@ from appliance.config_spdk import (
     optional_path,
     transport_address,
 )
+from appliance.config_switch import DataplaneConfig, check_switch, describe_switch
 from appliance.config_yaml import ConfigError, Node, load_yaml
 
 __all__ = ["Config", "ConfigError", "MemcachedConfig", "StorageConfig", "DeviceConfig",
@@ -344,7 +345,7 @@ class Config:
     """The whole file. `source` is the file name as given (None: built in)."""
 
     NOUN = ("sections (memcached, storage, logging, backends, backend_defaults, spare_pools, "
-            "routing)")
+            "routing, dataplane)")
 
     memcached: MemcachedConfig = setting(section(MemcachedConfig), {})
     storage: StorageConfig = setting(section(StorageConfig), {})
@@ -354,6 +355,8 @@ class Config:
     backend_defaults: BackendDefaultsConfig = setting(section(BackendDefaultsConfig), {})
     spare_pools: tuple[SparePoolConfig, ...] = setting(spare_pools, {})
     routing: RoutingConfig = setting(section(RoutingConfig), {})
+    # Switch mode (appliance.config_switch): dataplane.mode: dpdk.
+    dataplane: DataplaneConfig = setting(section(DataplaneConfig), {})
     source: str | None = derived()
 
     @property
@@ -368,6 +371,7 @@ class Config:
 
     def _check(self, node: Node, path: str) -> Config:
         self._check_segments(node)
+        check_switch(node, self.dataplane, self.memcached.listen, self.memcached.udp_port)
         backends, pools = check_proxy(node, self.backends, self.backend_defaults,
                                       self.spare_pools,
                                       (self.memcached.listen, self.memcached.tcp_port))
@@ -471,4 +475,5 @@ def summary(config: Config) -> str:
             f"hot tier {units.format_size(config.storage.hot_tier)}; "
             f"index {config.storage.index_dir}"
             + (f"; {describe_proxy(config.backends, config.spare_pools, config.routing)}"
-               if config.proxy else ""))
+               if config.proxy else "")
+            + (f"; {describe_switch(config.dataplane)}" if config.dataplane.switch else ""))

@@ -26,6 +26,7 @@ from appliance import __version__, provision, reload
 from appliance.backends import HealthMonitor
 from appliance.config import LABEL_BYTES, Config
 from appliance.ring import RingError
+from appliance.switch import SwitchRuntime, SwitchStartError
 from dataplane.fastpath import (
     Dataplane,
     DataplaneCreateError,
@@ -333,8 +334,10 @@ class Supervisor:
     """Runs the worker and housekeeping threads and stops them on request."""
 
     def __init__(self, dp: Dataplane, workers: int, monitor: HealthMonitor | None = None,
-                 reloader: reload.Reloader | None = None) -> None:
+                 reloader: reload.Reloader | None = None,
+                 switch: SwitchRuntime | None = None) -> None:
         self.dp = dp
+        self.switch = switch
         self.workers = workers
         self.monitor = monitor
         self.reloader = reloader
@@ -354,6 +357,8 @@ class Supervisor:
                 return
             self.stopping.set()
         log.log(logging.ERROR if failed else logging.INFO, "stopping: %s", reason)
+        if self.switch is not None:
+            self.switch.stop()
         self.dp.stop()
 
     def _worker(self, worker_id: int) -> None:
@@ -403,6 +408,9 @@ class Supervisor:
             threads.append(threading.Thread(
                 target=self.monitor.run, name="ss-prober", daemon=True,
                 args=(self.stopping, lambda why: self.request_stop(why, failed=True))))
+        if self.switch is not None:
+            threads += self.switch.threads(
+                self.stopping, lambda why: self.request_stop(why, failed=True))
         for t in threads:
             t.start()
         host = settings.listen_host
@@ -470,28 +478,44 @@ def run(config: Config) -> int:
     spdk_device = open_spdk_pool(config, layout) if on_spdk else None
     settings = dataplane_settings(config, region=region,
                                   capacity=layout.devices[pool.device], spdk_device=spdk_device)
+    switch = SwitchRuntime(config) if config.dataplane.switch else None
+    if switch is not None:
+        try:
+            switch.before_dataplane()  # EAL; the tap gets the service address
+        except SwitchStartError as exc:
+            raise StartError(str(exc)) from None
     # ss_dataplane_create() probes the ports without SO_REUSEPORT (so a
     # second appliance fails on the port) and flocks the store, and says
     # which; there is no second copy of those checks here.
     dp = _create(settings)
+    if switch is not None:
+        try:
+            switch.start(dp)
+        except SwitchStartError as exc:
+            dp.destroy()
+            raise StartError(str(exc)) from None
     monitor = HealthMonitor(dp, config.all_backends) if config.proxy else None
     reloader = reload.Reloader(dp, config, monitor)
     try:
         # Before any worker runs, so the first request already routes.
         reloader.apply_initial()
     except (DataplaneError, RingError, ValueError) as exc:
+        if switch is not None:
+            switch.destroy()
         dp.destroy()
         raise StartError(f"cannot install the routing table: {exc}") from None
     if config.proxy:
         log.info("proxy mode: %d back ends, %s %s (%s compat), %d spare pools",
                  len(config.backends), config.routing.distribution, config.routing.hash,
                  config.routing.compat, len(config.spare_pools))
-    sup = Supervisor(dp, settings.workers, monitor, reloader)
+    sup = Supervisor(dp, settings.workers, monitor, reloader, switch)
     previous = _install_signals(sup)
     reload.install(reloader)
     try:
         code = sup.serve(settings)
         if sup.joined:
+            if switch is not None:
+                switch.destroy()  # stops and closes the ports (the tap goes away)
             dp.destroy()  # writes the open segment, closes the index
             log.info("stopped")
         return code

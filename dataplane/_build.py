@@ -6,12 +6,43 @@ file in dataplane/src/ into the private module `dataplane._fastpath`.
 
 import glob
 import os
+import shlex
+import shutil
+import subprocess
 
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCLUDE = os.path.join(HERE, "include")
-SOURCES = sorted(glob.glob(os.path.join(HERE, "src", "*.c")))
+
+
+def dpdk_flags() -> tuple[list[str], list[str]] | None:
+    """(cflags, libs) of libdpdk from pkg-config, or None without DPDK.
+
+    SS_NO_DPDK=1 in the environment builds the stub even when DPDK is there.
+    """
+    if os.environ.get("SS_NO_DPDK") == "1" or not shutil.which("pkg-config"):
+        return None
+    try:
+        cflags = subprocess.run(["pkg-config", "--cflags", "libdpdk"], check=True,
+                                capture_output=True, text=True).stdout
+        libs = subprocess.run(["pkg-config", "--libs", "libdpdk"], check=True,
+                              capture_output=True, text=True).stdout
+    except subprocess.CalledProcessError:
+        return None
+    return shlex.split(cflags), shlex.split(libs)
+
+
+# Switch mode (ss_sw_*.c) needs DPDK; without it ss_sw_stub.c answers
+# -ENOTSUP so socket mode still builds.
+DPDK = dpdk_flags()
+ALL = sorted(glob.glob(os.path.join(HERE, "src", "*.c")))
+STUB = os.path.join(HERE, "src", "ss_sw_stub.c")
+SOURCES = [s for s in ALL if s != STUB] if DPDK else \
+    [s for s in ALL if not os.path.basename(s).startswith("ss_sw_")] + [STUB]
+if DPDK is None:
+    print("dataplane/_build.py: pkg-config finds no libdpdk; switch mode is a stub "
+          "(install dpdk-dev for dataplane.mode: dpdk)")
 
 ffibuilder = FFI()
 with open(os.path.join(INCLUDE, "ss_api.cdef.h"), encoding="utf-8") as cdef:
@@ -25,7 +56,8 @@ ffibuilder.set_source(
     sources=[os.path.relpath(s, ROOT) for s in SOURCES],
     include_dirs=[os.path.relpath(INCLUDE, ROOT)],
     libraries=["lmdb", "z", "pthread"],
-    extra_compile_args=[
+    extra_link_args=DPDK[1] if DPDK else [],
+    extra_compile_args=(DPDK[0] if DPDK else []) + [
         "-std=gnu11",
         "-O2",
         "-g",
@@ -34,6 +66,7 @@ ffibuilder.set_source(
         "-Wno-unused-parameter",
         "-Wno-missing-field-initializers",
         "-fno-strict-aliasing",
+        "-Werror=implicit-function-declaration",
     ],
 )
 

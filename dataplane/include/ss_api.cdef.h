@@ -135,3 +135,46 @@ int ss_dataplane_backend_count(struct ss_dataplane *dp);
 int ss_dataplane_backend_stats(struct ss_dataplane *dp, uint32_t idx, struct ss_backend_stats *out);
 int ss_dataplane_backend_set_state(struct ss_dataplane *dp, uint32_t idx, uint32_t state);
 /* ---- end proxy mode, data path ---- */
+/* ---- switch mode (ss_switch.h; ss_sw_*.c, or ss_sw_stub.c without DPDK) ---- */
+enum ss_sw_rewrite { SS_SW_REWRITE_L3 = 0, SS_SW_REWRITE_L2 = 1 };
+enum ss_sw_function { SS_SW_FN_MEMCACHED_CACHE, SS_SW_FN_MEMCACHED_ROUTE, SS_SW_FN_RATE_LIMIT,
+                      SS_SW_FN_COUNT, SS_SW_FN_TO_KERNEL, SS_SW_FN_DROP, SS_SW_FN__COUNT };
+#define SS_SW_RULES_MAX 32
+#define SS_SW_CHAIN_MAX 8
+struct ss_sw_rule {
+    const char *name;
+    uint32_t protocol;
+    uint32_t dst_port;
+    uint32_t src_addr;
+    uint32_t src_prefix_len;
+    const uint32_t *chain;
+    uint32_t nchain;
+};
+struct ss_switch_settings {
+    const char *port;
+    const char *exception_port;
+    uint32_t lcores;
+    uint32_t service_addr;
+    const uint8_t *service_mac;
+    uint32_t udp_port;
+    uint32_t rewrite;
+    uint32_t mbufs;
+    uint32_t rate_limit_pps;
+    uint32_t rate_limit_burst;
+    const struct ss_sw_rule *rules;
+    uint32_t nrules;
+};
+struct ss_switch;
+int ss_switch_available(void);
+int ss_switch_eal_init(int argc, char **argv, char *err, size_t errlen);
+struct ss_switch *ss_switch_create(struct ss_dataplane *dp, const struct ss_switch_settings *s,
+                                   char *err, size_t errlen);
+int ss_switch_mac(struct ss_switch *sw, uint8_t *mac_out);
+int ss_switch_run(struct ss_switch *sw, int lcore);
+void ss_switch_stop(struct ss_switch *sw);
+void ss_switch_destroy(struct ss_switch *sw);
+int ss_switch_set_neighbour(struct ss_switch *sw, uint32_t addr, const uint8_t *mac);
+int ss_switch_counter_count(struct ss_switch *sw);
+int ss_switch_counter_name(struct ss_switch *sw, int i, char *out, size_t outlen);
+int ss_switch_read_counters(struct ss_switch *sw, uint64_t *out, int n);
+/* ---- end switch mode ---- */

@@ -6,6 +6,7 @@
 
 #include "ss_dataplane.h"
 #include "ss_proxy.h"
+#include "ss_switch.h"
 
 uint32_t ss_abi_version(void);
 int ss_counter_count(void);

@@ -221,13 +221,14 @@ def _appliance_env() -> dict[str, str]:
 
 
 def start_appliance(config_path: Path, log_path: Path | None = None,
-                    timeout: float = READY_TIMEOUT_S) -> Server:
+                    timeout: float = READY_TIMEOUT_S, prefix: tuple[str, ...] = ()) -> Server:
     """Runs `python -m appliance run --config FILE` and waits for its ready line.
 
     Args:
         config_path: the YAML config.
         log_path: where stdout/stderr go (appended to, so restarts keep history).
         timeout: seconds to wait for the `ready tcp=... udp=...` line.
+        prefix: a command to run it under (e.g. `ip netns exec NS`).
 
     Returns:
         The running server; the caller must stop it.
@@ -240,7 +241,7 @@ def start_appliance(config_path: Path, log_path: Path | None = None,
     start_offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "run", "--config", str(config_path)],
+            [*prefix, sys.executable, "-m", "appliance", "run", "--config", str(config_path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=config_path.parent, env=_appliance_env(), start_new_session=True)
     deadline = time.monotonic() + timeout

@@ -1,0 +1,169 @@
+/*
+ * ss_sw_internal.h - switch mode, private to ss_sw_*.c (not the stub).
+ *
+ *   ss_sw_port.c     EAL, ports, the lcore loop, counters, neighbours
+ *   ss_sw_parse.c    Ethernet/IPv4/UDP checks and the memcached UDP frame
+ *   ss_sw_flow.c     flow rules and function chains
+ *   ss_sw_mc.c       memcached-cache: hits answered from the store
+ *   ss_sw_route.c    memcached-route: the ring's owner, l2/l3 rewrite
+ */
+#ifndef SS_SW_INTERNAL_H
+#define SS_SW_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_udp.h>
+
+#include "ss_counters.h"
+#include "ss_proxy.h"
+#include "ss_store.h"
+#include "ss_switch.h"
+
+#define SW_BURST 32
+#define SW_NEIGH_MAX 64
+/* 1400-byte datagrams: a reply of item_size_max 128 MiB would need ~96k;
+ * larger than this many datagrams goes to the kernel's UDP listener. */
+#define SW_REPLY_DATAGRAMS_MAX 1024
+#define SW_RL_SLOTS 4096 /* rate-limit buckets per lcore (power of two) */
+/* memcached protocol.txt, "UDP protocol": 8-byte frame header (request id,
+ * sequence number, total datagrams, reserved), datagrams of at most 1400
+ * bytes including it. */
+#define SW_MC_HDR 8u
+#define SW_MC_DATAGRAM 1400u
+#define SW_MC_PAYLOAD (SW_MC_DATAGRAM - SW_MC_HDR)
+#define SW_L2L4 (sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + \
+                 sizeof(struct rte_udp_hdr))
+/* Keys per get the fast path handles; longer lines go to the kernel. */
+#define SW_MC_KEYS_MAX 32
+
+enum sw_ctr {
+#define SW_CTR_ENUM(n) SW_C_##n,
+    SS_SW_COUNTERS(SW_CTR_ENUM)
+#undef SW_CTR_ENUM
+    SW_C__COUNT
+};
+
+enum sw_mc_cmd { SW_MC_NONE = 0, SW_MC_GET, SW_MC_GETS, SW_MC_WRITE, SW_MC_OTHER, SW_MC_BAD };
+
+/* Per-packet metadata, filled by the parser and the functions. */
+struct sw_pkt {
+    struct rte_mbuf *m;
+    struct rte_ether_hdr *eth;
+    struct rte_ipv4_hdr *ip;
+    struct rte_udp_hdr *udp;      /* UDP only */
+    uint8_t proto;
+    uint8_t verdict;              /* enum ss_sw_verdict */
+    uint8_t mc_parsed;
+    uint8_t mc_cmd;               /* enum sw_mc_cmd */
+    uint16_t sport, dport;        /* host order; 0 for non-TCP/UDP */
+    uint32_t src;                 /* host order */
+    const char *payload;          /* UDP payload */
+    uint16_t plen;
+    /* memcached (after sw_mc_parse) */
+    uint16_t reqid;
+    uint8_t nkeys;
+    const char *keys[SW_MC_KEYS_MAX];
+    uint8_t nkey[SW_MC_KEYS_MAX];
+};
+
+struct sw_neigh {
+    _Atomic uint32_t addr;        /* host order; 0 = free */
+    _Atomic uint64_t mac;         /* low 48 bits, byte 0 first; 0 = unknown */
+};
+
+/* This lcore's copy of the routing table (ss_sw_route.c). */
+struct sw_route {
+    uint64_t generation;          /* of the data plane's table it copies */
+    bool active;                  /* a ring is installed (proxy mode) */
+    uint32_t hash;
+    struct ss_ring_settings ring; /* primary ring; points/members owned */
+    uint32_t nbackends;
+    uint32_t *be_addr;            /* host order; 0 = not IPv4 */
+    uint16_t *be_port;
+};
+
+struct sw_rl_slot {
+    uint32_t addr;
+    uint32_t tokens_milli;        /* tokens * 1000 */
+    uint64_t last_ns;
+};
+
+struct sw_rule {
+    char name[64];
+    uint32_t protocol, dst_port, src_addr, src_mask;
+    uint32_t chain[SS_SW_CHAIN_MAX];
+    uint32_t nchain;
+};
+
+struct sw_lcore {
+    uint64_t ctr[SW_C__COUNT];
+    uint64_t rule_hits[SS_SW_RULES_MAX];
+    uint64_t fn_verdicts[SS_SW_FN__COUNT][SS_SW_V__COUNT];
+    struct ss_counters store_ctr;  /* what the store adds (hits by tier...) */
+    struct ss_store_thread st;
+    bool st_ready;
+    struct sw_route route;
+    struct sw_rl_slot *rl;
+    struct sw_pkt pkts[SW_BURST];
+    struct rte_mbuf *tx_port[SW_BURST * 4];
+    uint16_t nb_tx_port;
+    struct rte_mbuf *tx_kernel[SW_BURST];
+    uint16_t nb_tx_kernel;
+    struct rte_mbuf *reply[SW_REPLY_DATAGRAMS_MAX];
+    char scratch[SW_MC_DATAGRAM];  /* the request's payload while the reply overwrites it */
+    int id;
+    _Atomic int running;
+} __attribute__((aligned(64)));
+
+struct ss_switch {
+    struct ss_dataplane *dp;
+    struct ss_switch_settings s;     /* rules copied into rules[] */
+    uint16_t port_id, tap_id;
+    bool has_tap;
+    bool ports_started;
+    struct rte_ether_addr mac;
+    uint32_t service_be;             /* service address, network order */
+    struct rte_mempool *pool;
+    struct sw_rule rules[SS_SW_RULES_MAX];
+    uint32_t nrules;
+    struct sw_neigh neigh[SW_NEIGH_MAX];
+    struct sw_lcore *lcores;         /* s.lcores of them */
+    atomic_int stopping;
+};
+
+/* ss_sw_parse.c */
+enum sw_parse_res { SW_PARSE_OK = 0, SW_PARSE_KERNEL, SW_PARSE_DROP };
+enum sw_parse_res sw_parse(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);
+/* Parse the memcached UDP frame and command line (once). Sets p->mc_cmd. */
+void sw_mc_parse(struct sw_lcore *lc, struct sw_pkt *p);
+
+/* ss_sw_flow.c */
+void sw_flow_run(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);
+int sw_rules_install(struct ss_switch *sw, const struct ss_switch_settings *s, char *err,
+                     size_t errlen);
+
+/* ss_sw_mc.c: memcached-cache */
+enum ss_sw_verdict sw_fn_mc_cache(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);
+/* ss_sw_route.c: memcached-route */
+enum ss_sw_verdict sw_fn_mc_route(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);
+void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc);
+void sw_route_free(struct sw_route *r);
+/* The owner back end of every key of p, or -1 (none, or -2: keys split). */
+int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p);
+
+/* ss_sw_port.c */
+/* Queue m for the network port (flushing when the queue is full). */
+void sw_tx_port(struct ss_switch *sw, struct sw_lcore *lc, struct rte_mbuf *m);
+uint64_t sw_neigh_mac(struct ss_switch *sw, uint32_t addr);
+static inline void sw_mac_from_u64(struct rte_ether_addr *a, uint64_t v)
+{
+    for (int i = 0; i < 6; i++)
+        a->addr_bytes[i] = (uint8_t)(v >> (8 * i));
+}
+
+#endif

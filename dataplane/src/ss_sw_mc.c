@@ -1,0 +1,220 @@
+/*
+ * ss_sw_mc.c - memcached-cache: answer a UDP get/gets from the store when
+ * every key hits, and drop the local copy of a key a write passes through.
+ *
+ * The reply is written into the request's own mbuf (datagram 0) and into
+ * freshly allocated ones for datagrams 1..n-1, each at most 1400 bytes with
+ * memcached's frame header; the VALUE lines come from ss_mc_value_header,
+ * the same formatting the socket path uses. The request's command line is
+ * copied aside first, since the reply overwrites it; a miss (in proxy mode)
+ * puts it back and passes the packet on to memcached-route.
+ */
+#include <string.h>
+
+#include <rte_byteorder.h>
+#include <rte_mbuf.h>
+
+#include "ss_mc_internal.h"
+#include "ss_px_internal.h"
+#include "ss_sw_internal.h"
+
+struct sw_writer {
+    struct sw_lcore *lc;
+    struct rte_mempool *pool;
+    uint32_t n;      /* datagrams started */
+    char *pos;       /* next byte of the current datagram's payload */
+    uint32_t room;   /* bytes left in it */
+    bool failed;     /* too many datagrams, or no mbuf */
+    bool too_large;
+};
+
+static inline char *payload_of(struct rte_mbuf *m)
+{
+    return rte_pktmbuf_mtod_offset(m, char *, SW_L2L4 + SW_MC_HDR);
+}
+
+static bool writer_next(struct sw_writer *w)
+{
+    struct sw_lcore *lc = w->lc;
+    if (w->n == SW_REPLY_DATAGRAMS_MAX) {
+        w->failed = w->too_large = true;
+        return false;
+    }
+    struct rte_mbuf *m = rte_pktmbuf_alloc(w->pool);
+    if (!m) {
+        lc->ctr[SW_C_alloc_failed]++;
+        w->failed = true;
+        return false;
+    }
+    m->data_len = m->pkt_len = SW_L2L4 + SW_MC_HDR;
+    lc->reply[w->n++] = m;
+    w->pos = payload_of(m);
+    w->room = SW_MC_PAYLOAD;
+    return true;
+}
+
+static void writer_put(struct sw_writer *w, const void *data, size_t n)
+{
+    const char *s = data;
+    while (n && !w->failed) {
+        if (w->room == 0 && !writer_next(w))
+            return;
+        size_t k = n < w->room ? n : w->room;
+        memcpy(w->pos, s, k);
+        w->pos += k;
+        w->room -= (uint32_t)k;
+        struct rte_mbuf *m = w->lc->reply[w->n - 1];
+        m->data_len = (uint16_t)(m->data_len + k);
+        m->pkt_len = m->data_len;
+        s += k;
+        n -= k;
+    }
+}
+
+/* Fill datagram i's Ethernet/IPv4/UDP/frame headers from the request's. */
+static void finish_datagram(struct rte_mbuf *m, const struct rte_ether_hdr *eth,
+                            const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *udp,
+                            uint16_t reqid, uint16_t seq, uint16_t total)
+{
+    struct rte_ether_hdr *e = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+    struct rte_ipv4_hdr *i = (struct rte_ipv4_hdr *)(e + 1);
+    struct rte_udp_hdr *u = (struct rte_udp_hdr *)(i + 1);
+    uint8_t *h = (uint8_t *)(u + 1);
+    uint16_t l4 = (uint16_t)(m->data_len - sizeof(*e) - sizeof(*i));
+
+    rte_ether_addr_copy(&eth->src_addr, &e->dst_addr);
+    rte_ether_addr_copy(&eth->dst_addr, &e->src_addr);
+    e->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+    *i = (struct rte_ipv4_hdr){
+        .version_ihl = RTE_IPV4_VHL_DEF,
+        .total_length = rte_cpu_to_be_16((uint16_t)(l4 + sizeof(*i))),
+        .fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG),
+        .time_to_live = 64,
+        .next_proto_id = IPPROTO_UDP,
+        .src_addr = ip->dst_addr,
+        .dst_addr = ip->src_addr,
+    };
+    i->hdr_checksum = rte_ipv4_cksum(i);
+    u->src_port = udp->dst_port;
+    u->dst_port = udp->src_port;
+    u->dgram_len = rte_cpu_to_be_16(l4);
+    h[0] = (uint8_t)(reqid >> 8);
+    h[1] = (uint8_t)reqid;
+    h[2] = (uint8_t)(seq >> 8);
+    h[3] = (uint8_t)seq;
+    h[4] = (uint8_t)(total >> 8);
+    h[5] = (uint8_t)total;
+    h[6] = h[7] = 0;
+    u->dgram_cksum = 0;
+    u->dgram_cksum = rte_ipv4_udptcp_cksum(i, u);
+    m->l2_len = sizeof(*e);
+    m->l3_len = sizeof(*i);
+}
+
+/* Drop the local copy of a key a write is about to change at its owner. */
+static void invalidate(struct ss_switch *sw, struct sw_lcore *lc, const struct sw_pkt *p)
+{
+    struct ss_dataplane *dp = sw->dp;
+    const char *key = p->keys[0];
+    size_t nkey = p->nkey[0];
+    /* A fill the socket path has in flight for this key must not land. */
+    ss_px_epoch_bump(dp, ss_px_epoch_slot(key, nkey));
+    ss_store_lock(&lc->st, key, nkey);
+    ss_store_forget(&lc->st, key, nkey);
+    ss_store_unlock(&lc->st);
+    lc->ctr[SW_C_mc_invalidated]++;
+}
+
+/*
+ * memcached-cache. Returns DONE (answered; the reply is queued), NEXT (a
+ * miss in proxy mode, a write, not memcached), KERNEL or DROP.
+ */
+enum ss_sw_verdict sw_fn_mc_cache(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p)
+{
+    if (!p->udp)
+        return SS_SW_V_NEXT;
+    sw_mc_parse(lc, p);
+    switch (p->mc_cmd) {
+    case SW_MC_BAD:
+        return SS_SW_V_DROP;
+    case SW_MC_OTHER:
+        return SS_SW_V_KERNEL;
+    case SW_MC_WRITE:
+        if (lc->route.active)
+            invalidate(sw, lc, p);
+        /* Standalone: the kernel's listener applies the write itself. */
+        return lc->route.active ? SS_SW_V_NEXT : SS_SW_V_KERNEL;
+    case SW_MC_GET:
+    case SW_MC_GETS:
+        break;
+    default:
+        return SS_SW_V_NEXT;
+    }
+
+    struct rte_mbuf *m = p->m;
+    if (rte_pktmbuf_tailroom(m) + m->data_len < SW_L2L4 + SW_MC_DATAGRAM)
+        return SS_SW_V_KERNEL;
+    /* Keep the request: keys point into the bytes the reply overwrites. */
+    const struct rte_ether_hdr eth = *p->eth;
+    const struct rte_ipv4_hdr ip = *p->ip;
+    const struct rte_udp_hdr udp = *p->udp;
+    uint16_t req_len = m->data_len;
+    memcpy(lc->scratch, p->payload, p->plen);
+    const char *keys[SW_MC_KEYS_MAX];
+    for (uint32_t k = 0; k < p->nkeys; k++)
+        keys[k] = lc->scratch + (p->keys[k] - p->payload);
+
+    struct sw_writer w = {.lc = lc, .pool = sw->pool, .n = 1, .room = SW_MC_PAYLOAD};
+    lc->reply[0] = m;
+    m->data_len = m->pkt_len = SW_L2L4 + SW_MC_HDR;
+    w.pos = payload_of(m);
+    bool with_cas = p->mc_cmd == SW_MC_GETS;
+    bool miss = false;
+    uint32_t hits = 0;
+    struct ss_store_thread *t = &lc->st;
+
+    for (uint32_t k = 0; k < p->nkeys && !w.failed; k++) {
+        struct ss_item it;
+        ss_store_lock(t, keys[k], p->nkey[k]);
+        int rc = ss_store_find(t, keys[k], p->nkey[k], &it, SS_FIND_VALUE);
+        /* gets needs the owner's cas: a copy a set left has none. */
+        if (rc == 0 && !(with_cas && (it.bits & SS_MC_ITEM_CAS_UNKNOWN))) {
+            char hdr[SS_MC_VALUE_HDR_MAX];
+            size_t len = ss_mc_value_header(hdr, keys[k], p->nkey[k], it.flags, t->value_len,
+                                            with_cas ? &it.cas : NULL);
+            writer_put(&w, hdr, len);
+            writer_put(&w, t->value, t->value_len);
+            writer_put(&w, "\r\n", 2);
+            hits++;
+        } else {
+            miss = true;
+        }
+        ss_store_unlock(t);
+        if (miss && lc->route.active)
+            break;
+    }
+    if (!w.failed && !(miss && lc->route.active))
+        writer_put(&w, "END\r\n", 5);
+    if (w.failed || (miss && lc->route.active)) {
+        for (uint32_t i = 1; i < w.n; i++)
+            rte_pktmbuf_free(lc->reply[i]);
+        memcpy((char *)(p->udp + 1), lc->scratch, p->plen);
+        m->data_len = m->pkt_len = req_len;
+        if (w.too_large) {
+            lc->ctr[SW_C_mc_reply_too_large]++;
+            return SS_SW_V_KERNEL;
+        }
+        return w.failed ? SS_SW_V_DROP : SS_SW_V_NEXT;
+    }
+    if (miss)
+        lc->ctr[SW_C_mc_no_route]++;
+    lc->ctr[SW_C_mc_keys_hit] += hits;
+    lc->ctr[SW_C_mc_keys_missed] += p->nkeys - hits;
+    lc->ctr[SW_C_mc_hits]++;
+    lc->ctr[SW_C_mc_reply_datagrams] += w.n;
+    for (uint32_t i = 0; i < w.n; i++) {
+        finish_datagram(lc->reply[i], &eth, &ip, &udp, p->reqid, (uint16_t)i, (uint16_t)w.n);
+        sw_tx_port(sw, lc, lc->reply[i]);
+    }
+    return SS_SW_V_DONE;
+}

@@ -1,0 +1,154 @@
+/*
+ * ss_sw_route.c - memcached-route: send a request to the ring owner of its
+ * key by rewriting the packet, so the owner answers the client directly.
+ *
+ *   l3  destination IP and UDP port become the owner's, the destination MAC
+ *       its MAC (the kernel's neighbour table or static config); TTL down by
+ *       one; IPv4 and UDP checksums recomputed.
+ *   l2  only the destination MAC changes (direct server return, as LVS-DR):
+ *       back ends hold the service address on a loopback alias and answer
+ *       from it.
+ *
+ * The ring is proxy mode's (ss_px_routing.c). Each lcore keeps its own copy
+ * of the primary ring and the back ends' addresses, taken under the control
+ * lock when the table's generation changes, so the fast path never holds a
+ * pointer into a table the control plane may free. The fast path routes on
+ * the primary ring only: back-end health (eject, failover) applies to the
+ * socket path.
+ */
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_byteorder.h>
+
+#include "ss_px_internal.h"
+#include "ss_server_internal.h"
+#include "ss_sw_internal.h"
+
+void sw_route_free(struct sw_route *r)
+{
+    free((void *)r->ring.points);
+    free((void *)r->ring.members);
+    free(r->be_addr);
+    free(r->be_port);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Copy what the fast path needs of table t (ctl_lock held). Returns 0 or -ENOMEM. */
+static int route_copy(struct sw_route *d, const struct px_routing *t)
+{
+    const struct px_ring *ring = &t->rings[0];
+    struct ss_ring_point *points = calloc(ring->npoints ? ring->npoints : 1, sizeof(*points));
+    uint32_t *members = calloc(ring->nmembers ? ring->nmembers : 1, sizeof(*members));
+    d->be_addr = calloc(t->nbackends, sizeof(*d->be_addr));
+    d->be_port = calloc(t->nbackends, sizeof(*d->be_port));
+    if (!points || !members || !d->be_addr || !d->be_port) {
+        free(points);
+        free(members);
+        return -ENOMEM;
+    }
+    memcpy(points, ring->points, ring->npoints * sizeof(*points));
+    memcpy(members, ring->members, ring->nmembers * sizeof(*members));
+    d->ring = ring->view;
+    d->ring.name = NULL;
+    d->ring.points = points;
+    d->ring.members = members;
+    d->hash = t->s.hash;
+    d->nbackends = t->nbackends;
+    for (uint32_t i = 0; i < t->nbackends; i++) {
+        struct in_addr a;
+        d->be_addr[i] = inet_pton(AF_INET, t->backends[i].host, &a) == 1 ? ntohl(a.s_addr) : 0;
+        d->be_port[i] = (uint16_t)t->backends[i].port;
+    }
+    d->active = true;
+    return 0;
+}
+
+/* Take the data plane's routing table when it has changed (once per burst). */
+void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc)
+{
+    struct px_global *g = sw->dp->px;
+    if (!g)
+        return;
+    uint64_t gen = atomic_load_explicit(&g->generation, memory_order_acquire);
+    if (gen == lc->route.generation)
+        return;
+    sw_route_free(&lc->route);
+    pthread_mutex_lock(&sw->dp->ctl_lock);
+    struct px_routing *t = atomic_load(&g->routing);
+    if (t && t->nrings && route_copy(&lc->route, t) != 0)
+        sw_route_free(&lc->route); /* out of memory: standalone until the next table */
+    pthread_mutex_unlock(&sw->dp->ctl_lock);
+    lc->route.generation = gen;
+}
+
+int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p)
+{
+    const struct sw_route *r = &lc->route;
+    int owner = -1;
+    for (uint32_t k = 0; k < p->nkeys; k++) {
+        uint32_t h = ss_hash_key(r->hash, p->keys[k], p->nkey[k]);
+        uint32_t b = ss_ring_lookup(&r->ring, h);
+        if (b >= r->nbackends)
+            return -1;
+        if (owner >= 0 && (uint32_t)owner != b)
+            return -2;
+        owner = (int)b;
+    }
+    return owner;
+}
+
+/*
+ * memcached-route. Returns OUT (rewritten for the network port), KERNEL
+ * (standalone, keys owned by several back ends, owner's MAC unknown), DROP
+ * (malformed) or NEXT (not memcached).
+ */
+enum ss_sw_verdict sw_fn_mc_route(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p)
+{
+    if (!p->udp)
+        return SS_SW_V_NEXT;
+    sw_mc_parse(lc, p);
+    if (p->mc_cmd == SW_MC_BAD)
+        return SS_SW_V_DROP;
+    if (p->mc_cmd == SW_MC_OTHER)
+        return SS_SW_V_KERNEL;
+    if (!lc->route.active) {
+        lc->ctr[SW_C_mc_no_route]++;
+        return SS_SW_V_KERNEL;
+    }
+    int b = sw_route_owner(lc, p);
+    if (b < 0) {
+        lc->ctr[b == -2 ? SW_C_mc_split : SW_C_mc_no_route]++;
+        return SS_SW_V_KERNEL;
+    }
+    uint32_t addr = lc->route.be_addr[b];
+    uint64_t mac = addr ? sw_neigh_mac(sw, addr) : 0;
+    if (!mac) {
+        lc->ctr[SW_C_mc_no_mac]++;
+        return SS_SW_V_KERNEL;
+    }
+    struct rte_ipv4_hdr *ip = p->ip;
+    if (sw->s.rewrite == SS_SW_REWRITE_L3) {
+        if (ip->time_to_live <= 1)
+            return SS_SW_V_DROP;
+        ip->time_to_live--;
+        ip->dst_addr = rte_cpu_to_be_32(addr);
+        p->udp->dst_port = rte_cpu_to_be_16(lc->route.be_port[b]);
+        ip->hdr_checksum = 0;
+        ip->hdr_checksum = rte_ipv4_cksum(ip);
+        if (p->udp->dgram_cksum != 0) { /* keep "no checksum" as the client sent it */
+            p->udp->dgram_cksum = 0;
+            p->udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, p->udp);
+        }
+    }
+    sw_mac_from_u64(&p->eth->dst_addr, mac);
+    rte_ether_addr_copy(&sw->mac, &p->eth->src_addr);
+    if (p->mc_cmd == SW_MC_WRITE) {
+        lc->ctr[SW_C_mc_forwarded_writes]++;
+    } else {
+        lc->ctr[SW_C_mc_forwarded_gets]++;
+        lc->ctr[SW_C_mc_keys_missed] += p->nkeys;
+    }
+    return SS_SW_V_OUT;
+}

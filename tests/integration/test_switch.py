@@ -1,0 +1,327 @@
+"""Switch mode end to end: DPDK's net_af_packet on a veth in a namespace, a
+client and real memcached back ends (UDP on) on the same bridge.
+
+The appliance runs `--no-huge --no-pci`; its exception path is a net_tap
+carrying the service address. Each test builds and removes its namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .helpers.netns import CLIENT, VIP, Lab, can_run, tcp_command, udp_request
+from .helpers.procs import Server, start_appliance, tail
+
+pytestmark = [pytest.mark.netns, pytest.mark.dpdk]
+
+MC = 11211
+
+
+def _switch_built() -> str:
+    try:
+        from dataplane import switch
+        return "" if switch.available() else "the data plane was built without DPDK"
+    except Exception as exc:  # noqa: BLE001 - report why, whatever it is
+        return f"the data plane is not built: {exc}"
+
+
+def _require() -> None:
+    why = can_run() or _switch_built()
+    if why:
+        pytest.fail(f"switch-mode tests {why}; CI runs them as root after `make deps`")
+
+
+def switch_config(tmp: Path, lab: Lab, rewrite: str, **dpdk: Any) -> Path:
+    var = tmp / "var"
+    cfg: dict[str, Any] = {
+        "memcached": {"listen": VIP, "tcp_port": MC, "udp_port": MC, "workers": 1},
+        "storage": {
+            "dir": str(var), "hot_tier": "8MiB",
+            "devices": [{"name": "local", "kind": "file", "path": str(var / "store.dat"),
+                         "size": "64MiB"}],
+            "pools": [{"name": "items", "device": "local", "size": "100%",
+                       "segment_size": "4MiB"}],
+        },
+        "backends": [{"name": f"b{i}", "host": a, "port": MC}
+                     for i, a in enumerate(lab.backends)],
+        "dataplane": {"mode": "dpdk", "dpdk": {
+            "lcores": 1, "memory": "256MiB", "no_huge": True,
+            "vdevs": ["net_af_packet0,iface=eth0,qpairs=1"], "port": "net_af_packet0",
+            "service": {"address": f"{VIP}/24"}, "rewrite": rewrite,
+            "exception": {"tap": "ssw0"}, **dpdk}},
+    }
+    path = tmp / "appliance.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+class Rig:
+    def __init__(self, lab: Lab, app: Server, tmp: Path) -> None:
+        self.lab = lab
+        self.app = app
+        self.tmp = tmp
+        self.udp = lab.socket("cl", socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((CLIENT, 0))
+        self.reqid = 0
+
+    def get(self, line: bytes, timeout: float = 3.0) -> tuple[bytes, tuple[str, int]]:
+        self.reqid += 1
+        return udp_request(self.udp, (VIP, MC), line, self.reqid, timeout)
+
+    def tcp(self, addr: str, line: bytes, until: bytes = b"\r\n") -> bytes:
+        s = self.lab.socket("cl", socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect((addr, MC))
+            return tcp_command(s, line, until)
+        finally:
+            s.close()
+
+    def counters(self, wait: float = 1.2) -> dict[str, int]:
+        time.sleep(wait)  # published every 0.5 s
+        return json.loads((self.tmp / "var" / "switch-counters.json").read_text())
+
+    def app_route(self, key: bytes) -> str:
+        """The back end the ring picks (the same C hash and lookup as the fast path)."""
+        from appliance import reload, ring
+        from appliance.config import load_config
+        config = load_config(self.app.config_path, base_dir=self.tmp)
+        index = ring.owner(reload.build_ring(config, config.backends), key, config.routing.hash)
+        return config.backends[index].host
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    _require()
+    labs: list[Lab] = []
+    apps: list[Server] = []
+    rigs: list[Rig] = []
+
+    def make(rewrite: str = "l3", dsr: bool = False, **dpdk: Any) -> Rig:
+        lab = Lab(tmp_path, dsr=dsr)
+        labs.append(lab)
+        if dsr:
+            # Back ends that hold the service address ignore ARP sent from it
+            # (Linux drops ARP whose sender address is its own), so in l2
+            # mode their MACs are configured, as LVS-DR directors do.
+            dpdk.setdefault("backend_macs", {a: lab.mac(f"b{i}")
+                                             for i, a in enumerate(lab.backends)})
+        cfg = switch_config(tmp_path, lab, rewrite, **dpdk)
+        app = start_appliance(cfg, tmp_path / "appliance.log", timeout=60,
+                              prefix=lab.prefix("ap"))
+        apps.append(app)
+        r = Rig(lab, app, tmp_path)
+        rigs.append(r)
+        # ARP for the service address goes through the exception path.
+        lab.wait_tcp(VIP, MC)
+        # Misses go to the kernel until the owners' MACs are learned.
+        deadline = time.monotonic() + 20
+        while not all(f"back end {a} is at" in app.log() for a in lab.backends):
+            assert time.monotonic() < deadline, app.log()
+            time.sleep(0.1)
+        return r
+
+    try:
+        yield make
+    finally:
+        for r in rigs:
+            r.udp.close()
+        for app in apps:
+            code = app.terminate()
+            if code != 0:
+                print(tail(app.log_path))
+        for lab in labs:
+            lab.close()
+
+
+def _value(reply: bytes) -> bytes:
+    head, _, rest = reply.partition(b"\r\n")
+    assert head.startswith(b"VALUE "), reply[:200]
+    n = int(head.split()[3])
+    assert rest[n:] == b"\r\nEND\r\n", reply[-50:]
+    return rest[:n]
+
+
+def test_miss_is_rewritten_to_the_owner_l3(rig: Callable[..., Rig]) -> None:
+    r = rig("l3")
+    key = b"sw:l3:key"
+    owner = r.app_route(key)
+    assert r.tcp(owner, b"set %s 7 0 5\r\nhello\r\n" % key) == b"STORED\r\n"
+    reply, src = r.get(b"get %s\r\n" % key)
+    assert reply == b"VALUE %s 7 5\r\nhello\r\nEND\r\n" % key
+    # In l3 mode the owner answers from its own address, not through us.
+    assert src[0] == owner
+    c = r.counters()
+    assert c["mc_forwarded_gets"] >= 1
+    assert c["mc_hits"] == 0
+
+
+def test_miss_is_rewritten_l2_reply_from_service_address(rig: Callable[..., Rig]) -> None:
+    r = rig("l2", dsr=True)
+    key = b"sw:l2:key"
+    owner = r.app_route(key)
+    assert r.tcp(owner, b"set %s 0 0 6\r\nfromb0\r\n" % key) == b"STORED\r\n"
+    reply, src = r.get(b"get %s\r\n" % key)
+    assert reply == b"VALUE %s 0 6\r\nfromb0\r\nEND\r\n" % key
+    assert src[0] == VIP  # direct server return: the owner answers as the service
+    c = r.counters()
+    assert c["mc_forwarded_gets"] >= 1 and c["mc_hits"] == 0
+
+
+def test_hit_is_answered_by_the_appliance_and_spans_datagrams(rig: Callable[..., Rig]) -> None:
+    r = rig("l3")
+    small, big = b"sw:hit:small", b"sw:hit:big"
+    value = bytes(range(256)) * 40  # 10240 bytes: 8 datagrams
+    # A set through the appliance (TCP via the exception path) keeps a local copy.
+    assert r.tcp(VIP, b"set %s 3 0 2\r\nhi\r\n" % small) == b"STORED\r\n"
+    assert r.tcp(VIP, b"set %s 0 0 %d\r\n%s\r\n" % (big, len(value), value)) == b"STORED\r\n"
+    reply, src = r.get(b"get %s\r\n" % small)
+    assert reply == b"VALUE %s 3 2\r\nhi\r\nEND\r\n" % small
+    assert src == (VIP, MC)
+    reply, src = r.get(b"get %s\r\n" % big)
+    assert _value(reply) == value
+    assert src == (VIP, MC)
+    # gets needs the owner's cas, which a set passing through does not give.
+    reply, src = r.get(b"gets %s\r\n" % small)
+    assert reply.startswith(b"VALUE %s 3 2 " % small) and src[0] == r.app_route(small)
+    c = r.counters()
+    assert c["mc_hits"] >= 2
+    assert c["mc_reply_datagrams"] >= 1 + 8
+
+
+def test_udp_delete_is_forwarded_and_invalidates(rig: Callable[..., Rig]) -> None:
+    r = rig("l3")
+    key = b"sw:del:key"
+    owner = r.app_route(key)
+    assert r.tcp(VIP, b"set %s 0 0 1\r\nx\r\n" % key) == b"STORED\r\n"
+    reply, src = r.get(b"get %s\r\n" % key)
+    assert src[0] == VIP and b"VALUE" in reply
+    reply, src = r.get(b"delete %s\r\n" % key)
+    assert reply == b"DELETED\r\n" and src[0] == owner
+    reply, src = r.get(b"get %s\r\n" % key)
+    assert reply == b"END\r\n" and src[0] == owner  # no local copy left
+    assert r.counters()["mc_invalidated"] >= 1
+
+
+def test_exception_path_tcp_ping_arp(rig: Callable[..., Rig]) -> None:
+    r = rig("l3")
+    assert r.tcp(VIP, b"version\r\n").startswith(b"VERSION ")
+    ping = r.lab.exec("cl", "ping", "-c", "2", "-W", "2", VIP, check=False)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    neigh = r.lab.exec("cl", "ip", "neigh", "show", VIP).stdout
+    assert r.lab.mac("ap") in neigh.lower(), neigh
+    c = r.counters()
+    assert c["to_kernel"] > 0 and c["from_kernel"] > 0
+
+
+# ---- bad packets: crafted frames from a packet socket in the client namespace ----
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _frame(dst_mac: str, src_mac: str, payload: bytes, *, sport: int = 40000,
+           dport: int = MC, frag: int = 0, ip_len_delta: int = 0, bad_ip_sum: bool = False,
+           bad_udp_sum: bool = False) -> bytes:
+    src, dst = socket.inet_aton(CLIENT), socket.inet_aton(VIP)
+    udp_len = 8 + len(payload)
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
+    udp = struct.pack("!HHHH", sport, dport, udp_len, 0) + payload
+    usum = _csum(pseudo + udp) or 0xFFFF
+    if bad_udp_sum:
+        usum ^= 0x5A5A
+    udp = udp[:6] + struct.pack("!H", usum) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len + ip_len_delta, 7, frag, 64, 17,
+                     0, src, dst)
+    isum = _csum(ip) ^ (0x1111 if bad_ip_sum else 0)
+    ip = ip[:10] + struct.pack("!H", isum) + ip[12:]
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + \
+        b"\x08\x00"
+    return eth + ip + udp
+
+
+def test_bad_packets_are_counted_and_never_crash(rig: Callable[..., Rig]) -> None:
+    r = rig("l3")
+    ap, cl = r.lab.mac("ap"), r.lab.mac("cl")
+    raw = r.lab.socket("cl", socket.AF_PACKET, socket.SOCK_RAW)
+    get = struct.pack("!HHHH", 9, 0, 1, 0) + b"get k\r\n"
+    good = _frame(ap, cl, get)
+    try:
+        raw.bind(("eth0", 0))
+        before = r.counters(wait=0)
+        frames = [
+            good[:14 + 10],                                          # truncated IP header
+            _frame(ap, cl, get, ip_len_delta=200),                   # IP length > frame
+            # A lone first fragment: net_af_packet's fanout asks the kernel to
+            # reassemble (PACKET_FANOUT_FLAG_DEFRAG), so it never reaches the port.
+            _frame(ap, cl, get, frag=0x2000),
+            _frame(ap, cl, struct.pack("!HHHH", 9, 0, 2, 0) + b"get k\r\n"),  # 2 datagrams
+            _frame(ap, cl, b"hello"),                                # not a memcached frame
+            _frame(ap, cl, struct.pack("!HHHH", 9, 0, 1, 0) + b"no newline"),
+            _frame(ap, cl, get, bad_udp_sum=True),
+            _frame(ap, cl, get, bad_ip_sum=True),
+            good[:-3],                                               # UDP length > IP payload
+        ]
+        for _ in range(3):
+            for f in frames:
+                raw.send(f)
+        after = r.counters()
+    finally:
+        raw.close()
+    grew = {k: after[k] - before.get(k, 0) for k in after}
+    assert grew["bad_truncated"] >= 3
+    assert grew["bad_length"] >= 6
+    assert grew["ip_fragments"] in (0, 3)
+    assert grew["mc_multi_datagram"] == 3
+    assert grew["mc_bad_frame"] == 6
+    assert grew["bad_udp_checksum"] == 3
+    assert grew["bad_ip_checksum"] == 3
+    assert grew["mc_forwarded_gets"] == 0 and grew["mc_hits"] == 0  # nothing forwarded
+    # Still serving.
+    assert r.tcp(VIP, b"set sw:bad:ok 0 0 2\r\nok\r\n") == b"STORED\r\n"
+    reply, src = r.get(b"get sw:bad:ok\r\n")
+    assert reply == b"VALUE sw:bad:ok 0 2\r\nok\r\nEND\r\n" and src[0] == VIP
+
+
+# ---- flow rules ----
+
+def test_flow_rules_drop_count_and_kernel(rig: Callable[..., Rig]) -> None:
+    rules = [
+        # memcached UDP from the client: counted, then dropped.
+        {"name": "client-udp", "match": {"protocol": "udp", "dst_port": MC,
+                                         "src": f"{CLIENT}/32"}, "chain": ["count", "drop"]},
+        # ping: counted, then to the kernel.
+        {"name": "icmp", "match": {"protocol": "icmp"}, "chain": ["count", "to-kernel"]},
+    ]
+    r = rig("l3", rules=rules)
+    with pytest.raises(socket.timeout):
+        r.get(b"get anything\r\n", timeout=1.0)
+    ping = r.lab.exec("cl", "ping", "-c", "2", "-W", "2", VIP, check=False)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert r.tcp(VIP, b"version\r\n").startswith(b"VERSION ")  # no rule: kernel
+    c = r.counters()
+    out = subprocess.run([sys.executable, "-m", "appliance", "switch-stats", "--config",
+                          str(r.app.config_path)], capture_output=True, text=True,
+                         cwd=r.tmp, timeout=60)
+    assert out.returncode == 0 and "rule:client-udp:packets " in out.stdout, out
+    assert c["rule:client-udp:packets"] >= 1
+    assert c["function:drop:drop"] >= 1 and c["function:count:next"] >= 3
+    assert c["rule:icmp:packets"] >= 2
+    assert c["function:to-kernel:kernel"] >= 2
+    assert c["mc_hits"] == 0 and c["mc_forwarded_gets"] == 0
