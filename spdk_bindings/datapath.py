@@ -1,0 +1,309 @@
+"""The SPDK data path: SPDK's shared libraries, loaded at run time, handed to the C store.
+
+SmartSwitch neither links nor includes SPDK, so it builds and runs where SPDK is absent.
+When SPDK is present, `SpdkDataPath.load` opens its shared libraries with cffi in ABI mode
+(`ffi.dlopen`, RTLD_GLOBAL, dependencies first), and gives the C data plane a table of
+their entry points (`struct ss_spdk_entry_points`, dataplane/include/ss_device.h). The C
+side (dataplane/src/ss_device_spdk.c) then reaches each pool's lvol, exported by spdk_tgt
+over NVMe/TCP, with SPDK's user-space NVMe driver:
+
+    dp = SpdkDataPath.load()              # $SPDK_DIR/build/lib, or the system's
+    dp.start_env(mem_mb=256, no_huge=True)
+    dev = dp.open_namespace(trid, nsid=1) # -> cdata `void *` (a struct ss_device *)
+    settings = StoreSettings(..., device=dev)   # the data plane owns it from here on
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+_ERR_LEN = 1024
+
+# The libraries whose entry points C uses, and the socket implementation the NVMe/TCP
+# initiator needs (SPDK's sock modules register themselves when loaded).
+_ROOTS = ("libspdk_env_dpdk.so", "libspdk_nvme.so", "libspdk_sock_posix.so")
+
+# ABI-mode declarations: SPDK's objects are opaque pointers here, as in C.
+_CDEF = """
+void spdk_env_opts_init(void *opts);
+int spdk_env_init(const void *opts);
+int spdk_nvme_transport_id_parse(void *trid, const char *str);
+void *spdk_nvme_connect(const void *trid, const void *opts, size_t opts_size);
+int spdk_nvme_detach(void *ctrlr);
+int32_t spdk_nvme_ctrlr_process_admin_completions(void *ctrlr);
+void *spdk_nvme_ctrlr_get_ns(void *ctrlr, uint32_t nsid);
+_Bool spdk_nvme_ns_is_active(void *ns);
+uint32_t spdk_nvme_ns_get_sector_size(void *ns);
+uint64_t spdk_nvme_ns_get_num_sectors(void *ns);
+uint32_t spdk_nvme_ns_get_max_io_xfer_size(void *ns);
+void *spdk_nvme_ctrlr_alloc_io_qpair(void *ctrlr, const void *opts, size_t opts_size);
+int spdk_nvme_ctrlr_free_io_qpair(void *qpair);
+int spdk_nvme_ns_cmd_read(void *ns, void *qpair, void *buf, uint64_t lba, uint32_t n,
+                          void (*cb)(void *, const void *), void *arg, uint32_t io_flags);
+int spdk_nvme_ns_cmd_write(void *ns, void *qpair, void *buf, uint64_t lba, uint32_t n,
+                           void (*cb)(void *, const void *), void *arg, uint32_t io_flags);
+int spdk_nvme_ns_cmd_flush(void *ns, void *qpair, void (*cb)(void *, const void *),
+                           void *arg);
+int32_t spdk_nvme_qpair_process_completions(void *qpair, uint32_t max_completions);
+"""
+
+# struct ss_spdk_entry_points field -> SPDK symbol.
+_ENTRY_POINTS = {
+    "env_opts_init": "spdk_env_opts_init",
+    "env_init": "spdk_env_init",
+    "transport_id_parse": "spdk_nvme_transport_id_parse",
+    "connect": "spdk_nvme_connect",
+    "detach": "spdk_nvme_detach",
+    "ctrlr_process_admin_completions": "spdk_nvme_ctrlr_process_admin_completions",
+    "ctrlr_get_ns": "spdk_nvme_ctrlr_get_ns",
+    "ns_is_active": "spdk_nvme_ns_is_active",
+    "ns_get_sector_size": "spdk_nvme_ns_get_sector_size",
+    "ns_get_num_sectors": "spdk_nvme_ns_get_num_sectors",
+    "ns_get_max_io_xfer_size": "spdk_nvme_ns_get_max_io_xfer_size",
+    "ctrlr_alloc_io_qpair": "spdk_nvme_ctrlr_alloc_io_qpair",
+    "ctrlr_free_io_qpair": "spdk_nvme_ctrlr_free_io_qpair",
+    "ns_cmd_read": "spdk_nvme_ns_cmd_read",
+    "ns_cmd_write": "spdk_nvme_ns_cmd_write",
+    "ns_cmd_flush": "spdk_nvme_ns_cmd_flush",
+    "qpair_process_completions": "spdk_nvme_qpair_process_completions",
+}
+
+_MISSING_DEP = re.compile(r"(libspdk_[A-Za-z0-9_]+\.so[.0-9]*): cannot open shared object")
+
+
+class SpdkUnavailable(Exception):
+    """SPDK's shared libraries are not there (or not usable); the message says what was tried."""
+
+
+class SpdkDataPathError(Exception):
+    """SPDK is there but refused: the environment did not start or a namespace did not open."""
+
+
+# The process-wide state: dlopen'ed libraries are never closed (C keeps their entry
+# points), and SPDK's environment starts once per process.
+_loaded: SpdkDataPath | None = None
+_env_started = False
+
+
+def transport_id(traddr: str, trsvcid: int | str, subnqn: str, adrfam: str = "IPv4") -> str:
+    """SPDK's transport-id string for an NVMe/TCP subsystem."""
+    return f"trtype:TCP adrfam:{adrfam} traddr:{traddr} trsvcid:{trsvcid} subnqn:{subnqn}"
+
+
+def _lib_dir(lib_dir: str | os.PathLike[str] | None) -> tuple[Path | None, str]:
+    """Where to look, and how the message names where that came from."""
+    if lib_dir is not None:
+        return Path(lib_dir), f"lib_dir {lib_dir}"
+    spdk_dir = os.environ.get("SPDK_DIR")
+    if spdk_dir:
+        return Path(spdk_dir) / "build" / "lib", f"SPDK_DIR={spdk_dir}"
+    return None, "the system library path (SPDK_DIR is not set)"
+
+
+def _version_text(lib_dir: Path | None, so_path: str) -> str:
+    """SPDK's version from the tree's version.h when there is one, else the file name."""
+    candidates = []
+    if lib_dir is not None:
+        candidates = [lib_dir.parent.parent / "include/spdk/version.h",
+                      lib_dir.parent / "include/spdk/version.h"]
+    for header in candidates:
+        try:
+            text = header.read_text()
+        except OSError:
+            continue
+        fields = dict(re.findall(r"#define SPDK_VERSION_(MAJOR|MINOR|PATCH|SUFFIX)\s+(\S+)",
+                                 text))
+        if "MAJOR" in fields and "MINOR" in fields:
+            suffix = fields.get("SUFFIX", '""').strip('"')
+            return (f"v{int(fields['MAJOR'])}.{int(fields['MINOR']):02d}"
+                    f"{'.' + fields['PATCH'] if fields.get('PATCH', '0') != '0' else ''}"
+                    f"{suffix}")
+    return os.path.basename(so_path)
+
+
+def _mapped_path(stem: str) -> str | None:
+    """The file a loaded library was mapped from (/proc/self/maps), e.g. its .so.N.M."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(maxsplit=5)[-1]
+                if os.path.basename(path).startswith(stem + "."):
+                    return os.path.realpath(path)
+    except OSError:
+        return None
+    return None
+
+
+class SpdkDataPath:
+    """SPDK's entry points, loaded once per process (see the module docstring)."""
+
+    def __init__(self, ffi_abi: Any, libs: list[Any], lib_dir: Path | None,
+                 version: str, env_so_major: int) -> None:
+        self._abi = ffi_abi
+        self._libs = libs  # kept: C holds pointers into them
+        self.lib_dir = lib_dir
+        self.version = version
+        self.env_so_major = env_so_major
+
+    @classmethod
+    def load(cls, lib_dir: str | os.PathLike[str] | None = None) -> SpdkDataPath:
+        """dlopen SPDK's libraries: from lib_dir, else $SPDK_DIR/build/lib, else the system.
+
+        Libraries are opened RTLD_GLOBAL, dependencies first: a library that fails for a
+        missing libspdk_* dependency gets that dependency opened from the same directory,
+        then is tried again.
+
+        Raises:
+            SpdkUnavailable: the libraries are not there or lack an entry point; the
+                message names every path tried and what to do.
+        """
+        global _loaded
+        if _loaded is not None:
+            return _loaded
+        from cffi import FFI
+
+        where, origin = _lib_dir(lib_dir)
+        ffi = FFI()
+        ffi.cdef(_CDEF)
+        flags = ffi.RTLD_NOW | ffi.RTLD_GLOBAL
+        libs: list[Any] = []
+        tried: list[str] = []
+
+        def open_one(name: str, depth: int = 0) -> Any:
+            path = str(where / name) if where is not None else name
+            for _ in range(64):  # bounded: each retry opens one more dependency first
+                try:
+                    lib = ffi.dlopen(path, flags)
+                except OSError as exc:
+                    text = str(exc)
+                    dep = _MISSING_DEP.search(text)
+                    if (dep and where is not None and depth < 32
+                            and (where / dep.group(1)).exists()):
+                        open_one(dep.group(1), depth + 1)
+                        continue
+                    tried.append(f"{path}: {text}")
+                    raise SpdkUnavailable(
+                        f"SPDK's shared libraries are not usable from {origin}; tried "
+                        f"{'; '.join(tried)}. Point SPDK_DIR at an SPDK tree built with "
+                        "--with-shared (it has build/lib/libspdk_*.so), or install SPDK's "
+                        "libraries where the dynamic linker finds them") from None
+                libs.append(lib)
+                return lib
+            raise SpdkUnavailable(f"{path}: too many missing dependencies ({origin})")
+
+        for root in _ROOTS:
+            open_one(root)
+        for field, symbol in _ENTRY_POINTS.items():
+            if not any(_has(lib, symbol) for lib in libs):
+                raise SpdkUnavailable(f"SPDK's libraries from {origin} lack {symbol} "
+                                      f"(for {field}): an SPDK too old or built without "
+                                      "the NVMe driver")
+        so_path = _mapped_path("libspdk_env_dpdk.so") or "libspdk_env_dpdk.so"
+        match = re.search(r"\.so\.(\d+)", so_path)
+        if not match:
+            raise SpdkUnavailable(f"cannot tell the version of {so_path} (no .so.N in its "
+                                  "name); SmartSwitch checks it before starting SPDK")
+        _loaded = cls(ffi, libs, where, _version_text(where, so_path), int(match.group(1)))
+        return _loaded
+
+    def _address(self, symbol: str) -> int:
+        for lib in self._libs:
+            if _has(lib, symbol):
+                return int(self._abi.cast("uintptr_t", getattr(lib, symbol)))
+        raise SpdkUnavailable(f"SPDK symbol {symbol} vanished")  # checked at load
+
+    def _entry_points(self, ffi: Any, keep: list[Any]) -> Any:
+        ep = ffi.new("struct ss_spdk_entry_points *")
+        ep.env_so_major = self.env_so_major
+        version = ffi.new("char[]", self.version.encode())
+        keep.append(version)
+        ep.version = version
+        for field, symbol in _ENTRY_POINTS.items():
+            setattr(ep, field, ffi.cast(ffi.typeof(getattr(ep, field)), self._address(symbol)))
+        return ep
+
+    def start_env(self, mem_mb: int = 256, no_huge: bool = True) -> None:
+        """Wraps ss_spdk_env_start(): start SPDK's environment once per process.
+
+        A second call does nothing (the first settings stay).
+
+        Raises:
+            SpdkDataPathError: SPDK refused (an unknown version, the EAL failed); the
+                message says which.
+        """
+        global _env_started
+        if _env_started:
+            return
+        from dataplane import fastpath
+
+        ffi, lib = fastpath.load()
+        keep: list[Any] = []
+        ep = self._entry_points(ffi, keep)
+        err = ffi.new("char[]", _ERR_LEN)
+        rc = lib.ss_spdk_env_start(ep, b"smartswitch", mem_mb, 1 if no_huge else 0, err,
+                                   _ERR_LEN)
+        if rc not in (0, -114):  # -EALREADY: started by an earlier load in this process
+            raise SpdkDataPathError(ffi.string(err).decode("utf-8", "replace")
+                                    or f"ss_spdk_env_start failed ({os.strerror(-rc)})")
+        _env_started = True
+
+    def open_namespace(self, trid: str, nsid: int = 1) -> Any:
+        """Wraps ss_device_spdk_open(): connect over NVMe/TCP and open one namespace.
+
+        Returns:
+            a cdata `void *` (a struct ss_device *) for StoreSettings.device. The data
+            plane owns it once Dataplane.create is called with it (even if that fails);
+            a device never handed over must go to close_device.
+
+        Raises:
+            SpdkDataPathError: the environment is not started, or the namespace did not
+                open; the message names it and what to check.
+        """
+        if not isinstance(nsid, int) or isinstance(nsid, bool) or not 1 <= nsid < 2**32:
+            raise ValueError(f"nsid must be an integer from 1 to 2**32-1, got {nsid!r}")
+        if "\0" in trid:
+            raise ValueError("trid must not contain NUL")
+        from dataplane import fastpath
+
+        ffi, lib = fastpath.load()
+        err = ffi.new("char[]", _ERR_LEN)
+        dev = lib.ss_device_spdk_open(trid.encode(), nsid, err, _ERR_LEN)
+        if dev == ffi.NULL:
+            raise SpdkDataPathError(ffi.string(err).decode("utf-8", "replace")
+                                    or f"cannot open SPDK namespace {nsid} of {trid}")
+        return ffi.cast("void *", dev)
+
+    @staticmethod
+    def device_size(dev: Any) -> int:
+        """Wraps ss_device_size(): the namespace's size in bytes."""
+        from dataplane import fastpath
+
+        ffi, lib = fastpath.load()
+        return int(lib.ss_device_size(ffi.cast("struct ss_device *", dev)))
+
+    @staticmethod
+    def device_block_size(dev: Any) -> int:
+        """Wraps ss_device_block_size(): the namespace's sector size."""
+        from dataplane import fastpath
+
+        ffi, lib = fastpath.load()
+        return int(lib.ss_device_block_size(ffi.cast("struct ss_device *", dev)))
+
+    @staticmethod
+    def close_device(dev: Any) -> None:
+        """Wraps ss_device_close(): for a device never handed to a data plane."""
+        from dataplane import fastpath
+
+        ffi, lib = fastpath.load()
+        lib.ss_device_close(ffi.cast("struct ss_device *", dev))
+
+
+def _has(lib: Any, symbol: str) -> bool:
+    try:
+        getattr(lib, symbol)
+    except AttributeError:
+        return False
+    return True
