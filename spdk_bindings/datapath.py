@@ -161,11 +161,21 @@ class SpdkDataPath:
                 message names every path tried and what to do.
         """
         global _loaded
+        where, origin = _lib_dir(lib_dir)
+        if where is not None and not (where / _ROOTS[0]).exists():
+            raise SpdkUnavailable(
+                f"SPDK's shared libraries are not in {where} (from {origin}): no "
+                f"{_ROOTS[0]} there. Point SPDK_DIR at an SPDK tree built with --with-shared "
+                "(it has build/lib/libspdk_*.so), or install SPDK's libraries where the "
+                "dynamic linker finds them")
         if _loaded is not None:
-            return _loaded
+            if _loaded.lib_dir == where or where is None:
+                return _loaded
+            raise SpdkUnavailable(f"SPDK is already loaded in this process from "
+                                  f"{_loaded.lib_dir or 'the system path'}; a second copy "
+                                  f"from {where} cannot be loaded beside it")
         from cffi import FFI
 
-        where, origin = _lib_dir(lib_dir)
         ffi = FFI()
         ffi.cdef(_CDEF)
         flags = ffi.RTLD_NOW | ffi.RTLD_GLOBAL
