@@ -2,7 +2,8 @@
 
 SmartSwitch neither links nor includes SPDK, so it builds and runs where SPDK is absent.
 When SPDK is present, `SpdkDataPath.load` opens its shared libraries with cffi in ABI mode
-(`ffi.dlopen`, RTLD_GLOBAL, dependencies first), and gives the C data plane a table of
+(`ffi.dlopen`, RTLD_GLOBAL; the DPDK and system libraries SPDK's own leave to the
+program first), and gives the C data plane a table of
 their entry points (`struct ss_spdk_entry_points`, dataplane/include/ss_device.h). The C
 side (dataplane/src/ss_device_spdk.c) then reaches each pool's lvol, exported by spdk_tgt
 over NVMe/TCP, with SPDK's user-space NVMe driver:
@@ -152,9 +153,12 @@ class SpdkDataPath:
     def load(cls, lib_dir: str | os.PathLike[str] | None = None) -> SpdkDataPath:
         """dlopen SPDK's libraries: from lib_dir, else $SPDK_DIR/build/lib, else the system.
 
-        Libraries are opened RTLD_GLOBAL, dependencies first: a library that fails for a
-        missing libspdk_* dependency gets that dependency opened from the same directory,
-        then is tried again.
+        Opened RTLD_GLOBAL, dependencies first: the DPDK and system libraries the build's
+        pkgconfig lists, then libspdk_env_dpdk, libspdk_nvme, libspdk_sock_posix. SPDK's
+        own libraries depend on each other in a circle and are linked BIND_NOW, so the
+        dynamic linker must find them by name: with a build tree, the process must start
+        with LD_LIBRARY_PATH including the library directory (an installed SPDK in the
+        linker's path needs nothing).
 
         Raises:
             SpdkUnavailable: the libraries are not there or lack an entry point; the
@@ -181,31 +185,25 @@ class SpdkDataPath:
         flags = ffi.RTLD_NOW | ffi.RTLD_GLOBAL
         libs: list[Any] = []
         tried: list[str] = []
-
-        def open_one(name: str, depth: int = 0) -> Any:
-            path = str(where / name) if where is not None else name
-            for _ in range(64):  # bounded: each retry opens one more dependency first
-                try:
-                    lib = ffi.dlopen(path, flags)
-                except OSError as exc:
-                    text = str(exc)
-                    dep = _MISSING_DEP.search(text)
-                    if (dep and where is not None and depth < 32
-                            and (where / dep.group(1)).exists()):
-                        open_one(dep.group(1), depth + 1)
-                        continue
-                    tried.append(f"{path}: {text}")
-                    raise SpdkUnavailable(
-                        f"SPDK's shared libraries are not usable from {origin}; tried "
-                        f"{'; '.join(tried)}. Point SPDK_DIR at an SPDK tree built with "
-                        "--with-shared (it has build/lib/libspdk_*.so), or install SPDK's "
-                        "libraries where the dynamic linker finds them") from None
-                libs.append(lib)
-                return lib
-            raise SpdkUnavailable(f"{path}: too many missing dependencies ({origin})")
-
+        if where is not None:
+            _open_link_deps(ffi, flags, where, tried)
         for root in _ROOTS:
-            open_one(root)
+            path = str(where / root) if where is not None else root
+            try:
+                libs.append(ffi.dlopen(path, flags))
+            except OSError as exc:
+                tried.append(f"{path}: {' '.join(str(exc).split())}")
+                hint = ("start the process with LD_LIBRARY_PATH including "
+                        f"{where}: SPDK's libraries need each other in a circle and are "
+                        "linked BIND_NOW, so only the dynamic linker can load them, and "
+                        "it reads LD_LIBRARY_PATH at process start"
+                        if where is not None and _MISSING_DEP.search(str(exc)) else
+                        "point SPDK_DIR at an SPDK tree built with --with-shared (it has "
+                        "build/lib/libspdk_*.so), or install SPDK's libraries where the "
+                        "dynamic linker finds them")
+                raise SpdkUnavailable(f"SPDK's shared libraries are not usable from "
+                                      f"{origin}; tried {'; '.join(tried)}. To fix: "
+                                      f"{hint}") from None
         for field, symbol in _ENTRY_POINTS.items():
             if not any(_has(lib, symbol) for lib in libs):
                 raise SpdkUnavailable(f"SPDK's libraries from {origin} lack {symbol} "
@@ -309,6 +307,46 @@ class SpdkDataPath:
 
         ffi, lib = fastpath.load()
         lib.ss_device_close(ffi.cast("struct ss_device *", dev))
+
+
+# Libraries every process has already (or that cffi cannot open by these names).
+_ALWAYS_THERE = {"c", "m", "rt", "dl", "pthread"}
+
+
+def _open_link_deps(ffi: Any, flags: int, where: Path, tried: list[str]) -> None:
+    """Open the DPDK and system libraries SPDK's libraries use without naming them.
+
+    SPDK's shared libraries leave DPDK (and OpenSSL, libuuid, ...) to the program that
+    links them; an SPDK build lists those in pkgconfig/spdk_dpdklibs.pc and
+    spdk_syslibs.pc, which is what we read. Opened RTLD_GLOBAL before SPDK's own.
+    """
+    import ctypes.util
+
+    for pc in ("spdk_dpdklibs.pc", "spdk_syslibs.pc"):
+        try:
+            text = (where / "pkgconfig" / pc).read_text()
+        except OSError:
+            continue  # an installed SPDK may link them itself
+        line = next((ln for ln in text.splitlines() if ln.startswith("Libs:")), "")
+        dirs = [Path(t[2:]) for t in line.split() if t.startswith("-L")]
+        for name in (t[2:] for t in line.split() if t.startswith("-l")):
+            if name in _ALWAYS_THERE:
+                continue
+            candidates = [str(d / f"lib{name}.so") for d in dirs]
+            found = ctypes.util.find_library(name)
+            candidates += [found] if found else []
+            for path in candidates:
+                try:
+                    ffi.dlopen(path, flags)
+                    break
+                except OSError as exc:
+                    last = f"{path}: {exc}"
+            else:
+                tried.append(last if candidates else f"lib{name}.so: not found")
+                raise SpdkUnavailable(
+                    f"SPDK needs lib{name} ({where / 'pkgconfig' / pc}) but it cannot be "
+                    f"opened; tried {'; '.join(tried)}. Install the library SPDK was built "
+                    "against (for DPDK on Debian: dpdk-dev)")
 
 
 def _has(lib: Any, symbol: str) -> bool:

@@ -4,31 +4,32 @@ Runs whenever SPDK_DIR points at an SPDK tree with build/lib/libspdk_*.so and
 build/bin/spdk_tgt. A module fixture starts spdk_tgt (--no-huge), provisions an
 aio-backed lvol store and lvol through spdk_bindings.provision (the appliance's own
 provisioning), and exports the lvol over NVMe/TCP on 127.0.0.1. Each test runs a data
-plane in this process (dataplane.fastpath, real sockets on 127.0.0.1:0) whose store is
-on that namespace, and talks to it with pymemcache.
+plane (dataplane.fastpath, real sockets on 127.0.0.1:0) whose store is on that
+namespace, in a child process (helpers/spdk_dataplane.py: SPDK's libraries need
+LD_LIBRARY_PATH at process start), and talks to it with pymemcache.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
-import threading
+import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pymemcache.client.base import Client
 
-from dataplane.fastpath import Dataplane, DataplaneSettings, StoreSettings
 from spdk_bindings import provision, rpc
-from spdk_bindings.datapath import SpdkDataPath, transport_id
+from spdk_bindings.datapath import transport_id
 
 from . import test_clients_pymemcache as core
+from .helpers.procs import REPO_ROOT
 
 pytestmark = pytest.mark.spdk
 
@@ -40,6 +41,7 @@ if not SPDK_DIR:
 
 MIB = 1024 * 1024
 LVOL_MIB = 256
+WRAP_MIB = 32  # a second, small pool (nsid 2) for the test that wraps the log
 NQN = "nqn.2016-06.io.spdk:smartswitch-test"
 START_TIMEOUT_S = 60.0
 TIME_LIMIT_S = 120.0
@@ -58,7 +60,8 @@ class Target:
     proc: subprocess.Popen[bytes]
     rpc: rpc.SpdkRpc
     trid: str
-    lvol_bytes: int
+    lvol_bytes: int   # pool "items", nsid 1
+    wrap_bytes: int   # pool "wrap", nsid 2
     log: Path
 
 
@@ -89,29 +92,33 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     work = tmp_path_factory.mktemp("spdk")
     sock, log, image = work / "spdk.sock", work / "spdk_tgt.log", work / "aio0.img"
     with open(image, "wb") as f:
-        f.truncate((LVOL_MIB + 64) * MIB)
+        f.truncate((LVOL_MIB + WRAP_MIB + 32) * MIB)
+    # A --with-shared build has no run path: the target finds its libraries this way.
+    env = dict(os.environ, LD_LIBRARY_PATH=str(Path(SPDK_DIR) / "build/lib"))
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(tgt), "--no-huge", "-s", "1024", "-m", "0x1",
-                                 "-r", str(sock)],
+                                 "-r", str(sock)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     client = None
     try:
         client = _wait_rpc(sock, proc, log)
         dev = provision.SpdkDevice(name="ss0", transport="aio", rpc_socket=str(sock),
                                    path=str(image), block_size=4096)
-        plan = provision.plan_device(client, dev, [provision.SpdkPool("items", LVOL_MIB * MIB)])
-        state = provision.apply_plan(client, plan)
-        pool = state.pools["items"]
+        pools = [provision.SpdkPool("items", LVOL_MIB * MIB),
+                 provision.SpdkPool("wrap", WRAP_MIB * MIB)]
+        state = provision.apply_plan(client, provision.plan_device(client, dev, pools))
         port = _free_port()
         client.call("nvmf_create_transport", {"trtype": "TCP"})
         client.call("nvmf_create_subsystem", {"nqn": NQN, "allow_any_host": True,
                                               "serial_number": "SS0000000001"})
-        client.call("nvmf_subsystem_add_ns", {"nqn": NQN,
-                                              "namespace": {"bdev_name": pool.bdev}})
+        for nsid, name in ((1, "items"), (2, "wrap")):
+            client.call("nvmf_subsystem_add_ns", {"nqn": NQN, "namespace": {
+                "nsid": nsid, "bdev_name": state.pools[name].bdev}})
         client.call("nvmf_subsystem_add_listener", {
             "nqn": NQN, "listen_address": {"trtype": "tcp", "adrfam": "ipv4",
                                            "traddr": "127.0.0.1", "trsvcid": str(port)}})
-        yield Target(proc, client, transport_id("127.0.0.1", port, NQN), pool.size_bytes, log)
+        yield Target(proc, client, transport_id("127.0.0.1", port, NQN),
+                     state.pools["items"].size_bytes, state.pools["wrap"].size_bytes, log)
     finally:
         if client is not None:
             client.close()
@@ -124,85 +131,116 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
                 proc.wait(timeout=15)
 
 
-@pytest.fixture(scope="module")
-def spdk(target: Target) -> SpdkDataPath:
-    """SPDK's libraries loaded and its environment started in this process (once)."""
-    dp = SpdkDataPath.load()
-    dp.start_env(mem_mb=256, no_huge=True)
-    return dp
+class Child:
+    """A data plane on the SPDK namespace, in a child process (helpers/spdk_dataplane.py)."""
+
+    def __init__(self, mode: str, target: Target, index: Path, log: Path, **opts: int) -> None:
+        assert SPDK_DIR
+        env = dict(os.environ, SPDK_DIR=SPDK_DIR,
+                   LD_LIBRARY_PATH=str(Path(SPDK_DIR) / "build/lib"))
+        argv = [sys.executable, "-m", "tests.integration.helpers.spdk_dataplane", mode,
+                "--trid", target.trid, "--index", str(index),
+                "--device-bytes", str(opts.pop("device_bytes", target.lvol_bytes))]
+        argv += [a for k, v in opts.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+        self.log = log
+        self._err = open(log, "ab")
+        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=self._err, start_new_session=True)
+        self.lines: list[str] = []
+
+    def expect(self, word: str, timeout: float = START_TIMEOUT_S) -> list[str]:
+        """The fields of the first stdout line starting with `word`."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if not ready:
+                continue
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            self.lines.append(line)
+            if line.split()[:1] == [word]:
+                return line.split()[1:]
+        self.kill()
+        raise AssertionError(f"no {word} line from the spdk data plane (exit "
+                             f"{self.proc.poll()}); stdout {self.lines}\n{self.log.read_text()}")
+
+    def stop(self, signal_it: bool = True) -> None:
+        """SIGTERM (or just wait); the data plane must close its store and exit 0."""
+        if signal_it:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=60)
+        self._close()
+        assert rc == 0, f"spdk data plane exited {rc}:\n{self.log.read_text()}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self._close()
+
+    def _close(self) -> None:
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._err.close()
 
 
-class Running:
-    """One data plane on the SPDK namespace, its workers and housekeeper on threads."""
+class Served:
+    """A serving child and its address."""
 
-    def __init__(self, settings: DataplaneSettings) -> None:
-        self.dp = Dataplane.create(settings)
-        self.stopping = threading.Event()
-        self.errors: list[BaseException] = []
-        self.threads = [threading.Thread(target=self._guard, args=(self.dp.run_worker, i),
-                                         daemon=True) for i in range(settings.workers)]
-        self.threads.append(threading.Thread(target=self._housekeeper, daemon=True))
-        for t in self.threads:
-            t.start()
-        self.addr = ("127.0.0.1", self.dp.bound_port(False))
-
-    def _guard(self, fn: Callable[[int], None], arg: int) -> None:
-        try:
-            fn(arg)
-        except BaseException as exc:  # noqa: BLE001 - reported by stop()
-            self.errors.append(exc)
-
-    def _housekeeper(self) -> None:
-        while not self.stopping.wait(0.1):
-            try:
-                self.dp.housekeep()
-            except BaseException as exc:  # noqa: BLE001 - reported by stop()
-                self.errors.append(exc)
-                return
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        size, block = child.expect("DEVICE")
+        self.device_bytes, self.block_size = int(size), int(block)
+        self.addr = ("127.0.0.1", int(child.expect("READY")[0]))
 
     def client(self) -> Client:
         return Client(self.addr, connect_timeout=5, timeout=30, default_noreply=False)
 
+    def counters(self) -> dict[str, int]:
+        c = self.client()
+        out: dict[str, int] = {}
+        try:
+            for k, v in c.stats().items():
+                if isinstance(v, (int, bytes)) and str(int(v) if isinstance(v, int)
+                                                       else v.decode()).isdigit():
+                    out[k.decode()] = int(v)
+        finally:
+            c.close()
+        return out
+
     def stop(self) -> None:
-        self.stopping.set()
-        self.dp.stop()
-        for t in self.threads:
-            t.join(timeout=30)
-            assert not t.is_alive(), "a data plane thread did not return"
-        self.dp.destroy()
-        assert not self.errors, f"data plane threads failed: {self.errors!r}"
+        self.child.stop()
 
 
-Factory = Callable[..., Running]
+Factory = Callable[..., Served]
 
 
 @pytest.fixture
-def run_on_spdk(spdk: SpdkDataPath, target: Target, tmp_path: Path) -> Iterator[Factory]:
-    """Starts data planes on the lvol (a fresh index per test); stops them at teardown."""
-    started: list[Running] = []
+def run_on_spdk(target: Target, tmp_path: Path) -> Iterator[Factory]:
+    """Starts data planes on the lvol (a fresh index per test); kills leftovers."""
+    children: list[Child] = []
 
-    def start(**store: Any) -> Running:
-        dev = spdk.open_namespace(target.trid, 1)
-        assert spdk.device_size(dev) == target.lvol_bytes
-        assert spdk.device_block_size(dev) == 4096
-        base = StoreSettings(
-            index_dir=str(tmp_path / "index"), device_path="", device=dev,
-            device_bytes=target.lvol_bytes, segment_bytes=4 * MIB, hot_bytes=8 * MIB,
-            item_size_max=MIB, index_map_bytes=1024 * MIB, flush_interval_ms=200,
-            device_offset=0, pool_name="items")
-        settings = DataplaneSettings(
-            listen_host="127.0.0.1", tcp_port=0, udp_port=-1, workers=2,
-            max_connections=1024, idle_timeout_s=0, tcp_backlog=128,
-            udp_reply_bytes_per_sec=1 << 22, udp_reply_burst_bytes=1 << 19,
-            version="1.6.18 smartswitch-test", store=replace(base, **store))
-        r = Running(settings)
-        started.append(r)
-        return r
+    def start(**opts: int) -> Served:
+        child = Child("serve", target, tmp_path / "index", tmp_path / "dataplane.log", **opts)
+        children.append(child)
+        served = Served(child)
+        want = target.wrap_bytes if opts.get("nsid") == 2 else target.lvol_bytes
+        assert served.device_bytes == want and served.block_size == 4096
+        return served
 
     yield start
-    for r in started:
-        if r.dp._dp is not None:
-            r.stop()
+    for child in children:
+        child.kill()
+
+
+def verify(target: Target, tmp_path: Path, **opts: int) -> tuple[int, int]:
+    """verify_index on the lvol and the test's index, with no data plane serving."""
+    child = Child("verify", target, tmp_path / "index", tmp_path / "verify.log", **opts)
+    checked, failed = child.expect("VERIFY")
+    child.stop(signal_it=False)  # it exits by itself after verifying
+    return int(checked), int(failed)
 
 
 def _value(i: int, size: int) -> bytes:
@@ -228,6 +266,7 @@ def test_core_memcached_on_spdk(run_on_spdk: Factory, case: Callable[[Client], N
     r.stop()
 
 
+
 def test_values_1b_to_1mib_read_back_from_the_device(run_on_spdk: Factory) -> None:
     """Values of 1 B .. 1 MiB, well past one segment, read back through SPDK."""
     r = run_on_spdk(hot_bytes=1 * MIB)
@@ -241,11 +280,11 @@ def test_values_1b_to_1mib_read_back_from_the_device(run_on_spdk: Factory) -> No
             k = b"v%d-%d" % (rnd, size)
             keys[k] = _value(rnd, size)
             assert c.set(k, keys[k]), f"set {k!r}"
-    before = r.dp.counters()
+    before = r.counters()
     for k, v in keys.items():
         assert time.monotonic() - start < TIME_LIMIT_S
         assert c.get(k) == v, f"{k!r} ({len(v)} bytes) read back wrong"
-    after = r.dp.counters()
+    after = r.counters()
     c.close()
     assert after["hits_device"] - before["hits_device"] >= len(sizes) * 3, (
         f"hits_device {before['hits_device']} -> {after['hits_device']}: the reads did not "
@@ -265,22 +304,24 @@ def test_many_keys_evicted_from_dram_then_read_from_the_device(run_on_spdk: Fact
         batch = {b"k%d" % i: _value(i, 16 + i % 900) for i in range(lo, lo + 500)}
         assert c.set_many(batch) == []
         assert time.monotonic() - start < TIME_LIMIT_S
-    before = r.dp.counters()["hits_device"]
+    before = r.counters()["hits_device"]
     for lo in range(0, n, 200):
         keys = [b"k%d" % i for i in range(lo, lo + 200)]
         got = c.get_many(keys)
         for i in range(lo, lo + 200):
             assert got.get(b"k%d" % i) == _value(i, 16 + i % 900), f"key k{i}"
         assert time.monotonic() - start < TIME_LIMIT_S
-    grew = r.dp.counters()["hits_device"] - before
+    grew = r.counters()["hits_device"] - before
     c.close()
     assert grew > n // 2, f"only {grew} of {n} reads were device hits"
     r.stop()
 
 
-def test_log_wraps_around_on_spdk(run_on_spdk: Factory) -> None:
-    """A 32 MiB pool written 2.5 times over: old items evicted, new ones served, index true."""
-    r = run_on_spdk(hot_bytes=0, device_bytes=32 * MIB + 4096)
+def test_log_wraps_around_on_spdk(run_on_spdk: Factory, target: Target,
+                                  tmp_path: Path) -> None:
+    """The 32 MiB pool (its own lvol) written 2.5 times over: old items evicted, new ones
+    served, the index true to the device."""
+    r = run_on_spdk(hot_bytes=0, nsid=2, device_bytes=target.wrap_bytes)
     c = r.client()
     value = 64 * 1024
     n = (80 * MIB) // value
@@ -291,12 +332,13 @@ def test_log_wraps_around_on_spdk(run_on_spdk: Factory) -> None:
         assert c.get(b"w%d" % i) == _value(i, value), f"recent item w{i} lost"
     assert c.get(b"w0") is None, "the oldest item survived 2.5 pool sizes of writes"
     c.close()
-    checked, failed = r.dp.verify_index()
-    assert failed == 0 and checked > 0, f"verify_index: {failed} of {checked} failed"
     r.stop()
+    checked, failed = verify(target, tmp_path, nsid=2, device_bytes=target.wrap_bytes)
+    assert failed == 0 and checked > 0, f"verify_index: {failed} of {checked} failed"
 
 
-def test_restart_on_the_same_lvol_keeps_every_key(run_on_spdk: Factory) -> None:
+def test_restart_on_the_same_lvol_keeps_every_key(run_on_spdk: Factory, target: Target,
+                                                  tmp_path: Path) -> None:
     """Destroy the data plane, create it again on the same lvol and index: all keys there."""
     r = run_on_spdk(hot_bytes=1 * MIB)
     c = r.client()
@@ -309,11 +351,11 @@ def test_restart_on_the_same_lvol_keeps_every_key(run_on_spdk: Factory) -> None:
     c.close()
     r.stop()
 
-    r2 = run_on_spdk(hot_bytes=1 * MIB)
-    checked, failed = r2.dp.verify_index()
+    checked, failed = verify(target, tmp_path)
     assert failed == 0 and checked == len(items), (
-        f"verify_index after a clean restart: {failed} failed of {checked} "
+        f"verify_index after a clean stop: {failed} failed of {checked} "
         f"(expected {len(items)} entries)")
+    r2 = run_on_spdk(hot_bytes=1 * MIB)
     c = r2.client()
     missing: list[bytes] = []
     for lo in range(0, len(keys), 200):
@@ -321,15 +363,14 @@ def test_restart_on_the_same_lvol_keeps_every_key(run_on_spdk: Factory) -> None:
         missing += [k for k in keys[lo:lo + 200] if got.get(k) != items[k]]
     c.close()
     assert not missing, f"{len(missing)} keys lost or wrong after restart: {missing[:5]}"
-    assert r2.dp.counters()["hits_device"] > 0
+    assert r2.counters()["hits_device"] > 0
     r2.stop()
 
 
-def test_bad_namespace_is_refused_with_its_name(spdk: SpdkDataPath, target: Target) -> None:
-    """A namespace the subsystem lacks, and a transport we refuse, are named in the error."""
-    from spdk_bindings.datapath import SpdkDataPathError
-
-    with pytest.raises(SpdkDataPathError, match=r"no active namespace 7"):
-        spdk.open_namespace(target.trid, 7)
-    with pytest.raises(SpdkDataPathError, match=r"only trtype:TCP"):
-        spdk.open_namespace("trtype:PCIe traddr:0000:00:04.0", 1)
+def test_bad_namespace_is_refused_with_its_name(target: Target, tmp_path: Path) -> None:
+    """A namespace the subsystem lacks is refused with a message that names it."""
+    child = Child("verify", target, tmp_path / "index", tmp_path / "bad.log", nsid=7)
+    rc = child.proc.wait(timeout=60)
+    child.kill()
+    text = child.log.read_text()
+    assert rc != 0 and "no active namespace 7" in text and NQN in text, text
