@@ -374,3 +374,23 @@ def test_bad_namespace_is_refused_with_its_name(target: Target, tmp_path: Path) 
     child.kill()
     text = child.log.read_text()
     assert rc != 0 and "no active namespace 7" in text and NQN in text, text
+
+
+@pytest.mark.slow
+def test_idle_past_the_keep_alive_timeout_still_serves_from_the_device(
+        run_on_spdk: Factory) -> None:
+    """NVMe-oF drops a host that sends no keep-alive for 10 s (SPDK's default): the
+    device's admin poller keeps the controller alive while no I/O happens."""
+    r = run_on_spdk(hot_bytes=0)
+    c = r.client()
+    for i in range(12):  # three segments: the first ones are read from the device
+        assert c.set(b"idle%d" % i, _value(i, 1000 * 1024))
+    time.sleep(25)
+    before = r.counters()
+    for i in range(12):
+        assert c.get(b"idle%d" % i) == _value(i, 1000 * 1024), f"idle{i} after 25 s idle"
+    after = r.counters()
+    c.close()
+    assert after["hits_device"] > before["hits_device"]
+    assert after["errors_device"] == before["errors_device"] == 0
+    r.stop()
