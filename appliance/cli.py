@@ -63,6 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """`smartswitch run --config FILE`: serve until SIGTERM/SIGINT."""
     config = load_config(_config_path(args))
+    runner.reexec_for_spdk(config, args.argv)
     logging_setup.configure(config.logging.level)
     return runner.run(config)
 
@@ -70,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_verify_index(args: argparse.Namespace) -> int:
     """`smartswitch verify-index --config FILE`: check the index against the device."""
     config = load_config(_config_path(args))
+    runner.reexec_for_spdk(config, args.argv)
     logging_setup.configure(config.logging.level)
     checked, failed = runner.verify_index(config)
     verdict = "consistent" if failed == 0 else "INCONSISTENT"
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `smartswitch` console script and `python -m appliance`."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for runner.reexec_for_spdk
     try:
         return int(args.func(args))
     except ConfigError as exc:

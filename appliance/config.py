@@ -372,10 +372,22 @@ class Config:
     def _check(self, node: Node, path: str) -> Config:
         self._check_segments(node)
         check_switch(node, self.dataplane, self.memcached.listen, self.memcached.udp_port)
+        self._check_one_eal(node)
         backends, pools = check_proxy(node, self.backends, self.backend_defaults,
                                       self.spare_pools,
                                       (self.memcached.listen, self.memcached.tcp_port))
         return dataclasses.replace(self, backends=backends, spare_pools=pools)
+
+    def _check_one_eal(self, node: Node) -> None:
+        """Switch mode and the SPDK data path each start DPDK's EAL, which a process can
+        start only once; serving from SPDK in switch mode is refused until they share it."""
+        pool = self.storage.memcached_pool
+        if self.dataplane.switch and self.storage.device(pool.device).kind == "spdk":
+            raise ConfigError(
+                f"switch mode (dataplane.mode: dpdk) cannot serve pool {pool.name} from spdk "
+                f"device {pool.device} yet: both would start DPDK's EAL in one process; use a "
+                f"file or block device in switch mode, or socket mode with SPDK",
+                path="dataplane.mode", line=node.line_of("dataplane", "mode"))
 
     def _check_segments(self, node: Node) -> None:
         item = self.memcached.item_size_max

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import types
@@ -38,6 +39,8 @@ from dataplane.fastpath import (
 )
 
 log = logging.getLogger("smartswitch")
+# Set in the environment of a run started again by reexec_for_spdk, so it happens once.
+REEXEC_MARK = "SMARTSWITCH_SPDK_REEXEC"
 
 HOUSEKEEP_INTERVAL_S = 0.1
 TCP_BACKLOG = 1024
@@ -89,7 +92,9 @@ def dataplane_settings(config: Config, *, listen: bool = True,
     extra = {} if spdk_device is None else {"device": spdk_device}
     store = StoreSettings(
         index_dir=str(storage.index_dir),
-        device_path=str(device.path) if device.path is not None else f"spdk:{device.name}",
+        # For spdk the path names the lvol for messages; the store opens `device`.
+        device_path=(f"spdk:{device.name}/{pool.name}" if device.kind == "spdk"
+                     else str(device.path)),
         device_bytes=nbytes,
         segment_bytes=pool.segment_size,
         hot_bytes=storage.hot_tier,
@@ -232,6 +237,29 @@ def spdk_datapath(config: Config) -> Any:
     return datapath
 
 
+def reexec_for_spdk(config: Config, argv: list[str]) -> None:
+    """Start this command again with LD_LIBRARY_PATH naming SPDK's library directory,
+    when the memcached pool is on an spdk device and the variable lacks it: the dynamic
+    linker reads it only at process start, and SPDK's shared libraries are found only
+    through it (spdk_bindings/datapath.py). Returns when nothing needs doing."""
+    pool = config.storage.memcached_pool
+    if config.storage.device(pool.device).kind != "spdk":
+        return
+    datapath = spdk_datapath(config)
+    lib_dir = config.storage.spdk.lib_dir
+    missing = datapath.missing_library_path(None if lib_dir is None else str(lib_dir))
+    if missing is None or os.environ.get(REEXEC_MARK) == str(missing):
+        return  # nothing to add, or already added once: load() will say what is wrong
+    env = dict(os.environ)
+    env[REEXEC_MARK] = str(missing)
+    env["LD_LIBRARY_PATH"] = ":".join(p for p in (str(missing),
+                                                   os.environ.get("LD_LIBRARY_PATH")) if p)
+    log.info("restarting with LD_LIBRARY_PATH=%s for SPDK's libraries", env["LD_LIBRARY_PATH"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "appliance", *argv], env)
+
+
 def open_spdk_pool(config: Config, layout: provision.Plan) -> Any:
     """Start the SPDK environment in this process and open the memcached pool's namespace
     over NVMe-oF; returns the `struct ss_device *` for the store.
@@ -247,7 +275,8 @@ def open_spdk_pool(config: Config, layout: provision.Plan) -> Any:
         dp = datapath.SpdkDataPath.load(None if spdk.lib_dir is None else str(spdk.lib_dir))
         dp.start_env(spdk.mem_size // 1024**2, not spdk.hugepages)
         return dp.open_namespace(trid, nsid)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, datapath.SpdkUnavailable,
+            datapath.SpdkDataPathError) as exc:
         raise StartError(f"pool {pool.name}: the SPDK data path cannot open namespace "
                          f"{nsid} of {trid}: {exc}") from None
 

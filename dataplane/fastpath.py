@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Must equal SS_ABI_VERSION in dataplane/include/ss_dataplane.h.
-EXPECTED_ABI_VERSION = 3
+EXPECTED_ABI_VERSION = 4
 _ERR_LEN = 512
 _REBUILD = "rebuild it with `make build` (or `python3 -m pip install --no-deps " \
            "--no-build-isolation -e .`)"
@@ -166,6 +166,10 @@ class StoreSettings:
     pool_name: str = "items"
     # Appended (direct I/O): open the device O_DIRECT (storage.devices[].direct_io).
     direct_io: bool = False
+    # Appended (SPDK data path): an opened device (cdata `void *`, from
+    # spdk_bindings.datapath.SpdkDataPath.open_namespace) used instead of
+    # device_path; Dataplane.create hands it to C, which owns it from then on.
+    device: Any = None
 
 
 @dataclass(frozen=True)
@@ -236,13 +240,22 @@ class Dataplane:
     def create(cls, settings: DataplaneSettings) -> Dataplane:
         """Wraps ss_dataplane_create(): bind listeners, open the store.
 
+        settings.store.device, when set, is handed over by this call, whether it
+        succeeds or not: the data plane closes it (see ss_store_settings.device).
+
         Raises:
             ValueError: a setting is out of range for its C type.
             DataplaneUnavailable: no usable build.
             DataplaneCreateError: C refused; the message says why.
         """
-        _validate(settings)
-        _validate(settings.store)
+        try:
+            _validate(settings)
+            _validate(settings.store)
+        except ValueError:
+            if settings.store.device is not None:  # ours from this call on, as in C
+                ffi, lib = load()
+                lib.ss_device_close(ffi.cast("struct ss_device *", settings.store.device))
+            raise
         ffi, lib = load()
         keep: list[Any] = []
 
@@ -260,6 +273,8 @@ class Dataplane:
             setattr(s, f.name, cstr(value) if isinstance(value, str) else value)
         for f in dataclasses.fields(settings.store):
             value = getattr(settings.store, f.name)
+            if value is None:
+                continue  # NULL (ffi.new zeroes the struct)
             setattr(s.store, f.name, cstr(value) if isinstance(value, str) else value)
         err = ffi.new("char[]", _ERR_LEN)
         handle = lib.ss_dataplane_create(s, err, _ERR_LEN)

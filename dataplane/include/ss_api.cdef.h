@@ -15,6 +15,7 @@ struct ss_store_settings {
     uint64_t device_offset;
     const char *pool_name;
     int direct_io;
+    void *device;
 };
 
 struct ss_dataplane_settings {
@@ -69,6 +70,42 @@ long ss_dataplane_verify_index(struct ss_dataplane *dp, uint64_t *checked);
 /* Pool capacity (issue 4): grow while serving; shrink only with no worker running. */
 int ss_dataplane_grow_pool(struct ss_dataplane *dp, uint64_t new_bytes);
 int ss_dataplane_shrink_pool(struct ss_dataplane *dp, uint64_t new_bytes);
+
+/* ---- SPDK data path (ss_device.h; implemented in ss_device_spdk.c) ---- */
+struct ss_device;
+struct ss_spdk_entry_points {
+    uint32_t env_so_major;
+    const char *version;
+    void (*env_opts_init)(void *opts);
+    int (*env_init)(const void *opts);
+    int (*transport_id_parse)(void *trid, const char *str);
+    void *(*connect)(const void *trid, const void *opts, size_t opts_size);
+    int (*detach)(void *ctrlr);
+    int32_t (*ctrlr_process_admin_completions)(void *ctrlr);
+    void *(*ctrlr_get_ns)(void *ctrlr, uint32_t nsid);
+    _Bool (*ns_is_active)(void *ns);
+    uint32_t (*ns_get_sector_size)(void *ns);
+    uint64_t (*ns_get_num_sectors)(void *ns);
+    uint32_t (*ns_get_max_io_xfer_size)(void *ns);
+    void *(*ctrlr_alloc_io_qpair)(void *ctrlr, const void *opts, size_t opts_size);
+    int (*ctrlr_free_io_qpair)(void *qpair);
+    int (*ns_cmd_read)(void *ns, void *qpair, void *buf, uint64_t lba, uint32_t lba_count,
+                       void (*cb)(void *arg, const void *cpl), void *arg, uint32_t io_flags);
+    int (*ns_cmd_write)(void *ns, void *qpair, void *buf, uint64_t lba, uint32_t lba_count,
+                        void (*cb)(void *arg, const void *cpl), void *arg, uint32_t io_flags);
+    int (*ns_cmd_flush)(void *ns, void *qpair, void (*cb)(void *arg, const void *cpl),
+                        void *arg);
+    int32_t (*qpair_process_completions)(void *qpair, uint32_t max_completions);
+};
+int ss_spdk_env_start(const struct ss_spdk_entry_points *ep, const char *app_name,
+                      uint32_t mem_mb, int no_huge, char *err, size_t errlen);
+struct ss_device *ss_device_spdk_open(const char *trid, uint32_t nsid, char *err,
+                                      size_t errlen);
+/* ss_device_close: close a device that was never handed to a store. */
+void ss_device_close(struct ss_device *dev);
+uint64_t ss_device_size(struct ss_device *dev);
+uint32_t ss_device_block_size(struct ss_device *dev);
+/* ---- end SPDK data path ---- */
 
 /* ---- proxy mode, ring (ss_proxy.h; implemented in ss_ring.c, ss_hashkit.c) ---- */
 enum ss_hash_kind { SS_HASH_MD5, SS_HASH_CRC32, SS_HASH_CRC32A, SS_HASH_FNV1_64, SS_HASH_FNV1A_64,

@@ -5,6 +5,7 @@
 #define SS_API_H
 
 #include "ss_dataplane.h"
+#include "ss_device.h"
 #include "ss_proxy.h"
 #include "ss_switch.h"
 

@@ -41,6 +41,9 @@ struct ss_device {
     void *priv;
     /* Appended (direct I/O): alignment the backend requires; 0 or 1 = none. */
     uint32_t align;
+    /* Appended (SPDK data path): how messages name the device (a path, or
+     * the NVMe-oF namespace); owned by the device. */
+    const char *name;
 };
 
 /* Flags of ss_device_file_open_flags (appended with direct I/O). */
@@ -63,5 +66,76 @@ struct ss_device *ss_device_file_open(const char *path, uint64_t size,
  */
 struct ss_device *ss_device_file_open_flags(const char *path, uint64_t size, unsigned flags,
                                             char *err, size_t errlen);
+
+/*
+ * ---- SPDK (ss_device_spdk.c) ----
+ *
+ * SPDK is neither linked nor included: SmartSwitch must build and run where
+ * it is absent. The control plane dlopens SPDK's shared libraries (cffi ABI
+ * mode, spdk_bindings/datapath.py) and hands C this table of their entry
+ * points. SPDK's objects are opaque pointers here; the only SPDK layouts C
+ * relies on are the NVMe completion's status word (fixed by the NVMe spec)
+ * and struct spdk_env_opts, which ss_spdk_env_start checks against the
+ * library's version (env_so_major) and refuses when it does not know it.
+ */
+struct ss_spdk_entry_points {
+    uint32_t env_so_major;         /* N of libspdk_env_dpdk.so.N */
+    const char *version;           /* SPDK's version as found, for messages */
+    void (*env_opts_init)(void *opts);
+    int (*env_init)(const void *opts);
+    int (*transport_id_parse)(void *trid, const char *str);
+    void *(*connect)(const void *trid, const void *opts, size_t opts_size);
+    int (*detach)(void *ctrlr);
+    int32_t (*ctrlr_process_admin_completions)(void *ctrlr);
+    void *(*ctrlr_get_ns)(void *ctrlr, uint32_t nsid);
+    _Bool (*ns_is_active)(void *ns);
+    uint32_t (*ns_get_sector_size)(void *ns);
+    uint64_t (*ns_get_num_sectors)(void *ns);
+    uint32_t (*ns_get_max_io_xfer_size)(void *ns);
+    void *(*ctrlr_alloc_io_qpair)(void *ctrlr, const void *opts, size_t opts_size);
+    int (*ctrlr_free_io_qpair)(void *qpair);
+    int (*ns_cmd_read)(void *ns, void *qpair, void *buf, uint64_t lba, uint32_t lba_count,
+                       void (*cb)(void *arg, const void *cpl), void *arg, uint32_t io_flags);
+    int (*ns_cmd_write)(void *ns, void *qpair, void *buf, uint64_t lba, uint32_t lba_count,
+                        void (*cb)(void *arg, const void *cpl), void *arg, uint32_t io_flags);
+    int (*ns_cmd_flush)(void *ns, void *qpair, void (*cb)(void *arg, const void *cpl),
+                        void *arg);
+    int32_t (*qpair_process_completions)(void *qpair, uint32_t max_completions);
+};
+
+/*
+ * Start SPDK's environment (DPDK's EAL) in this process, once: mem_mb of
+ * memory, without hugepages when no_huge (then also without PCI). The
+ * calling thread's CPU affinity is restored afterwards (the EAL pins it to
+ * its main core, and every thread created later would inherit that). The
+ * table is copied. Returns 0, -EALREADY (started before: the first table
+ * stays), or -errno with err naming what failed (a NULL entry point, an
+ * unknown SPDK version, the EAL's refusal).
+ */
+int ss_spdk_env_start(const struct ss_spdk_entry_points *ep, const char *app_name,
+                      uint32_t mem_mb, int no_huge, char *err, size_t errlen);
+
+/*
+ * Connect to an NVMe-oF controller with SPDK's user-space NVMe driver and
+ * open namespace nsid as a device. trid is SPDK's transport-id string
+ * ("trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 subnqn:..."); only
+ * TCP is accepted: it reads and writes the store's own buffers (no DMA
+ * memory, no bounce copy), which PCIe and RDMA would not allow. Each thread
+ * that does I/O gets its own I/O queue pair (created at its first I/O, freed
+ * at close) and polls its completions itself until the I/O completes or
+ * SS_SPDK_IO_TIMEOUT_MS passes (-ETIMEDOUT). A background thread polls the
+ * admin queue (NVMe-oF keep-alive). align and block_size are the sector
+ * size. Returns NULL with err naming the namespace and what to do.
+ */
+struct ss_device *ss_device_spdk_open(const char *trid, uint32_t nsid, char *err,
+                                      size_t errlen);
+
+#define SS_SPDK_IO_TIMEOUT_MS 10000u
+
+/* For the binding, which holds a device only until it hands it to a store:
+ * close one never handed over; read its size and block size. */
+void ss_device_close(struct ss_device *dev);
+uint64_t ss_device_size(struct ss_device *dev);
+uint32_t ss_device_block_size(struct ss_device *dev);
 
 #endif

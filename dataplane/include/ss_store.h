@@ -51,6 +51,11 @@ struct ss_store_settings {
     const char *pool_name;       /* shown in stats as pool:<name>:...; NULL = "items" */
     /* Appended (direct I/O): open the device O_DIRECT (storage.devices[].direct_io). */
     int direct_io;
+    /* Appended (SPDK data path): an opened struct ss_device * to use instead
+     * of opening device_path (which may then be NULL; direct_io is ignored).
+     * ss_store_open takes it over whether it succeeds or not: the store
+     * closes it on failure and in ss_store_close. */
+    void *device;
 };
 
 /* Bits of struct ss_item.bits; meta protocol state kept with the item. */

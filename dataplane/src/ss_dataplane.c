@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "ss_clock.h"
+#include "ss_device.h"
 #include "ss_server_internal.h"
 
 #define SS_DEFAULT_LISTEN "127.0.0.1"
@@ -260,6 +261,15 @@ static void dataplane_free(struct ss_dataplane *dp)
  * prepare workers (they start serving in ss_dataplane_run_worker). Returns
  * NULL with a message in err that names the setting at fault.
  */
+/* A device handed over in the settings that never reached ss_store_open,
+ * which would otherwise have taken it over (see ss_store_settings.device). */
+static void drop_device(const struct ss_dataplane_settings *s)
+{
+    struct ss_device *dev = s->store.device;
+    if (dev)
+        dev->ops->close(dev);
+}
+
 struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, char *err,
                                          size_t errlen)
 {
@@ -270,18 +280,21 @@ struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, 
     }
     if (s->workers < 1 || s->workers > 1024) {
         ss_err(err, errlen, "memcached.workers: %d is out of range (1..1024)", s->workers);
+        drop_device(s);
         return NULL;
     }
     if (s->tcp_port < -1 || s->tcp_port > 65535 || s->udp_port < -1 || s->udp_port > 65535) {
         ss_err(err, errlen, "memcached.%s: %d is not a port (0..65535, or off)",
                s->tcp_port < -1 || s->tcp_port > 65535 ? "tcp_port" : "udp_port",
                s->tcp_port < -1 || s->tcp_port > 65535 ? s->tcp_port : s->udp_port);
+        drop_device(s);
         return NULL;
     }
 
     struct ss_dataplane *dp = calloc(1, sizeof(*dp));
     if (!dp) {
         ss_err(err, errlen, "out of memory creating the data plane");
+        drop_device(s);
         return NULL;
     }
     pthread_mutex_init(&dp->ctl_lock, NULL);
@@ -308,6 +321,7 @@ struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, 
         ss_err(err, errlen, "out of memory creating the data plane");
         dp->nworkers = 0; /* nothing per worker is open yet */
         dataplane_free(dp);
+        drop_device(s);
         return NULL;
     }
     memset(dp->workers, 0, wbytes);
@@ -316,14 +330,17 @@ struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, 
         dp->workers[i].epfd = dp->workers[i].wakefd = -1;
     }
 
-    if (s->tcp_port >= 0 &&
-        listen_group(dp, 0, s->tcp_port, dp->tcp_fds, &dp->tcp_port, err, errlen) < 0)
-        goto fail;
-    if (s->udp_port >= 0 &&
-        listen_group(dp, 1, s->udp_port, dp->udp_fds, &dp->udp_port, err, errlen) < 0)
-        goto fail;
+    if ((s->tcp_port >= 0 &&
+         listen_group(dp, 0, s->tcp_port, dp->tcp_fds, &dp->tcp_port, err, errlen) < 0) ||
+        (s->udp_port >= 0 &&
+         listen_group(dp, 1, s->udp_port, dp->udp_fds, &dp->udp_port, err, errlen) < 0)) {
+        dataplane_free(dp);
+        drop_device(s);
+        return NULL;
+    }
 
-    dp->store = ss_store_open(&dp->s.store, err, errlen);
+    dp->store = ss_store_open(&dp->s.store, err, errlen); /* owns the device now */
+    dp->s.store.device = NULL;
     if (!dp->store) {
         if (err && errlen && !err[0])
             ss_err(err, errlen, "cannot open the store");

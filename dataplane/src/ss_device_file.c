@@ -257,6 +257,7 @@ struct ss_device *ss_device_file_open_flags(const char *path, uint64_t size, uns
     f->dev.size = size;
     f->dev.block_size = 4096;
     f->dev.priv = f;
+    f->dev.name = f->path;
     if ((flags & SS_DEVICE_DIRECT) && direct_setup(f, S_ISBLK(sb.st_mode), err, errlen)) {
         file_close(&f->dev);
         return NULL;

@@ -202,8 +202,11 @@ static int load_marks(struct ss_store *st)
 
 struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, size_t errlen)
 {
-    if (!s->index_dir || !s->device_path) {
+    struct ss_device *given = s->device; /* ours from here on, whatever happens */
+    if (!s->index_dir || (!s->device_path && !given)) {
         snprintf(err, errlen, "store settings need an index directory and a device path");
+        if (given)
+            given->ops->close(given);
         return NULL;
     }
     if ((uint64_t)s->item_size_max + sizeof(struct ss_record_hdr) + SS_KEY_MAX_LENGTH +
@@ -211,18 +214,25 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
         snprintf(err, errlen, "segment_size %u bytes cannot hold an item of item_size_max "
                  "%u bytes; raise segment_size or lower item_size_max",
                  s->segment_bytes, s->item_size_max);
+        if (given)
+            given->ops->close(given);
         return NULL;
     }
     struct ss_store_private *p = calloc(1, sizeof(*p));
     if (!p) {
         snprintf(err, errlen, "out of memory opening the store");
+        if (given)
+            given->ops->close(given);
         return NULL;
     }
     struct ss_store *st = &p->st;
     p->lock_fd = -1;
     st->set = *s;
+    st->set.device = NULL;
+    st->dev = given; /* closed by the failure path below from here on */
     st->index_dir = strdup(s->index_dir);
-    st->device_path = strdup(s->device_path);
+    /* Messages name the device by its path, or a given device by its name. */
+    st->device_path = strdup(given ? (given->name ? given->name : given->kind) : s->device_path);
     st->set.index_dir = st->index_dir;
     st->set.device_path = st->device_path;
     st->set.pool_name = NULL; /* the caller's string may not outlive the store */
@@ -255,10 +265,20 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
                  (unsigned long long)s->device_offset, st->device_path, SS_SUPER_BYTES);
         goto fail;
     }
-    st->dev = ss_device_file_open_flags(st->device_path, s->device_offset + s->device_bytes,
-                                        SS_DEVICE_CREATE |
-                                            (s->direct_io ? SS_DEVICE_DIRECT : 0u),
-                                        err, errlen);
+    if (given && given->size < s->device_offset + s->device_bytes) {
+        snprintf(err, errlen, "device %s holds %llu bytes but the pool needs %llu (offset "
+                 "%llu + size %llu); provision a larger volume or a smaller pool",
+                 st->device_path, (unsigned long long)given->size,
+                 (unsigned long long)(s->device_offset + s->device_bytes),
+                 (unsigned long long)s->device_offset, (unsigned long long)s->device_bytes);
+        goto fail;
+    }
+    if (!given)
+        st->dev = ss_device_file_open_flags(st->device_path,
+                                            s->device_offset + s->device_bytes,
+                                            SS_DEVICE_CREATE |
+                                                (s->direct_io ? SS_DEVICE_DIRECT : 0u),
+                                            err, errlen);
     if (!st->dev)
         goto fail;
     if (ss_index_open(st, err, errlen))

@@ -189,3 +189,15 @@ def test_spdk_example_config_is_valid(tmp_path: Path) -> None:
     dev = config.storage.device("nvme0")
     assert (dev.transport, dev.traddr, dev.bdev, dev.export) == (
         "pcie", "0000:01:00.0", "nvme0n1", "127.0.0.1:4420")
+
+
+def test_switch_mode_with_a_pool_on_spdk_is_refused(tmp_path: Path) -> None:
+    """Both would start DPDK's EAL in one process."""
+    switch = ("memcached:\n  listen: 10.0.0.1\n  udp_port: 11211\n"
+              "dataplane:\n  mode: dpdk\n  dpdk:\n    vdevs: [\"net_null0\"]\n"
+              "    port: net_null0\n    service: {address: 10.0.0.1/24}\n")
+    with pytest.raises(ConfigError) as err:
+        load(switch + AIO, tmp_path)
+    assert str(err.value).startswith("s.yaml:5: dataplane.mode: switch mode"), str(err.value)
+    assert "spdk device nv0" in str(err.value)
+    load(switch, tmp_path)  # the same switch config on the default file device is fine
