@@ -220,21 +220,24 @@ def spdk_target(config: Config, layout: provision.Plan) -> tuple[str, int]:
     return target
 
 
-def spdk_datapath(config: Config) -> Any:
-    """The spdk_bindings.datapath module, for a memcached pool on an spdk device.
+def spdk_library(config: Config) -> Any:
+    """Load SPDK's shared libraries for a memcached pool on an spdk device; returns the
+    spdk_bindings.datapath.SpdkDataPath. Start-up calls it before provisioning, so a box
+    without SPDK is refused with nothing touched.
 
     Raises:
-        StartError: it is missing (checked before provisioning touches anything).
+        StartError: the libraries are missing or unusable (the message says which paths
+            were tried and what to do).
     """
+    from spdk_bindings import datapath
+
     pool = config.storage.memcached_pool
+    lib_dir = config.storage.spdk.lib_dir
     try:
-        from spdk_bindings import datapath  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise StartError(f"pool {pool.name} is on spdk device {pool.device}, but the SPDK "
-                         f"data path is not available: {exc}; serve it from a file or block "
-                         f"device until it is (provisioning alone works: smartswitch "
-                         f"provision)") from None
-    return datapath
+        return datapath.SpdkDataPath.load(None if lib_dir is None else str(lib_dir))
+    except datapath.SpdkUnavailable as exc:
+        raise StartError(f"pool {pool.name} is on spdk device {pool.device}, but SPDK cannot "
+                         f"be loaded: {exc}") from None
 
 
 def reexec_for_spdk(config: Config, argv: list[str]) -> None:
@@ -245,7 +248,8 @@ def reexec_for_spdk(config: Config, argv: list[str]) -> None:
     pool = config.storage.memcached_pool
     if config.storage.device(pool.device).kind != "spdk":
         return
-    datapath = spdk_datapath(config)
+    from spdk_bindings import datapath
+
     lib_dir = config.storage.spdk.lib_dir
     missing = datapath.missing_library_path(None if lib_dir is None else str(lib_dir))
     if missing is None or os.environ.get(REEXEC_MARK) == str(missing):
@@ -269,12 +273,13 @@ def open_spdk_pool(config: Config, layout: provision.Plan) -> Any:
     """
     trid, nsid = spdk_target(config, layout)
     pool = config.storage.memcached_pool
-    datapath = spdk_datapath(config)
+    from spdk_bindings import datapath
+
     spdk = config.storage.spdk
+    lib = spdk_library(config)
     try:
-        dp = datapath.SpdkDataPath.load(None if spdk.lib_dir is None else str(spdk.lib_dir))
-        dp.start_env(spdk.mem_size // 1024**2, not spdk.hugepages)
-        return dp.open_namespace(trid, nsid)
+        lib.start_env(spdk.mem_size // 1024**2, not spdk.hugepages)
+        return lib.open_namespace(trid, nsid)
     except (OSError, RuntimeError, ValueError, datapath.SpdkUnavailable,
             datapath.SpdkDataPathError) as exc:
         raise StartError(f"pool {pool.name}: the SPDK data path cannot open namespace "
@@ -500,7 +505,7 @@ def run(config: Config) -> int:
     prepare_storage(config)
     on_spdk = config.storage.device(config.storage.memcached_pool.device).kind == "spdk"
     if on_spdk:
-        spdk_datapath(config)  # refuse before provisioning changes anything
+        spdk_library(config)  # refuse before provisioning changes anything
     layout = provision_storage(config)
     region = provision.memcached_region(layout, config)
     pool = config.storage.memcached_pool

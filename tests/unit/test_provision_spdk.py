@@ -8,7 +8,6 @@ them before anything is created). Every SPDK answer is a recorded one.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -249,11 +248,11 @@ def test_runner_gets_trid_and_nsid_of_the_served_pool(monkeypatch, tmp_path) -> 
     assert runner.spdk_target(cfg, p) == (
         "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 "
         "subnqn:nqn.2016-06.io.spdk:appliance-vol1", 1)
-    monkeypatch.setitem(sys.modules, "spdk_bindings.datapath", None)  # as if not built
+    monkeypatch.setenv("SPDK_DIR", str(tmp_path / "no-spdk"))  # a box without SPDK
     with pytest.raises(runner.StartError) as info:
         runner.open_spdk_pool(cfg, p)
-    assert "pool export1 is on spdk device naio0, but the SPDK data path is not available" \
-        in str(info.value)
+    assert "pool export1 is on spdk device naio0, but SPDK cannot be loaded: SPDK's shared " \
+        "libraries are not" in str(info.value)
 
 
 def test_runner_refuses_a_served_pool_without_export_or_provisioning(tmp_path) -> None:
@@ -273,8 +272,9 @@ def test_start_without_the_data_path_stops_before_provisioning(monkeypatch, tmp_
         raise AssertionError("start-up talked to the target")
 
     monkeypatch.setattr(provision_spdk, "connect", no_rpc)
-    monkeypatch.setitem(sys.modules, "spdk_bindings.datapath", None)
+    monkeypatch.setenv("SPDK_DIR", str(tmp_path / "no-spdk"))  # a box without SPDK
     cfg, _ = config(tmp_path, FAIO0.replace(", export: null", ""),
                     "    - {name: vol1, device: faio0, size: 100MiB, segment_size: 1MiB}\n")
-    with pytest.raises(runner.StartError, match="the SPDK data path is not available"):
+    with pytest.raises(runner.StartError, match="SPDK cannot be loaded: SPDK's shared "
+                                                 "libraries are not in"):
         runner.run(cfg)

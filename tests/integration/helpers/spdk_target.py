@@ -53,8 +53,9 @@ def start_spdk_tgt(spdk_dir: str, work: Path) -> SpdkTarget:
     assert tgt.exists(), f"SPDK_DIR={spdk_dir} has no build/bin/spdk_tgt"
     sock, log = work / "spdk.sock", work / "spdk_tgt.log"
     with open(log, "wb") as out:
+        # No core lock file: other targets (other test modules, benches) may run at once.
         proc = subprocess.Popen([str(tgt), "--no-huge", "-s", "1024", "-m", "0x1",
-                                 "-r", str(sock)], env=spdk_env(spdk_dir),
+                                 "--disable-cpumask-locks", "-r", str(sock)], env=spdk_env(spdk_dir),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
