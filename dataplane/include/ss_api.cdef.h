@@ -135,3 +135,19 @@ int ss_dataplane_backend_count(struct ss_dataplane *dp);
 int ss_dataplane_backend_stats(struct ss_dataplane *dp, uint32_t idx, struct ss_backend_stats *out);
 int ss_dataplane_backend_set_state(struct ss_dataplane *dp, uint32_t idx, uint32_t state);
 /* ---- end proxy mode, data path ---- */
+/* ---- console (ss_inspect.h; implemented in ss_inspect.c) ---- */
+#define SS_LATENCY_BUCKETS 32
+struct ss_key_info {
+    uint32_t tier;
+    uint32_t flags;
+    uint32_t nbytes;
+    uint32_t last_access;
+    int64_t exptime;
+    uint64_t cas;
+    uint32_t fetched;
+};
+int ss_dataplane_read_latency(struct ss_dataplane *dp, uint64_t *out, int n);
+int ss_dataplane_key_info(struct ss_dataplane *dp, const void *key, size_t nkey,
+                          struct ss_key_info *out);
+int ss_dataplane_flush(struct ss_dataplane *dp);
+/* ---- end console ---- */

@@ -5,6 +5,7 @@
 #define SS_API_H
 
 #include "ss_dataplane.h"
+#include "ss_inspect.h"
 #include "ss_proxy.h"
 
 uint32_t ss_abi_version(void);
