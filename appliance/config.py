@@ -56,11 +56,13 @@ from appliance.config_proxy import (
     describe_proxy,
     spare_pools,
 )
+from appliance.config_console import ConsoleConfig
 from appliance.config_yaml import ConfigError, Node, load_yaml
 
 __all__ = ["Config", "ConfigError", "MemcachedConfig", "StorageConfig", "DeviceConfig",
            "PoolConfig", "LoggingConfig", "BackendConfig", "BackendDefaultsConfig",
-           "SparePoolConfig", "RoutingConfig", "load_config", "parse_config", "summary"]
+           "SparePoolConfig", "RoutingConfig", "ConsoleConfig", "load_config", "parse_config",
+           "summary"]
 
 # Bytes a segment needs beyond its largest item: record header, key and
 # segment trailer, with room to spare (ss_store.h: segment > item_size_max +
@@ -292,7 +294,7 @@ class Config:
     """The whole file. `source` is the file name as given (None: built in)."""
 
     NOUN = ("sections (memcached, storage, logging, backends, backend_defaults, spare_pools, "
-            "routing)")
+            "routing, console)")
 
     memcached: MemcachedConfig = setting(section(MemcachedConfig), {})
     storage: StorageConfig = setting(section(StorageConfig), {})
@@ -302,6 +304,8 @@ class Config:
     backend_defaults: BackendDefaultsConfig = setting(section(BackendDefaultsConfig), {})
     spare_pools: tuple[SparePoolConfig, ...] = setting(spare_pools, {})
     routing: RoutingConfig = setting(section(RoutingConfig), {})
+    # The web console, REST API and /metrics (appliance.config_console).
+    console: ConsoleConfig = setting(section(ConsoleConfig), {})
     source: str | None = derived()
 
     @property

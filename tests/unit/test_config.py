@@ -43,7 +43,7 @@ BAD = [
     pytest.param(
         "logging:\n  level: info\nbackend: []\n",
         "configs/x.yaml:3: backend: unknown key; did you mean backends? expected one of "
-        "memcached, storage, logging, backends, backend_defaults, spare_pools, routing",
+        "memcached, storage, logging, backends, backend_defaults, spare_pools, routing, console",
         id="unknown-section"),
     pytest.param(
         "memcached:\n  max_connections: many\n",
@@ -221,7 +221,7 @@ BAD = [
     pytest.param(
         "- memcached\n",
         "configs/x.yaml:1: expected a mapping of sections (memcached, storage, logging, "
-        "backends, backend_defaults, spare_pools, routing), got a list",
+        "backends, backend_defaults, spare_pools, routing, console), got a list",
         id="top-level-list"),
     pytest.param(
         "logging:\n  level: loud\n",
