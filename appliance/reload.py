@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance import provision, ring
+from appliance import logging_setup, provision, ring
 from appliance.backends import HealthMonitor
 from appliance.config import Config, ConfigError, parse_config
 from appliance.config_proxy import (
@@ -394,7 +394,7 @@ class Reloader:
                 OSError) as exc:
             return self._refuse(exc)
         if new.logging.level != self.config.logging.level:
-            log.setLevel(new.logging.level.upper())
+            logging_setup.set_level(new.logging.level)
         self.config = new
         self.text = text
         what = f"{len(changes)} change{'s' if len(changes) != 1 else ''}" if changes \
