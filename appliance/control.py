@@ -350,8 +350,6 @@ class Control:
             raise Invalid("text: expected the config as a string")
         if len(text.encode("utf-8", "surrogatepass")) > CONFIG_TEXT_MAX:
             raise Invalid(f"text: expected at most {CONFIG_TEXT_MAX} bytes")
-        if "\0" in text:
-            raise Invalid("text: expected YAML text, got a NUL character")
         return text
 
     def validate(self, text: str) -> dict[str, Any]:

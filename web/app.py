@@ -49,7 +49,10 @@ async def errors(request: web.Request,
             raise
         if exc.status < 400:
             raise
-        return _json_error(exc.status, exc.reason)
+        response = _json_error(exc.status, exc.reason)
+        if "Allow" in exc.headers:  # a 405 must say what is allowed (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("console: %s %s failed", request.method, request.path)
         return _json_error(500, "internal error; the appliance log has the details")
@@ -127,8 +130,9 @@ def add_routes(app: web.Application, auth: Auth) -> None:
     r.add_get(f"{v1}/config", api.config)
     r.add_post(f"{v1}/config/validate", api.config_validate)
     r.add_post(f"{v1}/config/apply", api.config_apply)
-    r.add_get(f"{v1}/keys/{{key:.+}}", api.key_get)
-    r.add_delete(f"{v1}/keys/{{key:.+}}", api.key_delete)
+    # Any characters, "/" and newlines included: a key is whatever the client sent.
+    r.add_get(f"{v1}/keys/{{key:[\\s\\S]+}}", api.key_get)
+    r.add_delete(f"{v1}/keys/{{key:[\\s\\S]+}}", api.key_delete)
     r.add_post(f"{v1}/flush", api.flush)
     r.add_get(f"{v1}/events", api.events)
 

@@ -141,12 +141,22 @@ def _op(summary: str, ok: str | None, *codes: int, body: str | None = None,
     return op
 
 
+def _refused_is_a_result(op: dict[str, Any]) -> dict[str, Any]:
+    op["responses"]["422"] = {"description": "refused; the running config is unchanged",
+                              **_json("ApplyResult")}
+    return op
+
+
 def _path_param(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema, "description": text}
 
 
 KEY = _path_param("key", {"type": "string", "minLength": 1, "maxLength": 250},
                   "the key (URL-encoded)")
+# The text protocol carries no spaces or control characters in a key.
+TEXT_KEY = _path_param("key", {"type": "string", "minLength": 1, "maxLength": 250,
+                               "pattern": "^[^\\x00-\\x20\\x7f]+$"},
+                       "the key (URL-encoded); at most 250 bytes as UTF-8")
 NAME = _path_param("name", {"type": "string", "minLength": 1}, "the back end's name")
 ACTION = _path_param("action", {"type": "string", "enum": list(BACKEND_ACTIONS)},
                      "drain: no new keys routed to it; eject: out of the ring; restore: up")
@@ -181,14 +191,14 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/config/validate": {"post": _op(
         "check a config without applying it; errors by line and YAML path", "Validation",
         body="ConfigText", change=True)},
-    "/api/v1/config/apply": {"post": _op(
-        "apply a config (a reload); a refused one leaves the running config in place",
-        "ApplyResult", 422, body="ConfigText", change=True)},
+    "/api/v1/config/apply": {"post": _refused_is_a_result(_op(
+        "apply a config (a reload); a refused one leaves the running config in place "
+        "(422, with the reasons)", "ApplyResult", body="ConfigText", change=True))},
     "/api/v1/keys/{key}": {
         "get": _op("look a key up: owner, local tier, size, flags, TTL left", "KeyInfo", 503,
                    params=[KEY]),
         "delete": _op("delete a key as a client would (back end too, in proxy mode)",
-                      "KeyDeleted", 503, params=[KEY], change=True)},
+                      "KeyDeleted", 503, params=[TEXT_KEY], change=True)},
     "/api/v1/flush": {"post": _op("drop every item this appliance holds (back ends keep "
                                   "theirs)", "FlushResult", 503, body="FlushRequest",
                                   change=True)},

@@ -90,10 +90,10 @@ class ConsoleServer:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        runner = web.AppRunner(create_app(self.control), access_log=None)
+        runner = web.AppRunner(create_app(self.control), access_log=None,
+                               shutdown_timeout=SHUTDOWN_GRACE_S)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port,
-                           shutdown_timeout=SHUTDOWN_GRACE_S)
+        site = web.TCPSite(runner, self.config.host, self.config.port)
         try:
             await site.start()
         except OSError as exc:
