@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance import __version__, logging_setup, provision, reload, ring, runner
+from appliance import __version__, cli_console, logging_setup, provision, reload, ring, runner
 from appliance.config import BackendConfig, Config, ConfigError, load_config, summary
 from dataplane.fastpath import DataplaneError
 
@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="YAML config with backends (default: the embedded "
                             "configs/default.yaml)")
     route.set_defaults(func=cmd_route)
+
+    # backend, key, stats, flush, apply, events (through the REST API), hash-password.
+    cli_console.add_parsers(sub)
     return parser
 
 
