@@ -379,17 +379,20 @@ class Dataplane:
 
     # ---- console (ss_inspect.h): latency histogram, key metadata, local flush ----
 
-    def request_latency(self) -> list[int]:
+    def request_latency(self) -> tuple[list[int], int]:
         """Wraps ss_dataplane_read_latency(): request service time, summed over workers.
 
         Returns:
-            LATENCY_BUCKETS counts; bucket i holds commands that took less
-            than 2^i nanoseconds (the last one also everything slower).
+            (buckets, sum_ns): LATENCY_BUCKETS counts, where bucket i holds
+            commands that took less than 2^i nanoseconds (the last one also
+            everything slower), and the total nanoseconds measured.
         """
         out = self._ffi.new("uint64_t[]", LATENCY_BUCKETS)
-        n = _check(self._lib.ss_dataplane_read_latency(self._handle(), out, LATENCY_BUCKETS),
+        total = self._ffi.new("uint64_t *")
+        n = _check(self._lib.ss_dataplane_read_latency(self._handle(), out, LATENCY_BUCKETS,
+                                                       total),
                    "reading the latency histogram")
-        return [int(out[i]) for i in range(n)]
+        return [int(out[i]) for i in range(n)], int(total[0])
 
     def key_info(self, key: bytes) -> dict[str, Any] | None:
         """Wraps ss_dataplane_key_info(): one key's metadata, without marking it fetched.

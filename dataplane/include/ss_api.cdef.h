@@ -146,7 +146,7 @@ struct ss_key_info {
     uint64_t cas;
     uint32_t fetched;
 };
-int ss_dataplane_read_latency(struct ss_dataplane *dp, uint64_t *out, int n);
+int ss_dataplane_read_latency(struct ss_dataplane *dp, uint64_t *out, int n, uint64_t *sum_ns);
 int ss_dataplane_key_info(struct ss_dataplane *dp, const void *key, size_t nkey,
                           struct ss_key_info *out);
 int ss_dataplane_flush(struct ss_dataplane *dp);

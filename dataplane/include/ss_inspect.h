@@ -42,10 +42,11 @@ struct ss_key_info {
 };
 
 /*
- * Fill out[0..n) with the request latency buckets summed over workers.
+ * Fill out[0..n) with the request latency buckets summed over workers, and
+ * *sum_ns (when not NULL) with the total of every measured time.
  * Returns how many were written (min(n, SS_LATENCY_BUCKETS)) or -EINVAL.
  */
-int ss_dataplane_read_latency(struct ss_dataplane *dp, uint64_t *out, int n);
+int ss_dataplane_read_latency(struct ss_dataplane *dp, uint64_t *out, int n, uint64_t *sum_ns);
 /*
  * Look one key up without marking it fetched. Returns 0 (*out filled),
  * -ENOENT (absent, expired or flushed), -EINVAL (bad key length).

@@ -27,6 +27,7 @@ struct ss_worker {
     void *udp;                   /* ss_udp.c state (reply budgets) */
     /* Request service time (ss_inspect.h); written by this worker only. */
     uint64_t latency_ns[SS_LATENCY_BUCKETS];
+    uint64_t latency_ns_sum;
 } __attribute__((aligned(64)));
 
 #endif

@@ -8,18 +8,22 @@
 #include "ss_inspect.h"
 #include "ss_server_internal.h"
 
-int ss_dataplane_read_latency(struct ss_dataplane *dp, uint64_t *out, int n)
+int ss_dataplane_read_latency(struct ss_dataplane *dp, uint64_t *out, int n, uint64_t *sum_ns)
 {
     if (!dp || !out || n < 0)
         return -EINVAL;
     int m = n < SS_LATENCY_BUCKETS ? n : SS_LATENCY_BUCKETS;
+    uint64_t sum = 0;
     memset(out, 0, (size_t)m * sizeof(*out));
     for (int i = 0; i < dp->nworkers; i++) {
         /* Written by the worker as we read: a sum a few counts stale is fine. */
         const volatile uint64_t *h = dp->workers[i].latency_ns;
         for (int b = 0; b < m; b++)
             out[b] += h[b];
+        sum += *(const volatile uint64_t *)&dp->workers[i].latency_ns_sum;
     }
+    if (sum_ns)
+        *sum_ns = sum;
     return m;
 }
 
