@@ -205,7 +205,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/events": {"get": _op(
         "the event log: back-end state changes, reloads, operator actions, errors", "Events",
         params=[{"name": "after", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 0}},
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**62}},
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}])},
     "/api/v1/openapi.json": {"get": {"summary": "this document", "security": [],
