@@ -140,7 +140,8 @@ class HealthMonitor:
                 state = stats["state"]
                 if state != w.state:
                     text = self._describe(w.backend, w.state, state, stats)
-                    log.log(logging.WARNING if state == "down" else logging.INFO, "%s", text)
+                    log.log(logging.WARNING if state == "down" else logging.INFO, "%s", text,
+                            extra={"event": "backend"})
                     messages.append(text)
                     self.state_changes += 1
                     name = w.backend.name

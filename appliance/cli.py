@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance import __version__, logging_setup, reload, ring, runner
+from appliance import __version__, cli_console, logging_setup, provision, reload, ring, runner
 from appliance.config import BackendConfig, Config, ConfigError, load_config, summary
 from appliance.switch import COUNTERS_FILE
 from dataplane.fastpath import DataplaneError
@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     sws.add_argument("--config", metavar="FILE", help="the switch-mode YAML config")
     sws.add_argument("--all", action="store_true", help="also print counters that are 0")
     sws.set_defaults(func=cmd_switch_stats)
+    # backend, key, stats, flush, apply, events (through the REST API), hash-password.
+    cli_console.add_parsers(sub)
     return parser
 
 

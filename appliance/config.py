@@ -68,12 +68,14 @@ from appliance.config_spdk import (
     optional_path,
     transport_address,
 )
+from appliance.config_console import ConsoleConfig
 from appliance.config_switch import DataplaneConfig, check_switch, describe_switch
 from appliance.config_yaml import ConfigError, Node, load_yaml
 
 __all__ = ["Config", "ConfigError", "MemcachedConfig", "StorageConfig", "DeviceConfig",
            "PoolConfig", "SpdkConfig", "LoggingConfig", "BackendConfig", "BackendDefaultsConfig",
-           "SparePoolConfig", "RoutingConfig", "load_config", "parse_config", "summary"]
+           "SparePoolConfig", "RoutingConfig", "ConsoleConfig", "load_config", "parse_config",
+           "summary"]
 
 # Bytes a segment needs beyond its largest item: record header, key and
 # segment trailer, with room to spare (ss_store.h: segment > item_size_max +
@@ -345,7 +347,7 @@ class Config:
     """The whole file. `source` is the file name as given (None: built in)."""
 
     NOUN = ("sections (memcached, storage, logging, backends, backend_defaults, spare_pools, "
-            "routing, dataplane)")
+            "routing, dataplane, console)")
 
     memcached: MemcachedConfig = setting(section(MemcachedConfig), {})
     storage: StorageConfig = setting(section(StorageConfig), {})
@@ -357,6 +359,8 @@ class Config:
     routing: RoutingConfig = setting(section(RoutingConfig), {})
     # Switch mode (appliance.config_switch): dataplane.mode: dpdk.
     dataplane: DataplaneConfig = setting(section(DataplaneConfig), {})
+    # The web console, REST API and /metrics (appliance.config_console).
+    console: ConsoleConfig = setting(section(ConsoleConfig), {})
     source: str | None = derived()
 
     @property

@@ -167,7 +167,14 @@ def load_yaml(text: str) -> Node:
     Raises:
         ConfigError: syntax error or duplicate key, with its line (no file).
     """
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks every character as the loader is built.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[:exc.position].count("\n") + 1 if isinstance(exc.position, int) else None
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise ConfigError(f"YAML syntax error: character {char} is not allowed in YAML text",
+                          line=line) from None
     try:
         root = loader.get_single_node()
         if root is None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance import provision, ring
+from appliance import logging_setup, provision, ring
 from appliance.backends import HealthMonitor
 from appliance.config import Config, ConfigError, parse_config
 from appliance.config_proxy import (
@@ -124,6 +124,8 @@ def build_ring(config: Config, members: tuple[BackendConfig, ...], first: int = 
 
 # Sections whose settings are bound when the data plane is created.
 FIXED_SECTIONS = ("memcached", "storage")
+# The console's server is bound at start; its auth and session_ttl apply live.
+CONSOLE_FIXED = ("enabled", "listen")
 
 
 def _first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | None:
@@ -181,6 +183,13 @@ def refused_change(old: Config, new: Config) -> ConfigError | None:
             path, a, b = found
             return ConfigError(f"can't change while running ({_show(a)} -> {_show(b)}); "
                                f"restart smartswitch to apply it", path=path)
+    for name in CONSOLE_FIXED:
+        a, b = getattr(old.console, name), getattr(new.console, name)
+        if name == "listen":
+            a, b = old.console.address, new.console.address
+        if a != b:
+            return ConfigError(f"can't change while running ({_show(a)} -> {_show(b)}); "
+                               f"restart smartswitch to apply it", path=f"console.{name}")
     if old.proxy != new.proxy:
         what = "proxy mode to standalone" if old.proxy else "standalone to proxy mode"
         return ConfigError(f"switching from {what} needs a restart (the local store "
@@ -209,6 +218,11 @@ def describe_changes(old: Config, new: Config) -> list[str]:
     if old_pools != new_pools:
         out.append("spare_pools: " + (", ".join(f"{n} ({', '.join(m)})" for n, m in new_pools)
                                       or "none"))
+    if old.console.auth != new.console.auth:
+        out.append("console.auth: password or tokens changed")
+    if old.console.session_ttl != new.console.session_ttl:
+        out.append(f"console.session_ttl: {old.console.session_ttl} ms -> "
+                   f"{new.console.session_ttl} ms")
     for section in ("routing", "backend_defaults", "logging"):
         found_all = _differences(getattr(old, section), getattr(new, section), section)
         out += [f"{p}: {_show(a)} -> {_show(b)}" for p, a, b in found_all]
@@ -265,6 +279,8 @@ class Reloader:
         self.reloads = 0
         self.refused = 0
         self.last_error: str | None = None
+        # The running config's text (the console shows it); None when unknown.
+        self.text: str | None = _read_text(config.source)
         self._lock = threading.Lock()
 
     def apply_initial(self) -> None:
@@ -289,18 +305,53 @@ class Reloader:
         """
         with self._lock:
             source = os.fspath(path) if path is not None else self.config.source
-            result = self._reload(source)
-            if result.ok:
-                self.reloads += 1
-                self.last_error = None
-                log.info("%s", result.message)
-                for change in result.changes:
-                    log.info("  %s", change)
-            else:
-                self.refused += 1
-                self.last_error = str(result.error)
-                log.error("%s", result.message)
+            return self._record(self._reload(source))
+
+    def reload_text(self, text: str) -> ReloadResult:
+        """Apply config text (the console's paste or upload), or refuse and keep running.
+
+        Errors carry the text's line numbers and no file name. On success the
+        text is also written over the running config's file (atomically), so
+        a later SIGHUP or restart runs what was applied; if it can't be
+        written the new config still runs and the message says so.
+        """
+        with self._lock:
+            result = self._record(self._reload_text(text, None, self.config.source))
+            if result.ok and self.config.source is not None:
+                try:
+                    _write_atomically(self.config.source, text)
+                except OSError as exc:
+                    result.message += (f"; NOT saved to {self.config.source} "
+                                       f"({exc.strerror}): a restart runs the old file")
+                    log.error("%s", result.message, extra={"event": "reload"})
             return result
+
+    def check_text(self, text: str) -> ConfigError | None:
+        """Why text would be refused by reload_text (validation and fixed settings), or None.
+
+        Read only: provisioning is planned by a real reload, not here.
+        """
+        try:
+            new = parse_config(text, None, self.base_dir)
+        except ConfigError as exc:
+            return exc
+        refusal = refused_change(self.config, new)
+        if refusal is not None:
+            refusal.line = line_in(text, refusal.path)
+        return refusal
+
+    def _record(self, result: ReloadResult) -> ReloadResult:
+        if result.ok:
+            self.reloads += 1
+            self.last_error = None
+            log.info("%s", result.message, extra={"event": "reload"})
+            for change in result.changes:
+                log.info("  %s", change, extra={"event": "reload"})
+        else:
+            self.refused += 1
+            self.last_error = str(result.error)
+            log.error("%s", result.message, extra={"event": "reload"})
+        return result
 
     def _reload(self, source: str | None) -> ReloadResult:
         if source is None:
@@ -313,13 +364,17 @@ class Reloader:
             return self._refuse(ConfigError(f"cannot read: {exc.strerror}", file=source))
         except UnicodeDecodeError as exc:
             return self._refuse(ConfigError(f"not UTF-8 text ({exc.reason})", file=source))
+        return self._reload_text(text, source, source)
+
+    def _reload_text(self, text: str, shown: str | None, source: str | None) -> ReloadResult:
+        """Validate and apply text; errors name `shown` as the file."""
         try:
-            new = parse_config(text, source, self.base_dir)
+            new = dataclasses.replace(parse_config(text, shown, self.base_dir), source=source)
         except ConfigError as exc:
             return self._refuse(exc)
         refusal = refused_change(self.config, new)
         if refusal is not None:
-            refusal.file = source
+            refusal.file = shown
             refusal.line = line_in(text, refusal.path)
             return self._refuse(refusal)
         changes = describe_changes(self.config, new)
@@ -339,11 +394,13 @@ class Reloader:
                 OSError) as exc:
             return self._refuse(exc)
         if new.logging.level != self.config.logging.level:
-            log.setLevel(new.logging.level.upper())
+            logging_setup.set_level(new.logging.level)
         self.config = new
+        self.text = text
         what = f"{len(changes)} change{'s' if len(changes) != 1 else ''}" if changes \
             else "no changes"
-        return ReloadResult(True, f"reloaded {source}: {what}", changes)
+        return ReloadResult(True, f"reloaded {shown or 'the config from the console'}: {what}",
+                            changes)
 
     def _plan_storage(self, new: Config, text: str) -> provision.Plan:
         """The provisioning plan for new, refusing what can't happen live."""
@@ -377,6 +434,33 @@ class Reloader:
     def _refuse(self, err: Exception) -> ReloadResult:
         return ReloadResult(False, f"reload refused, still running the previous config: {err}",
                             error=err)
+
+
+def _read_text(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Replace path with text: a temporary file beside it, fsync, rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 _current: Reloader | None = None

@@ -26,6 +26,7 @@ from typing import Any
 from appliance import __version__, provision, reload
 from appliance.backends import HealthMonitor
 from appliance.config import LABEL_BYTES, Config
+from appliance.control import Control, EventLog
 from appliance.ring import RingError
 from appliance.switch import SwitchRuntime, SwitchStartError
 from dataplane.fastpath import (
@@ -379,6 +380,7 @@ class Supervisor:
         self.reload_requested = threading.Event()
         self.failed = False
         self.joined = False  # every thread returned: destroy() is safe
+        self.console_url: str | None = None  # for the ready line
         # Reentrant: a second signal can arrive while the main thread is
         # inside request_stop for the first one.
         self._lock = threading.RLock()
@@ -449,10 +451,10 @@ class Supervisor:
             t.start()
         host = settings.listen_host
         # The one line integration tests and operators wait for.
-        log.info("ready tcp=%s udp=%s workers=%d store=%s version=%s",
+        log.info("ready tcp=%s udp=%s workers=%d store=%s version=%s console=%s",
                  endpoint(host, self.dp.bound_port(False)),
                  endpoint(host, self.dp.bound_port(True)), self.workers,
-                 settings.store.device_path, settings.version)
+                 settings.store.device_path, settings.version, self.console_url or "off")
         # The main thread waits, and reloads when SIGHUP asked for it: signal
         # handlers run here between waits and only set the flag.
         while not self.stopping.wait(0.1):
@@ -542,11 +544,22 @@ def run(config: Config) -> int:
         log.info("proxy mode: %d back ends, %s %s (%s compat), %d spare pools",
                  len(config.backends), config.routing.distribution, config.routing.hash,
                  config.routing.compat, len(config.spare_pools))
+    events = EventLog()
+    log.addHandler(events)
+    try:
+        console = _start_console(config, Control(dp, reloader, monitor, events, switch=switch))
+    except StartError:
+        log.removeHandler(events)
+        dp.destroy()
+        raise
     sup = Supervisor(dp, settings.workers, monitor, reloader, switch)
+    sup.console_url = console.url if console is not None else None
     previous = _install_signals(sup)
     reload.install(reloader)
     try:
         code = sup.serve(settings)
+        if console is not None:
+            console.stop()  # before destroy: no request may reach a closed store
         if sup.joined:
             if switch is not None:
                 switch.destroy()  # stops and closes the ports (the tap goes away)
@@ -555,8 +568,30 @@ def run(config: Config) -> int:
         return code
     finally:
         reload.install(None)
+        log.removeHandler(events)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _start_console(config: Config, control: Control) -> Any:
+    """Start the web console and API when configured (web/server.py); None when off.
+
+    Raises:
+        StartError: it can't listen where console.listen says.
+    """
+    if not config.console.enabled:
+        return None
+    from web.server import ConsoleServer, ConsoleStartError  # aiohttp only when used
+
+    if not config.console.auth.enabled:
+        log.warning("console on %s without console.auth: anyone who can reach this "
+                    "machine's loopback may use it", config.console.address)
+    console = ConsoleServer(control, config.console)
+    try:
+        console.start()
+    except ConsoleStartError as exc:
+        raise StartError(str(exc)) from None
+    return console
 
 
 def verify_index(config: Config) -> tuple[int, int]:

@@ -254,7 +254,7 @@ def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int
     """Write the appliance's bench config, derived from configs/default.yaml.
 
     Only what the bench needs differs from the embedded default: an ephemeral
-    TCP port, UDP off, the worker count, the hot tier and a device sized for
+    TCP port, UDP off, no console, the worker count, the hot tier and a device sized for
     the largest key space, everything under tmp.
 
     Returns:
@@ -272,6 +272,7 @@ def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int
     dev = st["devices"][0]
     dev["path"] = str(tmp / "var" / "store.dat")
     dev["size"] = f"{device_mib}MiB"
+    cfg["console"]["enabled"] = False  # not measured; and 8080 may be taken
     path = tmp / "smartswitch.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

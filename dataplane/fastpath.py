@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Must equal SS_ABI_VERSION in dataplane/include/ss_dataplane.h.
-EXPECTED_ABI_VERSION = 4
+EXPECTED_ABI_VERSION = 5
 _ERR_LEN = 512
 _REBUILD = "rebuild it with `make build` (or `python3 -m pip install --no-deps " \
            "--no-build-isolation -e .`)"
@@ -392,6 +392,50 @@ class Dataplane:
                 "segments_used": st["segments_used"], "used": st["device_used_bytes"],
                 "grows": st["grows"], "items": st["curr_items"]}
 
+    # ---- console (ss_inspect.h): latency histogram, key metadata, local flush ----
+
+    def request_latency(self) -> tuple[list[int], int]:
+        """Wraps ss_dataplane_read_latency(): request service time, summed over workers.
+
+        Returns:
+            (buckets, sum_ns): LATENCY_BUCKETS counts, where bucket i holds
+            commands that took less than 2^i nanoseconds (the last one also
+            everything slower), and the total nanoseconds measured.
+        """
+        out = self._ffi.new("uint64_t[]", LATENCY_BUCKETS)
+        total = self._ffi.new("uint64_t *")
+        n = _check(self._lib.ss_dataplane_read_latency(self._handle(), out, LATENCY_BUCKETS,
+                                                       total),
+                   "reading the latency histogram")
+        return [int(out[i]) for i in range(n)], int(total[0])
+
+    def key_info(self, key: bytes) -> dict[str, Any] | None:
+        """Wraps ss_dataplane_key_info(): one key's metadata, without marking it fetched.
+
+        Returns:
+            tier ("dram" or "device"), flags, size (value bytes), exptime
+            (unix seconds, 0 = never), cas, last_access (unix seconds),
+            fetched (bool); None when the store does not hold the key.
+
+        Raises:
+            ValueError: key is empty or longer than 250 bytes.
+            DeviceIOError: the record failed verification (it is dropped).
+        """
+        if not isinstance(key, bytes) or not 0 < len(key) <= KEY_MAX_LENGTH:
+            raise ValueError(f"a key is 1 to {KEY_MAX_LENGTH} bytes")
+        out = self._ffi.new("struct ss_key_info *")
+        rc = self._lib.ss_dataplane_key_info(self._handle(), key, len(key), out)
+        if rc == -_errno.ENOENT:
+            return None
+        _check(rc, "looking the key up")
+        return {"tier": TIERS.get(int(out.tier), str(int(out.tier))), "flags": int(out.flags),
+                "size": int(out.nbytes), "exptime": int(out.exptime), "cas": int(out.cas),
+                "last_access": int(out.last_access), "fetched": bool(out.fetched)}
+
+    def flush(self) -> None:
+        """Wraps ss_dataplane_flush(): flush_all now, on this store only."""
+        _check(self._lib.ss_dataplane_flush(self._handle()), "flushing the store")
+
     # ---- proxy mode (ss_proxy.h): routing table, back-end stats and states ----
 
     def set_routing(self, routing: RoutingSettings | None) -> None:
@@ -475,6 +519,12 @@ class Dataplane:
         if rc == -_errno.ENOENT:
             raise LookupError(f"no back end with index {index}")
         _check(rc, f"setting back end {index} {state}")
+
+
+# ss_inspect.h
+LATENCY_BUCKETS = 32  # SS_LATENCY_BUCKETS: bucket i counts requests under 2^i ns
+KEY_MAX_LENGTH = 250  # SS_KEY_MAX_LENGTH
+TIERS = {1: "dram", 2: "device"}  # enum ss_tier
 
 
 # ---- proxy mode (ss_proxy.h): settings structs and pure helpers ----

@@ -215,3 +215,19 @@ int ss_switch_counter_count(struct ss_switch *sw);
 int ss_switch_counter_name(struct ss_switch *sw, int i, char *out, size_t outlen);
 int ss_switch_read_counters(struct ss_switch *sw, uint64_t *out, int n);
 /* ---- end switch mode ---- */
+/* ---- console (ss_inspect.h; implemented in ss_inspect.c) ---- */
+#define SS_LATENCY_BUCKETS 32
+struct ss_key_info {
+    uint32_t tier;
+    uint32_t flags;
+    uint32_t nbytes;
+    uint32_t last_access;
+    int64_t exptime;
+    uint64_t cas;
+    uint32_t fetched;
+};
+int ss_dataplane_read_latency(struct ss_dataplane *dp, uint64_t *out, int n, uint64_t *sum_ns);
+int ss_dataplane_key_info(struct ss_dataplane *dp, const void *key, size_t nkey,
+                          struct ss_key_info *out);
+int ss_dataplane_flush(struct ss_dataplane *dp);
+/* ---- end console ---- */

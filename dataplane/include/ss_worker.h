@@ -10,6 +10,7 @@
 
 #include "ss_conn.h"
 #include "ss_counters.h"
+#include "ss_inspect.h"
 #include "ss_store.h"
 
 struct ss_dataplane;
@@ -24,6 +25,9 @@ struct ss_worker {
     struct ss_conn *conns;       /* open TCP connections, most recent first */
     unsigned nconns;
     void *udp;                   /* ss_udp.c state (reply budgets) */
+    /* Request service time (ss_inspect.h); written by this worker only. */
+    uint64_t latency_ns[SS_LATENCY_BUCKETS];
+    uint64_t latency_ns_sum;
 } __attribute__((aligned(64)));
 
 #endif

@@ -109,7 +109,13 @@ void ss_conn_close(struct ss_conn *c)
     SS_CONN_TRACE(c, "close");
     if (sc->px)
         ss_px_client_close(c);
-    /* The fd is never duplicated, so close() also drops it from epoll. */
+    /*
+     * Deregister first: close() alone leaves the socket in the epoll set when
+     * another reference to it exists, as in a child forked by the embedding
+     * process before it execs; epoll would then report events carrying this
+     * freed connection.
+     */
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     if (c->prev)
         c->prev->next = c->next;

@@ -555,9 +555,15 @@ int ss_mc_process(struct ss_conn *c)
         if (ss_px_client_full(c))
             break; /* resumed once owed replies have gone out */
         struct px_slot *behind = ss_px_out_begin(c);
+        uint64_t t0 = ss_clock_mono_ns();
         enum cmd_result r = dispatch(c, start, len, nl + 1, avail - line_bytes, line_bytes,
                                      &extra);
         ss_px_out_end(c, behind);
+        if (r != CMD_AGAIN) { /* a command waiting for its value is timed when whole */
+            uint64_t ns = ss_clock_mono_ns() - t0;
+            c->w->latency_ns[ss_latency_bucket(ns)]++;
+            c->w->latency_ns_sum += ns;
+        }
         if (ss_mc_out_failed()) {
             c->close_after_write = 1;
             return SS_MC_CLOSE;

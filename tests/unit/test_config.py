@@ -43,7 +43,7 @@ BAD = [
     pytest.param(
         "logging:\n  level: info\nbackend: []\n",
         "configs/x.yaml:3: backend: unknown key; did you mean backends? expected one of "
-        "memcached, storage, logging, backends, backend_defaults, spare_pools, routing, dataplane",
+        "memcached, storage, logging, backends, backend_defaults, spare_pools, routing, dataplane, console",
         id="unknown-section"),
     pytest.param(
         "memcached:\n  max_connections: many\n",
@@ -220,7 +220,7 @@ BAD = [
     pytest.param(
         "- memcached\n",
         "configs/x.yaml:1: expected a mapping of sections (memcached, storage, logging, "
-        "backends, backend_defaults, spare_pools, routing, dataplane), got a list",
+        "backends, backend_defaults, spare_pools, routing, dataplane, console), got a list",
         id="top-level-list"),
     pytest.param(
         "logging:\n  level: loud\n",

@@ -79,3 +79,21 @@ def test_bad_switch_config_names_line_and_path(text: str, start: str, tmp_path: 
     with pytest.raises(ConfigError) as info:
         parse_config(text, "x.yaml", base_dir=tmp_path)
     assert str(info.value).startswith(start), str(info.value)
+
+
+def test_console_switch_state_groups_the_switch_counters(tmp_path: Path) -> None:
+    from appliance.control import switch_state
+
+    config = parse_config(GOOD, "x.yaml", base_dir=tmp_path)
+    counters = {"rx_packets": 9, "port:network:rx_packets": 7, "port:kernel:tx_packets": 2,
+                "rule:mc:packets": 5, "function:drop:drop": 1, "function:count:next": 4}
+    state = switch_state(config, counters)
+    assert state["enabled"] is True and state["mode"] == "dpdk"
+    assert state["ports"] == [{"name": "network", "rx_packets": 7},
+                              {"name": "kernel", "tx_packets": 2}]
+    assert state["rules"] == [{"name": "mc", "packets": 5}]
+    assert {f["name"]: f for f in state["functions"]} == {
+        "drop": {"name": "drop", "drop": 1}, "count": {"name": "count", "next": 4}}
+    assert state["totals"] == {"rx_packets": 9}
+    off = switch_state(parse_config("", "x.yaml", base_dir=tmp_path), None)
+    assert off["enabled"] is False and "switch mode is off" in off["message"]

@@ -198,6 +198,9 @@ def appliance_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
             }],
         },
         "logging": {"level": "info"},
+        # Tests that want the console turn it on (tests/web/); the default
+        # port 8080 would collide between concurrent tests.
+        "console": {"enabled": False},
     }
     for name, value in overrides.items():
         section, key = name.split("__", 1)

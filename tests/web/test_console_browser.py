@@ -1,0 +1,179 @@
+"""The console in a real browser: Debian's chromium, driven by Playwright.
+
+A real appliance process (proxy mode, two real memcached back ends, console
+with a password) under a bounded load. The test logs in, watches the
+dashboard counters move, drains a back end and sees its state change, pastes
+a bad config and sees the line-numbered error, and looks a key up.
+Screenshots go to tests/artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ARTIFACTS, PASSWORD, PASSWORD_HASH
+from integration.helpers.procs import (
+    Server,
+    appliance_config,
+    start_appliance,
+    start_memcached,
+)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+LOAD_SECONDS = 20.0     # the load stops by itself after this
+LOAD_MAX_OPS = 200_000  # ... or after this many requests
+TIMEOUT_MS = 15_000
+CONSOLE_RE = re.compile(r"console=(http://\S+)")
+
+
+def load(port: int, stop: threading.Event) -> None:
+    """Sets and gets over one connection, pipelined 20 at a time, bounded in time and count."""
+    deadline = time.monotonic() + LOAD_SECONDS
+    ops = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        while not stop.is_set() and time.monotonic() < deadline and ops < LOAD_MAX_OPS:
+            batch = b"".join(b"set load:%d 0 0 4\r\nvalu\r\nget load:%d\r\n" % (i % 500, i % 500)
+                             for i in range(ops, ops + 10))
+            s.sendall(batch)
+            want = batch.count(b"\r\nget ")  # one END per get
+            got = b""
+            while got.count(b"END\r\n") < want:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return
+                got += chunk
+            ops += 20
+            time.sleep(0.002)
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[Server, str, list[Server]]]:
+    backends = [start_memcached(tmp_path), start_memcached(tmp_path)]
+    app: Server | None = None
+    try:
+        cfg = appliance_config(tmp_path, memcached__udp_port=None)
+        cfg["backends"] = [{"name": f"mc{i + 1}", "host": "127.0.0.1", "port": b.port}
+                           for i, b in enumerate(backends)]
+        cfg["backend_defaults"] = {"retry_after": "60s"}
+        cfg["console"] = {"enabled": True, "listen": "127.0.0.1:0",
+                          "auth": {"password_hash": PASSWORD_HASH}}
+        path = tmp_path / "appliance.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        app = start_appliance(path)
+        m = CONSOLE_RE.search(app.log())
+        assert m, app.log()
+        yield app, m.group(1), backends
+    finally:
+        if app is not None:
+            rc = app.terminate()
+            assert rc == 0, app.log()
+        for b in backends:
+            b.kill9()
+
+
+def shot(page: object, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def number(text: str) -> float:
+    m = re.match(r"([\d.]+)([kMG]?)", text)
+    assert m, text
+    return float(m.group(1)) * {"": 1, "k": 1e3, "M": 1e6, "G": 1e9}[m.group(2)]
+
+
+def test_console_in_chromium(running: tuple[Server, str, list[Server]]) -> None:
+    assert shutil.which(CHROMIUM), "make deps installs Debian's chromium"
+    from playwright.sync_api import expect, sync_playwright
+
+    app, url, _ = running
+    stop = threading.Event()
+    loader = threading.Thread(target=load, args=(app.port, stop), daemon=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            # Log in.
+            page.goto(url)
+            expect(page.locator("#login")).to_be_visible()
+            page.fill("#password", "not the password")
+            page.click("#login-button")
+            expect(page.locator("#login-error")).to_have_text("wrong password")
+            page.fill("#password", PASSWORD)
+            page.click("#login-button")
+            expect(page.locator("#dashboard")).to_be_visible()
+
+            # The counters move while a load runs, without reloading the page.
+            total = page.locator("#stat-requests-total")
+            expect(total).not_to_have_text("-")
+            before = number(total.inner_text())
+            loader.start()
+            page.wait_for_function(
+                "b => { const t = document.querySelector('#stat-requests-total').textContent;"
+                " const m = /([\\d.]+)([kMG]?)/.exec(t); if (!m) return false;"
+                " const n = parseFloat(m[1]) * ({'': 1, k: 1e3, M: 1e6, G: 1e9})[m[2]];"
+                " return n > b + 1000; }", arg=before)
+            page.wait_for_function(
+                "() => parseFloat(document.querySelector('#stat-rps').textContent) > 0")
+            page.wait_for_timeout(3000)  # a few more samples on the charts
+            shot(page, "dashboard")
+
+            # Drain a back end and watch its state change.
+            page.click("nav a[href='#backends']")
+            row = page.locator("#backends-table tr[data-name='mc1']")
+            expect(row.locator("td.state")).to_have_text("up")
+            row.locator("button[data-action='drain']").click()
+            expect(row.locator("td.state")).to_have_text("draining")
+            shot(page, "backends")
+
+            # Paste a bad config: the error names its line and YAML path.
+            page.click("nav a[href='#config']")
+            text_area = page.locator("#config-text")
+            expect(text_area).to_have_value(re.compile("backends"))
+            good = text_area.input_value()
+            bad = good.replace("level: info", "level: loud")
+            line = bad.splitlines().index("  level: loud") + 1
+            text_area.fill(bad)
+            page.click("#validate-button")
+            expect(page.locator("#config-errors li").first).to_contain_text(
+                f"line {line}: logging.level: expected one of debug, info, warning, error")
+            shot(page, "config-error")
+
+            # Look a key up: the owning back end and the local tier.
+            with socket.create_connection(("127.0.0.1", app.port), timeout=5) as s:
+                s.sendall(b"set browser:key 7 300 11\r\nhello world\r\n")
+                assert s.recv(100) == b"STORED\r\n"
+            page.click("nav a[href='#keys']")
+            page.fill("#key-input", "browser:key")
+            page.click("#key-lookup")
+            result = page.locator("#key-result")
+            expect(result).to_contain_text("local tier")
+            expect(result).to_contain_text(re.compile(r"owner\s*mc[12] 127\.0\.0\.1:\d+"))
+            expect(result).to_contain_text(re.compile(r"local tier\s*(dram|device)"))
+            expect(result).to_contain_text("11 B")
+            shot(page, "keys")
+
+            page.click("nav a[href='#events']")
+            expect(page.locator("#events-table")).to_contain_text("operator: drain back end mc1")
+            shot(page, "events")
+            assert errors == [], errors
+        finally:
+            stop.set()
+            browser.close()
+            if loader.is_alive():
+                loader.join(LOAD_SECONDS)

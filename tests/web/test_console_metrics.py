@@ -1,0 +1,92 @@
+"""/metrics read by prometheus_client's own text parser, against a real appliance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from conftest import TOKEN, Appliance
+from prometheus_client.parser import text_string_to_metric_families
+
+from web.app import create_app
+
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def families(text: str) -> dict[str, Any]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def value(fam: Any, sample_name: str, **labels: str) -> float:
+    for s in fam.samples:
+        if s.name == sample_name and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise AssertionError(f"no sample {sample_name} {labels} in {fam.name}")
+
+
+async def scrape(client: TestClient) -> tuple[dict[str, Any], str]:
+    r = await client.get("/metrics", headers=BEARER)
+    assert r.status == 200
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = await r.text()
+    return families(text), text
+
+
+async def test_metrics_parse_and_follow_the_stats_counters(appliance: Appliance,
+                                                           aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(appliance.control))
+    before, _ = await scrape(client)
+    appliance.mc(b"set m 0 0 2\r\nhi\r\n")
+    for _ in range(5):
+        appliance.mc(b"get m\r\n", expect=b"END\r\n")
+    after, text = await scrape(client)
+    stats = appliance.control.counters()
+
+    # Every stats counter is there under its own name.
+    for name in stats["counters"]:
+        fam = after[f"smartswitch_{name}"]
+        assert fam.type == ("gauge" if name in stats["gauges"] else "counter"), name
+    hits = value(after["smartswitch_get_hits"], "smartswitch_get_hits_total")
+    assert hits == value(before["smartswitch_get_hits"], "smartswitch_get_hits_total") + 5
+    assert value(after["smartswitch_cmd_set"], "smartswitch_cmd_set_total") >= 1
+
+    hist = after["smartswitch_request_duration_seconds"]
+    assert hist.type == "histogram"
+    buckets = [s for s in hist.samples if s.name.endswith("_bucket")]
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts), "buckets must be cumulative"
+    assert buckets[-1].labels["le"] == "+Inf"
+    count = value(hist, "smartswitch_request_duration_seconds_count")
+    assert count == counts[-1] >= 6
+    assert 0 < value(hist, "smartswitch_request_duration_seconds_sum") < count  # < 1 s each
+    assert value(after["smartswitch_pool_capacity_bytes"], "smartswitch_pool_capacity_bytes") > 0
+    assert value(after["smartswitch_config_last_reload_ok"],
+                 "smartswitch_config_last_reload_ok") == 1
+    assert "smartswitch_backend_state" not in after  # standalone
+    assert text.endswith("\n")
+
+
+async def test_metrics_per_backend_in_proxy_mode(proxy_appliance: Appliance,
+                                                 aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(proxy_appliance.control))
+    for i in range(20):
+        proxy_appliance.mc(f"get miss:{i}\r\n".encode(), expect=b"END\r\n")
+    fams, _ = await scrape(client)
+    total = sum(value(fams["smartswitch_backend_requests"], "smartswitch_backend_requests_total",
+                      backend=b) for b in ("mc1", "mc2"))
+    assert total >= 20
+    assert value(fams["smartswitch_backend_state"], "smartswitch_backend_state",
+                 backend="mc1", state="up") == 1
+    assert value(fams["smartswitch_backend_state"], "smartswitch_backend_state",
+                 backend="mc1", state="down") == 0
+    lat = fams["smartswitch_backend_latency_seconds"]
+    assert value(lat, "smartswitch_backend_latency_seconds_count", backend="mc1") + \
+        value(lat, "smartswitch_backend_latency_seconds_count", backend="mc2") >= 20
+
+
+async def test_metrics_need_credentials_when_auth_is_on(appliance: Appliance,
+                                                        aiohttp_client: Any) -> None:
+    client = await aiohttp_client(create_app(appliance.control))
+    assert (await client.get("/metrics")).status == 401
+    r = await client.get("/metrics", headers={"Authorization": "Bearer wrong-token-xxxxxxxxxxxxxx"})
+    assert r.status == 401
