@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -116,6 +117,11 @@ def fio_side(path: Path, offset: int, size: int, qd: int, bs: str,
             "p99_us": pct["99.000000"] / 1000, "errors": 0}
 
 
+def _row(side: str, qd: int, res: dict[str, Any]) -> dict[str, Any]:
+    """One table row; the 1-minute load average after it says how busy the machine was."""
+    return {"side": side, "qd": qd, **res, "load1": os.getloadavg()[0]}
+
+
 def store_rows(args: argparse.Namespace, config: Path, tmp: Path) -> list[dict[str, Any]]:
     """Start the appliance, prefill, measure device hits at every QD, stop it."""
     srv = core.start_appliance(sys.executable, config, tmp)
@@ -133,7 +139,7 @@ def store_rows(args: argparse.Namespace, config: Path, tmp: Path) -> list[dict[s
         time.sleep(0.5)  # the open segment reaches the device (flush_interval)
         for qd in args.qd:
             srv.check_alive()
-            rows.append({"side": "store", "qd": qd, **store_side(srv.port, qd, args)})
+            rows.append(_row("store", qd, store_side(srv.port, qd, args)))
     finally:
         srv.stop()
     return rows
@@ -145,9 +151,9 @@ def run(args: argparse.Namespace, tmp: Path, device_dir: Path) -> list[dict[str,
     written = args.keys * record_bytes(args.value_size) // 4096 * 4096
     for qd in args.qd:
         for bs in args.fio_bs:
-            rows.append({"side": f"fio {bs}", "qd": qd,
-                         **fio_side(device_dir / "store.dat", LABEL_BYTES + 4096, written, qd,
-                                    bs, args)})
+            rows.append(_row(f"fio {bs}", qd,
+                             fio_side(device_dir / "store.dat", LABEL_BYTES + 4096, written,
+                                      qd, bs, args)))
     return rows
 
 
@@ -170,9 +176,9 @@ def run_spdk(args: argparse.Namespace, tmp: Path, device_dir: Path) -> list[dict
         for qd in args.qd:
             for io in args.perf_io:
                 tgt.check_alive()
-                rows.append({"side": f"perf {io // 1024}k", "qd": qd,
-                             **spdk.perf_side(root, trid, qd, io, args.duration,
-                                              args.warmup)})
+                rows.append(_row(f"perf {io // 1024}k", qd,
+                                 spdk.perf_side(root, trid, qd, io, args.duration,
+                                                args.warmup)))
         print(f"# perf: {rows[-1]['cmd']}", flush=True)
     finally:
         tgt.stop()
@@ -195,7 +201,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         print(f"\n# {args.keys:,} keys x {args.value_size} B values, hot tier "
               f"{args.hot_tier_mib} MiB, {args.workers} workers, direct_io on; fio "
               f"{args.fio_engine}, O_DIRECT randread over the written bytes")
-    print(f"{'side':<10} {'QD':>3} {'IOPS':>10} {'p50 us':>8} {'p99 us':>8}  notes")
+    print(f"{'side':<10} {'QD':>3} {'IOPS':>10} {'p50 us':>8} {'p99 us':>8} {'load':>5}  notes")
     for r in rows:
         note = ""
         if r.get("p50_us") is None:
@@ -209,8 +215,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             note = (f"hits_device {r['hits_device']:,} ({share:.1f}% of hits), device_reads "
                     f"{r['device_reads']:,}, {per / 1024:.1f} KiB each, errors {r['errors']}")
         print(f"{r['side']:<10} {r['qd']:>3} {r['iops']:>10,.0f} {_lat(r, 'p50_us'):>8.1f} "
-              f"{_lat(r, 'p99_us'):>8.1f}  {note}")
-    print()
+              f"{_lat(r, 'p99_us'):>8.1f} {r['load1']:>5.1f}  {note}")
+    print(f"load: 1-minute load average after the row ({os.cpu_count()} CPUs"
+          f"{'; spdk_tgt busy-polls one of them' if args.spdk else ''})\n")
     raws = list(dict.fromkeys(r["side"] for r in rows if r["side"] != "store"))
     for qd in args.qd:
         st = next(r for r in rows if r["side"] == "store" and r["qd"] == qd)

@@ -117,8 +117,11 @@ def start_target(root: Path, work: Path) -> SpdkTarget:
 
     sock, log = work / "spdk.sock", work / "spdk_tgt.log"
     with open(log, "wb") as out:
+        # No core lock file: another spdk_tgt on this machine (a test, another bench)
+        # may already hold core 0's, and the lock guards nothing the bench needs.
         proc = subprocess.Popen([str(root / "build/bin/spdk_tgt"), "--no-huge",
-                                 "-s", str(TGT_MEM_MIB), "-m", TGT_MASK, "-r", str(sock)],
+                                 "-s", str(TGT_MEM_MIB), "-m", TGT_MASK, "-r", str(sock),
+                                 "--disable-cpumask-locks"],
                                 env=spdk_env(root), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     tgt = SpdkTarget(proc, sock, log)
