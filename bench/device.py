@@ -78,19 +78,27 @@ def write_config(tmp: Path, device_dir: Path, args: argparse.Namespace) -> Path:
     return path
 
 
-def store_side(port: int, qd: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Gets only, QD connections of depth 1, over the whole key space."""
+def store_side(srv: Any, qd: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Gets only, QD connections of depth 1, over the whole key space.
+
+    Also the appliance's CPU (all threads) in cores over warmup + run: a worker that
+    polls for its device read (spdk) burns CPU a worker blocked in pread does not.
+    """
+    port = srv.port
     sc = core.Scenario(value_size=args.value_size, keyspace="device", keys=args.keys, depth=1)
     lg_args = argparse.Namespace(loadgen_threads=min(qd, 2), conns=qd, get_ratio=1.0,
                                  duration=args.duration, warmup=args.warmup, seed=args.seed,
                                  prefill_timeout=args.prefill_timeout)
     before = core.mc_stats(port)
+    cpu0 = core._proc_cpu_s(srv.proc.pid)
     out = core.run_loadgen(port, sc, lg_args)
+    cpu = core._proc_cpu_s(srv.proc.pid) - cpu0
     after = core.mc_stats(port)
     hits = {k: core._stat_delta(before, after, k) or 0
             for k in ("hits_dram", "hits_device", "device_reads", "device_read_bytes")}
     return {"iops": out["ops_per_sec"], "p50_us": out["p50_us"], "p99_us": out["p99_us"],
-            "errors": out["errors"], "hits": out.get("hits"), "misses": out.get("misses"), **hits}
+            "errors": out["errors"], "hits": out.get("hits"), "misses": out.get("misses"),
+            "cpu_cores": cpu / (out["seconds"] + args.warmup), **hits}
 
 
 def fio_side(path: Path, offset: int, size: int, qd: int, bs: str,
@@ -139,7 +147,7 @@ def store_rows(args: argparse.Namespace, config: Path, tmp: Path) -> list[dict[s
         time.sleep(0.5)  # the open segment reaches the device (flush_interval)
         for qd in args.qd:
             srv.check_alive()
-            rows.append(_row("store", qd, store_side(srv.port, qd, args)))
+            rows.append(_row("store", qd, store_side(srv, qd, args)))
     finally:
         srv.stop()
     return rows
@@ -213,7 +221,8 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             # hits_device counts items not in the hot tier; those still in the open
             # segment's buffer are served without a device read
             note = (f"hits_device {r['hits_device']:,} ({share:.1f}% of hits), device_reads "
-                    f"{r['device_reads']:,}, {per / 1024:.1f} KiB each, errors {r['errors']}")
+                    f"{r['device_reads']:,}, {per / 1024:.1f} KiB each, errors {r['errors']}, "
+                    f"cpu {r['cpu_cores']:.2f} cores")
         print(f"{r['side']:<10} {r['qd']:>3} {r['iops']:>10,.0f} {_lat(r, 'p50_us'):>8.1f} "
               f"{_lat(r, 'p99_us'):>8.1f} {r['load1']:>5.1f}  {note}")
     print(f"load: 1-minute load average after the row ({os.cpu_count()} CPUs"
