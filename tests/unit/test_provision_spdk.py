@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import spdk_bindings
 from appliance import cli, provision, provision_spdk, runner
 from appliance.config import parse_config
 from spdk_bindings import export as X
@@ -244,12 +245,20 @@ def exported_plan(monkeypatch, tmp_path) -> tuple[provision.Plan, object]:
     return provision.Plan((), {}, {}, spdk={"naio0": prov}), cfg
 
 
+def _without_datapath(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if spdk_bindings.datapath were not built. Once another test module imported it,
+    it is also an attribute of the package, which `from spdk_bindings import datapath`
+    finds before sys.modules: both must go."""
+    monkeypatch.setitem(sys.modules, "spdk_bindings.datapath", None)
+    monkeypatch.delattr(spdk_bindings, "datapath", raising=False)
+
+
 def test_runner_gets_trid_and_nsid_of_the_served_pool(monkeypatch, tmp_path) -> None:
     p, cfg = exported_plan(monkeypatch, tmp_path)
     assert runner.spdk_target(cfg, p) == (
         "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 "
         "subnqn:nqn.2016-06.io.spdk:appliance-vol1", 1)
-    monkeypatch.setitem(sys.modules, "spdk_bindings.datapath", None)  # as if not built
+    _without_datapath(monkeypatch)
     with pytest.raises(runner.StartError) as info:
         runner.open_spdk_pool(cfg, p)
     assert "pool export1 is on spdk device naio0, but the SPDK data path is not available" \
@@ -273,7 +282,7 @@ def test_start_without_the_data_path_stops_before_provisioning(monkeypatch, tmp_
         raise AssertionError("start-up talked to the target")
 
     monkeypatch.setattr(provision_spdk, "connect", no_rpc)
-    monkeypatch.setitem(sys.modules, "spdk_bindings.datapath", None)
+    _without_datapath(monkeypatch)
     cfg, _ = config(tmp_path, FAIO0.replace(", export: null", ""),
                     "    - {name: vol1, device: faio0, size: 100MiB, segment_size: 1MiB}\n")
     with pytest.raises(runner.StartError, match="the SPDK data path is not available"):
