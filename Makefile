@@ -13,7 +13,7 @@ APT_PACKAGES := build-essential pkg-config python3 python3-dev python3-venv \
 	dpdk dpdk-dev libpcap-dev iproute2 ethtool tcpdump iputils-ping \
 	chromium
 
-.PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device clean
+.PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device bench-device-spdk clean
 
 deps: system-deps python-deps
 
@@ -54,6 +54,11 @@ bench-proxy: deps
 # Device hits through the store (direct_io) vs fio on the same file (bench/README.md).
 bench-device: deps
 	$(PY) bench/device.py
+
+# The same on an SPDK lvol (NVMe/TCP) vs spdk_nvme_perf on its namespace; needs
+# SPDK_DIR=/path/to/spdk-build (bench/README.md).
+bench-device-spdk: deps
+	$(PY) bench/device.py --spdk
 
 clean:
 	rm -rf build dist *.egg-info dataplane/_fastpath*.so dataplane/_fastpath.c

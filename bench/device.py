@@ -7,13 +7,20 @@ over the bytes the store wrote, at the same queue depth. Both sides print
 p50/p99 latency and IOPS; the ratio says what the store's software path
 (network, parsing, index lookup, checksum, reply) adds to the device.
 
+With --spdk (bench/device_spdk.py) the device is an lvol on a real spdk_tgt
+(an aio bdev on a file), exported over NVMe-oF/TCP on 127.0.0.1 and read by
+the appliance through SPDK's NVMe initiator; the raw side is spdk_nvme_perf
+against the same namespace. SPDK_DIR names the SPDK build.
+
 Queue depth: the store side's QD is connections x depth (each connection has
 one get in flight); the raw side's is fio's numjobs (psync) or iodepth
-(io_uring). Every process is bounded in time and stopped on exit.
+(io_uring), or spdk_nvme_perf's -q. Every process is bounded in time and
+stopped on exit.
 
 Usage:
     python bench/device.py                # QD 1 and 16, 4 KiB values (~2 min)
     python bench/device.py --quick        # smaller key space, 2 s runs
+    SPDK_DIR=/path/to/spdk python bench/device.py --spdk [--quick]
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -33,18 +41,19 @@ from typing import Any
 import yaml
 
 
-def _load_core() -> Any:
-    """Import bench/run.py (the core benchmark) for its server and loadgen helpers."""
-    path = Path(__file__).resolve().parent / "run.py"
-    spec = importlib.util.spec_from_file_location("bench_core", path)
+def _load(name: str, file: str) -> Any:
+    """Import a sibling bench script by path (bench/ is not a package)."""
+    path = Path(__file__).resolve().parent / file
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_core"] = mod  # dataclasses resolve their module through it
+    sys.modules[name] = mod  # dataclasses resolve their module through it
     spec.loader.exec_module(mod)
     return mod
 
 
-core = _load_core()
+core = _load("bench_core", "run.py")             # server and loadgen helpers
+spdk = _load("bench_device_spdk", "device_spdk.py")
 
 MIB = 1024 * 1024
 LABEL_BYTES = MIB            # appliance.config.LABEL_BYTES: pools start after it
@@ -69,19 +78,27 @@ def write_config(tmp: Path, device_dir: Path, args: argparse.Namespace) -> Path:
     return path
 
 
-def store_side(port: int, qd: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Gets only, QD connections of depth 1, over the whole key space."""
+def store_side(srv: Any, qd: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Gets only, QD connections of depth 1, over the whole key space.
+
+    Also the appliance's CPU (all threads) in cores over warmup + run: a worker that
+    polls for its device read (spdk) burns CPU a worker blocked in pread does not.
+    """
+    port = srv.port
     sc = core.Scenario(value_size=args.value_size, keyspace="device", keys=args.keys, depth=1)
     lg_args = argparse.Namespace(loadgen_threads=min(qd, 2), conns=qd, get_ratio=1.0,
                                  duration=args.duration, warmup=args.warmup, seed=args.seed,
                                  prefill_timeout=args.prefill_timeout)
     before = core.mc_stats(port)
+    cpu0 = core._proc_cpu_s(srv.proc.pid)
     out = core.run_loadgen(port, sc, lg_args)
+    cpu = core._proc_cpu_s(srv.proc.pid) - cpu0
     after = core.mc_stats(port)
     hits = {k: core._stat_delta(before, after, k) or 0
             for k in ("hits_dram", "hits_device", "device_reads", "device_read_bytes")}
     return {"iops": out["ops_per_sec"], "p50_us": out["p50_us"], "p99_us": out["p99_us"],
-            "errors": out["errors"], "hits": out.get("hits"), "misses": out.get("misses"), **hits}
+            "errors": out["errors"], "hits": out.get("hits"), "misses": out.get("misses"),
+            "cpu_cores": cpu / (out["seconds"] + args.warmup), **hits}
 
 
 def fio_side(path: Path, offset: int, size: int, qd: int, bs: str,
@@ -108,9 +125,13 @@ def fio_side(path: Path, offset: int, size: int, qd: int, bs: str,
             "p99_us": pct["99.000000"] / 1000, "errors": 0}
 
 
-def run(args: argparse.Namespace, tmp: Path, device_dir: Path) -> list[dict[str, Any]]:
-    """Prefill and measure the store at every QD, stop it, then fio at every QD."""
-    config = write_config(tmp, device_dir, args)
+def _row(side: str, qd: int, res: dict[str, Any]) -> dict[str, Any]:
+    """One table row; the 1-minute load average after it says how busy the machine was."""
+    return {"side": side, "qd": qd, **res, "load1": os.getloadavg()[0]}
+
+
+def store_rows(args: argparse.Namespace, config: Path, tmp: Path) -> list[dict[str, Any]]:
+    """Start the appliance, prefill, measure device hits at every QD, stop it."""
     srv = core.start_appliance(sys.executable, config, tmp)
     rows: list[dict[str, Any]] = []
     try:
@@ -126,42 +147,94 @@ def run(args: argparse.Namespace, tmp: Path, device_dir: Path) -> list[dict[str,
         time.sleep(0.5)  # the open segment reaches the device (flush_interval)
         for qd in args.qd:
             srv.check_alive()
-            rows.append({"side": "store", "qd": qd, **store_side(srv.port, qd, args)})
+            rows.append(_row("store", qd, store_side(srv, qd, args)))
     finally:
         srv.stop()
+    return rows
+
+
+def run(args: argparse.Namespace, tmp: Path, device_dir: Path) -> list[dict[str, Any]]:
+    """Prefill and measure the store at every QD, stop it, then fio at every QD."""
+    rows = store_rows(args, write_config(tmp, device_dir, args), tmp)
     written = args.keys * record_bytes(args.value_size) // 4096 * 4096
     for qd in args.qd:
         for bs in args.fio_bs:
-            rows.append({"side": f"fio {bs}", "qd": qd,
-                         **fio_side(device_dir / "store.dat", LABEL_BYTES + 4096, written, qd,
-                                    bs, args)})
+            rows.append(_row(f"fio {bs}", qd,
+                             fio_side(device_dir / "store.dat", LABEL_BYTES + 4096, written,
+                                      qd, bs, args)))
     return rows
+
+
+def run_spdk(args: argparse.Namespace, tmp: Path, device_dir: Path) -> list[dict[str, Any]]:
+    """spdk_tgt up; the store on an lvol of it at every QD; spdk_nvme_perf on that lvol's
+    namespace at every QD; spdk_tgt stopped, also on error."""
+    root = spdk.spdk_dir()
+    tgt = spdk.start_target(root, tmp)
+    try:
+        size_mib = spdk.pool_mib(args.keys * record_bytes(args.value_size))
+        config = core.appliance_config(tmp, args.workers, args.hot_tier_mib, size_mib)
+        cfg = yaml.safe_load(config.read_text())
+        export_port = spdk.free_port()
+        spdk.configure(cfg, root, tgt, device_dir / "nvme0.img", size_mib, export_port)
+        config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        print(f"# spdk_tgt pid {tgt.proc.pid}; pool {size_mib} MiB on an aio lvol, "
+              f"export 127.0.0.1:{export_port}", flush=True)
+        rows = store_rows(args, config, tmp)
+        trid = spdk.transport_id(export_port, spdk.namespace_of(tgt))
+        for qd in args.qd:
+            for io in args.perf_io:
+                tgt.check_alive()
+                rows.append(_row(f"perf {io // 1024}k", qd,
+                                 spdk.perf_side(root, trid, qd, io, args.duration,
+                                                args.warmup)))
+        print(f"# perf: {rows[-1]['cmd']}", flush=True)
+    finally:
+        tgt.stop()
+    return rows
+
+
+def _lat(r: dict[str, Any], key: str) -> float:
+    """p50/p99 of a row, or its average when the raw tool gave no percentiles."""
+    return r[key] if r.get(key) is not None else r["avg_us"]
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Print the table and the store / raw ratios."""
-    print(f"\n# {args.keys:,} keys x {args.value_size} B values, hot tier "
-          f"{args.hot_tier_mib} MiB, {args.workers} workers, direct_io on; fio "
-          f"{args.fio_engine}, O_DIRECT randread over the written bytes")
-    print(f"{'side':<10} {'QD':>3} {'IOPS':>10} {'p50 us':>8} {'p99 us':>8}  notes")
+    if args.spdk:
+        print(f"\n# {args.keys:,} keys x {args.value_size} B values, hot tier "
+              f"{args.hot_tier_mib} MiB, {args.workers} workers; store on an spdk lvol "
+              f"(aio bdev on a file) over NVMe/TCP; spdk_nvme_perf randread on the same "
+              f"namespace")
+    else:
+        print(f"\n# {args.keys:,} keys x {args.value_size} B values, hot tier "
+              f"{args.hot_tier_mib} MiB, {args.workers} workers, direct_io on; fio "
+              f"{args.fio_engine}, O_DIRECT randread over the written bytes")
+    print(f"{'side':<10} {'QD':>3} {'IOPS':>10} {'p50 us':>8} {'p99 us':>8} {'load':>5}  notes")
     for r in rows:
         note = ""
+        if r.get("p50_us") is None:
+            note = "no percentiles from the raw tool: p50/p99 show the average"
         if r["side"] == "store":
             hits = r["hits_dram"] + r["hits_device"]
             share = 100 * r["hits_device"] / hits if hits else 0
             per = r["device_read_bytes"] / r["device_reads"] if r["device_reads"] else 0
-            note = (f"hits_device {r['hits_device']:,} ({share:.1f}% of hits), "
-                    f"{per / 1024:.1f} KiB read per device read, errors {r['errors']}")
-        print(f"{r['side']:<10} {r['qd']:>3} {r['iops']:>10,.0f} {r['p50_us']:>8.1f} "
-              f"{r['p99_us']:>8.1f}  {note}")
-    print()
+            # hits_device counts items not in the hot tier; those still in the open
+            # segment's buffer are served without a device read
+            note = (f"hits_device {r['hits_device']:,} ({share:.1f}% of hits), device_reads "
+                    f"{r['device_reads']:,}, {per / 1024:.1f} KiB each, errors {r['errors']}, "
+                    f"cpu {r['cpu_cores']:.2f} cores")
+        print(f"{r['side']:<10} {r['qd']:>3} {r['iops']:>10,.0f} {_lat(r, 'p50_us'):>8.1f} "
+              f"{_lat(r, 'p99_us'):>8.1f} {r['load1']:>5.1f}  {note}")
+    print(f"load: 1-minute load average after the row ({os.cpu_count()} CPUs"
+          f"{'; spdk_tgt busy-polls one of them' if args.spdk else ''})\n")
+    raws = list(dict.fromkeys(r["side"] for r in rows if r["side"] != "store"))
     for qd in args.qd:
         st = next(r for r in rows if r["side"] == "store" and r["qd"] == qd)
-        for bs in args.fio_bs:
-            raw = next(r for r in rows if r["side"] == f"fio {bs}" and r["qd"] == qd)
-            print(f"QD {qd:>2} store / fio {bs}: IOPS x{st['iops'] / raw['iops']:.2f}, "
-                  f"p50 x{st['p50_us'] / raw['p50_us']:.2f}, "
-                  f"p99 x{st['p99_us'] / raw['p99_us']:.2f}")
+        for side in raws:
+            raw = next(r for r in rows if r["side"] == side and r["qd"] == qd)
+            print(f"QD {qd:>2} store / {side}: IOPS x{st['iops'] / raw['iops']:.2f}, "
+                  f"p50 x{st['p50_us'] / _lat(raw, 'p50_us'):.2f}, "
+                  f"p99 x{st['p99_us'] / _lat(raw, 'p99_us'):.2f}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -176,6 +249,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="fio block sizes (default 4k,8k: a 4 KiB value's record spans "
                         "two blocks)")
     p.add_argument("--fio-engine", choices=("psync", "io_uring"), default="psync")
+    p.add_argument("--spdk", action="store_true",
+                   help="the device is an lvol on spdk_tgt, the raw side spdk_nvme_perf "
+                        "(needs SPDK_DIR; bench/README.md)")
+    p.add_argument("--perf-io", type=lambda s: [int(x) for x in s.split(",")],
+                   default=[4096, 8192],
+                   help="--spdk: spdk_nvme_perf I/O sizes in bytes (default 4096,8192)")
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=1)
@@ -196,7 +275,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("fio") is None:
+    if args.spdk:
+        try:
+            spdk.spdk_dir()
+        except spdk.SpdkBenchError as e:
+            print(e, file=sys.stderr)
+            return 2
+    elif shutil.which("fio") is None:
         print("fio is not installed (Debian package fio; `make system-deps`)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -204,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ss-bench-device-") as t, \
             tempfile.TemporaryDirectory(prefix="ss-bench-device-", dir=args.dir) as d:
         try:
-            rows = run(args, Path(t), Path(d))
-        except core.BenchError as e:
+            rows = (run_spdk if args.spdk else run)(args, Path(t), Path(d))
+        except (core.BenchError, spdk.SpdkBenchError) as e:
             print(f"bench failed: {e}", file=sys.stderr)
             return 1
     report(rows, args)
