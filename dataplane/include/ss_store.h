@@ -191,6 +191,11 @@ struct ss_store_stats {
     uint64_t device_offset;     /* where the pool starts on its device */
     uint64_t segments_used;     /* segments written at least once */
     uint64_t grows;             /* successful ss_store_grow calls since open */
+    /* Appended (issue 5): the DRAM key filter (ss_filter.c). */
+    uint64_t filter_bytes;      /* its bit array (two while rebuilding) */
+    uint64_t filter_capacity;   /* items it is sized for; rebuilt past that */
+    uint64_t filter_inserts;    /* insertions since it was built */
+    uint64_t filter_rebuilds;   /* rebuilds since open */
 };
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);
 

@@ -298,6 +298,12 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
             goto fail;
         }
     }
+    rc = ss_filter_open(st);
+    if (rc) {
+        snprintf(err, errlen, "cannot build the DRAM key filter from the index in %s: %s",
+                 st->index_dir, strerror(-rc));
+        goto fail;
+    }
     if (ss_pend_start(st)) {
         snprintf(err, errlen, "cannot start the index committer thread");
         goto fail;
@@ -318,6 +324,7 @@ fail:
     if (st->dev)
         st->dev->ops->close(st->dev);
     ss_log_close(st);
+    ss_filter_close(st);
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         ss_hot_fini(&st->stripes[i]);
         ss_pend_fini(&st->stripes[i]);
@@ -348,6 +355,7 @@ void ss_store_close(struct ss_store *st)
     ss_index_close(st);
     st->dev->ops->close(st->dev);
     ss_log_close(st);
+    ss_filter_close(st);
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         ss_hot_fini(&st->stripes[i]);
         ss_pend_fini(&st->stripes[i]);
@@ -397,12 +405,9 @@ void ss_store_unlock(struct ss_store_thread *t)
     t->locked_stripe = -1;
 }
 
-/* The key's newest index entry (lock held): pending, committing, then LMDB.
- * Returns 0, -ENOENT, or -errno from LMDB. */
-static int lookup_entry(struct ss_store_thread *t, const void *key, size_t nkey,
-                        struct ss_index_entry *e)
+static int lookup_entry_indexed(struct ss_store_thread *t, struct ss_stripe *s,
+                                const void *key, size_t nkey, struct ss_index_entry *e)
 {
-    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
     struct ss_pend *p = ss_pend_find(&s->pending, t->locked_hash, key, nkey);
     if (!p)
         p = ss_pend_find(&s->committing, t->locked_hash, key, nkey);
@@ -415,11 +420,31 @@ static int lookup_entry(struct ss_store_thread *t, const void *key, size_t nkey,
     return ss_index_get(t, key, nkey, e);
 }
 
+/* The key's newest index entry (lock held): the DRAM filter first (a "no"
+ * is final), then pending, committing, LMDB. Returns 0, -ENOENT, or -errno
+ * from LMDB. */
+static int lookup_entry(struct ss_store_thread *t, const void *key, size_t nkey,
+                        struct ss_index_entry *e)
+{
+    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
+    if (!ss_filter_maybe(t->store, t->locked_hash)) {
+        t->ctr->filter_negatives++;
+        return -ENOENT;
+    }
+    int rc = lookup_entry_indexed(t, s, key, nkey, e);
+    if (rc == -ENOENT)
+        t->ctr->filter_false_positives++;
+    return rc;
+}
+
 /* Record an index update (lock held); written by the committer. */
 static int put_entry(struct ss_store_thread *t, const void *key, size_t nkey,
                      const struct ss_index_entry *e)
 {
     struct ss_store *st = t->store;
+    /* Before the entry is visible anywhere: the filter never says no to a
+     * key the index holds. */
+    ss_filter_note(st, t->locked_hash);
     int rc = ss_pend_record(st, &st->stripes[t->locked_stripe], t->locked_hash, key, nkey,
                             SS_PEND_PUT, e);
     if (rc) /* no memory for the pending op: write through instead */
@@ -679,6 +704,9 @@ int ss_store_housekeep(struct ss_store_thread *t)
         else
             atomic_store(&st->seq_reserved, reserve);
     }
+    int frc = ss_filter_housekeep(st);
+    if (frc)
+        rc = rc ? rc : frc;
     uint64_t flush_seq = atomic_load(&st->flush_seq);
     if (flush_seq > st->cleaned_flush_seq && purge_flushed(st, flush_seq))
         st->cleaned_flush_seq = flush_seq;
@@ -718,6 +746,8 @@ void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)
     if (!mdb_env_info(st->env, &info) && !mdb_env_stat(st->env, &ms))
         out->index_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
     out->item_size_max = st->set.item_size_max;
+    ss_filter_stats(st, &out->filter_bytes, &out->filter_capacity, &out->filter_inserts);
+    out->filter_rebuilds = st->filter_rebuilds;
 }
 
 long ss_store_verify(struct ss_store_thread *t, uint64_t *checked)
