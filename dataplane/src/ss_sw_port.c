@@ -10,7 +10,9 @@
  * both ports have been idle for a while, because the machines this runs on
  * in tests share their cores.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +288,10 @@ int ss_switch_run(struct ss_switch *sw, int lcore)
         atomic_store(&lc->running, 0);
         return rc;
     }
+    /* Named for top, perf and the benchmark (bench/switch.py). */
+    char tname[16];
+    snprintf(tname, sizeof(tname), "ss-lcore-%u", (unsigned)lcore % 100u);
+    pthread_setname_np(pthread_self(), tname);
     unsigned idle = 0;
     while (!atomic_load_explicit(&sw->stopping, memory_order_relaxed)) {
         sw_route_adopt(sw, lc);
