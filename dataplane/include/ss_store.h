@@ -115,6 +115,17 @@ int ss_store_thread_init(struct ss_store_thread *t, struct ss_store *st, struct 
 void ss_store_thread_fini(struct ss_store_thread *t);
 
 void ss_store_lock(struct ss_store_thread *t, const void *key, size_t nkey);
+/* The same, with the key's ss_hash64 already computed (the switch's batches). */
+void ss_store_lock_hash(struct ss_store_thread *t, uint64_t hash);
+/*
+ * Prefetch what a lookup of the key with this ss_hash64 will touch, without
+ * the lock: a burst calls ss_store_prefetch for every packet (the stripe,
+ * the filter block), then ss_store_prefetch_bucket for every packet (the
+ * DRAM bucket, whose address is in the stripe), then looks the keys up.
+ * Nothing a concurrent resize or rebuild may free is dereferenced.
+ */
+void ss_store_prefetch(struct ss_store *st, uint64_t hash);
+void ss_store_prefetch_bucket(struct ss_store *st, uint64_t hash);
 void ss_store_unlock(struct ss_store_thread *t);
 
 /*

@@ -133,6 +133,17 @@ bool ss_filter_maybe(struct ss_store *st, uint64_t hash)
     return !st->filter || filter_maybe(st->filter, hash);
 }
 
+/* Without a lock (ss_store_prefetch): from the store's copies of the bit
+ * array's address and size, so nothing that a swap may free is read; a
+ * torn pair only prefetches a useless address, and a prefetch never faults. */
+void ss_filter_prefetch(struct ss_store *st, uint64_t hash)
+{
+    uint32_t (*blocks)[8] = __atomic_load_n(&st->filter_hint_blocks, __ATOMIC_RELAXED);
+    uint64_t n = __atomic_load_n(&st->filter_hint_nblocks, __ATOMIC_RELAXED);
+    if (blocks)
+        __builtin_prefetch(blocks[((hash >> 32) * n) >> 32]);
+}
+
 static void lock_all(struct ss_store *st)
 {
     for (unsigned i = 0; i < SS_STRIPES; i++)
@@ -186,6 +197,8 @@ static void swap_in_next(struct ss_store *st)
     struct ss_filter *old = st->filter;
     st->filter = st->filter_next;
     st->filter_next = NULL;
+    __atomic_store_n(&st->filter_hint_blocks, st->filter->blocks, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->filter_hint_nblocks, st->filter->nblocks, __ATOMIC_RELAXED);
     unlock_all(st);
     ss_filter_free(old); /* no one holds it: every user holds a stripe lock */
     st->filter_scan.active = 0;
@@ -228,6 +241,7 @@ int ss_filter_open(struct ss_store *st)
 
 void ss_filter_close(struct ss_store *st)
 {
+    st->filter_hint_blocks = NULL;
     ss_filter_free(st->filter);
     ss_filter_free(st->filter_next);
     st->filter = st->filter_next = NULL;

@@ -184,6 +184,9 @@ struct ss_store {
     struct ss_filter *filter;
     struct ss_filter *filter_next; /* being rebuilt; put_entry adds to both */
     struct ss_filter_scan filter_scan;
+    /* The filter's bit array and size, for ss_store_prefetch (no lock). */
+    uint32_t (*filter_hint_blocks)[8];
+    uint64_t filter_hint_nblocks;
     uint64_t filter_rebuilds;
 };
 
@@ -220,6 +223,9 @@ int ss_index_del(struct ss_store *st, const void *key, size_t nkey);
 int ss_index_meta_get(struct ss_store *st, const char *name, void *buf, size_t len);
 int ss_index_meta_put(struct ss_store *st, const char *name, const void *buf, size_t len);
 uint64_t ss_index_count(struct ss_store *st);
+/* After an unclean stop: drop every entry whose record does not verify.
+ * Returns the number dropped or -errno. */
+long ss_index_repair(struct ss_store *st, struct ss_counters *ctr);
 int ss_mdb_errno(int rc);
 
 /* ss_filter.c */
@@ -231,6 +237,7 @@ void ss_filter_note(struct ss_store *st, uint64_t hash);
 /* With the key's stripe lock held: false = the store does not hold it. */
 bool ss_filter_maybe(struct ss_store *st, uint64_t hash);
 int ss_filter_housekeep(struct ss_store *st);
+void ss_filter_prefetch(struct ss_store *st, uint64_t hash);
 void ss_filter_stats(struct ss_store *st, uint64_t *bytes, uint64_t *capacity,
                      uint64_t *inserts);
 
