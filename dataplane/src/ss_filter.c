@@ -208,7 +208,8 @@ static void swap_in_next(struct ss_store *st)
 /* Steps 1 and 2 of a rebuild. 0 or -ENOMEM. */
 static int rebuild_begin(struct ss_store *st)
 {
-    uint64_t items = ss_index_count(st);
+    /* What the index holds plus what is on its way there. */
+    uint64_t items = ss_index_count(st) + atomic_load(&st->pending_ops);
     struct ss_filter *n = ss_filter_new(items * 2);
     if (!n)
         return -ENOMEM;
