@@ -12,7 +12,7 @@ APT_PACKAGES := build-essential pkg-config python3 python3-dev python3-venv \
 	memcached libmemcached-tools libmemcached-dev nutcracker fio \
 	dpdk dpdk-dev libpcap-dev iproute2 ethtool tcpdump iputils-ping
 
-.PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device clean
+.PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device bench-switch clean
 
 deps: system-deps python-deps
 
@@ -53,6 +53,10 @@ bench-proxy: deps
 # Device hits through the store (direct_io) vs fio on the same file (bench/README.md).
 bench-device: deps
 	$(PY) bench/device.py
+
+# Switch mode: the DPDK fast path vs dpdk-testpmd on net_pcap (root; bench/README.md).
+bench-switch: deps
+	$(PY) bench/switch.py
 
 clean:
 	rm -rf build dist *.egg-info dataplane/_fastpath*.so dataplane/_fastpath.c

@@ -11,7 +11,8 @@
  *
  * Index updates are written behind (ss_pending.c): a mutation records its
  * entry in the stripe's pending map and a committer thread writes batches,
- * so the lookup order is DRAM -> pending -> committing -> LMDB.
+ * so the lookup order is DRAM -> filter (ss_filter.c: a "no" is final) ->
+ * pending -> committing -> LMDB.
  */
 #include <errno.h>
 #include <fcntl.h>
