@@ -13,7 +13,7 @@ APT_PACKAGES := build-essential pkg-config python3 python3-dev python3-venv \
 	dpdk dpdk-dev libpcap-dev iproute2 ethtool tcpdump iputils-ping \
 	chromium
 
-.PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device bench-device-spdk clean
+.PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device bench-device-spdk bench-switch clean
 
 deps: system-deps python-deps
 
@@ -59,6 +59,10 @@ bench-device: deps
 # SPDK_DIR=/path/to/spdk-build (bench/README.md).
 bench-device-spdk: deps
 	$(PY) bench/device.py --spdk
+
+# Switch mode: the DPDK fast path vs dpdk-testpmd on net_pcap (root; bench/README.md).
+bench-switch: deps
+	$(PY) bench/switch.py
 
 clean:
 	rm -rf build dist *.egg-info dataplane/_fastpath*.so dataplane/_fastpath.c

@@ -46,6 +46,10 @@ struct ss_store_stats {
     uint64_t device_offset;
     uint64_t segments_used;
     uint64_t grows;
+    uint64_t filter_bytes;
+    uint64_t filter_capacity;
+    uint64_t filter_inserts;
+    uint64_t filter_rebuilds;
 };
 
 struct ss_dataplane;

@@ -61,6 +61,8 @@
     X(device_writes, COUNTER)                                                  \
     X(device_write_bytes, COUNTER)                                             \
     X(hot_evictions, COUNTER)     /* items pushed out of the DRAM tier */      \
+    X(filter_negatives, COUNTER)  /* misses decided by the DRAM filter alone */ \
+    X(filter_false_positives, COUNTER) /* filter said maybe, the index no */   \
     /* errors by kind */                                                       \
     X(errors_protocol, COUNTER)   /* ERROR / CLIENT_ERROR replies */           \
     X(errors_too_large, COUNTER)  /* values over item_size_max */              \

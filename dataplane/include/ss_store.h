@@ -115,6 +115,17 @@ int ss_store_thread_init(struct ss_store_thread *t, struct ss_store *st, struct 
 void ss_store_thread_fini(struct ss_store_thread *t);
 
 void ss_store_lock(struct ss_store_thread *t, const void *key, size_t nkey);
+/* The same, with the key's ss_hash64 already computed (the switch's batches). */
+void ss_store_lock_hash(struct ss_store_thread *t, uint64_t hash);
+/*
+ * Prefetch what a lookup of the key with this ss_hash64 will touch, without
+ * the lock: a burst calls ss_store_prefetch for every packet (the stripe,
+ * the filter block), then ss_store_prefetch_bucket for every packet (the
+ * DRAM bucket, whose address is in the stripe), then looks the keys up.
+ * Nothing a concurrent resize or rebuild may free is dereferenced.
+ */
+void ss_store_prefetch(struct ss_store *st, uint64_t hash);
+void ss_store_prefetch_bucket(struct ss_store *st, uint64_t hash);
 void ss_store_unlock(struct ss_store_thread *t);
 
 /*
@@ -191,6 +202,11 @@ struct ss_store_stats {
     uint64_t device_offset;     /* where the pool starts on its device */
     uint64_t segments_used;     /* segments written at least once */
     uint64_t grows;             /* successful ss_store_grow calls since open */
+    /* Appended (issue 5): the DRAM key filter (ss_filter.c). */
+    uint64_t filter_bytes;      /* its bit array (two while rebuilding) */
+    uint64_t filter_capacity;   /* items it is sized for; rebuilt past that */
+    uint64_t filter_inserts;    /* insertions since it was built */
+    uint64_t filter_rebuilds;   /* rebuilds since open */
 };
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);
 

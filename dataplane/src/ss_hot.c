@@ -203,3 +203,22 @@ int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const vo
     s->bytes += size;
     return 1;
 }
+
+/* See ss_store.h: the stripe (lock, bucket array's address) and the
+ * filter block; ss_store_prefetch_bucket follows once the stripe is in. */
+void ss_store_prefetch(struct ss_store *st, uint64_t hash)
+{
+    __builtin_prefetch(&st->stripes[hash & (SS_STRIPES - 1)], 1);
+    ss_filter_prefetch(st, hash);
+}
+
+/* Racy reads of the bucket array's address and size are fine here: they
+ * only choose what to prefetch, and a prefetch never faults. */
+void ss_store_prefetch_bucket(struct ss_store *st, uint64_t hash)
+{
+    struct ss_stripe *s = &st->stripes[hash & (SS_STRIPES - 1)];
+    struct ss_hot_item **buckets = __atomic_load_n(&s->buckets, __ATOMIC_RELAXED);
+    uint32_t n = __atomic_load_n(&s->nbuckets, __ATOMIC_RELAXED);
+    if (buckets && n)
+        __builtin_prefetch(&buckets[(uint32_t)(hash >> 16) & (n - 1)]);
+}

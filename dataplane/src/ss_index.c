@@ -191,3 +191,62 @@ uint64_t ss_index_count(struct ss_store *st)
     mdb_txn_abort(txn);
     return rc ? 0 : (uint64_t)ms.ms_entries;
 }
+
+/*
+ * After an unclean stop, drop every index entry whose record does not verify
+ * (the open segment's tail may never have reached the device). Returns the
+ * number dropped or -errno.
+ */
+long ss_index_repair(struct ss_store *st, struct ss_counters *ctr)
+{
+    struct ss_store_thread t;
+    int rc = ss_store_thread_init(&t, st, ctr);
+    if (rc)
+        return rc;
+    struct ss_buf doomed = {0}; /* [nkey][key] ... */
+    long dropped = 0;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (!rc)
+        rc = mdb_cursor_open(txn, st->items, &cur);
+    if (rc) {
+        ss_store_thread_fini(&t);
+        return ss_mdb_errno(rc);
+    }
+    MDB_val k, v;
+    int op = MDB_FIRST;
+    while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+        op = MDB_NEXT;
+        struct ss_index_entry e;
+        int bad = v.mv_size != sizeof(e) || k.mv_size > SS_KEY_MAX_LENGTH;
+        if (!bad) {
+            memcpy(&e, v.mv_data, sizeof(e));
+            bad = ss_log_read(&t, k.mv_data, k.mv_size, &e) != 0;
+        }
+        if (bad) {
+            uint8_t n = (uint8_t)(k.mv_size > 255 ? 255 : k.mv_size);
+            if (ss_buf_append(&doomed, &n, 1) || ss_buf_append(&doomed, k.mv_data, n))
+                break;
+            dropped++;
+        }
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (dropped) {
+        rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+        if (!rc) {
+            for (size_t off = 0; off < doomed.len;) {
+                uint8_t n = (uint8_t)doomed.data[off];
+                MDB_val dk = {.mv_size = n, .mv_data = doomed.data + off + 1};
+                mdb_del(txn, st->items, &dk, NULL);
+                off += 1u + n;
+            }
+            rc = mdb_txn_commit(txn);
+        }
+        ctr->errors_checksum += (uint64_t)dropped;
+    }
+    ss_buf_free(&doomed);
+    ss_store_thread_fini(&t);
+    return rc ? ss_mdb_errno(rc) : dropped;
+}

@@ -100,6 +100,10 @@ static void stats_general(struct ss_conn *c)
     stat_u64(c, "hot_bytes_used", ss.hot_bytes_used);
     stat_u64(c, "hot_items", ss.hot_items);
     stat_u64(c, "index_bytes", ss.index_bytes);
+    stat_u64(c, "filter_bytes", ss.filter_bytes);
+    stat_u64(c, "filter_capacity", ss.filter_capacity);
+    stat_u64(c, "filter_inserts", ss.filter_inserts);
+    stat_u64(c, "filter_rebuilds", ss.filter_rebuilds);
     /* The served pool (issue 4); the control plane reports every pool. */
     const char *pool = s->store.pool_name ? s->store.pool_name : "items";
     char pname[128];

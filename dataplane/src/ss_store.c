@@ -11,7 +11,8 @@
  *
  * Index updates are written behind (ss_pending.c): a mutation records its
  * entry in the stripe's pending map and a committer thread writes batches,
- * so the lookup order is DRAM -> pending -> committing -> LMDB.
+ * so the lookup order is DRAM -> filter (ss_filter.c: a "no" is final) ->
+ * pending -> committing -> LMDB.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -123,65 +124,6 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
-/*
- * After an unclean stop, drop every index entry whose record does not verify
- * (the open segment's tail may never have reached the device). Returns the
- * number dropped or -errno.
- */
-static long repair_index(struct ss_store *st, struct ss_counters *ctr)
-{
-    struct ss_store_thread t;
-    int rc = ss_store_thread_init(&t, st, ctr);
-    if (rc)
-        return rc;
-    struct ss_buf doomed = {0}; /* [nkey][key] ... */
-    long dropped = 0;
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (!rc)
-        rc = mdb_cursor_open(txn, st->items, &cur);
-    if (rc) {
-        ss_store_thread_fini(&t);
-        return ss_mdb_errno(rc);
-    }
-    MDB_val k, v;
-    int op = MDB_FIRST;
-    while (mdb_cursor_get(cur, &k, &v, op) == 0) {
-        op = MDB_NEXT;
-        struct ss_index_entry e;
-        int bad = v.mv_size != sizeof(e) || k.mv_size > SS_KEY_MAX_LENGTH;
-        if (!bad) {
-            memcpy(&e, v.mv_data, sizeof(e));
-            bad = ss_log_read(&t, k.mv_data, k.mv_size, &e) != 0;
-        }
-        if (bad) {
-            uint8_t n = (uint8_t)(k.mv_size > 255 ? 255 : k.mv_size);
-            if (ss_buf_append(&doomed, &n, 1) || ss_buf_append(&doomed, k.mv_data, n))
-                break;
-            dropped++;
-        }
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    if (dropped) {
-        rc = mdb_txn_begin(st->env, NULL, 0, &txn);
-        if (!rc) {
-            for (size_t off = 0; off < doomed.len;) {
-                uint8_t n = (uint8_t)doomed.data[off];
-                MDB_val dk = {.mv_size = n, .mv_data = doomed.data + off + 1};
-                mdb_del(txn, st->items, &dk, NULL);
-                off += 1u + n;
-            }
-            rc = mdb_txn_commit(txn);
-        }
-        ctr->errors_checksum += (uint64_t)dropped;
-    }
-    ss_buf_free(&doomed);
-    ss_store_thread_fini(&t);
-    return rc ? ss_mdb_errno(rc) : dropped;
-}
-
 static int load_marks(struct ss_store *st)
 {
     uint64_t v = 0;
@@ -291,12 +233,18 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
     }
     uint32_t clean = 1;
     if (ss_index_meta_get(st, "clean", &clean, sizeof(clean)) == 0 && !clean) {
-        long dropped = repair_index(st, &p->open_ctr);
+        long dropped = ss_index_repair(st, &p->open_ctr);
         if (dropped < 0) {
             snprintf(err, errlen, "cannot repair the index in %s after an unclean stop: %s",
                      st->index_dir, strerror((int)-dropped));
             goto fail;
         }
+    }
+    rc = ss_filter_open(st);
+    if (rc) {
+        snprintf(err, errlen, "cannot build the DRAM key filter from the index in %s: %s",
+                 st->index_dir, strerror(-rc));
+        goto fail;
     }
     if (ss_pend_start(st)) {
         snprintf(err, errlen, "cannot start the index committer thread");
@@ -318,6 +266,7 @@ fail:
     if (st->dev)
         st->dev->ops->close(st->dev);
     ss_log_close(st);
+    ss_filter_close(st);
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         ss_hot_fini(&st->stripes[i]);
         ss_pend_fini(&st->stripes[i]);
@@ -348,6 +297,7 @@ void ss_store_close(struct ss_store *st)
     ss_index_close(st);
     st->dev->ops->close(st->dev);
     ss_log_close(st);
+    ss_filter_close(st);
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         ss_hot_fini(&st->stripes[i]);
         ss_pend_fini(&st->stripes[i]);
@@ -385,7 +335,11 @@ void ss_store_thread_fini(struct ss_store_thread *t)
 
 void ss_store_lock(struct ss_store_thread *t, const void *key, size_t nkey)
 {
-    uint64_t h = ss_hash64(key, nkey);
+    ss_store_lock_hash(t, ss_hash64(key, nkey));
+}
+
+void ss_store_lock_hash(struct ss_store_thread *t, uint64_t h)
+{
     t->locked_hash = h;
     t->locked_stripe = (int)(h & (SS_STRIPES - 1));
     pthread_mutex_lock(&t->store->stripes[t->locked_stripe].lock);
@@ -397,12 +351,9 @@ void ss_store_unlock(struct ss_store_thread *t)
     t->locked_stripe = -1;
 }
 
-/* The key's newest index entry (lock held): pending, committing, then LMDB.
- * Returns 0, -ENOENT, or -errno from LMDB. */
-static int lookup_entry(struct ss_store_thread *t, const void *key, size_t nkey,
-                        struct ss_index_entry *e)
+static int lookup_entry_indexed(struct ss_store_thread *t, struct ss_stripe *s,
+                                const void *key, size_t nkey, struct ss_index_entry *e)
 {
-    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
     struct ss_pend *p = ss_pend_find(&s->pending, t->locked_hash, key, nkey);
     if (!p)
         p = ss_pend_find(&s->committing, t->locked_hash, key, nkey);
@@ -415,11 +366,31 @@ static int lookup_entry(struct ss_store_thread *t, const void *key, size_t nkey,
     return ss_index_get(t, key, nkey, e);
 }
 
+/* The key's newest index entry (lock held): the DRAM filter first (a "no"
+ * is final), then pending, committing, LMDB. Returns 0, -ENOENT, or -errno
+ * from LMDB. */
+static int lookup_entry(struct ss_store_thread *t, const void *key, size_t nkey,
+                        struct ss_index_entry *e)
+{
+    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
+    if (!ss_filter_maybe(t->store, t->locked_hash)) {
+        t->ctr->filter_negatives++;
+        return -ENOENT;
+    }
+    int rc = lookup_entry_indexed(t, s, key, nkey, e);
+    if (rc == -ENOENT)
+        t->ctr->filter_false_positives++;
+    return rc;
+}
+
 /* Record an index update (lock held); written by the committer. */
 static int put_entry(struct ss_store_thread *t, const void *key, size_t nkey,
                      const struct ss_index_entry *e)
 {
     struct ss_store *st = t->store;
+    /* Before the entry is visible anywhere: the filter never says no to a
+     * key the index holds. */
+    ss_filter_note(st, t->locked_hash);
     int rc = ss_pend_record(st, &st->stripes[t->locked_stripe], t->locked_hash, key, nkey,
                             SS_PEND_PUT, e);
     if (rc) /* no memory for the pending op: write through instead */
@@ -679,6 +650,9 @@ int ss_store_housekeep(struct ss_store_thread *t)
         else
             atomic_store(&st->seq_reserved, reserve);
     }
+    int frc = ss_filter_housekeep(st);
+    if (frc)
+        rc = rc ? rc : frc;
     uint64_t flush_seq = atomic_load(&st->flush_seq);
     if (flush_seq > st->cleaned_flush_seq && purge_flushed(st, flush_seq))
         st->cleaned_flush_seq = flush_seq;
@@ -718,6 +692,8 @@ void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)
     if (!mdb_env_info(st->env, &info) && !mdb_env_stat(st->env, &ms))
         out->index_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
     out->item_size_max = st->set.item_size_max;
+    ss_filter_stats(st, &out->filter_bytes, &out->filter_capacity, &out->filter_inserts);
+    out->filter_rebuilds = st->filter_rebuilds;
 }
 
 long ss_store_verify(struct ss_store_thread *t, uint64_t *checked)

@@ -8,6 +8,7 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ss_device.h"
@@ -135,6 +136,13 @@ struct ss_log {
     char *reclaim_buf;        /* a segment read back for reclaiming */
 };
 
+/* ss_filter.c: where a filter rebuild's walk of the index has got to. */
+struct ss_filter_scan {
+    int active;
+    size_t nkey;
+    char key[SS_KEY_MAX_LENGTH]; /* the last key added; the walk resumes there */
+};
+
 struct ss_store {
     struct ss_store_settings set;
     char *index_dir;
@@ -170,6 +178,16 @@ struct ss_store {
     uint64_t commit_errors;
     uint64_t last_sync_ms;
     int closed;
+
+    /* DRAM filter of the index's keys (ss_filter.c): replaced only with
+     * every stripe lock held, used with one held. */
+    struct ss_filter *filter;
+    struct ss_filter *filter_next; /* being rebuilt; put_entry adds to both */
+    struct ss_filter_scan filter_scan;
+    /* The filter's bit array and size, for ss_store_prefetch (no lock). */
+    uint32_t (*filter_hint_blocks)[8];
+    uint64_t filter_hint_nblocks;
+    uint64_t filter_rebuilds;
 };
 
 /* ss_hot.c: every call with the stripe's lock held */
@@ -205,7 +223,23 @@ int ss_index_del(struct ss_store *st, const void *key, size_t nkey);
 int ss_index_meta_get(struct ss_store *st, const char *name, void *buf, size_t len);
 int ss_index_meta_put(struct ss_store *st, const char *name, const void *buf, size_t len);
 uint64_t ss_index_count(struct ss_store *st);
+/* After an unclean stop: drop every entry whose record does not verify.
+ * Returns the number dropped or -errno. */
+long ss_index_repair(struct ss_store *st, struct ss_counters *ctr);
 int ss_mdb_errno(int rc);
+
+/* ss_filter.c */
+struct ss_filter;
+int ss_filter_open(struct ss_store *st);
+void ss_filter_close(struct ss_store *st);
+/* With the key's stripe lock held: record that the index may hold it. */
+void ss_filter_note(struct ss_store *st, uint64_t hash);
+/* With the key's stripe lock held: false = the store does not hold it. */
+bool ss_filter_maybe(struct ss_store *st, uint64_t hash);
+int ss_filter_housekeep(struct ss_store *st);
+void ss_filter_prefetch(struct ss_store *st, uint64_t hash);
+void ss_filter_stats(struct ss_store *st, uint64_t *bytes, uint64_t *capacity,
+                     uint64_t *inserts);
 
 /* ss_log.c */
 int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t errlen);

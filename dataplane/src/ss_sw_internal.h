@@ -64,7 +64,9 @@ struct sw_pkt {
     uint32_t src;                 /* host order */
     const char *payload;          /* UDP payload */
     uint16_t plen;
+    uint8_t parse_res;            /* enum sw_parse_res, from the burst's first pass */
     /* memcached (after sw_mc_parse) */
+    uint64_t khash;               /* ss_hash64 of keys[0] (gets of one key), 0 = not yet */
     uint16_t reqid;
     uint8_t nkeys;
     const char *keys[SW_MC_KEYS_MAX];
@@ -141,6 +143,9 @@ enum sw_parse_res { SW_PARSE_OK = 0, SW_PARSE_KERNEL, SW_PARSE_DROP };
 enum sw_parse_res sw_parse(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);
 /* Parse the memcached UDP frame and command line (once). Sets p->mc_cmd. */
 void sw_mc_parse(struct sw_lcore *lc, struct sw_pkt *p);
+/* First pass over a burst: for a get of one key to the memcached port, hash
+ * the key and prefetch what its lookup touches. */
+void sw_mc_prefetch(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);
 
 /* ss_sw_flow.c */
 void sw_flow_run(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);

@@ -14,6 +14,7 @@
 #include <rte_byteorder.h>
 #include <rte_mbuf.h>
 
+#include "ss_hash.h"
 #include "ss_mc_internal.h"
 #include "ss_px_internal.h"
 #include "ss_sw_internal.h"
@@ -126,6 +127,58 @@ static void invalidate(struct ss_switch *sw, struct sw_lcore *lc, const struct s
 }
 
 /*
+ * A get or gets of one key, the common case, without the general writer:
+ * the key is looked up before anything is copied, so a miss in proxy mode
+ * leaves the packet untouched for memcached-route; a hit whose reply fits
+ * one datagram is written straight into the request's mbuf. Returns DONE,
+ * NEXT (a miss with a ring), or SS_SW_V__COUNT: use the general path
+ * (standalone misses, replies of more than one datagram).
+ */
+static enum ss_sw_verdict mc_cache_one(struct ss_switch *sw, struct sw_lcore *lc,
+                                       struct sw_pkt *p)
+{
+    struct rte_mbuf *m = p->m;
+    struct ss_store_thread *t = &lc->st;
+    const char *key = p->keys[0];
+    size_t nkey = p->nkey[0];
+    bool with_cas = p->mc_cmd == SW_MC_GETS;
+    struct ss_item it;
+    char hdr[SS_MC_VALUE_HDR_MAX];
+
+    ss_store_lock_hash(t, p->khash ? p->khash : ss_hash64(key, nkey));
+    int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE);
+    if (rc != 0 || (with_cas && (it.bits & SS_MC_ITEM_CAS_UNKNOWN))) {
+        ss_store_unlock(t);
+        return lc->route.active ? SS_SW_V_NEXT : SS_SW_V__COUNT;
+    }
+    /* The VALUE line names the key, so it is formatted before the reply
+     * overwrites the request's bytes. */
+    size_t hlen = ss_mc_value_header(hdr, key, nkey, it.flags, t->value_len,
+                                     with_cas ? &it.cas : NULL);
+    size_t plen = hlen + t->value_len + sizeof("\r\nEND\r\n") - 1;
+    if (plen > SW_MC_PAYLOAD ||
+        rte_pktmbuf_tailroom(m) + m->data_len < SW_L2L4 + SW_MC_HDR + plen) {
+        ss_store_unlock(t);
+        return SS_SW_V__COUNT;
+    }
+    const struct rte_ether_hdr eth = *p->eth;
+    const struct rte_ipv4_hdr ip = *p->ip;
+    const struct rte_udp_hdr udp = *p->udp;
+    char *pos = payload_of(m);
+    memcpy(pos, hdr, hlen);
+    memcpy(pos + hlen, t->value, t->value_len);
+    memcpy(pos + hlen + t->value_len, "\r\nEND\r\n", 7);
+    ss_store_unlock(t);
+    m->data_len = m->pkt_len = (uint16_t)(SW_L2L4 + SW_MC_HDR + plen);
+    finish_datagram(m, &eth, &ip, &udp, p->reqid, 0, 1);
+    lc->ctr[SW_C_mc_keys_hit]++;
+    lc->ctr[SW_C_mc_hits]++;
+    lc->ctr[SW_C_mc_reply_datagrams]++;
+    sw_tx_port(sw, lc, m);
+    return SS_SW_V_DONE;
+}
+
+/*
  * memcached-cache. Returns DONE (answered; the reply is queued), NEXT (a
  * miss in proxy mode, a write, not memcached), KERNEL or DROP.
  */
@@ -151,6 +204,11 @@ enum ss_sw_verdict sw_fn_mc_cache(struct ss_switch *sw, struct sw_lcore *lc, str
         return SS_SW_V_NEXT;
     }
 
+    if (p->nkeys == 1) {
+        enum ss_sw_verdict v = mc_cache_one(sw, lc, p);
+        if (v != SS_SW_V__COUNT)
+            return v;
+    }
     struct rte_mbuf *m = p->m;
     if (rte_pktmbuf_tailroom(m) + m->data_len < SW_L2L4 + SW_MC_DATAGRAM)
         return SS_SW_V_KERNEL;

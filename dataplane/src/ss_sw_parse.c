@@ -16,6 +16,7 @@
 
 #include <rte_byteorder.h>
 
+#include "ss_hash.h"
 #include "ss_sw_internal.h"
 
 static inline bool is_our_mac(const struct ss_switch *sw, const struct rte_ether_addr *a)
@@ -34,6 +35,7 @@ enum sw_parse_res sw_parse(struct ss_switch *sw, struct sw_lcore *lc, struct sw_
 
     p->mc_parsed = 0;
     p->mc_cmd = SW_MC_NONE;
+    p->khash = 0;
     p->udp = NULL;
     p->sport = p->dport = 0;
     p->verdict = SS_SW_V_NEXT;
@@ -70,7 +72,11 @@ enum sw_parse_res sw_parse(struct ss_switch *sw, struct sw_lcore *lc, struct sw_
         lc->ctr[SW_C_bad_length]++;
         return SW_PARSE_DROP;
     }
-    if (rte_ipv4_cksum(ip) != 0) {
+    /* A NIC that checked the header says so (GOOD, or NONE: verified but
+     * not written back); net_pcap and af_packet say UNKNOWN. */
+    uint64_t ipck = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+    if (ipck == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
+        (ipck == RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN && rte_ipv4_cksum(ip) != 0)) {
         /* rte_ipv4_cksum over a header with a correct checksum gives 0
          * (the sum of all words including the checksum is 0xffff). */
         lc->ctr[SW_C_bad_ip_checksum]++;
@@ -107,7 +113,10 @@ enum sw_parse_res sw_parse(struct ss_switch *sw, struct sw_lcore *lc, struct sw_
         return SW_PARSE_DROP;
     }
     /* 0 = the sender computed none (RFC 768). */
-    if (udp->dgram_cksum != 0 && rte_ipv4_udptcp_cksum_verify(ip, udp) != 0) {
+    uint64_t l4ck = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+    if (udp->dgram_cksum != 0 &&
+        (l4ck == RTE_MBUF_F_RX_L4_CKSUM_BAD ||
+         (l4ck == RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN && rte_ipv4_udptcp_cksum_verify(ip, udp) != 0))) {
         lc->ctr[SW_C_bad_udp_checksum]++;
         return SW_PARSE_DROP;
     }
@@ -213,4 +222,15 @@ void sw_mc_parse(struct sw_lcore *lc, struct sw_pkt *p)
         return;
     }
     p->mc_cmd = get ? SW_MC_GET : gets ? SW_MC_GETS : SW_MC_WRITE;
+}
+
+void sw_mc_prefetch(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p)
+{
+    if (!p->udp || p->dport != sw->s.udp_port)
+        return;
+    sw_mc_parse(lc, p);
+    if ((p->mc_cmd != SW_MC_GET && p->mc_cmd != SW_MC_GETS) || p->nkeys != 1)
+        return;
+    p->khash = ss_hash64(p->keys[0], p->nkey[0]);
+    ss_store_prefetch(lc->st.store, p->khash);
 }

@@ -100,6 +100,21 @@ int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p)
 }
 
 /*
+ * A stored Internet checksum after n 16-bit words (as stored) change from
+ * old[] to new[]: HC' = ~(~HC + ~m + m'), RFC 1624 equation 3. The sum is
+ * byte-order independent, so words are taken as they lie in the packet.
+ */
+static uint16_t csum_replace(uint16_t ck, const uint16_t *old, const uint16_t *new, int n)
+{
+    uint32_t sum = (uint16_t)~ck;
+    for (int i = 0; i < n; i++)
+        sum += (uint16_t)~old[i] + (uint32_t)new[i];
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+/*
  * memcached-route. Returns OUT (rewritten for the network port), KERNEL
  * (standalone, keys owned by several back ends, owner's MAC unknown), DROP
  * (malformed) or NEXT (not memcached).
@@ -132,14 +147,29 @@ enum ss_sw_verdict sw_fn_mc_route(struct ss_switch *sw, struct sw_lcore *lc, str
     if (sw->s.rewrite == SS_SW_REWRITE_L3) {
         if (ip->time_to_live <= 1)
             return SS_SW_V_DROP;
+        /* The checksums are adjusted for the words that change (RFC 1624)
+         * rather than recomputed: the headers were verified on the way in. */
+        uint16_t old[4], new[4];
+        memcpy(old, &ip->time_to_live, 2);
+        memcpy(old + 1, &ip->dst_addr, 4);
+        old[3] = p->udp->dst_port;
         ip->time_to_live--;
         ip->dst_addr = rte_cpu_to_be_32(addr);
         p->udp->dst_port = rte_cpu_to_be_16(lc->route.be_port[b]);
-        ip->hdr_checksum = 0;
-        ip->hdr_checksum = rte_ipv4_cksum(ip);
-        if (p->udp->dgram_cksum != 0) { /* keep "no checksum" as the client sent it */
+        memcpy(new, &ip->time_to_live, 2);
+        memcpy(new + 1, &ip->dst_addr, 4);
+        new[3] = p->udp->dst_port;
+        ip->hdr_checksum = csum_replace(ip->hdr_checksum, old, new, 3);
+        if (p->udp->dgram_cksum == 0) {
+            /* "no checksum", as the client sent it */
+        } else if ((p->m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) ==
+                   RTE_MBUF_F_RX_L4_CKSUM_NONE) {
+            /* verified by the NIC but not correct in the data: recompute */
             p->udp->dgram_cksum = 0;
             p->udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, p->udp);
+        } else {
+            uint16_t c = csum_replace(p->udp->dgram_cksum, old + 1, new + 1, 3);
+            p->udp->dgram_cksum = c ? c : 0xffff; /* 0 would mean none (RFC 768) */
         }
     }
     sw_mac_from_u64(&p->eth->dst_addr, mac);

@@ -1,0 +1,492 @@
+"""Switch-mode benchmark: the DPDK fast path against dpdk-testpmd, one run.
+
+DPDK's net_pcap replays a pcap of memcached UDP GET frames in a loop
+(`rx_pcap=FILE,infinite_rx=1`) into one port; the port's TX drops what it is
+given (net_pcap without a TX side counts and frees). The same virtual device
+drives, one after the other:
+
+  smartswitch  `smartswitch run` in switch mode, one lcore, proxy mode with
+               one real memcached back end (so misses are rewritten, l3, to
+               their owner and sent); the hit keys are prefilled through the
+               appliance (TCP, `admission: always`), so gets of them are
+               answered from the DRAM tier by the fast path. Scenarios: 100%
+               hits, 100% misses, and a mix (--hit-ratio, 90% by default).
+  testpmd      Debian's dpdk-testpmd, one forwarding core, --forward-mode io
+               and macswap, on the hits pcap.
+
+Frames: Ethernet/IPv4/UDP, memcached's 8-byte frame header, `get <16-byte
+key>\\r\\n` (UDP checksums set). Rates come from the switch's counters (frames
+received per second, from switch-counters.json) and from testpmd's own
+periodic port statistics; each is also divided by the CPU time of the thread
+that did the work (the lcore), which is the per-core figure on a machine
+whose cores are shared. The ratio is SmartSwitch over testpmd macswap.
+
+Usage (from the repository root, as root):
+  .venv/bin/python bench/switch.py [--quick] [--duration S] [--json FILE]
+
+See bench/README.md ("Switch mode") for how to read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _load_core() -> Any:
+    """Import bench/run.py (the core benchmark) as a module, for its helpers."""
+    path = Path(__file__).resolve().parent / "run.py"
+    spec = importlib.util.spec_from_file_location("bench_core", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_core"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+core = _load_core()
+BenchError = core.BenchError
+
+SERVICE_IP = "10.77.0.1"
+CLIENT_IP = "10.77.0.2"
+SERVICE_MAC = "02:53:53:00:00:01"
+CLIENT_MAC = "02:53:53:00:00:02"
+BACKEND_MAC = "02:53:53:00:00:03"
+KEY_LEN = 16          # the issue's key size
+VALUE_LEN = 32
+FRAMES = 4096         # frames in each pcap; net_pcap keeps them all in mbufs
+MBUFS = 32767         # the pool: the pcap's copies, RX/TX rings, replies in flight
+TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
+SEED_PER_CORE = 10e6  # the seed's MemSwitch figure, requests/s on one core
+LINE_RATE_10G = 13e6  # 10 GbE, frames of this size (the issue's figure)
+
+
+# ------------------------------------------------------------------ pcap ---
+
+def _csum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of data."""
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _mac(s: str) -> bytes:
+    return bytes(int(x, 16) for x in s.split(":"))
+
+
+def get_frame(key: bytes, reqid: int, sport: int, dport: int) -> bytes:
+    """One Ethernet frame: IPv4/UDP to the service, a memcached UDP `get key`."""
+    payload = struct.pack("!HHHH", reqid & 0xFFFF, 0, 1, 0) + b"get " + key + b"\r\n"
+    src, dst = socket.inet_aton(CLIENT_IP), socket.inet_aton(SERVICE_IP)
+    ulen = 8 + len(payload)
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, ulen)
+    udp = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
+    ucs = _csum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", ucs) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, reqid & 0xFFFF, 0x4000, 64, 17, 0,
+                     src, dst)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    return _mac(SERVICE_MAC) + _mac(CLIENT_MAC) + b"\x08\x00" + ip + udp
+
+
+def hit_key(i: int) -> bytes:
+    return b"h%015d" % i
+
+
+def miss_key(i: int) -> bytes:
+    return b"m%015d" % i
+
+
+def write_pcap(path: Path, keys: list[bytes], dport: int) -> int:
+    """Write a libpcap file (Ethernet) of one get per key. Returns the frame length."""
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        flen = 0
+        for i, key in enumerate(keys):
+            frame = get_frame(key, i, 20000 + i % 20000, dport)
+            flen = len(frame)
+            fh.write(struct.pack("<IIII", i // 1_000_000, i % 1_000_000, flen, flen))
+            fh.write(frame)
+    return flen
+
+
+def scenario_keys(hit_ratio: float, hits: int, rng: random.Random) -> list[bytes]:
+    """FRAMES keys, round(hit_ratio * FRAMES) of them hit keys, shuffled."""
+    nhit = round(hit_ratio * FRAMES)
+    keys = [hit_key(i % hits) for i in range(nhit)] + \
+        [miss_key(i) for i in range(FRAMES - nhit)]
+    rng.shuffle(keys)
+    return keys
+
+
+# --------------------------------------------------------------- helpers ---
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """{tid: (name, CPU seconds)} for every thread of pid."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
+
+
+def busiest(before: dict[int, tuple[str, float]],
+            after: dict[int, tuple[str, float]]) -> tuple[str, float]:
+    """The thread that used the most CPU between two thread_cpu() samples."""
+    best = ("?", 0.0)
+    for tid, (name, cpu) in after.items():
+        used = cpu - before.get(tid, (name, 0.0))[1]
+        if used > best[1]:
+            best = (name, used)
+    return best
+
+
+def eal_common(tag: str) -> list[str]:
+    return ["--no-huge", "--no-pci", "-m", "512", f"--file-prefix=ssbench{tag}{os.getpid()}",
+            "--log-level=lib.eal:warning"]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------- smartswitch ---
+
+def appliance_config(tmp: Path, pcap: Path, udp_port: int, backend_port: int) -> Path:
+    """Switch mode over net_pcap (no exception path), one lcore, one back end."""
+    var = tmp / "var"
+    cfg: dict[str, Any] = {
+        "memcached": {"listen": "0.0.0.0", "tcp_port": 0, "udp_port": udp_port,
+                      "workers": 1},
+        "storage": {
+            "dir": str(var), "hot_tier": "64MiB",
+            "devices": [{"name": "local", "kind": "file", "path": str(var / "store.dat"),
+                         "size": "256MiB"}],
+            "pools": [{"name": "items", "device": "local", "size": "100%",
+                       "segment_size": "4MiB"}],
+        },
+        "backends": [{"name": "mc1", "host": "127.0.0.1", "port": backend_port}],
+        "routing": {"admission": "always", "local_ttl_max": "0s"},
+        "dataplane": {"mode": "dpdk", "dpdk": {
+            "lcores": 1, "memory": "512MiB", "no_huge": True,
+            "vdevs": [f"net_pcap0,rx_pcap={pcap},infinite_rx=1"], "port": "net_pcap0",
+            "service": {"address": f"{SERVICE_IP}/24", "mac": SERVICE_MAC},
+            "rewrite": "l3", "exception": None, "mbufs": MBUFS,
+            "backend_macs": {"127.0.0.1": BACKEND_MAC}}},
+    }
+    path = tmp / "smartswitch.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def prefill(port: int, hits: int) -> None:
+    """Set every hit key through the appliance (kept locally: admission always).
+
+    One set at a time: a forwarded set is kept locally only if no other write
+    to its coherence slot is in flight meanwhile (docs/architecture.md, proxy
+    mode), and a pipeline of sets would lose the odd key to that rule.
+    """
+    value = b"v" * VALUE_LEN
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for i in range(hits):
+            s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (hit_key(i), VALUE_LEN, value))
+            got = b""
+            while not got.endswith(b"\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            if got != b"STORED\r\n":
+                raise BenchError(f"prefill: the appliance answered {got[:200]!r}")
+
+
+def read_counters(path: Path, after_ns: int, pid: int,
+                  timeout: float = 5.0) -> tuple[int, dict[str, int], dict[int, Any]]:
+    """The first counters snapshot published after after_ns, and the threads' CPU
+    times sampled as it appears: (its mtime in ns, counters, thread_cpu(pid)).
+
+    The runtime publishes every 0.5 s; polling every 2 ms keeps the CPU sample
+    within a few ms of the counters it is divided into.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            mtime = path.stat().st_mtime_ns
+            if mtime > after_ns:
+                threads = thread_cpu(pid)
+                return mtime, json.loads(path.read_text()), threads
+        time.sleep(0.002)
+    raise BenchError(f"no fresh counters in {path} (is switch mode running?)")
+
+
+def run_switch(label: str, pcap: Path, hits: int, backend: Any, udp_port: int,
+               args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Start the appliance on pcap, prefill, measure; return the row."""
+    sub = tmp / label.replace(" ", "-").replace("%", "")
+    sub.mkdir()
+    cfg = appliance_config(sub, pcap, udp_port, backend.port)
+    srv = core.start_appliance(args.python, cfg, sub)
+    try:
+        if hits:
+            prefill(srv.port, hits)
+        counters = sub / "var" / "switch-counters.json"
+        time.sleep(args.warmup)
+        t0, c0, th0 = read_counters(counters, time.time_ns(), srv.proc.pid)
+        perf = start_perf(srv.proc.pid, label, args)
+        time.sleep(max(0.0, args.duration - 0.6))
+        t1, c1, th1 = read_counters(counters, t0 + int((args.duration - 0.25) * 1e9),
+                                    srv.proc.pid)
+        finish_perf(perf)
+        srv.check_alive()
+    finally:
+        srv.stop()
+    secs = (t1 - t0) / 1e9
+    d = {k: c1[k] - c0.get(k, 0) for k in c1}
+    name, cpu = busiest(th0, th1)
+    rate = d["rx_packets"] / secs
+    return {"label": label, "rate": rate, "per_cpu_s": d["rx_packets"] / cpu if cpu else None,
+            "cpu": cpu / secs, "thread": name, "seconds": secs,
+            "hits": d["mc_hits"] / secs, "forwarded": d["mc_forwarded_gets"] / secs,
+            "tx": d["tx_packets"] / secs,
+            "port_tx": d["port:network:tx_packets"] / secs,
+            "dropped": d["tx_dropped"] + d["dropped"] + d["alloc_failed"],
+            "to_kernel": d["to_kernel"] + d["kernel_dropped"]}
+
+
+# --------------------------------------------------------------- testpmd ---
+
+_PPS = re.compile(r"Tx-pps:\s+(\d+)")
+
+
+def run_testpmd(mode: str, pcap: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """testpmd, one forwarding core, on the same vdev; its Tx-pps after warm-up."""
+    cpus = sorted(os.sched_getaffinity(0))
+    lcores = f"0@{cpus[0]},1@{cpus[-1]}"
+    cmd = [TESTPMD, f"--lcores={lcores}", *eal_common(mode),
+           f"--vdev=net_pcap0,rx_pcap={pcap},infinite_rx=1", "--",
+           f"--forward-mode={mode}", "--port-topology=loop", "--nb-cores=1",
+           f"--total-num-mbufs={MBUFS}", "--stats-period=1"]
+    log = tmp / f"testpmd-{mode}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while "Tx-pps" not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"testpmd {mode} did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        time.sleep(args.warmup)
+        skip = len(_PPS.findall(log.read_text(errors="replace")))
+        th0 = thread_cpu(proc.pid)
+        t0 = time.monotonic()
+        perf = start_perf(proc.pid, f"testpmd {mode}", args)
+        time.sleep(args.duration)
+        finish_perf(perf)
+        th1 = thread_cpu(proc.pid)
+        secs = time.monotonic() - t0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    samples = [int(x) for x in _PPS.findall(log.read_text(errors="replace"))][skip:]
+    samples = samples[:max(1, int(args.duration))]
+    if not samples:
+        raise BenchError(f"testpmd {mode}: no rate samples in {log}")
+    rate = sum(samples) / len(samples)
+    name, cpu = busiest(th0, th1)
+    return {"label": f"testpmd {mode}", "rate": rate,
+            "per_cpu_s": rate * secs / cpu if cpu else None, "cpu": cpu / secs,
+            "thread": name, "seconds": secs}
+
+
+# ------------------------------------------------------------------ perf ---
+
+def start_perf(pid: int, label: str, args: argparse.Namespace) -> Any:
+    if not args.perf:
+        return None
+    out = core.OUT / f"perf-switch-{label.replace(' ', '-').replace('%', '')}.data"
+    core.OUT.mkdir(exist_ok=True)
+    proc = subprocess.Popen(["perf", "record", "-g", "-o", str(out), "-p", str(pid), "--",
+                             "sleep", str(min(args.duration, 5))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, out
+
+
+def finish_perf(perf: Any) -> None:
+    if not perf:
+        return
+    proc, out = perf
+    proc.wait(30)
+    rep = subprocess.run(["perf", "report", "-i", str(out), "--no-children", "--stdio",
+                          "--percent-limit", "2", "-g", "none"],
+                         capture_output=True, text=True)
+    lines = [ln for ln in rep.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+    print(f"# perf {out.name}:\n" + "\n".join(lines[:25]), file=sys.stderr)
+
+
+# ----------------------------------------------------------------- run ---
+
+def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    rng = random.Random(args.seed)
+    udp_port = _free_udp_port()
+    pcaps = {}
+    scenarios = [("hits 100%", 1.0), ("misses 100%", 0.0),
+                 (f"mixed {args.hit_ratio:.0%} hits", args.hit_ratio)]
+    for label, ratio in scenarios:
+        path = tmp / f"{label.split()[0]}.pcap"
+        flen = write_pcap(path, scenario_keys(ratio, args.hit_keys, rng), udp_port)
+        pcaps[label] = path
+    print(f"# pcaps: {FRAMES} frames of {flen} B, keys of {KEY_LEN} B, values of "
+          f"{VALUE_LEN} B, {args.hit_keys} hit keys", file=sys.stderr)
+    rows = []
+    with contextlib.ExitStack() as stack:
+        (tmp / "mc").mkdir()
+        backend = core.start_memcached(args.memcached, 1, 64, tmp / "mc")
+        stack.callback(backend.stop)
+        for label, ratio in scenarios:
+            row = run_switch(f"smartswitch {label}", pcaps[label],
+                             args.hit_keys if ratio > 0 else 0, backend, udp_port, args, tmp)
+            print(f"# {row['label']:32s} {row['rate']:>12,.0f} req/s  cpu {row['cpu']:.2f}",
+                  file=sys.stderr)
+            rows.append(row)
+    for mode in ("io", "macswap"):
+        row = run_testpmd(mode, pcaps["hits 100%"], args, tmp)
+        print(f"# {row['label']:32s} {row['rate']:>12,.0f} pkt/s  cpu {row['cpu']:.2f}",
+              file=sys.stderr)
+        rows.append(row)
+    return rows
+
+
+def _m(v: float | None) -> str:
+    return f"{v / 1e6:6.2f} M" if v is not None else "      -"
+
+
+def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Print the table and the ratios; return them."""
+    print(f"\n{'path':34s} {'req/s':>9s} {'per core':>9s} {'cpu':>5s} {'hits/s':>9s} "
+          f"{'fwd/s':>9s} {'tx/s':>9s}  {'thread'}")
+    for r in rows:
+        print(f"{r['label']:34s} {_m(r['rate']):>9s} {_m(r['per_cpu_s']):>9s} "
+              f"{r['cpu']:5.2f} {_m(r.get('hits')):>9s} {_m(r.get('forwarded')):>9s} "
+              f"{_m(r.get('tx')):>9s}  {r['thread']}")
+    by = {r["label"]: r for r in rows}
+    ref = by.get("testpmd macswap")
+    out: dict[str, Any] = {}
+    if ref and ref["per_cpu_s"]:
+        print(f"\nratio to testpmd macswap, per core (target >= 0.70); seed "
+              f"{SEED_PER_CORE / 1e6:.0f} M/s per core, 10 GbE {LINE_RATE_10G / 1e6:.0f} M/s:")
+        for r in rows:
+            if r is ref or not r["per_cpu_s"]:
+                continue
+            ratio = r["per_cpu_s"] / ref["per_cpu_s"]
+            out[r["label"]] = ratio
+            verdict = "" if r["label"].startswith("testpmd") else \
+                ("  ok" if ratio >= 0.7 else "  below target")
+            print(f"  {r['label']:34s} {ratio:5.2f}x  ({r['per_cpu_s'] / SEED_PER_CORE:.2f}x "
+                  f"the seed){verdict}")
+    for r in rows:
+        if r.get("dropped") or r.get("to_kernel"):
+            print(f"  note: {r['label']}: {r['dropped']} dropped, {r['to_kernel']} to the "
+                  f"kernel during the window")
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 s windows (~40 s)")
+    p.add_argument("--duration", type=float, help="measured seconds per run (10; quick 3)")
+    p.add_argument("--warmup", type=float, help="unmeasured seconds before (2; quick 1)")
+    p.add_argument("--hit-ratio", type=float, default=0.9, help="the mixed scenario (0.9)")
+    p.add_argument("--hit-keys", type=int, default=2048, help="distinct hit keys (2048)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--memcached", default=shutil.which("memcached") or "/usr/bin/memcached")
+    p.add_argument("--python", default=sys.executable,
+                   help="interpreter that runs `-m appliance` (default: this one)")
+    p.add_argument("--perf", action="store_true",
+                   help="perf record each run (bench/out/perf-switch-*.data; top symbols)")
+    p.add_argument("--json", type=Path, help="also write every result to this file")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = 3.0 if args.quick else 10.0
+    if args.warmup is None:
+        args.warmup = 1.0 if args.quick else 2.0
+    if not 0 < args.hit_ratio < 1:
+        p.error("--hit-ratio: expected a share between 0 and 1, like 0.9")
+    return args
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if os.geteuid() != 0:
+        print("bench/switch.py: DPDK (EAL, net_pcap) needs root here; run it as root",
+              file=sys.stderr)
+        return 2
+    if not Path(TESTPMD).exists():
+        print(f"bench/switch.py: {TESTPMD} not found; install Debian's `dpdk` package "
+              f"(make deps)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="ss-bench-switch-"))
+    rows: list[dict[str, Any]] = []
+    status = 0
+    try:
+        rows = run(args, tmp)
+    except (BenchError, KeyboardInterrupt) as e:
+        print(f"bench: {e}", file=sys.stderr)
+        status = 1
+    finally:
+        ratios = report(rows) if rows else {}
+        if args.json:
+            args.json.write_text(json.dumps({
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "options": {k: (str(v) if isinstance(v, Path) else v)
+                            for k, v in vars(args).items()},
+                "rows": rows, "ratios": ratios}, indent=2))
+        if args.keep or status:
+            print(f"# logs and configs kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
