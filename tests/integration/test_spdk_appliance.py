@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,8 @@ import yaml
 from pymemcache.client.base import Client
 
 from . import test_clients_pymemcache as core
-from .helpers.procs import Server, _appliance_env, appliance_config, start_appliance
+from .helpers.procs import (Server, _appliance_env, appliance_config, free_port,
+                            start_appliance)
 from .helpers.spdk_target import SpdkTarget, start_spdk_tgt
 
 pytestmark = pytest.mark.spdk
@@ -38,11 +38,6 @@ MIB = 1024 * 1024
 IMAGE_MIB = 192
 KEYS = 3000
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +61,7 @@ def config_path(tmp_path_factory: pytest.TempPathFactory, target: SpdkTarget) ->
     cfg["storage"]["devices"] = [{
         "name": "nvme0", "kind": "spdk", "rpc_socket": str(target.sock),
         "transport": "aio", "path": str(image), "block_size": 4096,
-        "export": f"127.0.0.1:{_free_port()}",
+        "export": f"127.0.0.1:{free_port()}",
     }]
     cfg["storage"]["pools"] = [{"name": "items", "device": "nvme0", "size": "50%",
                                 "role": "memcached", "segment_size": "4MiB"}]
@@ -158,7 +153,7 @@ def test_grow_on_reload_while_serving(target: SpdkTarget,
     cfg["storage"]["devices"] = [{
         "name": "nvme1", "kind": "spdk", "rpc_socket": str(target.sock),
         "transport": "aio", "path": str(image), "block_size": 4096,
-        "export": f"127.0.0.1:{_free_port()}", "export_nqn": "nqn.2016-06.io.smartswitch:grow",
+        "export": f"127.0.0.1:{free_port()}", "export_nqn": "nqn.2016-06.io.smartswitch:grow",
     }]
     cfg["storage"]["pools"] = [{"name": "items", "device": "nvme1", "size": "16MiB",
                                 "role": "memcached", "segment_size": "2MiB"}]

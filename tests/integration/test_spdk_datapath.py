@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from spdk_bindings import provision, rpc
 from spdk_bindings.datapath import transport_id
 
 from . import test_clients_pymemcache as core
-from .helpers.procs import REPO_ROOT
+from .helpers.procs import REPO_ROOT, free_port
 from .helpers.spdk_target import spdk_env, start_spdk_tgt
 
 pytestmark = pytest.mark.spdk
@@ -47,11 +46,6 @@ NQN = "nqn.2016-06.io.spdk:smartswitch-test"
 START_TIMEOUT_S = 60.0
 TIME_LIMIT_S = 120.0
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -82,7 +76,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         pools = [provision.SpdkPool("items", LVOL_MIB * MIB),
                  provision.SpdkPool("wrap", WRAP_MIB * MIB)]
         state = provision.apply_plan(client, provision.plan_device(client, dev, pools))
-        port = _free_port()
+        port = free_port()
         client.call("nvmf_create_transport", {"trtype": "TCP"})
         client.call("nvmf_create_subsystem", {"nqn": NQN, "allow_any_host": True,
                                               "serial_number": "SS0000000001"})
