@@ -135,4 +135,14 @@ uint32_t ss_hash_key(uint32_t kind, const void *key, size_t len);
  * cffi, by `smartswitch route`, so both agree by construction. */
 uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash);
 
+/*
+ * The first back end that usable(ctx, b) accepts, walking the ring from
+ * hash's point onward (ketama: the following points; modula: the following
+ * members), or UINT32_MAX when none is. How `eject` remaps a down owner's
+ * keys, in proxy mode and on the switch fast path alike. C only (not in the
+ * cdef).
+ */
+uint32_t ss_ring_walk(const struct ss_ring_settings *ring, uint32_t hash,
+                      int (*usable)(const void *ctx, uint32_t backend), const void *ctx);
+
 #endif

@@ -362,33 +362,16 @@ static inline bool usable(const struct px_routing *r, uint32_t b)
     return atomic_load_explicit(&r->backends[b].state, memory_order_relaxed) == SS_BACKEND_UP;
 }
 
+static int usable_cb(const void *ctx, uint32_t b)
+{
+    return usable((const struct px_routing *)ctx, b);
+}
+
 /* The first UP back end at or after the key's place on ring ri (eject). */
 static int ring_walk(const struct px_routing *r, uint32_t ri, uint32_t h)
 {
-    const struct px_ring *ring = &r->rings[ri];
-    if (ring->distribution == SS_DIST_MODULA) {
-        uint32_t start = h % ring->nmembers;
-        for (uint32_t i = 0; i < ring->nmembers; i++) {
-            uint32_t b = ring->members[(start + i) % ring->nmembers];
-            if (usable(r, b))
-                return (int)b;
-        }
-        return -1;
-    }
-    uint32_t lo = 0, hi = ring->npoints;
-    while (lo < hi) { /* first point >= h */
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (ring->points[mid].point < h)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    for (uint32_t i = 0; i < ring->npoints; i++) {
-        uint32_t b = ring->points[(lo + i) % ring->npoints].backend;
-        if (usable(r, b))
-            return (int)b;
-    }
-    return -1;
+    uint32_t b = ss_ring_walk(&r->rings[ri].view, h, usable_cb, r);
+    return b == UINT32_MAX ? -1 : (int)b;
 }
 
 /*

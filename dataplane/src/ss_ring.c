@@ -69,3 +69,37 @@ uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash)
         lo = 0;
     return ring->points[lo].backend;
 }
+
+uint32_t ss_ring_walk(const struct ss_ring_settings *ring, uint32_t hash,
+                      int (*usable)(const void *ctx, uint32_t backend), const void *ctx)
+{
+    if (ring == NULL)
+        return UINT32_MAX;
+    if (ring->distribution == SS_DIST_MODULA) {
+        if (ring->nmembers == 0 || ring->members == NULL)
+            return UINT32_MAX;
+        uint32_t start = hash % ring->nmembers;
+        for (uint32_t i = 0; i < ring->nmembers; i++) {
+            uint32_t b = ring->members[(start + i) % ring->nmembers];
+            if (usable(ctx, b))
+                return b;
+        }
+        return UINT32_MAX;
+    }
+    if (ring->npoints == 0 || ring->points == NULL)
+        return UINT32_MAX;
+    uint32_t lo = 0, hi = ring->npoints;
+    while (lo < hi) { /* first point >= hash */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ring->points[mid].point < hash)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (uint32_t i = 0; i < ring->npoints; i++) {
+        uint32_t b = ring->points[(lo + i) % ring->npoints].backend;
+        if (usable(ctx, b))
+            return b;
+    }
+    return UINT32_MAX;
+}

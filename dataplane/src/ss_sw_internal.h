@@ -87,6 +87,12 @@ struct sw_route {
     uint32_t nbackends;
     uint32_t *be_addr;            /* host order; 0 = not IPv4 */
     uint16_t *be_port;
+    /* Back-end health, refreshed from the live table every SW_HEALTH_MS: UP or
+     * not, and the policy for a down owner (eject walks the ring; fail and
+     * failover hand the packet to the kernel path). */
+    uint8_t *up;
+    uint8_t *policy;
+    uint64_t health_ms;           /* when `up` was last refreshed */
 };
 
 struct sw_rl_slot {

@@ -12,9 +12,11 @@
  * The ring is proxy mode's (ss_px_routing.c). Each lcore keeps its own copy
  * of the primary ring and the back ends' addresses, taken under the control
  * lock when the table's generation changes, so the fast path never holds a
- * pointer into a table the control plane may free. The fast path routes on
- * the primary ring only: back-end health (eject, failover) applies to the
- * socket path.
+ * pointer into a table the control plane may free. Back-end states (DOWN
+ * after failures on the socket path, or an operator's drain/eject) are copied
+ * the same way every SW_HEALTH_MS: a key whose owner is not UP goes, under
+ * `eject`, to the next UP back end on the ring (as proxy mode does); under
+ * `fail` or `failover` it is handed to the kernel path.
  */
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -24,7 +26,10 @@
 
 #include "ss_px_internal.h"
 #include "ss_server_internal.h"
+#include "ss_clock.h"
 #include "ss_sw_internal.h"
+
+#define SW_HEALTH_MS 10
 
 void sw_route_free(struct sw_route *r)
 {
@@ -32,7 +37,18 @@ void sw_route_free(struct sw_route *r)
     free((void *)r->ring.members);
     free(r->be_addr);
     free(r->be_port);
+    free(r->up);
+    free(r->policy);
     memset(r, 0, sizeof(*r));
+}
+
+/* Back ends' states of table t into d (ctl_lock held, same generation). */
+static void copy_health(struct sw_route *d, const struct px_routing *t)
+{
+    for (uint32_t i = 0; i < d->nbackends; i++)
+        d->up[i] = atomic_load_explicit(&t->backends[i].state, memory_order_relaxed) ==
+                   SS_BACKEND_UP;
+    d->health_ms = ss_clock_mono_ms();
 }
 
 /* Copy what the fast path needs of table t (ctl_lock held). Returns 0 or -ENOMEM. */
@@ -43,7 +59,9 @@ static int route_copy(struct sw_route *d, const struct px_routing *t)
     uint32_t *members = calloc(ring->nmembers ? ring->nmembers : 1, sizeof(*members));
     d->be_addr = calloc(t->nbackends, sizeof(*d->be_addr));
     d->be_port = calloc(t->nbackends, sizeof(*d->be_port));
-    if (!points || !members || !d->be_addr || !d->be_port) {
+    d->up = calloc(t->nbackends ? t->nbackends : 1, 1);
+    d->policy = calloc(t->nbackends ? t->nbackends : 1, 1);
+    if (!points || !members || !d->be_addr || !d->be_port || !d->up || !d->policy) {
         free(points);
         free(members);
         return -ENOMEM;
@@ -60,7 +78,9 @@ static int route_copy(struct sw_route *d, const struct px_routing *t)
         struct in_addr a;
         d->be_addr[i] = inet_pton(AF_INET, t->backends[i].host, &a) == 1 ? ntohl(a.s_addr) : 0;
         d->be_port[i] = (uint16_t)t->backends[i].port;
+        d->policy[i] = (uint8_t)t->backends[i].s.policy;
     }
+    copy_health(d, t);
     d->active = true;
     return 0;
 }
@@ -72,8 +92,16 @@ void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc)
     if (!g)
         return;
     uint64_t gen = atomic_load_explicit(&g->generation, memory_order_acquire);
-    if (gen == lc->route.generation)
+    if (gen == lc->route.generation) {
+        if (!lc->route.active || ss_clock_mono_ms() - lc->route.health_ms < SW_HEALTH_MS)
+            return;
+        pthread_mutex_lock(&sw->dp->ctl_lock);
+        struct px_routing *t = atomic_load(&g->routing);
+        if (t && t->generation == gen && t->nbackends == lc->route.nbackends)
+            copy_health(&lc->route, t);
+        pthread_mutex_unlock(&sw->dp->ctl_lock);
         return;
+    }
     sw_route_free(&lc->route);
     pthread_mutex_lock(&sw->dp->ctl_lock);
     struct px_routing *t = atomic_load(&g->routing);
@@ -81,6 +109,12 @@ void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc)
         sw_route_free(&lc->route); /* out of memory: standalone until the next table */
     pthread_mutex_unlock(&sw->dp->ctl_lock);
     lc->route.generation = gen;
+}
+
+static int route_up(const void *ctx, uint32_t b)
+{
+    const struct sw_route *r = ctx;
+    return b < r->nbackends && r->up[b];
 }
 
 int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p)
@@ -92,6 +126,13 @@ int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p)
         uint32_t b = ss_ring_lookup(&r->ring, h);
         if (b >= r->nbackends)
             return -1;
+        if (!r->up[b]) {
+            if (r->policy[b] != SS_POLICY_EJECT)
+                return -1;
+            b = ss_ring_walk(&r->ring, h, route_up, r);
+            if (b >= r->nbackends)
+                return -1;
+        }
         if (owner >= 0 && (uint32_t)owner != b)
             return -2;
         owner = (int)b;

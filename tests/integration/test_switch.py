@@ -8,6 +8,8 @@ carrying the service address. Each test builds and removes its namespaces.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import struct
 import subprocess
@@ -325,3 +327,28 @@ def test_flow_rules_drop_count_and_kernel(rig: Callable[..., Rig]) -> None:
     assert c["rule:icmp:packets"] >= 2
     assert c["function:to-kernel:kernel"] >= 2
     assert c["mc_hits"] == 0 and c["mc_forwarded_gets"] == 0
+
+
+def test_down_owner_is_ejected_on_the_fast_path(rig: Callable[..., Rig]) -> None:
+    """A back end marked DOWN (here by failing TCP requests through the kernel path) no
+    longer receives the fast path's misses: under `eject` they go to the next back end on
+    the ring, which answers the client directly."""
+    r = rig("l3")
+    dead, other = r.lab.backends[0], r.lab.backends[1]
+    keys = [k for k in (b"sw:eject:%d" % i for i in range(400)) if r.app_route(k) == dead]
+    probe_key, key = keys[0], keys[1]
+    assert r.tcp(other, b"set %s 0 0 5\r\nlives\r\n" % key) == b"STORED\r\n"
+    reply, src = r.get(b"get %s\r\n" % key)
+    assert reply == b"END\r\n" and src[0] == dead  # the owner is still up: sent to it
+    proc = r.lab.procs[0]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 20
+    while f"backend b0 {dead}:{MC} down after" not in r.app.log():
+        assert time.monotonic() < deadline, tail(r.app.log_path)
+        r.tcp(VIP, b"get %s\r\n" % probe_key)  # SERVER_ERROR until failure_limit is reached
+        time.sleep(0.05)
+    time.sleep(0.1)  # the fast path copies back-end states every 10 ms
+    reply, src = r.get(b"get %s\r\n" % key)
+    assert reply == b"VALUE %s 0 5\r\nlives\r\nEND\r\n" % key
+    assert src[0] == other
