@@ -26,7 +26,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -41,19 +40,9 @@ from typing import Any
 import yaml
 
 
-def _load(name: str, file: str) -> Any:
-    """Import a sibling bench script by path (bench/ is not a package)."""
-    path = Path(__file__).resolve().parent / file
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses resolve their module through it
-    spec.loader.exec_module(mod)
-    return mod
-
-
-core = _load("bench_core", "run.py")             # server and loadgen helpers
-spdk = _load("bench_device_spdk", "device_spdk.py")
+# bench/ holds scripts, not a package: Python puts the script's folder first on sys.path.
+import device_spdk as spdk  # noqa: E402  (the --spdk side)
+import run as core  # noqa: E402  (bench/run.py: servers, load generator, helpers)
 
 MIB = 1024 * 1024
 LABEL_BYTES = MIB            # appliance.config.LABEL_BYTES: pools start after it

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -47,19 +46,8 @@ from typing import Any
 import yaml
 
 
-def _load_core() -> Any:
-    """Import bench/run.py (the core benchmark) as a module, for its helpers."""
-    path = Path(__file__).resolve().parent / "run.py"
-    spec = importlib.util.spec_from_file_location("bench_core", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    # dataclasses resolve the defining module through sys.modules
-    sys.modules["bench_core"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-core = _load_core()
+# bench/ holds scripts, not a package: Python puts the script's folder first on sys.path.
+import run as core  # noqa: E402  (bench/run.py: servers, load generator, helpers)
 BenchError = core.BenchError
 Server = core.Server
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import platform
@@ -51,18 +50,8 @@ from typing import Any
 import yaml
 
 
-def _load_core() -> Any:
-    """Import bench/run.py (the core benchmark) as a module, for its helpers."""
-    path = Path(__file__).resolve().parent / "run.py"
-    spec = importlib.util.spec_from_file_location("bench_core", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_core"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-core = _load_core()
+# bench/ holds scripts, not a package: Python puts the script's folder first on sys.path.
+import run as core  # noqa: E402  (bench/run.py: servers, load generator, helpers)
 BenchError = core.BenchError
 
 SERVICE_IP = "10.77.0.1"
