@@ -97,3 +97,12 @@ def test_console_switch_state_groups_the_switch_counters(tmp_path: Path) -> None
     assert state["totals"] == {"rx_packets": 9}
     off = switch_state(parse_config("", "x.yaml", base_dir=tmp_path), None)
     assert off["enabled"] is False and "switch mode is off" in off["message"]
+
+
+def test_switch_example_is_valid(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "configs" / "switch-example.yaml"
+    config = parse_config(example.read_text(), str(example), base_dir=tmp_path)
+    s = switch_settings(config)
+    assert config.dataplane.switch and s.port == "0000:03:00.0"
+    assert [r.name for r in config.dataplane.dpdk.rules] == ["memcached", "everything-else"]
+    assert "-a" in eal_args(config) and "0000:03:00.0" in eal_args(config)
