@@ -52,6 +52,11 @@ struct px_bstat { /* one back end, one worker; written by that worker only */
     uint64_t latency_us[SS_BACKEND_LATENCY_BUCKETS];
 } __attribute__((aligned(64)));
 
+struct px_bcarried { /* px_bstat's counters, without its cache-line alignment */
+    uint64_t requests, errors, timeouts;
+    uint64_t latency_us[SS_BACKEND_LATENCY_BUCKETS];
+};
+
 struct px_backend {
     char *name, *host;
     int port;
@@ -59,6 +64,9 @@ struct px_backend {
     _Atomic uint32_t state;
     _Atomic uint32_t consecutive_failures;
     _Atomic uint64_t state_changes;
+    /* Counted by earlier routing tables for the same host:port, folded in when
+     * they are reaped (ctl_lock), so a reload does not restart the counters. */
+    struct px_bcarried carried;
 };
 
 struct px_ring {

@@ -95,6 +95,38 @@ void ss_px_free(struct ss_dataplane *dp)
 }
 
 /* Free retired tables no running worker can still hold (control thread). */
+/* Add retired table old's totals (and what it carried) to the same host:port
+ * of the current table; ctl_lock held, old no longer written by any worker. */
+static void carry_counters(struct px_routing *cur, const struct px_routing *old)
+{
+    if (!cur)
+        return;
+    for (uint32_t b = 0; b < old->nbackends; b++) {
+        const struct px_backend *ob = &old->backends[b];
+        struct px_backend *nb = NULL;
+        for (uint32_t j = 0; j < cur->nbackends && !nb; j++)
+            if (cur->backends[j].port == ob->port && strcmp(cur->backends[j].host, ob->host) == 0)
+                nb = &cur->backends[j];
+        if (!nb)
+            continue;
+        struct px_bcarried *c = &nb->carried;
+        c->requests += ob->carried.requests;
+        c->errors += ob->carried.errors;
+        c->timeouts += ob->carried.timeouts;
+        for (int i = 0; i < SS_BACKEND_LATENCY_BUCKETS; i++)
+            c->latency_us[i] += ob->carried.latency_us[i];
+        for (int w = 0; w < old->nworkers; w++) {
+            const struct px_bstat *s = &old->stats[(size_t)b * (size_t)old->nworkers + (size_t)w];
+            c->requests += s->requests;
+            c->errors += s->errors;
+            c->timeouts += s->timeouts;
+            for (int i = 0; i < SS_BACKEND_LATENCY_BUCKETS; i++)
+                c->latency_us[i] += s->latency_us[i];
+        }
+        atomic_fetch_add(&nb->state_changes, atomic_load(&ob->state_changes));
+    }
+}
+
 static void reap_retired(struct ss_dataplane *dp)
 {
     struct px_global *g = dp->px;
@@ -111,6 +143,7 @@ static void reap_retired(struct ss_dataplane *dp)
         struct px_routing *r = *pp;
         if (r->generation < low) {
             *pp = r->retired_next;
+            carry_counters(atomic_load(&g->routing), r);
             routing_free(r);
         } else {
             pp = &r->retired_next;
@@ -301,6 +334,12 @@ int ss_dataplane_backend_stats(struct ss_dataplane *dp, uint32_t idx, struct ss_
         return -ENOENT;
     }
     memset(out, 0, sizeof(*out));
+    const struct px_bcarried *c = &r->backends[idx].carried;
+    out->requests = c->requests;
+    out->errors = c->errors;
+    out->timeouts = c->timeouts;
+    for (int i = 0; i < SS_BACKEND_LATENCY_BUCKETS; i++)
+        out->latency_us[i] = c->latency_us[i];
     for (int w = 0; w < r->nworkers; w++) {
         const volatile struct px_bstat *s = ss_px_bstat(r, idx, w);
         out->requests += s->requests;

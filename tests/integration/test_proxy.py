@@ -406,6 +406,28 @@ def test_reload_keeps_clients(tmp_path: Path, pool: list[Server], proxy: Server,
     assert client.get(b"before") == b"1"
 
 
+def test_backend_counters_survive_a_reload(tmp_path: Path, pool: list[Server], proxy: Server,
+                                           client: Conn) -> None:
+    """A reload builds a new routing table; the back ends it keeps keep their counts."""
+    for i in range(40):
+        assert client.set(b"count-%d" % i, b"v") == b"STORED"
+    before = {n: int(client.stats()[f"backend:{n}:requests"]) for n in ("mc0", "mc1")}
+    assert sum(before.values()) >= 20, before
+    write_proxy_config(tmp_path, pool[:2])
+    os.kill(proxy.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "backend:mc2:state" in client.stats():
+        assert time.monotonic() < deadline, "reload not applied"
+        time.sleep(0.1)
+    # The old table is folded in once every worker has moved to the new one (~100 ms).
+    while True:
+        after = {n: int(client.stats()[f"backend:{n}:requests"]) for n in ("mc0", "mc1")}
+        if all(after[n] >= before[n] for n in before):
+            break
+        assert time.monotonic() < deadline, (before, after)
+        time.sleep(0.1)
+
+
 def test_garbage_backend(tmp_path: Path, pool: list[Server]) -> None:
     """A back end that answers garbage: SERVER_ERROR, others unaffected."""
     lsock = socket.socket()
