@@ -32,6 +32,9 @@ struct px_bconn {
     uint32_t backend;
     bool connecting;
     bool retiring;                /* not in the pool any more: close once idle */
+    bool orphan;                  /* its back end left the routing table: drains its
+                                     ops, counted nowhere (bc->backend is stale) */
+    char orphan_name[64];         /* that back end's name, for error lines */
     bool dirty;                   /* output to flush at the end of the turn */
     const char *fail_why;         /* failed synchronously: handled at the tick */
     uint32_t events;
@@ -182,14 +185,14 @@ static void bc_fail(struct ss_worker *w, struct px_bconn *bc, const char *why)
     struct px_routing *r = pw->r;
     char line[320];
     snprintf(line, sizeof(line), "SERVER_ERROR backend %s %s\r\n",
-             r ? r->backends[bc->backend].name : "?", why);
+             bc->orphan ? bc->orphan_name : r ? r->backends[bc->backend].name : "?", why);
     bc_close_fd(bc);
     bc->fail_why = NULL;
     /* An idle connection the back end closed is not a failed request: the
      * next request reconnects, and counts if that fails. */
     if (!bc->head)
         return;
-    if (r) {
+    if (r && !bc->orphan) {
         struct px_bstat *st = ss_px_bstat(r, bc->backend, w->id);
         if (strcmp(why, "timeout") == 0)
             st->timeouts++;
@@ -292,10 +295,12 @@ static void bc_pop_done(struct ss_worker *w, struct px_bconn *bc)
         bc->tail = NULL;
     bc->nops--;
     pw->outstanding--;
-    struct px_bstat *st = ss_px_bstat(pw->r, bc->backend, w->id);
-    st->in_flight--;
-    st->latency_us[latency_bucket(ss_clock_mono_ns() / 1000u - op->sent_us)]++;
-    ss_px_backend_ok(pw->r, bc->backend);
+    if (!bc->orphan) {
+        struct px_bstat *st = ss_px_bstat(pw->r, bc->backend, w->id);
+        st->in_flight--;
+        st->latency_us[latency_bucket(ss_clock_mono_ns() / 1000u - op->sent_us)]++;
+        ss_px_backend_ok(pw->r, bc->backend);
+    }
     ss_px_op_done(w, op, NULL);
 }
 
@@ -570,6 +575,13 @@ void ss_px_worker_adopt(struct ss_worker *w, struct px_routing *r)
                     for (struct px_op *op = bc->head; op; op = op->next)
                         op->backend = (uint32_t)nb;
                     pw->pool[(size_t)nb * pw->cpb + i] = bc;
+                } else if (nb < 0 && bc->fd >= 0 && !bc->connecting && !bc->fail_why) {
+                    /* The back end left the table: let what it was asked finish
+                     * (each op keeps its deadline), then close. */
+                    snprintf(bc->orphan_name, sizeof(bc->orphan_name), "%s",
+                             old->backends[b].name);
+                    bc->orphan = true;
+                    bc->retiring = true;
                 } else {
                     pw->r = old; /* names for the error lines */
                     if (bc->head)

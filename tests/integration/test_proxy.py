@@ -406,6 +406,53 @@ def test_reload_keeps_clients(tmp_path: Path, pool: list[Server], proxy: Server,
     assert client.get(b"before") == b"1"
 
 
+def test_reload_lets_requests_to_a_removed_backend_finish(tmp_path: Path,
+                                                           pool: list[Server]) -> None:
+    """A request in flight to a back end that a reload removes is answered by it (the
+    connection drains, then closes) instead of failing with SERVER_ERROR."""
+    from appliance import reload, ring
+    from appliance.config import load_config
+
+    def long_timeouts(path: Path) -> Path:
+        cfg = yaml.safe_load(path.read_text())
+        cfg["backend_defaults"]["request_timeout"] = "5s"  # the stall below must not time out
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    path = long_timeouts(write_proxy_config(tmp_path, pool))
+    config = load_config(path, base_dir=tmp_path)
+    table = reload.build_ring(config, config.backends)
+    key = next(k for k in (b"drain-%d" % i for i in range(500))
+               if ring.owner(table, k, config.routing.hash) == 2)
+    c = Conn(pool[2].addr)
+    try:
+        assert c.set(key, b"drained") == b"STORED"  # only there: a local miss, forwarded
+    finally:
+        c.close()
+    app = start_appliance(path)
+    client, watcher = Conn(app.addr), Conn(app.addr)
+    try:
+        os.kill(pool[2].pid, signal.SIGSTOP)
+        try:
+            client.send(b"get %s\r\n" % key)  # stalls at the stopped owner
+            time.sleep(0.2)
+            long_timeouts(write_proxy_config(tmp_path, pool[:2]))
+            os.kill(app.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "backend:mc2:state" in watcher.stats():
+                assert time.monotonic() < deadline, "reload not applied"
+                time.sleep(0.05)
+        finally:
+            os.kill(pool[2].pid, signal.SIGCONT)
+        assert client.line() == b"VALUE %s 0 7" % key
+        assert client.line() == b"drained"
+        assert client.line() == b"END"
+    finally:
+        client.close()
+        watcher.close()
+        app.terminate()
+
+
 def test_backend_counters_survive_a_reload(tmp_path: Path, pool: list[Server], proxy: Server,
                                            client: Conn) -> None:
     """A reload builds a new routing table; the back ends it keeps keep their counts."""
