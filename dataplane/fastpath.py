@@ -13,6 +13,7 @@ version differs from EXPECTED_ABI_VERSION.
 
 from __future__ import annotations
 
+import functools
 import dataclasses
 import errno as _errno
 import os
@@ -106,6 +107,13 @@ _ERRORS: dict[int, type[DataplaneError]] = {
                 PermissionDeniedError, InvalidArgumentError, IndexCorruptError)
     for code in cls.errno_codes
 }
+
+
+def c_string(ffi: Any, keep: list[Any], text: str) -> Any:
+    """A NUL-terminated copy of text for a C struct field; kept alive in keep."""
+    buf = ffi.new("char[]", text.encode())
+    keep.append(buf)
+    return buf
 
 
 def _check(rc: int, what: str) -> int:
@@ -259,10 +267,7 @@ class Dataplane:
         ffi, lib = load()
         keep: list[Any] = []
 
-        def cstr(text: str) -> Any:
-            buf = ffi.new("char[]", text.encode())
-            keep.append(buf)
-            return buf
+        cstr = functools.partial(c_string, ffi, keep)
 
         s = ffi.new("struct ss_dataplane_settings *")
         keep.append(s)
@@ -635,10 +640,7 @@ def _routing_cdata(ffi: Any, r: RoutingSettings) -> tuple[Any, list[Any]]:
     """Build struct ss_routing_settings; returns it and the buffers it points into."""
     keep: list[Any] = []
 
-    def cstr(text: str) -> Any:
-        buf = ffi.new("char[]", text.encode())
-        keep.append(buf)
-        return buf
+    cstr = functools.partial(c_string, ffi, keep)
 
     backends = ffi.new("struct ss_backend_settings[]", len(r.backends))
     keep.append(backends)

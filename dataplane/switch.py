@@ -8,11 +8,12 @@ packet.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataplane.fastpath import Dataplane, DataplaneError, _check, load
+from dataplane.fastpath import Dataplane, DataplaneError, _check, c_string, load
 
 _ERR_LEN = 512
 
@@ -109,10 +110,7 @@ class Switch:
         ffi, lib = load()
         keep: list[Any] = []
 
-        def cstr(text: str) -> Any:
-            buf = ffi.new("char[]", text.encode())
-            keep.append(buf)
-            return buf
+        cstr = functools.partial(c_string, ffi, keep)
 
         c = ffi.new("struct ss_switch_settings *")
         keep.append(c)

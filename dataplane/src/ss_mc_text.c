@@ -524,6 +524,8 @@ int ss_mc_process(struct ss_conn *c)
     unsigned ncmd = 0;
     c->rneed = 0;
     unsent_mark = c->out.len;
+    /* Service time: one clock read per command, its end being the next one's start. */
+    uint64_t t0 = ss_clock_mono_ns();
     while (c->rpos < c->rlen) {
         if (c->out.len >= SS_CONN_OUT_HIGH_WATER)
             break; /* resumed by the server once the replies have drained */
@@ -555,14 +557,14 @@ int ss_mc_process(struct ss_conn *c)
         if (ss_px_client_full(c))
             break; /* resumed once owed replies have gone out */
         struct px_slot *behind = ss_px_out_begin(c);
-        uint64_t t0 = ss_clock_mono_ns();
         enum cmd_result r = dispatch(c, start, len, nl + 1, avail - line_bytes, line_bytes,
                                      &extra);
         ss_px_out_end(c, behind);
         if (r != CMD_AGAIN) { /* a command waiting for its value is timed when whole */
-            uint64_t ns = ss_clock_mono_ns() - t0;
-            c->w->latency_ns[ss_latency_bucket(ns)]++;
-            c->w->latency_ns_sum += ns;
+            uint64_t t1 = ss_clock_mono_ns();
+            c->w->latency_ns[ss_latency_bucket(t1 - t0)]++;
+            c->w->latency_ns_sum += t1 - t0;
+            t0 = t1;
         }
         if (ss_mc_out_failed()) {
             c->close_after_write = 1;

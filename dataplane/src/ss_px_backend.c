@@ -558,11 +558,7 @@ void ss_px_worker_adopt(struct ss_worker *w, struct px_routing *r)
     }
     if (old) {
         for (uint32_t b = 0; b < old->nbackends; b++) {
-            int nb = -1;
-            for (uint32_t j = 0; r && j < r->nbackends; j++)
-                if (r->backends[j].port == old->backends[b].port &&
-                    strcmp(r->backends[j].host, old->backends[b].host) == 0)
-                    nb = (int)j;
+            int nb = ss_px_backend_index(r, old->backends[b].host, old->backends[b].port);
             for (uint32_t i = 0; i < oldcpb; i++) {
                 struct px_bconn *bc = oldpool[(size_t)b * oldcpb + i];
                 if (!bc)

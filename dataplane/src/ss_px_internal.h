@@ -200,6 +200,8 @@ void ss_px_free(struct ss_dataplane *dp);
 void ss_px_housekeep(struct ss_dataplane *dp);
 /* Route a key; returns the back-end index, or -1 with *why set (fail policy). */
 int ss_px_route(const struct px_routing *r, const char *key, size_t nkey, const char **why);
+/* The index in r of the back end at host:port, or -1 (a reload matches tables by it). */
+int ss_px_backend_index(const struct px_routing *r, const char *host, int port);
 uint32_t ss_px_epoch_slot(const char *key, size_t nkey);
 uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot);
 void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot);

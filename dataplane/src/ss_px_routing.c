@@ -95,6 +95,14 @@ void ss_px_free(struct ss_dataplane *dp)
 }
 
 /* Free retired tables no running worker can still hold (control thread). */
+int ss_px_backend_index(const struct px_routing *r, const char *host, int port)
+{
+    for (uint32_t j = 0; r && j < r->nbackends; j++)
+        if (r->backends[j].port == port && strcmp(r->backends[j].host, host) == 0)
+            return (int)j;
+    return -1;
+}
+
 /* Add retired table old's totals (and what it carried) to the same host:port
  * of the current table; ctl_lock held, old no longer written by any worker. */
 static void carry_counters(struct px_routing *cur, const struct px_routing *old)
@@ -103,12 +111,10 @@ static void carry_counters(struct px_routing *cur, const struct px_routing *old)
         return;
     for (uint32_t b = 0; b < old->nbackends; b++) {
         const struct px_backend *ob = &old->backends[b];
-        struct px_backend *nb = NULL;
-        for (uint32_t j = 0; j < cur->nbackends && !nb; j++)
-            if (cur->backends[j].port == ob->port && strcmp(cur->backends[j].host, ob->host) == 0)
-                nb = &cur->backends[j];
-        if (!nb)
+        int j = ss_px_backend_index(cur, ob->host, ob->port);
+        if (j < 0)
             continue;
+        struct px_backend *nb = &cur->backends[j];
         struct px_bcarried *c = &nb->carried;
         c->requests += ob->carried.requests;
         c->errors += ob->carried.errors;
