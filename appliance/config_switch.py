@@ -198,7 +198,7 @@ class DpdkConfig:
     """`dataplane.dpdk`: EAL, the port, the service address, rewrite, rules."""
 
     NOUN = ("DPDK settings (lcores, memory, no_huge, vdevs, pci_allow, eal_extra, port, "
-            "service, rewrite, backend_macs, exception, mbufs, rate_limit, rules)")
+            "service, rewrite, backend_macs, exception, mbufs, reply_cache, rate_limit, rules)")
 
     lcores: int = setting(scalar(int_range(1, LCORES_MAX, "a number of fast-path threads")), 1)
     memory: int = setting(scalar(size_range(64 * 1024**2, 2**40)), "256MiB")
@@ -216,6 +216,9 @@ class DpdkConfig:
         lambda node, path, ctx: None if node.value is None
         else build(ExceptionConfig, node, path, ctx), {})
     mbufs: int = setting(scalar(int_range(1023, 1 << 24, "a number of packet buffers")), 8191)
+    # Per lcore: finished get replies of small items, served without a lock
+    # (ss_sw_reply_cache.c); 0 turns it off.
+    reply_cache: int = setting(scalar(size_range(0, 2**32)), "4MiB")
     rate_limit: RateLimitConfig = setting(section(RateLimitConfig), {})
     # null: one rule sending memcached UDP through [memcached-cache,
     # memcached-route]; everything else goes to the kernel.

@@ -54,6 +54,7 @@ class SwitchSettings:
     mbufs: int
     rate_limit_pps: int
     rate_limit_burst: int
+    reply_cache_bytes: int = 0
     rules: tuple[Rule, ...] = field(default_factory=tuple)
 
 
@@ -127,6 +128,7 @@ class Switch:
         c.mbufs = s.mbufs
         c.rate_limit_pps = s.rate_limit_pps
         c.rate_limit_burst = s.rate_limit_burst
+        c.reply_cache_bytes = s.reply_cache_bytes
         rules = ffi.new("struct ss_sw_rule[]", max(1, len(s.rules)))
         keep.append(rules)
         for i, r in enumerate(s.rules):

@@ -202,6 +202,7 @@ struct ss_switch_settings {
     uint32_t mbufs;
     uint32_t rate_limit_pps;
     uint32_t rate_limit_burst;
+    uint64_t reply_cache_bytes;
     const struct ss_sw_rule *rules;
     uint32_t nrules;
 };

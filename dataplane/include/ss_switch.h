@@ -103,6 +103,9 @@ enum ss_sw_rewrite { SS_SW_REWRITE_L3 = 0, SS_SW_REWRITE_L2 = 1 };
     X(mc_no_route)       /* no ring (standalone), a miss answered locally */       \
     X(mc_no_mac)         /* the owner's MAC is unknown yet: to the kernel */       \
     X(mc_split)          /* keys owned by different back ends: to the kernel */    \
+    X(mc_reply_cache_hits)  /* gets answered from the lcore's reply cache */        \
+    X(mc_reply_cache_fills)                                                        \
+    X(mc_reply_cache_stale) /* an entry a write or flush made invalid */           \
     X(alloc_failed)                                                                \
     X(rate_limited)
 
@@ -127,6 +130,7 @@ struct ss_switch_settings {
     uint32_t mbufs;              /* packet buffers in the pool */
     uint32_t rate_limit_pps;     /* rate-limit: packets per second per source */
     uint32_t rate_limit_burst;
+    uint64_t reply_cache_bytes;  /* per lcore; 0 = no reply cache */
     const struct ss_sw_rule *rules; /* first match wins; none matching: kernel */
     uint32_t nrules;
 };

@@ -169,6 +169,7 @@ static void commit_failed(struct ss_store *st)
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         struct ss_stripe *s = &st->stripes[i];
         pthread_mutex_lock(&s->lock);
+        atomic_fetch_add(&st->copy_gen[i], 1); /* copies outside the store too */
         struct ss_pend_map *m = &s->committing;
         for (uint32_t b = 0; b < m->nbuckets; b++) {
             for (struct ss_pend *p = m->buckets[b]; p; p = p->next) {

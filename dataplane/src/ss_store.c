@@ -58,6 +58,25 @@ static int persist_u64(struct ss_store *st, const char *name, uint64_t v)
 }
 
 /* Apply a delayed flush_all whose time has come (any thread, any time). */
+/* Copies outside the store (ss_store_copy_token): an item of the locked
+ * stripe is about to change, or every item is (flush_all). */
+static inline void copies_stale(struct ss_store_thread *t)
+{
+    atomic_fetch_add_explicit(&t->store->copy_gen[t->locked_stripe], 1, memory_order_release);
+}
+
+static void copies_flush_due(struct ss_store *st)
+{
+    if (!(atomic_load(&st->copy_flush_gen) & 1))
+        atomic_fetch_add(&st->copy_flush_gen, 1);
+}
+
+static void copies_flushed(struct ss_store *st)
+{
+    atomic_fetch_or(&st->copy_flush_gen, 1);
+    atomic_fetch_add(&st->copy_flush_gen, 1);
+}
+
 static void apply_due_flush(struct ss_store *st, int64_t now)
 {
     int64_t due = atomic_load_explicit(&st->pending_flush_at, memory_order_relaxed);
@@ -66,6 +85,7 @@ static void apply_due_flush(struct ss_store *st, int64_t now)
     if (!atomic_compare_exchange_strong(&st->pending_flush_at, &due, 0))
         return;
     atomic_store(&st->flush_seq, atomic_load(&st->next_seq));
+    copies_flushed(st);
     persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
     int64_t none = 0;
     ss_index_meta_put(st, "pending_flush", &none, sizeof(none));
@@ -139,6 +159,8 @@ static int load_marks(struct ss_store *st)
     int64_t pending = 0;
     ss_index_meta_get(st, "pending_flush", &pending, sizeof(pending));
     atomic_store(&st->pending_flush_at, pending);
+    if (pending)
+        copies_flush_due(st);
     return 0;
 }
 
@@ -415,6 +437,7 @@ static void del_entry(struct ss_store_thread *t, const void *key, size_t nkey)
 /* Remove a dead or unreadable item from both tiers (lock held). */
 static void drop_item(struct ss_store_thread *t, const void *key, size_t nkey)
 {
+    copies_stale(t);
     ss_hot_remove(&t->store->stripes[t->locked_stripe], t->locked_hash, key, nkey);
     del_entry(t, key, nkey);
 }
@@ -491,6 +514,7 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
         return -E2BIG;
     int64_t now = ss_clock_unix_seconds();
     apply_due_flush(st, now); /* a write after the due time must survive it */
+    copies_stale(t);
     uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
     struct ss_index_entry e = {
         .cas = it->cas ? it->cas : seq,
@@ -537,6 +561,7 @@ int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey
                          const struct ss_item *it)
 {
     struct ss_store *st = t->store;
+    copies_stale(t);
     struct ss_hot_item *hi = ss_hot_get(&st->stripes[t->locked_stripe], t->locked_hash, key, nkey);
     struct ss_index_entry e;
     int rc = lookup_entry(t, key, nkey, &e);
@@ -584,9 +609,11 @@ int ss_store_flush_all(struct ss_store_thread *t, int64_t when)
     if (when <= ss_clock_unix_seconds()) {
         atomic_store(&st->pending_flush_at, 0);
         atomic_store(&st->flush_seq, atomic_load(&st->next_seq));
+        copies_flushed(st);
         persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
     } else {
         atomic_store(&st->pending_flush_at, when);
+        copies_flush_due(st);
     }
     int64_t pending = atomic_load(&st->pending_flush_at);
     ss_index_meta_put(st, "pending_flush", &pending, sizeof(pending));

@@ -188,7 +188,25 @@ struct ss_store {
     uint32_t (*filter_hint_blocks)[8];
     uint64_t filter_hint_nblocks;
     uint64_t filter_rebuilds;
+
+    /* Copies of items kept outside the store (the switch's per-lcore reply
+     * cache, ss_sw_mc.c) stay valid while these are unchanged: one counter
+     * per stripe, bumped under its lock before any item of it changes, and
+     * one for flush_all, odd while a delayed flush is due. */
+    _Atomic uint32_t copy_flush_gen __attribute__((aligned(64)));
+    _Atomic uint32_t copy_gen[SS_STRIPES] __attribute__((aligned(64)));
 };
+
+/* What a copy of the item with this hash, made under its stripe lock,
+ * depends on; compare it again before serving the copy. A token with
+ * SS_COPY_FLUSH_DUE set must not be used (a delayed flush_all is due). */
+#define SS_COPY_FLUSH_DUE (1ull << 32)
+static inline uint64_t ss_store_copy_token(struct ss_store *st, uint64_t hash)
+{
+    uint64_t f = atomic_load_explicit(&st->copy_flush_gen, memory_order_acquire);
+    return f << 32 |
+           atomic_load_explicit(&st->copy_gen[hash & (SS_STRIPES - 1)], memory_order_acquire);
+}
 
 /* ss_hot.c: every call with the stripe's lock held */
 int ss_hot_init(struct ss_stripe *s);

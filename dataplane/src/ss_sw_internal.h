@@ -6,6 +6,8 @@
  *   ss_sw_flow.c     flow rules and function chains
  *   ss_sw_mc.c       memcached-cache: hits answered from the store
  *   ss_sw_route.c    memcached-route: the ring's owner, l2/l3 rewrite
+ *   ss_sw_reply_cache.c  each lcore's cache of finished get replies
+ *   ss_sw_csum.h     the Internet checksum, 32 bits at a time
  */
 #ifndef SS_SW_INTERNAL_H
 #define SS_SW_INTERNAL_H
@@ -108,6 +110,17 @@ struct sw_rule {
     uint32_t nchain;
 };
 
+/* One reply cached by an lcore (ss_sw_reply_cache.c): 4 cache lines. */
+struct sw_rc_entry {
+    uint64_t khash;               /* ss_hash64 of the key; 0 = empty */
+    uint64_t token;               /* ss_store_copy_token when filled */
+    int64_t exptime;              /* the item's; 0 = never */
+    uint64_t psum;                /* sw_csum_add of the payload */
+    uint16_t nkey, plen;
+    uint32_t pad;
+    char data[256 - 40];          /* the key, then the payload (VALUE .. END) */
+};
+
 struct sw_lcore {
     uint64_t ctr[SW_C__COUNT];
     uint64_t rule_hits[SS_SW_RULES_MAX];
@@ -124,6 +137,9 @@ struct sw_lcore {
     uint16_t nb_tx_kernel;
     struct rte_mbuf *reply[SW_REPLY_DATAGRAMS_MAX];
     char scratch[SW_MC_DATAGRAM];  /* the request's payload while the reply overwrites it */
+    struct sw_rc_entry *rc;        /* reply cache; NULL = off */
+    uint32_t rc_mask;
+    int64_t now_s;                 /* unix seconds, read once per burst */
     int id;
     _Atomic int running;
 } __attribute__((aligned(64)));
@@ -166,6 +182,21 @@ void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc);
 void sw_route_free(struct sw_route *r);
 /* The owner back end of every key of p, or -1 (none, or -2: keys split). */
 int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p);
+
+/* ss_sw_reply_cache.c */
+int sw_rc_init(struct sw_lcore *lc, uint64_t bytes);
+void sw_rc_free(struct sw_lcore *lc);
+static inline struct sw_rc_entry *sw_rc_slot(struct sw_lcore *lc, uint64_t khash)
+{
+    /* The stripe takes the hash's low bits, the DRAM buckets the next ones. */
+    return &lc->rc[(khash >> 40) & lc->rc_mask];
+}
+/* The valid entry for this key, or NULL. */
+const struct sw_rc_entry *sw_rc_lookup(struct sw_lcore *lc, struct ss_store *st, uint64_t khash,
+                                       const char *key, size_t nkey);
+/* Keep a reply payload (the key's stripe locked, t->locked_hash its hash). */
+void sw_rc_fill(struct sw_lcore *lc, const struct ss_store_thread *t, const char *key,
+                size_t nkey, int64_t exptime, const char *payload, size_t plen);
 
 /* ss_sw_port.c */
 /* Queue m for the network port (flushing when the queue is full). */

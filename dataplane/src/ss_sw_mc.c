@@ -17,6 +17,7 @@
 #include "ss_hash.h"
 #include "ss_mc_internal.h"
 #include "ss_px_internal.h"
+#include "ss_sw_csum.h"
 #include "ss_sw_internal.h"
 
 struct sw_writer {
@@ -95,7 +96,7 @@ static void finish_datagram(struct rte_mbuf *m, const struct rte_ether_hdr *eth,
         .src_addr = ip->dst_addr,
         .dst_addr = ip->src_addr,
     };
-    i->hdr_checksum = rte_ipv4_cksum(i);
+    i->hdr_checksum = sw_ipv4_cksum(i);
     u->src_port = udp->dst_port;
     u->dst_port = udp->src_port;
     u->dgram_len = rte_cpu_to_be_16(l4);
@@ -107,7 +108,7 @@ static void finish_datagram(struct rte_mbuf *m, const struct rte_ether_hdr *eth,
     h[5] = (uint8_t)total;
     h[6] = h[7] = 0;
     u->dgram_cksum = 0;
-    u->dgram_cksum = rte_ipv4_udptcp_cksum(i, u);
+    u->dgram_cksum = sw_udp_cksum(i, u, 0, 0);
     m->l2_len = sizeof(*e);
     m->l3_len = sizeof(*i);
 }
@@ -127,12 +128,57 @@ static void invalidate(struct ss_switch *sw, struct sw_lcore *lc, const struct s
 }
 
 /*
+ * Turn request p into its one-datagram reply in place: the payload (plen
+ * bytes) is already written after the frame header. Addresses and ports are
+ * swapped and lengths and checksums set; `psum`, when `have_sum`, is the
+ * payload's precomputed sum, so only the headers are summed.
+ */
+static void reply_in_place(struct ss_switch *sw, struct sw_pkt *p, size_t plen, bool have_sum,
+                           uint64_t psum)
+{
+    struct rte_mbuf *m = p->m;
+    struct rte_ether_hdr *eth = p->eth;
+    struct rte_ipv4_hdr *ip = p->ip;
+    struct rte_udp_hdr *udp = p->udp;
+    uint16_t l4 = (uint16_t)(sizeof(*udp) + SW_MC_HDR + plen);
+
+    rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
+    rte_ether_addr_copy(&sw->mac, &eth->src_addr);
+    uint32_t a = ip->src_addr;
+    ip->src_addr = ip->dst_addr;
+    ip->dst_addr = a;
+    ip->total_length = rte_cpu_to_be_16((uint16_t)(l4 + sizeof(*ip)));
+    ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+    ip->time_to_live = 64;
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = sw_ipv4_cksum(ip);
+    uint16_t port = udp->src_port;
+    udp->src_port = udp->dst_port;
+    udp->dst_port = port;
+    udp->dgram_len = rte_cpu_to_be_16(l4);
+    /* Frame header: the request id stays; datagram 0 of 1, reserved 0. */
+    static const uint8_t one_of_one[6] = {0, 0, 0, 1, 0, 0};
+    memcpy((uint8_t *)(udp + 1) + 2, one_of_one, sizeof(one_of_one));
+    udp->dgram_cksum = 0;
+    udp->dgram_cksum = sw_udp_cksum(ip, udp, have_sum ? sizeof(*udp) + SW_MC_HDR : 0, psum);
+    m->data_len = m->pkt_len = (uint16_t)(SW_L2L4 + SW_MC_HDR + plen);
+}
+
+static void count_one_hit(struct sw_lcore *lc)
+{
+    lc->ctr[SW_C_mc_keys_hit]++;
+    lc->ctr[SW_C_mc_hits]++;
+    lc->ctr[SW_C_mc_reply_datagrams]++;
+}
+
+/*
  * A get or gets of one key, the common case, without the general writer:
+ * first the lcore's reply cache (get only, no lock); then the store, where
  * the key is looked up before anything is copied, so a miss in proxy mode
  * leaves the packet untouched for memcached-route; a hit whose reply fits
- * one datagram is written straight into the request's mbuf. Returns DONE,
- * NEXT (a miss with a ring), or SS_SW_V__COUNT: use the general path
- * (standalone misses, replies of more than one datagram).
+ * one datagram is written straight into the request's mbuf (and kept in the
+ * reply cache). Returns DONE, NEXT (a miss with a ring), or SS_SW_V__COUNT:
+ * use the general path (standalone misses, replies of more than one datagram).
  */
 static enum ss_sw_verdict mc_cache_one(struct ss_switch *sw, struct sw_lcore *lc,
                                        struct sw_pkt *p)
@@ -142,10 +188,26 @@ static enum ss_sw_verdict mc_cache_one(struct ss_switch *sw, struct sw_lcore *lc
     const char *key = p->keys[0];
     size_t nkey = p->nkey[0];
     bool with_cas = p->mc_cmd == SW_MC_GETS;
+    uint64_t khash = p->khash ? p->khash : ss_hash64(key, nkey);
+    size_t room = rte_pktmbuf_tailroom(m) + m->data_len - SW_L2L4 - SW_MC_HDR;
+    if (room > SW_MC_PAYLOAD)
+        room = SW_MC_PAYLOAD;
+
+    if (lc->rc && !with_cas) {
+        const struct sw_rc_entry *e = sw_rc_lookup(lc, t->store, khash, key, nkey);
+        if (e && e->plen <= room) {
+            memcpy(payload_of(m), e->data + e->nkey, e->plen);
+            reply_in_place(sw, p, e->plen, true, e->psum);
+            count_one_hit(lc);
+            lc->ctr[SW_C_mc_reply_cache_hits]++;
+            sw_tx_port(sw, lc, m);
+            return SS_SW_V_DONE;
+        }
+    }
+
     struct ss_item it;
     char hdr[SS_MC_VALUE_HDR_MAX];
-
-    ss_store_lock_hash(t, p->khash ? p->khash : ss_hash64(key, nkey));
+    ss_store_lock_hash(t, khash);
     int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE);
     if (rc != 0 || (with_cas && (it.bits & SS_MC_ITEM_CAS_UNKNOWN))) {
         ss_store_unlock(t);
@@ -156,24 +218,20 @@ static enum ss_sw_verdict mc_cache_one(struct ss_switch *sw, struct sw_lcore *lc
     size_t hlen = ss_mc_value_header(hdr, key, nkey, it.flags, t->value_len,
                                      with_cas ? &it.cas : NULL);
     size_t plen = hlen + t->value_len + sizeof("\r\nEND\r\n") - 1;
-    if (plen > SW_MC_PAYLOAD ||
-        rte_pktmbuf_tailroom(m) + m->data_len < SW_L2L4 + SW_MC_HDR + plen) {
+    if (plen > room) {
         ss_store_unlock(t);
         return SS_SW_V__COUNT;
     }
-    const struct rte_ether_hdr eth = *p->eth;
-    const struct rte_ipv4_hdr ip = *p->ip;
-    const struct rte_udp_hdr udp = *p->udp;
     char *pos = payload_of(m);
     memcpy(pos, hdr, hlen);
     memcpy(pos + hlen, t->value, t->value_len);
     memcpy(pos + hlen + t->value_len, "\r\nEND\r\n", 7);
+    if (lc->rc && !with_cas)
+        /* The request's key is overwritten by now; the VALUE line has it. */
+        sw_rc_fill(lc, t, hdr + sizeof("VALUE ") - 1, nkey, it.exptime, pos, plen);
     ss_store_unlock(t);
-    m->data_len = m->pkt_len = (uint16_t)(SW_L2L4 + SW_MC_HDR + plen);
-    finish_datagram(m, &eth, &ip, &udp, p->reqid, 0, 1);
-    lc->ctr[SW_C_mc_keys_hit]++;
-    lc->ctr[SW_C_mc_hits]++;
-    lc->ctr[SW_C_mc_reply_datagrams]++;
+    reply_in_place(sw, p, plen, false, 0);
+    count_one_hit(lc);
     sw_tx_port(sw, lc, m);
     return SS_SW_V_DONE;
 }

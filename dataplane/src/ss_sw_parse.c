@@ -10,13 +10,12 @@
  * stack. The memcached command line is looked at lazily, only when a
  * memcached function asks.
  */
-/* rte_ipv4_udptcp_cksum_verify is an inline marked experimental in 22.11. */
-#define ALLOW_EXPERIMENTAL_API
 #include <string.h>
 
 #include <rte_byteorder.h>
 
 #include "ss_hash.h"
+#include "ss_sw_csum.h"
 #include "ss_sw_internal.h"
 
 static inline bool is_our_mac(const struct ss_switch *sw, const struct rte_ether_addr *a)
@@ -76,7 +75,8 @@ enum sw_parse_res sw_parse(struct ss_switch *sw, struct sw_lcore *lc, struct sw_
      * not written back); net_pcap and af_packet say UNKNOWN. */
     uint64_t ipck = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
     if (ipck == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
-        (ipck == RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN && rte_ipv4_cksum(ip) != 0)) {
+        (ipck == RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN &&
+         (ihl == sizeof(*ip) ? sw_ipv4_cksum(ip) : rte_ipv4_cksum(ip)) != 0)) {
         /* rte_ipv4_cksum over a header with a correct checksum gives 0
          * (the sum of all words including the checksum is 0xffff). */
         lc->ctr[SW_C_bad_ip_checksum]++;
@@ -116,7 +116,7 @@ enum sw_parse_res sw_parse(struct ss_switch *sw, struct sw_lcore *lc, struct sw_
     uint64_t l4ck = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
     if (udp->dgram_cksum != 0 &&
         (l4ck == RTE_MBUF_F_RX_L4_CKSUM_BAD ||
-         (l4ck == RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN && rte_ipv4_udptcp_cksum_verify(ip, udp) != 0))) {
+         (l4ck == RTE_MBUF_F_RX_L4_CKSUM_UNKNOWN && sw_udp_check(ip, udp) != 0))) {
         lc->ctr[SW_C_bad_udp_checksum]++;
         return SW_PARSE_DROP;
     }

@@ -25,6 +25,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 
+#include "ss_clock.h"
 #include "ss_dataplane.h"
 #include "ss_sw_internal.h"
 
@@ -147,7 +148,7 @@ struct ss_switch *ss_switch_create(struct ss_dataplane *dp, const struct ss_swit
     for (uint32_t i = 0; i < s->lcores; i++) {
         sw->lcores[i].id = (int)i;
         sw->lcores[i].rl = rte_zmalloc("ss_sw_rl", sizeof(struct sw_rl_slot) * SW_RL_SLOTS, 64);
-        if (!sw->lcores[i].rl)
+        if (!sw->lcores[i].rl || sw_rc_init(&sw->lcores[i], s->reply_cache_bytes) < 0)
             goto nomem;
     }
     bool promisc = !rte_is_same_ether_addr(&port_mac, &sw->mac);
@@ -310,6 +311,7 @@ int ss_switch_run(struct ss_switch *sw, int lcore)
     unsigned idle = 0;
     while (!atomic_load_explicit(&sw->stopping, memory_order_relaxed)) {
         sw_route_adopt(sw, lc);
+        lc->now_s = ss_clock_unix_seconds();
         uint16_t n = sw_rx_network(sw, lc);
         flush(sw, lc);
         n += sw_rx_kernel(sw, lc);
@@ -346,8 +348,10 @@ void ss_switch_destroy(struct ss_switch *sw)
         rte_eth_dev_close(sw->tap_id);
     }
     if (sw->lcores) {
-        for (uint32_t i = 0; i < sw->s.lcores; i++)
+        for (uint32_t i = 0; i < sw->s.lcores; i++) {
             rte_free(sw->lcores[i].rl);
+            sw_rc_free(&sw->lcores[i]);
+        }
         rte_free(sw->lcores);
     }
     rte_mempool_free(sw->pool);
