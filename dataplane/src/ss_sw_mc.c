@@ -131,7 +131,10 @@ static void invalidate(struct ss_switch *sw, struct sw_lcore *lc, const struct s
  * Turn request p into its one-datagram reply in place: the payload (plen
  * bytes) is already written after the frame header. Addresses and ports are
  * swapped and lengths and checksums set; `psum`, when `have_sum`, is the
- * payload's precomputed sum, so only the headers are summed.
+ * payload's precomputed sum. Both checksums are summed from the fields'
+ * values rather than by reading the headers back: a wide load over the
+ * narrow stores just made stalls on store forwarding. Swapping addresses or
+ * ports does not change a sum.
  */
 static void reply_in_place(struct ss_switch *sw, struct sw_pkt *p, size_t plen, bool have_sum,
                            uint64_t psum)
@@ -141,26 +144,43 @@ static void reply_in_place(struct ss_switch *sw, struct sw_pkt *p, size_t plen, 
     struct rte_ipv4_hdr *ip = p->ip;
     struct rte_udp_hdr *udp = p->udp;
     uint16_t l4 = (uint16_t)(sizeof(*udp) + SW_MC_HDR + plen);
+    uint16_t l4_be = rte_cpu_to_be_16(l4);
+    uint16_t tot_be = rte_cpu_to_be_16((uint16_t)(l4 + sizeof(*ip)));
+    uint16_t df_be = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+    uint16_t reqid_word;
+    memcpy(&reqid_word, udp + 1, 2);
+    if (!have_sum)
+        psum = sw_csum_add(0, (const char *)(udp + 1) + SW_MC_HDR, plen);
+    uint32_t saddr = ip->src_addr, daddr = ip->dst_addr;
+    uint16_t sport = udp->src_port, dport = udp->dst_port;
+    uint16_t vhl_tos, ttl_proto;
+    memcpy(&vhl_tos, ip, 2);
+    const uint8_t ttl_proto_bytes[2] = {64, IPPROTO_UDP};
+    memcpy(&ttl_proto, ttl_proto_bytes, 2);
+    uint64_t addrs = (uint64_t)saddr + daddr;
+
+    uint64_t ipsum = addrs + vhl_tos + tot_be + ip->packet_id + df_be + ttl_proto;
+    /* UDP: pseudo-header (addresses, protocol, length), the header (ports,
+     * length), the frame header (request id, then 0, 1, 0) and the payload. */
+    uint64_t usum = addrs + rte_cpu_to_be_16(IPPROTO_UDP) + l4_be + sport + dport + l4_be +
+                    reqid_word + rte_cpu_to_be_16(1) + psum;
+    uint16_t uck = (uint16_t)~sw_csum_fold(usum);
 
     rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
     rte_ether_addr_copy(&sw->mac, &eth->src_addr);
-    uint32_t a = ip->src_addr;
-    ip->src_addr = ip->dst_addr;
-    ip->dst_addr = a;
-    ip->total_length = rte_cpu_to_be_16((uint16_t)(l4 + sizeof(*ip)));
-    ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+    ip->src_addr = daddr;
+    ip->dst_addr = saddr;
+    ip->total_length = tot_be;
+    ip->fragment_offset = df_be;
     ip->time_to_live = 64;
-    ip->hdr_checksum = 0;
-    ip->hdr_checksum = sw_ipv4_cksum(ip);
-    uint16_t port = udp->src_port;
-    udp->src_port = udp->dst_port;
-    udp->dst_port = port;
-    udp->dgram_len = rte_cpu_to_be_16(l4);
+    ip->hdr_checksum = (uint16_t)~sw_csum_fold(ipsum);
+    udp->src_port = dport;
+    udp->dst_port = sport;
+    udp->dgram_len = l4_be;
+    udp->dgram_cksum = uck ? uck : 0xffff; /* 0 would mean "no checksum" (RFC 768) */
     /* Frame header: the request id stays; datagram 0 of 1, reserved 0. */
     static const uint8_t one_of_one[6] = {0, 0, 0, 1, 0, 0};
     memcpy((uint8_t *)(udp + 1) + 2, one_of_one, sizeof(one_of_one));
-    udp->dgram_cksum = 0;
-    udp->dgram_cksum = sw_udp_cksum(ip, udp, have_sum ? sizeof(*udp) + SW_MC_HDR : 0, psum);
     m->data_len = m->pkt_len = (uint16_t)(SW_L2L4 + SW_MC_HDR + plen);
 }
 

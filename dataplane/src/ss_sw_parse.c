@@ -232,5 +232,7 @@ void sw_mc_prefetch(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p)
     if ((p->mc_cmd != SW_MC_GET && p->mc_cmd != SW_MC_GETS) || p->nkeys != 1)
         return;
     p->khash = ss_hash64(p->keys[0], p->nkey[0]);
+    if (lc->rc && p->mc_cmd == SW_MC_GET)
+        rte_prefetch0(sw_rc_slot(lc, p->khash));
     ss_store_prefetch(lc->st.store, p->khash);
 }

@@ -235,9 +235,19 @@ static uint16_t sw_rx_network(struct ss_switch *sw, struct sw_lcore *lc)
         if (p->parse_res == SW_PARSE_OK)
             sw_mc_prefetch(sw, lc, p);
     }
-    for (uint16_t i = 0; i < nb_rx; i++)
-        if (lc->pkts[i].khash)
-            ss_store_prefetch_bucket(lc->st.store, lc->pkts[i].khash);
+    for (uint16_t i = 0; i < nb_rx; i++) {
+        const struct sw_pkt *p = &lc->pkts[i];
+        if (!p->khash)
+            continue;
+        const struct sw_rc_entry *e = lc->rc ? sw_rc_slot(lc, p->khash) : NULL;
+        if (e && e->khash == p->khash) {
+            /* Probably a reply cache hit: its payload, not the DRAM bucket. */
+            rte_prefetch0((const char *)e + 64);
+            rte_prefetch0((const char *)e + 128);
+        } else {
+            ss_store_prefetch_bucket(lc->st.store, p->khash);
+        }
+    }
     for (uint16_t i = 0; i < nb_rx; i++) {
         struct sw_pkt *p = &lc->pkts[i];
         switch (p->parse_res) {
