@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Must equal SS_ABI_VERSION in dataplane/include/ss_dataplane.h.
-EXPECTED_ABI_VERSION = 6
+EXPECTED_ABI_VERSION = 7
 _ERR_LEN = 512
 _REBUILD = "rebuild it with `make build` (or `python3 -m pip install --no-deps " \
            "--no-build-isolation -e .`)"

@@ -14,7 +14,7 @@
 #include "ss_counters.h"
 #include "ss_store.h"
 
-#define SS_ABI_VERSION 6u
+#define SS_ABI_VERSION 7u
 
 struct ss_dataplane_settings {
     const char *listen_host;          /* numeric IPv4 or IPv6 address */
