@@ -5,8 +5,8 @@
  * Why: the switch fast path hashes every forwarded miss's key, and the
  * scalar md5_block is the biggest single cost there. MD5 is a chain of
  * dependent 32-bit adds, rotates and boolean functions, so one key cannot use
- * wide registers, but the keys of a burst are independent: running them side
- * by side costs about what one scalar hash costs, per group of lanes.
+ * wide registers, but the keys of a burst are independent: side by side, a
+ * group of 8 or 16 keys costs about two scalar hashes (bench/md5_batch.py).
  *
  * Only one-block messages are done in lanes. A key of up to 55 bytes plus
  * MD5's padding (0x80, zeros, the 64-bit bit length) fits one 64-byte block;
