@@ -111,7 +111,7 @@ uint64_t ss_device_size(struct ss_device *dev);
 uint32_t ss_device_block_size(struct ss_device *dev);
 /* ---- end SPDK data path ---- */
 
-/* ---- proxy mode, ring (ss_proxy.h; implemented in ss_ring.c, ss_hashkit.c) ---- */
+/* ---- proxy mode, ring (ss_proxy.h; implemented in ss_ring.c, ss_hashkit*.c) ---- */
 enum ss_hash_kind { SS_HASH_MD5, SS_HASH_CRC32, SS_HASH_CRC32A, SS_HASH_FNV1_64, SS_HASH_FNV1A_64,
                     SS_HASH_FNV1_32, SS_HASH_FNV1A_32, SS_HASH_ONE_AT_A_TIME, SS_HASH_MURMUR,
                     SS_HASH_JENKINS, SS_HASH_HSIEH, SS_HASH__COUNT };
@@ -126,6 +126,10 @@ struct ss_ring_settings {
     uint32_t nmembers;
 };
 uint32_t ss_hash_key(uint32_t kind, const void *key, size_t len);
+enum ss_hash_isa { SS_HASH_ISA_BEST = -1, SS_HASH_ISA_SCALAR = 0, SS_HASH_ISA_AVX2 = 1,
+                   SS_HASH_ISA_AVX512F = 2 };
+int ss_hash_md5_batch(const char *const *keys, const uint32_t *lens, uint32_t n,
+                      uint32_t *out, int isa);
 uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash);
 /* ---- end proxy mode, ring ---- */
 /* ---- proxy mode, data path (ss_proxy.h; implemented in ss_px_*.c) ---- */

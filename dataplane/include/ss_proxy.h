@@ -130,6 +130,21 @@ int ss_dataplane_backend_set_state(struct ss_dataplane *dp, uint32_t idx, uint32
 
 /* The key hash (enum ss_hash_kind) as libmemcached/twemproxy compute it. */
 uint32_t ss_hash_key(uint32_t kind, const void *key, size_t len);
+
+/* Instruction sets ss_hash_md5_batch() can use (its `isa` argument). */
+enum ss_hash_isa {
+    SS_HASH_ISA_BEST = -1,    /* the widest this CPU runs */
+    SS_HASH_ISA_SCALAR = 0,   /* one key at a time; always available */
+    SS_HASH_ISA_AVX2 = 1,     /* 8 keys at a time */
+    SS_HASH_ISA_AVX512F = 2,  /* 16 keys at a time */
+};
+/*
+ * ss_hash_key(SS_HASH_MD5, ...) of a burst of keys, several at once in SIMD
+ * lanes (ss_hashkit_md5x.c): out[i] is keys[i][0..lens[i])'s hash for i in
+ * [0, n). Returns 0, or -ENOTSUP when isa is unknown or this CPU lacks it.
+ */
+int ss_hash_md5_batch(const char *const *keys, const uint32_t *lens, uint32_t n,
+                      uint32_t *out, int isa);
 /* The back-end index a hash maps to on a ring (ketama: first point >= hash,
  * wrapping; modula: hash % nmembers). Pure: used by the data plane and, via
  * cffi, by `smartswitch route`, so both agree by construction. */

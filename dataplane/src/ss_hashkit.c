@@ -28,8 +28,8 @@
 
 /* ------------------------------------------------------------------ md5 */
 
-/* floor(|sin(i + 1)| * 2^32), RFC 1321 section 3.4. */
-static const uint32_t md5_t[64] = {
+/* floor(|sin(i + 1)| * 2^32), RFC 1321 section 3.4; shared with ss_hashkit_md5x.c. */
+const uint32_t ss_hashkit_md5_t[64] = {
     0xd76aa478u, 0xe8c7b756u, 0x242070dbu, 0xc1bdceeeu, 0xf57c0fafu, 0x4787c62au,
     0xa8304613u, 0xfd469501u, 0x698098d8u, 0x8b44f7afu, 0xffff5bb1u, 0x895cd7beu,
     0x6b901122u, 0xfd987193u, 0xa679438eu, 0x49b40821u, 0xf61e2562u, 0xc040b340u,
@@ -72,7 +72,7 @@ static inline uint32_t load_le32(const unsigned char *p)
 #define MD5_H(x, y, z) ((x) ^ (y) ^ (z))
 #define MD5_I(x, y, z) ((y) ^ ((x) | ~(z)))
 #define MD5_STEP(fn, a, b, c, d, k, i, r) \
-    (a) = (b) + rotl32((a) + fn((b), (c), (d)) + m[k] + md5_t[i], (r))
+    (a) = (b) + rotl32((a) + fn((b), (c), (d)) + m[k] + ss_hashkit_md5_t[i], (r))
 
 static void md5_block(uint32_t h[4], const unsigned char *blk)
 {

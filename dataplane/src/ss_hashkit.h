@@ -14,6 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* MD5's additive constants T[1..64] (RFC 1321 section 3.4), for the
+ * multi-buffer MD5 in ss_hashkit_md5x.c. */
+extern const uint32_t ss_hashkit_md5_t[64];
+
 /* MD5 (RFC 1321) of key into out[16]; the ring builder's points use it. */
 void ss_hashkit_md5_digest(const void *key, size_t len, unsigned char out[16]);
 
