@@ -734,6 +734,12 @@ def _ring_settings(ring: Any) -> Any:
         s.distribution = lib.SS_DIST_KETAMA
         s.points = points
         s.npoints = len(ring.points)
+        bits = int(lib.ss_ring_index_bits(len(ring.points)))
+        index = ffi.new("uint32_t[]", (1 << bits) + 1)
+        lib.ss_ring_index_build(s, bits, index)
+        keep.append(index)
+        s.index = index
+        s.index_bits = bits
     else:
         raise InvalidArgumentError(f"unknown distribution {ring.distribution!r}", _errno.EINVAL)
     key = id(ring)
@@ -742,7 +748,7 @@ def _ring_settings(ring: Any) -> Any:
     return s
 
 
-def ring_lookup(ring: Any, hash_value: int) -> int:
+def ring_lookup(ring: Any, hash_value: int, indexed: bool = True) -> int:
     """Wraps ss_ring_lookup(): the back-end index that owns hash_value on ring.
 
     Args:
@@ -750,10 +756,16 @@ def ring_lookup(ring: Any, hash_value: int) -> int:
             points and members attributes); it must not change after the
             first lookup (Ring is frozen), since its C form is cached.
         hash_value: a key hash from hash_key().
+        indexed: look up through the ring's slice index (as switch mode
+            does); False: the binary search proxy mode uses. Same answer.
 
     Returns:
         The owning back end's index, or -1 for an empty ring.
     """
-    _, lib = load()
-    found = int(lib.ss_ring_lookup(_ring_settings(ring), hash_value & 0xFFFFFFFF))
+    ffi, lib = load()
+    settings = _ring_settings(ring)
+    if not indexed:
+        settings = ffi.new("struct ss_ring_settings *", settings[0])
+        settings.index = ffi.NULL
+    found = int(lib.ss_ring_lookup(settings, hash_value & 0xFFFFFFFF))
     return -1 if found == 0xFFFFFFFF else found

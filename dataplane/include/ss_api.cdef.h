@@ -124,6 +124,8 @@ struct ss_ring_settings {
     uint32_t npoints;
     const uint32_t *members;
     uint32_t nmembers;
+    const uint32_t *index;
+    uint32_t index_bits;
 };
 uint32_t ss_hash_key(uint32_t kind, const void *key, size_t len);
 enum ss_hash_isa { SS_HASH_ISA_BEST = -1, SS_HASH_ISA_SCALAR = 0, SS_HASH_ISA_AVX2 = 1,
@@ -131,6 +133,8 @@ enum ss_hash_isa { SS_HASH_ISA_BEST = -1, SS_HASH_ISA_SCALAR = 0, SS_HASH_ISA_AV
 int ss_hash_md5_batch(const char *const *keys, const uint32_t *lens, uint32_t n,
                       uint32_t *out, int isa);
 uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash);
+uint32_t ss_ring_index_bits(uint32_t npoints);
+void ss_ring_index_build(const struct ss_ring_settings *ring, uint32_t bits, uint32_t *index);
 /* ---- end proxy mode, ring ---- */
 /* ---- proxy mode, data path (ss_proxy.h; implemented in ss_px_*.c) ---- */
 enum ss_failure_policy { SS_POLICY_EJECT = 0, SS_POLICY_FAIL = 1, SS_POLICY_FAILOVER = 2 };

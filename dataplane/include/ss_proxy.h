@@ -85,6 +85,11 @@ struct ss_ring_settings {
     uint32_t npoints;
     const uint32_t *members;             /* backend indexes in config order (modula) */
     uint32_t nmembers;
+    /* Optional (ss_ring_index_build): for each of 2^index_bits equal slices
+     * of the hash space, the first point at or above its start, so a lookup
+     * scans a slice instead of searching the whole ring. NULL = search. */
+    const uint32_t *index;
+    uint32_t index_bits;
 };
 
 struct ss_routing_settings {
@@ -149,6 +154,10 @@ int ss_hash_md5_batch(const char *const *keys, const uint32_t *lens, uint32_t n,
  * wrapping; modula: hash % nmembers). Pure: used by the data plane and, via
  * cffi, by `smartswitch route`, so both agree by construction. */
 uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash);
+/* Slices for a ketama ring of npoints: how many index bits, and the index
+ * (2^bits + 1 entries) for ring->points; the caller owns the array. */
+uint32_t ss_ring_index_bits(uint32_t npoints);
+void ss_ring_index_build(const struct ss_ring_settings *ring, uint32_t bits, uint32_t *index);
 
 /*
  * The first back end that usable(ctx, b) accepts, walking the ring from

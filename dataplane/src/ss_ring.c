@@ -38,6 +38,49 @@ uint32_t ss_hash_key(uint32_t kind, const void *key, size_t len)
     return ss_hash_fns[kind]((const char *)key, len);
 }
 
+/* The first ketama point >= hash (npoints if none): within the hash's
+ * slice when the ring has an index, else by binary search. */
+static uint32_t first_at_or_above(const struct ss_ring_settings *ring, uint32_t hash)
+{
+    uint32_t lo = 0, hi = ring->npoints;
+    if (ring->index) {
+        uint32_t slice = ring->index_bits ? hash >> (32 - ring->index_bits) : 0;
+        lo = ring->index[slice];
+        hi = ring->index[slice + 1];
+        while (lo < hi && ring->points[lo].point < hash)
+            lo++;
+        return lo;
+    }
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ring->points[mid].point < hash)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+uint32_t ss_ring_index_bits(uint32_t npoints)
+{
+    uint32_t bits = 0;
+    while (bits < 16 && (1u << bits) < npoints)
+        bits++;
+    return bits;
+}
+
+void ss_ring_index_build(const struct ss_ring_settings *ring, uint32_t bits, uint32_t *index)
+{
+    uint32_t nslices = 1u << bits, p = 0;
+    for (uint32_t s = 0; s < nslices; s++) {
+        uint64_t start = (uint64_t)s << (32 - bits);
+        while (p < ring->npoints && ring->points[p].point < start)
+            p++;
+        index[s] = p;
+    }
+    index[nslices] = ring->npoints;
+}
+
 /*
  * The back-end index that owns `hash` on `ring`. Ketama: the first point
  * whose value is >= hash, wrapping to the first point past the end (the
@@ -57,14 +100,7 @@ uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash)
     }
     if (ring->npoints == 0 || ring->points == NULL)
         return UINT32_MAX;
-    uint32_t lo = 0, hi = ring->npoints;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (ring->points[mid].point < hash)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    uint32_t lo = first_at_or_above(ring, hash);
     if (lo == ring->npoints)
         lo = 0;
     return ring->points[lo].backend;
@@ -88,14 +124,7 @@ uint32_t ss_ring_walk(const struct ss_ring_settings *ring, uint32_t hash,
     }
     if (ring->npoints == 0 || ring->points == NULL)
         return UINT32_MAX;
-    uint32_t lo = 0, hi = ring->npoints;
-    while (lo < hi) { /* first point >= hash */
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (ring->points[mid].point < hash)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    uint32_t lo = first_at_or_above(ring, hash);
     for (uint32_t i = 0; i < ring->npoints; i++) {
         uint32_t b = ring->points[(lo + i) % ring->npoints].backend;
         if (usable(ctx, b))

@@ -67,6 +67,9 @@ struct sw_pkt {
     const char *payload;          /* UDP payload */
     uint16_t plen;
     uint8_t parse_res;            /* enum sw_parse_res, from the burst's first pass */
+    uint8_t likely_cached;        /* the reply cache has an entry for the key's hash */
+    uint8_t have_ring_hash;       /* ring_hash is keys[0]'s ring hash */
+    uint32_t ring_hash;
     /* memcached (after sw_mc_parse) */
     uint64_t khash;               /* ss_hash64 of keys[0] (gets of one key), 0 = not yet */
     uint16_t reqid;
@@ -180,6 +183,8 @@ enum ss_sw_verdict sw_fn_mc_cache(struct ss_switch *sw, struct sw_lcore *lc, str
 enum ss_sw_verdict sw_fn_mc_route(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);
 void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc);
 void sw_route_free(struct sw_route *r);
+/* Ring hashes of the burst's likely forwards, computed together. */
+void sw_route_hash_burst(struct sw_lcore *lc, struct sw_pkt *pkts, uint16_t n);
 /* The owner back end of every key of p, or -1 (none, or -2: keys split). */
 int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p);
 

@@ -35,6 +35,8 @@ enum sw_parse_res sw_parse(struct ss_switch *sw, struct sw_lcore *lc, struct sw_
     p->mc_parsed = 0;
     p->mc_cmd = SW_MC_NONE;
     p->khash = 0;
+    p->likely_cached = 0;
+    p->have_ring_hash = 0;
     p->udp = NULL;
     p->sport = p->dport = 0;
     p->verdict = SS_SW_V_NEXT;

@@ -236,11 +236,12 @@ static uint16_t sw_rx_network(struct ss_switch *sw, struct sw_lcore *lc)
             sw_mc_prefetch(sw, lc, p);
     }
     for (uint16_t i = 0; i < nb_rx; i++) {
-        const struct sw_pkt *p = &lc->pkts[i];
+        struct sw_pkt *p = &lc->pkts[i];
         if (!p->khash)
             continue;
         const struct sw_rc_entry *e = lc->rc ? sw_rc_slot(lc, p->khash) : NULL;
-        if (e && e->khash == p->khash) {
+        if (e && e->khash == p->khash && p->mc_cmd == SW_MC_GET) {
+            p->likely_cached = 1;
             /* Probably a reply cache hit: its payload, not the DRAM bucket. */
             rte_prefetch0((const char *)e + 64);
             rte_prefetch0((const char *)e + 128);
@@ -248,6 +249,7 @@ static uint16_t sw_rx_network(struct ss_switch *sw, struct sw_lcore *lc)
             ss_store_prefetch_bucket(lc->st.store, p->khash);
         }
     }
+    sw_route_hash_burst(lc, lc->pkts, nb_rx);
     for (uint16_t i = 0; i < nb_rx; i++) {
         struct sw_pkt *p = &lc->pkts[i];
         switch (p->parse_res) {

@@ -35,6 +35,7 @@ void sw_route_free(struct sw_route *r)
 {
     free((void *)r->ring.points);
     free((void *)r->ring.members);
+    free((void *)r->ring.index);
     free(r->be_addr);
     free(r->be_port);
     free(r->up);
@@ -72,6 +73,21 @@ static int route_copy(struct sw_route *d, const struct px_routing *t)
     d->ring.name = NULL;
     d->ring.points = points;
     d->ring.members = members;
+    d->ring.index = NULL;
+    if (ring->view.distribution == SS_DIST_KETAMA && ring->npoints) {
+        /* Every forwarded key looks its owner up: through slices, not a
+         * binary search over the whole ring. */
+        uint32_t bits = ss_ring_index_bits(ring->npoints);
+        uint32_t *index = malloc(((size_t)(1u << bits) + 1) * sizeof(*index));
+        if (!index) {
+            free(points);
+            free(members);
+            return -ENOMEM;
+        }
+        ss_ring_index_build(&d->ring, bits, index);
+        d->ring.index = index;
+        d->ring.index_bits = bits;
+    }
     d->hash = t->s.hash;
     d->nbackends = t->nbackends;
     for (uint32_t i = 0; i < t->nbackends; i++) {
@@ -111,6 +127,38 @@ void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc)
     lc->route.generation = gen;
 }
 
+/*
+ * The burst's ring hashes at once, for the packets likely to be forwarded:
+ * a get of one key that the reply cache will not answer, or a write. With
+ * md5 (ketama's usual hash) the keys go through SIMD lanes together
+ * (ss_hash_md5_batch); a key whose get turns out to be a store hit has cost
+ * one lane. Other hashes are left to sw_route_owner, one key at a time.
+ */
+void sw_route_hash_burst(struct sw_lcore *lc, struct sw_pkt *pkts, uint16_t n)
+{
+    if (!lc->route.active || lc->route.hash != SS_HASH_MD5)
+        return;
+    const char *keys[SW_BURST];
+    uint32_t lens[SW_BURST], out[SW_BURST];
+    struct sw_pkt *which[SW_BURST];
+    uint32_t nk = 0;
+    for (uint16_t i = 0; i < n; i++) {
+        struct sw_pkt *p = &pkts[i];
+        if (!p->mc_parsed || p->nkeys != 1 || p->likely_cached ||
+            (p->mc_cmd != SW_MC_GET && p->mc_cmd != SW_MC_GETS && p->mc_cmd != SW_MC_WRITE))
+            continue;
+        keys[nk] = p->keys[0];
+        lens[nk] = p->nkey[0];
+        which[nk++] = p;
+    }
+    if (nk == 0 || ss_hash_md5_batch(keys, lens, nk, out, SS_HASH_ISA_BEST) != 0)
+        return;
+    for (uint32_t i = 0; i < nk; i++) {
+        which[i]->ring_hash = out[i];
+        which[i]->have_ring_hash = 1;
+    }
+}
+
 static int route_up(const void *ctx, uint32_t b)
 {
     const struct sw_route *r = ctx;
@@ -122,7 +170,8 @@ int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p)
     const struct sw_route *r = &lc->route;
     int owner = -1;
     for (uint32_t k = 0; k < p->nkeys; k++) {
-        uint32_t h = ss_hash_key(r->hash, p->keys[k], p->nkey[k]);
+        uint32_t h = k == 0 && p->have_ring_hash ? p->ring_hash
+                                                  : ss_hash_key(r->hash, p->keys[k], p->nkey[k]);
         uint32_t b = ss_ring_lookup(&r->ring, h);
         if (b >= r->nbackends)
             return -1;
@@ -190,16 +239,20 @@ enum ss_sw_verdict sw_fn_mc_route(struct ss_switch *sw, struct sw_lcore *lc, str
             return SS_SW_V_DROP;
         /* The checksums are adjusted for the words that change (RFC 1624)
          * rather than recomputed: the headers were verified on the way in. */
+        /* The new words are built in registers, not read back from the
+         * header just written (a wide load over narrow stores stalls). */
         uint16_t old[4], new[4];
         memcpy(old, &ip->time_to_live, 2);
         memcpy(old + 1, &ip->dst_addr, 4);
         old[3] = p->udp->dst_port;
-        ip->time_to_live--;
-        ip->dst_addr = rte_cpu_to_be_32(addr);
-        p->udp->dst_port = rte_cpu_to_be_16(lc->route.be_port[b]);
-        memcpy(new, &ip->time_to_live, 2);
-        memcpy(new + 1, &ip->dst_addr, 4);
-        new[3] = p->udp->dst_port;
+        const uint8_t ttl_proto[2] = {(uint8_t)(ip->time_to_live - 1), ip->next_proto_id};
+        uint32_t dst_be = rte_cpu_to_be_32(addr);
+        memcpy(new, ttl_proto, 2);
+        memcpy(new + 1, &dst_be, 4);
+        new[3] = rte_cpu_to_be_16(lc->route.be_port[b]);
+        ip->time_to_live = ttl_proto[0];
+        ip->dst_addr = dst_be;
+        p->udp->dst_port = new[3];
         ip->hdr_checksum = csum_replace(ip->hdr_checksum, old, new, 3);
         if (p->udp->dgram_cksum == 0) {
             /* "no checksum", as the client sent it */

@@ -206,6 +206,21 @@ def test_ketama_lookup_lower_bound_and_wrap() -> None:
     assert fastpath.ring_lookup(ring, 0xFFFFFFFF) == 1
 
 
+@pytest.mark.parametrize("npoints", [1, 2, 3, 160, 161, 480, 5000, 70000])
+def test_indexed_lookup_agrees_with_the_binary_search(npoints: int) -> None:
+    """Switch mode looks keys up through a slice index; proxy mode and the
+    CLI by binary search. Both must pick the same point everywhere,
+    including ties, empty slices, both ends of the hash space and the wrap."""
+    rnd = random.Random(npoints)
+    values = sorted(rnd.choice((0, 1, 0xFFFFFFFF, rnd.getrandbits(32), rnd.getrandbits(12) << 20))
+                    for _ in range(npoints))
+    ring = Ring("ketama", "libmemcached", points=[(v, i % 7) for i, v in enumerate(values)])
+    probes = [0, 1, 0xFFFFFFFE, 0xFFFFFFFF] + values + [v + 1 for v in values if v < 0xFFFFFFFF]
+    probes += [rnd.getrandbits(32) for _ in range(3000)]
+    for h in probes:
+        assert fastpath.ring_lookup(ring, h) == fastpath.ring_lookup(ring, h, indexed=False), h
+
+
 def test_ketama_lookup_ties_take_the_first() -> None:
     ring = Ring("ketama", "libmemcached", points=[(5, 0), (9, 4), (9, 2), (12, 1)])
     assert fastpath.ring_lookup(ring, 6) == 4
