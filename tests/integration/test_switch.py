@@ -202,6 +202,33 @@ def test_hit_is_answered_by_the_appliance_and_spans_datagrams(rig: Callable[...,
     assert c["mc_reply_datagrams"] >= 1 + 8
 
 
+def test_reply_cache_serves_hits_and_never_a_stale_value(rig: Callable[..., Rig]) -> None:
+    """Gets of small items are answered from the lcore's reply cache; a write,
+    a delete or an expiry through any path makes the cached reply unusable."""
+    r = rig("l3")
+    key, short = b"sw:rc:key", b"sw:rc:short"
+    owner = r.app_route(key)
+    assert r.tcp(VIP, b"set %s 1 0 3\r\none\r\n" % key) == b"STORED\r\n"
+    for _ in range(3):
+        assert r.get(b"get %s\r\n" % key) == (b"VALUE %s 1 3\r\none\r\nEND\r\n" % key, (VIP, MC))
+    c = r.counters()
+    assert c["mc_reply_cache_fills"] >= 1 and c["mc_reply_cache_hits"] >= 2, c
+    # A new value through the socket path (TCP, the exception path).
+    assert r.tcp(VIP, b"set %s 2 0 3\r\ntwo\r\n" % key) == b"STORED\r\n"
+    assert r.get(b"get %s\r\n" % key) == (b"VALUE %s 2 3\r\ntwo\r\nEND\r\n" % key, (VIP, MC))
+    assert r.counters(wait=0.6)["mc_reply_cache_stale"] >= 1
+    # A delete through the socket path: the owner answers, with nothing.
+    assert r.tcp(VIP, b"delete %s\r\n" % key) == b"DELETED\r\n"
+    reply, src = r.get(b"get %s\r\n" % key)
+    assert reply == b"END\r\n" and src[0] == owner
+    # An item that expires is not served from the cache afterwards.
+    assert r.tcp(VIP, b"set %s 0 2 4\r\nsoon\r\n" % short) == b"STORED\r\n"
+    for _ in range(2):
+        assert r.get(b"get %s\r\n" % short)[0] == b"VALUE %s 0 4\r\nsoon\r\nEND\r\n" % short
+    time.sleep(3.2)
+    assert r.get(b"get %s\r\n" % short)[0] == b"END\r\n"
+
+
 def test_udp_delete_is_forwarded_and_invalidates(rig: Callable[..., Rig]) -> None:
     r = rig("l3")
     key = b"sw:del:key"
