@@ -158,9 +158,33 @@ def busiest(before: dict[int, tuple[str, float]],
     return best
 
 
+HUGEPAGES_MIN = 600   # 2 MiB pages: 512 MiB for the run in flight, and slack
+HUGE = False          # --huge: both sides on hugepages (set by main)
+
+
+def reserve_hugepages() -> None:
+    """Reserve 2 MiB hugepages and mount hugetlbfs if needed (root), as a DPDK
+    host would have them; refuse with what to do when that fails."""
+    meminfo = Path("/proc/meminfo").read_text()
+    total = int(re.search(r"HugePages_Total:\s+(\d+)", meminfo).group(1))  # type: ignore
+    try:
+        if total < HUGEPAGES_MIN:
+            Path("/proc/sys/vm/nr_hugepages").write_text(str(HUGEPAGES_MIN))
+        if "hugetlbfs" not in Path("/proc/mounts").read_text():
+            Path("/dev/hugepages").mkdir(exist_ok=True)
+            subprocess.run(["mount", "-t", "hugetlbfs", "nodev", "/dev/hugepages"], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BenchError(f"--huge: cannot reserve hugepages ({exc}); run as root, or "
+                         "drop --huge") from exc
+    meminfo = Path("/proc/meminfo").read_text()
+    free = int(re.search(r"HugePages_Free:\s+(\d+)", meminfo).group(1))  # type: ignore
+    if free < 300:
+        raise BenchError(f"--huge: only {free} free 2 MiB hugepages; free some or drop --huge")
+
+
 def eal_common(tag: str) -> list[str]:
-    return ["--no-huge", "--no-pci", "-m", "512", f"--file-prefix=ssbench{tag}{os.getpid()}",
-            "--log-level=lib.eal:warning"]
+    return [*([] if HUGE else ["--no-huge"]), "--no-pci", "-m", "512",
+            f"--file-prefix=ssbench{tag}{os.getpid()}", "--log-level=lib.eal:warning"]
 
 
 def _free_udp_port() -> int:
@@ -187,7 +211,7 @@ def appliance_config(tmp: Path, pcap: Path, udp_port: int, backend_port: int) ->
         "backends": [{"name": "mc1", "host": "127.0.0.1", "port": backend_port}],
         "routing": {"admission": "always", "local_ttl_max": "0s"},
         "dataplane": {"mode": "dpdk", "dpdk": {
-            "lcores": 1, "memory": "512MiB", "no_huge": True,
+            "lcores": 1, "memory": "512MiB", "no_huge": not HUGE,
             "vdevs": [f"net_pcap0,rx_pcap={pcap},infinite_rx=1"], "port": "net_pcap0",
             "service": {"address": f"{SERVICE_IP}/24", "mac": SERVICE_MAC},
             "rewrite": "l3", "exception": None, "mbufs": MBUFS,
@@ -425,6 +449,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memcached", default=shutil.which("memcached") or "/usr/bin/memcached")
     p.add_argument("--python", default=sys.executable,
                    help="interpreter that runs `-m appliance` (default: this one)")
+    p.add_argument("--huge", action="store_true",
+                   help="both sides on 2 MiB hugepages (reserved if needed) instead of "
+                        "--no-huge, as a production DPDK host runs")
     p.add_argument("--perf", action="store_true",
                    help="perf record each run (bench/out/perf-switch-*.data; top symbols)")
     p.add_argument("--json", type=Path, help="also write every result to this file")
@@ -454,10 +481,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/switch.py: {TESTPMD} not found; install Debian's `dpdk` package "
               f"(make deps)", file=sys.stderr)
         return 2
+    global HUGE
+    HUGE = args.huge
     tmp = Path(tempfile.mkdtemp(prefix="ss-bench-switch-"))
     rows: list[dict[str, Any]] = []
     status = 0
     try:
+        if HUGE:
+            reserve_hugepages()
         rows = run(args, tmp)
     except (BenchError, KeyboardInterrupt) as e:
         print(f"bench: {e}", file=sys.stderr)

@@ -191,10 +191,18 @@ int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p);
 /* ss_sw_reply_cache.c */
 int sw_rc_init(struct sw_lcore *lc, uint64_t bytes);
 void sw_rc_free(struct sw_lcore *lc);
-static inline struct sw_rc_entry *sw_rc_slot(struct sw_lcore *lc, uint64_t khash)
+/* The key's set: two neighbouring entries (two-way associative, so two hot
+ * keys whose hashes meet do not keep evicting each other). */
+static inline struct sw_rc_entry *sw_rc_set(struct sw_lcore *lc, uint64_t khash)
 {
     /* The stripe takes the hash's low bits, the DRAM buckets the next ones. */
-    return &lc->rc[(khash >> 40) & lc->rc_mask];
+    return &lc->rc[(khash >> 40) & lc->rc_mask & ~1u];
+}
+/* The entry of the set holding khash, or NULL. */
+static inline const struct sw_rc_entry *sw_rc_probe(struct sw_lcore *lc, uint64_t khash)
+{
+    const struct sw_rc_entry *set = sw_rc_set(lc, khash);
+    return set[0].khash == khash ? &set[0] : set[1].khash == khash ? &set[1] : NULL;
 }
 /* The valid entry for this key, or NULL. */
 const struct sw_rc_entry *sw_rc_lookup(struct sw_lcore *lc, struct ss_store *st, uint64_t khash,

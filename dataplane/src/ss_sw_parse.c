@@ -235,6 +235,10 @@ void sw_mc_prefetch(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p)
         return;
     p->khash = ss_hash64(p->keys[0], p->nkey[0]);
     if (lc->rc && p->mc_cmd == SW_MC_GET)
-        rte_prefetch0(sw_rc_slot(lc, p->khash));
+    {
+        const struct sw_rc_entry *set = sw_rc_set(lc, p->khash);
+        rte_prefetch0(&set[0]);
+        rte_prefetch0(&set[1]);
+    }
     ss_store_prefetch(lc->st.store, p->khash);
 }

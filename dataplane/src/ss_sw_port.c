@@ -239,8 +239,8 @@ static uint16_t sw_rx_network(struct ss_switch *sw, struct sw_lcore *lc)
         struct sw_pkt *p = &lc->pkts[i];
         if (!p->khash)
             continue;
-        const struct sw_rc_entry *e = lc->rc ? sw_rc_slot(lc, p->khash) : NULL;
-        if (e && e->khash == p->khash && p->mc_cmd == SW_MC_GET) {
+        const struct sw_rc_entry *e = lc->rc ? sw_rc_probe(lc, p->khash) : NULL;
+        if (e && p->mc_cmd == SW_MC_GET) {
             p->likely_cached = 1;
             /* Probably a reply cache hit: its payload, not the DRAM bucket. */
             rte_prefetch0((const char *)e + 64);

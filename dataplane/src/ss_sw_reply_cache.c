@@ -3,7 +3,7 @@
  *
  * A DRAM hit through the store costs the key's stripe mutex, the chain walk,
  * the LRU touch and formatting the VALUE line; the seed's MemSwitch answered
- * hits from a table on the switch itself. Each lcore keeps a direct-mapped
+ * hits from a table on the switch itself. Each lcore keeps a two-way associative
  * table of the reply payloads it sent (VALUE line, value, END) for small
  * items, and serves a get of one key from it without taking any lock.
  *
@@ -48,8 +48,8 @@ void sw_rc_free(struct sw_lcore *lc)
 const struct sw_rc_entry *sw_rc_lookup(struct sw_lcore *lc, struct ss_store *st, uint64_t khash,
                                        const char *key, size_t nkey)
 {
-    const struct sw_rc_entry *e = sw_rc_slot(lc, khash);
-    if (e->khash != khash || e->nkey != nkey || memcmp(e->data, key, nkey) != 0)
+    const struct sw_rc_entry *e = sw_rc_probe(lc, khash);
+    if (!e || e->nkey != nkey || memcmp(e->data, key, nkey) != 0)
         return NULL;
     if (e->token != ss_store_copy_token(st, khash) ||
         (e->exptime && e->exptime <= lc->now_s)) {
@@ -67,7 +67,15 @@ void sw_rc_fill(struct sw_lcore *lc, const struct ss_store_thread *t, const char
     uint64_t token = ss_store_copy_token(t->store, t->locked_hash);
     if (token & SS_COPY_FLUSH_DUE)
         return;
-    struct sw_rc_entry *e = sw_rc_slot(lc, t->locked_hash);
+    /* The key's own entry, else an empty one, else the one the hash picks
+     * (a cheap stand-in for the older of the two). */
+    struct sw_rc_entry *set = sw_rc_set(lc, t->locked_hash), *e;
+    if (set[0].khash == t->locked_hash || set[0].khash == 0)
+        e = &set[0];
+    else if (set[1].khash == t->locked_hash || set[1].khash == 0)
+        e = &set[1];
+    else
+        e = &set[(t->locked_hash >> 39) & 1];
     e->khash = t->locked_hash;
     e->token = token;
     e->exptime = exptime;
