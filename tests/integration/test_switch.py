@@ -379,3 +379,45 @@ def test_down_owner_is_ejected_on_the_fast_path(rig: Callable[..., Rig]) -> None
     reply, src = r.get(b"get %s\r\n" % key)
     assert reply == b"VALUE %s 0 5\r\nlives\r\nEND\r\n" % key
     assert src[0] == other
+
+
+def test_two_lcores_answer_hits_and_forward_misses(rig: Callable[..., Rig]) -> None:
+    """Two lcores, one queue pair each: net_af_packet's fanout spreads the
+    client's flows over both; every get is answered right whichever lcore
+    (and whichever lcore's reply cache) takes it, and a write through the
+    socket path is seen by both."""
+    r = rig("l3", lcores=2, vdevs=["net_af_packet0,iface=eth0,qpairs=2"])
+    keys = [b"sw:2l:%d" % i for i in range(8)]
+    for i, key in enumerate(keys):
+        assert r.tcp(VIP, b"set %s 0 0 2\r\nv%d\r\n" % (key, i)) == b"STORED\r\n"
+    socks = []
+    try:
+        for _ in range(12):  # a flow per source port
+            s = r.lab.socket("cl", socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((CLIENT, 0))
+            socks.append(s)
+        for rnd in range(3):
+            for n, s in enumerate(socks):
+                i = (n + rnd) % len(keys)
+                r.reqid += 1
+                reply, src = udp_request(s, (VIP, MC), b"get %s\r\n" % keys[i], r.reqid)
+                assert reply == b"VALUE %s 0 2\r\nv%d\r\nEND\r\n" % (keys[i], i)
+                assert src == (VIP, MC)
+        assert r.tcp(VIP, b"set %s 0 0 3\r\nnew\r\n" % keys[0]) == b"STORED\r\n"
+        for s in socks:
+            r.reqid += 1
+            reply, _ = udp_request(s, (VIP, MC), b"get %s\r\n" % keys[0], r.reqid)
+            assert reply == b"VALUE %s 0 3\r\nnew\r\nEND\r\n" % keys[0]
+        miss = b"sw:2l:miss"
+        owner = r.app_route(miss)
+        assert r.tcp(owner, b"set %s 0 0 1\r\nm\r\n" % miss) == b"STORED\r\n"
+        for s in socks[:4]:
+            r.reqid += 1
+            reply, src = udp_request(s, (VIP, MC), b"get %s\r\n" % miss, r.reqid)
+            assert reply == b"VALUE %s 0 1\r\nm\r\nEND\r\n" % miss and src[0] == owner
+    finally:
+        for s in socks:
+            s.close()
+    c = r.counters()
+    assert c["mc_hits"] >= 3 * len(socks) + len(socks), c
+    assert c["mc_forwarded_gets"] >= 4, c
