@@ -150,35 +150,25 @@ typedef uint32_t md5x_v16 __attribute__((vector_size(64)));
 /* A kernel hashes one full group: words[16 * lanes] word-major, out[lanes]. */
 typedef void (*md5x_kernel_fn)(const uint32_t *words, uint32_t *out);
 
-__attribute__((target("avx2"))) static void md5x_kernel_avx2(const uint32_t *words,
-                                                             uint32_t *out)
-{
-    md5x_v8 m[16];
-    memcpy(m, words, sizeof m);
-    md5x_v8 a = {0}, b = {0}, c = {0}, d = {0};
-    a += MD5X_INIT_A;
-    b += MD5X_INIT_B;
-    c += MD5X_INIT_C;
-    d += MD5X_INIT_D;
-    MD5X_ROUNDS(a, b, c, d, m);
-    a += MD5X_INIT_A;
-    memcpy(out, &a, sizeof a);
-}
+/* The kernels differ only in their vector width and target ISA. */
+#define MD5X_KERNEL(name, isa, vec)                                        \
+    __attribute__((target(isa))) static void name(const uint32_t *words,  \
+                                                  uint32_t *out)          \
+    {                                                                      \
+        vec m[16];                                                         \
+        memcpy(m, words, sizeof m);                                        \
+        vec a = {0}, b = {0}, c = {0}, d = {0};                            \
+        a += MD5X_INIT_A;                                                  \
+        b += MD5X_INIT_B;                                                  \
+        c += MD5X_INIT_C;                                                  \
+        d += MD5X_INIT_D;                                                  \
+        MD5X_ROUNDS(a, b, c, d, m);                                        \
+        a += MD5X_INIT_A;                                                  \
+        memcpy(out, &a, sizeof a);                                         \
+    }
 
-__attribute__((target("avx512f"))) static void md5x_kernel_avx512(const uint32_t *words,
-                                                                 uint32_t *out)
-{
-    md5x_v16 m[16];
-    memcpy(m, words, sizeof m);
-    md5x_v16 a = {0}, b = {0}, c = {0}, d = {0};
-    a += MD5X_INIT_A;
-    b += MD5X_INIT_B;
-    c += MD5X_INIT_C;
-    d += MD5X_INIT_D;
-    MD5X_ROUNDS(a, b, c, d, m);
-    a += MD5X_INIT_A;
-    memcpy(out, &a, sizeof a);
-}
+MD5X_KERNEL(md5x_kernel_avx2, "avx2", md5x_v8)
+MD5X_KERNEL(md5x_kernel_avx512, "avx512f", md5x_v16)
 
 /*
  * Hash keys[0..n) with `kernel` over groups of `lanes` keys. Keys too long
