@@ -10,6 +10,7 @@ import asyncio
 import io
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -208,7 +209,14 @@ async def test_backend_actions_in_proxy_mode(proxy_client: TestClient,
 
 async def test_storage_and_switch(client: TestClient, appliance: Appliance) -> None:
     appliance.mc(b"set s 0 0 3\r\nabc\r\n")
-    body = await (await client.get("/api/v1/storage", headers=BEARER)).json()
+    # The index counts an item once the group commit has written it (every
+    # few ms; longer on a loaded machine): ask until it has, for a bounded time.
+    deadline = time.monotonic() + 5
+    while True:
+        body = await (await client.get("/api/v1/storage", headers=BEARER)).json()
+        if body["store"]["items"] == 1 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert [d["name"] for d in body["devices"]] == ["local"]
     pool = body["pools"][0]
     assert pool["name"] == "items" and pool["served"] and pool["capacity"] > 0
