@@ -209,8 +209,17 @@ def test_reply_cache_serves_hits_and_never_a_stale_value(rig: Callable[..., Rig]
     key, short = b"sw:rc:key", b"sw:rc:short"
     owner = r.app_route(key)
     assert r.tcp(VIP, b"set %s 1 0 3\r\none\r\n" % key) == b"STORED\r\n"
-    for _ in range(3):
-        assert r.get(b"get %s\r\n" % key) == (b"VALUE %s 1 3\r\none\r\nEND\r\n" % key, (VIP, MC))
+    # The replies as they cross the wire: both checksums verified here, not
+    # left to the client's kernel.
+    raw = r.lab.socket("cl", socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    try:
+        raw.bind(("eth0", 0))
+        for _ in range(3):
+            assert r.get(b"get %s\r\n" % key) == (b"VALUE %s 1 3\r\none\r\nEND\r\n" % key,
+                                                 (VIP, MC))
+        assert _checked_replies(raw) >= 3
+    finally:
+        raw.close()
     c = r.counters()
     assert c["mc_reply_cache_fills"] >= 1 and c["mc_reply_cache_hits"] >= 2, c
     # A new value through the socket path (TCP, the exception path).
@@ -227,6 +236,29 @@ def test_reply_cache_serves_hits_and_never_a_stale_value(rig: Callable[..., Rig]
         assert r.get(b"get %s\r\n" % short)[0] == b"VALUE %s 0 4\r\nsoon\r\nEND\r\n" % short
     time.sleep(3.2)
     assert r.get(b"get %s\r\n" % short)[0] == b"END\r\n"
+
+
+def _checked_replies(raw: socket.socket) -> int:
+    """Read what a packet socket caught; assert the IPv4 and UDP checksums of
+    every memcached reply from the service address. Returns how many."""
+    raw.setblocking(False)
+    n = 0
+    while True:
+        try:
+            frame = raw.recv(65536)
+        except BlockingIOError:
+            return n
+        ip = frame[14:34]
+        if ip[9] != 17 or ip[12:16] != socket.inet_aton(VIP):
+            continue
+        udp = frame[34:34 + struct.unpack("!H", frame[38:40])[0]]
+        if struct.unpack("!H", udp[:2])[0] != MC:
+            continue
+        assert _csum(ip) == 0, f"bad IPv4 header checksum: {frame[:64].hex()}"
+        pseudo = ip[12:20] + struct.pack("!BBH", 0, 17, len(udp))
+        assert struct.unpack("!H", udp[6:8])[0] != 0 and _csum(pseudo + udp) == 0, \
+            f"bad UDP checksum: {frame[:64].hex()}"
+        n += 1
 
 
 def test_udp_delete_is_forwarded_and_invalidates(rig: Callable[..., Rig]) -> None:
