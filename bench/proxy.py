@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import math
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -576,16 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if rows:
             summary = report(rows, args, keys or (args.keys or 0))
-        if args.json:
-            args.json.write_text(json.dumps({
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                "options": {k: (str(v) if isinstance(v, Path) else v)
-                            for k, v in vars(args).items()},
-                "rows": rows, **summary}, indent=2))
-        if args.keep or status:
-            print(f"# logs and configs kept in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        core.finish(args, tmp, status, rows, summary)
     return status
 
 

@@ -682,6 +682,21 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def finish(args: argparse.Namespace, tmp: Path, status: int, rows: list[dict[str, Any]],
+           results: dict[str, Any]) -> None:
+    """The end of every bench script: --json gets the machine, the options,
+    the rows and `results`; the temp dir goes unless --keep or a failure."""
+    if args.json:
+        args.json.write_text(json.dumps({
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "rows": rows, **results}, indent=2))
+    if args.keep or status:
+        print(f"# logs and configs kept in {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 on success, 1 if a server or the load generator failed."""
     args = parse_args(argv)
@@ -701,16 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     finally:
         summaries = report(rows, args) if rows else []
-        if args.json:
-            args.json.write_text(json.dumps({
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                "options": {k: (str(v) if isinstance(v, Path) else v)
-                            for k, v in vars(args).items()},
-                "rows": rows, "summaries": summaries}, indent=2))
-        if args.keep or status:
-            print(f"# logs and configs kept in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(args, tmp, status, rows, {"summaries": summaries})
     return status
 
 

@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -495,16 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     finally:
         ratios = report(rows) if rows else {}
-        if args.json:
-            args.json.write_text(json.dumps({
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                "options": {k: (str(v) if isinstance(v, Path) else v)
-                            for k, v in vars(args).items()},
-                "rows": rows, "ratios": ratios}, indent=2))
-        if args.keep or status:
-            print(f"# logs and configs kept in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        core.finish(args, tmp, status, rows, {"ratios": ratios})
     return status
 
 
