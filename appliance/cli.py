@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from appliance import __version__, cli_console, logging_setup, provision, reload, ring, runner
 from appliance.config import BackendConfig, Config, ConfigError, load_config, summary
+from appliance.local_client import first_reply_line, reachable_host
 from appliance.switch import COUNTERS_FILE
 from dataplane.fastpath import DataplaneError
 
@@ -143,24 +143,16 @@ def action_route(config: Config, key: bytes, timeout: float = ME_TIMEOUT_S) -> R
 def local_tier(config: Config, key: bytes, timeout: float = ME_TIMEOUT_S) -> str:
     """Ask the appliance listening where config says whether it holds key (`me`)."""
     mc = config.memcached
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(mc.listen, mc.listen)
+    host = reachable_host(mc.listen)
     where = runner.endpoint(host, mc.tcp_port)
     if mc.tcp_port == 0:
         return "unknown (memcached.tcp_port is 0: the running port is not in the config)"
     if not key or len(key) > KEY_MAX_LENGTH or any(b <= 32 or b == 127 for b in key):
         return "unknown (not a memcached text key, so it can't be asked for)"
     try:
-        with socket.create_connection((host, mc.tcp_port), timeout=timeout) as sock:
-            sock.sendall(b"me " + key + b"\r\n")
-            reply = b""
-            while b"\r\n" not in reply and len(reply) < 4096:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                reply += chunk
+        line = first_reply_line(host, mc.tcp_port, b"me " + key + b"\r\n", timeout)
     except OSError:
         return f"unknown (no appliance answering on {where})"
-    line = reply.split(b"\r\n", 1)[0].decode("utf-8", "replace")
     if line == "EN":
         return "not cached"
     if line.startswith("ME "):

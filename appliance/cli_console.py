@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from appliance import passwords
 from appliance.config import ConfigError, load_config
+from appliance.local_client import reachable_host
 
 TOKEN_ENV = "SMARTSWITCH_TOKEN"
 TIMEOUT_S = 30.0
@@ -91,7 +92,7 @@ def _client(args: argparse.Namespace) -> Client:
         config = load_config(_config_path(args))
         if url is None:
             console = config.console
-            host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(console.host, console.host)
+            host = reachable_host(console.host)
             host = f"[{host}]" if ":" in host else host
             if console.port == 0:
                 raise ConfigError("is port 0 (picked at start): pass --url, the console= "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from appliance import ring
 from appliance.backends import HealthMonitor
 from appliance.config import Config, ConfigError
 from appliance.config_switch import describe_switch
+from appliance.local_client import first_reply_line, reachable_host
 from appliance.reload import PRIMARY_RING, Reloader, build_ring
 from appliance.switch import SwitchRuntime
 from dataplane.fastpath import Dataplane, DataplaneError, latency_percentile
@@ -423,24 +423,15 @@ class Control:
 
     def _own_port(self, command: bytes) -> str:
         """Send one command to this appliance's own memcached listener; its reply line."""
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.config.memcached.listen,
-                                                        self.config.memcached.listen)
+        host = reachable_host(self.config.memcached.listen)
         port = self.dp.bound_port(False)
         if port is None:
             raise Unavailable("no memcached TCP listener to send the command to")
         try:
-            with socket.create_connection((host, port), timeout=OWN_PORT_TIMEOUT_S) as sock:
-                sock.sendall(command)
-                reply = b""
-                while b"\r\n" not in reply and len(reply) < 4096:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        break
-                    reply += chunk
+            return first_reply_line(host, port, command, OWN_PORT_TIMEOUT_S)
         except OSError as exc:
             raise Unavailable(f"the memcached listener on {host}:{port} did not answer: "
                               f"{exc}") from None
-        return reply.split(b"\r\n", 1)[0].decode("utf-8", "replace")
 
     def key_delete(self, key: str) -> dict[str, Any]:
         """Delete key as a client would (through the memcached listener, so in proxy
