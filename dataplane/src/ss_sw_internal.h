@@ -67,11 +67,13 @@ struct sw_pkt {
     const char *payload;          /* UDP payload */
     uint16_t plen;
     uint8_t parse_res;            /* enum sw_parse_res, from the burst's first pass */
-    uint8_t likely_cached;        /* the reply cache has an entry for the key's hash */
     uint8_t have_ring_hash;       /* ring_hash is keys[0]'s ring hash */
     uint32_t ring_hash;
     /* memcached (after sw_mc_parse) */
     uint64_t khash;               /* ss_hash64 of keys[0] (gets of one key), 0 = not yet */
+    /* The reply cache's entry for khash (a get, the burst's second pass),
+     * not yet checked against the key or the store; NULL = none. */
+    const struct sw_rc_entry *rc_entry;
     uint16_t reqid;
     uint8_t nkeys;
     const char *keys[SW_MC_KEYS_MAX];
@@ -204,9 +206,9 @@ static inline const struct sw_rc_entry *sw_rc_probe(struct sw_lcore *lc, uint64_
     const struct sw_rc_entry *set = sw_rc_set(lc, khash);
     return set[0].khash == khash ? &set[0] : set[1].khash == khash ? &set[1] : NULL;
 }
-/* The valid entry for this key, or NULL. */
-const struct sw_rc_entry *sw_rc_lookup(struct sw_lcore *lc, struct ss_store *st, uint64_t khash,
-                                       const char *key, size_t nkey);
+/* Whether entry e (sw_rc_probe's for khash) holds this key, still valid. */
+bool sw_rc_valid(struct sw_lcore *lc, struct ss_store *st, const struct sw_rc_entry *e,
+                 uint64_t khash, const char *key, size_t nkey);
 /* Keep a reply payload (the key's stripe locked, t->locked_hash its hash). */
 void sw_rc_fill(struct sw_lcore *lc, const struct ss_store_thread *t, const char *key,
                 size_t nkey, int64_t exptime, const char *payload, size_t plen);

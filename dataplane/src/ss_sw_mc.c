@@ -214,8 +214,9 @@ static enum ss_sw_verdict mc_cache_one(struct ss_switch *sw, struct sw_lcore *lc
         room = SW_MC_PAYLOAD;
 
     if (lc->rc && !with_cas) {
-        const struct sw_rc_entry *e = sw_rc_lookup(lc, t->store, khash, key, nkey);
-        if (e && e->plen <= room) {
+        /* Probed in the burst's second pass when the key was hashed there. */
+        const struct sw_rc_entry *e = p->khash ? p->rc_entry : sw_rc_probe(lc, khash);
+        if (e && e->plen <= room && sw_rc_valid(lc, t->store, e, khash, key, nkey)) {
             memcpy(payload_of(m), e->data + e->nkey, e->plen);
             reply_in_place(sw, p, e->plen, true, e->psum);
             count_one_hit(lc);

@@ -35,7 +35,7 @@ enum sw_parse_res sw_parse(struct ss_switch *sw, struct sw_lcore *lc, struct sw_
     p->mc_parsed = 0;
     p->mc_cmd = SW_MC_NONE;
     p->khash = 0;
-    p->likely_cached = 0;
+    p->rc_entry = NULL;
     p->have_ring_hash = 0;
     p->udp = NULL;
     p->sport = p->dport = 0;
@@ -234,8 +234,7 @@ void sw_mc_prefetch(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p)
     if ((p->mc_cmd != SW_MC_GET && p->mc_cmd != SW_MC_GETS) || p->nkeys != 1)
         return;
     p->khash = ss_hash64(p->keys[0], p->nkey[0]);
-    if (lc->rc && p->mc_cmd == SW_MC_GET)
-    {
+    if (lc->rc && p->mc_cmd == SW_MC_GET) {
         const struct sw_rc_entry *set = sw_rc_set(lc, p->khash);
         rte_prefetch0(&set[0]);
         rte_prefetch0(&set[1]);

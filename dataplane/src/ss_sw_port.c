@@ -239,12 +239,12 @@ static uint16_t sw_rx_network(struct ss_switch *sw, struct sw_lcore *lc)
         struct sw_pkt *p = &lc->pkts[i];
         if (!p->khash)
             continue;
-        const struct sw_rc_entry *e = lc->rc ? sw_rc_probe(lc, p->khash) : NULL;
-        if (e && p->mc_cmd == SW_MC_GET) {
-            p->likely_cached = 1;
+        if (lc->rc && p->mc_cmd == SW_MC_GET)
+            p->rc_entry = sw_rc_probe(lc, p->khash);
+        if (p->rc_entry) {
             /* Probably a reply cache hit: its payload, not the DRAM bucket. */
-            rte_prefetch0((const char *)e + 64);
-            rte_prefetch0((const char *)e + 128);
+            rte_prefetch0((const char *)p->rc_entry + 64);
+            rte_prefetch0((const char *)p->rc_entry + 128);
         } else {
             ss_store_prefetch_bucket(lc->st.store, p->khash);
         }

@@ -45,18 +45,17 @@ void sw_rc_free(struct sw_lcore *lc)
     lc->rc = NULL;
 }
 
-const struct sw_rc_entry *sw_rc_lookup(struct sw_lcore *lc, struct ss_store *st, uint64_t khash,
-                                       const char *key, size_t nkey)
+bool sw_rc_valid(struct sw_lcore *lc, struct ss_store *st, const struct sw_rc_entry *e,
+                 uint64_t khash, const char *key, size_t nkey)
 {
-    const struct sw_rc_entry *e = sw_rc_probe(lc, khash);
-    if (!e || e->nkey != nkey || memcmp(e->data, key, nkey) != 0)
-        return NULL;
+    if (e->nkey != nkey || memcmp(e->data, key, nkey) != 0)
+        return false;
     if (e->token != ss_store_copy_token(st, khash) ||
         (e->exptime && e->exptime <= lc->now_s)) {
         lc->ctr[SW_C_mc_reply_cache_stale]++;
-        return NULL;
+        return false;
     }
-    return e;
+    return true;
 }
 
 void sw_rc_fill(struct sw_lcore *lc, const struct ss_store_thread *t, const char *key,

@@ -144,7 +144,7 @@ void sw_route_hash_burst(struct sw_lcore *lc, struct sw_pkt *pkts, uint16_t n)
     uint32_t nk = 0;
     for (uint16_t i = 0; i < n; i++) {
         struct sw_pkt *p = &pkts[i];
-        if (!p->mc_parsed || p->nkeys != 1 || p->likely_cached ||
+        if (!p->mc_parsed || p->nkeys != 1 || p->rc_entry ||
             (p->mc_cmd != SW_MC_GET && p->mc_cmd != SW_MC_GETS && p->mc_cmd != SW_MC_WRITE))
             continue;
         keys[nk] = p->keys[0];
@@ -238,8 +238,8 @@ enum ss_sw_verdict sw_fn_mc_route(struct ss_switch *sw, struct sw_lcore *lc, str
         if (ip->time_to_live <= 1)
             return SS_SW_V_DROP;
         /* The checksums are adjusted for the words that change (RFC 1624)
-         * rather than recomputed: the headers were verified on the way in. */
-        /* The new words are built in registers, not read back from the
+         * rather than recomputed: the headers were verified on the way in.
+         * The new words are built in registers, not read back from the
          * header just written (a wide load over narrow stores stalls). */
         uint16_t old[4], new[4];
         memcpy(old, &ip->time_to_live, 2);
