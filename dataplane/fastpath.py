@@ -756,8 +756,8 @@ def ring_lookup(ring: Any, hash_value: int, indexed: bool = True) -> int:
             points and members attributes); it must not change after the
             first lookup (Ring is frozen), since its C form is cached.
         hash_value: a key hash from hash_key().
-        indexed: look up through the ring's slice index (as switch mode
-            does); False: the binary search proxy mode uses. Same answer.
+        indexed: look up through the ring's slice index, as the data plane
+            does; False: a binary search over all points. Same answer.
 
     Returns:
         The owning back end's index, or -1 for an empty ring.

@@ -76,6 +76,7 @@ struct px_ring {
     uint32_t npoints;
     uint32_t *members;
     uint32_t nmembers;
+    uint32_t *index;              /* ketama: the slice index (ss_ring_index_build) */
     struct ss_ring_settings view; /* what ss_ring_lookup takes */
 };
 

@@ -65,6 +65,7 @@ static void routing_free(struct px_routing *r)
         free(r->rings[i].name);
         free(r->rings[i].points);
         free(r->rings[i].members);
+        free(r->rings[i].index);
     }
     free(r->backends);
     free(r->rings);
@@ -207,6 +208,17 @@ static int copy_ring(struct px_ring *d, const struct ss_ring_settings *s, uint32
     d->view.npoints = d->npoints;
     d->view.members = d->members;
     d->view.nmembers = d->nmembers;
+    if (d->distribution == SS_DIST_KETAMA) {
+        /* Every forwarded key looks its owner up: through one slice of the
+         * ring rather than a binary search over all of it. */
+        uint32_t bits = ss_ring_index_bits(d->npoints);
+        d->index = malloc(((size_t)(1u << bits) + 1) * sizeof(*d->index));
+        if (!d->index)
+            return -ENOMEM;
+        ss_ring_index_build(&d->view, bits, d->index);
+        d->view.index = d->index;
+        d->view.index_bits = bits;
+    }
     return 0;
 }
 

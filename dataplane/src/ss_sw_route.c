@@ -56,15 +56,20 @@ static void copy_health(struct sw_route *d, const struct px_routing *t)
 static int route_copy(struct sw_route *d, const struct px_routing *t)
 {
     const struct px_ring *ring = &t->rings[0];
+    /* The table's slice index (ketama) is copied like the points. */
+    size_t nindex = ((size_t)1 << ring->view.index_bits) + 1;
     struct ss_ring_point *points = calloc(ring->npoints ? ring->npoints : 1, sizeof(*points));
     uint32_t *members = calloc(ring->nmembers ? ring->nmembers : 1, sizeof(*members));
+    uint32_t *index = ring->view.index ? calloc(nindex, sizeof(*index)) : NULL;
     d->be_addr = calloc(t->nbackends, sizeof(*d->be_addr));
     d->be_port = calloc(t->nbackends, sizeof(*d->be_port));
     d->up = calloc(t->nbackends ? t->nbackends : 1, 1);
     d->policy = calloc(t->nbackends ? t->nbackends : 1, 1);
-    if (!points || !members || !d->be_addr || !d->be_port || !d->up || !d->policy) {
+    if (!points || !members || (ring->view.index && !index) || !d->be_addr || !d->be_port ||
+        !d->up || !d->policy) {
         free(points);
         free(members);
+        free(index);
         return -ENOMEM;
     }
     memcpy(points, ring->points, ring->npoints * sizeof(*points));
@@ -73,21 +78,9 @@ static int route_copy(struct sw_route *d, const struct px_routing *t)
     d->ring.name = NULL;
     d->ring.points = points;
     d->ring.members = members;
-    d->ring.index = NULL;
-    if (ring->view.distribution == SS_DIST_KETAMA && ring->npoints) {
-        /* Every forwarded key looks its owner up: through slices, not a
-         * binary search over the whole ring. */
-        uint32_t bits = ss_ring_index_bits(ring->npoints);
-        uint32_t *index = malloc(((size_t)(1u << bits) + 1) * sizeof(*index));
-        if (!index) {
-            free(points);
-            free(members);
-            return -ENOMEM;
-        }
-        ss_ring_index_build(&d->ring, bits, index);
-        d->ring.index = index;
-        d->ring.index_bits = bits;
-    }
+    if (index)
+        memcpy(index, ring->view.index, nindex * sizeof(*index));
+    d->ring.index = index;
     d->hash = t->s.hash;
     d->nbackends = t->nbackends;
     for (uint32_t i = 0; i < t->nbackends; i++) {

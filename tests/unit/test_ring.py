@@ -208,8 +208,8 @@ def test_ketama_lookup_lower_bound_and_wrap() -> None:
 
 @pytest.mark.parametrize("npoints", [1, 2, 3, 160, 161, 480, 5000, 70000])
 def test_indexed_lookup_agrees_with_the_binary_search(npoints: int) -> None:
-    """Switch mode looks keys up through a slice index; proxy mode and the
-    CLI by binary search. Both must pick the same point everywhere,
+    """The data plane looks keys up through a slice index; a ring without one
+    by binary search. Both must pick the same point everywhere,
     including ties, empty slices, both ends of the hash space and the wrap."""
     rnd = random.Random(npoints)
     values = sorted(rnd.choice((0, 1, 0xFFFFFFFF, rnd.getrandbits(32), rnd.getrandbits(12) << 20))
