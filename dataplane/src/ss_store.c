@@ -57,7 +57,6 @@ static int persist_u64(struct ss_store *st, const char *name, uint64_t v)
     return ss_index_meta_put(st, name, &v, sizeof(v));
 }
 
-/* Apply a delayed flush_all whose time has come (any thread, any time). */
 /* Copies outside the store (ss_store_copy_token): an item of the locked
  * stripe is about to change, or every item is (flush_all). */
 static inline void copies_stale(struct ss_store_thread *t)
@@ -77,6 +76,15 @@ static void copies_flushed(struct ss_store *st)
     atomic_fetch_add(&st->copy_flush_gen, 1);
 }
 
+/* Everything written so far is flushed: items with an older seq are dead. */
+static void flush_now(struct ss_store *st)
+{
+    atomic_store(&st->flush_seq, atomic_load(&st->next_seq));
+    copies_flushed(st);
+    persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
+}
+
+/* Apply a delayed flush_all whose time has come (any thread, any time). */
 static void apply_due_flush(struct ss_store *st, int64_t now)
 {
     int64_t due = atomic_load_explicit(&st->pending_flush_at, memory_order_relaxed);
@@ -84,9 +92,7 @@ static void apply_due_flush(struct ss_store *st, int64_t now)
         return;
     if (!atomic_compare_exchange_strong(&st->pending_flush_at, &due, 0))
         return;
-    atomic_store(&st->flush_seq, atomic_load(&st->next_seq));
-    copies_flushed(st);
-    persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
+    flush_now(st);
     int64_t none = 0;
     ss_index_meta_put(st, "pending_flush", &none, sizeof(none));
 }
@@ -608,9 +614,7 @@ int ss_store_flush_all(struct ss_store_thread *t, int64_t when)
     struct ss_store *st = t->store;
     if (when <= ss_clock_unix_seconds()) {
         atomic_store(&st->pending_flush_at, 0);
-        atomic_store(&st->flush_seq, atomic_load(&st->next_seq));
-        copies_flushed(st);
-        persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
+        flush_now(st);
     } else {
         atomic_store(&st->pending_flush_at, when);
         copies_flush_due(st);
