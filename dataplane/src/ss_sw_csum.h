@@ -76,28 +76,27 @@ static inline uint16_t sw_ipv4_cksum(const struct rte_ipv4_hdr *ip)
     return (uint16_t)~sw_csum_fold(sw_csum_add(0, ip, sizeof(*ip)));
 }
 
-/* 0 when a UDP datagram's checksum (not 0) is right. */
+/* ~sum of a UDP datagram and its pseudo-header: 0 when its checksum (not
+ * 0) is right. */
 static inline uint16_t sw_udp_check(const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *udp)
 {
     uint16_t len = rte_be_to_cpu_16(udp->dgram_len);
-    uint64_t s = sw_csum_add(sw_csum_pseudo(ip, udp->dgram_len), udp, len);
-    return (uint16_t)~sw_csum_fold(s);
+    return (uint16_t)~sw_csum_fold(sw_csum_add(sw_csum_pseudo(ip, udp->dgram_len), udp, len));
 }
 
-/* The checksum to store in a UDP header whose other bytes and payload are
- * final; `payload_sum`, if not 0, is the sum of the bytes after the first
- * `summed` bytes of the datagram (precomputed), which are then not read. */
-static inline uint16_t sw_udp_cksum(const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *udp,
-                                    size_t summed, uint64_t payload_sum)
+/* The UDP checksum to store, from the sum of the pseudo-header and the
+ * datagram (its checksum field counted as zero). */
+static inline uint16_t sw_udp_cksum_of_sum(uint64_t sum)
+{
+    uint16_t c = (uint16_t)~sw_csum_fold(sum);
+    return c ? c : 0xffff; /* 0 would mean "no checksum" (RFC 768) */
+}
+
+/* The checksum to store in a UDP header whose checksum field is zero. */
+static inline uint16_t sw_udp_cksum(const struct rte_ipv4_hdr *ip, const struct rte_udp_hdr *udp)
 {
     uint16_t len = rte_be_to_cpu_16(udp->dgram_len);
-    uint64_t s = sw_csum_pseudo(ip, udp->dgram_len);
-    if (summed)
-        s = sw_csum_add(s + payload_sum, udp, summed);
-    else
-        s = sw_csum_add(s, udp, len);
-    uint16_t c = (uint16_t)~sw_csum_fold(s);
-    return c ? c : 0xffff; /* 0 would mean "no checksum" (RFC 768) */
+    return sw_udp_cksum_of_sum(sw_csum_add(sw_csum_pseudo(ip, udp->dgram_len), udp, len));
 }
 
 #endif

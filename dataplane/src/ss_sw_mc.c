@@ -108,7 +108,7 @@ static void finish_datagram(struct rte_mbuf *m, const struct rte_ether_hdr *eth,
     h[5] = (uint8_t)total;
     h[6] = h[7] = 0;
     u->dgram_cksum = 0;
-    u->dgram_cksum = sw_udp_cksum(i, u, 0, 0);
+    u->dgram_cksum = sw_udp_cksum(i, u);
     m->l2_len = sizeof(*e);
     m->l3_len = sizeof(*i);
 }
@@ -164,7 +164,6 @@ static void reply_in_place(struct ss_switch *sw, struct sw_pkt *p, size_t plen, 
      * length), the frame header (request id, then 0, 1, 0) and the payload. */
     uint64_t usum = addrs + rte_cpu_to_be_16(IPPROTO_UDP) + l4_be + sport + dport + l4_be +
                     reqid_word + rte_cpu_to_be_16(1) + psum;
-    uint16_t uck = (uint16_t)~sw_csum_fold(usum);
 
     rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
     rte_ether_addr_copy(&sw->mac, &eth->src_addr);
@@ -177,7 +176,7 @@ static void reply_in_place(struct ss_switch *sw, struct sw_pkt *p, size_t plen, 
     udp->src_port = dport;
     udp->dst_port = sport;
     udp->dgram_len = l4_be;
-    udp->dgram_cksum = uck ? uck : 0xffff; /* 0 would mean "no checksum" (RFC 768) */
+    udp->dgram_cksum = sw_udp_cksum_of_sum(usum);
     /* Frame header: the request id stays; datagram 0 of 1, reserved 0. */
     static const uint8_t one_of_one[6] = {0, 0, 0, 1, 0, 0};
     memcpy((uint8_t *)(udp + 1) + 2, one_of_one, sizeof(one_of_one));
