@@ -1,7 +1,7 @@
 """The `dataplane` section: socket mode (the default) or switch mode over DPDK.
 
 In switch mode (`dataplane.mode: dpdk`) a DPDK port faces the network and the
-fast path (dataplane/src/ss_sw_*.c) answers memcached UDP hits and rewrites
+fast path (dataplane/src/switch/) answers memcached UDP hits and rewrites
 misses to their owner; everything else reaches the kernel through a net_tap
 interface that carries the service address, where the socket-mode listeners
 serve it. The word lists below are in the order of the C enums in

@@ -1,7 +1,10 @@
 """cffi build script for the C data plane (out-of-line API mode).
 
 setup.py names `dataplane/_build.py:ffibuilder`; `pip install .` compiles every
-file in dataplane/src/ into the private module `dataplane._fastpath`.
+C file under dataplane/src/<plane>/ into the private module `dataplane._fastpath`.
+Headers Python compiles against are in dataplane/include/; a plane's own
+headers sit in its folder and other planes include them by path
+("server/ss_worker.h"), so a reach into another plane shows.
 """
 
 import glob
@@ -14,6 +17,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCLUDE = os.path.join(HERE, "include")
+SRC = os.path.join(HERE, "src")
 
 
 def dpdk_flags() -> tuple[list[str], list[str]] | None:
@@ -33,13 +37,14 @@ def dpdk_flags() -> tuple[list[str], list[str]] | None:
     return shlex.split(cflags), shlex.split(libs)
 
 
-# Switch mode (ss_sw_*.c) needs DPDK; without it ss_sw_stub.c answers
+# Switch mode (src/switch/) needs DPDK; without it ss_sw_stub.c answers
 # -ENOTSUP so socket mode still builds.
 DPDK = dpdk_flags()
-ALL = sorted(glob.glob(os.path.join(HERE, "src", "*.c")))
-STUB = os.path.join(HERE, "src", "ss_sw_stub.c")
+ALL = sorted(glob.glob(os.path.join(SRC, "*", "*.c")))
+SWITCH = os.path.join(SRC, "switch")
+STUB = os.path.join(SWITCH, "ss_sw_stub.c")
 SOURCES = [s for s in ALL if s != STUB] if DPDK else \
-    [s for s in ALL if not os.path.basename(s).startswith("ss_sw_")] + [STUB]
+    [s for s in ALL if os.path.dirname(s) != SWITCH] + [STUB]
 if DPDK is None:
     print("dataplane/_build.py: pkg-config finds no libdpdk; switch mode is a stub "
           "(install dpdk-dev for dataplane.mode: dpdk)")
@@ -54,7 +59,7 @@ ffibuilder.set_source(
     "dataplane._fastpath",
     '#include "ss_api.h"',
     sources=[os.path.relpath(s, ROOT) for s in SOURCES],
-    include_dirs=[os.path.relpath(INCLUDE, ROOT)],
+    include_dirs=[os.path.relpath(INCLUDE, ROOT), os.path.relpath(SRC, ROOT)],
     libraries=["lmdb", "z", "pthread"],
     extra_link_args=DPDK[1] if DPDK else [],
     extra_compile_args=(DPDK[0] if DPDK else []) + [

@@ -5,7 +5,7 @@ When SPDK is present, `SpdkDataPath.load` opens its shared libraries with cffi i
 (`ffi.dlopen`, RTLD_GLOBAL; the DPDK and system libraries SPDK's own leave to the
 program first), and gives the C data plane a table of
 their entry points (`struct ss_spdk_entry_points`, dataplane/include/ss_device.h). The C
-side (dataplane/src/ss_device_spdk.c) then reaches each pool's lvol, exported by spdk_tgt
+side (dataplane/src/device/ss_device_spdk.c) then reaches each pool's lvol, exported by spdk_tgt
 over NVMe/TCP, with SPDK's user-space NVMe driver:
 
     dp = SpdkDataPath.load()              # $SPDK_DIR/build/lib, or the system's

@@ -1,4 +1,4 @@
-"""The DRAM key filter (dataplane/src/ss_filter.c): a miss it rules out skips
+"""The DRAM key filter (dataplane/src/store/ss_filter.c): a miss it rules out skips
 the index, and it never rules out a key the store holds.
 
 Every test runs the real appliance with no DRAM tier (`hot_tier: 0`), so

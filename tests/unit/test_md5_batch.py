@@ -1,4 +1,4 @@
-"""ss_hash_md5_batch (dataplane/src/ss_hashkit_md5x.c): the ketama md5 of many keys.
+"""ss_hash_md5_batch (dataplane/src/ring/ss_hashkit_md5x.c): the ketama md5 of many keys.
 
 Every instruction set the running CPU supports must give, key for key, the
 first 4 bytes of hashlib's MD5 read little-endian (what ss_hash_key(MD5)

@@ -14,9 +14,9 @@
 #include <rte_byteorder.h>
 #include <rte_mbuf.h>
 
-#include "ss_hash.h"
-#include "ss_mc_internal.h"
-#include "ss_px_internal.h"
+#include "common/ss_hash.h"
+#include "mc/ss_mc_internal.h"
+#include "proxy/ss_px_internal.h"
 #include "ss_sw_csum.h"
 #include "ss_sw_internal.h"
 

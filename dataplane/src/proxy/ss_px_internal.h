@@ -25,8 +25,8 @@
 #include <sys/socket.h>
 
 #include "ss_buf.h"
-#include "ss_conn.h"
-#include "ss_mc_internal.h"
+#include "server/ss_conn.h"
+#include "mc/ss_mc_internal.h"
 #include "ss_proxy.h"
 
 struct ss_worker;

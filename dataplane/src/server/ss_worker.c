@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ss_clock.h"
+#include "common/ss_clock.h"
 #include "ss_server_internal.h"
 
 /* memcached's answer when maxconns is reached (memcached.c, conn_listening). */

@@ -24,9 +24,9 @@
 
 #include <rte_byteorder.h>
 
-#include "ss_px_internal.h"
-#include "ss_server_internal.h"
-#include "ss_clock.h"
+#include "proxy/ss_px_internal.h"
+#include "server/ss_server_internal.h"
+#include "common/ss_clock.h"
 #include "ss_sw_internal.h"
 
 #define SW_HEALTH_MS 10

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "ss_conn.h"
+#include "server/ss_conn.h"
 #include "ss_counters.h"
 #include "ss_store.h"
 

@@ -22,9 +22,9 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
-#include "ss_clock.h"
-#include "ss_hash.h"
-#include "ss_mc.h"
+#include "common/ss_clock.h"
+#include "common/ss_hash.h"
+#include "mc/ss_mc.h"
 #include "ss_server_internal.h"
 
 #define SS_UDP_RX_BATCH 8          /* datagrams per recvmmsg */

@@ -13,12 +13,12 @@
  */
 #include <errno.h>
 
-#include "ss_clock.h"
+#include "common/ss_clock.h"
 #include "ss_dataplane.h"
 #include "ss_mc.h"
 #include "ss_mc_internal.h"
-#include "ss_px_internal.h"
-#include "ss_worker.h"
+#include "proxy/ss_px_internal.h"
+#include "server/ss_worker.h"
 
 #define KEY_TOKEN 1
 

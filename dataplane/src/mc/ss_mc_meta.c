@@ -12,10 +12,10 @@
  */
 #include <errno.h>
 
-#include "ss_base64.h"
-#include "ss_clock.h"
+#include "common/ss_base64.h"
+#include "common/ss_clock.h"
 #include "ss_mc_internal.h"
-#include "ss_worker.h"
+#include "server/ss_worker.h"
 
 #define KEY_TOKEN 1
 

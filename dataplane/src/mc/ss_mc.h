@@ -4,7 +4,7 @@
 #ifndef SS_MC_H
 #define SS_MC_H
 
-#include "ss_conn.h"
+#include "server/ss_conn.h"
 
 enum ss_mc_result {
     SS_MC_OK = 0,    /* processed every complete command; wait for more input */

@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ss_hash.h"
+#include "common/ss_hash.h"
 #include "ss_store_internal.h"
 
 #define FILTER_MIN_ITEMS   65536u  /* 128 KiB: the smallest filter built */

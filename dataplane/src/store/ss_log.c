@@ -20,7 +20,7 @@
 #include <sys/random.h>
 #include <zlib.h>
 
-#include "ss_clock.h"
+#include "common/ss_clock.h"
 #include "ss_store_internal.h"
 
 static inline uint64_t seg_dev_off(const struct ss_log *log, uint32_t seg)

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ss_clock.h"
+#include "common/ss_clock.h"
 #include "ss_device.h"
 #include "ss_server_internal.h"
 

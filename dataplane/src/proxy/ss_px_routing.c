@@ -16,10 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ss_clock.h"
-#include "ss_hash.h"
+#include "common/ss_clock.h"
+#include "common/ss_hash.h"
 #include "ss_px_internal.h"
-#include "ss_server_internal.h"
+#include "server/ss_server_internal.h"
 
 static void px_err(char *err, size_t errlen, const char *msg, const char *name)
 {

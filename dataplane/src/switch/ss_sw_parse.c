@@ -14,7 +14,7 @@
 
 #include <rte_byteorder.h>
 
-#include "ss_hash.h"
+#include "common/ss_hash.h"
 #include "ss_sw_csum.h"
 #include "ss_sw_internal.h"
 

@@ -23,8 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ss_clock.h"
-#include "ss_hash.h"
+#include "common/ss_clock.h"
+#include "common/ss_hash.h"
 #include "ss_store_internal.h"
 
 /* Sequence numbers (and so cas values) are reserved ahead in the index, so a

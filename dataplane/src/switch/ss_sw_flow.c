@@ -16,7 +16,7 @@
 
 #include <rte_cycles.h>
 
-#include "ss_hash.h"
+#include "common/ss_hash.h"
 #include "ss_sw_internal.h"
 
 int sw_rules_install(struct ss_switch *sw, const struct ss_switch_settings *s, char *err,

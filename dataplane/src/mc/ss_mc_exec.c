@@ -11,9 +11,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "ss_clock.h"
+#include "common/ss_clock.h"
 #include "ss_mc_internal.h"
-#include "ss_worker.h"
+#include "server/ss_worker.h"
 
 /* Old values are copied here before a rewrite: the store's value pointer
  * is only valid until its next call. Grows once, then reused. */

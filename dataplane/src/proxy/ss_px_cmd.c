@@ -17,10 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "ss_base64.h"
-#include "ss_clock.h"
+#include "common/ss_base64.h"
+#include "common/ss_clock.h"
 #include "ss_px_internal.h"
-#include "ss_server_internal.h"
+#include "server/ss_server_internal.h"
 
 #define KEY_TOKEN 1
 #define R_DONE 0

@@ -8,7 +8,7 @@
 
 #include "ss_dataplane.h"
 #include "ss_mc_internal.h"
-#include "ss_worker.h"
+#include "server/ss_worker.h"
 
 /* Set when an output append failed; the connection is then closed. */
 static __thread bool out_failed;

@@ -24,8 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ss_clock.h"
-#include "ss_mc.h"
+#include "common/ss_clock.h"
+#include "mc/ss_mc.h"
 #include "ss_server_internal.h"
 
 /*

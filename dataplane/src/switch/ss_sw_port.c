@@ -25,7 +25,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 
-#include "ss_clock.h"
+#include "common/ss_clock.h"
 #include "ss_dataplane.h"
 #include "ss_sw_internal.h"
 

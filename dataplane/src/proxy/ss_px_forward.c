@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ss_clock.h"
+#include "common/ss_clock.h"
 #include "ss_px_internal.h"
-#include "ss_server_internal.h"
+#include "server/ss_server_internal.h"
 
 static inline struct px_worker *pxw(struct ss_worker *w)
 {

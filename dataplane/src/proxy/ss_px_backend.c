@@ -22,9 +22,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ss_clock.h"
+#include "common/ss_clock.h"
 #include "ss_px_internal.h"
-#include "ss_server_internal.h"
+#include "server/ss_server_internal.h"
 
 struct px_bconn {
     struct px_bconn *next, *prev; /* px_worker.all */
