@@ -22,7 +22,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Callable
 
-from appliance import passwords
+from appliance.config import passwords
 from appliance.config import ConfigError, load_config
 from appliance.local_client import reachable_host
 

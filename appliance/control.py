@@ -23,7 +23,7 @@ from typing import Any
 from appliance import ring
 from appliance.backends import HealthMonitor
 from appliance.config import Config, ConfigError
-from appliance.config_switch import describe_switch
+from appliance.config.switch import describe_switch
 from appliance.local_client import first_reply_line, reachable_host
 from appliance.reload import PRIMARY_RING, Reloader, build_ring
 from appliance.switch import SwitchRuntime

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from appliance import units
+from appliance.config import units
 from appliance.config import (
     LABEL_BYTES,
     MIN_SEGMENTS_PER_POOL,

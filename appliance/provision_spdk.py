@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from appliance import units
+from appliance.config import units
 from appliance.config import Config, DeviceConfig, PoolConfig
-from appliance.config_spdk import split_address
+from appliance.config.spdk import split_address
 from appliance.provision import (
     GrowPool,
     PoolRegion,

@@ -39,14 +39,14 @@ from typing import Any
 from appliance import logging_setup, provision, ring
 from appliance.backends import HealthMonitor
 from appliance.config import Config, ConfigError, parse_config
-from appliance.config_proxy import (
+from appliance.config.proxy import (
     ADMISSIONS,
     DISTRIBUTIONS,
     FAILURE_POLICIES,
     HASHES,
     BackendConfig,
 )
-from appliance.config_yaml import load_yaml
+from appliance.config.yaml_source import load_yaml
 from dataplane.fastpath import (
     BACKEND_STATES,
     BackendSettings,

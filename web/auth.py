@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from appliance import passwords
-from appliance.config_console import ConsoleAuthConfig
+from appliance.config import passwords
+from appliance.config.console import ConsoleAuthConfig
 from web.keys import AUTH_VIA
 
 COOKIE = "ss_session"

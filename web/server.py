@@ -13,7 +13,7 @@ import threading
 
 from aiohttp import web
 
-from appliance.config_console import ConsoleConfig
+from appliance.config.console import ConsoleConfig
 from appliance.control import Control
 from web.app import create_app
 

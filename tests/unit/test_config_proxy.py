@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import config_proxy
+from appliance.config import proxy as config_proxy
 from appliance.config import ConfigError, parse_config, summary
 from dataplane import fastpath
 

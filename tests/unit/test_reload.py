@@ -9,7 +9,7 @@ import pytest
 from appliance import reload
 from appliance.backends import HealthMonitor
 from appliance.config import Config, parse_config
-from appliance.config_yaml import ConfigError
+from appliance.config.yaml_source import ConfigError
 from dataplane import fastpath
 
 BASE = """\

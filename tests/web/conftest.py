@@ -31,7 +31,8 @@ from integration.helpers.procs import (  # noqa: E402
     start_memcached,
 )
 
-from appliance import passwords, provision, runner  # noqa: E402
+from appliance import provision, runner  # noqa: E402
+from appliance.config import passwords  # noqa: E402
 from appliance.backends import HealthMonitor  # noqa: E402
 from appliance.config import load_config  # noqa: E402
 from appliance.control import Control, EventLog  # noqa: E402
