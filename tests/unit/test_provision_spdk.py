@@ -1,8 +1,8 @@
-"""The provisioning planner (appliance.storage.provision) and `smartswitch provision` with kind: spdk
-devices, against replays of the recorded SPDK sessions (tests/unit/spdk_replay.py).
+"""The provisioning planner (appliance.storage.provision) and `smartswitch provision` with
+kind: spdk devices, against replays of the recorded SPDK sessions (tests/unit/spdk_replay.py).
 
-`appliance.storage.spdk.connect` is replaced by a replay client; `<WORKDIR>` of the recordings is
-the test's tmp_path, where the aio backing files exist as sparse files (the planner checks
+`appliance.storage.spdk.connect` is replaced by a replay client; `<WORKDIR>` of the recordings
+is the test's tmp_path, where the aio backing files exist as sparse files (the planner checks
 them before anything is created). Every SPDK answer is a recorded one.
 """
 
@@ -175,8 +175,7 @@ def test_grow_resizes_the_lvol_then_grows_the_store(monkeypatch, tmp_path) -> No
     observed = P.Observed.build(dev, base + lvols, replay.line(22)["result"][0], "SPDK v26.05")
     pools = [spdk.spdk_pool(p) for p in cfg.storage.pools]
     prov = spdk.SpdkProvisioned("aio0", "storage.devices[0]", rpc,
-                                          P.decide(dev, pools, observed), None,
-                                          cfg.storage.pools)
+                                P.decide(dev, pools, observed), None, cfg.storage.pools)
     regions = {"vol_thick": provision.PoolRegion("vol_thick", "memcached", 0, GiB, MiB),
                "vol_thin": provision.PoolRegion("vol_thin", "objects", 0, 512 * MiB, MiB)}
     p = provision.Plan((spdk.SpdkDeviceStep("aio0", prov),), regions, {"aio0": 0},
