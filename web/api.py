@@ -1,6 +1,6 @@
 """/api/v1 handlers: parse the request, call the control facade, return JSON.
 
-Every action is one Control method (appliance/control.py); nothing here
+Every action is one Control method (appliance/runtime/control.py); nothing here
 decides anything. Calls that may block (device probes, a reload, a socket
 to our own memcached port) run in a thread so the event loop keeps serving.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from appliance.control import Control, Invalid
+from appliance.runtime.control import Control, Invalid
 from web import metrics, openapi
 from web.keys import CONTROL, STOPPING
 

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from appliance.control import Control, ControlError, Invalid, NotFound, Refused, Unavailable
+from appliance.runtime.control import (
+    Control,
+    ControlError,
+    Invalid,
+    NotFound,
+    Refused,
+    Unavailable,
+)
 from web import api
 from web.auth import Auth
 from web.keys import CONTROL, STOPPING
@@ -22,7 +29,7 @@ from web.keys import CONTROL, STOPPING
 log = logging.getLogger("smartswitch")
 
 STATIC = Path(__file__).resolve().parent / "static"
-# A pasted config may be up to 1 MiB (appliance.control.CONFIG_TEXT_MAX), in JSON.
+# A pasted config may be up to 1 MiB (appliance.runtime.control.CONFIG_TEXT_MAX), in JSON.
 CLIENT_MAX_SIZE = 3 * 1024**2
 STATUS = {NotFound: 404, Invalid: 400, Refused: 409, Unavailable: 503}
 # No asset comes from outside the appliance, and no page may frame ours.

@@ -6,7 +6,7 @@ Who may call what:
   /api/v1 route except ``session``, ``login`` and ``openapi.json``, and
   /metrics, needs either ``Authorization: Bearer TOKEN`` (a configured token)
   or a session cookie from ``POST /api/v1/login``. Without auth (allowed on
-  loopback only; config_console refuses it elsewhere) anyone who can reach
+  loopback only; appliance.config.console refuses it elsewhere) anyone who can reach
   the address may read and act.
 * Every state-changing request (POST, PUT, PATCH, DELETE) that is not made
   with a token must carry ``X-CSRF-Token`` equal to its session's token.
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from appliance import passwords
-from appliance.config_console import ConsoleAuthConfig
+from appliance.config import passwords
+from appliance.config.console import ConsoleAuthConfig
 from web.keys import AUTH_VIA
 
 COOKIE = "ss_session"

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from appliance.control import Control
+from appliance.runtime.control import Control
 
 CONTROL = web.AppKey("control", Control)
 # Set when the console shuts down: long-lived responses (event streams) end.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.control import Control
+from appliance.runtime.control import Control
 from dataplane.fastpath import BACKEND_STATES
 
 PREFIX = "smartswitch_"

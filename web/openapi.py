@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from appliance import __version__
-from appliance.control import BACKEND_ACTIONS
+from appliance.runtime.control import BACKEND_ACTIONS
 from dataplane.fastpath import BACKEND_STATES
 
 

@@ -13,8 +13,8 @@ import threading
 
 from aiohttp import web
 
-from appliance.config_console import ConsoleConfig
-from appliance.control import Control
+from appliance.config.console import ConsoleConfig
+from appliance.runtime.control import Control
 from web.app import create_app
 
 log = logging.getLogger("smartswitch")

@@ -410,7 +410,7 @@ def test_reload_lets_requests_to_a_removed_backend_finish(tmp_path: Path,
                                                            pool: list[Server]) -> None:
     """A request in flight to a back end that a reload removes is answered by it (the
     connection drains, then closes) instead of failing with SERVER_ERROR."""
-    from appliance import reload, ring
+    from appliance.proxy import ring, routing
     from appliance.config import load_config
 
     def long_timeouts(path: Path) -> Path:
@@ -421,7 +421,7 @@ def test_reload_lets_requests_to_a_removed_backend_finish(tmp_path: Path,
 
     path = long_timeouts(write_proxy_config(tmp_path, pool))
     config = load_config(path, base_dir=tmp_path)
-    table = reload.build_ring(config, config.backends)
+    table = routing.build_ring(config, config.backends)
     key = next(k for k in (b"drain-%d" % i for i in range(500))
                if ring.owner(table, k, config.routing.hash) == 2)
     c = Conn(pool[2].addr)

@@ -2,8 +2,8 @@
 
 Real memcached back ends, the real appliance, one client connection held open
 across every reload. Which back end owns a key is computed here with the same
-ring and C lookup the appliance uses (appliance.reload.build_ring,
-appliance.ring.owner), then checked by asking the back ends directly.
+ring and C lookup the appliance uses (appliance.proxy.routing.build_ring,
+appliance.proxy.ring.owner), then checked by asking the back ends directly.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from appliance import reload, ring
+from appliance.proxy import ring, routing
 from appliance.config import parse_config
 
 from .conftest import ApplianceFactory
@@ -44,7 +44,7 @@ def write_proxy_config(tmp_path: Path, tcp_port: int, backends: list[Server],
 def owners(path: Path, keys: list[bytes]) -> dict[bytes, str]:
     """Each key's owning back end name under the config at path."""
     config = parse_config(path.read_text(), str(path), base_dir=path.parent)
-    built = reload.build_ring(config, config.backends)
+    built = routing.build_ring(config, config.backends)
     return {k: config.backends[ring.owner(built, k, config.routing.hash)].name for k in keys}
 
 

@@ -3,7 +3,7 @@
 Issue 3's compatibility bullet: 5 real memcached back ends with distinct
 weights; keys are set through the reference (nutcracker, i.e. twemproxy, or
 pylibmc, i.e. libmemcached with weighted ketama), then every back end is asked
-which keys it holds, and appliance.ring's owner (ss_hash_key + ss_ring_lookup
+which keys it holds, and appliance.proxy.ring's owner (ss_hash_key + ss_ring_lookup
 in C) must equal the observed back end for every key. Each scenario flushes
 the back ends first, so what a back end holds is what that reference put there.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.ring import RingMember, build_ring, owner
+from appliance.proxy.ring import RingMember, build_ring, owner
 
 from .helpers.procs import Server, free_port, start_memcached
 

@@ -96,10 +96,10 @@ class Rig:
 
     def app_route(self, key: bytes) -> str:
         """The back end the ring picks (the same C hash and lookup as the fast path)."""
-        from appliance import reload, ring
+        from appliance.proxy import ring, routing
         from appliance.config import load_config
         config = load_config(self.app.config_path, base_dir=self.tmp)
-        index = ring.owner(reload.build_ring(config, config.backends), key, config.routing.hash)
+        index = ring.owner(routing.build_ring(config, config.backends), key, config.routing.hash)
         return config.backends[index].host
 
 

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance import cli, runner
+from appliance import cli
+from appliance.runtime import offline, runner
+from appliance.runtime.settings import dataplane_settings
+from appliance.storage import serving
 from appliance.config import parse_config
 from dataplane import fastpath
 
@@ -97,10 +100,10 @@ def test_unusable_device_is_a_clear_start_error(tmp_path: Path) -> None:
     (tmp_path / "dev").mkdir()
     config = parse_config("storage:\n  dir: s\n  devices:\n    - {name: d, path: dev, size: 1GiB}"
                           "\n  pools:\n    - {name: p, device: d}\n", base_dir=tmp_path)
-    runner.prepare_storage(config)
+    serving.prepare_storage(config)
     with pytest.raises(runner.StartError,
                        match=r"storage\.devices\[0\]\.path: .*/dev is not a regular file"):
-        runner.provision_storage(config)
+        offline.provision_storage(config)
     assert (tmp_path / "s" / "index").is_dir()
 
 
@@ -213,8 +216,8 @@ class FakeDataplane:
 
 
 def supervise(tmp_path: Path, dp: FakeDataplane, stop_after: float | None = None) -> int:
-    settings = runner.dataplane_settings(parse_config("memcached:\n  listen: ::1\n",
-                                                      base_dir=tmp_path))
+    settings = dataplane_settings(parse_config("memcached:\n  listen: ::1\n",
+                                               base_dir=tmp_path))
     sup = runner.Supervisor(dp, 2)  # type: ignore[arg-type]
     if stop_after is not None:
         threading.Timer(stop_after, sup.request_stop, args=("test",)).start()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import runner
+from appliance.runtime.settings import dataplane_settings
 from appliance.config import ConfigError, load_config, parse_config, summary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -325,7 +325,7 @@ def test_dataplane_settings_translation(tmp_path: Path) -> None:
             - {name: items, device: disk, size: 25%, segment_size: 4MiB}
         """)
     config = parse_config(text, base_dir=tmp_path)
-    s = runner.dataplane_settings(config)
+    s = dataplane_settings(config)
     assert (s.listen_host, s.tcp_port, s.udp_port, s.workers) == ("::1", 0, -1, 3)
     assert s.idle_timeout_s == 120
     assert s.store.index_dir == str(tmp_path / "state" / "index")
@@ -333,5 +333,5 @@ def test_dataplane_settings_translation(tmp_path: Path) -> None:
     assert (s.store.device_bytes, s.store.segment_bytes) == (255 * 1024**2, 4 * 1024**2)
     assert s.store.device_offset == 1024**2
     assert (s.store.item_size_max, s.store.flush_interval_ms) == (2 * 1024**2, 50)
-    quiet = runner.dataplane_settings(config, listen=False)
+    quiet = dataplane_settings(config, listen=False)
     assert (quiet.tcp_port, quiet.udp_port, quiet.workers) == (-1, -1, 1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import passwords
+from appliance.config import passwords
 from appliance.config import ConfigError, parse_config
 
 HASH = passwords.hash_password("pw", log2_n=10)

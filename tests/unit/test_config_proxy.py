@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import config_proxy
+from appliance.config import proxy as config_proxy
 from appliance.config import ConfigError, parse_config, summary
 from dataplane import fastpath
 
@@ -361,7 +361,8 @@ def route_config(tmp_path: Path, port: int) -> Path:
 
 def test_route_prints_owner_and_local_tier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from appliance import cli, ring
+    from appliance import cli
+    from appliance.proxy import ring
 
     owners = {b"hot": 2, b"cold": 0, b"gone": 1}
     monkeypatch.setattr(ring, "owner", lambda r, key, hash_name: owners[key])
@@ -405,11 +406,12 @@ def test_route_owner_agrees_with_the_ring(tmp_path: Path,
     """The real path: C hash + C lookup over the ring built from the config."""
     lib = _lib()
     _have_hash(lib)
-    from appliance import cli, reload, ring
+    from appliance import cli
+    from appliance.proxy import ring, routing
 
     path = route_config(tmp_path, 0)
     config = parse_config(path.read_text(), str(path), base_dir=tmp_path)
-    built = reload.build_ring(config, config.backends)
+    built = routing.build_ring(config, config.backends)
     seen = set()
     for i in range(200):
         key = f"key:{i}".encode()

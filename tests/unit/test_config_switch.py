@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import ConfigError, parse_config
-from appliance.switch import eal_args, switch_settings
+from appliance.runtime.switch import eal_args, switch_settings
 
 GOOD = """\
 memcached:
@@ -85,7 +85,7 @@ def test_bad_switch_config_names_line_and_path(text: str, start: str, tmp_path: 
 
 
 def test_console_switch_state_groups_the_switch_counters(tmp_path: Path) -> None:
-    from appliance.control import switch_state
+    from appliance.runtime.control import switch_state
 
     config = parse_config(GOOD, "x.yaml", base_dir=tmp_path)
     counters = {"rx_packets": 9, "port:network:rx_packets": 7, "port:kernel:tx_packets": 2,

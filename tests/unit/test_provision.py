@@ -1,4 +1,4 @@
-"""Provisioning planner (appliance.provision) on real files, without a data plane."""
+"""Provisioning planner (appliance.storage.provision) on real files, without a data plane."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import provision
+from appliance.storage import provision
 from appliance.config import LABEL_BYTES, ConfigError, parse_config, percent_bytes
 
 MiB = 1024**2

@@ -1,8 +1,8 @@
-"""The provisioning planner (appliance.provision) and `smartswitch provision` with kind: spdk
-devices, against replays of the recorded SPDK sessions (tests/unit/spdk_replay.py).
+"""The provisioning planner (appliance.storage.provision) and `smartswitch provision` with
+kind: spdk devices, against replays of the recorded SPDK sessions (tests/unit/spdk_replay.py).
 
-`provision_spdk.connect` is replaced by a replay client; `<WORKDIR>` of the recordings is
-the test's tmp_path, where the aio backing files exist as sparse files (the planner checks
+`appliance.storage.spdk.connect` is replaced by a replay client; `<WORKDIR>` of the recordings
+is the test's tmp_path, where the aio backing files exist as sparse files (the planner checks
 them before anything is created). Every SPDK answer is a recorded one.
 """
 
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance import cli, provision, provision_spdk, runner
+from appliance import cli
+from appliance.runtime import runner
+from appliance.storage import provision, serving, spdk
 from appliance.config import parse_config
 from spdk_bindings import export as X
 from spdk_bindings import provision as P
@@ -27,7 +29,7 @@ def use_replay(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str,
                **kw) -> Replay:
     replay = Replay(name, str(tmp_path), **kw)
     rpc = R.SpdkRpc(ReplayClient(replay), timeout=5.0)
-    monkeypatch.setattr(provision_spdk, "connect", lambda dev: rpc)
+    monkeypatch.setattr(spdk, "connect", lambda dev: rpc)
     return replay
 
 
@@ -100,7 +102,7 @@ def test_second_run_has_nothing_to_do_and_sends_only_reads(monkeypatch, tmp_path
     provision.apply(p, cfg, progress=lambda line: None)
     assert changing(replay) == []
     assert p.regions["vol1"].size == 100 * MiB
-    st = runner.storage_state(cfg)
+    st = serving.storage_state(cfg)
     assert st["pending"] == [] and st["devices"][0]["free"] == 486 * 4 * MiB
     assert st["devices"][0]["kind"] == "spdk" and st["devices"][0]["bdev"] == "faio0"
 
@@ -167,17 +169,16 @@ def test_grow_resizes_the_lvol_then_grows_the_store(monkeypatch, tmp_path) -> No
     replay = Replay("provisioning.jsonl", str(tmp_path), start=27)
     rpc = R.SpdkRpc(ReplayClient(replay), timeout=5.0)
     cfg, _ = config(tmp_path, AIO0, AIO0_POOLS.replace("size: 1GiB", "size: 1536MiB"))
-    dev = provision_spdk.spdk_device(cfg.storage.device("aio0"))
+    dev = spdk.spdk_device(cfg.storage.device("aio0"))
     base = replay.line(18)["result"]
     lvols = [replay.line(n)["result"][0] for n in (25, 26)]
     observed = P.Observed.build(dev, base + lvols, replay.line(22)["result"][0], "SPDK v26.05")
-    pools = [provision_spdk.spdk_pool(p) for p in cfg.storage.pools]
-    prov = provision_spdk.SpdkProvisioned("aio0", "storage.devices[0]", rpc,
-                                          P.decide(dev, pools, observed), None,
-                                          cfg.storage.pools)
+    pools = [spdk.spdk_pool(p) for p in cfg.storage.pools]
+    prov = spdk.SpdkProvisioned("aio0", "storage.devices[0]", rpc,
+                                P.decide(dev, pools, observed), None, cfg.storage.pools)
     regions = {"vol_thick": provision.PoolRegion("vol_thick", "memcached", 0, GiB, MiB),
                "vol_thin": provision.PoolRegion("vol_thin", "objects", 0, 512 * MiB, MiB)}
-    p = provision.Plan((provision_spdk.SpdkDeviceStep("aio0", prov),), regions, {"aio0": 0},
+    p = provision.Plan((spdk.SpdkDeviceStep("aio0", prov),), regions, {"aio0": 0},
                        spdk={"aio0": prov})
     assert p.lines() == ["grow spdk lvol pool0/vol_thick: 1.0 GiB -> 1.5 GiB thick (384 "
                          "clusters of 4.0 MiB)"]
@@ -235,8 +236,8 @@ def exported_plan(monkeypatch, tmp_path) -> tuple[provision.Plan, object]:
                         model_number="appliance-lvol", max_namespaces=8)
     xplan = X.decide_export("naio0", spec, "npool", ["export1"], X.ExportObserved.build(
         spec, replay.line(5)["result"], replay.line(46)["result"]), {})
-    dev = provision_spdk.spdk_device(cfg.storage.device("naio0"))
-    prov = provision_spdk.SpdkProvisioned(
+    dev = spdk.spdk_device(cfg.storage.device("naio0"))
+    prov = spdk.SpdkProvisioned(
         "naio0", "storage.devices[0]", rpc, P.decide(dev, [], P.Observed("", None, None, {})),
         xplan, cfg.storage.pools)
     prov.exported = X.apply_export(rpc, xplan, {"export1": replay.line(4)["result"]})
@@ -245,12 +246,12 @@ def exported_plan(monkeypatch, tmp_path) -> tuple[provision.Plan, object]:
 
 def test_runner_gets_trid_and_nsid_of_the_served_pool(monkeypatch, tmp_path) -> None:
     p, cfg = exported_plan(monkeypatch, tmp_path)
-    assert runner.spdk_target(cfg, p) == (
+    assert spdk.spdk_target(cfg, p) == (
         "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 "
         "subnqn:nqn.2016-06.io.spdk:appliance-vol1", 1)
     monkeypatch.setenv("SPDK_DIR", str(tmp_path / "no-spdk"))  # a box without SPDK
     with pytest.raises(runner.StartError) as info:
-        runner.open_spdk_pool(cfg, p)
+        spdk.open_spdk_pool(cfg, p)
     assert "pool export1 is on spdk device naio0, but SPDK cannot be loaded: SPDK's shared " \
         "libraries are not" in str(info.value)
 
@@ -260,18 +261,18 @@ def test_runner_refuses_a_served_pool_without_export_or_provisioning(tmp_path) -
                     "segment_size: 1MiB}\n")
     with pytest.raises(runner.StartError, match=r"storage\.devices\[0\]\.export: pool vol1 "
                                                 r"is served from spdk device faio0"):
-        runner.spdk_target(cfg, provision.Plan((), {}, {}))
+        spdk.spdk_target(cfg, provision.Plan((), {}, {}))
     cfg, _ = config(tmp_path, FAIO0.replace(", export: null", ""),
                     "    - {name: vol1, device: faio0, size: 100MiB, segment_size: 1MiB}\n")
     with pytest.raises(runner.StartError, match="not provisioned and exported yet"):
-        runner.spdk_target(cfg, provision.Plan((), {}, {}))
+        spdk.spdk_target(cfg, provision.Plan((), {}, {}))
 
 
 def test_start_without_the_data_path_stops_before_provisioning(monkeypatch, tmp_path) -> None:
     def no_rpc(dev):
         raise AssertionError("start-up talked to the target")
 
-    monkeypatch.setattr(provision_spdk, "connect", no_rpc)
+    monkeypatch.setattr(spdk, "connect", no_rpc)
     monkeypatch.setenv("SPDK_DIR", str(tmp_path / "no-spdk"))  # a box without SPDK
     cfg, _ = config(tmp_path, FAIO0.replace(", export: null", ""),
                     "    - {name: vol1, device: faio0, size: 100MiB, segment_size: 1MiB}\n")

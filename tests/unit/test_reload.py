@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from appliance import reload
-from appliance.backends import HealthMonitor
+from appliance.proxy import routing
+from appliance.runtime import reload
+from appliance.proxy.health import HealthMonitor
 from appliance.config import Config, parse_config
-from appliance.config_yaml import ConfigError
+from appliance.config.yaml_source import ConfigError
 from dataplane import fastpath
 
 BASE = """\
@@ -35,7 +36,7 @@ def cfg(text: str, tmp_path: Path, source: str | None = None) -> Config:
 def test_routing_settings_indexes_rings_and_enums(tmp_path: Path) -> None:
     config = cfg(BASE + "routing:\n  hash: fnv1a_64\n  admission: never\n"
                  "  local_ttl_max: 2m\n  allow_flush_all: true\n", tmp_path)
-    table = reload.routing_settings(config, {("mc2", "127.0.0.1", 11213): "down"})
+    table = routing.routing_settings(config, {("mc2", "127.0.0.1", 11213): "down"})
     assert table is not None
     assert [b.name for b in table.backends] == ["mc1", "mc2", "s1"]
     mc1, mc2, s1 = table.backends
@@ -51,12 +52,12 @@ def test_routing_settings_indexes_rings_and_enums(tmp_path: Path) -> None:
     assert (table.hash, table.admission, table.local_ttl_max_s) == (4, 2, 120)
     assert (table.admission_window_ms, table.admission_max_bytes) == (10_000, 256 * 1024)
     assert table.allow_flush_all is True
-    assert reload.routing_settings(cfg("", tmp_path)) is None
+    assert routing.routing_settings(cfg("", tmp_path)) is None
 
 
 def test_modula_rings_list_members(tmp_path: Path) -> None:
     config = cfg(BASE + "routing:\n  distribution: modula\n", tmp_path)
-    table = reload.routing_settings(config)
+    table = routing.routing_settings(config)
     assert table is not None
     assert [r.members for r in table.rings] == [(0, 1), (2,)]
     assert table.rings[0].distribution == 1
@@ -284,7 +285,7 @@ def test_prober_crash_is_loud(tmp_path: Path, log_lines: list[str]) -> None:
 def test_probe_version_against_a_stub_server() -> None:
     import socket
 
-    from appliance.backends import probe_version
+    from appliance.proxy.health import probe_version
 
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
@@ -308,7 +309,7 @@ def test_probe_version_against_a_stub_server() -> None:
 def test_a_change_before_the_first_tick_is_logged(tmp_path: Path) -> None:
     config = cfg(BASE, tmp_path)
     dp = FakePlane()
-    dp.set_routing(reload.routing_settings(config))
+    dp.set_routing(routing.routing_settings(config))
     monitor = HealthMonitor(dp, config.all_backends, prober=lambda *a: False)
     dp.states[0], dp.failures[0] = "down", 3
     assert monitor.tick() == ["backend mc1 127.0.0.1:11212 down after 3 failures"]
@@ -316,7 +317,7 @@ def test_a_change_before_the_first_tick_is_logged(tmp_path: Path) -> None:
 
 def test_proxy_mode_refused_without_set_routing(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from appliance import runner
+    from appliance.runtime import runner
 
     monkeypatch.setattr(runner, "load", lambda: (None, None))
     monkeypatch.setattr(runner, "proxy_available", lambda: False)

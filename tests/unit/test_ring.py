@@ -27,7 +27,7 @@ import random
 
 import pytest
 
-from appliance.ring import (
+from appliance.proxy.ring import (
     Ring,
     RingError,
     RingMember,

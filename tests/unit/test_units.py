@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from appliance import units
+from appliance.config import units
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -1,7 +1,7 @@
 """Fixtures for the console tests: a real appliance in this process, and its console.
 
 The API tests need the aiohttp application in-process (aiohttp's test
-client), so ``Appliance`` builds what ``appliance.runner.run`` builds, with
+client), so ``Appliance`` builds what ``appliance.runtime.runner.run`` builds, with
 the real C data plane, its worker threads serving memcached on a free
 loopback port, and the control facade; only the signal handling and the
 ready line are left out. Proxy-mode fixtures put real memcached back ends
@@ -31,11 +31,14 @@ from integration.helpers.procs import (  # noqa: E402
     start_memcached,
 )
 
-from appliance import passwords, provision, runner  # noqa: E402
-from appliance.backends import HealthMonitor  # noqa: E402
+from appliance.runtime import offline  # noqa: E402
+from appliance.runtime.settings import dataplane_settings  # noqa: E402
+from appliance.storage import provision, serving  # noqa: E402
+from appliance.config import passwords  # noqa: E402
+from appliance.proxy.health import HealthMonitor  # noqa: E402
 from appliance.config import load_config  # noqa: E402
-from appliance.control import Control, EventLog  # noqa: E402
-from appliance.reload import Reloader  # noqa: E402
+from appliance.runtime.control import Control, EventLog  # noqa: E402
+from appliance.runtime.reload import Reloader  # noqa: E402
 from dataplane.fastpath import Dataplane  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
@@ -94,13 +97,13 @@ def write_config(tmp_path: Path, *, auth: bool = True, backends: list[Server] | 
 
 
 def start(config_path: Path) -> Appliance:
-    """What appliance.runner.run does, minus signals: data plane, workers, control."""
+    """What appliance.runtime.runner.run does, minus signals: data plane, workers, control."""
     config = load_config(config_path, base_dir=config_path.parent)
-    runner.prepare_storage(config)
-    layout = runner.provision_storage(config)
+    serving.prepare_storage(config)
+    layout = offline.provision_storage(config)
     pool = config.storage.memcached_pool
-    settings = runner.dataplane_settings(config, region=provision.memcached_region(layout, config),
-                                         capacity=layout.devices[pool.device])
+    settings = dataplane_settings(config, region=provision.memcached_region(layout, config),
+                                  capacity=layout.devices[pool.device])
     dp = Dataplane.create(settings)
     monitor = HealthMonitor(dp, config.all_backends) if config.proxy else None
     reloader = Reloader(dp, config, monitor, base_dir=config_path.parent)

@@ -88,5 +88,5 @@ def test_unreachable_console_and_hash_password() -> None:
                        capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, check=False)
     assert r.returncode == 0 and r.stdout.startswith("scrypt$15$8$1$")
-    from appliance import passwords
+    from appliance.config import passwords
     assert passwords.verify("s3cret", passwords.parse(r.stdout.strip()))

@@ -1,52 +1,51 @@
-"""Capacity provisioning: lay the config's pools out on its devices.
+"""Devices that carry a SmartSwitch label: `kind: file` and `kind: block`.
 
-Pure planning, then one applier (the shape of appliance.reload):
-
-* ``plan(config)`` probes every device (read only), reads its label and
-  returns a ``Plan``: the steps that make the devices match the config
-  (create or extend a file, reserve a pool, grow or shrink one, write the
-  label), or raises ProvisionError naming the device and the YAML path when
-  something is missing, too small or would lose data unasked. Nothing is
-  written while planning, so a refused plan leaves every device untouched.
-* ``apply(plan, ...)`` performs the steps in order, reporting progress.
-
-Layout of a device (docs/architecture.md, "Devices and pools"): a label in
+Layout of such a device (docs/architecture.md, "Devices and pools"): a label in
 the first LABEL_BYTES (magic, length, crc32, then JSON listing each pool's
 name, role, offset, size and segment size), then the pools, each on a
 POOL_ALIGN boundary. A pool keeps its offset for life; it grows into free
 space after it. The store writes its own superblock at the pool's offset.
 
-Device kinds plug in through ``DeviceDriver`` (probe, label I/O, sizing);
-``file`` and ``block`` are here. ``spdk`` devices carry no label: their pools
-are lvols on an SPDK target, planned and applied by appliance.provision_spdk
-(one ``SpdkDeviceStep`` per device with changes, its state in ``Plan.spdk``).
+``LabelDriver.plan`` probes a device (read only), reads its label and adds the
+steps that make it match the config: create or extend a file, reserve a pool,
+grow or shrink one, write the label. The two kinds differ only in probing,
+sizing and preparing (FileDriver, BlockDriver).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import stat
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any
 
-from appliance import units
 from appliance.config import (
     LABEL_BYTES,
     MIN_SEGMENTS_PER_POOL,
-    POOL_ALIGN,
     Config,
     DeviceConfig,
     PoolConfig,
     align_up,
     percent_bytes,
+    units,
 )
-
-log = logging.getLogger("smartswitch")
+from appliance.storage.steps import (
+    Applying,
+    Draft,
+    GrowPool,
+    Plan,
+    PoolRegion,
+    Progress,
+    ProvisionError,
+    ShrinkPool,
+    Step,
+    device_where,
+    pool_where,
+)
 
 LABEL_MAGIC = b"SSLABEL1"
 LABEL_HEADER = struct.Struct("<8sII")  # magic, JSON length, crc32 of the JSON
@@ -56,26 +55,7 @@ SUPERBLOCK_BYTES = 4096
 LABEL_VERSION = 1
 
 
-class ProvisionError(Exception):
-    """The config can't be provisioned; the message names the device and the fix."""
-
-
 # ------------------------------------------------------------------ label
-
-
-@dataclass(frozen=True)
-class PoolRegion:
-    """One pool's place on its device, as the label records it."""
-
-    name: str
-    role: str
-    offset: int
-    size: int
-    segment_size: int
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.size
 
 
 def encode_label(device: str, pools: list[PoolRegion]) -> bytes:
@@ -125,20 +105,55 @@ class DeviceState:
     label: list[PoolRegion] | None   # None: blank
 
 
-class DeviceDriver(Protocol):
-    """What provisioning needs from one kind of device."""
+
+class LabelDriver:
+    """A labelled kind: the label planner with its own probe, sizing and preparing.
+
+    The serving side is the same for both kinds: the store opens the device's path.
+    """
 
     def probe(self, dev: DeviceConfig, where: str) -> DeviceState:
         """Read the device's size and label; raise ProvisionError if unusable."""
+        raise NotImplementedError
 
     def capacity(self, dev: DeviceConfig, state: DeviceState, where: str) -> int:
         """Bytes the pools may be laid into; raise ProvisionError if too small."""
+        raise NotImplementedError
 
     def prepare(self, dev: DeviceConfig, state: DeviceState, capacity: int) -> list[Step]:
         """Steps that make the device hold capacity bytes (create, extend)."""
+        raise NotImplementedError
 
     def write_label(self, dev: DeviceConfig, block: bytes) -> None:
         """Write and sync the label block at offset 0."""
+        _write_block(dev.path, block)
+
+    # DeviceDriver (appliance.storage.steps)
+
+    def plan(self, config: Config, dev: DeviceConfig, draft: Draft) -> int:
+        return _plan_device(config, dev, self, draft.steps, draft.regions, draft.notes)
+
+    def device_state(self, p: Plan, dev: DeviceConfig) -> dict[str, Any]:
+        return {}
+
+    def pool_state(self, p: Plan, pool: PoolConfig) -> dict[str, Any]:
+        return {}
+
+    def store_path(self, dev: DeviceConfig, pool: PoolConfig) -> str:
+        return str(dev.path)
+
+    def may_hold_store(self, dev: DeviceConfig) -> bool:
+        return dev.path is None or dev.path.exists()
+
+    def prepare_process(self, config: Config, argv: list[str]) -> None:
+        return None
+
+    def check_can_serve(self, config: Config) -> None:
+        return None
+
+    def open_store_device(self, config: Config, layout: Plan) -> Any:
+        return None
+
 
 
 def _read_block(path: Path) -> bytes:
@@ -155,7 +170,7 @@ def _write_block(path: Path, block: bytes) -> None:
         os.close(fd)
 
 
-class FileDriver:
+class FileDriver(LabelDriver):
     """kind: file: a regular file, created and extended (sparsely) as needed."""
 
     def probe(self, dev: DeviceConfig, where: str) -> DeviceState:
@@ -196,7 +211,7 @@ class FileDriver:
         _write_block(dev.path, block)
 
 
-class BlockDriver:
+class BlockDriver(LabelDriver):
     """kind: block: a raw block device; never created, never resized."""
 
     def probe(self, dev: DeviceConfig, where: str) -> DeviceState:
@@ -235,27 +250,10 @@ class BlockDriver:
     def prepare(self, dev: DeviceConfig, state: DeviceState, capacity: int) -> list[Step]:
         return []
 
-    def write_label(self, dev: DeviceConfig, block: bytes) -> None:
-        _write_block(dev.path, block)
 
-
-# Label-based kinds; kind spdk is planned by appliance.provision_spdk.
-DRIVERS: dict[str, DeviceDriver] = {"file": FileDriver(), "block": BlockDriver()}
 
 
 # ------------------------------------------------------------------ steps
-
-
-@dataclass(frozen=True)
-class Step:
-    """One change to a device; describe() is the plan line an operator reads."""
-
-    def describe(self) -> str:
-        raise NotImplementedError
-
-    def lines(self) -> list[str]:
-        """The plan lines of this step (one, except for steps that bundle several)."""
-        return [self.describe()]
 
 
 @dataclass(frozen=True)
@@ -265,6 +263,10 @@ class CreateFile(Step):
 
     def describe(self) -> str:
         return f"create file {self.path} of {units.format_size(self.size)} ({self.size} bytes)"
+
+    def apply(self, run: Applying) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _fill(self.path, 0, self.size, run.say)
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,9 @@ class ExtendFile(Step):
     def describe(self) -> str:
         return (f"extend file {self.path} from {units.format_size(self.old)} to "
                 f"{units.format_size(self.new)}")
+
+    def apply(self, run: Applying) -> None:
+        _fill(self.path, self.old, self.new, run.say)
 
 
 @dataclass(frozen=True)
@@ -290,29 +295,8 @@ class ReservePool(Step):
                 f"({units.format_size(r.size)}), segment_size "
                 f"{units.format_size(r.segment_size)}{served}")
 
-
-@dataclass(frozen=True)
-class GrowPool(Step):
-    device: str
-    region: PoolRegion
-    old: int
-
-    def describe(self) -> str:
-        return (f"grow pool {self.region.name} on {self.device} from "
-                f"{units.format_size(self.old)} to {units.format_size(self.region.size)}")
-
-
-@dataclass(frozen=True)
-class ShrinkPool(Step):
-    device: str
-    device_path: Path | None  # None: an spdk pool (the lvol is resized after the store)
-    region: PoolRegion
-    old: int
-
-    def describe(self) -> str:
-        return (f"shrink pool {self.region.name} on {self.device} from "
-                f"{units.format_size(self.old)} to {units.format_size(self.region.size)}, "
-                f"evicting the items that no longer fit (allow_shrink)")
+    def apply(self, run: Applying) -> None:
+        return None  # the WriteLabel step that follows records the pool
 
 
 @dataclass(frozen=True)
@@ -324,49 +308,9 @@ class WriteLabel(Step):
         return (f"write label on {self.device.name} ({self.device.path}): "
                 + ", ".join(f"{p.name}@{p.offset}+{p.size}" for p in self.pools))
 
-
-# ------------------------------------------------------------------- plan
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What provisioning will do, and the layout the devices will have after.
-
-    Attributes:
-        steps: in the order apply() performs them (empty: nothing to do).
-        regions: pool name -> its region after the plan is applied.
-        devices: device name -> capacity in bytes after the plan.
-        notes: lines worth logging that are not changes (reserved leftovers).
-        spdk: device name -> provision_spdk.SpdkProvisioned for kind spdk
-            devices (what the target holds; after apply, what it reported).
-            apply() updates regions and devices of spdk pools with the sizes
-            read back from the target.
-    """
-
-    steps: tuple[Step, ...]
-    regions: dict[str, PoolRegion]
-    devices: dict[str, int]
-    notes: tuple[str, ...] = ()
-    spdk: dict[str, Any] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        """The plan as an operator reads it."""
-        return [line for s in self.steps for line in s.lines()] or ["nothing to do"]
-
-    def shrinks(self) -> list[str]:
-        """Names of the pools this plan shrinks (any kind)."""
-        return [s.region.name for s in self.steps if isinstance(s, ShrinkPool)] + [
-            name for prov in self.spdk.values() for name in prov.shrinks()]
-
-
-def _where(config: Config, dev: DeviceConfig) -> str:
-    i = next(i for i, d in enumerate(config.storage.devices) if d.name == dev.name)
-    return f"storage.devices[{i}]"
-
-
-def _pool_where(config: Config, pool: PoolConfig) -> str:
-    i = next(i for i, p in enumerate(config.storage.pools) if p.name == pool.name)
-    return f"storage.pools[{i}]"
+    def apply(self, run: Applying) -> None:
+        LABEL_DRIVERS[self.device.kind].write_label(self.device, encode_label(
+            self.device.name, list(self.pools)))
 
 
 def pool_bytes(pool: PoolConfig, capacity: int) -> int:
@@ -391,10 +335,10 @@ def _place(regions: list[PoolRegion], size: int, capacity: int) -> int | None:
     return align_up(at) if align_up(at) + size <= capacity else None
 
 
-def _plan_device(config: Config, dev: DeviceConfig, driver: DeviceDriver,
+def _plan_device(config: Config, dev: DeviceConfig, driver: LabelDriver,
                  steps: list[Step], regions_out: dict[str, PoolRegion],
                  notes: list[str]) -> int:
-    where = _where(config, dev)
+    where = device_where(config, dev)
     state = driver.probe(dev, where)
     capacity = driver.capacity(dev, state, where)
     existing = {r.name: r for r in state.label or []}
@@ -411,7 +355,7 @@ def _plan_device(config: Config, dev: DeviceConfig, driver: DeviceDriver,
         if pool.name not in existing:
             continue
         old = existing[pool.name]
-        pwhere = _pool_where(config, pool)
+        pwhere = pool_where(config, pool)
         size = pool_bytes(pool, capacity)
         if old.segment_size != pool.segment_size or old.role != pool.role:
             what = "segment_size" if old.segment_size != pool.segment_size else "role"
@@ -445,7 +389,7 @@ def _plan_device(config: Config, dev: DeviceConfig, driver: DeviceDriver,
         offset = _place(layout, size, capacity)
         if offset is None:
             raise ProvisionError(
-                f"{_pool_where(config, pool)}.size: {units.format_size(size)} does not fit on "
+                f"{pool_where(config, pool)}.size: {units.format_size(size)} does not fit on "
                 f"device {dev.name} ({units.format_size(capacity)}, label and other pools "
                 f"included); shrink the pool or grow the device; nothing was changed")
         region = PoolRegion(pool.name, pool.role, offset, size, pool.segment_size)
@@ -455,7 +399,7 @@ def _plan_device(config: Config, dev: DeviceConfig, driver: DeviceDriver,
         if r.size < MIN_SEGMENTS_PER_POOL * r.segment_size + SUPERBLOCK_BYTES and \
                 r.name not in {k.name for k in kept}:
             pool = next(p for p in pools if p.name == r.name)
-            raise ProvisionError(f"{_pool_where(config, pool)}.size: "
+            raise ProvisionError(f"{pool_where(config, pool)}.size: "
                                  f"{units.format_size(r.size)} on {dev.name} is under "
                                  f"{MIN_SEGMENTS_PER_POOL} segments")
         if r.end > capacity:
@@ -475,38 +419,6 @@ def _plan_device(config: Config, dev: DeviceConfig, driver: DeviceDriver,
     return capacity
 
 
-def plan(config: Config) -> Plan:
-    """Probe every device (read only) and plan the changes the config asks for.
-
-    Raises:
-        ProvisionError: a device is missing, too small or unusable, or the
-            change would lose data unasked; nothing has been touched.
-    """
-    steps: list[Step] = []
-    regions: dict[str, PoolRegion] = {}
-    devices: dict[str, int] = {}
-    notes: list[str] = []
-    spdk: dict[str, Any] = {}
-    for dev in config.storage.devices:
-        if dev.kind == "spdk":
-            from appliance import provision_spdk  # imports spdk_bindings only when needed
-            devices[dev.name] = provision_spdk.plan_device(
-                config, dev, _where(config, dev), steps, regions, notes, spdk)
-            continue
-        driver = DRIVERS.get(dev.kind)
-        if driver is None:
-            raise ProvisionError(f"{_where(config, dev)}: kind {dev.kind} is not supported "
-                                 f"yet")
-        devices[dev.name] = _plan_device(config, dev, driver, steps, regions, notes)
-    return Plan(tuple(steps), regions, devices, tuple(notes), spdk)
-
-
-# ------------------------------------------------------------------ apply
-
-Shrinker = Callable[[ShrinkPool], None]
-Progress = Callable[[str], None]
-
-
 def _fill(path: Path, old: int, new: int, progress: Progress) -> None:
     """Make a file new bytes long (sparse: no data written, so it is fast)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -518,76 +430,4 @@ def _fill(path: Path, old: int, new: int, progress: Progress) -> None:
     progress(f"  {path}: {units.format_size(new)} done")
 
 
-def apply(p: Plan, config: Config, *, shrinker: Shrinker | None = None,
-          progress: Progress | None = None, grower: Callable[[GrowPool], None] | None = None,
-          ) -> None:
-    """Perform a plan's steps in order.
-
-    Args:
-        p: from plan(), on the same config.
-        config: the config it was planned from.
-        shrinker: shrinks a store offline (the runner opens it with no
-            listeners); required when the plan has a ShrinkPool step.
-        progress: receives one line per step as it starts (and progress
-            lines for slow ones); default: the log.
-        grower: grows a pool that is being served (reload); None at start,
-            where the store grows itself when opened at the larger size.
-    """
-    say = progress or log.info
-    for step in p.steps:
-        say(step.describe())
-        if isinstance(step, CreateFile):
-            step.path.parent.mkdir(parents=True, exist_ok=True)
-            _fill(step.path, 0, step.size, say)
-        elif isinstance(step, ExtendFile):
-            _fill(step.path, step.old, step.new, say)
-        elif isinstance(step, ShrinkPool):
-            if step.region.role == "memcached":
-                if shrinker is None:
-                    raise ProvisionError(f"pool {step.region.name}: shrinking needs the "
-                                         f"appliance stopped")
-                shrinker(step)
-        elif isinstance(step, GrowPool):
-            if grower is not None and step.region.role == "memcached":
-                grower(step)
-        elif isinstance(step, WriteLabel):
-            DRIVERS[step.device.kind].write_label(step.device, encode_label(
-                step.device.name, list(step.pools)))
-        else:
-            from appliance import provision_spdk
-            if isinstance(step, provision_spdk.SpdkDeviceStep):
-                provision_spdk.apply_device(step, p.regions, p.devices, say, shrinker, grower)
-
-
-def state(config: Config, p: Plan | None = None) -> dict[str, object]:
-    """Devices and pools for stats and the console (what the labels say)."""
-    p = p or plan(config)
-    devices = []
-    for d in config.storage.devices:
-        dev: dict[str, object] = {"name": d.name, "kind": d.kind,
-                                  "path": None if d.path is None else str(d.path),
-                                  "capacity": p.devices.get(d.name, 0)}
-        if d.name in p.spdk:
-            from appliance import provision_spdk
-            dev.update(provision_spdk.device_state(p.spdk[d.name]))
-        devices.append(dev)
-    pools = []
-    for pool in config.storage.pools:
-        r = p.regions[pool.name]
-        entry: dict[str, object] = {
-            "name": r.name, "role": r.role, "device": pool.device, "offset": r.offset,
-            "size": r.size, "segment_size": r.segment_size, "served": r.role == "memcached"}
-        if pool.device in p.spdk:
-            from appliance import provision_spdk
-            entry.update(provision_spdk.pool_state(p.spdk[pool.device], pool.name))
-        pools.append(entry)
-    return {"devices": devices, "pools": pools, "pending": p.lines() if p.steps else []}
-
-
-def memcached_region(p: Plan, config: Config) -> PoolRegion:
-    """The region of the one served pool."""
-    return p.regions[config.storage.memcached_pool.name]
-
-
-__all__ = ["ProvisionError", "Plan", "PoolRegion", "DeviceDriver", "DRIVERS", "plan", "apply",
-           "state", "memcached_region", "encode_label", "decode_label", "POOL_ALIGN"]
+LABEL_DRIVERS: dict[str, LabelDriver] = {"file": FileDriver(), "block": BlockDriver()}

@@ -1,7 +1,7 @@
 """CLI subcommands that act on a running appliance through its REST API (/api/v1).
 
 `smartswitch backend drain NAME`, `smartswitch key get KEY`, ... call the same
-API routes as the console pages, which call the same appliance.control
+API routes as the console pages, which call the same appliance.runtime.control
 actions: one implementation of each action. The appliance is found through
 the config's console.listen (or --url); credentials are a bearer token from
 $SMARTSWITCH_TOKEN or the config's first console.auth.tokens entry. Without
@@ -22,9 +22,9 @@ import urllib.parse
 import urllib.request
 from typing import Any, Callable
 
-from appliance import passwords
-from appliance.config import ConfigError, load_config
-from appliance.local_client import reachable_host
+from appliance.cli.config_file import config_path
+from appliance.config import ConfigError, load_config, passwords
+from appliance.runtime.local_client import reachable_host
 
 TOKEN_ENV = "SMARTSWITCH_TOKEN"
 TIMEOUT_S = 30.0
@@ -87,9 +87,7 @@ def _client(args: argparse.Namespace) -> Client:
     token = os.environ.get(TOKEN_ENV) or None
     url = args.url
     if url is None or token is None:
-        from appliance.cli import _config_path  # the same default config as `run`
-
-        config = load_config(_config_path(args))
+        config = load_config(config_path(args))  # the same default config as `run`
         if url is None:
             console = config.console
             host = reachable_host(console.host)

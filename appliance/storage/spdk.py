@@ -1,8 +1,10 @@
-"""Provisioning of `kind: spdk` devices inside appliance.provision's plan and apply.
+"""The `kind: spdk` device driver: its pools are lvols on an SPDK target, served over NVMe-oF.
 
 An spdk device has no label and no regions: spdk_bindings.provision keeps one lvol store on
 its base bdev and one lvol per pool, and spdk_bindings.export exports the lvols over
-NVMe-oF/TCP for the data path. This module adapts both to the planner:
+NVMe-oF/TCP for the data path. appliance.storage.provision imports this module only when a
+`kind: spdk` device is configured (it pulls in spdk_bindings). The driver adapts both to
+the planner:
 
 * ``plan_device`` observes the target (read-only RPCs), decides, turns refusals into
   ProvisionError naming the YAML path (nothing touched), and records the device in
@@ -14,31 +16,46 @@ NVMe-oF/TCP for the data path. This module adapts both to the planner:
   served pool is then handed to the grower (reload), as for file pools.
 
 Each pool's region is (offset 0, the lvol's size): the lvol is the pool's whole device.
+
+Serving a pool from it (``spdk_library``, ``reexec_for_spdk``, ``open_spdk_pool``): the
+SPDK data path (spdk_bindings.datapath) is loaded in this process and opens the pool's
+namespace over NVMe-oF; the store is given that `struct ss_device *`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from appliance import units
-from appliance.config import Config, DeviceConfig, PoolConfig
-from appliance.config_spdk import split_address
-from appliance.provision import (
+from appliance import StartError
+from appliance.config import Config, DeviceConfig, PoolConfig, units
+from appliance.config.spdk import split_address
+from appliance.storage.steps import (
+    Applying,
+    Draft,
     GrowPool,
+    Plan,
     PoolRegion,
     ProvisionError,
     ShrinkPool,
     Step,
-    _pool_where,
+    device_where,
+    pool_where,
 )
 from spdk_bindings import export as X
 from spdk_bindings import provision as P
 from spdk_bindings import rpc as R
 
+log = logging.getLogger("smartswitch")
+
 MiB = 1024**2
 CHANGES = ("attach", "create", "grow", "shrink", "add")
+# Set in the environment of a run started again by reexec_for_spdk, so it happens once.
+REEXEC_MARK = "SMARTSWITCH_SPDK_REEXEC"
 
 
 def connect(dev: DeviceConfig) -> R.SpdkRpc:
@@ -129,6 +146,10 @@ class SpdkDeviceStep(Step):
     def lines(self) -> list[str]:
         return self.provisioned.lines()
 
+    def apply(self, run: Applying) -> None:
+        apply_device(self, run.plan.regions, run.plan.devices, run.say, run.shrinker,
+                     run.grower)
+
 
 def _refuse(config: Config, dev: DeviceConfig, where: str, plan: Any,
             export: bool = False) -> None:
@@ -140,7 +161,7 @@ def _refuse(config: Config, dev: DeviceConfig, where: str, plan: Any,
             at = f"{where}.export_nqn" if step.what.startswith("nvmf subsystem") \
                 else f"{where}.export"
         else:
-            at = f"{_pool_where(config, pool)}.size" if pool is not None else where
+            at = f"{pool_where(config, pool)}.size" if pool is not None else where
         hint = ""
         if "shrinking" in step.detail:
             hint = " (set allow_shrink: true on the pool to allow it, with the appliance stopped)"
@@ -292,3 +313,129 @@ def pool_state(prov: SpdkProvisioned, pool: str) -> dict[str, Any]:
     if target is not None:
         out.update(trid=target[0], nsid=target[1])
     return out
+
+
+# ---------------------------------------------------------------- serving
+
+
+def spdk_target(config: Config, layout: Plan) -> tuple[str, int]:
+    """(SPDK transport-id string, namespace id) of the memcached pool, from a plan that
+    provisioning applied (or found with nothing to do).
+
+    The transport id is what the data path connects to, e.g.
+    `trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.2016-06.io.smartswitch:nvme0`.
+
+    Raises:
+        StartError: the pool is not on an spdk device, its device is not exported
+            (`export: null`), or the plan was not applied.
+    """
+    pool = config.storage.memcached_pool
+    device = config.storage.device(pool.device)
+    where = device_where(config, device)
+    if device.kind != "spdk":
+        raise StartError(f"{where}: pool {pool.name} is on a {device.kind} device, not spdk")
+    if device.export is None:
+        raise StartError(f"{where}.export: pool {pool.name} is served from spdk device "
+                         f"{device.name}, which needs an NVMe-oF export for the data path; "
+                         f"set export (default 127.0.0.1:4420) instead of null")
+    prov = layout.spdk.get(device.name)
+    target = prov.target(pool.name) if prov is not None else None
+    if target is None:
+        raise StartError(f"{where}: pool {pool.name} on spdk device {device.name} is not "
+                         f"provisioned and exported yet; run `smartswitch provision`")
+    return target
+
+
+def spdk_library(config: Config) -> Any:
+    """Load SPDK's shared libraries for a memcached pool on an spdk device; returns the
+    spdk_bindings.datapath.SpdkDataPath. Start-up calls it before provisioning, so a box
+    without SPDK is refused with nothing touched.
+
+    Raises:
+        StartError: the libraries are missing or unusable (the message says which paths
+            were tried and what to do).
+    """
+    from spdk_bindings import datapath  # cffi and SPDK's libraries only when serving
+
+    pool = config.storage.memcached_pool
+    lib_dir = config.storage.spdk.lib_dir
+    try:
+        return datapath.SpdkDataPath.load(None if lib_dir is None else str(lib_dir))
+    except datapath.SpdkUnavailable as exc:
+        raise StartError(f"pool {pool.name} is on spdk device {pool.device}, but SPDK cannot "
+                         f"be loaded: {exc}") from None
+
+
+def reexec_for_spdk(config: Config, argv: list[str]) -> None:
+    """Start this command again with LD_LIBRARY_PATH naming SPDK's library directory,
+    when the variable lacks it: the dynamic linker reads it only at process start, and
+    SPDK's shared libraries are found only through it (spdk_bindings/datapath.py). Returns
+    when nothing needs doing."""
+    from spdk_bindings import datapath
+
+    lib_dir = config.storage.spdk.lib_dir
+    missing = datapath.missing_library_path(None if lib_dir is None else str(lib_dir))
+    if missing is None or os.environ.get(REEXEC_MARK) == str(missing):
+        return  # nothing to add, or already added once: load() will say what is wrong
+    env = dict(os.environ)
+    env[REEXEC_MARK] = str(missing)
+    env["LD_LIBRARY_PATH"] = ":".join(p for p in (str(missing),
+                                                   os.environ.get("LD_LIBRARY_PATH")) if p)
+    log.info("restarting with LD_LIBRARY_PATH=%s for SPDK's libraries", env["LD_LIBRARY_PATH"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "appliance", *argv], env)
+
+
+def open_spdk_pool(config: Config, layout: Plan) -> Any:
+    """Start the SPDK environment in this process and open the memcached pool's namespace
+    over NVMe-oF; returns the `struct ss_device *` for the store.
+
+    Raises:
+        StartError: the SPDK data path (spdk_bindings.datapath) is missing or fails.
+    """
+    trid, nsid = spdk_target(config, layout)
+    pool = config.storage.memcached_pool
+    from spdk_bindings import datapath
+
+    spdk = config.storage.spdk
+    lib = spdk_library(config)
+    try:
+        lib.start_env(spdk.mem_size // 1024**2, not spdk.hugepages)
+        return lib.open_namespace(trid, nsid)
+    except (OSError, RuntimeError, ValueError, datapath.SpdkUnavailable,
+            datapath.SpdkDataPathError) as exc:
+        raise StartError(f"pool {pool.name}: the SPDK data path cannot open namespace "
+                         f"{nsid} of {trid}: {exc}") from None
+
+
+class SpdkDriver:
+    """kind: spdk, as appliance.storage.provision's registry sees it (DeviceDriver)."""
+
+    def plan(self, config: Config, dev: DeviceConfig, draft: Draft) -> int:
+        return plan_device(config, dev, device_where(config, dev), draft.steps,
+                           draft.regions, draft.notes, draft.spdk)
+
+    def device_state(self, p: Plan, dev: DeviceConfig) -> dict[str, Any]:
+        return device_state(p.spdk[dev.name]) if dev.name in p.spdk else {}
+
+    def pool_state(self, p: Plan, pool: PoolConfig) -> dict[str, Any]:
+        return pool_state(p.spdk[pool.device], pool.name) if pool.device in p.spdk else {}
+
+    def store_path(self, dev: DeviceConfig, pool: PoolConfig) -> str:
+        return f"spdk:{dev.name}/{pool.name}"  # names the lvol; the store opens a device
+
+    def may_hold_store(self, dev: DeviceConfig) -> bool:
+        return True  # dev.path is spdk_tgt's backing file, not the store
+
+    def prepare_process(self, config: Config, argv: list[str]) -> None:
+        reexec_for_spdk(config, argv)
+
+    def check_can_serve(self, config: Config) -> None:
+        spdk_library(config)
+
+    def open_store_device(self, config: Config, layout: Plan) -> Any:
+        return open_spdk_pool(config, layout)
+
+
+DRIVER = SpdkDriver()

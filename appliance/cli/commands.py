@@ -1,10 +1,10 @@
-"""`smartswitch`: run the appliance, check a config, provision its storage, verify the
-index, route a key.
+"""`smartswitch` subcommands that act on this machine's config and storage: run, check,
+provision, verify-index, route, switch-stats.
 
 Exit codes: 0 success; 1 the appliance failed while running, or verify-index
 found bad entries; 2 it could not start (bad config, port in use, device
 unusable, store in use, data plane not built). Errors an operator can fix are
-printed as one line on stderr, never as a traceback.
+printed as one line on stderr, never as a traceback (appliance.cli.main).
 """
 
 from __future__ import annotations
@@ -12,37 +12,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from appliance import __version__, cli_console, logging_setup, provision, reload, ring, runner
+from appliance import StartError
+from appliance.cli.config_file import config_path
 from appliance.config import BackendConfig, Config, ConfigError, load_config, summary
-from appliance.local_client import first_reply_line, reachable_host
-from appliance.switch import COUNTERS_FILE
-from dataplane.fastpath import DataplaneError
-
-# configs/default.yaml is the single source of the embedded default; when
-# smartswitch runs from a checkout (or an editable install) it sits here.
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+from appliance.proxy import ring
+from appliance.proxy.routing import build_ring
+from appliance.runtime import logging_setup, offline, runner
+from appliance.runtime.local_client import first_reply_line, reachable_host
+from appliance.runtime.switch import COUNTERS_FILE
+from appliance.storage import provision, serving
+from dataplane.fastpath import load
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CANNOT_START = 2
-
-
-def _config_path(args: argparse.Namespace) -> str:
-    """The config the operator named, or the embedded default."""
-    given = [p for p in (getattr(args, "file", None), args.config) if p]
-    if len(given) == 2 and given[0] != given[1]:
-        raise ConfigError(f"two config files given ({given[0]} and --config {given[1]}); "
-                          f"pass one")
-    if given:
-        return given[0]
-    if not DEFAULT_CONFIG.is_file():
-        raise ConfigError("no --config given and the embedded default "
-                          f"{DEFAULT_CONFIG} is missing; pass --config FILE")
-    return str(DEFAULT_CONFIG)
 
 
 def action_check(path: str) -> tuple[Config, str]:
@@ -53,7 +39,7 @@ def action_check(path: str) -> tuple[Config, str]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """`smartswitch check FILE`: validate without starting anything."""
-    path = _config_path(args)
+    path = config_path(args)
     _, line = action_check(path)
     print(f"{path}: ok")
     print(line)
@@ -62,18 +48,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`smartswitch run --config FILE`: serve until SIGTERM/SIGINT."""
-    config = load_config(_config_path(args))
-    runner.reexec_for_spdk(config, args.argv)
+    config = load_config(config_path(args))
+    provision.served_driver(config).prepare_process(config, args.argv)
     logging_setup.configure(config.logging.level)
     return runner.run(config)
 
 
 def cmd_verify_index(args: argparse.Namespace) -> int:
     """`smartswitch verify-index --config FILE`: check the index against the device."""
-    config = load_config(_config_path(args))
-    runner.reexec_for_spdk(config, args.argv)
+    config = load_config(config_path(args))
+    provision.served_driver(config).prepare_process(config, args.argv)
     logging_setup.configure(config.logging.level)
-    checked, failed = runner.verify_index(config)
+    checked, failed = offline.verify_index(config)
     verdict = "consistent" if failed == 0 else "INCONSISTENT"
     print(f"{config.storage.index_dir}: checked {checked} entries, {failed} failed: {verdict}")
     return EXIT_OK if failed == 0 else EXIT_FAILED
@@ -85,25 +71,25 @@ def cmd_provision(args: argparse.Namespace) -> int:
     Prints the plan (or "nothing to do"), then applies it unless --dry-run.
     Run it with the appliance stopped; start-up runs the same action.
     """
-    config = load_config(_config_path(args))
+    config = load_config(config_path(args))
     logging_setup.configure(config.logging.level)
 
     def say(line: str) -> None:
         print(line, flush=True)
 
-    layout = runner.plan_storage(config)
+    layout = serving.plan_storage(config)
     prefix = "plan (dry run, nothing changed):" if args.dry_run else "plan:"
     print(prefix)
     for line in layout.lines():
         print(f"  {line}")
     if layout.steps and not args.dry_run:
         if layout.shrinks():
-            runner.load()  # a shrink opens the store: refuse a stale build before any change
+            load()  # a shrink opens the store: refuse a stale build before any change
         print("applying:")
-        runner.provision_storage(config, layout, say=lambda line: say(f"  {line}"))
+        offline.provision_storage(config, layout, say=lambda line: say(f"  {line}"))
         print("done")
     else:
-        runner.provision_storage(config, layout, dry_run=True, say=say)
+        offline.provision_storage(config, layout, dry_run=True, say=say)
     return EXIT_OK
 
 
@@ -136,7 +122,7 @@ def action_route(config: Config, key: bytes, timeout: float = ME_TIMEOUT_S) -> R
     if not config.proxy:
         raise ConfigError("missing; route needs a proxy-mode config (one with back ends)",
                           path="backends", file=config.source)
-    index = ring.owner(reload.build_ring(config, config.backends), key, config.routing.hash)
+    index = ring.owner(build_ring(config, config.backends), key, config.routing.hash)
     return RouteResult(config.backends[index], local_tier(config, key, timeout))
 
 
@@ -163,7 +149,7 @@ def local_tier(config: Config, key: bytes, timeout: float = ME_TIMEOUT_S) -> str
 
 def cmd_route(args: argparse.Namespace) -> int:
     """`smartswitch route KEY --config FILE`: the owning back end and the local tier."""
-    config = load_config(_config_path(args))
+    config = load_config(config_path(args))
     result = action_route(config, os.fsencode(args.key))
     print(f"owner: {result.owner.name} {result.owner.address}")
     print(f"local: {result.local}")
@@ -175,7 +161,7 @@ def action_switch_stats(config: Config) -> dict[str, int]:
 
     Raises:
         ConfigError: the config is not in switch mode.
-        runner.StartError: no counters there (the appliance is not running in
+        StartError: no counters there (the appliance is not running in
             switch mode with this storage.dir).
     """
     if not config.dataplane.switch:
@@ -185,13 +171,13 @@ def action_switch_stats(config: Config) -> dict[str, int]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise runner.StartError(f"no switch counters at {path} ({exc}); is the appliance "
-                                f"running with this config?") from None
+        raise StartError(f"no switch counters at {path} ({exc}); is the appliance "
+                         f"running with this config?") from None
 
 
 def cmd_switch_stats(args: argparse.Namespace) -> int:
     """`smartswitch switch-stats --config FILE`: per port, rule and function counters."""
-    counters = action_switch_stats(load_config(_config_path(args)))
+    counters = action_switch_stats(load_config(config_path(args)))
     zero = args.all
     for name, value in counters.items():
         if value or zero:
@@ -199,14 +185,9 @@ def cmd_switch_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and shell completion)."""
-    parser = argparse.ArgumentParser(
-        prog="smartswitch",
-        description="SmartSwitch: a memcached-compatible endpoint served from its own store.")
-    parser.add_argument("--version", action="version", version=f"smartswitch {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_parsers(sub: Any) -> None:
+    """Add run, check, provision, verify-index, route and switch-stats to `smartswitch`'s
+    parser."""
     run = sub.add_parser("run", help="serve until SIGTERM or SIGINT")
     run.add_argument("--config", metavar="FILE",
                      help="YAML config (default: the embedded configs/default.yaml)")
@@ -244,27 +225,3 @@ def build_parser() -> argparse.ArgumentParser:
     sws.add_argument("--config", metavar="FILE", help="the switch-mode YAML config")
     sws.add_argument("--all", action="store_true", help="also print counters that are 0")
     sws.set_defaults(func=cmd_switch_stats)
-    # backend, key, stats, flush, apply, events (through the REST API), hash-password.
-    cli_console.add_parsers(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `smartswitch` console script and `python -m appliance`."""
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for runner.reexec_for_spdk
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_CANNOT_START
-    except (runner.StartError, DataplaneError) as exc:
-        print(f"smartswitch: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_START
-    except KeyboardInterrupt:
-        print("smartswitch: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

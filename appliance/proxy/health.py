@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from appliance.config_proxy import BackendConfig
+from appliance.config.proxy import BackendConfig
 
 log = logging.getLogger("smartswitch")
 

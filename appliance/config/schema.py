@@ -8,7 +8,7 @@ refuses unknown keys, and runs the class's ``_check`` hook for cross-field
 rules. Converters raise ConfigError naming the YAML path and line.
 
 The sections themselves live in appliance.config (the appliance) and
-appliance.config_proxy (back ends and routing).
+appliance.config.proxy (back ends and routing).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
-from appliance import units
-from appliance.config_yaml import ConfigError, Node, describe
+from appliance.config import units
+from appliance.config.yaml_source import ConfigError, Node, describe
 
 REQUIRED = object()
 UINT32_MAX = 2**32 - 1

@@ -26,7 +26,7 @@ import threading
 from typing import Callable
 
 from appliance.config import Config
-from appliance.config_switch import FUNCTIONS, PROTOCOLS, REWRITES, default_rules
+from appliance.config.switch import FUNCTIONS, PROTOCOLS, REWRITES, default_rules
 from dataplane import switch as sw
 from dataplane.fastpath import Dataplane, DataplaneError
 

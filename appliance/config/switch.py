@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.config_schema import (
+from appliance.config.schema import (
     Context,
     boolean,
     build,
@@ -33,7 +33,7 @@ from appliance.config_schema import (
     setting,
     size_range,
 )
-from appliance.config_yaml import ConfigError, Node, describe
+from appliance.config.yaml_source import ConfigError, Node, describe
 
 # enum ss_sw_function (SS_SW_FUNCTIONS in ss_switch.h), in order.
 FUNCTIONS: tuple[str, ...] = ("memcached-cache", "memcached-route", "rate-limit", "count",

@@ -19,9 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance import units
-from appliance.config_schema import Context, boolean, path_value, scalar, setting, size_range
-from appliance.config_yaml import ConfigError, Node
+from appliance.config import units
+from appliance.config.schema import (
+    Context,
+    boolean,
+    path_value,
+    scalar,
+    setting,
+    size_range,
+)
+from appliance.config.yaml_source import ConfigError, Node
 
 SPDK_TRANSPORTS = ("pcie", "tcp", "aio", "uring")
 DEFAULT_RPC_SOCKET = "/var/tmp/spdk.sock"

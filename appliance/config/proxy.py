@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.config_schema import (
+from appliance.config.schema import (
     UINT32_MAX,
     Context,
     boolean,
@@ -34,7 +34,7 @@ from appliance.config_schema import (
     setting,
     size_range,
 )
-from appliance.config_yaml import ConfigError, Node, describe
+from appliance.config.yaml_source import ConfigError, Node, describe
 
 # enum ss_hash_kind (SS_HASHES in ss_proxy.h), in order.
 HASHES: tuple[str, ...] = ("md5", "crc32", "crc32a", "fnv1_64", "fnv1a_64", "fnv1_32",

@@ -1,19 +1,16 @@
-"""Routing tables for the data plane, and reloading the config while serving.
+"""Reloading the config while serving: what may change live, and the applier.
 
 Pure parts (unit-tested without a data plane):
 
-* ``routing_settings(config, states)``: the struct ss_routing_settings a
-  config asks for: every back end (primary, then each spare pool, which is
-  the index order C uses), ring 0 over ``backends`` and one ring per spare
-  pool, built by appliance.ring exactly as libmemcached or twemproxy would.
 * ``refused_change(old, new)``: the first setting that can't change while
   running (listen address, ports, workers, storage other than pool and
   device sizes, the mode), or None.
 * Pool sizes may grow live: ``Reloader`` plans provisioning for the new
-  config (appliance.provision), refuses any shrink (that needs the
+  config (appliance.storage.provision), refuses any shrink (that needs the
   appliance stopped), extends the device, rewrites the label and grows the
   served pool with Dataplane.grow_pool, without a restart.
 * ``describe_changes(old, new)``: what a reload changes, one line each.
+* The routing table itself is appliance.proxy.routing's ``routing_settings``.
 
 The applier, ``Reloader``, installs the table at start and on SIGHUP (or
 when the console calls ``reload(path)``): read and validate the file, refuse
@@ -36,91 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance import logging_setup, provision, ring
-from appliance.backends import HealthMonitor
 from appliance.config import Config, ConfigError, parse_config
-from appliance.config_proxy import (
-    ADMISSIONS,
-    DISTRIBUTIONS,
-    FAILURE_POLICIES,
-    HASHES,
-    BackendConfig,
-)
-from appliance.config_yaml import load_yaml
-from dataplane.fastpath import (
-    BACKEND_STATES,
-    BackendSettings,
-    DataplaneError,
-    RingSettings,
-    RoutingSettings,
-)
+from appliance.config.yaml_source import load_yaml
+from appliance.proxy import ring
+from appliance.proxy.health import HealthMonitor
+from appliance.proxy.routing import routing_settings
+from appliance.runtime import logging_setup
+from appliance.storage import provision
+from dataplane.fastpath import DataplaneError
 
 log = logging.getLogger("smartswitch")
 
-PRIMARY_RING = "backends"
-
-Identity = tuple[str, str, int]
-
 
 # ------------------------------------------------------------------ pure
-
-
-def routing_settings(config: Config,
-                     states: dict[Identity, str] | None = None) -> RoutingSettings | None:
-    """The routing table config asks for (None in standalone mode).
-
-    Args:
-        config: a validated config.
-        states: state by back-end identity to install with (default up).
-
-    Returns:
-        The table for Dataplane.set_routing.
-
-    Raises:
-        ring.RingError: a ring can't be built (validation should prevent it).
-    """
-    if not config.proxy:
-        return None
-    states = states or {}
-    everyone = config.all_backends
-    pools = [p.name for p in config.spare_pools]
-    backends = tuple(
-        BackendSettings(
-            name=b.name, host=b.host, port=b.port, weight=b.weight,
-            connect_timeout_ms=b.connect_timeout, request_timeout_ms=b.request_timeout,
-            failure_limit=b.failure_limit, policy=FAILURE_POLICIES.index(b.failure_policy),
-            failover_ring=1 + pools.index(b.failover_pool) if b.failover_pool else -1,
-            initial_state=BACKEND_STATES.index(states.get(b.identity, "up")))
-        for b in everyone)
-    routing = config.routing
-    rings = []
-    first = 0
-    for name, members in [(PRIMARY_RING, config.backends)] + [
-            (p.name, p.backends) for p in config.spare_pools]:
-        built = build_ring(config, members, first)
-        rings.append(RingSettings(name, DISTRIBUTIONS.index(routing.distribution),
-                                  tuple(built.points), tuple(built.members)))
-        first += len(members)
-    return RoutingSettings(
-        hash=HASHES.index(routing.hash), backends=backends, rings=tuple(rings),
-        connections_per_backend=routing.connections_per_backend,
-        admission=ADMISSIONS.index(routing.admission),
-        admission_window_ms=routing.admission_window,
-        admission_max_bytes=routing.admission_max_size,
-        local_ttl_max_s=routing.local_ttl_max // 1000,
-        allow_flush_all=routing.allow_flush_all)
-
-
-def build_ring(config: Config, members: tuple[BackendConfig, ...], first: int = 0) -> ring.Ring:
-    """The ring over members (data-plane indexes from first) as config.routing says.
-
-    Ring 0, over config.backends from index 0, is where keys go while their
-    owner is up; `smartswitch route` asks it too.
-    """
-    return ring.build_ring([ring.RingMember(first + i, b.name, b.host, b.port, b.weight)
-                            for i, b in enumerate(members)],
-                           config.routing.distribution, config.routing.compat)
-
 
 # Sections whose settings are bound when the data plane is created.
 FIXED_SECTIONS = ("memcached", "storage")

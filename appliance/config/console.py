@@ -19,8 +19,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from appliance import passwords
-from appliance.config_schema import (
+from appliance.config import passwords
+from appliance.config.schema import (
     Context,
     boolean,
     duration_ms,
@@ -30,7 +30,7 @@ from appliance.config_schema import (
     section,
     setting,
 )
-from appliance.config_yaml import ConfigError, Node, describe
+from appliance.config.yaml_source import ConfigError, Node, describe
 
 TOKEN_MIN = 24
 TOKEN_MAX = 256
@@ -58,7 +58,7 @@ def host_port(raw: Any) -> tuple[str, int]:
 
 
 def password_hash(raw: Any) -> str:
-    """A scrypt hash as appliance.passwords writes it (kept as the string)."""
+    """A scrypt hash as appliance.config.passwords writes it (kept as the string)."""
     passwords.parse(raw)
     return raw
 

@@ -29,7 +29,7 @@ def configure(level: str) -> logging.Logger:
 def set_level(level: str) -> None:
     """Change what reaches stderr (a reload calls this).
 
-    The console's event log (appliance.control.EventLog) records INFO events
+    The console's event log (appliance.runtime.control.EventLog) records INFO events
     (reloads, back-end changes) whatever stderr shows, so with our stderr
     handler in place the logger itself stays at INFO or below and the level
     is applied on the handler.

@@ -20,13 +20,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from appliance import ring
-from appliance.backends import HealthMonitor
 from appliance.config import Config, ConfigError
-from appliance.config_switch import describe_switch
-from appliance.local_client import first_reply_line, reachable_host
-from appliance.reload import PRIMARY_RING, Reloader, build_ring
-from appliance.switch import SwitchRuntime
+from appliance.config.switch import describe_switch
+from appliance.proxy import ring
+from appliance.proxy.health import HealthMonitor
+from appliance.proxy.routing import PRIMARY_RING, build_ring
+from appliance.runtime.local_client import first_reply_line, reachable_host
+from appliance.runtime.reload import Reloader
+from appliance.runtime.switch import SwitchRuntime
+from appliance.storage.serving import storage_state
 from dataplane.fastpath import Dataplane, DataplaneError, latency_percentile
 
 log = logging.getLogger("smartswitch")
@@ -331,8 +333,6 @@ class Control:
 
     def storage(self) -> dict[str, Any]:
         """Devices and pools (labels, live figures) with the store's counters."""
-        from appliance.runner import storage_state  # runner builds Control
-
         out = storage_state(self.config, self.dp)
         c = self.dp.counters()
         st = self.dp.store_stats()

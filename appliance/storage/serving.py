@@ -1,0 +1,116 @@
+"""The served pool's storage at start-up, and the storage state the console shows.
+
+What the runner and the CLI ask of storage before and while the data plane runs: make
+its directories (``prepare_storage``), plan provisioning (``plan_storage``), the store's
+part of the data-plane settings (``store_settings``), and the devices and pools with
+their live figures (``storage_state``). Whatever differs per device kind is asked of the
+kind's driver (appliance.storage.provision.served_driver).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from appliance import StartError
+from appliance.config import LABEL_BYTES, Config
+from appliance.storage import provision
+from appliance.storage.steps import device_where
+from dataplane.fastpath import Dataplane, StoreSettings
+
+
+def prepare_storage(config: Config, *, create: bool = True) -> None:
+    """Create storage.dir, its index directory and the device's directory,
+    and make sure the device file can be opened for reading and writing.
+
+    Args:
+        config: the validated config.
+        create: False only checks (verify-index must not create a store).
+
+    Raises:
+        StartError: naming the setting, the path and what to do.
+    """
+    storage = config.storage
+    for what, path in (("storage.dir", storage.dir), ("storage.dir", storage.index_dir)):
+        if create:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StartError(f"{what}: cannot create {path}: {exc.strerror}; create it "
+                                 f"or point {what} at a writable place") from None
+        elif not path.is_dir():
+            raise StartError(f"{what}: there is no store at {path}; nothing to verify "
+                             f"(start smartswitch with this config first)")
+    pool = storage.memcached_pool
+    device = storage.device(pool.device)
+    if not create and not provision.served_driver(config).may_hold_store(device):
+        where = f"{device_where(config, device)}.path"
+        raise StartError(f"{where}: {device.path} does not exist; nothing to verify")
+
+
+def plan_storage(config: Config) -> provision.Plan:
+    """The provisioning plan (read only); StartError when it can't be done."""
+    try:
+        return provision.plan(config)
+    except provision.ProvisionError as exc:
+        raise StartError(f"{config.source or 'config'}: {exc}") from None
+    except OSError as exc:
+        raise StartError(f"cannot probe the storage devices: {exc}") from None
+
+
+def store_settings(config: Config, *, region: provision.PoolRegion | None = None,
+                   capacity: int | None = None, device: Any = None) -> StoreSettings:
+    """The store's part of struct ss_dataplane_settings (pure: touches no file).
+
+    Args:
+        config: the validated config.
+        region: the memcached pool's place on its device (from the provisioning plan);
+            default: the first pool after the label.
+        capacity: the device's size (from the plan), which sizes the index map so the
+            pool can grow to the whole device without a restart.
+        device: the `struct ss_device *` the pool's driver opened (open_store_device),
+            given to the store as ss_store_settings.device; None: the store opens the
+            device's path.
+    """
+    mc = config.memcached
+    storage = config.storage
+    pool = storage.memcached_pool
+    dev = storage.device(pool.device)
+    offset = region.offset if region is not None else LABEL_BYTES
+    nbytes = region.size if region is not None else int(pool.size)
+    capacity = capacity or dev.size or offset + nbytes
+    # The device pointer goes in ss_store_settings.device (added with the SPDK data path).
+    extra = {} if device is None else {"device": device}
+    return StoreSettings(
+        index_dir=str(storage.index_dir),
+        device_path=provision.served_driver(config).store_path(dev, pool),
+        device_bytes=nbytes,
+        segment_bytes=pool.segment_size,
+        hot_bytes=storage.hot_tier,
+        item_size_max=mc.item_size_max,
+        # LMDB's map is address space, not memory; small items can take more
+        # index than device bytes (ss_index.c derives 2x + 64MiB the same way).
+        index_map_bytes=2 * capacity + 64 * 1024**2,
+        flush_interval_ms=storage.flush_interval,
+        device_offset=offset,
+        pool_name=pool.name,
+        direct_io=bool(dev.direct_io),
+        **extra,
+    )
+
+
+def storage_state(config: Config, dp: Dataplane | None = None) -> dict[str, Any]:
+    """Devices, pools and provisioning state for stats and the console.
+
+    The label side comes from the devices (read only); the served pool's
+    live figures (segments used, grows) from the data plane when given.
+    """
+    try:
+        out: dict[str, Any] = provision.state(config)
+    except provision.ProvisionError as exc:
+        out = {"devices": [], "pools": [], "pending": [], "error": str(exc)}
+    if dp is not None:
+        live = dp.storage_state()
+        for pool in out["pools"]:
+            if pool["served"]:
+                pool.update({k: v for k, v in live.items() if k != "offset"})
+    return out
