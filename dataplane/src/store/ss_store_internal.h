@@ -3,21 +3,23 @@
  * dataplane/src/store/. Nothing outside the store includes it: what another
  * plane needs is in ss_store.h.
  *
- * Dependency order (a file calls only the files below it; none calls back):
+ * Dependency order: a file calls only files below it, none calls back up.
  *
- *     ss_store.c      the public API, open/close, housekeeping
- *       -> ss_sweep.c     background walks of the index (filter rebuild, purge)
- *       -> ss_filter.c, ss_pending.c, ss_repair.c
- *       -> ss_hot.c
- *       -> ss_log.c -> ss_index.c (the only caller of LMDB)
- *       -> the device (ss_device.h)
+ *     ss_store.c     the public API, open/close, housekeeping
+ *     ss_sweep.c     background walks of the index: filter rebuild, purge
+ *     ss_pending.c   group commit        ss_repair.c   verify, repair
+ *     ss_hot.c       the DRAM tier (and ss_store_prefetch)
+ *     ss_filter.c    the DRAM key filter: hashes only, calls nothing
+ *     ss_log.c       the segment log
+ *     ss_index.c     the index, the only caller of LMDB (ss_index.h)
+ *     the device     (ss_device.h)
  *
- * ss_sweep.c feeds ss_filter.c, which reads no index; ss_pending.c writes
- * the index (and drops DRAM copies when a batch fails); ss_repair.c checks
- * index entries against ss_log.c's records; ss_log.c deletes the entries of
- * a reclaimed segment in the transaction that moves its head. Operations
- * that must land together share a struct ss_index_txn (ss_index.h), never
- * an LMDB type.
+ * ss_sweep.c feeds the filter the index's keys; ss_pending.c writes the
+ * index (and drops DRAM copies when a batch fails); ss_repair.c checks index
+ * entries against the log's records (it also holds ss_store_verify);
+ * ss_log.c deletes a reclaimed segment's entries in the transaction that
+ * moves its head. Operations that must land together share a struct
+ * ss_index_txn, never an LMDB type.
  */
 #ifndef SS_STORE_INTERNAL_H
 #define SS_STORE_INTERNAL_H
