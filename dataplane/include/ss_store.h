@@ -26,6 +26,7 @@
 #ifndef SS_STORE_H
 #define SS_STORE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -36,6 +37,10 @@
 #define SS_KEY_MAX_LENGTH 250 /* protocol.txt: "the key must not exceed 250 characters" */
 
 struct ss_store;
+struct ss_index_txn; /* the index's own (ss_store_thread keeps a reader) */
+
+/* Lock stripes, which are also the DRAM tier's shards. A power of two. */
+#define SS_STRIPES 256u
 
 struct ss_store_settings {
     const char *index_dir;       /* LMDB environment directory (created) */
@@ -85,7 +90,7 @@ struct ss_store_thread {
     const char *value;
     uint32_t value_len;
     /* private */
-    void *rtxn;                /* reusable LMDB read transaction */
+    struct ss_index_txn *rtxn; /* reusable index reader */
     struct ss_buf scratch;     /* device reads land here */
     int locked_stripe;         /* -1 when no stripe lock is held */
     uint64_t locked_hash;      /* ss_hash64 of the locked key */
@@ -94,6 +99,31 @@ struct ss_store_thread {
     char *dio_buf;             /* aligned to the device's align; NULL until needed */
     size_t dio_cap;
 };
+
+/*
+ * Copies of items kept outside the store (the switch's per-lcore reply
+ * cache) stay valid while these are unchanged: one counter per stripe,
+ * bumped under its lock before any item of it changes, and one for
+ * flush_all, odd while a delayed flush is due. A struct ss_store begins
+ * with them, so the check below is inline on the fast path without the
+ * rest of the store being visible here.
+ */
+struct ss_store_copies {
+    _Atomic uint32_t flush_gen __attribute__((aligned(64)));
+    _Atomic uint32_t stripe_gen[SS_STRIPES] __attribute__((aligned(64)));
+};
+
+/* What a copy of the item with this ss_hash64, made under its stripe lock,
+ * depends on; compare it again before serving the copy. A token with
+ * SS_COPY_FLUSH_DUE set must not be used (a delayed flush_all is due). */
+#define SS_COPY_FLUSH_DUE (1ull << 32)
+static inline uint64_t ss_store_copy_token(struct ss_store *st, uint64_t hash)
+{
+    const struct ss_store_copies *c = (const struct ss_store_copies *)(const void *)st;
+    uint64_t f = atomic_load_explicit(&c->flush_gen, memory_order_acquire);
+    return f << 32 |
+           atomic_load_explicit(&c->stripe_gen[hash & (SS_STRIPES - 1)], memory_order_acquire);
+}
 
 /* ss_store_find flags */
 #define SS_FIND_VALUE   0x01u /* also fetch the value into t->value */

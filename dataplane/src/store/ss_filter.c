@@ -17,14 +17,18 @@
  * stand for live keys are shed by a rebuild:
  *
  *   1. under every stripe lock, install an empty `next` filter; from then
- *      on put_entry adds each key to both filters;
- *   2. commit what is pending (ss_pend_commit_now), so every key written
- *      before step 1 is in LMDB;
- *   3. walk LMDB in key order, a batch per housekeeping tick (resuming at
- *      the last key seen), adding every key to `next`; a key present since
- *      step 2 is met by the walk, one written since step 1 is in `next`
- *      already;
- *   4. under every stripe lock, make `next` the filter; free the old one.
+ *      on put_entry adds each key to both filters (ss_filter_rebuild_begin);
+ *   2. the store commits what is pending, so every key written before
+ *      step 1 is in the index;
+ *   3. the store walks the index in key order, a batch per housekeeping
+ *      tick, feeding every key to `next` (ss_filter_rebuild_feed); a key
+ *      present since step 2 is met by the walk, one written since step 1 is
+ *      in `next` already;
+ *   4. under every stripe lock, make `next` the filter; free the old one
+ *      (ss_filter_rebuild_finish).
+ *
+ * This file knows hashes only: the walk is the store's (ss_store.c), so the
+ * index has one user that reads it in bulk and the filter none.
  *
  * Readers and writers use the filter only with a stripe lock held, so
  * holding all of them makes each swap atomic for everyone; the walk adds
@@ -36,12 +40,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/ss_hash.h"
 #include "ss_store_internal.h"
 
 #define FILTER_MIN_ITEMS   65536u  /* 128 KiB: the smallest filter built */
 #define FILTER_BITS_PER_ITEM 16u   /* ~0.1-0.5% false positives at capacity */
-#define FILTER_SCAN_BATCH  32768u  /* index entries walked per housekeeping tick */
 
 struct ss_filter {
     uint64_t nblocks;
@@ -66,7 +68,7 @@ static inline uint32_t bits_of(uint64_t h)
     return (uint32_t)((h * 0x9e3779b97f4a7c15ull) >> 32) ^ (uint32_t)h;
 }
 
-struct ss_filter *ss_filter_new(uint64_t items)
+static struct ss_filter *filter_new(uint64_t items)
 {
     if (items < FILTER_MIN_ITEMS)
         items = FILTER_MIN_ITEMS;
@@ -85,7 +87,7 @@ struct ss_filter *ss_filter_new(uint64_t items)
     return f;
 }
 
-void ss_filter_free(struct ss_filter *f)
+static void filter_free(struct ss_filter *f)
 {
     if (!f)
         return;
@@ -93,7 +95,7 @@ void ss_filter_free(struct ss_filter *f)
     free(f);
 }
 
-uint64_t ss_filter_bytes(const struct ss_filter *f)
+static uint64_t filter_bytes(const struct ss_filter *f)
 {
     return f ? f->nblocks * sizeof(*f->blocks) : 0;
 }
@@ -156,42 +158,24 @@ static void unlock_all(struct ss_store *st)
         pthread_mutex_unlock(&st->stripes[i].lock);
 }
 
-/*
- * Add up to `max` index entries to st->filter_next, resuming after the last
- * key seen. Returns 1 when the walk reached the end, 0 if not yet, -errno.
- */
-static int scan_batch(struct ss_store *st, unsigned max)
+int ss_filter_rebuild_begin(struct ss_store *st, uint64_t items)
 {
-    struct ss_filter_scan *sc = &st->filter_scan;
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (rc)
-        return ss_mdb_errno(rc);
-    rc = mdb_cursor_open(txn, st->items, &cur);
-    if (rc) {
-        mdb_txn_abort(txn);
-        return ss_mdb_errno(rc);
-    }
-    MDB_val k = {.mv_size = sc->nkey, .mv_data = sc->key}, v;
-    rc = sc->nkey ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-                  : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    for (unsigned n = 0; rc == 0 && n < max; n++) {
-        filter_add(st->filter_next, ss_hash64(k.mv_data, k.mv_size));
-        if (k.mv_size <= sizeof(sc->key)) {
-            memcpy(sc->key, k.mv_data, k.mv_size);
-            sc->nkey = k.mv_size;
-        }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    if (rc == MDB_NOTFOUND)
-        return 1;
-    return rc ? ss_mdb_errno(rc) : 0;
+    struct ss_filter *n = filter_new(items);
+    if (!n)
+        return -ENOMEM;
+    lock_all(st);
+    st->filter_next = n;
+    unlock_all(st);
+    return 0;
 }
 
-static void swap_in_next(struct ss_store *st)
+/* Control thread, during a rebuild, without a lock (atomic ORs). */
+void ss_filter_rebuild_feed(struct ss_store *st, uint64_t hash)
+{
+    filter_add(st->filter_next, hash);
+}
+
+void ss_filter_rebuild_finish(struct ss_store *st)
 {
     lock_all(st);
     struct ss_filter *old = st->filter;
@@ -200,85 +184,32 @@ static void swap_in_next(struct ss_store *st)
     __atomic_store_n(&st->filter_hint_blocks, st->filter->blocks, __ATOMIC_RELAXED);
     __atomic_store_n(&st->filter_hint_nblocks, st->filter->nblocks, __ATOMIC_RELAXED);
     unlock_all(st);
-    ss_filter_free(old); /* no one holds it: every user holds a stripe lock */
-    st->filter_scan.active = 0;
+    filter_free(old); /* no one holds it: every user holds a stripe lock */
     st->filter_rebuilds++;
 }
 
-/* Steps 1 and 2 of a rebuild. 0 or -ENOMEM. */
-static int rebuild_begin(struct ss_store *st)
+/* The old filter stays, still correct. */
+void ss_filter_rebuild_abandon(struct ss_store *st)
 {
-    /* What the index holds plus what is on its way there. */
-    uint64_t items = ss_index_count(st) + atomic_load(&st->pending_ops);
-    struct ss_filter *n = ss_filter_new(items * 2);
-    if (!n)
-        return -ENOMEM;
     lock_all(st);
-    st->filter_next = n;
+    struct ss_filter *n = st->filter_next;
+    st->filter_next = NULL;
     unlock_all(st);
-    if (st->committer_running)
-        ss_pend_commit_now(st);
-    st->filter_scan.nkey = 0;
-    st->filter_scan.active = 1;
-    return 0;
+    filter_free(n);
 }
 
-/* At open, before anyone else uses the store: build the whole filter. */
-int ss_filter_open(struct ss_store *st)
+bool ss_filter_full(struct ss_store *st)
 {
-    int rc = rebuild_begin(st);
-    while (rc == 0)
-        rc = scan_batch(st, FILTER_SCAN_BATCH);
-    if (rc < 0) {
-        ss_filter_free(st->filter_next);
-        st->filter_next = NULL;
-        st->filter_scan.active = 0;
-        return rc;
-    }
-    swap_in_next(st);
-    st->filter_rebuilds = 0; /* the first build is not a rebuild */
-    return 0;
+    struct ss_filter *f = st->filter; /* only the control thread replaces it */
+    return f && atomic_load_explicit(&f->inserts, memory_order_relaxed) >= f->capacity;
 }
 
 void ss_filter_close(struct ss_store *st)
 {
     st->filter_hint_blocks = NULL;
-    ss_filter_free(st->filter);
-    ss_filter_free(st->filter_next);
+    filter_free(st->filter);
+    filter_free(st->filter_next);
     st->filter = st->filter_next = NULL;
-}
-
-/*
- * One housekeeping step: start a rebuild when the filter is full, or walk
- * one more batch of the index. Control thread only. Returns 0 or -errno
- * (a failed rebuild is abandoned; the old filter stays, still correct).
- */
-int ss_filter_housekeep(struct ss_store *st)
-{
-    struct ss_filter_scan *sc = &st->filter_scan;
-    if (!sc->active) {
-        struct ss_filter *f = st->filter; /* only this thread replaces it */
-        if (!f || atomic_load_explicit(&f->inserts, memory_order_relaxed) < f->capacity)
-            return 0;
-        int rc = rebuild_begin(st);
-        if (rc)
-            return rc;
-    }
-    int rc = scan_batch(st, FILTER_SCAN_BATCH);
-    if (rc == 1) {
-        swap_in_next(st);
-        return 0;
-    }
-    if (rc < 0) {
-        lock_all(st);
-        struct ss_filter *n = st->filter_next;
-        st->filter_next = NULL;
-        unlock_all(st);
-        ss_filter_free(n);
-        sc->active = 0;
-        return rc;
-    }
-    return 0;
 }
 
 void ss_filter_stats(struct ss_store *st, uint64_t *bytes, uint64_t *capacity,
@@ -287,7 +218,7 @@ void ss_filter_stats(struct ss_store *st, uint64_t *bytes, uint64_t *capacity,
     /* Under one stripe lock: the filter cannot be swapped meanwhile. */
     pthread_mutex_lock(&st->stripes[0].lock);
     struct ss_filter *f = st->filter;
-    *bytes = ss_filter_bytes(f) + ss_filter_bytes(st->filter_next);
+    *bytes = filter_bytes(f) + filter_bytes(st->filter_next);
     *capacity = f ? f->capacity : 0;
     *inserts = f ? atomic_load_explicit(&f->inserts, memory_order_relaxed) : 0;
     pthread_mutex_unlock(&st->stripes[0].lock);

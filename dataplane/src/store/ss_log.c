@@ -10,8 +10,10 @@
  * do). Each reuse bumps the segment's generation, so a record from an
  * earlier use never verifies against a newer entry.
  *
- * Lock order: a key's stripe lock, then the log lock, then LMDB's writer
- * lock. Reclaim takes the log lock then LMDB's; it never takes stripe locks.
+ * Lock order: a key's stripe lock, then the log lock, then the index's
+ * writer lock. Reclaim takes the log lock then the index's; it never takes
+ * stripe locks. The log's state (head, generations, ring order) is kept in
+ * the index's metadata, written in the transaction that changes it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -66,23 +68,31 @@ uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nb
     return (uint32_t)crc;
 }
 
-static int log_persist_state(struct ss_store *st, MDB_txn *txn)
+static int log_persist_state(struct ss_store *st, struct ss_index_txn *txn)
 {
     struct ss_log *log = &st->log;
     uint32_t state[2] = {log->head, log->nsegments};
-    MDB_val k = {.mv_size = 3, .mv_data = "log"};
-    MDB_val v = {.mv_size = sizeof(state), .mv_data = state};
-    int rc = mdb_put(txn, st->meta, &k, &v, 0);
+    int rc = ss_index_txn_meta_put(txn, "log", state, sizeof(state));
+    if (!rc)
+        rc = ss_index_txn_meta_put(txn, "gens", log->gens, (size_t)log->nsegments * 4);
+    if (!rc)
+        rc = ss_index_txn_meta_put(txn, "order", log->order, (size_t)log->nsegments * 4);
+    return rc;
+}
+
+/* Write the log's state in a transaction of its own. 0 or -errno. */
+static int log_persist_state_now(struct ss_store *st)
+{
+    struct ss_index_txn *txn;
+    int rc = ss_index_begin(st->index, true, &txn);
     if (rc)
         return rc;
-    MDB_val gk = {.mv_size = 4, .mv_data = "gens"};
-    MDB_val gv = {.mv_size = (size_t)log->nsegments * 4, .mv_data = log->gens};
-    rc = mdb_put(txn, st->meta, &gk, &gv, 0);
-    if (rc)
+    rc = log_persist_state(st, txn);
+    if (rc) {
+        ss_index_abort(txn);
         return rc;
-    MDB_val ok = {.mv_size = 5, .mv_data = "order"};
-    MDB_val ov = {.mv_size = (size_t)log->nsegments * 4, .mv_data = log->order};
-    return mdb_put(txn, st->meta, &ok, &ov, 0);
+    }
+    return ss_index_commit(txn);
 }
 
 /*
@@ -134,7 +144,7 @@ static int log_write_dirty(struct ss_store *st, struct ss_counters *ctr)
  * `gen`), inside txn. Counts evictions. The segment is read back whole: one
  * large sequential read per reclaimed segment.
  */
-static int log_reclaim(struct ss_store *st, MDB_txn *txn, uint32_t seg, uint32_t gen,
+static int log_reclaim(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg, uint32_t gen,
                        struct ss_counters *ctr)
 {
     struct ss_log *log = &st->log;
@@ -157,12 +167,11 @@ static int log_reclaim(struct ss_store *st, MDB_txn *txn, uint32_t seg, uint32_t
         uint32_t size = ss_record_size(h.nkey, h.nbytes);
         if (h.nkey == 0 || size > log->segment_bytes - off)
             break; /* torn header: nothing after it can be trusted */
-        MDB_val k = {.mv_size = h.nkey, .mv_data = log->reclaim_buf + off + sizeof(h)}, v;
-        if (mdb_get(txn, st->items, &k, &v) == 0 && v.mv_size == sizeof(struct ss_index_entry)) {
-            struct ss_index_entry e;
-            memcpy(&e, v.mv_data, sizeof(e));
+        const char *key = log->reclaim_buf + off + sizeof(h);
+        struct ss_index_entry e;
+        if (ss_index_txn_get(txn, key, h.nkey, &e) == 0) {
             if (e.segment == seg && e.seg_gen == gen && e.offset == off) {
-                mdb_del(txn, st->items, &k, NULL);
+                ss_index_txn_del(txn, key, h.nkey);
                 if ((e.exptime && e.exptime <= now) || e.seq < flush_seq) {
                     ctr->reclaimed++;
                 } else {
@@ -191,14 +200,14 @@ static int log_roll(struct ss_store *st, struct ss_counters *ctr)
         ctr->segments_flushed++;
     uint32_t next_pos = (log->pos + 1) % log->nsegments;
     uint32_t next = log->order[next_pos];
-    MDB_txn *txn;
-    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    struct ss_index_txn *txn;
+    rc = ss_index_begin(st->index, true, &txn);
     if (rc)
-        return ss_mdb_errno(rc);
+        return rc;
     if (log->gens[next]) {
         rc = log_reclaim(st, txn, next, log->gens[next], ctr);
         if (rc) {
-            mdb_txn_abort(txn);
+            ss_index_abort(txn);
             return rc;
         }
     }
@@ -208,15 +217,15 @@ static int log_roll(struct ss_store *st, struct ss_counters *ctr)
     log->pos = next_pos;
     rc = log_persist_state(st, txn);
     if (!rc)
-        rc = mdb_txn_commit(txn);
+        rc = ss_index_commit(txn);
     else
-        mdb_txn_abort(txn);
+        ss_index_abort(txn);
     if (rc) {
         log->gens[next] = old_gen;
         log->head = old_head;
         log->pos = old_pos;
         ctr->errors_index++;
-        return ss_mdb_errno(rc);
+        return rc;
     }
     log->write_off = log->flushed_off = 0;
     log->dirty_since_ms = 0;
@@ -443,20 +452,20 @@ static int log_load(struct ss_store *st, int *reset, char *err, size_t errlen)
     }
     memcpy(st->uuid, sb.uuid, sizeof(st->uuid));
     uint8_t indexed[16];
-    if (ss_index_meta_get(st, "uuid", indexed, sizeof(indexed)) != 0 ||
+    if (ss_index_meta_get(st->index, "uuid", indexed, sizeof(indexed)) != 0 ||
         memcmp(indexed, st->uuid, sizeof(indexed)) != 0) {
         *reset = 1; /* the index describes another device: start empty */
     } else {
         /* The index may describe fewer segments than the superblock: a
          * grow that stopped between the two writes. The rest start unused. */
         uint32_t state[2];
-        if (ss_index_meta_get(st, "log", state, sizeof(state)) == 0 && state[1] >= 2 &&
+        if (ss_index_meta_get(st->index, "log", state, sizeof(state)) == 0 && state[1] >= 2 &&
             state[1] <= log->nsegments && state[1] <= sb.nsegments) {
             uint32_t n = log->nsegments;
             log->nsegments = state[1];
             log->head = state[0] < state[1] ? state[0] : 0;
-            ss_index_meta_get(st, "gens", log->gens, (size_t)state[1] * 4);
-            if (ss_index_meta_get(st, "order", log->order, (size_t)state[1] * 4) != 0)
+            ss_index_meta_get(st->index, "gens", log->gens, (size_t)state[1] * 4);
+            if (ss_index_meta_get(st->index, "order", log->order, (size_t)state[1] * 4) != 0)
                 for (uint32_t i = 0; i < state[1]; i++)
                     log->order[i] = i; /* written before the ring had an order */
             log->pos = order_pos(log, log->head);
@@ -507,29 +516,27 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
     int rc = log_load(st, &reset, err, errlen);
     if (rc)
         return rc;
-    MDB_txn *txn = NULL;
-    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    struct ss_index_txn *txn = NULL;
+    rc = ss_index_begin(st->index, true, &txn);
     if (!rc && reset) {
         memset(log->gens, 0, n * sizeof(uint32_t));
         for (uint32_t i = 0; i < n; i++)
             log->order[i] = i;
         log->head = log->pos = log->nsegments - 1;
-        rc = mdb_drop(txn, st->items, 0);
-        MDB_val k = {.mv_size = 4, .mv_data = "uuid"};
-        MDB_val v = {.mv_size = sizeof(st->uuid), .mv_data = st->uuid};
+        rc = ss_index_txn_drop_items(txn);
         if (!rc)
-            rc = mdb_put(txn, st->meta, &k, &v, 0);
+            rc = ss_index_txn_meta_put(txn, "uuid", st->uuid, sizeof(st->uuid));
     }
     if (!rc)
         rc = log_persist_state(st, txn);
     if (!rc)
-        rc = mdb_txn_commit(txn);
+        rc = ss_index_commit(txn);
     else if (txn)
-        mdb_txn_abort(txn);
+        ss_index_abort(txn);
     if (rc) {
         snprintf(err, errlen, "cannot write the index in %s: %s", st->index_dir,
-                 mdb_strerror(rc));
-        return ss_mdb_errno(rc);
+                 strerror(-rc));
+        return rc;
     }
     return 0;
 }
@@ -586,14 +593,9 @@ static int log_grow(struct ss_store *st, uint32_t n_new)
     }
     free(old_gens);
     free(old_order);
-    MDB_txn *txn;
-    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (!rc) {
-        rc = log_persist_state(st, txn);
-        rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
-    }
+    rc = log_persist_state_now(st);
     log->grows++;
-    return rc ? ss_mdb_errno(rc) : 0;
+    return rc;
 }
 
 /* Shrink (log lock held, no other user of the store). */
@@ -604,13 +606,13 @@ static int log_shrink(struct ss_store *st, struct ss_counters *ctr, uint32_t n_n
     int rc = log_write_dirty(st, ctr); /* so reclaim sees the head's records */
     if (rc)
         return rc;
-    MDB_txn *txn;
-    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    struct ss_index_txn *txn;
+    rc = ss_index_begin(st->index, true, &txn);
     if (rc)
-        return ss_mdb_errno(rc);
+        return rc;
     for (uint32_t seg = n_new; seg < n; seg++) {
         if (log->gens[seg] && (rc = log_reclaim(st, txn, seg, log->gens[seg], ctr)) != 0) {
-            mdb_txn_abort(txn);
+            ss_index_abort(txn);
             return rc;
         }
     }
@@ -634,9 +636,9 @@ static int log_shrink(struct ss_store *st, struct ss_counters *ctr, uint32_t n_n
     if (moved) /* never append into a kept segment's middle: roll below */
         log->write_off = log->flushed_off = 0;
     rc = log_persist_state(st, txn);
-    rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    rc = rc ? (ss_index_abort(txn), rc) : ss_index_commit(txn);
     if (rc)
-        return ss_mdb_errno(rc);
+        return rc;
     rc = super_write(st);
     if (!rc && moved)
         rc = log_roll(st, ctr);

@@ -1,7 +1,7 @@
 /*
  * ss_pending.c - write-behind for the LMDB index (group commit).
  *
- * One LMDB write transaction per set costs several microseconds and puts
+ * One index write transaction per set costs several microseconds and puts
  * every worker behind LMDB's single writer lock. Instead, a mutation records
  * its new index entry (or a deletion) in its stripe's `pending` map, under the
  * stripe lock it already holds, and a committer thread writes many of them in
@@ -126,11 +126,11 @@ int ss_pend_record(struct ss_store *st, struct ss_stripe *s, uint64_t hash, cons
     return 0;
 }
 
-/* Write every committing map in one transaction. Returns 0 or an LMDB code. */
+/* Write every committing map in one transaction. Returns 0 or -errno. */
 static int commit_batch(struct ss_store *st, unsigned *ops)
 {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    struct ss_index_txn *txn;
+    int rc = ss_index_begin(st->index, true, &txn);
     if (rc)
         return rc;
     *ops = 0;
@@ -140,13 +140,11 @@ static int commit_batch(struct ss_store *st, unsigned *ops)
             continue;
         for (uint32_t b = 0; b < m->nbuckets && !rc; b++) {
             for (struct ss_pend *p = m->buckets[b]; p && !rc; p = p->next) {
-                MDB_val k = {.mv_size = p->nkey, .mv_data = p->key};
                 if (p->op == SS_PEND_PUT) {
-                    MDB_val v = {.mv_size = sizeof(p->e), .mv_data = &p->e};
-                    rc = mdb_put(txn, st->items, &k, &v, 0);
+                    rc = ss_index_txn_put(txn, p->key, p->nkey, &p->e);
                 } else {
-                    rc = mdb_del(txn, st->items, &k, NULL);
-                    if (rc == MDB_NOTFOUND)
+                    rc = ss_index_txn_del(txn, p->key, p->nkey);
+                    if (rc == -ENOENT)
                         rc = 0;
                 }
                 (*ops)++;
@@ -154,28 +152,27 @@ static int commit_batch(struct ss_store *st, unsigned *ops)
         }
     }
     if (rc) {
-        mdb_txn_abort(txn);
+        ss_index_abort(txn);
         return rc;
     }
-    return mdb_txn_commit(txn);
+    return ss_index_commit(txn);
 }
 
 /* The batch could not be written: forget its keys everywhere rather than
  * leave an older index entry visible once the batch is dropped. */
 static void commit_failed(struct ss_store *st)
 {
-    MDB_txn *txn;
-    int have_txn = mdb_txn_begin(st->env, NULL, 0, &txn) == 0;
+    struct ss_index_txn *txn;
+    int have_txn = ss_index_begin(st->index, true, &txn) == 0;
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         struct ss_stripe *s = &st->stripes[i];
         pthread_mutex_lock(&s->lock);
-        atomic_fetch_add(&st->copy_gen[i], 1); /* copies outside the store too */
+        atomic_fetch_add(&st->copies.stripe_gen[i], 1); /* copies outside the store too */
         struct ss_pend_map *m = &s->committing;
         for (uint32_t b = 0; b < m->nbuckets; b++) {
             for (struct ss_pend *p = m->buckets[b]; p; p = p->next) {
-                MDB_val k = {.mv_size = p->nkey, .mv_data = p->key};
                 if (have_txn)
-                    mdb_del(txn, st->items, &k, NULL);
+                    ss_index_txn_del(txn, p->key, p->nkey);
                 /* a newer pending op for the key still stands */
                 if (!ss_pend_find(&s->pending, p->hash, p->key, p->nkey))
                     ss_hot_remove(s, p->hash, p->key, p->nkey);
@@ -183,7 +180,7 @@ static void commit_failed(struct ss_store *st)
         }
         pthread_mutex_unlock(&s->lock);
     }
-    if (have_txn && mdb_txn_commit(txn))
+    if (have_txn && ss_index_commit(txn))
         st->commit_errors++;
 }
 

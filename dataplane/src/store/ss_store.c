@@ -1,6 +1,7 @@
 /*
  * ss_store.c - the store's public API (ss_store.h): per-key critical
- * sections over the DRAM hot tier, the LMDB index and the segment log.
+ * sections over the DRAM hot tier, the index and the segment log, and the
+ * store's lifecycle (open, close, housekeeping).
  *
  * Reads go DRAM -> index -> device; a device hit is verified, then promoted
  * to DRAM. Writes append to the log, update the index, then the DRAM copy,
@@ -12,7 +13,8 @@
  * Index updates are written behind (ss_pending.c): a mutation records its
  * entry in the stripe's pending map and a committer thread writes batches,
  * so the lookup order is DRAM -> filter (ss_filter.c: a "no" is final) ->
- * pending -> committing -> LMDB.
+ * pending -> committing -> index. Housekeeping drives the background
+ * sweeps of the index (ss_sweep.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +35,6 @@
 #define SEQ_RESERVE   (1ull << 32)
 #define SEQ_LOW_WATER (1ull << 31)
 #define SYNC_INTERVAL_MS 1000u
-#define PURGE_BATCH 20000u
 /* memcached's ITEM_UPDATE_INTERVAL: a fetch moves an item's last-access time
  * at most once a minute, so meta `l` keeps counting between fetches. */
 #define ITEM_UPDATE_INTERVAL 60
@@ -41,9 +42,6 @@
 struct ss_store_private {
     struct ss_store st;
     int lock_fd;
-    /* background purge of flushed items: resume after this key */
-    char purge_key[SS_KEY_MAX_LENGTH];
-    size_t purge_nkey;
     struct ss_counters open_ctr; /* work done while opening */
 };
 
@@ -54,26 +52,27 @@ static struct ss_store_private *priv_of(struct ss_store *st)
 
 static int persist_u64(struct ss_store *st, const char *name, uint64_t v)
 {
-    return ss_index_meta_put(st, name, &v, sizeof(v));
+    return ss_index_meta_put(st->index, name, &v, sizeof(v));
 }
 
 /* Copies outside the store (ss_store_copy_token): an item of the locked
  * stripe is about to change, or every item is (flush_all). */
 static inline void copies_stale(struct ss_store_thread *t)
 {
-    atomic_fetch_add_explicit(&t->store->copy_gen[t->locked_stripe], 1, memory_order_release);
+    atomic_fetch_add_explicit(&t->store->copies.stripe_gen[t->locked_stripe], 1,
+                              memory_order_release);
 }
 
 static void copies_flush_due(struct ss_store *st)
 {
-    if (!(atomic_load(&st->copy_flush_gen) & 1))
-        atomic_fetch_add(&st->copy_flush_gen, 1);
+    if (!(atomic_load(&st->copies.flush_gen) & 1))
+        atomic_fetch_add(&st->copies.flush_gen, 1);
 }
 
 static void copies_flushed(struct ss_store *st)
 {
-    atomic_fetch_or(&st->copy_flush_gen, 1);
-    atomic_fetch_add(&st->copy_flush_gen, 1);
+    atomic_fetch_or(&st->copies.flush_gen, 1);
+    atomic_fetch_add(&st->copies.flush_gen, 1);
 }
 
 /* Everything written so far is flushed: items with an older seq are dead. */
@@ -94,7 +93,7 @@ static void apply_due_flush(struct ss_store *st, int64_t now)
         return;
     flush_now(st);
     int64_t none = 0;
-    ss_index_meta_put(st, "pending_flush", &none, sizeof(none));
+    ss_index_meta_put(st->index, "pending_flush", &none, sizeof(none));
 }
 
 /* 0 if the item is live, else why it is not. */
@@ -153,53 +152,47 @@ static int mkdir_p(const char *path)
 static int load_marks(struct ss_store *st)
 {
     uint64_t v = 0;
-    uint64_t reserved = ss_index_meta_get(st, "seq_reserved", &v, sizeof(v)) == 0 ? v : 1;
+    uint64_t reserved = ss_index_meta_get(st->index, "seq_reserved", &v, sizeof(v)) == 0 ? v : 1;
     atomic_store(&st->next_seq, reserved ? reserved : 1);
     atomic_store(&st->seq_reserved, atomic_load(&st->next_seq) + SEQ_RESERVE);
     int rc = persist_u64(st, "seq_reserved", atomic_load(&st->seq_reserved));
     if (rc)
         return rc;
     v = 0;
-    ss_index_meta_get(st, "flush_seq", &v, sizeof(v));
+    ss_index_meta_get(st->index, "flush_seq", &v, sizeof(v));
     atomic_store(&st->flush_seq, v);
     int64_t pending = 0;
-    ss_index_meta_get(st, "pending_flush", &pending, sizeof(pending));
+    ss_index_meta_get(st->index, "pending_flush", &pending, sizeof(pending));
     atomic_store(&st->pending_flush_at, pending);
     if (pending)
         copies_flush_due(st);
     return 0;
 }
 
-struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, size_t errlen)
+/* The settings that need nothing opened to be refused. 0 or -EINVAL. */
+static int check_settings(const struct ss_store_settings *s, char *err, size_t errlen)
 {
-    struct ss_device *given = s->device; /* ours from here on, whatever happens */
-    if (!s->index_dir || (!s->device_path && !given)) {
+    if (!s->index_dir || (!s->device_path && !s->device)) {
         snprintf(err, errlen, "store settings need an index directory and a device path");
-        if (given)
-            given->ops->close(given);
-        return NULL;
+        return -EINVAL;
     }
     if ((uint64_t)s->item_size_max + sizeof(struct ss_record_hdr) + SS_KEY_MAX_LENGTH +
             SS_RECORD_ALIGN > s->segment_bytes) {
         snprintf(err, errlen, "segment_size %u bytes cannot hold an item of item_size_max "
                  "%u bytes; raise segment_size or lower item_size_max",
                  s->segment_bytes, s->item_size_max);
-        if (given)
-            given->ops->close(given);
-        return NULL;
+        return -EINVAL;
     }
-    struct ss_store_private *p = calloc(1, sizeof(*p));
-    if (!p) {
-        snprintf(err, errlen, "out of memory opening the store");
-        if (given)
-            given->ops->close(given);
-        return NULL;
-    }
-    struct ss_store *st = &p->st;
-    p->lock_fd = -1;
+    return 0;
+}
+
+/* The store's own copy of the settings; strings it keeps are its own. */
+static void take_settings(struct ss_store *st, const struct ss_store_settings *s,
+                          struct ss_device *given)
+{
     st->set = *s;
     st->set.device = NULL;
-    st->dev = given; /* closed by the failure path below from here on */
+    st->dev = given;
     st->index_dir = strdup(s->index_dir);
     /* Messages name the device by its path, or a given device by its name. */
     st->device_path = strdup(given ? (given->name ? given->name : given->kind) : s->device_path);
@@ -207,18 +200,17 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
     st->set.device_path = st->device_path;
     st->set.pool_name = NULL; /* the caller's string may not outlive the store */
     st->hot_budget = s->hot_bytes / SS_STRIPES;
-    for (unsigned i = 0; i < SS_STRIPES; i++) {
-        pthread_mutex_init(&st->stripes[i].lock, NULL);
-        if (ss_hot_init(&st->stripes[i])) {
-            snprintf(err, errlen, "out of memory for the DRAM tier");
-            goto fail;
-        }
-    }
+}
+
+/* Create storage.dir and lock it for this process. 0 or -errno. */
+static int claim_index_dir(struct ss_store_private *p, char *err, size_t errlen)
+{
+    struct ss_store *st = &p->st;
     int rc = mkdir_p(st->index_dir);
     if (rc) {
         snprintf(err, errlen, "cannot create index directory %s: %s; check storage.dir",
                  st->index_dir, strerror(-rc));
-        goto fail;
+        return rc;
     }
     /* LMDB allows many processes on one environment; two appliances on one
      * store would interleave their logs, so take an exclusive lock first. */
@@ -228,102 +220,73 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
     if (p->lock_fd < 0 || flock(p->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         snprintf(err, errlen, "the store in %s is in use by another SmartSwitch process; "
                  "stop it first, or give this one its own storage.dir", st->index_dir);
-        goto fail;
+        return -EBUSY;
     }
+    return 0;
+}
+
+/* The pool's place on its device, and the device (unless one was given). */
+static int open_device(struct ss_store *st, char *err, size_t errlen)
+{
+    const struct ss_store_settings *s = &st->set;
     if (s->device_offset % SS_SUPER_BYTES) {
         snprintf(err, errlen, "pool offset %llu on %s is not a multiple of %u bytes",
                  (unsigned long long)s->device_offset, st->device_path, SS_SUPER_BYTES);
-        goto fail;
+        return -EINVAL;
     }
-    if (given && given->size < s->device_offset + s->device_bytes) {
+    if (st->dev && st->dev->size < s->device_offset + s->device_bytes) {
         snprintf(err, errlen, "device %s holds %llu bytes but the pool needs %llu (offset "
                  "%llu + size %llu); provision a larger volume or a smaller pool",
-                 st->device_path, (unsigned long long)given->size,
+                 st->device_path, (unsigned long long)st->dev->size,
                  (unsigned long long)(s->device_offset + s->device_bytes),
                  (unsigned long long)s->device_offset, (unsigned long long)s->device_bytes);
-        goto fail;
+        return -EINVAL;
     }
-    if (!given)
+    if (!st->dev)
         st->dev = ss_device_file_open_flags(st->device_path,
                                             s->device_offset + s->device_bytes,
                                             SS_DEVICE_CREATE |
                                                 (s->direct_io ? SS_DEVICE_DIRECT : 0u),
                                             err, errlen);
-    if (!st->dev)
-        goto fail;
-    if (ss_index_open(st, err, errlen))
-        goto fail;
-    if (ss_log_open(st, &p->open_ctr, err, errlen))
-        goto fail;
-    if (load_marks(st)) {
-        snprintf(err, errlen, "cannot write the index in %s", st->index_dir);
-        goto fail;
-    }
-    uint32_t clean = 1;
-    if (ss_index_meta_get(st, "clean", &clean, sizeof(clean)) == 0 && !clean) {
-        long dropped = ss_index_repair(st, &p->open_ctr);
-        if (dropped < 0) {
-            snprintf(err, errlen, "cannot repair the index in %s after an unclean stop: %s",
-                     st->index_dir, strerror((int)-dropped));
-            goto fail;
-        }
-    }
-    rc = ss_filter_open(st);
-    if (rc) {
-        snprintf(err, errlen, "cannot build the DRAM key filter from the index in %s: %s",
-                 st->index_dir, strerror(-rc));
-        goto fail;
-    }
-    if (ss_pend_start(st)) {
-        snprintf(err, errlen, "cannot start the index committer thread");
-        goto fail;
-    }
-    clean = 0;
-    if (ss_index_meta_put(st, "clean", &clean, sizeof(clean)) ||
-        mdb_env_sync(st->env, 1) || ss_log_start(st, &p->open_ctr)) {
-        snprintf(err, errlen, "cannot start the segment log on %s", st->device_path);
-        goto fail;
-    }
-    st->last_sync_ms = ss_clock_mono_ms();
-    return st;
-fail:
-    st->closed = 1;
-    ss_pend_stop(st);
-    if (st->env)
-        ss_index_close(st);
-    if (st->dev)
-        st->dev->ops->close(st->dev);
-    ss_log_close(st);
-    ss_filter_close(st);
-    for (unsigned i = 0; i < SS_STRIPES; i++) {
-        ss_hot_fini(&st->stripes[i]);
-        ss_pend_fini(&st->stripes[i]);
-    }
-    if (p->lock_fd >= 0)
-        close(p->lock_fd);
-    free(st->index_dir);
-    free(st->device_path);
-    free(p);
-    return NULL;
+    return st->dev ? 0 : -EIO;
 }
 
-void ss_store_close(struct ss_store *st)
+static int open_index(struct ss_store *st, char *err, size_t errlen)
 {
-    if (!st || st->closed)
-        return;
-    struct ss_store_private *p = priv_of(st);
-    st->closed = 1;
-    ss_pend_stop(st); /* every pending index update reaches LMDB */
-    ss_log_flush(st, &p->open_ctr, 0);
-    st->dev->ops->sync(st->dev);
-    persist_u64(st, "seq_reserved", atomic_load(&st->next_seq));
-    persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
-    int64_t pending = atomic_load(&st->pending_flush_at);
-    ss_index_meta_put(st, "pending_flush", &pending, sizeof(pending));
+    uint64_t map = st->set.index_map_bytes;
+    if (!map) /* sparse: small items can take more index than device bytes */
+        map = 2 * st->set.device_bytes + (64ull << 20);
+    st->index = ss_index_open(st->index_dir, map, err, errlen);
+    return st->index ? 0 : -EIO;
+}
+
+/* After an unclean stop, drop the entries whose records do not verify. */
+static int repair_if_unclean(struct ss_store_private *p, char *err, size_t errlen)
+{
+    struct ss_store *st = &p->st;
     uint32_t clean = 1;
-    ss_index_meta_put(st, "clean", &clean, sizeof(clean));
-    ss_index_close(st);
-    st->dev->ops->close(st->dev);
+    if (ss_index_meta_get(st->index, "clean", &clean, sizeof(clean)) != 0 || clean)
+        return 0;
+    struct ss_store_thread t;
+    long dropped = ss_store_thread_init(&t, st, &p->open_ctr);
+    if (!dropped)
+        dropped = ss_repair_index(&t);
+    ss_store_thread_fini(&t);
+    if (dropped < 0) {
+        snprintf(err, errlen, "cannot repair the index in %s after an unclean stop: %s",
+                 st->index_dir, strerror((int)-dropped));
+        return (int)dropped;
+    }
+    return 0;
+}
+
+/* Everything the store holds, released (also a store half opened). */
+static void store_free(struct ss_store_private *p)
+{
+    struct ss_store *st = &p->st;
+    ss_index_close(st->index);
+    if (st->dev)
+        st->dev->ops->close(st->dev);
     ss_log_close(st);
     ss_filter_close(st);
     for (unsigned i = 0; i < SS_STRIPES; i++) {
@@ -336,6 +299,82 @@ void ss_store_close(struct ss_store *st)
     free(st->index_dir);
     free(st->device_path);
     free(p);
+}
+
+struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, size_t errlen)
+{
+    struct ss_device *given = s->device; /* ours from here on, whatever happens */
+    struct ss_store_private *p = NULL;
+    if (check_settings(s, err, errlen) == 0) {
+        p = calloc(1, sizeof(*p));
+        if (!p)
+            snprintf(err, errlen, "out of memory opening the store");
+    }
+    if (!p) {
+        if (given)
+            given->ops->close(given);
+        return NULL;
+    }
+    struct ss_store *st = &p->st;
+    p->lock_fd = -1;
+    take_settings(st, s, given); /* the device is closed by the failure path from here on */
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        pthread_mutex_init(&st->stripes[i].lock, NULL);
+        if (ss_hot_init(&st->stripes[i])) {
+            snprintf(err, errlen, "out of memory for the DRAM tier");
+            goto fail;
+        }
+    }
+    if (claim_index_dir(p, err, errlen) || open_device(st, err, errlen) ||
+        open_index(st, err, errlen) || ss_log_open(st, &p->open_ctr, err, errlen))
+        goto fail;
+    if (load_marks(st)) {
+        snprintf(err, errlen, "cannot write the index in %s", st->index_dir);
+        goto fail;
+    }
+    if (repair_if_unclean(p, err, errlen))
+        goto fail;
+    int rc = ss_sweep_filter_build(st);
+    if (rc) {
+        snprintf(err, errlen, "cannot build the DRAM key filter from the index in %s: %s",
+                 st->index_dir, strerror(-rc));
+        goto fail;
+    }
+    if (ss_pend_start(st)) {
+        snprintf(err, errlen, "cannot start the index committer thread");
+        goto fail;
+    }
+    uint32_t clean = 0;
+    if (ss_index_meta_put(st->index, "clean", &clean, sizeof(clean)) ||
+        ss_index_sync(st->index) || ss_log_start(st, &p->open_ctr)) {
+        snprintf(err, errlen, "cannot start the segment log on %s", st->device_path);
+        goto fail;
+    }
+    st->last_sync_ms = ss_clock_mono_ms();
+    return st;
+fail:
+    st->closed = 1;
+    ss_pend_stop(st);
+    store_free(p);
+    return NULL;
+}
+
+void ss_store_close(struct ss_store *st)
+{
+    if (!st || st->closed)
+        return;
+    struct ss_store_private *p = priv_of(st);
+    st->closed = 1;
+    ss_pend_stop(st); /* every pending index update reaches the index */
+    ss_log_flush(st, &p->open_ctr, 0);
+    st->dev->ops->sync(st->dev);
+    persist_u64(st, "seq_reserved", atomic_load(&st->next_seq));
+    persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
+    int64_t pending = atomic_load(&st->pending_flush_at);
+    ss_index_meta_put(st->index, "pending_flush", &pending, sizeof(pending));
+    uint32_t clean = 1;
+    ss_index_meta_put(st->index, "clean", &clean, sizeof(clean));
+    store_free(p);
 }
 
 int ss_store_thread_init(struct ss_store_thread *t, struct ss_store *st, struct ss_counters *ctr)
@@ -352,8 +391,7 @@ int ss_store_thread_init(struct ss_store_thread *t, struct ss_store *st, struct 
 
 void ss_store_thread_fini(struct ss_store_thread *t)
 {
-    if (t->rtxn)
-        mdb_txn_abort(t->rtxn);
+    ss_index_reader_free(t->rtxn);
     t->rtxn = NULL;
     ss_buf_free(&t->scratch);
     free(t->dio_buf);
@@ -391,12 +429,15 @@ static int lookup_entry_indexed(struct ss_store_thread *t, struct ss_stripe *s,
         *e = p->e;
         return 0;
     }
-    return ss_index_get(t, key, nkey, e);
+    int rc = ss_index_get(t->store->index, &t->rtxn, key, nkey, e);
+    if (rc && rc != -ENOENT)
+        t->ctr->errors_index++;
+    return rc;
 }
 
 /* The key's newest index entry (lock held): the DRAM filter first (a "no"
- * is final), then pending, committing, LMDB. Returns 0, -ENOENT, or -errno
- * from LMDB. */
+ * is final), then pending, committing, the index. Returns 0, -ENOENT, or
+ * -errno from the index. */
 static int lookup_entry(struct ss_store_thread *t, const void *key, size_t nkey,
                         struct ss_index_entry *e)
 {
@@ -422,7 +463,7 @@ static int put_entry(struct ss_store_thread *t, const void *key, size_t nkey,
     int rc = ss_pend_record(st, &st->stripes[t->locked_stripe], t->locked_hash, key, nkey,
                             SS_PEND_PUT, e);
     if (rc) /* no memory for the pending op: write through instead */
-        rc = ss_index_put(st, key, nkey, e);
+        rc = ss_index_put(st->index, key, nkey, e);
     if (rc)
         t->ctr->errors_index++;
     return rc;
@@ -434,7 +475,7 @@ static void del_entry(struct ss_store_thread *t, const void *key, size_t nkey)
     int rc = ss_pend_record(st, &st->stripes[t->locked_stripe], t->locked_hash, key, nkey,
                             SS_PEND_DEL, NULL);
     if (rc) {
-        rc = ss_index_del(st, key, nkey);
+        rc = ss_index_del(st->index, key, nkey);
         if (rc && rc != -ENOENT)
             t->ctr->errors_index++;
     }
@@ -620,50 +661,8 @@ int ss_store_flush_all(struct ss_store_thread *t, int64_t when)
         copies_flush_due(st);
     }
     int64_t pending = atomic_load(&st->pending_flush_at);
-    ss_index_meta_put(st, "pending_flush", &pending, sizeof(pending));
+    ss_index_meta_put(st->index, "pending_flush", &pending, sizeof(pending));
     return 0;
-}
-
-/*
- * Delete up to PURGE_BATCH index entries that a flush_all made dead,
- * resuming where the last pass stopped. Returns 1 when the index is clean.
- */
-static int purge_flushed(struct ss_store *st, uint64_t flush_seq)
-{
-    struct ss_store_private *p = priv_of(st);
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    if (mdb_txn_begin(st->env, NULL, 0, &txn))
-        return 0;
-    if (mdb_cursor_open(txn, st->items, &cur)) {
-        mdb_txn_abort(txn);
-        return 0;
-    }
-    MDB_val k = {.mv_size = p->purge_nkey, .mv_data = p->purge_key}, v;
-    int rc = p->purge_nkey ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-                           : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    unsigned seen = 0;
-    while (rc == 0 && seen < PURGE_BATCH) {
-        struct ss_index_entry e;
-        if (v.mv_size == sizeof(e)) {
-            memcpy(&e, v.mv_data, sizeof(e));
-            if (e.seq < flush_seq)
-                mdb_cursor_del(cur, 0);
-        }
-        seen++;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    int done = rc != 0;
-    if (!done) {
-        p->purge_nkey = k.mv_size;
-        memcpy(p->purge_key, k.mv_data, k.mv_size);
-    } else {
-        p->purge_nkey = 0;
-    }
-    mdb_cursor_close(cur);
-    if (mdb_txn_commit(txn))
-        return 0;
-    return done;
 }
 
 int ss_store_housekeep(struct ss_store_thread *t)
@@ -681,17 +680,17 @@ int ss_store_housekeep(struct ss_store_thread *t)
         else
             atomic_store(&st->seq_reserved, reserve);
     }
-    int frc = ss_filter_housekeep(st);
+    int frc = ss_sweep_filter_step(st);
     if (frc)
         rc = rc ? rc : frc;
     uint64_t flush_seq = atomic_load(&st->flush_seq);
-    if (flush_seq > st->cleaned_flush_seq && purge_flushed(st, flush_seq))
+    if (flush_seq > st->cleaned_flush_seq && ss_sweep_purge_flushed(st, flush_seq))
         st->cleaned_flush_seq = flush_seq;
     uint64_t ms = ss_clock_mono_ms();
     if (ms - st->last_sync_ms >= SYNC_INTERVAL_MS) {
         /* device first, so the index never describes data the disk lacks */
         st->dev->ops->sync(st->dev);
-        mdb_env_sync(st->env, 1);
+        ss_index_sync(st->index);
         st->last_sync_ms = ms;
     }
     return rc;
@@ -700,7 +699,7 @@ int ss_store_housekeep(struct ss_store_thread *t)
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    out->curr_items = ss_index_count(st);
+    out->curr_items = ss_index_count(st->index);
     /* under the log lock: a grow may swap the generation table */
     pthread_mutex_lock(&st->log.lock);
     out->segment_bytes = st->log.segment_bytes;
@@ -718,44 +717,10 @@ void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)
         out->hot_bytes_used += __atomic_load_n(&st->stripes[i].bytes, __ATOMIC_RELAXED);
         out->hot_items += __atomic_load_n(&st->stripes[i].count, __ATOMIC_RELAXED);
     }
-    MDB_envinfo info;
-    MDB_stat ms;
-    if (!mdb_env_info(st->env, &info) && !mdb_env_stat(st->env, &ms))
-        out->index_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+    out->index_bytes = ss_index_bytes(st->index);
     out->item_size_max = st->set.item_size_max;
     ss_filter_stats(st, &out->filter_bytes, &out->filter_capacity, &out->filter_inserts);
     out->filter_rebuilds = st->filter_rebuilds;
-}
-
-long ss_store_verify(struct ss_store_thread *t, uint64_t *checked)
-{
-    struct ss_store *st = t->store;
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    *checked = 0;
-    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (!rc)
-        rc = mdb_cursor_open(txn, st->items, &cur);
-    if (rc)
-        return ss_mdb_errno(rc);
-    long failed = 0;
-    MDB_val k, v;
-    int op = MDB_FIRST;
-    while (mdb_cursor_get(cur, &k, &v, op) == 0) {
-        op = MDB_NEXT;
-        (*checked)++;
-        struct ss_index_entry e;
-        if (v.mv_size != sizeof(e) || k.mv_size == 0 || k.mv_size > SS_KEY_MAX_LENGTH) {
-            failed++;
-            continue;
-        }
-        memcpy(&e, v.mv_data, sizeof(e));
-        if (ss_log_read(t, k.mv_data, k.mv_size, &e) != 0)
-            failed++;
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    return failed;
 }
 
 int ss_store_grow(struct ss_store *st, uint64_t new_bytes)
@@ -765,6 +730,6 @@ int ss_store_grow(struct ss_store *st, uint64_t new_bytes)
 
 int ss_store_shrink(struct ss_store *st, uint64_t new_bytes)
 {
-    ss_pend_commit_now(st); /* reclaim looks entries up in LMDB */
+    ss_pend_commit_now(st); /* reclaim looks entries up in the index */
     return ss_log_resize(st, &priv_of(st)->open_ctr, new_bytes, 1);
 }

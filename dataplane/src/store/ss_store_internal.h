@@ -1,21 +1,38 @@
 /*
- * ss_store_internal.h - the store's private parts, shared by ss_store.c,
- * ss_hot.c, ss_index.c and ss_log.c. Nothing outside the store includes it.
+ * ss_store_internal.h - the store's private parts, shared by the files of
+ * dataplane/src/store/. Nothing outside the store includes it: what another
+ * plane needs is in ss_store.h.
+ *
+ * Dependency order: a file calls only files below it, none calls back up.
+ *
+ *     ss_store.c     the public API, open/close, housekeeping
+ *     ss_sweep.c     background walks of the index: filter rebuild, purge
+ *     ss_pending.c   group commit        ss_repair.c   verify, repair
+ *     ss_hot.c       the DRAM tier (and ss_store_prefetch)
+ *     ss_filter.c    the DRAM key filter: hashes only, calls nothing
+ *     ss_log.c       the segment log
+ *     ss_index.c     the index, the only caller of LMDB (ss_index.h)
+ *     the device     (ss_device.h)
+ *
+ * ss_sweep.c feeds the filter the index's keys; ss_pending.c writes the
+ * index (and drops DRAM copies when a batch fails); ss_repair.c checks index
+ * entries against the log's records (it also holds ss_store_verify);
+ * ss_log.c deletes a reclaimed segment's entries in the transaction that
+ * moves its head. Operations that must land together share a struct
+ * ss_index_txn, never an LMDB type.
  */
 #ifndef SS_STORE_INTERNAL_H
 #define SS_STORE_INTERNAL_H
 
-#include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ss_device.h"
+#include "ss_index.h"
 #include "ss_store.h"
-
-/* Lock stripes, which are also the DRAM tier's shards. A power of two. */
-#define SS_STRIPES 256u
 
 /* ---- on-device formats (little endian, as the hosts we build for) ---- */
 
@@ -54,22 +71,6 @@ static inline uint32_t ss_record_size(size_t nkey, size_t nbytes)
     size_t n = sizeof(struct ss_record_hdr) + nkey + nbytes;
     return (uint32_t)((n + SS_RECORD_ALIGN - 1) & ~(size_t)(SS_RECORD_ALIGN - 1));
 }
-
-/* ---- the LMDB index: key -> entry ---- */
-
-struct ss_index_entry {
-    uint64_t cas;
-    uint64_t seq;       /* store-wide write order; flush_all compares it */
-    int64_t exptime;
-    uint32_t flags;
-    uint32_t nbytes;
-    uint32_t segment;
-    uint32_t offset;
-    uint32_t seg_gen;
-    uint32_t last_access;
-    uint32_t bits;
-    uint32_t pad;
-};
 
 /* ---- DRAM hot tier (one table per stripe) ---- */
 
@@ -136,23 +137,25 @@ struct ss_log {
     char *reclaim_buf;        /* a segment read back for reclaiming */
 };
 
-/* ss_filter.c: where a filter rebuild's walk of the index has got to. */
-struct ss_filter_scan {
-    int active;
+/* ss_sweep.c: where a background walk of the index has got to. */
+struct ss_sweep_pos {
+    bool active;
     size_t nkey;
-    char key[SS_KEY_MAX_LENGTH]; /* the last key added; the walk resumes there */
+    char key[SS_KEY_MAX_LENGTH]; /* the walk resumes at this key */
 };
 
 struct ss_store {
+    /* First, so ss_store_copy_token (ss_store.h) finds it without the rest
+     * of this struct (asserted below). */
+    struct ss_store_copies copies;
+
     struct ss_store_settings set;
     char *index_dir;
     char *device_path;
     struct ss_device *dev;
     uint8_t uuid[16];
 
-    MDB_env *env;
-    MDB_dbi items;
-    MDB_dbi meta;
+    struct ss_index *index;
 
     struct ss_stripe stripes[SS_STRIPES];
     uint64_t hot_budget; /* bytes per stripe */
@@ -164,6 +167,7 @@ struct ss_store {
     _Atomic uint64_t flush_seq;     /* items with seq below it are flushed */
     _Atomic int64_t pending_flush_at; /* delayed flush_all due time, 0 = none */
     uint64_t cleaned_flush_seq;     /* index purged of items below this */
+    struct ss_sweep_pos purge_sweep; /* deleting what a flush_all made dead */
 
     /* group commit (ss_pending.c) */
     pthread_t committer;
@@ -183,30 +187,15 @@ struct ss_store {
      * every stripe lock held, used with one held. */
     struct ss_filter *filter;
     struct ss_filter *filter_next; /* being rebuilt; put_entry adds to both */
-    struct ss_filter_scan filter_scan;
+    struct ss_sweep_pos filter_sweep; /* feeding the index's keys to filter_next */
     /* The filter's bit array and size, for ss_store_prefetch (no lock). */
     uint32_t (*filter_hint_blocks)[8];
     uint64_t filter_hint_nblocks;
     uint64_t filter_rebuilds;
-
-    /* Copies of items kept outside the store (the switch's per-lcore reply
-     * cache, ss_sw_mc.c) stay valid while these are unchanged: one counter
-     * per stripe, bumped under its lock before any item of it changes, and
-     * one for flush_all, odd while a delayed flush is due. */
-    _Atomic uint32_t copy_flush_gen __attribute__((aligned(64)));
-    _Atomic uint32_t copy_gen[SS_STRIPES] __attribute__((aligned(64)));
 };
 
-/* What a copy of the item with this hash, made under its stripe lock,
- * depends on; compare it again before serving the copy. A token with
- * SS_COPY_FLUSH_DUE set must not be used (a delayed flush_all is due). */
-#define SS_COPY_FLUSH_DUE (1ull << 32)
-static inline uint64_t ss_store_copy_token(struct ss_store *st, uint64_t hash)
-{
-    uint64_t f = atomic_load_explicit(&st->copy_flush_gen, memory_order_acquire);
-    return f << 32 |
-           atomic_load_explicit(&st->copy_gen[hash & (SS_STRIPES - 1)], memory_order_acquire);
-}
+_Static_assert(offsetof(struct ss_store, copies) == 0,
+               "ss_store_copy_token reads struct ss_store_copies at the store's address");
 
 /* ss_hot.c: every call with the stripe's lock held */
 int ss_hot_init(struct ss_stripe *s);
@@ -231,33 +220,41 @@ int ss_pend_start(struct ss_store *st);
 void ss_pend_stop(struct ss_store *st);
 void ss_pend_fini(struct ss_stripe *s);
 
-/* ss_index.c */
-int ss_index_open(struct ss_store *st, char *err, size_t errlen);
-void ss_index_close(struct ss_store *st);
-/* Read one entry through the thread's read transaction. 0, -ENOENT, -EIO. */
-int ss_index_get(struct ss_store_thread *t, const void *key, size_t nkey, struct ss_index_entry *e);
-int ss_index_put(struct ss_store *st, const void *key, size_t nkey, const struct ss_index_entry *e);
-int ss_index_del(struct ss_store *st, const void *key, size_t nkey);
-int ss_index_meta_get(struct ss_store *st, const char *name, void *buf, size_t len);
-int ss_index_meta_put(struct ss_store *st, const char *name, const void *buf, size_t len);
-uint64_t ss_index_count(struct ss_store *st);
-/* After an unclean stop: drop every entry whose record does not verify.
- * Returns the number dropped or -errno. */
-long ss_index_repair(struct ss_store *st, struct ss_counters *ctr);
-int ss_mdb_errno(int rc);
+/* ss_repair.c */
+/* After an unclean stop: drop every index entry whose record does not
+ * verify, reading records through t (the store's, at open; errors are
+ * counted on t->ctr). Returns the number dropped or -errno. */
+long ss_repair_index(struct ss_store_thread *t);
 
-/* ss_filter.c */
+/* ss_sweep.c: control thread only. */
+int ss_sweep_filter_build(struct ss_store *st);
+/* Start a filter rebuild when the filter is full, or feed it one more
+ * batch. 0 or -errno (a failed rebuild is abandoned; the old filter stays). */
+int ss_sweep_filter_step(struct ss_store *st);
+/* Delete up to a batch of entries with seq below flush_seq. 1 when the
+ * index holds none any more, else 0. */
+int ss_sweep_purge_flushed(struct ss_store *st, uint64_t flush_seq);
+
+/* ss_filter.c: the filter knows hashes, not the index. ss_sweep.c builds it
+ * (ss_sweep.c: at open and in a rebuild) by feeding it the index's keys. */
 struct ss_filter;
-int ss_filter_open(struct ss_store *st);
 void ss_filter_close(struct ss_store *st);
 /* With the key's stripe lock held: record that the index may hold it. */
 void ss_filter_note(struct ss_store *st, uint64_t hash);
 /* With the key's stripe lock held: false = the store does not hold it. */
 bool ss_filter_maybe(struct ss_store *st, uint64_t hash);
-int ss_filter_housekeep(struct ss_store *st);
 void ss_filter_prefetch(struct ss_store *st, uint64_t hash);
 void ss_filter_stats(struct ss_store *st, uint64_t *bytes, uint64_t *capacity,
                      uint64_t *inserts);
+/* Control thread: the filter has taken as many insertions as it was sized for. */
+bool ss_filter_full(struct ss_store *st);
+/* A rebuild: install an empty filter for `items` keys beside the current
+ * one (put_entry then adds to both); 0 or -ENOMEM. Feed it every key the
+ * index holds, then finish (swap it in) or abandon (free it). */
+int ss_filter_rebuild_begin(struct ss_store *st, uint64_t items);
+void ss_filter_rebuild_feed(struct ss_store *st, uint64_t hash);
+void ss_filter_rebuild_finish(struct ss_store *st);
+void ss_filter_rebuild_abandon(struct ss_store *st);
 
 /* ss_log.c */
 int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t errlen);

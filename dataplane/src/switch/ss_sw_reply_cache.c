@@ -21,7 +21,7 @@
 
 #include <rte_malloc.h>
 
-#include "store/ss_store_internal.h"
+#include "ss_store.h"
 #include "ss_sw_csum.h"
 #include "ss_sw_internal.h"
 
