@@ -10,6 +10,8 @@
  * generations it refreshes only the health. Both calls lock inside the proxy
  * plane, and neither is meant for a per-packet path: the generation is one
  * atomic load, the copies take the control lock.
+ *
+ * The copies are in ss_px_view.c; the write epochs in ss_px_routing.c.
  */
 #ifndef SS_PX_ROUTING_H
 #define SS_PX_ROUTING_H
