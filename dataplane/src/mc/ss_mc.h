@@ -4,7 +4,11 @@
 #ifndef SS_MC_H
 #define SS_MC_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "server/ss_conn.h"
+#include "ss_store.h"
 
 enum ss_mc_result {
     SS_MC_OK = 0,    /* processed every complete command; wait for more input */
@@ -17,5 +21,16 @@ enum ss_mc_result {
  * Never blocks on the network. Returns enum ss_mc_result.
  */
 int ss_mc_process(struct ss_conn *c);
+
+/* ---- shared with switch mode, which answers gets on its own fast path ---- */
+
+/* Proxy mode: the local copy's cas is not the back end's (see ss_px_*.c), so
+ * a gets must not be answered from it. An item bit beside SS_ITEM_*. */
+#define SS_MC_ITEM_CAS_UNKNOWN 0x200u
+/* Longest "VALUE <key> <flags> <bytes> <cas>\r\n" line. */
+#define SS_MC_VALUE_HDR_MAX (SS_KEY_MAX_LENGTH + 80)
+/* Render "VALUE <key> <flags> <bytes>[ <cas>]\r\n" into hdr; returns its length. */
+size_t ss_mc_value_header(char *hdr, const char *key, size_t nkey, uint32_t flags,
+                          size_t nbytes, const uint64_t *cas);
 
 #endif

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "server/ss_conn.h"
+#include "ss_mc.h"
 #include "ss_counters.h"
 #include "ss_store.h"
 
@@ -39,8 +40,7 @@
 
 /* Item bit kept beside SS_ITEM_*: the key arrived base64 encoded (ms b). */
 #define SS_MC_ITEM_KEY_BINARY 0x100u
-/* Proxy mode: the local copy's cas is not the back end's (see ss_px_*.c). */
-#define SS_MC_ITEM_CAS_UNKNOWN 0x200u
+/* SS_MC_ITEM_CAS_UNKNOWN, ss_mc_value_header: ss_mc.h */
 
 /* Proxy mode's probe of mg (ss_px_cmd.c): when ss_mc_px_probe is set, a
  * miss (or a hit whose cas is unknown, when c is asked) answers nothing and
@@ -103,11 +103,6 @@ static inline bool ss_mc_next_key(const char **pos, const char *end, const char 
     *pos = p;
     return true;
 }
-/* Longest "VALUE <key> <flags> <bytes> <cas>\r\n" line. */
-#define SS_MC_VALUE_HDR_MAX (SS_KEY_MAX_LENGTH + 80)
-/* Render "VALUE <key> <flags> <bytes>[ <cas>]\r\n" into hdr; returns its length. */
-size_t ss_mc_value_header(char *hdr, const char *key, size_t nkey, uint32_t flags,
-                          size_t nbytes, const uint64_t *cas);
 
 /* memcached's item_size_ok(): would this item fit in item_size_max? */
 bool ss_mc_item_fits(struct ss_conn *c, size_t nkey, uint32_t flags, size_t vlen);

@@ -28,6 +28,7 @@
 #include "server/ss_conn.h"
 #include "mc/ss_mc_internal.h"
 #include "ss_proxy.h"
+#include "ss_px_routing.h"
 
 struct ss_worker;
 struct ss_dataplane;
@@ -203,9 +204,8 @@ void ss_px_housekeep(struct ss_dataplane *dp);
 int ss_px_route(const struct px_routing *r, const char *key, size_t nkey, const char **why);
 /* The index in r of the back end at host:port, or -1 (a reload matches tables by it). */
 int ss_px_backend_index(const struct px_routing *r, const char *host, int port);
-uint32_t ss_px_epoch_slot(const char *key, size_t nkey);
+/* ss_px_epoch_slot and ss_px_epoch_bump: ss_px_routing.h */
 uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot);
-void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot);
 _Atomic uint32_t *ss_px_writes_in_flight(struct ss_dataplane *dp, uint32_t slot);
 bool ss_px_admit(struct ss_dataplane *dp, const struct px_routing *r, const char *key,
                  size_t nkey, size_t vlen);

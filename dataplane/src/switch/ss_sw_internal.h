@@ -25,6 +25,7 @@
 #include "ss_proxy.h"
 #include "ss_store.h"
 #include "ss_switch.h"
+#include "proxy/ss_px_routing.h"
 
 #define SW_BURST 32
 #define SW_NEIGH_MAX 64
@@ -87,19 +88,13 @@ struct sw_neigh {
 
 /* This lcore's copy of the routing table (ss_sw_route.c). */
 struct sw_route {
-    uint64_t generation;          /* of the data plane's table it copies */
     bool active;                  /* a ring is installed (proxy mode) */
-    uint32_t hash;
-    struct ss_ring_settings ring; /* primary ring; points/members owned */
-    uint32_t nbackends;
-    uint32_t *be_addr;            /* host order; 0 = not IPv4 */
-    uint16_t *be_port;
-    /* Back-end health, refreshed from the live table every SW_HEALTH_MS: UP or
-     * not, and the policy for a down owner (eject walks the ring; fail and
-     * failover hand the packet to the kernel path). */
-    uint8_t *up;
-    uint8_t *policy;
-    uint64_t health_ms;           /* when `up` was last refreshed */
+    /* The primary ring and the back ends, copied when the proxy plane's
+     * generation moves. `tab.up` is refreshed every SW_HEALTH_MS; `tab.policy`
+     * says what a key whose owner is not UP does (eject walks the ring; fail
+     * and failover hand the packet to the kernel path). */
+    struct ss_px_route_copy tab;
+    uint64_t health_ms;           /* when `tab.up` was last refreshed */
 };
 
 struct sw_rl_slot {

@@ -15,8 +15,7 @@
 #include <rte_mbuf.h>
 
 #include "common/ss_hash.h"
-#include "mc/ss_mc_internal.h"
-#include "proxy/ss_px_internal.h"
+#include "mc/ss_mc.h"
 #include "ss_sw_csum.h"
 #include "ss_sw_internal.h"
 

@@ -9,23 +9,21 @@
  *       back ends hold the service address on a loopback alias and answer
  *       from it.
  *
- * The ring is proxy mode's (ss_px_routing.c). Each lcore keeps its own copy
- * of the primary ring and the back ends' addresses, taken under the control
- * lock when the table's generation changes, so the fast path never holds a
+ * The ring is proxy mode's. Each lcore keeps its own copy of the primary
+ * ring and the back ends' addresses (ss_px_route_copy, proxy/ss_px_routing.h),
+ * taken when the table's generation changes, so the fast path never holds a
  * pointer into a table the control plane may free. Back-end states (DOWN
- * after failures on the socket path, or an operator's drain/eject) are copied
- * the same way every SW_HEALTH_MS: a key whose owner is not UP goes, under
- * `eject`, to the next UP back end on the ring (as proxy mode does); under
- * `fail` or `failover` it is handed to the kernel path.
+ * after failures on the socket path, or an operator's drain/eject) are
+ * refreshed the same way every SW_HEALTH_MS: a key whose owner is not UP goes,
+ * under `eject`, to the next UP back end on the ring (as proxy mode does);
+ * under `fail` or `failover` it is handed to the kernel path. The proxy plane
+ * takes its control lock for both; per burst there is one atomic load (the
+ * generation) and a clock read.
  */
-#include <arpa/inet.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <rte_byteorder.h>
 
-#include "proxy/ss_px_internal.h"
-#include "server/ss_server_internal.h"
 #include "common/ss_clock.h"
 #include "ss_sw_internal.h"
 
@@ -33,91 +31,28 @@
 
 void sw_route_free(struct sw_route *r)
 {
-    free((void *)r->ring.points);
-    free((void *)r->ring.members);
-    free((void *)r->ring.index);
-    free(r->be_addr);
-    free(r->be_port);
-    free(r->up);
-    free(r->policy);
+    ss_px_route_copy_free(&r->tab);
     memset(r, 0, sizeof(*r));
-}
-
-/* Back ends' states of table t into d (ctl_lock held, same generation). */
-static void copy_health(struct sw_route *d, const struct px_routing *t)
-{
-    for (uint32_t i = 0; i < d->nbackends; i++)
-        d->up[i] = atomic_load_explicit(&t->backends[i].state, memory_order_relaxed) ==
-                   SS_BACKEND_UP;
-    d->health_ms = ss_clock_mono_ms();
-}
-
-/* Copy what the fast path needs of table t (ctl_lock held). Returns 0 or -ENOMEM. */
-static int route_copy(struct sw_route *d, const struct px_routing *t)
-{
-    const struct px_ring *ring = &t->rings[0];
-    /* The table's slice index (ketama) is copied like the points. */
-    size_t nindex = ((size_t)1 << ring->view.index_bits) + 1;
-    struct ss_ring_point *points = calloc(ring->npoints ? ring->npoints : 1, sizeof(*points));
-    uint32_t *members = calloc(ring->nmembers ? ring->nmembers : 1, sizeof(*members));
-    uint32_t *index = ring->view.index ? calloc(nindex, sizeof(*index)) : NULL;
-    d->be_addr = calloc(t->nbackends, sizeof(*d->be_addr));
-    d->be_port = calloc(t->nbackends, sizeof(*d->be_port));
-    d->up = calloc(t->nbackends ? t->nbackends : 1, 1);
-    d->policy = calloc(t->nbackends ? t->nbackends : 1, 1);
-    if (!points || !members || (ring->view.index && !index) || !d->be_addr || !d->be_port ||
-        !d->up || !d->policy) {
-        free(points);
-        free(members);
-        free(index);
-        return -ENOMEM;
-    }
-    memcpy(points, ring->points, ring->npoints * sizeof(*points));
-    memcpy(members, ring->members, ring->nmembers * sizeof(*members));
-    d->ring = ring->view;
-    d->ring.name = NULL;
-    d->ring.points = points;
-    d->ring.members = members;
-    if (index)
-        memcpy(index, ring->view.index, nindex * sizeof(*index));
-    d->ring.index = index;
-    d->hash = t->s.hash;
-    d->nbackends = t->nbackends;
-    for (uint32_t i = 0; i < t->nbackends; i++) {
-        struct in_addr a;
-        d->be_addr[i] = inet_pton(AF_INET, t->backends[i].host, &a) == 1 ? ntohl(a.s_addr) : 0;
-        d->be_port[i] = (uint16_t)t->backends[i].port;
-        d->policy[i] = (uint8_t)t->backends[i].s.policy;
-    }
-    copy_health(d, t);
-    d->active = true;
-    return 0;
 }
 
 /* Take the data plane's routing table when it has changed (once per burst). */
 void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc)
 {
-    struct px_global *g = sw->dp->px;
-    if (!g)
-        return;
-    uint64_t gen = atomic_load_explicit(&g->generation, memory_order_acquire);
-    if (gen == lc->route.generation) {
-        if (!lc->route.active || ss_clock_mono_ms() - lc->route.health_ms < SW_HEALTH_MS)
+    struct sw_route *r = &lc->route;
+    uint64_t gen = ss_px_routing_generation(sw->dp);
+    if (gen == r->tab.generation) {
+        if (!r->active || ss_clock_mono_ms() - r->health_ms < SW_HEALTH_MS)
             return;
-        pthread_mutex_lock(&sw->dp->ctl_lock);
-        struct px_routing *t = atomic_load(&g->routing);
-        if (t && t->generation == gen && t->nbackends == lc->route.nbackends)
-            copy_health(&lc->route, t);
-        pthread_mutex_unlock(&sw->dp->ctl_lock);
+        /* -ESTALE: a new table; the next burst sees its generation. */
+        if (ss_px_route_refresh_health(sw->dp, &r->tab) == 0)
+            r->health_ms = ss_clock_mono_ms();
         return;
     }
-    sw_route_free(&lc->route);
-    pthread_mutex_lock(&sw->dp->ctl_lock);
-    struct px_routing *t = atomic_load(&g->routing);
-    if (t && t->nrings && route_copy(&lc->route, t) != 0)
-        sw_route_free(&lc->route); /* out of memory: standalone until the next table */
-    pthread_mutex_unlock(&sw->dp->ctl_lock);
-    lc->route.generation = gen;
+    sw_route_free(r);
+    /* -ENOENT (no ring) or -ENOMEM: standalone until the next table; the copy
+     * still records the generation it saw, so this is not retried per burst. */
+    r->active = ss_px_route_copy(sw->dp, &r->tab) == 0;
+    r->health_ms = ss_clock_mono_ms();
 }
 
 /*
@@ -129,7 +64,7 @@ void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc)
  */
 void sw_route_hash_burst(struct sw_lcore *lc, struct sw_pkt *pkts, uint16_t n)
 {
-    if (!lc->route.active || lc->route.hash != SS_HASH_MD5)
+    if (!lc->route.active || lc->route.tab.hash != SS_HASH_MD5)
         return;
     const char *keys[SW_BURST];
     uint32_t lens[SW_BURST], out[SW_BURST];
@@ -155,7 +90,7 @@ void sw_route_hash_burst(struct sw_lcore *lc, struct sw_pkt *pkts, uint16_t n)
 static int route_up(const void *ctx, uint32_t b)
 {
     const struct sw_route *r = ctx;
-    return b < r->nbackends && r->up[b];
+    return b < r->tab.nbackends && r->tab.up[b];
 }
 
 int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p)
@@ -163,16 +98,17 @@ int sw_route_owner(struct sw_lcore *lc, const struct sw_pkt *p)
     const struct sw_route *r = &lc->route;
     int owner = -1;
     for (uint32_t k = 0; k < p->nkeys; k++) {
-        uint32_t h = k == 0 && p->have_ring_hash ? p->ring_hash
-                                                  : ss_hash_key(r->hash, p->keys[k], p->nkey[k]);
-        uint32_t b = ss_ring_lookup(&r->ring, h);
-        if (b >= r->nbackends)
+        uint32_t h = k == 0 && p->have_ring_hash
+                         ? p->ring_hash
+                         : ss_hash_key(r->tab.hash, p->keys[k], p->nkey[k]);
+        uint32_t b = ss_ring_lookup(&r->tab.ring, h);
+        if (b >= r->tab.nbackends)
             return -1;
-        if (!r->up[b]) {
-            if (r->policy[b] != SS_POLICY_EJECT)
+        if (!r->tab.up[b]) {
+            if (r->tab.policy[b] != SS_POLICY_EJECT)
                 return -1;
-            b = ss_ring_walk(&r->ring, h, route_up, r);
-            if (b >= r->nbackends)
+            b = ss_ring_walk(&r->tab.ring, h, route_up, r);
+            if (b >= r->tab.nbackends)
                 return -1;
         }
         if (owner >= 0 && (uint32_t)owner != b)
@@ -220,7 +156,7 @@ enum ss_sw_verdict sw_fn_mc_route(struct ss_switch *sw, struct sw_lcore *lc, str
         lc->ctr[b == -2 ? SW_C_mc_split : SW_C_mc_no_route]++;
         return SS_SW_V_KERNEL;
     }
-    uint32_t addr = lc->route.be_addr[b];
+    uint32_t addr = lc->route.tab.be_addr[b];
     uint64_t mac = addr ? sw_neigh_mac(sw, addr) : 0;
     if (!mac) {
         lc->ctr[SW_C_mc_no_mac]++;
@@ -242,7 +178,7 @@ enum ss_sw_verdict sw_fn_mc_route(struct ss_switch *sw, struct sw_lcore *lc, str
         uint32_t dst_be = rte_cpu_to_be_32(addr);
         memcpy(new, ttl_proto, 2);
         memcpy(new + 1, &dst_be, 4);
-        new[3] = rte_cpu_to_be_16(lc->route.be_port[b]);
+        new[3] = rte_cpu_to_be_16(lc->route.tab.be_port[b]);
         ip->time_to_live = ttl_proto[0];
         ip->dst_addr = dst_be;
         p->udp->dst_port = new[3];
