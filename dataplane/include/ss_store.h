@@ -37,6 +37,7 @@
 
 struct ss_store;
 
+/* cffi: begin */
 struct ss_store_settings {
     const char *index_dir;       /* LMDB environment directory (created) */
     const char *device_path;     /* file or raw block device */
@@ -57,6 +58,7 @@ struct ss_store_settings {
      * closes it on failure and in ss_store_close. */
     void *device;
 };
+/* cffi: end */
 
 /* Bits of struct ss_item.bits; meta protocol state kept with the item. */
 #define SS_ITEM_FETCHED  0x01u /* read at least once since it was stored */
@@ -186,6 +188,7 @@ int ss_store_flush_all(struct ss_store_thread *t, int64_t when);
  */
 int ss_store_housekeep(struct ss_store_thread *t);
 
+/* cffi: begin */
 /* Store-wide figures for `stats` and the console. */
 struct ss_store_stats {
     uint64_t curr_items;        /* keys in the index */
@@ -208,6 +211,7 @@ struct ss_store_stats {
     uint64_t filter_inserts;    /* insertions since it was built */
     uint64_t filter_rebuilds;   /* rebuilds since open */
 };
+/* cffi: end */
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);
 
 /*
