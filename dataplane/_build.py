@@ -5,9 +5,15 @@ C file under dataplane/src/<plane>/ into the private module `dataplane._fastpath
 Headers Python compiles against are in dataplane/include/; a plane's own
 headers sit in its folder and other planes include them by path
 ("server/ss_worker.h"), so a reach into another plane shows.
+
+cffi's declarations are not written twice: dataplane/_cdef.py assembles them
+from the parts of the public headers marked `/* cffi: begin */ ... /* cffi:
+end */`, and their digest is compiled in as SS_ABI_STAMP (ss_abi_version()),
+which dataplane/fastpath.py checks against the headers it is installed with.
 """
 
 import glob
+import importlib.util
 import os
 import shlex
 import shutil
@@ -18,6 +24,14 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 INCLUDE = os.path.join(HERE, "include")
 SRC = os.path.join(HERE, "src")
+
+
+def load_cdef_module():
+    """dataplane/_cdef.py, by path: setuptools runs this file outside the package."""
+    spec = importlib.util.spec_from_file_location("_ss_cdef", os.path.join(HERE, "_cdef.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def dpdk_flags() -> tuple[list[str], list[str]] | None:
@@ -49,9 +63,12 @@ if DPDK is None:
     print("dataplane/_build.py: pkg-config finds no libdpdk; switch mode is a stub "
           "(install dpdk-dev for dataplane.mode: dpdk)")
 
+_cdef = load_cdef_module()
+REGIONS = _cdef.regions(INCLUDE)
+ABI_STAMP = _cdef.abi_stamp(REGIONS)
+
 ffibuilder = FFI()
-with open(os.path.join(INCLUDE, "ss_api.cdef.h"), encoding="utf-8") as cdef:
-    ffibuilder.cdef(cdef.read())
+ffibuilder.cdef(_cdef.cdef(REGIONS))
 
 # Paths relative to the project root keep the build reproducible.
 ROOT = os.path.dirname(HERE)
@@ -61,6 +78,7 @@ ffibuilder.set_source(
     sources=[os.path.relpath(s, ROOT) for s in SOURCES],
     include_dirs=[os.path.relpath(INCLUDE, ROOT), os.path.relpath(SRC, ROOT)],
     libraries=["lmdb", "z", "pthread"],
+    define_macros=[("SS_ABI_STAMP", f"0x{ABI_STAMP:08x}u")],
     extra_link_args=DPDK[1] if DPDK else [],
     extra_compile_args=(DPDK[0] if DPDK else []) + [
         "-std=gnu11",

@@ -1,4 +1,4 @@
-"""Thin wrapper over the C data plane, 1:1 with dataplane/include/ss_api.cdef.h.
+"""Thin wrapper over the C data plane, 1:1 with the cffi parts of dataplane/include/.
 
 Arguments are checked here, C is called, ``0 / -errno`` becomes a value or a
 typed DataplaneError, and only Python objects come back (never cdata). Every
@@ -8,7 +8,8 @@ ss_dataplane_run_worker() costs Python nothing.
 
 The compiled module is imported lazily so that `smartswitch check` and the
 unit tests work without a build; the first use refuses a build whose ABI
-version differs from EXPECTED_ABI_VERSION.
+version differs from EXPECTED_ABI_VERSION, the digest of the declarations
+in the headers installed beside this file (dataplane/_cdef.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-# Must equal SS_ABI_VERSION in dataplane/include/ss_dataplane.h.
-EXPECTED_ABI_VERSION = 8
+from dataplane import _cdef
+
+# What ss_abi_version() of a module built from these headers returns.
+EXPECTED_ABI_VERSION = _cdef.abi_stamp(_cdef.regions())
 _ERR_LEN = 512
 _REBUILD = "rebuild it with `make build` (or `python3 -m pip install --no-deps " \
            "--no-build-isolation -e .`)"

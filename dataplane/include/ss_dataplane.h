@@ -14,8 +14,7 @@
 #include "ss_counters.h"
 #include "ss_store.h"
 
-#define SS_ABI_VERSION 8u
-
+/* cffi: begin */
 struct ss_dataplane_settings {
     const char *listen_host;          /* numeric IPv4 or IPv6 address */
     int tcp_port;                     /* -1 = no TCP listener, 0 = any free port */
@@ -43,6 +42,15 @@ void ss_dataplane_stop(struct ss_dataplane *dp);
 void ss_dataplane_destroy(struct ss_dataplane *dp);
 
 int ss_dataplane_bound_port(struct ss_dataplane *dp, int udp);
+
+/* Grow the memcached pool while serving (ss_store_grow). Returns 0 or -errno. */
+int ss_dataplane_grow_pool(struct ss_dataplane *dp, uint64_t new_bytes);
+/* Shrink it, evicting what no longer fits (ss_store_shrink); only when no
+ * worker is running (tcp_port -1 maintenance mode). Returns 0 or -errno. */
+int ss_dataplane_shrink_pool(struct ss_dataplane *dp, uint64_t new_bytes);
+/* cffi: end */
+
+/* C only (the other planes read the data plane through these). */
 /* Sum of every worker's counters. */
 void ss_dataplane_sum_counters(struct ss_dataplane *dp, struct ss_counters *out);
 const struct ss_dataplane_settings *ss_dataplane_settings(struct ss_dataplane *dp);
@@ -50,11 +58,5 @@ struct ss_store *ss_dataplane_store(struct ss_dataplane *dp);
 int64_t ss_dataplane_started_at(struct ss_dataplane *dp); /* unix seconds */
 /* TCP connections a worker serves now (for `stats`; see ss_balance.c). */
 unsigned ss_dataplane_worker_connections(struct ss_dataplane *dp, int worker_id);
-
-/* Grow the memcached pool while serving (ss_store_grow). Returns 0 or -errno. */
-int ss_dataplane_grow_pool(struct ss_dataplane *dp, uint64_t new_bytes);
-/* Shrink it, evicting what no longer fits (ss_store_shrink); only when no
- * worker is running (tcp_port -1 maintenance mode). Returns 0 or -errno. */
-int ss_dataplane_shrink_pool(struct ss_dataplane *dp, uint64_t new_bytes);
 
 #endif

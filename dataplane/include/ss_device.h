@@ -21,7 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi: begin */
 struct ss_device;
+/* cffi: end */
 
 struct ss_device_ops {
     /* Read len bytes at off into buf. Returns 0 or -errno. */
@@ -78,6 +80,7 @@ struct ss_device *ss_device_file_open_flags(const char *path, uint64_t size, uns
  * and struct spdk_env_opts, which ss_spdk_env_start checks against the
  * library's version (env_so_major) and refuses when it does not know it.
  */
+/* cffi: begin */
 struct ss_spdk_entry_points {
     uint32_t env_so_major;         /* N of libspdk_env_dpdk.so.N */
     const char *version;           /* SPDK's version as found, for messages */
@@ -137,5 +140,6 @@ struct ss_device *ss_device_spdk_open(const char *trid, uint32_t nsid, char *err
 void ss_device_close(struct ss_device *dev);
 uint64_t ss_device_size(struct ss_device *dev);
 uint32_t ss_device_block_size(struct ss_device *dev);
+/* cffi: end */
 
 #endif

@@ -22,7 +22,9 @@
  * socket I/O is outside it, and so is a back end's own time (that is in
  * struct ss_backend_stats.latency_us).
  */
+/* cffi: begin */
 #define SS_LATENCY_BUCKETS 32
+/* cffi: end */
 
 static inline unsigned ss_latency_bucket(uint64_t ns)
 {
@@ -30,6 +32,7 @@ static inline unsigned ss_latency_bucket(uint64_t ns)
     return b < SS_LATENCY_BUCKETS ? b : SS_LATENCY_BUCKETS - 1;
 }
 
+/* cffi: begin */
 /* One key as the store holds it (ss_dataplane_key_info). */
 struct ss_key_info {
     uint32_t tier;        /* enum ss_tier: SS_TIER_DRAM or SS_TIER_DEVICE */
@@ -55,5 +58,6 @@ int ss_dataplane_key_info(struct ss_dataplane *dp, const void *key, size_t nkey,
                           struct ss_key_info *out);
 /* flush_all now, on this appliance's store only (back ends are not told). */
 int ss_dataplane_flush(struct ss_dataplane *dp);
+/* cffi: end */
 
 #endif

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi: begin */
 /* Key hash functions, named as in libmemcached/twemproxy configs. */
 #define SS_HASHES(X)            \
     X(MD5, "md5")               \
@@ -158,6 +159,7 @@ uint32_t ss_ring_lookup(const struct ss_ring_settings *ring, uint32_t hash);
  * (2^bits + 1 entries) for ring->points; the caller owns the array. */
 uint32_t ss_ring_index_bits(uint32_t npoints);
 void ss_ring_index_build(const struct ss_ring_settings *ring, uint32_t bits, uint32_t *index);
+/* cffi: end */
 
 /*
  * The first back end that usable(ctx, b) accepts, walking the ring from

@@ -42,6 +42,7 @@ struct ss_index_txn; /* the index's own (ss_store_thread keeps a reader) */
 /* Lock stripes, which are also the DRAM tier's shards. A power of two. */
 #define SS_STRIPES 256u
 
+/* cffi: begin */
 struct ss_store_settings {
     const char *index_dir;       /* LMDB environment directory (created) */
     const char *device_path;     /* file or raw block device */
@@ -62,6 +63,7 @@ struct ss_store_settings {
      * closes it on failure and in ss_store_close. */
     void *device;
 };
+/* cffi: end */
 
 /* Bits of struct ss_item.bits; meta protocol state kept with the item. */
 #define SS_ITEM_FETCHED  0x01u /* read at least once since it was stored */
@@ -216,6 +218,7 @@ int ss_store_flush_all(struct ss_store_thread *t, int64_t when);
  */
 int ss_store_housekeep(struct ss_store_thread *t);
 
+/* cffi: begin */
 /* Store-wide figures for `stats` and the console. */
 struct ss_store_stats {
     uint64_t curr_items;        /* keys in the index */
@@ -238,6 +241,7 @@ struct ss_store_stats {
     uint64_t filter_inserts;    /* insertions since it was built */
     uint64_t filter_rebuilds;   /* rebuilds since open */
 };
+/* cffi: end */
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);
 
 /*

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cffi: begin */
 struct ss_dataplane;
 struct ss_switch;
 
@@ -55,6 +56,9 @@ enum ss_sw_function {
     SS_SW_FN__COUNT
 };
 
+enum ss_sw_rewrite { SS_SW_REWRITE_L3 = 0, SS_SW_REWRITE_L2 = 1 };
+/* cffi: end */
+
 /* A function's verdict, kept in the packet's metadata. */
 #define SS_SW_VERDICTS(X) \
     X(NEXT, "next")       \
@@ -69,8 +73,6 @@ enum ss_sw_verdict {
 #undef SS_SW_V_ENUM
     SS_SW_V__COUNT
 };
-
-enum ss_sw_rewrite { SS_SW_REWRITE_L3 = 0, SS_SW_REWRITE_L2 = 1 };
 
 /* The switch's own counters (summed over lcores), besides the ethdev stats
  * of each port and the per-rule and per-function counters. */
@@ -109,6 +111,7 @@ enum ss_sw_rewrite { SS_SW_REWRITE_L3 = 0, SS_SW_REWRITE_L2 = 1 };
     X(alloc_failed)                                                                \
     X(rate_limited)
 
+/* cffi: begin */
 struct ss_sw_rule {
     const char *name;
     uint32_t protocol;       /* IP protocol number; 0 = any */
@@ -160,5 +163,6 @@ int ss_switch_set_neighbour(struct ss_switch *sw, uint32_t addr, const uint8_t *
 int ss_switch_counter_count(struct ss_switch *sw);
 int ss_switch_counter_name(struct ss_switch *sw, int i, char *out, size_t outlen);
 int ss_switch_read_counters(struct ss_switch *sw, uint64_t *out, int n);
+/* cffi: end */
 
 #endif

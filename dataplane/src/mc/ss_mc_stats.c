@@ -1,9 +1,10 @@
 /*
  * ss_mc_stats.c - `stats`, `stats settings`, `stats items`, `stats slabs`.
  *
- * General stats use memcached's names for what memcached also has, then
- * every SmartSwitch counter from ss_counters.h under its own name (so one
- * list drives both). The store is one log rather than slab classes, so
+ * General stats use memcached's names and order for what memcached also has,
+ * then SmartSwitch's own figures; the counters among them come from the
+ * SS_COUNTERS list (its `stat` column says where each goes), so one list
+ * drives `stats`, the console and /metrics. The store is one log rather than slab classes, so
  * `stats items` and `stats slabs` report a single class 1. Stats are not a
  * hot path, but still build into the connection's buffer without malloc.
  */
@@ -31,6 +32,62 @@ static void stat_str(struct ss_conn *c, const char *name, const char *v)
     ss_mc_out(c, line, (size_t)n);
 }
 
+/* How `stats` shows each counter: SS_COUNTERS' `stat` column, in its order. */
+struct counter_stat {
+    const char *name;
+    enum ss_counter_stat_group group;
+    const char *mc_name; /* memcached's name when it differs from ours, else NULL */
+};
+
+static const struct counter_stat counter_stats[SS_CTR__COUNT] = {
+#define SS_COUNTER_STAT(name, kind, stat) {#name, SS_COUNTER_STAT_##stat},
+    SS_COUNTERS(SS_COUNTER_STAT)
+#undef SS_COUNTER_STAT
+};
+
+/* The counters memcached lists in `group`, under memcached's names. */
+static void stat_counter_group(struct ss_conn *c, const uint64_t *v,
+                               enum ss_counter_stat_group group)
+{
+    for (int i = 0; i < SS_CTR__COUNT; i++) {
+        const struct counter_stat *cs = &counter_stats[i];
+        if (cs->group == group)
+            stat_u64(c, cs->mc_name ? cs->mc_name : cs->name, v[i]);
+    }
+}
+
+/* Every counter not already shown under its own name: memcached has none
+ * like it, or shows it under another name. */
+static void stat_counters_own(struct ss_conn *c, const uint64_t *v)
+{
+    for (int i = 0; i < SS_CTR__COUNT; i++) {
+        const struct counter_stat *cs = &counter_stats[i];
+        if (cs->group == SS_STAT_GROUP_NONE || cs->mc_name)
+            stat_u64(c, cs->name, v[i]);
+    }
+}
+
+/* The served pool (issue 4); the control plane reports every pool. */
+static void stat_pool(struct ss_conn *c, const char *pool, const struct ss_store_stats *ss)
+{
+    static const char *const fields[] = {"offset", "size", "segment_size", "segments",
+                                         "segments_used", "used", "grows"};
+    const uint64_t values[] = {ss->device_offset, ss->device_bytes, ss->segment_bytes,
+                               ss->segments, ss->segments_used, ss->device_used_bytes,
+                               ss->grows};
+    char name[128];
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        snprintf(name, sizeof(name), "pool:%.63s:%s", pool, fields[i]);
+        stat_u64(c, name, values[i]);
+    }
+}
+
+/*
+ * memcached's general stats first, in memcached's order (the counters by
+ * group from SS_COUNTERS, the rest computed here), then SmartSwitch's own
+ * figures: the store's, the pool's, the counters memcached lacks, the
+ * workers' connections and, in proxy mode, the back ends'.
+ */
 static void stats_general(struct ss_conn *c)
 {
     struct ss_dataplane *dp = c->w->dp;
@@ -42,6 +99,11 @@ static void stats_general(struct ss_conn *c)
     int64_t now = ss_clock_unix_seconds();
 
     ss_dataplane_sum_counters(dp, &sum);
+    const uint64_t v[SS_CTR__COUNT] = {
+#define SS_COUNTER_VALUE(name, kind, stat) sum.name,
+        SS_COUNTERS(SS_COUNTER_VALUE)
+#undef SS_COUNTER_VALUE
+    };
     ss_store_get_stats(ss_dataplane_store(dp), &ss);
     getrusage(RUSAGE_SELF, &ru);
 
@@ -55,43 +117,15 @@ static void stats_general(struct ss_conn *c)
     snprintf(buf, sizeof(buf), "%ld.%06ld", (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec);
     stat_str(c, "rusage_system", buf);
     stat_u64(c, "max_connections", s->max_connections);
-    stat_u64(c, "curr_connections", sum.curr_connections);
-    stat_u64(c, "total_connections", sum.total_connections);
-    stat_u64(c, "rejected_connections", sum.rejected_connections);
-    stat_u64(c, "cmd_get", sum.cmd_get);
-    stat_u64(c, "cmd_set", sum.cmd_set);
-    stat_u64(c, "cmd_flush", sum.cmd_flush);
-    stat_u64(c, "cmd_touch", sum.cmd_touch);
-    stat_u64(c, "cmd_meta", sum.cmd_meta);
-    stat_u64(c, "get_hits", sum.get_hits);
-    stat_u64(c, "get_misses", sum.get_misses);
-    stat_u64(c, "get_expired", sum.get_expired);
-    stat_u64(c, "get_flushed", sum.get_flushed);
-    stat_u64(c, "delete_misses", sum.delete_misses);
-    stat_u64(c, "delete_hits", sum.delete_hits);
-    stat_u64(c, "incr_misses", sum.incr_misses);
-    stat_u64(c, "incr_hits", sum.incr_hits);
-    stat_u64(c, "decr_misses", sum.decr_misses);
-    stat_u64(c, "decr_hits", sum.decr_hits);
-    stat_u64(c, "cas_misses", sum.cas_misses);
-    stat_u64(c, "cas_hits", sum.cas_hits);
-    stat_u64(c, "cas_badval", sum.cas_badval);
-    stat_u64(c, "touch_hits", sum.touch_hits);
-    stat_u64(c, "touch_misses", sum.touch_misses);
-    stat_u64(c, "store_too_large", sum.errors_too_large);
-    stat_u64(c, "store_no_memory", sum.errors_out_of_memory);
-    stat_u64(c, "bytes_read", sum.bytes_read);
-    stat_u64(c, "bytes_written", sum.bytes_written);
+    stat_counter_group(c, v, SS_STAT_GROUP_CONNECTIONS);
+    stat_counter_group(c, v, SS_STAT_GROUP_COMMANDS);
+    stat_counter_group(c, v, SS_STAT_GROUP_TRAFFIC);
     stat_u64(c, "limit_maxbytes", ss.device_bytes);
     stat_u64(c, "threads", (uint64_t)s->workers);
     stat_u64(c, "bytes", ss.device_used_bytes);
     stat_u64(c, "curr_items", ss.curr_items);
-    stat_u64(c, "total_items", sum.total_items);
-    stat_u64(c, "expired_unfetched", sum.expired_unfetched);
-    stat_u64(c, "evicted_unfetched", sum.evicted_unfetched);
-    stat_u64(c, "evictions", sum.evictions);
-    stat_u64(c, "reclaimed", sum.reclaimed);
-    /* SmartSwitch's own figures, named as in ss_counters.h. */
+    stat_counter_group(c, v, SS_STAT_GROUP_ITEMS);
+    /* SmartSwitch's own figures, named as in ss_store.h and ss_counters.h. */
     stat_u64(c, "device_bytes", ss.device_bytes);
     stat_u64(c, "device_used_bytes", ss.device_used_bytes);
     stat_u64(c, "segment_bytes", ss.segment_bytes);
@@ -104,44 +138,13 @@ static void stats_general(struct ss_conn *c)
     stat_u64(c, "filter_capacity", ss.filter_capacity);
     stat_u64(c, "filter_inserts", ss.filter_inserts);
     stat_u64(c, "filter_rebuilds", ss.filter_rebuilds);
-    /* The served pool (issue 4); the control plane reports every pool. */
-    const char *pool = s->store.pool_name ? s->store.pool_name : "items";
-    char pname[128];
-    static const char *const pool_fields[] = {"offset", "size", "segment_size", "segments",
-                                              "segments_used", "used", "grows"};
-    const uint64_t pool_values[] = {ss.device_offset, ss.device_bytes, ss.segment_bytes,
-                                    ss.segments, ss.segments_used, ss.device_used_bytes,
-                                    ss.grows};
-    for (size_t i = 0; i < sizeof(pool_fields) / sizeof(pool_fields[0]); i++) {
-        snprintf(pname, sizeof(pname), "pool:%.63s:%s", pool, pool_fields[i]);
-        stat_u64(c, pname, pool_values[i]);
-    }
-    static const char *const memcached_named[] = {
-        "cmd_get", "cmd_set", "cmd_flush", "cmd_touch", "cmd_meta", "get_hits", "get_misses",
-        "get_expired", "get_flushed", "delete_hits", "delete_misses", "incr_hits", "incr_misses",
-        "decr_hits", "decr_misses", "cas_hits", "cas_misses", "cas_badval", "touch_hits",
-        "touch_misses", "bytes_read", "bytes_written", "curr_connections", "total_connections",
-        "rejected_connections", "total_items", "evictions", "expired_unfetched",
-        "evicted_unfetched", "reclaimed",
-    };
-    const uint64_t *v = (const uint64_t *)&sum;
-    static const char *const names[] = {
-#define SS_COUNTER_NAME(name, kind) #name,
-        SS_COUNTERS(SS_COUNTER_NAME)
-#undef SS_COUNTER_NAME
-    };
-    for (int i = 0; i < SS_CTR__COUNT; i++) {
-        bool dup = false;
-        for (size_t j = 0; j < sizeof(memcached_named) / sizeof(memcached_named[0]); j++)
-            if (strcmp(names[i], memcached_named[j]) == 0)
-                dup = true;
-        if (!dup)
-            stat_u64(c, names[i], v[i]);
-    }
+    stat_pool(c, s->store.pool_name ? s->store.pool_name : "items", &ss);
+    stat_counters_own(c, v);
     /* How evenly connections sit on the workers (ss_balance.c). */
     for (int i = 0; i < s->workers; i++) {
-        snprintf(pname, sizeof(pname), "worker:%d:curr_connections", i);
-        stat_u64(c, pname, ss_dataplane_worker_connections(c->w->dp, i));
+        char name[64];
+        snprintf(name, sizeof(name), "worker:%d:curr_connections", i);
+        stat_u64(c, name, ss_dataplane_worker_connections(dp, i));
     }
     ss_px_stats(c); /* proxy mode: STAT backend:<name>:<field> lines */
 }

@@ -12,21 +12,27 @@
 #define SS_KIND_GAUGE 1
 
 static const char *const ss_counter_names[SS_CTR__COUNT] = {
-#define SS_COUNTER_NAME(name, kind) #name,
+#define SS_COUNTER_NAME(name, kind, stat) #name,
     SS_COUNTERS(SS_COUNTER_NAME)
 #undef SS_COUNTER_NAME
 };
 
 static const unsigned char ss_counter_kinds[SS_CTR__COUNT] = {
-#define SS_COUNTER_KIND(name, kind) SS_KIND_##kind,
+#define SS_COUNTER_KIND(name, kind, stat) SS_KIND_##kind,
     SS_COUNTERS(SS_COUNTER_KIND)
 #undef SS_COUNTER_KIND
 };
 
+/* dataplane/_build.py passes the digest of the cffi declarations it built
+ * from; there is no number to bump by hand. */
+#ifndef SS_ABI_STAMP
+#error "SS_ABI_STAMP comes from dataplane/_build.py (build with pip, not by hand)"
+#endif
+
 /* The ABI this build speaks; Python refuses a module that disagrees. */
 uint32_t ss_abi_version(void)
 {
-    return SS_ABI_VERSION;
+    return SS_ABI_STAMP;
 }
 
 int ss_counter_count(void)
@@ -55,7 +61,7 @@ static void counters_add(struct ss_counters *out, const struct ss_counters *in)
      * our targets, and a sum a few increments stale is fine for stats.
      */
     const volatile struct ss_counters *v = in;
-#define SS_COUNTER_ADD(name, kind) out->name += v->name;
+#define SS_COUNTER_ADD(name, kind, stat) out->name += v->name;
     SS_COUNTERS(SS_COUNTER_ADD)
 #undef SS_COUNTER_ADD
 }
@@ -81,7 +87,7 @@ int ss_dataplane_read_counters(struct ss_dataplane *dp, uint64_t *out, int n)
         return -EINVAL;
     struct ss_counters sum;
     ss_dataplane_sum_counters(dp, &sum);
-#define SS_COUNTER_PUT(name, kind)                                             \
+#define SS_COUNTER_PUT(name, kind, stat)                                             \
     if (SS_CTR_##name < n)                                                     \
         out[SS_CTR_##name] = sum.name;
     SS_COUNTERS(SS_COUNTER_PUT)
