@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "server/ss_conn.h"
+#include "mc/ss_mc_req.h"
 #include "ss_store.h"
 
 enum ss_mc_result {
@@ -24,6 +25,8 @@ int ss_mc_process(struct ss_conn *c);
 
 /* ---- shared with switch mode, which answers gets on its own fast path ---- */
 
+/* Item bit kept beside SS_ITEM_*: the key arrived base64 encoded (ms b). */
+#define SS_MC_ITEM_KEY_BINARY 0x100u
 /* Proxy mode: the local copy's cas is not the back end's (see ss_px_*.c), so
  * a gets must not be answered from it. An item bit beside SS_ITEM_*. */
 #define SS_MC_ITEM_CAS_UNKNOWN 0x200u

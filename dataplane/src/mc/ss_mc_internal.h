@@ -1,11 +1,14 @@
 /*
  * ss_mc_internal.h - shared between the memcached protocol files
- * (ss_mc_text.c framing and text commands, ss_mc_meta.c meta commands,
- * ss_mc_exec.c memcached semantics over the store, ss_mc_stats.c stats).
+ * (ss_mc_text.c framing and text commands, ss_mc_dispatch.c the local
+ * executor, ss_mc_meta.c meta commands, ss_mc_exec.c memcached semantics
+ * over the store, ss_mc_stats.c stats). What other executors need too is in
+ * ss_mc_req.h.
  *
  * Request flow: ss_mc_process() frames one command line (and its value),
- * the parsers turn tokens into a request, the executors apply memcached's
- * rules with the key's store lock held, and the reply is appended to c->out.
+ * ss_mc_req_parse() turns it into a request, the executor applies
+ * memcached's rules with the key's store lock held, and the reply is
+ * appended to c->out.
  */
 #ifndef SS_MC_INTERNAL_H
 #define SS_MC_INTERNAL_H
@@ -17,11 +20,10 @@
 
 #include "server/ss_conn.h"
 #include "ss_mc.h"
+#include "ss_mc_req.h"
 #include "ss_counters.h"
 #include "ss_store.h"
 
-/* memcached proto_text.c: MAX_TOKENS; a get line is re-tokenized in chunks. */
-#define SS_MC_MAX_TOKENS 24
 /* memcached: a buffered line with no '\n' after 2048 bytes closes the
  * connection unless it is a (long multi-key) get or gets. */
 #define SS_MC_LINE_MAX 2048
@@ -29,83 +31,14 @@
 #define SS_MC_GET_LINE_MAX (8u << 20)
 /* protocol.txt: exptime up to 30 days is relative, larger is unix time. */
 #define SS_MC_REALTIME_MAXDELTA 2592000
-/* memcached MFLAG_MAX_OPT_LENGTH: meta lines with more tokens are refused. */
-#define SS_MC_META_MAX_TOKENS 20
-/* memcached MFLAG_MAX_OPAQUE_LENGTH: the O token, letter included. */
-#define SS_MC_OPAQUE_MAX 32
 /* memcached ITEM_UPDATE_INTERVAL: last access moves at most this often. */
 #define SS_MC_UPDATE_INTERVAL 60
 /* Longest decimal uint64 plus room. */
 #define SS_MC_NUM_MAX 24
 
-/* Item bit kept beside SS_ITEM_*: the key arrived base64 encoded (ms b). */
-#define SS_MC_ITEM_KEY_BINARY 0x100u
-/* SS_MC_ITEM_CAS_UNKNOWN, ss_mc_value_header: ss_mc.h */
+/* SS_MC_ITEM_KEY_BINARY, SS_MC_ITEM_CAS_UNKNOWN, ss_mc_value_header: ss_mc.h */
 
-/* Proxy mode's probe of mg (ss_px_cmd.c): when ss_mc_px_probe is set, a
- * miss (or a hit whose cas is unknown, when c is asked) answers nothing and
- * sets ss_mc_px_missed, so the request can be forwarded instead. */
-extern __thread bool ss_mc_px_probe;
-extern __thread bool ss_mc_px_missed;
-
-struct ss_mc_tok {
-    const char *p;
-    size_t len;
-};
-
-/*
- * Split s[0, len) on spaces into at most max - 1 tokens plus a terminal
- * token of length 0 whose p is NULL when the whole line was used, or the
- * first unread byte otherwise (memcached's tokenize_command). Returns the
- * token count including the terminal token.
- */
-size_t ss_mc_tokenize(const char *s, size_t len, struct ss_mc_tok *tok, size_t max);
-
-static inline bool ss_mc_tok_is(const struct ss_mc_tok *t, const char *lit)
-{
-    size_t n = strlen(lit);
-    return t->p && t->len == n && memcmp(t->p, lit, n) == 0;
-}
-
-/* Number parsing with memcached's safe_strto* acceptance rules. */
-bool ss_mc_parse_u64(const char *p, size_t len, uint64_t *out);
-bool ss_mc_parse_u32(const char *p, size_t len, uint32_t *out);
-bool ss_mc_parse_i32(const char *p, size_t len, int32_t *out);
-
-/* memcached's realtime(): relative, absolute or already expired; 0 = never. */
-int64_t ss_mc_exptime(int32_t exptime, int64_t now);
-
-/* Append helpers: a failed allocation marks the connection for closing
- * (ss_mc_out_failed() reports and clears it). */
-bool ss_mc_out_failed(void);
-void ss_mc_out(struct ss_conn *c, const void *p, size_t n);
-static inline void ss_mc_out_str(struct ss_conn *c, const char *s)
-{
-    ss_mc_out(c, s, strlen(s));
-}
-/* Append line + "\r\n" unless noreply; count error replies. */
-void ss_mc_reply(struct ss_conn *c, const char *line, bool noreply);
 char *ss_mc_u64_to(char *p, uint64_t v);
-
-/* Next space-separated key of a multi-key line: false at the end. */
-static inline bool ss_mc_next_key(const char **pos, const char *end, const char **key,
-                                  size_t *nkey)
-{
-    const char *p = *pos;
-    while (p < end && *p == ' ')
-        p++;
-    if (p == end)
-        return false;
-    *key = p;
-    while (p < end && *p != ' ')
-        p++;
-    *nkey = (size_t)(p - *key);
-    *pos = p;
-    return true;
-}
-
-/* memcached's item_size_ok(): would this item fit in item_size_max? */
-bool ss_mc_item_fits(struct ss_conn *c, size_t nkey, uint32_t flags, size_t vlen);
 
 /* ---- execution (ss_mc_exec.c) ---- */
 
@@ -160,18 +93,29 @@ enum ss_mc_delta_res ss_mc_exec_delta_locked(struct ss_conn *c, const char *key,
 /* Remove the key if present (lock not held). */
 void ss_mc_exec_unlink(struct ss_conn *c, const char *key, size_t nkey);
 
-/* Count a find result as a miss kind (expired, flushed). */
-void ss_mc_count_miss(struct ss_conn *c, int rc);
-void ss_mc_count_hit_tier(struct ss_conn *c, const struct ss_item *it);
+/* Meta commands (mg, ss_mc_meta_get: ss_mc_req.h). Each returns enum ss_exec; ms
+ * sets rq->extra to the value bytes consumed, or returns SS_EXEC_AGAIN with
+ * c->rneed set while the value is in flight. */
+int ss_mc_meta_set(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_mc_meta_delete(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_mc_meta_arith(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_mc_meta_debug(struct ss_conn *c, struct ss_mc_req *rq);
 
-/* Meta commands. Those with a value (ms) return the bytes consumed after the
- * line, or -EAGAIN with c->rneed set when the value is not all here. */
-void ss_mc_meta_get(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok);
-long ss_mc_meta_set(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok,
-                    const char *data, size_t avail, size_t line_bytes);
-void ss_mc_meta_delete(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok);
-void ss_mc_meta_arith(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok);
-void ss_mc_meta_debug(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok);
+/* Text commands (ss_mc_text.c), each returning enum ss_exec. */
+int ss_mc_text_get(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_mc_text_update(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_mc_text_touch(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_mc_text_delta(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_mc_text_delete(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_mc_text_flush_all(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_mc_text_verbosity(struct ss_conn *c, struct ss_mc_req *rq);
+
+/* Check the token count the command table asks for, run rq on c's executor
+ * (local when it has none or hands it back), count it. enum ss_exec. */
+int ss_mc_dispatch(struct ss_conn *c, struct ss_mc_req *rq);
+
+/* mn: memcached writes its queued replies now (ss_mc_text.c keeps the mark). */
+void ss_mc_mark_sent(struct ss_conn *c);
 
 void ss_mc_stats(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok);
 

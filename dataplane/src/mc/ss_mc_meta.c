@@ -2,11 +2,11 @@
  * ss_mc_meta.c - memcached 1.6's meta commands: mg, ms, md, ma, me (mn is
  * answered by the dispatcher).
  *
- * `me` lives in ss_mc_meta_debug.c. A meta line is "<cmd> <key> [<datalen>] <flags>*", each flag one letter
- * with an optional argument. Flags are checked once up front
- * (meta_preparse), then each command walks them in request order, so
- * return flags come back in the order they were asked for, as memcached
- * does. Win/stale protocol: an item carries SS_ITEM_WIN_SENT (W handed out,
+ * `me` lives in ss_mc_meta_debug.c. A meta line is "<cmd> <key> [<datalen>]
+ * <flags>*", each flag one letter with an optional argument. Flags are
+ * checked and parsed once, with the request (ss_mc_req.c), then each
+ * command walks them in request order, so return flags come back in the
+ * order they were asked for, as memcached does. Win/stale protocol: an item carries SS_ITEM_WIN_SENT (W handed out,
  * later readers see Z) and SS_ITEM_STALE (X; invalidated by md I or a
  * stale-set ms I).
  */
@@ -19,143 +19,11 @@
 
 #define KEY_TOKEN 1
 
-__thread bool ss_mc_px_probe;
-__thread bool ss_mc_px_missed;
-
 /* A reply line: status, up to 20 flags of at most a key (base64) each. */
 #define META_LINE_MAX 2048
 
-struct meta_flags {
-    bool has_error, no_update, locked, vivify, value, set_stale, no_reply;
-    bool has_cas, new_ttl, key_binary;
-    char mode;
-    int64_t exptime, autoviv_exptime, recache_time;
-    uint32_t client_flags;
-    uint64_t req_cas, delta, initial;
-    const char *key; /* the key, decoded when `b` was given */
-    size_t nkey;
-    unsigned char keybuf[SS_KEY_MAX_LENGTH];
-};
-
-/*
- * memcached's _meta_flag_preparse(): validate every flag from tok[start],
- * decode a base64 key, parse numeric arguments. Returns 0, or -EINVAL with
- * *err naming the first fatal problem (later non-fatal errors overwrite
- * earlier messages, as there).
- */
-static int meta_preparse(struct ss_mc_tok *tok, size_t start, struct meta_flags *of,
-                         const char **err, int64_t now)
-{
-    uint8_t seen[127] = {0};
-    int32_t v;
-
-    of->key = tok[KEY_TOKEN].p;
-    of->nkey = tok[KEY_TOKEN].len;
-    for (size_t i = start; tok[i].len != 0; i++) {
-        uint8_t o = (uint8_t)tok[i].p[0];
-        const char *arg = tok[i].p + 1;
-        size_t alen = tok[i].len - 1;
-        if (o >= 127 || seen[o]) {
-            *err = "CLIENT_ERROR duplicate flag";
-            return -EINVAL;
-        }
-        seen[o] = 1;
-        switch (o) {
-        case 'b':
-            of->nkey = ss_base64_decode(tok[KEY_TOKEN].p, tok[KEY_TOKEN].len, of->keybuf);
-            of->key = (const char *)of->keybuf;
-            if (of->nkey == 0) {
-                *err = "CLIENT_ERROR error decoding key";
-                of->has_error = true;
-            }
-            of->key_binary = true;
-            break;
-        case 'N':
-        case 'T':
-        case 'R':
-            of->locked = true;
-            if (!ss_mc_parse_i32(arg, alen, &v)) {
-                *err = "CLIENT_ERROR bad token in command line format";
-                of->has_error = true;
-                break;
-            }
-            if (o == 'N') {
-                of->vivify = true;
-                of->autoviv_exptime = ss_mc_exptime(v, now);
-            } else if (o == 'T') {
-                of->exptime = ss_mc_exptime(v, now);
-                of->new_ttl = true;
-            } else {
-                of->recache_time = ss_mc_exptime(v, now);
-            }
-            break;
-        case 'l':
-        case 'h':
-            of->locked = true;
-            break;
-        case 'O':
-        case 'P':
-        case 'L':
-        case 'k':
-        case 's':
-        case 't':
-        case 'c':
-        case 'f':
-            break;
-        case 'v':
-            of->value = true;
-            break;
-        case 'u':
-            of->no_update = true;
-            break;
-        case 'q':
-            of->no_reply = true;
-            break;
-        case 'F':
-            if (!ss_mc_parse_u32(arg, alen, &of->client_flags))
-                of->has_error = true;
-            break;
-        case 'C':
-            if (!ss_mc_parse_u64(arg, alen, &of->req_cas)) {
-                *err = "CLIENT_ERROR bad token in command line format";
-                of->has_error = true;
-            } else {
-                of->has_cas = true;
-            }
-            break;
-        case 'M':
-            if (tok[i].len != 2) {
-                *err = "CLIENT_ERROR incorrect length for M token";
-                of->has_error = true;
-            } else {
-                of->mode = tok[i].p[1];
-            }
-            break;
-        case 'J':
-            if (!ss_mc_parse_u64(arg, alen, &of->initial)) {
-                *err = "CLIENT_ERROR invalid numeric initial value";
-                of->has_error = true;
-            }
-            break;
-        case 'D':
-            if (!ss_mc_parse_u64(arg, alen, &of->delta)) {
-                *err = "CLIENT_ERROR invalid numeric delta value";
-                of->has_error = true;
-            }
-            break;
-        case 'I':
-            of->set_stale = true;
-            break;
-        default:
-            *err = "CLIENT_ERROR invalid flag";
-            return -EINVAL;
-        }
-    }
-    return of->has_error ? -EINVAL : 0;
-}
-
 /* Is any O token longer than memcached allows? */
-static bool opaque_too_long(struct ss_mc_tok *tok, size_t ntok)
+static bool opaque_too_long(const struct ss_mc_tok *tok, size_t ntok)
 {
     for (size_t i = KEY_TOKEN + 1; i + 1 < ntok; i++)
         if (tok[i].p[0] == 'O' && tok[i].len > SS_MC_OPAQUE_MAX)
@@ -166,38 +34,28 @@ static bool opaque_too_long(struct ss_mc_tok *tok, size_t ntok)
 /*
  * The checks every meta command opens with, in memcached's order and with its
  * wording, which differs per command (too_long, bad_flag; a NULL bad_flag
- * replies with what meta_preparse said). Returns false after replying.
+ * replies with what the flag parser said). Returns false after replying.
  */
-static bool meta_prologue(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok,
-                          struct meta_flags *of, const char **err, int64_t now,
-                          const char *too_long, const char *bad_flag)
+static bool meta_prologue(struct ss_conn *c, const struct ss_mc_req *rq, const char *too_long,
+                          const char *bad_flag)
 {
-    if (ntok < 3) {
+    if (rq->ntok < 3) {
         ss_mc_reply(c, "ERROR", false);
         return false;
     }
-    if (tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH) {
+    if (rq->tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH) {
         ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
         return false;
     }
-    if (ntok > SS_MC_META_MAX_TOKENS) {
+    if (rq->ntok > SS_MC_META_MAX_TOKENS) {
         ss_mc_reply(c, too_long, false);
         return false;
     }
-    if (meta_preparse(tok, 2, of, err, now)) {
-        ss_mc_reply(c, bad_flag ? bad_flag : *err, false);
+    if (rq->meta.rc) {
+        ss_mc_reply(c, bad_flag ? bad_flag : rq->meta.err, false);
         return false;
     }
     return true;
-}
-
-/* Does the request carry flag f? */
-static bool meta_asks(struct ss_mc_tok *tok, size_t ntok, char f)
-{
-    for (size_t i = KEY_TOKEN + 1; i + 1 < ntok; i++)
-        if (tok[i].p[0] == f)
-            return true;
-    return false;
 }
 
 /* " <c>" */
@@ -230,8 +88,8 @@ static char *meta_opaque(char *p, const struct ss_mc_tok *t)
 }
 
 /* The O and k flags alone, for replies without an item (EN, NF, EX...). */
-static char *meta_ok_flags(char *p, struct ss_mc_tok *tok, size_t ntok,
-                           const struct meta_flags *of)
+static char *meta_ok_flags(char *p, const struct ss_mc_tok *tok, size_t ntok,
+                           const struct ss_mc_meta *of)
 {
     for (size_t i = KEY_TOKEN + 1; i + 1 < ntok; i++) {
         if (tok[i].p[0] == 'O')
@@ -242,52 +100,161 @@ static char *meta_ok_flags(char *p, struct ss_mc_tok *tok, size_t ntok,
     return p;
 }
 
+/* " t<ttl>" with memcached's -1 for an item that never expires. */
+static char *meta_ttl(char *p, int64_t exptime, int64_t now)
+{
+    p = meta_char(p, 't');
+    if (exptime == 0) {
+        memcpy(p, "-1", 2);
+        return p + 2;
+    }
+    return ss_mc_u64_to(p, (uint32_t)(exptime - now));
+}
+
+static void count_get(struct ss_counters *ctr, bool touched, bool hit)
+{
+    if (touched) {
+        ctr->cmd_touch++;
+        hit ? ctr->touch_hits++ : ctr->touch_misses++;
+    } else {
+        ctr->cmd_get++;
+        hit ? ctr->get_hits++ : ctr->get_misses++;
+    }
+}
+
+/* mg's state between the lookup and the reply. */
+struct mg_hit {
+    struct ss_item it;
+    bool created, won, ttl_set;
+};
+
+/*
+ * The hit's reply line: VA <size> or HD, then the asked flags in request
+ * order, then Z/X/W. Applies T, N and R to h->it as memcached does.
+ */
+static char *mg_hit_line(char *p, const struct ss_mc_req *rq, struct mg_hit *h)
+{
+    const struct ss_mc_meta *m = &rq->meta;
+    struct ss_item *it = &h->it;
+    if (m->value) {
+        memcpy(p, "VA ", 3);
+        p = ss_mc_u64_to(p + 3, it->nbytes);
+    } else {
+        memcpy(p, "HD", 2);
+        p += 2;
+    }
+    for (size_t i = KEY_TOKEN + 1; i + 1 < rq->ntok; i++) {
+        switch (rq->tok[i].p[0]) {
+        case 'T':
+            h->ttl_set = true;
+            it->exptime = m->exptime;
+            break;
+        case 'N':
+            if (h->created) {
+                it->exptime = m->autoviv_exptime;
+                h->won = true;
+            }
+            break;
+        case 'R':
+            if (!(it->bits & SS_ITEM_WIN_SENT) && !h->created && it->exptime != 0 &&
+                it->exptime < m->recache_time)
+                h->won = true;
+            break;
+        case 's':
+            p = ss_mc_u64_to(meta_char(p, 's'), it->nbytes);
+            break;
+        case 't':
+            p = meta_ttl(p, it->exptime, m->now);
+            break;
+        case 'c':
+            p = ss_mc_u64_to(meta_char(p, 'c'), it->cas);
+            break;
+        case 'f':
+            p = ss_mc_u64_to(meta_char(p, 'f'), it->flags);
+            break;
+        case 'l':
+            p = ss_mc_u64_to(meta_char(p, 'l'),
+                             (uint32_t)((uint32_t)m->now - it->last_access));
+            break;
+        case 'h':
+            p = meta_char(p, 'h');
+            *p++ = (it->bits & SS_ITEM_FETCHED) ? '1' : '0';
+            break;
+        case 'O':
+            p = meta_opaque(p, &rq->tok[i]);
+            break;
+        case 'k':
+            p = meta_key(p, m->key, m->nkey, (it->bits & SS_MC_ITEM_KEY_BINARY) != 0);
+            break;
+        }
+    }
+    /* Z before W: a client never sees both. */
+    if (it->bits & SS_ITEM_WIN_SENT)
+        p = meta_char(p, 'Z');
+    if (it->bits & SS_ITEM_STALE) {
+        p = meta_char(p, 'X');
+        if (!(it->bits & SS_ITEM_WIN_SENT))
+            h->won = true;
+    }
+    if (h->won) {
+        p = meta_char(p, 'W');
+        it->bits |= SS_ITEM_WIN_SENT;
+    }
+    memcpy(p, "\r\n", 2);
+    return p + 2;
+}
+
+/* A miss, or an N that could not create: EN unless q. Lock not held. */
+static int mg_miss(struct ss_conn *c, const struct ss_mc_req *rq)
+{
+    count_get(&c->w->ctr, rq->meta.new_ttl, false);
+    if (rq->meta.no_reply)
+        return SS_EXEC_DONE;
+    char line[META_LINE_MAX];
+    memcpy(line, "EN", 2);
+    char *p = meta_ok_flags(line + 2, rq->tok, rq->ntok, &rq->meta);
+    memcpy(p, "\r\n", 2);
+    ss_mc_out(c, line, (size_t)(p + 2 - line));
+    return SS_EXEC_DONE;
+}
+
 /*
  * mg <key> <flags>*: VA <size> <flags>\r\n<data>\r\n or HD <flags>, EN on a
  * miss (q: EN is not sent). N creates a missing item and hands out the win;
  * R hands out the win when the ttl is below the threshold; T sets the ttl.
  */
-void ss_mc_meta_get(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
+int ss_mc_meta_get(struct ss_conn *c, struct ss_mc_req *rq, enum ss_mc_mg_mode mode)
 {
     struct ss_store_thread *t = &c->w->st;
-    struct ss_counters *ctr = &c->w->ctr;
-    struct meta_flags of = {0};
-    const char *err = "CLIENT_ERROR bad command line format";
-    int64_t now = ss_clock_unix_seconds();
-    char line[META_LINE_MAX];
-    char *p = line;
+    const struct ss_mc_meta *m = &rq->meta;
 
-    if (!meta_prologue(c, tok, ntok, &of, &err, now, "CLIENT_ERROR options flags are too long",
-                       NULL))
-        return;
-    if (opaque_too_long(tok, ntok)) {
+    if (!meta_prologue(c, rq, "CLIENT_ERROR options flags are too long", NULL))
+        return SS_EXEC_DONE;
+    if (opaque_too_long(rq->tok, rq->ntok)) {
         ss_mc_reply(c, "CLIENT_ERROR opaque token too long", false);
-        return;
+        return SS_EXEC_DONE;
     }
 
-    struct ss_item it;
-    bool created = false, won = false, ttl_set = false;
-    ss_store_lock(t, of.key, of.nkey);
-    int rc = ss_store_find(t, of.key, of.nkey, &it,
-                           SS_FIND_NO_BUMP | (of.value ? SS_FIND_VALUE : 0));
-    if (ss_mc_px_probe && (rc != 0 || ((it.bits & SS_MC_ITEM_CAS_UNKNOWN) &&
-                                       meta_asks(tok, ntok, 'c')))) {
+    struct mg_hit h = {.created = false};
+    ss_store_lock(t, m->key, m->nkey);
+    int rc = ss_store_find(t, m->key, m->nkey, &h.it,
+                           SS_FIND_NO_BUMP | (m->value ? SS_FIND_VALUE : 0));
+    if (mode == SS_MC_MG_PROBE &&
+        (rc != 0 || ((h.it.bits & SS_MC_ITEM_CAS_UNKNOWN) && ss_mc_meta_has(m, 'c')))) {
         ss_store_unlock(t);
         if (rc != 0)
             ss_mc_count_miss(c, rc);
-        ctr->cmd_get++;
-        ctr->get_misses++;
-        ss_mc_px_missed = true;
-        return;
+        count_get(&c->w->ctr, false, false);
+        return SS_EXEC_MISS;
     }
-    if (rc != 0 && of.vivify) {
+    if (rc != 0 && m->vivify) {
         /* Auto-vivify: an empty placeholder whose creator gets the win. */
-        memset(&it, 0, sizeof(it));
-        it.last_access = (uint32_t)now;
+        memset(&h.it, 0, sizeof(h.it));
+        h.it.last_access = (uint32_t)m->now;
         struct iovec iov = {NULL, 0};
-        if (ss_store_write(t, of.key, of.nkey, &it, &iov, 1, SS_WRITE_KEEP_META) == 0) {
-            created = true;
-            it.nbytes = 0;
+        if (ss_store_write(t, m->key, m->nkey, &h.it, &iov, 1, SS_WRITE_KEEP_META) == 0) {
+            h.created = true;
+            h.it.nbytes = 0;
             t->value = "";
             t->value_len = 0;
             rc = 0;
@@ -295,241 +262,86 @@ void ss_mc_meta_get(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     } else if (rc != 0) {
         ss_mc_count_miss(c, rc);
     }
-
     if (rc != 0) {
         ss_store_unlock(t);
-        if (ttl_set || of.new_ttl) {
-            ctr->cmd_touch++;
-            ctr->touch_misses++;
-        } else {
-            ctr->cmd_get++;
-            ctr->get_misses++;
-        }
-        if (of.no_reply)
-            return;
-        memcpy(p, "EN", 2);
-        p = meta_ok_flags(p + 2, tok, ntok, &of);
-        memcpy(p, "\r\n", 2);
-        ss_mc_out(c, line, (size_t)(p + 2 - line));
-        return;
+        return mg_miss(c, rq);
     }
 
-    struct ss_item orig = it;
-    if (of.value) {
-        memcpy(p, "VA ", 3);
-        p = ss_mc_u64_to(p + 3, it.nbytes);
-    } else {
-        memcpy(p, "HD", 2);
-        p += 2;
-    }
-    for (size_t i = KEY_TOKEN + 1; i + 1 < ntok; i++) {
-        switch (tok[i].p[0]) {
-        case 'T':
-            ttl_set = true;
-            it.exptime = of.exptime;
-            break;
-        case 'N':
-            if (created) {
-                it.exptime = of.autoviv_exptime;
-                won = true;
-            }
-            break;
-        case 'R':
-            if (!(it.bits & SS_ITEM_WIN_SENT) && !created && it.exptime != 0 &&
-                it.exptime < of.recache_time)
-                won = true;
-            break;
-        case 's':
-            p = ss_mc_u64_to(meta_char(p, 's'), it.nbytes);
-            break;
-        case 't':
-            p = meta_char(p, 't');
-            if (it.exptime == 0) {
-                memcpy(p, "-1", 2);
-                p += 2;
-            } else {
-                p = ss_mc_u64_to(p, (uint32_t)(it.exptime - now));
-            }
-            break;
-        case 'c':
-            p = ss_mc_u64_to(meta_char(p, 'c'), it.cas);
-            break;
-        case 'f':
-            p = ss_mc_u64_to(meta_char(p, 'f'), it.flags);
-            break;
-        case 'l':
-            p = ss_mc_u64_to(meta_char(p, 'l'), (uint32_t)((uint32_t)now - it.last_access));
-            break;
-        case 'h':
-            p = meta_char(p, 'h');
-            *p++ = (it.bits & SS_ITEM_FETCHED) ? '1' : '0';
-            break;
-        case 'O':
-            p = meta_opaque(p, &tok[i]);
-            break;
-        case 'k':
-            p = meta_key(p, of.key, of.nkey, (it.bits & SS_MC_ITEM_KEY_BINARY) != 0);
-            break;
-        }
-    }
-    /* Z before W: a client never sees both. */
-    if (it.bits & SS_ITEM_WIN_SENT)
-        p = meta_char(p, 'Z');
-    if (it.bits & SS_ITEM_STALE) {
-        p = meta_char(p, 'X');
-        if (!(it.bits & SS_ITEM_WIN_SENT))
-            won = true;
-    }
-    if (won) {
-        p = meta_char(p, 'W');
-        it.bits |= SS_ITEM_WIN_SENT;
-    }
-    memcpy(p, "\r\n", 2);
-    p += 2;
-    ss_mc_out(c, line, (size_t)(p - line));
-    if (of.value) {
+    struct ss_item orig = h.it;
+    char line[META_LINE_MAX];
+    ss_mc_out(c, line, (size_t)(mg_hit_line(line, rq, &h) - line));
+    if (m->value) {
         ss_mc_out(c, t->value, t->value_len);
         ss_mc_out(c, "\r\n", 2);
     }
-    ss_mc_count_hit_tier(c, &it);
+    ss_mc_count_hit_tier(c, &h.it);
 
-    if (!of.no_update) {
+    if (!m->no_update) {
         /* memcached's bump: fetched, and last access at most once a
          * minute (so `l` keeps counting between bumps). */
-        it.bits |= SS_ITEM_FETCHED;
-        if (it.last_access < (uint32_t)now - SS_MC_UPDATE_INTERVAL)
-            it.last_access = (uint32_t)now;
+        h.it.bits |= SS_ITEM_FETCHED;
+        if (h.it.last_access < (uint32_t)m->now - SS_MC_UPDATE_INTERVAL)
+            h.it.last_access = (uint32_t)m->now;
     }
-    if (it.bits != orig.bits || it.exptime != orig.exptime ||
-        it.last_access != orig.last_access) {
-        it.cas = 0;
-        ss_store_update_meta(t, of.key, of.nkey, &it);
+    if (h.it.bits != orig.bits || h.it.exptime != orig.exptime ||
+        h.it.last_access != orig.last_access) {
+        h.it.cas = 0;
+        ss_store_update_meta(t, m->key, m->nkey, &h.it);
     }
     ss_store_unlock(t);
-    if (ttl_set) {
-        ctr->cmd_touch++;
-        ctr->touch_hits++;
-    } else {
-        ctr->cmd_get++;
-        ctr->get_hits++;
-    }
+    count_get(&c->w->ctr, h.ttl_set, true);
+    return SS_EXEC_DONE;
 }
 
-/*
- * ms <key> <datalen> <flags>*\r\n<data>\r\n: modes E(add) A(ppend)
- * P(repend) R(eplace) S(et); C turns set/replace into cas; I with C stores
- * a late value as stale. HD (q: not sent) / NS / EX / NF. Returns bytes of
- * value consumed after the line, or -EAGAIN with c->rneed set.
- */
-long ss_mc_meta_set(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok,
-                    const char *data, size_t avail, size_t line_bytes)
+/* ms's M<mode> as a store op; false for a mode ms does not have. */
+static bool ms_mode_op(const struct ss_mc_meta *m, enum ss_mc_store_op *op)
 {
-    struct meta_flags of = {0};
-    const char *err = "CLIENT_ERROR bad command line format";
-    int64_t now = ss_clock_unix_seconds();
-    int32_t vlen;
-
-    if (ntok < 3) {
-        ss_mc_reply(c, "ERROR", false);
-        return 0;
-    }
-    if (tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH || ntok == 3) {
-        ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
-        return 0;
-    }
-    if (ntok > SS_MC_META_MAX_TOKENS) {
-        ss_mc_reply(c, "CLIENT_ERROR options flags too long", false);
-        return 0;
-    }
-    if (!ss_mc_parse_i32(tok[2].p, tok[2].len, &vlen) || vlen < 0 || vlen > INT32_MAX - 2) {
-        ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
-        return 0;
-    }
-    size_t want = (size_t)vlen + 2;
-    enum ss_mc_store_op op = SS_MC_OP_SET;
-
-    if (meta_preparse(tok, 3, &of, &err, now))
-        goto error;
-    bool has_error = false;
-    if (opaque_too_long(tok, ntok)) {
-        err = "CLIENT_ERROR opaque token too long";
-        has_error = true;
-    }
-    switch (of.mode) {
+    switch (m->mode) {
     case 0:
     case 'S':
+        *op = SS_MC_OP_SET;
         break;
     case 'E':
-        op = SS_MC_OP_ADD;
+        *op = SS_MC_OP_ADD;
         break;
     case 'A':
-        op = SS_MC_OP_APPEND;
+        *op = SS_MC_OP_APPEND;
         break;
     case 'P':
-        op = SS_MC_OP_PREPEND;
+        *op = SS_MC_OP_PREPEND;
         break;
     case 'R':
-        op = SS_MC_OP_REPLACE;
+        *op = SS_MC_OP_REPLACE;
         break;
     default:
-        err = "CLIENT_ERROR invalid mode for ms M token";
-        goto error;
+        return false;
     }
-    if (of.has_cas && (op == SS_MC_OP_SET || op == SS_MC_OP_REPLACE))
-        op = SS_MC_OP_CAS;
-    if (has_error)
-        goto error;
-    if (!ss_mc_item_fits(c, of.nkey, of.client_flags, (size_t)vlen)) {
-        c->w->ctr.errors_too_large++;
-        ss_mc_exec_unlink(c, of.key, of.nkey);
-        err = "SERVER_ERROR object too large for cache";
-        goto error;
-    }
-    if (avail < want) {
-        c->rneed = line_bytes + want;
-        return -EAGAIN;
-    }
-    if (data[vlen] != '\r' || data[vlen + 1] != '\n') {
-        c->w->ctr.cmd_set++;
-        ss_mc_reply(c, "CLIENT_ERROR bad data chunk", false);
-        return (long)want;
-    }
+    /* C turns set and replace into cas. */
+    if (m->has_cas && (*op == SS_MC_OP_SET || *op == SS_MC_OP_REPLACE))
+        *op = SS_MC_OP_CAS;
+    return true;
+}
 
-    struct ss_mc_store_req r = {
-        .op = op,
-        .key = of.key,
-        .nkey = of.nkey,
-        .flags = of.client_flags,
-        .exptime = of.exptime,
-        .cas = of.req_cas,
-        .set_stale = of.set_stale && op == SS_MC_OP_CAS,
-        .key_binary = of.key_binary,
-        .value = data,
-        .vlen = (size_t)vlen,
-    };
-    uint64_t cas;
-    enum ss_mc_store_res res = ss_mc_exec_store(c, &r, &cas);
+/* ms's reply line for res: HD/NS/EX/NF with the O, k and c flags asked for. */
+static void ms_reply(struct ss_conn *c, const struct ss_mc_req *rq, enum ss_mc_store_res res,
+                     uint64_t cas)
+{
     static const char *const codes[] = {
         [SS_MC_STORED] = "HD", [SS_MC_NOT_STORED] = "NS",
         [SS_MC_EXISTS] = "EX", [SS_MC_NOT_FOUND] = "NF",
     };
-    if (res == SS_MC_STORE_ERROR) {
-        ss_mc_reply(c, "SERVER_ERROR out of memory storing object", false);
-        return (long)want;
-    }
-    if (res == SS_MC_STORED && of.no_reply)
-        return (long)want;
+    const struct ss_mc_meta *m = &rq->meta;
     char line[META_LINE_MAX];
     char *p = line;
     memcpy(p, codes[res], 2);
     p += 2;
-    for (size_t i = 3; i + 1 < ntok; i++) {
-        switch (tok[i].p[0]) {
+    for (size_t i = 3; i + 1 < rq->ntok; i++) {
+        switch (rq->tok[i].p[0]) {
         case 'O':
-            p = meta_opaque(p, &tok[i]);
+            p = meta_opaque(p, &rq->tok[i]);
             break;
         case 'k':
-            p = meta_key(p, of.key, of.nkey, of.key_binary);
+            p = meta_key(p, m->key, m->nkey, m->key_binary);
             break;
         case 'c':
             p = ss_mc_u64_to(meta_char(p, 'c'), cas);
@@ -538,12 +350,89 @@ long ss_mc_meta_set(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok,
     }
     memcpy(p, "\r\n", 2);
     ss_mc_out(c, line, (size_t)(p + 2 - line));
-    return (long)want;
+}
 
-error:
+/* ms's refusals before the value is read: the line's error, then the value
+ * is swallowed as it arrives. */
+static int ms_refuse(struct ss_conn *c, const char *err, size_t want)
+{
     ss_mc_reply(c, err, false);
     c->swallow = want;
-    return 0;
+    return SS_EXEC_DONE;
+}
+
+/*
+ * ms <key> <datalen> <flags>*\r\n<data>\r\n: modes E(add) A(ppend)
+ * P(repend) R(eplace) S(et); C turns set/replace into cas; I with C stores
+ * a late value as stale. HD (q: not sent) / NS / EX / NF. Sets rq->extra to
+ * the value bytes consumed, or returns SS_EXEC_AGAIN with c->rneed set.
+ */
+int ss_mc_meta_set(struct ss_conn *c, struct ss_mc_req *rq)
+{
+    const struct ss_mc_tok *tok = rq->tok;
+    const struct ss_mc_meta *m = &rq->meta;
+    int32_t vlen;
+
+    if (rq->ntok < 3) {
+        ss_mc_reply(c, "ERROR", false);
+        return SS_EXEC_DONE;
+    }
+    if (tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH || rq->ntok == 3) {
+        ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
+        return SS_EXEC_DONE;
+    }
+    if (rq->ntok > SS_MC_META_MAX_TOKENS) {
+        ss_mc_reply(c, "CLIENT_ERROR options flags too long", false);
+        return SS_EXEC_DONE;
+    }
+    if (!ss_mc_parse_i32(tok[2].p, tok[2].len, &vlen) || vlen < 0 || vlen > INT32_MAX - 2) {
+        ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
+        return SS_EXEC_DONE;
+    }
+    size_t want = (size_t)vlen + 2;
+    enum ss_mc_store_op op = SS_MC_OP_SET;
+
+    if (m->rc)
+        return ms_refuse(c, m->err, want);
+    if (!ms_mode_op(m, &op))
+        return ms_refuse(c, "CLIENT_ERROR invalid mode for ms M token", want);
+    if (opaque_too_long(tok, rq->ntok))
+        return ms_refuse(c, "CLIENT_ERROR opaque token too long", want);
+    if (!ss_mc_item_fits(c, m->nkey, m->client_flags, (size_t)vlen)) {
+        c->w->ctr.errors_too_large++;
+        ss_mc_exec_unlink(c, m->key, m->nkey);
+        return ms_refuse(c, "SERVER_ERROR object too large for cache", want);
+    }
+    if (rq->avail < want) {
+        c->rneed = rq->line_bytes + want;
+        return SS_EXEC_AGAIN;
+    }
+    rq->extra = want;
+    if (rq->data[vlen] != '\r' || rq->data[vlen + 1] != '\n') {
+        c->w->ctr.cmd_set++;
+        ss_mc_reply(c, "CLIENT_ERROR bad data chunk", false);
+        return SS_EXEC_DONE;
+    }
+
+    struct ss_mc_store_req r = {
+        .op = op,
+        .key = m->key,
+        .nkey = m->nkey,
+        .flags = m->client_flags,
+        .exptime = m->exptime,
+        .cas = m->req_cas,
+        .set_stale = m->set_stale && op == SS_MC_OP_CAS,
+        .key_binary = m->key_binary,
+        .value = rq->data,
+        .vlen = (size_t)vlen,
+    };
+    uint64_t cas;
+    enum ss_mc_store_res res = ss_mc_exec_store(c, &r, &cas);
+    if (res == SS_MC_STORE_ERROR)
+        ss_mc_reply(c, "SERVER_ERROR out of memory storing object", false);
+    else if (!(res == SS_MC_STORED && m->no_reply))
+        ms_reply(c, rq, res, cas);
+    return SS_EXEC_DONE;
 }
 
 /*
@@ -551,55 +440,154 @@ error:
  * (new cas, optional T ttl, the win can be handed out again) instead of
  * removing it; C deletes only on a matching cas.
  */
-void ss_mc_meta_delete(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
+int ss_mc_meta_delete(struct ss_conn *c, struct ss_mc_req *rq)
 {
     struct ss_store_thread *t = &c->w->st;
-    struct meta_flags of = {0};
-    const char *err = "CLIENT_ERROR bad command line format";
-    int64_t now = ss_clock_unix_seconds();
+    const struct ss_mc_meta *m = &rq->meta;
 
-    if (!meta_prologue(c, tok, ntok, &of, &err, now, "CLIENT_ERROR options flags too long",
+    if (!meta_prologue(c, rq, "CLIENT_ERROR options flags too long",
                        "CLIENT_ERROR invalid or duplicate flag"))
-        return;
-    if (opaque_too_long(tok, ntok)) {
+        return SS_EXEC_DONE;
+    if (opaque_too_long(rq->tok, rq->ntok)) {
         ss_mc_reply(c, "CLIENT_ERROR opaque token too long", false);
-        return;
+        return SS_EXEC_DONE;
     }
 
     const char *code;
     bool skip = false;
     struct ss_item it;
-    ss_store_lock(t, of.key, of.nkey);
-    int rc = ss_store_find(t, of.key, of.nkey, &it, SS_FIND_NO_BUMP);
+    ss_store_lock(t, m->key, m->nkey);
+    int rc = ss_store_find(t, m->key, m->nkey, &it, SS_FIND_NO_BUMP);
     if (rc != 0) {
         c->w->ctr.delete_misses++;
         code = "NF";
-    } else if (of.has_cas && it.cas != of.req_cas) {
+    } else if (m->has_cas && it.cas != m->req_cas) {
         c->w->ctr.delete_misses++;
         code = "EX";
-    } else if (of.set_stale) {
-        if (of.new_ttl)
-            it.exptime = of.exptime;
+    } else if (m->set_stale) {
+        if (m->new_ttl)
+            it.exptime = m->exptime;
         it.bits |= SS_ITEM_STALE;
         it.bits &= ~SS_ITEM_WIN_SENT;
         it.cas = ss_store_next_cas(t->store);
-        ss_store_update_meta(t, of.key, of.nkey, &it);
+        ss_store_update_meta(t, m->key, m->nkey, &it);
         code = "HD";
-        skip = of.no_reply;
+        skip = m->no_reply;
     } else {
-        ss_store_remove(t, of.key, of.nkey);
+        ss_store_remove(t, m->key, m->nkey);
         c->w->ctr.delete_hits++;
         code = "HD";
-        skip = of.no_reply;
+        skip = m->no_reply;
     }
     ss_store_unlock(t);
     if (skip)
-        return;
+        return SS_EXEC_DONE;
     char line[META_LINE_MAX];
     memcpy(line, code, 2);
-    char *p = meta_ok_flags(line + 2, tok, ntok, &of);
+    char *p = meta_ok_flags(line + 2, rq->tok, rq->ntok, m);
     memcpy(p, "\r\n", 2);
     ss_mc_out(c, line, (size_t)(p + 2 - line));
+    return SS_EXEC_DONE;
+}
+
+/* ma's outcome once the delta has been tried. */
+struct ma_result {
+    struct ss_item it;
+    char num[SS_MC_NUM_MAX]; /* the value as written, nul terminated */
+    bool have, created;
+};
+
+/*
+ * ma's reply for a value it holds: HD or VA <len>, the asked flags (T and N
+ * applied to the item), the value. Returns the end of the line, or NULL when
+ * an O token is too long (memcached reports that after the update).
+ */
+static char *ma_hit_line(char *p, const struct ss_mc_req *rq, struct ma_result *res)
+{
+    const struct ss_mc_meta *m = &rq->meta;
+    size_t vlen = strlen(res->num);
+    if (m->value) {
+        memcpy(p, "VA ", 3);
+        p = ss_mc_u64_to(p + 3, vlen);
+    } else {
+        memcpy(p, "HD", 2);
+        p += 2;
+    }
+    for (size_t i = KEY_TOKEN + 1; i + 1 < rq->ntok; i++) {
+        switch (rq->tok[i].p[0]) {
+        case 'c':
+            p = ss_mc_u64_to(meta_char(p, 'c'), res->it.cas);
+            break;
+        case 't':
+            p = meta_ttl(p, res->it.exptime, m->now);
+            break;
+        case 'T':
+            res->it.exptime = m->exptime;
+            break;
+        case 'N':
+            if (res->created)
+                res->it.exptime = m->autoviv_exptime;
+            break;
+        case 'O':
+            if (rq->tok[i].len > SS_MC_OPAQUE_MAX)
+                return NULL;
+            p = meta_opaque(p, &rq->tok[i]);
+            break;
+        case 'k':
+            p = meta_key(p, m->key, m->nkey, m->key_binary);
+            break;
+        }
+    }
+    if (m->value) {
+        memcpy(p, "\r\n", 2);
+        memcpy(p + 2, res->num, vlen);
+        p += 2 + vlen;
+    }
+    return p;
+}
+
+/*
+ * Apply ma's delta (lock held): res gets the item when there is one to
+ * report. Returns the status for a reply without a value (NF, NS, EX), ""
+ * when res->have, or NULL after answering an error line.
+ */
+static const char *ma_apply(struct ss_conn *c, const struct ss_mc_req *rq, bool incr,
+                            struct ma_result *res)
+{
+    struct ss_store_thread *t = &c->w->st;
+    const struct ss_mc_meta *m = &rq->meta;
+    switch (ss_mc_exec_delta_locked(c, m->key, m->nkey, incr, m->delta, m->req_cas, res->num,
+                                    &res->it)) {
+    case SS_MC_DELTA_OK:
+        res->have = true;
+        return "";
+    case SS_MC_DELTA_NON_NUMERIC:
+        ss_mc_reply(c, "CLIENT_ERROR cannot increment or decrement non-numeric value", false);
+        return NULL;
+    case SS_MC_DELTA_ERROR:
+        ss_mc_reply(c, "SERVER_ERROR out of memory", false);
+        return NULL;
+    case SS_MC_DELTA_CAS_MISMATCH:
+        return "EX";
+    case SS_MC_DELTA_NOT_FOUND:
+        break;
+    }
+    if (!m->vivify) {
+        if (incr)
+            c->w->ctr.incr_misses++;
+        else
+            c->w->ctr.decr_misses++;
+        return "NF";
+    }
+    char *e = ss_mc_u64_to(res->num, m->initial);
+    *e = '\0';
+    memset(&res->it, 0, sizeof(res->it));
+    res->it.last_access = (uint32_t)m->now;
+    struct iovec iov = {res->num, (size_t)(e - res->num)};
+    if (ss_store_write(t, m->key, m->nkey, &res->it, &iov, 1, SS_WRITE_KEEP_META) != 0)
+        return "NS";
+    res->have = res->created = true;
+    return "";
 }
 
 /*
@@ -607,18 +595,16 @@ void ss_mc_meta_delete(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
  * N creates a missing item with value J (0); C requires a matching cas.
  * HD / VA <len> ... (q: not sent) / NF / EX.
  */
-void ss_mc_meta_arith(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
+int ss_mc_meta_arith(struct ss_conn *c, struct ss_mc_req *rq)
 {
     struct ss_store_thread *t = &c->w->st;
-    struct meta_flags of = {.delta = 1};
-    const char *err = "CLIENT_ERROR bad command line format";
-    int64_t now = ss_clock_unix_seconds();
+    const struct ss_mc_meta *m = &rq->meta;
     bool incr = true;
 
-    if (!meta_prologue(c, tok, ntok, &of, &err, now, "CLIENT_ERROR options flags too long",
+    if (!meta_prologue(c, rq, "CLIENT_ERROR options flags too long",
                        "CLIENT_ERROR invalid or duplicate flag"))
-        return;
-    switch (of.mode) {
+        return SS_EXEC_DONE;
+    switch (m->mode) {
     case 0:
     case 'I':
     case '+':
@@ -629,123 +615,46 @@ void ss_mc_meta_arith(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
         break;
     default:
         ss_mc_reply(c, "CLIENT_ERROR invalid mode for ma M token", false);
-        return;
+        return SS_EXEC_DONE;
     }
 
-    char num[SS_MC_NUM_MAX];
     char line[META_LINE_MAX + SS_MC_NUM_MAX];
     char *p = line;
-    struct ss_item it;
-    bool have = false, created = false, skip = false;
+    struct ma_result res = {.have = false};
 
-    ss_store_lock(t, of.key, of.nkey);
-    switch (ss_mc_exec_delta_locked(c, of.key, of.nkey, incr, of.delta, of.req_cas, num, &it)) {
-    case SS_MC_DELTA_OK:
-        have = true;
-        skip = of.no_reply;
-        break;
-    case SS_MC_DELTA_NON_NUMERIC:
+    ss_store_lock(t, m->key, m->nkey);
+    const char *status = ma_apply(c, rq, incr, &res);
+    if (!status) {
         ss_store_unlock(t);
-        ss_mc_reply(c, "CLIENT_ERROR cannot increment or decrement non-numeric value", false);
-        return;
-    case SS_MC_DELTA_ERROR:
-        ss_store_unlock(t);
-        ss_mc_reply(c, "SERVER_ERROR out of memory", false);
-        return;
-    case SS_MC_DELTA_NOT_FOUND:
-        if (of.vivify) {
-            char *e = ss_mc_u64_to(num, of.initial);
-            *e = '\0';
-            memset(&it, 0, sizeof(it));
-            it.last_access = (uint32_t)now;
-            struct iovec iov = {num, (size_t)(e - num)};
-            if (ss_store_write(t, of.key, of.nkey, &it, &iov, 1, SS_WRITE_KEEP_META) == 0) {
-                have = created = true;
-            } else {
-                memcpy(p, "NS", 2);
-                p += 2;
-            }
-        } else {
-            if (incr)
-                c->w->ctr.incr_misses++;
-            else
-                c->w->ctr.decr_misses++;
-            memcpy(p, "NF", 2);
-            p += 2;
-        }
-        break;
-    case SS_MC_DELTA_CAS_MISMATCH:
-        memcpy(p, "EX", 2);
-        p += 2;
-        break;
+        return SS_EXEC_DONE;
     }
-
-    if (have) {
-        size_t vlen = strlen(num);
-        int64_t exptime = it.exptime;
-        if (of.value) {
-            memcpy(p, "VA ", 3);
-            p = ss_mc_u64_to(p + 3, vlen);
-        } else {
-            memcpy(p, "HD", 2);
-            p += 2;
-        }
-        for (size_t i = KEY_TOKEN + 1; i + 1 < ntok; i++) {
-            switch (tok[i].p[0]) {
-            case 'c':
-                p = ss_mc_u64_to(meta_char(p, 'c'), it.cas);
-                break;
-            case 't':
-                p = meta_char(p, 't');
-                if (it.exptime == 0) {
-                    memcpy(p, "-1", 2);
-                    p += 2;
-                } else {
-                    p = ss_mc_u64_to(p, (uint32_t)(it.exptime - now));
-                }
-                break;
-            case 'T':
-                it.exptime = of.exptime;
-                break;
-            case 'N':
-                if (created)
-                    it.exptime = of.autoviv_exptime;
-                break;
-            case 'O':
-                if (tok[i].len > SS_MC_OPAQUE_MAX) {
-                    /* memcached reports this after the update is done. */
-                    ss_store_unlock(t);
-                    ss_mc_reply(c, "CLIENT_ERROR opaque token too long", false);
-                    return;
-                }
-                p = meta_opaque(p, &tok[i]);
-                break;
-            case 'k':
-                p = meta_key(p, of.key, of.nkey, of.key_binary);
-                break;
-            }
-        }
-        if (of.value) {
-            memcpy(p, "\r\n", 2);
-            memcpy(p + 2, num, vlen);
-            p += 2 + vlen;
-        }
-        if (it.exptime != exptime) {
-            struct ss_item m = it;
-            m.cas = 0;
-            ss_store_update_meta(t, of.key, of.nkey, &m);
-        }
-    } else {
-        if (opaque_too_long(tok, ntok)) {
+    if (res.have) {
+        int64_t exptime = res.it.exptime;
+        p = ma_hit_line(p, rq, &res);
+        if (!p) {
             ss_store_unlock(t);
             ss_mc_reply(c, "CLIENT_ERROR opaque token too long", false);
-            return;
+            return SS_EXEC_DONE;
         }
-        p = meta_ok_flags(p, tok, ntok, &of);
+        if (res.it.exptime != exptime) {
+            struct ss_item upd = res.it;
+            upd.cas = 0;
+            ss_store_update_meta(t, m->key, m->nkey, &upd);
+        }
+    } else {
+        if (opaque_too_long(rq->tok, rq->ntok)) {
+            ss_store_unlock(t);
+            ss_mc_reply(c, "CLIENT_ERROR opaque token too long", false);
+            return SS_EXEC_DONE;
+        }
+        memcpy(p, status, 2);
+        p = meta_ok_flags(p + 2, rq->tok, rq->ntok, m);
     }
     ss_store_unlock(t);
-    if (skip)
-        return;
+    /* q hides the reply of an update, not of a creation (as before). */
+    if (res.have && !res.created && m->no_reply)
+        return SS_EXEC_DONE;
     memcpy(p, "\r\n", 2);
     ss_mc_out(c, line, (size_t)(p + 2 - line));
+    return SS_EXEC_DONE;
 }

@@ -36,8 +36,10 @@ static unsigned slab_class(uint64_t total)
  * own " tier=dram|device" (where the item lives; `smartswitch route` reads
  * it), EN on a miss.
  */
-void ss_mc_meta_debug(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
+int ss_mc_meta_debug(struct ss_conn *c, struct ss_mc_req *rq)
 {
+    const struct ss_mc_tok *tok = rq->tok;
+    size_t ntok = rq->ntok;
     struct ss_store_thread *t = &c->w->st;
     unsigned char keybuf[SS_KEY_MAX_LENGTH];
     const char *key = tok[KEY_TOKEN].p;
@@ -46,13 +48,13 @@ void ss_mc_meta_debug(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
 
     if (ntok < 3 || nkey > SS_KEY_MAX_LENGTH) {
         ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
-        return;
+        return SS_EXEC_DONE;
     }
     if (ntok >= 4 && ss_mc_tok_is(&tok[2], "b")) {
         nkey = ss_base64_decode(key, nkey, keybuf);
         if (nkey == 0) {
             ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
-            return;
+            return SS_EXEC_DONE;
         }
         key = (const char *)keybuf;
         binary = true;
@@ -63,7 +65,7 @@ void ss_mc_meta_debug(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     ss_store_unlock(t);
     if (rc != 0) {
         ss_mc_out(c, "EN\r\n", 4);
-        return;
+        return SS_EXEC_DONE;
     }
     uint32_t now = (uint32_t)ss_clock_unix_seconds();
     uint64_t total = 48 + nkey + 1 + (it.flags ? 4 : 0) + (uint64_t)it.nbytes + 2 + 8;
@@ -86,4 +88,5 @@ void ss_mc_meta_debug(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
                   slab_class(total), (unsigned long long)total,
                   it.tier == SS_TIER_DRAM ? "dram" : "device");
     ss_mc_out(c, line, (size_t)(p - line));
+    return SS_EXEC_DONE;
 }

@@ -15,7 +15,7 @@
 #include "common/ss_clock.h"
 #include "ss_dataplane.h"
 #include "ss_mc_internal.h"
-#include "proxy/ss_px_internal.h"
+#include "proxy/ss_px.h"
 #include "server/ss_worker.h"
 
 static void stat_u64(struct ss_conn *c, const char *name, uint64_t v)

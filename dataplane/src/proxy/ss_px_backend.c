@@ -24,7 +24,7 @@
 
 #include "common/ss_clock.h"
 #include "ss_px_internal.h"
-#include "server/ss_server_internal.h"
+#include "server/ss_server.h"
 
 struct px_bconn {
     struct px_bconn *next, *prev; /* px_worker.all */
@@ -49,7 +49,7 @@ struct px_bconn {
 
 static inline struct px_worker *pxw(struct ss_worker *w)
 {
-    return &((struct px_global *)w->dp->px)->workers[w->id];
+    return w->px;
 }
 
 /* A numeric IPv4/IPv6 host and port. Returns 0 or -EINVAL. */
@@ -589,6 +589,8 @@ void ss_px_worker_adopt(struct ss_worker *w, struct px_routing *r)
     }
     free(oldpool);
     pw->r = r;
+    /* Routed from now on, or standalone again: the connections' executor. */
+    ss_worker_set_executors(w, r ? ss_px_execute : NULL, r ? ss_px_execute_udp : NULL);
     ss_px_worker_check(w, ss_clock_mono_ms());
 }
 

@@ -10,8 +10,8 @@
  * pipelined behind them misses and queues behind them on the same back-end
  * connection), then go to the owner as the client sent them, less noreply
  * (text) or q (meta), which the appliance applies itself. Anything the local
- * parser would refuse is left to it (SS_PX_PASS), so error replies stay
- * memcached's.
+ * parser would refuse is handed back to local execution (SS_EXEC_LOCAL),
+ * so error replies stay memcached's.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,11 +20,9 @@
 #include "common/ss_base64.h"
 #include "common/ss_clock.h"
 #include "ss_px_internal.h"
-#include "server/ss_server_internal.h"
+#include "server/ss_server.h"
 
 #define KEY_TOKEN 1
-#define R_DONE 0
-#define R_AGAIN 1
 
 static __thread struct ss_buf req; /* request being built; reused */
 
@@ -37,7 +35,7 @@ static __thread size_t misses_cap;
 
 static inline struct px_worker *pxw(struct ss_worker *w)
 {
-    return &((struct px_global *)w->dp->px)->workers[w->id];
+    return w->px;
 }
 
 /* Drop the local copy (a write is on its way) and move the key's epoch. */
@@ -74,8 +72,10 @@ static int route(struct ss_conn *c, const char *key, size_t nkey, bool noreply)
 
 
 /* Rebuild the command line from its tokens, less one token index (skip). */
-static int req_line(struct ss_mc_tok *tok, size_t ntok, size_t skip, bool skip_q)
+static int req_line(const struct ss_mc_req *rq, size_t skip, bool skip_q)
 {
+    const struct ss_mc_tok *tok = rq->tok;
+    size_t ntok = rq->ntok;
     req.len = 0;
     int rc = 0;
     bool first = true;
@@ -93,8 +93,9 @@ static int req_line(struct ss_mc_tok *tok, size_t ntok, size_t skip, bool skip_q
 
 /*
  * Forward req (already built, without the trailing mn) for key to backend b.
- * The reply goes to a new slot unless noreply. Returns 0 or -ENOMEM (the
- * client is answered SERVER_ERROR).
+ * The reply goes to a new slot unless noreply. Returns SS_EXEC_PENDING with
+ * the slot queued, or SS_EXEC_DONE (noreply, or the client was answered
+ * SERVER_ERROR).
  */
 static int forward(struct ss_conn *c, int b, struct px_op *op, bool noreply)
 {
@@ -102,7 +103,7 @@ static int forward(struct ss_conn *c, int b, struct px_op *op, bool noreply)
         if (op)
             ss_px_op_free(op);
         ss_mc_reply(c, "SERVER_ERROR out of memory", noreply);
-        return -ENOMEM;
+        return SS_EXEC_DONE;
     }
     op->kind = PX_OP_RAW;
     if (!noreply) {
@@ -110,18 +111,19 @@ static int forward(struct ss_conn *c, int b, struct px_op *op, bool noreply)
         if (!op->slot) {
             ss_px_op_free(op);
             ss_mc_reply(c, "SERVER_ERROR out of memory", false);
-            return -ENOMEM;
+            return SS_EXEC_DONE;
         }
-        op->slot->pending = 1;
+        op->slot->r.pending = 1;
     }
+    int held = noreply ? SS_EXEC_DONE : SS_EXEC_PENDING;
     struct px_bconn *bc = ss_px_bconn_for(c->w, (uint32_t)b, c);
     if (!bc) {
         /* Completion only queues the slot for delivery: safe from here. */
         ss_px_op_done(c->w, op, "SERVER_ERROR out of memory\r\n");
-        return -ENOMEM;
+        return held;
     }
     ss_px_bconn_send(c->w, bc, op, req.data, req.len);
-    return 0;
+    return held;
 }
 
 /*
@@ -158,7 +160,7 @@ static void send_batches(struct ss_conn *c, struct px_slot *s, size_t n, bool wa
                          const struct ss_mc_tok *exptok)
 {
     struct px_routing *r = pxw(c->w)->r;
-    s->pending = 1; /* held while sending: a batch cannot complete meanwhile anyway */
+    s->r.pending = 1; /* held while sending: a batch cannot complete meanwhile anyway */
     for (size_t i = 0; i < n; i++) {
         if (misses[i].backend == UINT32_MAX)
             continue;
@@ -202,7 +204,7 @@ static void send_batches(struct ss_conn *c, struct px_slot *s, size_t n, bool wa
             break;
         }
         op->slot = s;
-        s->pending++;
+        s->r.pending++;
         struct px_bconn *bc = ss_px_bconn_for(c->w, b, c);
         if (bc)
             ss_px_bconn_send(c->w, bc, op, req.data, req.len);
@@ -216,7 +218,7 @@ static void send_batches(struct ss_conn *c, struct px_slot *s, size_t n, bool wa
 /*
  * get/gets/gat/gats: hits before the first miss are answered at once; from
  * the first miss on, the reply is a slot of per-key fragments. Returns
- * SS_PX_PASS when a key is too long (the local parser answers the error).
+ * SS_EXEC_LOCAL when a key is too long (the local parser answers the error).
  */
 static int px_get(struct ss_conn *c, const char *pos, const char *end, bool want_cas,
                   const struct ss_mc_tok *exptok)
@@ -233,14 +235,14 @@ static int px_get(struct ss_conn *c, const char *pos, const char *end, bool want
         while (p < end && *p != ' ')
             p++;
         if ((size_t)(p - k) > SS_KEY_MAX_LENGTH)
-            return SS_PX_PASS;
+            return SS_EXEC_LOCAL;
         nkeys++;
     }
     if (misses_cap < nkeys) {
         struct miss *m = realloc(misses, nkeys * sizeof(*m));
         if (!m) {
             ss_mc_reply(c, "SERVER_ERROR out of memory", false);
-            return R_DONE;
+            return SS_EXEC_DONE;
         }
         misses = m;
         misses_cap = nkeys;
@@ -279,7 +281,7 @@ static int px_get(struct ss_conn *c, const char *pos, const char *end, bool want
             s = ss_px_slot_new(c, (uint32_t)(nkeys - k));
             if (!s) {
                 ss_mc_reply(c, "SERVER_ERROR out of memory", false);
-                return R_DONE;
+                return SS_EXEC_DONE;
             }
             s->trailer = "END\r\n";
         }
@@ -302,21 +304,18 @@ static int px_get(struct ss_conn *c, const char *pos, const char *end, bool want
         c->close_after_write = 1;
     if (!s) {
         ss_mc_out(c, "END\r\n", 5);
-        return R_DONE;
+        return SS_EXEC_DONE;
     }
     send_batches(c, s, nmiss, want_cas, exptok);
-    return R_DONE;
+    return SS_EXEC_PENDING;
 }
 
 /* set/add/replace/append/prepend/cas: forward with the value. */
-static int px_update(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, const char *data,
-                     size_t avail, size_t line_bytes, size_t *extra)
+static int px_update(struct ss_conn *c, struct ss_mc_req *rq)
 {
-    const struct ss_mc_tok *cmd = &tok[0];
-    bool is_cas = ss_mc_tok_is(cmd, "cas");
-    if (is_cas ? (ntok != 7 && ntok != 8) : (ntok != 6 && ntok != 7))
-        return SS_PX_PASS;
-    bool noreply = ntok >= 2 && ss_mc_tok_is(&tok[ntok - 2], "noreply");
+    const struct ss_mc_tok *tok = rq->tok;
+    bool is_cas = rq->cmd == SS_MC_CMD_CAS;
+    bool noreply = rq->noreply;
     uint32_t flags;
     int32_t exptime, vlen;
     uint64_t cas;
@@ -325,23 +324,24 @@ static int px_update(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, cons
         !ss_mc_parse_i32(tok[4].p, tok[4].len, &vlen) ||
         (is_cas && !ss_mc_parse_u64(tok[5].p, tok[5].len, &cas)) || vlen < 0 ||
         vlen > INT32_MAX - 2 || !ss_mc_item_fits(c, tok[KEY_TOKEN].len, flags, (size_t)vlen))
-        return SS_PX_PASS;
+        return SS_EXEC_LOCAL;
     size_t want = (size_t)vlen + 2;
-    if (avail < want) {
-        c->rneed = line_bytes + want;
-        return R_AGAIN;
+    if (rq->avail < want) {
+        c->rneed = rq->line_bytes + want;
+        return SS_EXEC_AGAIN;
     }
+    const char *data = rq->data;
     if (data[vlen] != '\r' || data[vlen + 1] != '\n')
-        return SS_PX_PASS;
-    *extra = want;
+        return SS_EXEC_LOCAL;
+    rq->extra = want;
     const char *key = tok[KEY_TOKEN].p;
     size_t nkey = tok[KEY_TOKEN].len;
     c->w->ctr.cmd_set++;
     invalidate(c->w, key, nkey);
     int b = route(c, key, nkey, noreply);
     if (b < 0)
-        return R_DONE;
-    bool sets = !ss_mc_tok_is(cmd, "append") && !ss_mc_tok_is(cmd, "prepend");
+        return SS_EXEC_DONE;
+    bool sets = rq->cmd != SS_MC_CMD_APPEND && rq->cmd != SS_MC_CMD_PREPEND;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
@@ -352,7 +352,7 @@ static int px_update(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, cons
             op = NULL;
         }
     }
-    if (req_line(tok, ntok, noreply ? ntok - 2 : SIZE_MAX, false) ||
+    if (req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX, false) ||
         ss_buf_append(&req, data, want)) {
         if (op)
             ss_px_op_free(op);
@@ -363,34 +363,31 @@ static int px_update(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, cons
      * command, not two. */
     if (op)
         op->one_line = 1;
-    forward(c, b, op, noreply);
-    return R_DONE;
+    return forward(c, b, op, noreply);
 }
 
 /* incr/decr/delete/touch: forward the line, the local copy is dropped. */
-static int px_simple(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
+static int px_simple(struct ss_conn *c, struct ss_mc_req *rq)
 {
-    const struct ss_mc_tok *cmd = &tok[0];
-    bool noreply = ntok >= 2 && ss_mc_tok_is(&tok[ntok - 2], "noreply");
+    const struct ss_mc_tok *tok = rq->tok;
+    size_t ntok = rq->ntok;
+    bool noreply = rq->noreply;
     if (tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH)
-        return SS_PX_PASS;
-    if (ss_mc_tok_is(cmd, "delete")) {
-        if (ntok < 3 || ntok > 5)
-            return SS_PX_PASS;
+        return SS_EXEC_LOCAL;
+    if (rq->cmd == SS_MC_CMD_DELETE) {
         if (ntok > 3) {
             bool zero = ss_mc_tok_is(&tok[2], "0");
             if (!((ntok == 4 && (zero || noreply)) || (ntok == 5 && zero && noreply)))
-                return SS_PX_PASS;
+                return SS_EXEC_LOCAL;
         }
     } else {
-        if (ntok != 4 && ntok != 5)
-            return SS_PX_PASS;
+        bool touch = rq->cmd == SS_MC_CMD_TOUCH;
         uint64_t d;
         int32_t e;
-        if (cmd->p[0] == 't' ? !ss_mc_parse_i32(tok[2].p, tok[2].len, &e)
-                             : !ss_mc_parse_u64(tok[2].p, tok[2].len, &d))
-            return SS_PX_PASS;
-        if (cmd->p[0] == 't')
+        if (touch ? !ss_mc_parse_i32(tok[2].p, tok[2].len, &e)
+                  : !ss_mc_parse_u64(tok[2].p, tok[2].len, &d))
+            return SS_EXEC_LOCAL;
+        if (touch)
             c->w->ctr.cmd_touch++;
     }
     const char *key = tok[KEY_TOKEN].p;
@@ -398,7 +395,7 @@ static int px_simple(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
     invalidate(c->w, key, nkey);
     int b = route(c, key, nkey, noreply);
     if (b < 0)
-        return R_DONE;
+        return SS_EXEC_DONE;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = PX_POST_INVALIDATE;
@@ -407,234 +404,192 @@ static int px_simple(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
             op = NULL;
         }
     }
-    if (req_line(tok, ntok, noreply ? ntok - 2 : SIZE_MAX, false) && op) {
+    if (req_line(rq, noreply ? ntok - 2 : SIZE_MAX, false) && op) {
         ss_px_op_free(op);
         op = NULL;
     }
     if (op) /* one reply line: a number, NOT_FOUND, DELETED, TOUCHED or an error */
         op->one_line = 1;
-    forward(c, b, op, noreply);
-    return R_DONE;
+    return forward(c, b, op, noreply);
 }
 
 /* flush_all: refused unless allowed; then every back end, then locally. */
-static int px_flush_all(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
+static int px_flush_all(struct ss_conn *c, struct ss_mc_req *rq)
 {
     struct px_routing *r = pxw(c->w)->r;
-    bool noreply = ntok >= 2 && ss_mc_tok_is(&tok[ntok - 2], "noreply");
-    if (ntok < 2 || ntok > 4)
-        return SS_PX_PASS;
+    bool noreply = rq->noreply;
     if (!r->s.allow_flush_all) {
-        c->w->ctr.cmd_flush++;
         ss_mc_reply(c, "SERVER_ERROR flush_all is disabled in proxy mode; set "
                        "routing.allow_flush_all", noreply);
-        return R_DONE;
+        return SS_EXEC_DONE;
     }
     for (uint32_t b = 0; b < r->nbackends; b++) {
-        if (req_line(tok, ntok, noreply ? ntok - 2 : SIZE_MAX, false))
+        if (req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX, false))
             break;
         forward(c, (int)b, ss_px_op_new(PX_OP_RAW), true);
     }
-    return SS_PX_PASS; /* the local store, and the reply */
+    return SS_EXEC_LOCAL; /* the local store, and the reply */
 }
 
 /* ---- meta ---- */
 
-struct meta_scan {
-    bool ok, binary, quiet, value, write_like, has_cas, has_invalidate;
-    char mode;
-    const struct ss_mc_tok *T, *F;
-    const char *key;
-    size_t nkey;
-    unsigned char keybuf[SS_KEY_MAX_LENGTH];
-};
-
-/* Flags as the local parser accepts them; ok = false means leave it to it. */
-static void meta_scan(struct ss_mc_tok *tok, size_t ntok, size_t start, struct meta_scan *m)
-{
-    static const char allowed[] = "bNTRlhOPLkstcfvuqFCMJDI";
-    bool seen[128] = {false};
-    memset(m, 0, offsetof(struct meta_scan, keybuf));
-    if (ntok < 3 || ntok > SS_MC_META_MAX_TOKENS || tok[KEY_TOKEN].len > SS_KEY_MAX_LENGTH)
-        return;
-    for (size_t i = start; i + 1 < ntok; i++) {
-        unsigned char o = (unsigned char)tok[i].p[0];
-        if (o >= 128 || seen[o] || !strchr(allowed, o) || o == 0)
-            return;
-        if (o == 'O' && tok[i].len > SS_MC_OPAQUE_MAX)
-            return;
-        seen[o] = true;
-        switch (o) {
-        case 'b': m->binary = true; break;
-        case 'q': m->quiet = true; break;
-        case 'v': m->value = true; break;
-        case 'N': case 'R': m->write_like = true; break;
-        case 'T': m->write_like = true; m->T = &tok[i]; break;
-        case 'F': m->F = &tok[i]; break;
-        case 'C': m->has_cas = true; break;
-        case 'I': m->has_invalidate = true; break;
-        case 'M': m->mode = tok[i].len == 2 ? tok[i].p[1] : '?'; break;
-        }
-    }
-    m->key = tok[KEY_TOKEN].p;
-    m->nkey = tok[KEY_TOKEN].len;
-    if (m->binary) {
-        m->nkey = ss_base64_decode(tok[KEY_TOKEN].p, tok[KEY_TOKEN].len, m->keybuf);
-        if (m->nkey == 0)
-            return;
-        m->key = (const char *)m->keybuf;
-    }
-    m->ok = true;
-}
-
 /* mg: a hit (without write-like flags) is local; anything else goes to the owner. */
-static int px_mg(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok)
+static int px_mg(struct ss_conn *c, struct ss_mc_req *rq)
 {
-    struct meta_scan m;
-    meta_scan(tok, ntok, 2, &m);
-    if (!m.ok)
-        return SS_PX_PASS;
-    if (!m.write_like) {
-        ss_mc_px_probe = true;
-        ss_mc_px_missed = false;
-        ss_mc_meta_get(c, tok, ntok);
-        ss_mc_px_probe = false;
-        if (!ss_mc_px_missed)
-            return R_DONE;
+    const struct ss_mc_meta *m = &rq->meta;
+    if (!ss_mc_meta_ok(rq))
+        return SS_EXEC_LOCAL;
+    if (!m->write_like) {
+        int pr = ss_mc_meta_get(c, rq, SS_MC_MG_PROBE);
+        if (pr != SS_EXEC_MISS)
+            return pr;
     } else {
-        invalidate(c->w, m.key, m.nkey);
+        invalidate(c->w, m->key, m->nkey);
     }
-    int b = route(c, m.key, m.nkey, false);
+    int b = route(c, m->key, m->nkey, false);
     if (b < 0)
-        return R_DONE;
+        return SS_EXEC_DONE;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
-        op->post = m.write_like ? PX_POST_INVALIDATE : (m.value ? PX_POST_FILL_MG : PX_POST_NONE);
-        op->lepoch = ss_px_epoch_get(c->w->dp, ss_px_epoch_slot(m.key, m.nkey));
-        if (op_keep(c->w->dp, op, m.key, m.nkey, NULL, 0)) {
+        op->post = m->write_like ? PX_POST_INVALIDATE
+                                 : (m->value ? PX_POST_FILL_MG : PX_POST_NONE);
+        op->lepoch = ss_px_epoch_get(c->w->dp, ss_px_epoch_slot(m->key, m->nkey));
+        if (op_keep(c->w->dp, op, m->key, m->nkey, NULL, 0)) {
             ss_px_op_free(op);
             op = NULL;
         }
     }
-    if (req_line(tok, ntok, SIZE_MAX, false) && op) {
+    if (req_line(rq, SIZE_MAX, false) && op) {
         ss_px_op_free(op);
         op = NULL;
     }
-    forward(c, b, op, false);
-    return R_DONE;
+    return forward(c, b, op, false);
+}
+
+/* ms: the checks of the local parser; SS_EXEC_DONE when the value is here. */
+static int ms_value_ready(struct ss_conn *c, struct ss_mc_req *rq, int32_t *vlen)
+{
+    const struct ss_mc_meta *m = &rq->meta;
+    if (rq->ntok < 4 || !ss_mc_parse_i32(rq->tok[2].p, rq->tok[2].len, vlen) || *vlen < 0 ||
+        *vlen > INT32_MAX - 2)
+        return SS_EXEC_LOCAL;
+    if (!ss_mc_meta_ok(rq) || !strchr("SEAPR", m->mode ? m->mode : 'S') ||
+        !ss_mc_item_fits(c, m->nkey, m->client_flags, (size_t)*vlen))
+        return SS_EXEC_LOCAL;
+    size_t want = (size_t)*vlen + 2;
+    if (rq->avail < want) {
+        c->rneed = rq->line_bytes + want;
+        return SS_EXEC_AGAIN;
+    }
+    if (rq->data[*vlen] != '\r' || rq->data[*vlen + 1] != '\n')
+        return SS_EXEC_LOCAL;
+    rq->extra = want;
+    return SS_EXEC_DONE;
 }
 
 /* ms/md/ma: invalidate, forward less q (quiet mode is applied here). */
-static int px_meta_write(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, char which,
-                         const char *data, size_t avail, size_t line_bytes, size_t *extra)
+static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
 {
-    struct meta_scan m;
-    size_t want = 0;
+    const struct ss_mc_meta *m = &rq->meta;
     int32_t vlen = 0;
-    if (which == 's') {
-        if (ntok < 4 || !ss_mc_parse_i32(tok[2].p, tok[2].len, &vlen) || vlen < 0 ||
-            vlen > INT32_MAX - 2)
-            return SS_PX_PASS;
-        meta_scan(tok, ntok, 3, &m);
-        uint32_t fl = 0;
-        if (!m.ok || !strchr("SEAPR", m.mode ? m.mode : 'S') ||
-            (m.F && !ss_mc_parse_u32(m.F->p + 1, m.F->len - 1, &fl)) ||
-            !ss_mc_item_fits(c, m.nkey, fl, (size_t)vlen))
-            return SS_PX_PASS;
-        want = (size_t)vlen + 2;
-        if (avail < want) {
-            c->rneed = line_bytes + want;
-            return R_AGAIN;
-        }
-        if (data[vlen] != '\r' || data[vlen + 1] != '\n')
-            return SS_PX_PASS;
+    if (rq->cmd == SS_MC_CMD_MS) {
+        int ready = ms_value_ready(c, rq, &vlen);
+        if (ready != SS_EXEC_DONE)
+            return ready;
         c->w->ctr.cmd_set++;
-    } else {
-        meta_scan(tok, ntok, 2, &m);
-        if (!m.ok || (which == 'a' && m.mode && !strchr("I+D-", m.mode)))
-            return SS_PX_PASS;
+    } else if (!ss_mc_meta_ok(rq) ||
+               (rq->cmd == SS_MC_CMD_MA && m->mode && !strchr("I+D-", m->mode))) {
+        return SS_EXEC_LOCAL;
     }
-    *extra = want;
-    invalidate(c->w, m.key, m.nkey);
-    int b = route(c, m.key, m.nkey, false);
+    invalidate(c->w, m->key, m->nkey);
+    int b = route(c, m->key, m->nkey, false);
     if (b < 0)
-        return R_DONE;
-    bool sets = which == 's' && strchr("SER", m.mode ? m.mode : 'S') && !m.has_invalidate;
+        return SS_EXEC_DONE;
+    bool sets = rq->cmd == SS_MC_CMD_MS && strchr("SER", m->mode ? m->mode : 'S') &&
+                !m->set_stale;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
-        op->quiet = m.quiet;
+        op->quiet = m->no_reply;
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
         if (sets) {
-            uint32_t fl = 0;
-            int32_t e = 0;
-            if (m.F)
-                ss_mc_parse_u32(m.F->p + 1, m.F->len - 1, &fl);
-            if (m.T)
-                ss_mc_parse_i32(m.T->p + 1, m.T->len - 1, &e);
-            op->lflags = fl;
-            op->lexptime = ss_mc_exptime(e, ss_clock_unix_seconds());
+            op->lflags = m->client_flags;
+            op->lexptime = m->exptime;
         }
-        if (op_keep(c->w->dp, op, m.key, m.nkey, sets ? data : NULL, (size_t)vlen)) {
+        if (op_keep(c->w->dp, op, m->key, m->nkey, sets ? rq->data : NULL, (size_t)vlen)) {
             ss_px_op_free(op);
             op = NULL;
         }
     }
-    if ((req_line(tok, ntok, SIZE_MAX, true) || (want && ss_buf_append(&req, data, want))) &&
+    if ((req_line(rq, SIZE_MAX, true) ||
+         (rq->extra && ss_buf_append(&req, rq->data, rq->extra))) &&
         op) {
         ss_px_op_free(op);
         op = NULL;
     }
-    forward(c, b, op, false);
-    return R_DONE;
+    return forward(c, b, op, false);
 }
 
-/* Entry point from the text dispatcher (see ss_px_internal.h). */
-int ss_px_dispatch(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, const char *line,
-                   size_t len, const char *data, size_t avail, size_t line_bytes,
-                   size_t *extra)
+/* The executor of a worker in proxy mode, TCP (see ss_px.h). */
+int ss_px_execute(struct ss_conn *c, struct ss_mc_req *rq)
 {
-    const struct ss_mc_tok *cmd = &tok[0];
-    *extra = 0;
-    if (cmd->len == 2 && cmd->p[0] == 'm') {
-        switch (cmd->p[1]) {
-        case 'g':
-            c->w->ctr.cmd_meta++;
-            return px_mg(c, tok, ntok);
-        case 's':
-        case 'd':
-        case 'a': {
-            int r = px_meta_write(c, tok, ntok, cmd->p[1], data, avail, line_bytes, extra);
-            if (r != SS_PX_PASS && r != R_AGAIN)
-                c->w->ctr.cmd_meta++;
-            return r;
-        }
-        default:
-            return SS_PX_PASS;
-        }
-    }
-    bool get = ss_mc_tok_is(cmd, "get") || ss_mc_tok_is(cmd, "bget");
-    bool gets = ss_mc_tok_is(cmd, "gets");
-    bool gat = ss_mc_tok_is(cmd, "gat");
-    bool gats = ss_mc_tok_is(cmd, "gats");
-    if (get || gets) {
-        if (ntok < 3)
-            return SS_PX_PASS;
-        return px_get(c, cmd->p + cmd->len, line + len, gets, NULL);
-    }
-    if (gat || gats) {
+    const struct ss_mc_tok *tok = rq->tok;
+    switch (rq->cmd) {
+    case SS_MC_CMD_MG:
+        return px_mg(c, rq);
+    case SS_MC_CMD_MS:
+    case SS_MC_CMD_MD:
+    case SS_MC_CMD_MA:
+        return px_meta_write(c, rq);
+    case SS_MC_CMD_GET:
+    case SS_MC_CMD_BGET:
+    case SS_MC_CMD_GETS:
+        return px_get(c, tok[0].p + tok[0].len, rq->line + rq->len, rq->cmd == SS_MC_CMD_GETS,
+                      NULL);
+    case SS_MC_CMD_GAT:
+    case SS_MC_CMD_GATS: {
         int32_t e;
-        if (ntok < 4 || !ss_mc_parse_i32(tok[1].p, tok[1].len, &e))
-            return SS_PX_PASS;
-        return px_get(c, tok[1].p + tok[1].len, line + len, gats, &tok[1]);
+        if (rq->ntok < 4 || !ss_mc_parse_i32(tok[1].p, tok[1].len, &e))
+            return SS_EXEC_LOCAL;
+        return px_get(c, tok[1].p + tok[1].len, rq->line + rq->len, rq->cmd == SS_MC_CMD_GATS,
+                      &tok[1]);
     }
-    static const char *const updates[] = {"set", "add", "replace", "append", "prepend", "cas"};
-    for (size_t i = 0; i < sizeof(updates) / sizeof(updates[0]); i++)
-        if (ss_mc_tok_is(cmd, updates[i]))
-            return px_update(c, tok, ntok, data, avail, line_bytes, extra);
-    if (ss_mc_tok_is(cmd, "incr") || ss_mc_tok_is(cmd, "decr") || ss_mc_tok_is(cmd, "delete") ||
-        ss_mc_tok_is(cmd, "touch"))
-        return px_simple(c, tok, ntok);
-    if (ss_mc_tok_is(cmd, "flush_all"))
-        return px_flush_all(c, tok, ntok);
-    return SS_PX_PASS;
+    case SS_MC_CMD_SET:
+    case SS_MC_CMD_ADD:
+    case SS_MC_CMD_REPLACE:
+    case SS_MC_CMD_APPEND:
+    case SS_MC_CMD_PREPEND:
+    case SS_MC_CMD_CAS:
+        return px_update(c, rq);
+    case SS_MC_CMD_INCR:
+    case SS_MC_CMD_DECR:
+    case SS_MC_CMD_DELETE:
+    case SS_MC_CMD_TOUCH:
+        return px_simple(c, rq);
+    case SS_MC_CMD_FLUSH_ALL:
+        return px_flush_all(c, rq);
+    default:
+        return SS_EXEC_LOCAL;
+    }
+}
+
+/*
+ * Proxy mode over UDP: reads are answered from the local copy (a local miss is
+ * a miss) and everything else is refused, since a datagram has no connection
+ * to hold a back end's reply, and a write kept only locally would leave the
+ * back end, the source of truth, behind.
+ */
+int ss_px_execute_udp(struct ss_conn *c, struct ss_mc_req *rq)
+{
+    bool reads = rq->cmd == SS_MC_CMD_UNKNOWN ||
+                 (ss_mc_cmd_table[rq->cmd].flags & SS_MC_CMD_UDP_READ);
+    /* mg T (touch) and N (vivify) write. */
+    if (rq->cmd == SS_MC_CMD_MG && rq->meta_parsed &&
+        (ss_mc_meta_has(&rq->meta, 'T') || ss_mc_meta_has(&rq->meta, 'N')))
+        reads = false;
+    if (reads)
+        return SS_EXEC_LOCAL;
+    ss_mc_reply(c, "SERVER_ERROR proxy mode answers only get, gets and mg over UDP; "
+                   "send this command over TCP", false);
+    rq->extra = rq->avail; /* drop the rest of the datagram (a value would parse as commands) */
+    return SS_EXEC_DONE;
 }

@@ -4,14 +4,12 @@
  * fills of the local store (admission, the write-epoch check, local_ttl_max),
  * and the local effects of forwarded writes.
  *
- * Ordering: a connection's replies owed by back ends are a FIFO of slots. A
- * command answered locally while a slot is owed writes into the last slot's
- * `after` buffer (ss_px_out_begin/end swap it with c->out around the local
- * command). When the head slot is complete, its reply and its `after` bytes
- * go to c->out, and so on. Completions never write to a client directly:
- * the client is put on the worker's dirty list and served at the end of the
- * loop turn (ss_px_deliver), so a completion can never run inside the
- * client's own command processing.
+ * Ordering: a reply owed by back ends is a px_slot, which embeds the
+ * server's deferred reply (server/ss_reply.h): the server keeps the
+ * connection's FIFO of slots, the replies answered locally behind them, and
+ * delivers complete slots at the end of the loop turn through px_reply_ops
+ * below (the fragments of a multi-key get in key order, or the raw reply, or
+ * the error that replaced it).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,80 +17,11 @@
 
 #include "common/ss_clock.h"
 #include "ss_px_internal.h"
-#include "server/ss_server_internal.h"
+#include "server/ss_server.h"
 
 static inline struct px_worker *pxw(struct ss_worker *w)
 {
-    return &((struct px_global *)w->dp->px)->workers[w->id];
-}
-
-/* Is proxy mode on for this (TCP) connection's worker? */
-bool ss_px_active(struct ss_conn *c)
-{
-    struct px_global *g = c->w->dp->px;
-    return g && c->transport == SS_TRANSPORT_TCP && g->workers[c->w->id].r;
-}
-
-bool ss_px_udp_local_only(struct ss_conn *c)
-{
-    struct px_global *g = c->w->dp->px;
-    return g && c->transport == SS_TRANSPORT_UDP && g->workers[c->w->id].r;
-}
-
-/* The connection's proxy state; created on first use when create is set. */
-struct px_client *ss_px_client(struct ss_conn *c, bool create)
-{
-    if (c->transport != SS_TRANSPORT_TCP)
-        return NULL;
-    struct ss_server_conn *sc = ss_server_conn_of(c);
-    if (!sc->px && create) {
-        struct px_client *pc = calloc(1, sizeof(*pc));
-        if (!pc)
-            return NULL;
-        pc->c = c;
-        sc->px = pc;
-    }
-    return sc->px;
-}
-
-struct px_slot *ss_px_out_begin(struct ss_conn *c)
-{
-    if (c->transport != SS_TRANSPORT_TCP)
-        return NULL;
-    struct px_client *pc = ss_server_conn_of(c)->px;
-    if (!pc || !pc->tail)
-        return NULL;
-    struct ss_buf t = c->out;
-    c->out = pc->tail->after;
-    pc->tail->after = t;
-    return pc->tail;
-}
-
-void ss_px_out_end(struct ss_conn *c, struct px_slot *s)
-{
-    if (!s)
-        return;
-    struct ss_buf t = c->out;
-    c->out = s->after;
-    s->after = t;
-}
-
-bool ss_px_client_busy(struct ss_conn *c)
-{
-    if (c->transport != SS_TRANSPORT_TCP)
-        return false;
-    struct px_client *pc = ss_server_conn_of(c)->px;
-    return pc && pc->head;
-}
-
-/* Enough replies owed (or queued behind them): parse no further command. */
-bool ss_px_client_full(struct ss_conn *c)
-{
-    if (c->transport != SS_TRANSPORT_TCP)
-        return false;
-    struct px_client *pc = ss_server_conn_of(c)->px;
-    return pc && pc->tail &&
-           (pc->nslots >= PX_CLIENT_MAX_SLOTS || pc->tail->after.len >= SS_CONN_OUT_HIGH_WATER);
+    return w->px;
 }
 
 /*
@@ -127,33 +56,53 @@ static void slot_free(struct px_slot *s)
             ss_buf_free(&s->frags[i].b);
         free(s->frags);
         ss_buf_free(&s->err);
-        ss_buf_free(&s->after);
+        ss_buf_free(&s->r.after);
         free(s);
         return;
     }
     for (uint32_t i = 0; i < s->frags_cap; i++)
         buf_recycle(&s->frags[i].b);
     buf_recycle(&s->err);
-    buf_recycle(&s->after);
+    buf_recycle(&s->r.after);
     struct px_slot keep = {.frags = s->frags, .frags_cap = s->frags_cap, .err = s->err,
-                           .after = s->after};
+                           .r.after = s->r.after};
     *s = keep;
-    s->next = slot_cache;
+    s->r.next = (struct ss_reply *)slot_cache;
     slot_cache = s;
     slot_cached++;
 }
 
+/* The reply of a complete slot, into the client's output. */
+static bool slot_render(struct ss_reply *r, struct ss_buf *out)
+{
+    struct px_slot *s = (struct px_slot *)r;
+    int rc = 0;
+    if (s->multi && !s->error) {
+        for (uint32_t i = 0; i < s->nfrags; i++)
+            rc |= ss_buf_append(out, s->frags[i].b.data, s->frags[i].b.len);
+        if (s->trailer)
+            rc |= ss_buf_append_str(out, s->trailer);
+    } else {
+        rc |= ss_buf_append(out, s->err.data, s->err.len); /* the raw reply, or the error */
+    }
+    return rc == 0;
+}
+
+static void slot_release(struct ss_reply *r)
+{
+    slot_free((struct px_slot *)r);
+}
+
+static const struct ss_reply_ops px_reply_ops = {slot_render, slot_release};
+
 /* A new slot at the tail of c's FIFO (nfrags fragments). NULL on ENOMEM. */
 struct px_slot *ss_px_slot_new(struct ss_conn *c, uint32_t nfrags)
 {
-    struct px_client *pc = ss_px_client(c, true);
-    if (!pc)
-        return NULL;
     struct px_slot *s = slot_cache;
     if (s) {
-        slot_cache = s->next;
+        slot_cache = (struct px_slot *)s->r.next;
         slot_cached--;
-        s->next = NULL;
+        s->r.next = NULL;
     } else {
         s = calloc(1, sizeof(*s));
         if (!s)
@@ -173,36 +122,17 @@ struct px_slot *ss_px_slot_new(struct ss_conn *c, uint32_t nfrags)
         s->nfrags = nfrags;
         s->multi = true;
     }
-    s->c = c;
-    if (pc->tail)
-        pc->tail->next = s;
-    else
-        pc->head = s;
-    pc->tail = s;
-    pc->nslots++;
-    return s;
-}
-
-static void mark_dirty(struct ss_worker *w, struct ss_conn *c)
-{
-    struct px_client *pc = ss_server_conn_of(c)->px;
-    if (pc && !pc->dirty) {
-        pc->dirty = true;
-        struct px_worker *pw = pxw(w);
-        pc->dirty_next = pw->dirty;
-        pw->dirty = pc;
+    if (ss_reply_push(c, &s->r, &px_reply_ops)) {
+        slot_free(s);
+        return NULL;
     }
+    return s;
 }
 
 /* One op of s finished: an orphaned slot goes, a complete one is served. */
 void ss_px_slot_release(struct ss_worker *w, struct px_slot *s)
 {
-    if (--s->pending)
-        return;
-    if (!s->c)
-        slot_free(s);
-    else
-        mark_dirty(w, s->c);
+    ss_reply_complete(w, &s->r);
 }
 
 static void slot_error(struct px_slot *s, const char *line, size_t n)
@@ -213,77 +143,6 @@ static void slot_error(struct px_slot *s, const char *line, size_t n)
         if (ss_buf_append(&s->err, line, n))
             s->err.len = 0;
     }
-}
-
-/* Move complete head slots of pc into c->out. */
-static void client_drain(struct px_client *pc)
-{
-    struct ss_conn *c = pc->c;
-    while (pc->head && pc->head->pending == 0) {
-        struct px_slot *s = pc->head;
-        int rc = 0;
-        if (s->error) {
-            rc |= ss_buf_append(&c->out, s->err.data, s->err.len);
-        } else {
-            if (s->multi) {
-                for (uint32_t i = 0; i < s->nfrags; i++)
-                    rc |= ss_buf_append(&c->out, s->frags[i].b.data, s->frags[i].b.len);
-                if (s->trailer)
-                    rc |= ss_buf_append_str(&c->out, s->trailer);
-            } else {
-                rc |= ss_buf_append(&c->out, s->err.data, s->err.len);
-            }
-        }
-        rc |= ss_buf_append(&c->out, s->after.data, s->after.len);
-        if (rc)
-            c->close_after_write = 1;
-        pc->head = s->next;
-        if (!pc->head)
-            pc->tail = NULL;
-        pc->nslots--;
-        slot_free(s);
-    }
-}
-
-/* End of a loop turn: give every client with complete slots its replies. */
-void ss_px_deliver(struct ss_worker *w)
-{
-    struct px_worker *pw = pxw(w);
-    while (pw->dirty) {
-        struct px_client *pc = pw->dirty;
-        pw->dirty = pc->dirty_next;
-        pc->dirty = false;
-        if (!pc->c) { /* the client closed meanwhile */
-            free(pc);
-            continue;
-        }
-        client_drain(pc);
-        if (pc->c->close_after_write)
-            ss_conn_set_state(pc->c, SS_CONN_CLOSING);
-        ss_conn_output_ready(pc->c); /* may close the client */
-    }
-}
-
-/* The client is closing: its slots are orphaned (freed as ops end). */
-void ss_px_client_close(struct ss_conn *c)
-{
-    struct ss_server_conn *sc = ss_server_conn_of(c);
-    struct px_client *pc = sc->px;
-    if (!pc)
-        return;
-    sc->px = NULL;
-    struct px_slot *s = pc->head;
-    while (s) {
-        struct px_slot *next = s->next;
-        s->c = NULL;
-        if (s->pending == 0)
-            slot_free(s);
-        s = next;
-    }
-    pc->head = pc->tail = NULL;
-    pc->c = NULL;
-    if (!pc->dirty)
-        free(pc); /* else ss_px_deliver frees it */
 }
 
 static void op_release(struct px_op *op)
@@ -386,12 +245,12 @@ void ss_px_cache_drain(void)
     op_cached = 0;
     while (slot_cache) {
         struct px_slot *s = slot_cache;
-        slot_cache = s->next;
+        slot_cache = (struct px_slot *)s->r.next;
         for (uint32_t i = 0; i < s->frags_cap; i++)
             ss_buf_free(&s->frags[i].b);
         free(s->frags);
         ss_buf_free(&s->err);
-        ss_buf_free(&s->after);
+        ss_buf_free(&s->r.after);
         free(s);
     }
     slot_cached = 0;
@@ -436,7 +295,7 @@ void ss_px_item_value(struct ss_worker *w, struct px_op *op, struct px_item *it,
                       uint64_t cas, int64_t ttl, const char *val, size_t vlen)
 {
     struct px_slot *s = it->slot;
-    if (s->c && !s->error && it->frag < s->nfrags) {
+    if (s->r.c && !s->error && it->frag < s->nfrags) {
         struct ss_buf *b = &s->frags[it->frag].b;
         char hdr[SS_MC_VALUE_HDR_MAX];
         size_t len = ss_mc_value_header(hdr, it->key, it->nkey, flags, vlen,
@@ -571,7 +430,7 @@ void ss_px_op_done(struct ss_worker *w, struct px_op *op, const char *err)
  */
 int ss_px_worker_tick(struct ss_worker *w, uint64_t now_ms)
 {
-    struct px_global *g = w->dp->px;
+    struct px_global *g = ss_dataplane_px(w->dp);
     if (!g)
         return -1;
     struct px_worker *pw = &g->workers[w->id];
@@ -581,13 +440,13 @@ int ss_px_worker_tick(struct ss_worker *w, uint64_t now_ms)
         ss_px_worker_adopt(w, r);
     if (atomic_load_explicit(&g->seen[w->id], memory_order_relaxed) != gen)
         atomic_store(&g->seen[w->id], gen);
-    if (!pw->all && !pw->dirty)
+    if (!pw->all && !ss_reply_any_ready(w))
         return -1;
     ss_px_worker_check(w, now_ms);
-    ss_px_deliver(w);
+    ss_reply_deliver(w);
     /* Sending may have been deferred by delivery (clients ran commands). */
     ss_px_worker_check(w, now_ms);
-    ss_px_deliver(w);
+    ss_reply_deliver(w);
     return pw->outstanding ? PX_TICK_MS : -1;
 }
 
@@ -600,18 +459,9 @@ void ss_px_on_event(struct ss_worker *w, void *ptr, uint32_t events)
 /* Worker stopping (clients already closed): drop every back-end connection. */
 void ss_px_worker_fini(struct ss_worker *w)
 {
-    struct px_global *g = w->dp->px;
+    struct px_global *g = ss_dataplane_px(w->dp);
     if (!g)
         return;
-    struct px_worker *pw = &g->workers[w->id];
     ss_px_worker_close_all(w);
-    while (pw->dirty) {
-        struct px_client *pc = pw->dirty;
-        pw->dirty = pc->dirty_next;
-        if (!pc->c)
-            free(pc);
-        else
-            pc->dirty = false;
-    }
     ss_px_cache_drain();
 }

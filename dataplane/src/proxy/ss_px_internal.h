@@ -1,7 +1,6 @@
 /*
- * ss_px_internal.h - proxy mode, private to ss_px_*.c and the hooks in the
- * server (ss_worker.c, ss_conn.c, ss_dataplane.c) and the protocol
- * (ss_mc_text.c, ss_mc_stats.c).
+ * ss_px_internal.h - proxy mode, private to ss_px_*.c (what the server and
+ * the protocol call is in ss_px.h).
  *
  * Pieces:
  *   - struct px_routing (ss_px_routing.c): an immutable copy of the control
@@ -12,8 +11,9 @@
  *     connections with replies ready to write.
  *   - struct px_bconn (ss_px_backend.c): one back-end connection, its output,
  *     its input framing and its FIFO of outstanding ops.
- *   - struct px_slot / px_client (ss_px_forward.c): a client connection's FIFO
- *     of replies still owed, so forwarded and local answers leave in order.
+ *   - struct px_slot (ss_px_forward.c): a reply still owed by back ends, a
+ *     deferred reply of the server's (server/ss_reply.h), so forwarded and
+ *     local answers leave in order.
  */
 #ifndef SS_PX_INTERNAL_H
 #define SS_PX_INTERNAL_H
@@ -25,9 +25,10 @@
 #include <sys/socket.h>
 
 #include "ss_buf.h"
-#include "server/ss_conn.h"
-#include "mc/ss_mc_internal.h"
+#include "mc/ss_mc.h"
+#include "server/ss_server.h"
 #include "ss_proxy.h"
+#include "ss_px.h"
 #include "ss_px_routing.h"
 
 struct ss_worker;
@@ -37,8 +38,6 @@ struct ss_dataplane;
 #define PX_EPOCH_SLOTS (1u << 16)
 /* Second-hit doorkeeper: two bitmaps of this many bits, rotated per window. */
 #define PX_SKETCH_BITS (1u << 20)
-/* A client with this many replies owed stops being read until they drain. */
-#define PX_CLIENT_MAX_SLOTS 256
 /* A back-end reply line longer than this is garbage. */
 #define PX_LINE_MAX 8192
 /* Worker poll interval while back-end ops are outstanding (deadline checks). */
@@ -101,7 +100,6 @@ struct px_worker {
     struct px_bconn **pool;    /* [backend * cpb + i] */
     uint32_t cpb;              /* connections per back end */
     struct px_bconn *all;      /* every open back-end connection, incl. retiring */
-    struct px_client *dirty;   /* clients with replies ready to deliver */
     uint64_t outstanding;      /* ops in flight on this worker */
     bool fail_pending;         /* a connection failed synchronously: handle at tick */
 };
@@ -174,32 +172,19 @@ struct px_frag {
 };
 
 struct px_slot {
-    struct px_slot *next;
-    struct ss_conn *c;    /* NULL once orphaned (client closed) */
-    uint32_t pending;     /* ops still to answer */
+    struct ss_reply r;    /* first: its place in the client's reply order; r.pending
+                             counts the ops still to answer */
     bool error;           /* a back end failed: reply is err only */
     bool multi;           /* reply = frags + trailer */
     struct px_frag *frags;
     uint32_t nfrags;
     uint32_t frags_cap;   /* allocated (kept while the slot is cached) */
     const char *trailer;  /* "END\r\n" for text gets */
-    struct ss_buf err;
-    struct ss_buf after;  /* local replies owed after this one */
+    struct ss_buf err;    /* the error that replaced the reply, or a raw reply */
 };
 
-struct px_client {
-    struct px_slot *head, *tail;
-    uint32_t nslots;
-    bool dirty;
-    struct px_client *dirty_next;
-    struct ss_conn *c;
-};
-
-/* ---- ss_px_routing.c ---- */
+/* ---- ss_px_routing.c (ss_px_init, ss_px_free, ss_px_housekeep: ss_px.h) ---- */
 struct px_global *ss_px_global(struct ss_dataplane *dp);
-int ss_px_init(struct ss_dataplane *dp);
-void ss_px_free(struct ss_dataplane *dp);
-void ss_px_housekeep(struct ss_dataplane *dp);
 /* Route a key; returns the back-end index, or -1 with *why set (fail policy). */
 int ss_px_route(const struct px_routing *r, const char *key, size_t nkey, const char **why);
 /* The index in r of the back end at host:port, or -1 (a reload matches tables by it). */
@@ -230,7 +215,6 @@ void ss_px_worker_adopt(struct ss_worker *w, struct px_routing *r);
 void ss_px_worker_close_all(struct ss_worker *w);
 
 /* ---- ss_px_forward.c ---- */
-struct px_client *ss_px_client(struct ss_conn *c, bool create);
 void ss_px_op_done(struct ss_worker *w, struct px_op *op, const char *err);
 void ss_px_item_value(struct ss_worker *w, struct px_op *op, struct px_item *it, uint32_t flags,
                       uint64_t cas, int64_t ttl, const char *val, size_t vlen);
@@ -245,37 +229,6 @@ int ss_px_op_keep_key(struct px_op *op, const char *key, size_t nkey, const char
                       size_t vlen);
 /* Free this thread's op and slot caches (worker exit). */
 void ss_px_cache_drain(void);
-void ss_px_deliver(struct ss_worker *w);
 void ss_px_op_free(struct px_op *op);
-
-/* ---- hooks (called from the server and the protocol) ---- */
-#define SS_PX_PASS (-1)
-/* Text/meta command in proxy mode: returns SS_PX_PASS (answer locally) or
- * 0 done / 1 again (value in flight, c->rneed set) / 2 close, with *extra
- * the value bytes consumed. */
-int ss_px_dispatch(struct ss_conn *c, struct ss_mc_tok *tok, size_t ntok, const char *line,
-                   size_t len, const char *data, size_t avail, size_t line_bytes,
-                   size_t *extra);
-bool ss_px_active(struct ss_conn *c);
-/*
- * Proxy mode over UDP: reads are answered from the local copy (a local miss is
- * a miss) and everything else is refused, since a datagram has no connection
- * to hold a back end's reply, and a write kept only locally would leave the
- * back end, the source of truth, behind.
- */
-bool ss_px_udp_local_only(struct ss_conn *c);
-/* Around a locally answered command: send its reply behind owed replies. */
-struct px_slot *ss_px_out_begin(struct ss_conn *c);
-void ss_px_out_end(struct ss_conn *c, struct px_slot *s);
-/* Too many replies owed: take no further command for now. */
-bool ss_px_client_full(struct ss_conn *c);
-bool ss_px_client_busy(struct ss_conn *c);
-void ss_px_client_close(struct ss_conn *c);
-int ss_px_worker_tick(struct ss_worker *w, uint64_t now_ms); /* returns max wait ms or -1 */
-void ss_px_worker_fini(struct ss_worker *w);
-void ss_px_on_event(struct ss_worker *w, void *ptr, uint32_t events);
-void ss_px_stats(struct ss_conn *c);
-/* Server side (ss_conn.c): write what completed slots queued; may close c. */
-void ss_conn_output_ready(struct ss_conn *c);
 
 #endif

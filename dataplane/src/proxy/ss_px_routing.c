@@ -19,7 +19,7 @@
 #include "common/ss_clock.h"
 #include "common/ss_hash.h"
 #include "ss_px_internal.h"
-#include "server/ss_server_internal.h"
+#include "server/ss_server.h"
 
 static void px_err(char *err, size_t errlen, const char *msg, const char *name)
 {
@@ -30,7 +30,7 @@ static void px_err(char *err, size_t errlen, const char *msg, const char *name)
 /* Proxy state of dp (created with the data plane). */
 struct px_global *ss_px_global(struct ss_dataplane *dp)
 {
-    return (struct px_global *)dp->px;
+    return (struct px_global *)ss_dataplane_px(dp);
 }
 
 /* Allocate the process-wide proxy state. Returns 0 or -ENOMEM. */
@@ -39,14 +39,16 @@ int ss_px_init(struct ss_dataplane *dp)
     struct px_global *g = calloc(1, sizeof(*g));
     if (!g)
         return -ENOMEM;
-    g->nworkers = dp->nworkers;
-    g->seen = calloc((size_t)dp->nworkers, sizeof(*g->seen));
-    g->workers = calloc((size_t)dp->nworkers, sizeof(*g->workers));
+    g->nworkers = ss_dataplane_nworkers(dp);
+    g->seen = calloc((size_t)ss_dataplane_nworkers(dp), sizeof(*g->seen));
+    g->workers = calloc((size_t)ss_dataplane_nworkers(dp), sizeof(*g->workers));
     g->epochs = calloc(PX_EPOCH_SLOTS, sizeof(*g->epochs));
     g->writes_in_flight = calloc(PX_EPOCH_SLOTS, sizeof(*g->writes_in_flight));
     g->sketch[0] = calloc(PX_SKETCH_BITS / 64, sizeof(uint64_t));
     g->sketch[1] = calloc(PX_SKETCH_BITS / 64, sizeof(uint64_t));
-    dp->px = g;
+    ss_dataplane_set_px(dp, g);
+    for (int i = 0; g->workers && i < g->nworkers; i++)
+        ss_dataplane_worker(dp, i)->px = &g->workers[i];
     if (!g->seen || !g->workers || !g->epochs || !g->writes_in_flight || !g->sketch[0] ||
         !g->sketch[1])
         return -ENOMEM;
@@ -76,7 +78,7 @@ static void routing_free(struct px_routing *r)
 /* After every worker has returned (ss_dataplane_destroy). */
 void ss_px_free(struct ss_dataplane *dp)
 {
-    struct px_global *g = dp->px;
+    struct px_global *g = ss_dataplane_px(dp);
     if (!g)
         return;
     routing_free(atomic_load(&g->routing));
@@ -92,7 +94,9 @@ void ss_px_free(struct ss_dataplane *dp)
     free(g->sketch[0]);
     free(g->sketch[1]);
     free(g);
-    dp->px = NULL;
+    for (int i = 0; i < g->nworkers; i++)
+        ss_dataplane_worker(dp, i)->px = NULL;
+    ss_dataplane_set_px(dp, NULL);
 }
 
 /* Free retired tables no running worker can still hold (control thread). */
@@ -136,10 +140,10 @@ static void carry_counters(struct px_routing *cur, const struct px_routing *old)
 
 static void reap_retired(struct ss_dataplane *dp)
 {
-    struct px_global *g = dp->px;
+    struct px_global *g = ss_dataplane_px(dp);
     uint64_t low = atomic_load(&g->generation);
-    for (int i = 0; i < dp->nworkers; i++) {
-        if (!atomic_load(&dp->running[i]))
+    for (int i = 0; i < ss_dataplane_nworkers(dp); i++) {
+        if (!ss_dataplane_worker_running(dp, i))
             continue;
         uint64_t s = atomic_load(&g->seen[i]);
         if (s < low)
@@ -161,12 +165,12 @@ static void reap_retired(struct ss_dataplane *dp)
 /* Control plane, every ~100 ms: reap tables, rotate the admission sketch. */
 void ss_px_housekeep(struct ss_dataplane *dp)
 {
-    struct px_global *g = dp->px;
+    struct px_global *g = ss_dataplane_px(dp);
     if (!g)
         return;
-    pthread_mutex_lock(&dp->ctl_lock);
+    pthread_mutex_lock(ss_dataplane_ctl_lock(dp));
     reap_retired(dp);
-    pthread_mutex_unlock(&dp->ctl_lock);
+    pthread_mutex_unlock(ss_dataplane_ctl_lock(dp));
     struct px_routing *r = atomic_load(&g->routing);
     uint64_t now = ss_clock_mono_ms();
     uint64_t window = r && r->s.admission_window_ms ? r->s.admission_window_ms : 10000;
@@ -230,9 +234,9 @@ static int copy_ring(struct px_ring *d, const struct ss_ring_settings *s, uint32
 int ss_dataplane_set_routing(struct ss_dataplane *dp, const struct ss_routing_settings *rs,
                              char *err, size_t errlen)
 {
-    if (!dp || !dp->px)
+    if (!dp || !ss_dataplane_px(dp))
         return -EINVAL;
-    struct px_global *g = dp->px;
+    struct px_global *g = ss_dataplane_px(dp);
     struct px_routing *r = NULL;
     int rc = 0;
 
@@ -251,16 +255,16 @@ int ss_dataplane_set_routing(struct ss_dataplane *dp, const struct ss_routing_se
             r->s.connections_per_backend = 1;
         if (r->s.connections_per_backend > 64)
             r->s.connections_per_backend = 64;
-        r->nworkers = dp->nworkers;
+        r->nworkers = ss_dataplane_nworkers(dp);
         r->nbackends = rs->nbackends;
         r->nrings = rs->nrings;
         r->backends = calloc(rs->nbackends, sizeof(*r->backends));
         r->rings = calloc(rs->nrings, sizeof(*r->rings));
         r->stats = aligned_alloc(64, sizeof(struct px_bstat) * rs->nbackends *
-                                         (size_t)dp->nworkers);
+                                         (size_t)ss_dataplane_nworkers(dp));
         if (!r->backends || !r->rings || !r->stats)
             goto nomem;
-        memset(r->stats, 0, sizeof(struct px_bstat) * rs->nbackends * (size_t)dp->nworkers);
+        memset(r->stats, 0, sizeof(struct px_bstat) * rs->nbackends * (size_t)ss_dataplane_nworkers(dp));
         for (uint32_t i = 0; i < rs->nbackends; i++) {
             const struct ss_backend_settings *b = &rs->backends[i];
             struct px_backend *d = &r->backends[i];
@@ -307,7 +311,7 @@ int ss_dataplane_set_routing(struct ss_dataplane *dp, const struct ss_routing_se
         }
     }
 
-    pthread_mutex_lock(&dp->ctl_lock);
+    pthread_mutex_lock(ss_dataplane_ctl_lock(dp));
     r ? (r->generation = atomic_load(&g->generation) + 1) : 0;
     struct px_routing *old = atomic_exchange(&g->routing, r);
     atomic_fetch_add(&g->generation, 1);
@@ -316,12 +320,9 @@ int ss_dataplane_set_routing(struct ss_dataplane *dp, const struct ss_routing_se
         g->retired = old;
     }
     reap_retired(dp);
-    pthread_mutex_unlock(&dp->ctl_lock);
-    for (int i = 0; i < dp->nworkers; i++) {
-        uint64_t one = 1;
-        ssize_t n = write(dp->workers[i].wakefd, &one, sizeof(one));
-        (void)n;
-    }
+    pthread_mutex_unlock(ss_dataplane_ctl_lock(dp));
+    for (int i = 0; i < ss_dataplane_nworkers(dp); i++)
+        ss_worker_wake(ss_dataplane_worker(dp, i));
     return 0;
 
 nomem:
@@ -334,21 +335,21 @@ fail:
 
 int ss_dataplane_backend_count(struct ss_dataplane *dp)
 {
-    if (!dp || !dp->px)
+    if (!dp || !ss_dataplane_px(dp))
         return 0;
-    struct px_routing *r = atomic_load(&((struct px_global *)dp->px)->routing);
+    struct px_routing *r = atomic_load(&((struct px_global *)ss_dataplane_px(dp))->routing);
     return r ? (int)r->nbackends : 0;
 }
 
 /* Sum one back end's counters over workers. Returns 0 or -ENOENT. */
 int ss_dataplane_backend_stats(struct ss_dataplane *dp, uint32_t idx, struct ss_backend_stats *out)
 {
-    if (!dp || !dp->px || !out)
+    if (!dp || !ss_dataplane_px(dp) || !out)
         return -EINVAL;
-    pthread_mutex_lock(&dp->ctl_lock); /* keeps the table from being reaped */
-    struct px_routing *r = atomic_load(&((struct px_global *)dp->px)->routing);
+    pthread_mutex_lock(ss_dataplane_ctl_lock(dp)); /* keeps the table from being reaped */
+    struct px_routing *r = atomic_load(&((struct px_global *)ss_dataplane_px(dp))->routing);
     if (!r || idx >= r->nbackends) {
-        pthread_mutex_unlock(&dp->ctl_lock);
+        pthread_mutex_unlock(ss_dataplane_ctl_lock(dp));
         return -ENOENT;
     }
     memset(out, 0, sizeof(*out));
@@ -370,17 +371,17 @@ int ss_dataplane_backend_stats(struct ss_dataplane *dp, uint32_t idx, struct ss_
     out->state = atomic_load(&r->backends[idx].state);
     out->consecutive_failures = atomic_load(&r->backends[idx].consecutive_failures);
     out->state_changes = atomic_load(&r->backends[idx].state_changes);
-    pthread_mutex_unlock(&dp->ctl_lock);
+    pthread_mutex_unlock(ss_dataplane_ctl_lock(dp));
     return 0;
 }
 
 /* Operator or prober: set a back end's state. Returns 0, -ENOENT, -EINVAL. */
 int ss_dataplane_backend_set_state(struct ss_dataplane *dp, uint32_t idx, uint32_t state)
 {
-    if (!dp || !dp->px || state > SS_BACKEND_EJECTED)
+    if (!dp || !ss_dataplane_px(dp) || state > SS_BACKEND_EJECTED)
         return -EINVAL;
-    pthread_mutex_lock(&dp->ctl_lock);
-    struct px_routing *r = atomic_load(&((struct px_global *)dp->px)->routing);
+    pthread_mutex_lock(ss_dataplane_ctl_lock(dp));
+    struct px_routing *r = atomic_load(&((struct px_global *)ss_dataplane_px(dp))->routing);
     int rc = -ENOENT;
     if (r && idx < r->nbackends) {
         struct px_backend *b = &r->backends[idx];
@@ -390,7 +391,7 @@ int ss_dataplane_backend_set_state(struct ss_dataplane *dp, uint32_t idx, uint32
             atomic_store(&b->consecutive_failures, 0);
         rc = 0;
     }
-    pthread_mutex_unlock(&dp->ctl_lock);
+    pthread_mutex_unlock(ss_dataplane_ctl_lock(dp));
     return rc;
 }
 
@@ -473,17 +474,17 @@ uint32_t ss_px_epoch_slot(const char *key, size_t nkey)
 
 uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot)
 {
-    return atomic_load(&((struct px_global *)dp->px)->epochs[slot]);
+    return atomic_load(&((struct px_global *)ss_dataplane_px(dp))->epochs[slot]);
 }
 
 void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot)
 {
-    atomic_fetch_add(&((struct px_global *)dp->px)->epochs[slot], 1);
+    atomic_fetch_add(&((struct px_global *)ss_dataplane_px(dp))->epochs[slot], 1);
 }
 
 _Atomic uint32_t *ss_px_writes_in_flight(struct ss_dataplane *dp, uint32_t slot)
 {
-    return &((struct px_global *)dp->px)->writes_in_flight[slot];
+    return &((struct px_global *)ss_dataplane_px(dp))->writes_in_flight[slot];
 }
 
 /* May a fetched value of vlen bytes be kept locally? (admission policy) */
@@ -496,7 +497,7 @@ bool ss_px_admit(struct ss_dataplane *dp, const struct px_routing *r, const char
         return false;
     if (r->s.admission == SS_ADMIT_ALWAYS)
         return true;
-    struct px_global *g = dp->px;
+    struct px_global *g = ss_dataplane_px(dp);
     uint64_t h = ss_hash64(key, nkey);
     uint32_t bit = (uint32_t)h & (PX_SKETCH_BITS - 1);
     uint64_t mask = 1ull << (bit & 63);
@@ -526,7 +527,7 @@ static uint64_t percentile_us(const struct ss_backend_stats *s, double q)
 void ss_px_stats(struct ss_conn *c)
 {
     struct ss_dataplane *dp = c->w->dp;
-    struct px_global *g = dp->px;
+    struct px_global *g = ss_dataplane_px(dp);
     static const char *const states[] = {"up", "down", "draining", "ejected"};
     if (!g)
         return;
@@ -534,12 +535,12 @@ void ss_px_stats(struct ss_conn *c)
     for (int i = 0; i < n; i++) {
         struct ss_backend_stats s;
         char name[128];
-        pthread_mutex_lock(&dp->ctl_lock);
+        pthread_mutex_lock(ss_dataplane_ctl_lock(dp));
         struct px_routing *r = atomic_load(&g->routing);
         int ok = r && (uint32_t)i < r->nbackends;
         if (ok)
             snprintf(name, sizeof(name), "%s", r->backends[i].name);
-        pthread_mutex_unlock(&dp->ctl_lock);
+        pthread_mutex_unlock(ss_dataplane_ctl_lock(dp));
         if (!ok || ss_dataplane_backend_stats(dp, (uint32_t)i, &s))
             continue;
         char line[320];

@@ -14,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/ss_server_internal.h"
+#include "server/ss_server.h"
 #include "ss_px_internal.h"
 
 uint64_t ss_px_routing_generation(struct ss_dataplane *dp)
 {
-    const struct px_global *g = dp->px;
+    const struct px_global *g = ss_dataplane_px(dp);
     return g ? atomic_load_explicit(&g->generation, memory_order_acquire) : 0;
 }
 
@@ -86,16 +86,16 @@ static int copy_table(struct ss_px_route_copy *d, const struct px_routing *t)
 int ss_px_route_copy(struct ss_dataplane *dp, struct ss_px_route_copy *out)
 {
     memset(out, 0, sizeof(*out));
-    struct px_global *g = dp->px;
+    struct px_global *g = ss_dataplane_px(dp);
     if (!g)
         return -ENOENT;
     int rc = -ENOENT;
-    pthread_mutex_lock(&dp->ctl_lock);
+    pthread_mutex_lock(ss_dataplane_ctl_lock(dp));
     const struct px_routing *t = atomic_load(&g->routing);
     uint64_t generation = atomic_load(&g->generation);
     if (t && t->nrings)
         rc = copy_table(out, t);
-    pthread_mutex_unlock(&dp->ctl_lock);
+    pthread_mutex_unlock(ss_dataplane_ctl_lock(dp));
     if (rc == -ENOMEM)
         ss_px_route_copy_free(out);
     out->generation = generation;
@@ -104,16 +104,16 @@ int ss_px_route_copy(struct ss_dataplane *dp, struct ss_px_route_copy *out)
 
 int ss_px_route_refresh_health(struct ss_dataplane *dp, struct ss_px_route_copy *copy)
 {
-    struct px_global *g = dp->px;
+    struct px_global *g = ss_dataplane_px(dp);
     if (!g)
         return -ESTALE;
     int rc = -ESTALE;
-    pthread_mutex_lock(&dp->ctl_lock);
+    pthread_mutex_lock(ss_dataplane_ctl_lock(dp));
     const struct px_routing *t = atomic_load(&g->routing);
     if (t && t->generation == copy->generation && t->nbackends == copy->nbackends) {
         copy_health(copy, t);
         rc = 0;
     }
-    pthread_mutex_unlock(&dp->ctl_lock);
+    pthread_mutex_unlock(ss_dataplane_ctl_lock(dp));
     return rc;
 }

@@ -73,6 +73,7 @@ int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *pee
     c->transport = SS_TRANSPORT_TCP;
     c->state = SS_CONN_READING;
     c->w = w;
+    c->exec = w->exec_tcp;
     c->last_active_ms = ss_clock_mono_ms();
     if (peer && peer_len <= sizeof(c->peer)) {
         memcpy(&c->peer, peer, peer_len);
@@ -107,8 +108,7 @@ void ss_conn_close(struct ss_conn *c)
     struct ss_server_conn *sc = ss_server_conn_of(c);
 
     SS_CONN_TRACE(c, "close");
-    if (sc->px)
-        ss_px_client_close(c);
+    ss_reply_conn_closed(c);
     /*
      * Deregister first: close() alone leaves the socket in the epoll set when
      * another reference to it exists, as in a child forked by the embedding
@@ -377,10 +377,10 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
 
     /* No more input will come: answer what was asked, then close. */
     if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more &&
-        !(sc->px && ss_px_client_busy(c)))
+        !ss_reply_owed(c))
         ss_conn_set_state(c, SS_CONN_CLOSING);
     if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0 &&
-        !(sc->px && ss_px_client_busy(c)))
+        !ss_reply_owed(c))
         goto close;
     if (c->state == SS_CONN_READING && conn_pending(sc) > SS_CONN_OUT_HIGH_WATER)
         ss_conn_set_state(c, SS_CONN_WRITING);
@@ -393,8 +393,8 @@ close:
 }
 
 /*
- * Proxy mode: replies owed by back ends were appended to c->out outside c's
- * own event. Write them, run commands that waited behind them, and settle
+ * Deferred replies (ss_reply.c) were appended to c->out outside c's own
+ * event. Write them, run commands that waited behind them, and settle
  * the state as ss_conn_on_event would. May close (and free) c.
  */
 void ss_conn_output_ready(struct ss_conn *c)
@@ -403,12 +403,12 @@ void ss_conn_output_ready(struct ss_conn *c)
 
     if (conn_flush(sc) < 0)
         goto close;
-    if (c->state == SS_CONN_READING && c->rlen > c->rpos && !ss_px_client_full(c) &&
+    if (c->state == SS_CONN_READING && c->rlen > c->rpos && !ss_reply_full(c) &&
         conn_pending(sc) == 0 && conn_process(sc) < 0)
         goto close;
-    if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more && !ss_px_client_busy(c))
+    if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more && !ss_reply_owed(c))
         ss_conn_set_state(c, SS_CONN_CLOSING);
-    if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0 && !ss_px_client_busy(c))
+    if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0 && !ss_reply_owed(c))
         goto close;
     if (c->state == SS_CONN_READING && conn_pending(sc) > SS_CONN_OUT_HIGH_WATER)
         ss_conn_set_state(c, SS_CONN_WRITING);

@@ -26,6 +26,15 @@
 #include "ss_buf.h"
 
 struct ss_worker;
+struct ss_conn;
+struct ss_mc_req;
+
+/*
+ * How a parsed request is carried out (mc/ss_mc_req.h): NULL for local
+ * execution over the store, or proxy mode's executor. Returns enum ss_exec.
+ * Chosen by the worker when it adopts a routing table (server/ss_server.h).
+ */
+typedef int (*ss_exec_fn)(struct ss_conn *c, struct ss_mc_req *rq);
 
 enum ss_transport { SS_TRANSPORT_TCP = 0, SS_TRANSPORT_UDP = 1 };
 
@@ -46,6 +55,7 @@ struct ss_conn {
     uint8_t close_after_write; /* protocol: close once `out` is written */
     uint8_t reserved;
     struct ss_worker *w;       /* the worker serving this connection */
+    ss_exec_fn exec;           /* NULL: local execution */
 
     /* input */
     char *rbuf;

@@ -452,3 +452,35 @@ int ss_dataplane_shrink_pool(struct ss_dataplane *dp, uint64_t new_bytes)
     pthread_mutex_unlock(&dp->ctl_lock);
     return rc;
 }
+
+/* ---- for the planes the server hosts (ss_server.h) ---- */
+
+int ss_dataplane_nworkers(const struct ss_dataplane *dp)
+{
+    return dp->nworkers;
+}
+
+struct ss_worker *ss_dataplane_worker(struct ss_dataplane *dp, int i)
+{
+    return &dp->workers[i];
+}
+
+bool ss_dataplane_worker_running(struct ss_dataplane *dp, int i)
+{
+    return atomic_load(&dp->running[i]) != 0;
+}
+
+pthread_mutex_t *ss_dataplane_ctl_lock(struct ss_dataplane *dp)
+{
+    return &dp->ctl_lock;
+}
+
+void *ss_dataplane_px(const struct ss_dataplane *dp)
+{
+    return dp->px;
+}
+
+void ss_dataplane_set_px(struct ss_dataplane *dp, void *px)
+{
+    dp->px = px;
+}

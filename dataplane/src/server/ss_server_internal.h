@@ -17,7 +17,9 @@
 
 #include "ss_conn.h"
 #include "ss_dataplane.h"
+#include "ss_server.h"
 #include "ss_worker.h"
+#include "proxy/ss_px.h"
 
 /* A fresh connection's input buffer; most requests fit many times over. */
 #define SS_CONN_RBUF_INITIAL (16u * 1024u)
@@ -78,7 +80,7 @@ struct ss_server_conn {
     uint32_t events;    /* epoll mask currently registered */
     uint8_t peer_eof;   /* the client shut down its side */
     uint8_t more;       /* whole commands may wait in rbuf: run on EPOLLOUT */
-    void *px;           /* proxy mode: replies owed by back ends (ss_px_forward.c) */
+    struct ss_replyq *replies; /* deferred replies still owed (ss_reply.c) */
 };
 
 static inline struct ss_server_conn *ss_server_conn_of(struct ss_conn *c)
@@ -133,21 +135,6 @@ int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *pee
 void ss_conn_on_event(struct ss_conn *c, uint32_t events);
 void ss_conn_close(struct ss_conn *c);
 void ss_conn_trim(struct ss_conn *c);
-
-/* ss_conn.c: replies became ready outside the connection's own event
- * (proxy mode): write them, resume parsing; may close (and free) c. */
-void ss_conn_output_ready(struct ss_conn *c);
-
-/* ss_px_*.c: proxy mode hooks for the server */
-int ss_px_init(struct ss_dataplane *dp);
-void ss_px_free(struct ss_dataplane *dp);
-void ss_px_housekeep(struct ss_dataplane *dp);
-int ss_px_worker_tick(struct ss_worker *w, uint64_t now_ms);
-void ss_px_worker_fini(struct ss_worker *w);
-void ss_px_on_event(struct ss_worker *w, void *ptr, uint32_t events);
-void ss_px_client_close(struct ss_conn *c);
-bool ss_px_client_busy(struct ss_conn *c);
-bool ss_px_client_full(struct ss_conn *c);
 
 /* ss_udp.c */
 struct ss_udp_budget *ss_udp_budget_new(uint32_t bytes_per_sec, uint32_t burst_bytes);

@@ -293,6 +293,7 @@ static void udp_handle(struct ss_worker *w, struct ss_udp_worker *u, int i)
     memcpy(&c->peer, &u->rxaddr[i], sizeof(c->peer));
     c->peer_len = u->rx[i].msg_hdr.msg_namelen;
     c->last_active_ms = ss_clock_mono_ms();
+    c->exec = w->exec_udp;
 
     /* SS_MC_CLOSE means nothing here: there is no connection to close. */
     (void)ss_mc_process(c);

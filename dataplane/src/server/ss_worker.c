@@ -189,6 +189,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
             else
                 ss_conn_on_event((struct ss_conn *)evs[i].data.ptr, evs[i].events);
         }
+        ss_reply_deliver(w); /* deferred replies completed during this turn */
         now = ss_clock_mono_ms();
         if (now >= next_sweep) {
             loop_sweep(&l, now);
@@ -198,8 +199,25 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
 
     loop_close_all(w);
     ss_px_worker_fini(w);
+    ss_reply_worker_fini(w);
     ss_udp_worker_fini(w);
     ss_store_thread_fini(&w->st);
     atomic_store(&dp->running[worker_id], 0);
     return rc;
+}
+
+void ss_worker_wake(struct ss_worker *w)
+{
+    uint64_t one = 1;
+    /* A full eventfd counter already means "wake up": nothing to retry. */
+    ssize_t n = write(w->wakefd, &one, sizeof(one));
+    (void)n;
+}
+
+void ss_worker_set_executors(struct ss_worker *w, ss_exec_fn tcp, ss_exec_fn udp)
+{
+    w->exec_tcp = tcp;
+    w->exec_udp = udp;
+    for (struct ss_conn *c = w->conns; c; c = c->next)
+        c->exec = tcp;
 }

@@ -14,6 +14,7 @@
 #include "ss_store.h"
 
 struct ss_dataplane;
+struct ss_replyq;
 
 struct ss_worker {
     struct ss_counters ctr;      /* first: the hottest cache lines */
@@ -25,6 +26,11 @@ struct ss_worker {
     struct ss_conn *conns;       /* open TCP connections, most recent first */
     unsigned nconns;
     void *udp;                   /* ss_udp.c state (reply budgets) */
+    void *px;                    /* proxy mode: this worker's struct px_worker */
+    /* Executors of new TCP connections and of datagrams (NULL: local). */
+    ss_exec_fn exec_tcp, exec_udp;
+    /* Connections whose deferred replies completed (server/ss_reply.c). */
+    struct ss_replyq *replies_ready;
     /* Request service time (ss_inspect.h); written by this worker only. */
     uint64_t latency_ns[SS_LATENCY_BUCKETS];
     uint64_t latency_ns_sum;
