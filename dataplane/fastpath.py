@@ -755,7 +755,7 @@ def ring_lookup(ring: Any, hash_value: int, indexed: bool = True) -> int:
     """Wraps ss_ring_lookup(): the back-end index that owns hash_value on ring.
 
     Args:
-        ring: an appliance.ring.Ring (or anything with its distribution,
+        ring: an appliance.proxy.ring.Ring (or anything with its distribution,
             points and members attributes); it must not change after the
             first lookup (Ring is frozen), since its C form is cached.
         hash_value: a key hash from hash_key().

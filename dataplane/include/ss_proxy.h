@@ -1,11 +1,12 @@
 /*
  * ss_proxy.h - proxy mode: routing keys to back-end memcached nodes.
  *
- * The control plane builds the ring (appliance/ring.py computes ketama points
- * exactly as libmemcached or twemproxy do) and hands it over as a table with
- * ss_dataplane_set_routing(); the data plane copies it into a routing table
- * it owns and swaps it in atomically. Workers never wait on the control plane:
- * an old table is freed only after every worker has passed a quiescent point.
+ * The control plane builds the ring (appliance/proxy/ring.py computes ketama
+ * points exactly as libmemcached or twemproxy do) and hands it over as a
+ * table with ss_dataplane_set_routing(); the data plane copies it into a
+ * routing table it owns and swaps it in atomically. Workers never wait on the
+ * control plane: an old table is freed only after every worker has passed a
+ * quiescent point.
  *
  * Back ends are spoken to in memcached 1.6's protocol: a miss is fetched as
  * `mg <key> v f c t k q`, writes are forwarded as the client sent them (less

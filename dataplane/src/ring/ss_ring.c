@@ -2,8 +2,8 @@
  * ss_ring.c - which back end owns a key: the key hash and the ring lookup.
  *
  * The ring itself (ketama points, modula members) is built by the control
- * plane (appliance/ring.py) exactly as libmemcached or twemproxy build theirs;
- * here are only the two pure steps every request takes, shared with
+ * plane (appliance/proxy/ring.py) exactly as libmemcached or twemproxy build
+ * theirs; here are only the two pure steps every request takes, shared with
  * `smartswitch route` through cffi so the CLI and the data path agree.
  */
 #include "ss_hashkit.h"
