@@ -77,7 +77,7 @@ ffibuilder.set_source(
     '#include "ss_api.h"',
     sources=[os.path.relpath(s, ROOT) for s in SOURCES],
     include_dirs=[os.path.relpath(INCLUDE, ROOT), os.path.relpath(SRC, ROOT)],
-    libraries=["lmdb", "z", "pthread"],
+    libraries=["lmdb", "z", "uring", "pthread"],
     define_macros=[("SS_ABI_STAMP", f"0x{ABI_STAMP:08x}u")],
     extra_link_args=DPDK[1] if DPDK else [],
     extra_compile_args=(DPDK[0] if DPDK else []) + [

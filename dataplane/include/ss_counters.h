@@ -68,6 +68,9 @@
     X(segments_flushed, COUNTER, OWN)                                              \
     X(device_reads, COUNTER, OWN)                                                  \
     X(device_read_bytes, COUNTER, OWN)                                             \
+    X(device_reads_async, COUNTER, OWN)    /* of device_reads: through io_uring */   \
+    X(device_reads_in_flight, GAUGE, OWN)  /* asynchronous reads not yet completed */ \
+    X(device_reads_sync_fallback, COUNTER, OWN) /* could have waited, ring full or off */ \
     X(device_writes, COUNTER, OWN)                                                 \
     X(device_write_bytes, COUNTER, OWN)                                            \
     X(hot_evictions, COUNTER, OWN)         /* items pushed out of the DRAM tier */  \

@@ -69,6 +69,10 @@ struct ss_device *ss_device_file_open(const char *path, uint64_t size,
 struct ss_device *ss_device_file_open_flags(const char *path, uint64_t size, unsigned flags,
                                             char *err, size_t errlen);
 
+/* The descriptor of a file or block device (for asynchronous reads through
+ * io_uring), or -1 for a device of another kind. */
+int ss_device_file_fd(const struct ss_device *dev);
+
 /*
  * ---- SPDK (ss_device_spdk.c) ----
  *

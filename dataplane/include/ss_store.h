@@ -38,6 +38,8 @@
 
 struct ss_store;
 struct ss_index_txn; /* the index's own (ss_store_thread keeps a reader) */
+struct ss_io;        /* a thread's io_uring (ss_read.c) */
+struct ss_read;      /* one asynchronous device read (ss_read.c) */
 
 /* Lock stripes, which are also the DRAM tier's shards. A power of two. */
 #define SS_STRIPES 256u
@@ -100,6 +102,12 @@ struct ss_store_thread {
      * aligned buffers; t->value then points into it (no further copy). */
     char *dio_buf;             /* aligned to the device's align; NULL until needed */
     size_t dio_cap;
+    /* Appended (asynchronous reads, ss_read.c): this thread's io_uring, the
+     * read the last SS_FIND_ASYNC lookup started, the completed read a lookup
+     * takes its record from instead of the device. */
+    struct ss_io *io;
+    struct ss_read *started;
+    struct ss_read *use_read;
 };
 
 /*
@@ -130,6 +138,10 @@ static inline uint64_t ss_store_copy_token(struct ss_store *st, uint64_t hash)
 /* ss_store_find flags */
 #define SS_FIND_VALUE   0x01u /* also fetch the value into t->value */
 #define SS_FIND_NO_BUMP 0x02u /* do not mark fetched / update last access */
+/* With SS_FIND_VALUE: if the value must be read from the device and this
+ * thread has an io_uring (ss_store_io_open), start the read and return
+ * -EINPROGRESS instead of waiting (see "Asynchronous reads" below). */
+#define SS_FIND_ASYNC   0x04u
 
 /* ss_store_write flags */
 #define SS_WRITE_KEEP_META 0x01u /* keep last_access/bits from `it` as given */
@@ -172,6 +184,40 @@ void ss_store_unlock(struct ss_store_thread *t);
  */
 int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
                   struct ss_item *it, unsigned flags);
+
+/*
+ * ---- Asynchronous reads (ss_read.c) ----
+ *
+ * A worker that opened an io_uring (ss_store_io_open) may look a key up with
+ * SS_FIND_ASYNC. When the value is on the device, ss_store_find then starts
+ * the read and returns -EINPROGRESS, with t->started the read and nothing
+ * else done (no counter, no bump): the caller unlocks, attaches a callback
+ * with ss_store_read_on_done, and parks its request. The worker loop submits
+ * every read started during its turn at once (ss_store_io_submit) and reaps
+ * completions when the ring's eventfd fires (ss_store_io_reap), calling each
+ * callback with no lock held. The callback runs its lookup again with
+ * ss_store_read_use(t, rd): ss_store_find then takes the record from rd's
+ * buffer when it is still the record the key's entry points to, verifies it
+ * (generation, key, length, checksum: a torn, stale or failed read is never
+ * served, and the item is dropped as on a synchronous read), and otherwise
+ * does whatever a synchronous lookup does. ss_store_read_release gives rd
+ * back once the value has been copied out.
+ */
+typedef void (*ss_read_done_fn)(void *arg, struct ss_read *rd);
+/* Open this thread's ring of `entries` reads. Returns an eventfd that
+ * becomes readable when reads complete, or -errno (then SS_FIND_ASYNC is a
+ * synchronous lookup, counted in device_reads_sync_fallback). */
+int ss_store_io_open(struct ss_store_thread *t, unsigned entries);
+void ss_store_read_on_done(struct ss_read *rd, ss_read_done_fn done, void *arg);
+/* Submit the reads started since the last call; the count in flight. */
+unsigned ss_store_io_submit(struct ss_store_thread *t);
+/* Call the callbacks of completed reads (no lock held). */
+void ss_store_io_reap(struct ss_store_thread *t);
+void ss_store_read_use(struct ss_store_thread *t, struct ss_read *rd);
+void ss_store_read_release(struct ss_store_thread *t, struct ss_read *rd);
+/* Wait for the reads still in flight (their callbacks run) and close the
+ * ring; ss_store_thread_fini does it too. */
+void ss_store_io_close(struct ss_store_thread *t);
 
 /*
  * Store a value (lock held) with the metadata in *it. it->cas == 0 assigns a

@@ -271,3 +271,10 @@ struct ss_device *ss_device_file_open(const char *path, uint64_t size, int creat
 {
     return ss_device_file_open_flags(path, size, create ? SS_DEVICE_CREATE : 0, err, errlen);
 }
+
+int ss_device_file_fd(const struct ss_device *dev)
+{
+    if (!dev || dev->ops != &file_ops)
+        return -1;
+    return ((const struct ss_device_file *)dev)->fd;
+}

@@ -114,6 +114,36 @@ int ss_mc_text_verbosity(struct ss_conn *c, struct ss_mc_req *rq);
  * (local when it has none or hands it back), count it. enum ss_exec. */
 int ss_mc_dispatch(struct ss_conn *c, struct ss_mc_req *rq);
 
+/* ---- get-like commands and deferred replies (ss_mc_text.c, ss_mc_defer.c) ---- */
+
+struct ss_mc_get_mode {
+    bool cas;        /* gets, gats: VALUE lines carry the cas */
+    bool touch;      /* gat, gats: hits get exptime */
+    int64_t exptime;
+};
+/* One key of a get-like command into c->out; -EINPROGRESS when find_flags
+ * has SS_FIND_ASYNC and its read was started (c->w->st.started). */
+int ss_mc_get_key(struct ss_conn *c, const char *key, size_t nkey,
+                  const struct ss_mc_get_mode *mode, unsigned find_flags);
+
+/* May a request on c wait for a device read? (TCP, a ring, not already
+ * inside a completion.) */
+bool ss_mc_can_defer(struct ss_conn *c);
+struct ss_mc_slot;
+/* A deferred reply of nfrags fragments, queued behind c's replies. NULL on ENOMEM. */
+struct ss_mc_slot *ss_mc_slot_new(struct ss_conn *c, uint32_t nfrags,
+                                  const struct ss_mc_get_mode *mode);
+/* The next fragment waits for rd, then runs that key again. */
+void ss_mc_slot_park_key(struct ss_mc_slot *s, const char *key, size_t nkey, struct ss_read *rd);
+/* The next fragment: the key answered now, or parked when its read starts. */
+void ss_mc_slot_get_key(struct ss_mc_slot *s, struct ss_conn *c, const char *key, size_t nkey);
+/* Done building: trailer (or NULL) follows the fragments. */
+void ss_mc_slot_seal(struct ss_conn *c, struct ss_mc_slot *s, const char *trailer);
+/* mg whose read started: its reply is a slot that runs the request again
+ * once rd completes. SS_EXEC_PENDING, or SS_EXEC_DONE after answering
+ * SERVER_ERROR. */
+int ss_mc_defer_request(struct ss_conn *c, const struct ss_mc_req *rq, struct ss_read *rd);
+
 /* mn: memcached writes its queued replies now (ss_mc_text.c keeps the mark). */
 void ss_mc_mark_sent(struct ss_conn *c);
 

@@ -236,9 +236,16 @@ int ss_mc_meta_get(struct ss_conn *c, struct ss_mc_req *rq, enum ss_mc_mg_mode m
     }
 
     struct mg_hit h = {.created = false};
+    /* A value on the device is read asynchronously when the client can wait. */
+    bool defer = mode == SS_MC_MG_ANSWER && m->value && ss_mc_can_defer(c);
     ss_store_lock(t, m->key, m->nkey);
     int rc = ss_store_find(t, m->key, m->nkey, &h.it,
-                           SS_FIND_NO_BUMP | (m->value ? SS_FIND_VALUE : 0));
+                           SS_FIND_NO_BUMP | (m->value ? SS_FIND_VALUE : 0) |
+                               (defer ? SS_FIND_ASYNC : 0));
+    if (rc == -EINPROGRESS) {
+        ss_store_unlock(t);
+        return ss_mc_defer_request(c, rq, t->started);
+    }
     if (mode == SS_MC_MG_PROBE &&
         (rc != 0 || ((h.it.bits & SS_MC_ITEM_CAS_UNKNOWN) && ss_mc_meta_has(m, 'c')))) {
         ss_store_unlock(t);

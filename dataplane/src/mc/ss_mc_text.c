@@ -48,19 +48,87 @@ static void out_value(struct ss_conn *c, const char *key, size_t nkey,
 }
 
 /*
- * get/gets/gat/gats: keys are the space-separated words of [pos, end). One
- * VALUE per hit, then END. A key over 250 bytes replaces the whole reply
- * with CLIENT_ERROR (memcached discards the values it had queued). gat and
- * gats set the ttl of each hit to exptime.
+ * One key of a get-like command (lock taken here): its VALUE into c->out on
+ * a hit, the counters, gat's touch. With find_flags SS_FIND_ASYNC it may
+ * instead start the device read and return -EINPROGRESS, having done
+ * nothing else (ss_store.h); the read's completion runs it again.
  */
-static void text_get_keys(struct ss_conn *c, const char *pos, const char *end,
-                          bool return_cas, bool touch, int64_t exptime)
+int ss_mc_get_key(struct ss_conn *c, const char *key, size_t nkey,
+                  const struct ss_mc_get_mode *mode, unsigned find_flags)
 {
     struct ss_store_thread *t = &c->w->st;
     struct ss_counters *ctr = &c->w->ctr;
-    size_t mark = c->out.len;
+    struct ss_item it;
+    ss_store_lock(t, key, nkey);
+    int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE | find_flags);
+    if (rc == -EINPROGRESS) {
+        ss_store_unlock(t);
+        return rc;
+    }
+    if (rc == 0) {
+        out_value(c, key, nkey, &it, t->value, t->value_len, mode->cas);
+        ss_mc_count_hit_tier(c, &it);
+        if (mode->touch) {
+            /* `it` predates find's bump: carry the bump over. */
+            struct ss_item m = it;
+            m.exptime = mode->exptime;
+            m.cas = 0;
+            m.bits |= SS_ITEM_FETCHED;
+            m.last_access = (uint32_t)ss_clock_unix_seconds();
+            ss_store_update_meta(t, key, nkey, &m);
+            ctr->cmd_touch++;
+            ctr->touch_hits++;
+        } else {
+            ctr->cmd_get++;
+            ctr->get_hits++;
+        }
+    } else {
+        ss_mc_count_miss(c, rc);
+        if (mode->touch) {
+            ctr->cmd_touch++;
+            ctr->touch_misses++;
+        } else {
+            ctr->cmd_get++;
+            ctr->get_misses++;
+        }
+    }
+    ss_store_unlock(t);
+    return rc;
+}
 
-    for (;;) {
+/* Is every key of [pos, end) short enough? Counts them. */
+static bool keys_fit(const char *pos, const char *end, uint32_t *nkeys)
+{
+    const char *key;
+    size_t nkey;
+    *nkeys = 0;
+    while (ss_mc_next_key(&pos, end, &key, &nkey)) {
+        if (nkey > SS_KEY_MAX_LENGTH)
+            return false;
+        (*nkeys)++;
+    }
+    return true;
+}
+
+/*
+ * get/gets/gat/gats: keys are the space-separated words of [pos, end). One
+ * VALUE per hit, then END. A key over 250 bytes replaces the whole reply
+ * with CLIENT_ERROR (memcached discards the values it had queued). gat and
+ * gats set the ttl of each hit to exptime. A key whose value is on the
+ * device (and the connection may wait: ss_mc_can_defer) is read
+ * asynchronously: from it on, the reply is a deferred slot of one fragment
+ * per key (ss_mc_defer.c), filled as reads complete, sent in key order.
+ */
+static int text_get_keys(struct ss_conn *c, const char *pos, const char *end,
+                         const struct ss_mc_get_mode *mode)
+{
+    size_t mark = c->out.len;
+    uint32_t nkeys = 0;
+    bool defer = ss_mc_can_defer(c) && keys_fit(pos, end, &nkeys);
+    struct ss_mc_slot *s = NULL;
+    uint32_t k = 0;
+
+    for (;; k++) {
         const char *key;
         size_t nkey;
         if (!ss_mc_next_key(&pos, end, &key, &nkey))
@@ -68,41 +136,27 @@ static void text_get_keys(struct ss_conn *c, const char *pos, const char *end,
         if (nkey > SS_KEY_MAX_LENGTH) {
             c->out.len = unsent_mark < mark ? unsent_mark : mark;
             ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
-            return;
+            return SS_EXEC_DONE;
         }
-        struct ss_item it;
-        ss_store_lock(t, key, nkey);
-        int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE);
-        if (rc == 0) {
-            out_value(c, key, nkey, &it, t->value, t->value_len, return_cas);
-            ss_mc_count_hit_tier(c, &it);
-            if (touch) {
-                /* `it` predates find's bump: carry the bump over. */
-                struct ss_item m = it;
-                m.exptime = exptime;
-                m.cas = 0;
-                m.bits |= SS_ITEM_FETCHED;
-                m.last_access = (uint32_t)ss_clock_unix_seconds();
-                ss_store_update_meta(t, key, nkey, &m);
-                ctr->cmd_touch++;
-                ctr->touch_hits++;
-            } else {
-                ctr->cmd_get++;
-                ctr->get_hits++;
-            }
-        } else {
-            ss_mc_count_miss(c, rc);
-            if (touch) {
-                ctr->cmd_touch++;
-                ctr->touch_misses++;
-            } else {
-                ctr->cmd_get++;
-                ctr->get_misses++;
-            }
+        if (s) { /* after the first deferred key, every key has its fragment */
+            ss_mc_slot_get_key(s, c, key, nkey);
+            continue;
         }
-        ss_store_unlock(t);
+        if (ss_mc_get_key(c, key, nkey, mode, defer ? SS_FIND_ASYNC : 0) != -EINPROGRESS)
+            continue;
+        s = ss_mc_slot_new(c, nkeys - k, mode);
+        if (!s) {
+            ss_mc_reply(c, "SERVER_ERROR out of memory", false);
+            return SS_EXEC_DONE; /* the read completes with nobody waiting */
+        }
+        ss_mc_slot_park_key(s, key, nkey, c->w->st.started);
     }
-    ss_mc_out(c, "END\r\n", 5);
+    if (!s) {
+        ss_mc_out(c, "END\r\n", 5);
+        return SS_EXEC_DONE;
+    }
+    ss_mc_slot_seal(c, s, "END\r\n");
+    return SS_EXEC_PENDING;
 }
 
 /* get/bget/gets [keys], gat/gats <exptime> [keys] */
@@ -122,8 +176,8 @@ int ss_mc_text_get(struct ss_conn *c, struct ss_mc_req *rq)
         exptime = ss_mc_exptime(e, ss_clock_unix_seconds());
         keys = rq->tok[1].p + rq->tok[1].len;
     }
-    text_get_keys(c, keys, rq->line + rq->len, cas, touch, exptime);
-    return SS_EXEC_DONE;
+    struct ss_mc_get_mode mode = {.cas = cas, .touch = touch, .exptime = exptime};
+    return text_get_keys(c, keys, rq->line + rq->len, &mode);
 }
 
 /*

@@ -57,7 +57,9 @@
 #define SS_UDP_BUDGET_SLOTS 4096u /* power of two */
 
 /* Tags of the fixed descriptors in a worker's epoll set (conns use a pointer). */
-enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV__TAG_MAX = 16 };
+enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_EV__TAG_MAX = 16 };
+/* Device reads one worker keeps in flight at most (its io_uring's size). */
+#define SS_WORKER_IO_DEPTH 256u
 
 #ifdef SS_DEBUG_CONN
 #include <stdio.h>

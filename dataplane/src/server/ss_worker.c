@@ -145,6 +145,14 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         atomic_store(&dp->running[worker_id], 0);
         return rc;
     }
+    /* Device hits complete through this worker's io_uring; without one (the
+     * kernel refuses it, or an SPDK device) lookups read synchronously. */
+    int iofd = ss_store_io_open(&w->st, SS_WORKER_IO_DEPTH);
+    if (iofd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = SS_EV_IO};
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, iofd, &ev) < 0)
+            ss_store_io_close(&w->st);
+    }
     if (dp->udp_fds[worker_id] >= 0) {
         rc = ss_udp_worker_init(w, dp->udp_fds[worker_id]);
         if (rc) {
@@ -164,6 +172,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         int px_wait = ss_px_worker_tick(w, now);
         if (px_wait >= 0 && px_wait < timeout)
             timeout = px_wait;
+        ss_store_io_submit(&w->st); /* the reads this turn started, in one call */
         int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
         if (nb_ev < 0) {
             if (errno == EINTR)
@@ -178,6 +187,8 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
                     loop_accept(&l);
                 else if (tag == SS_EV_UDP)
                     ss_udp_on_readable(w);
+                else if (tag == SS_EV_IO)
+                    ss_store_io_reap(&w->st);
                 else if (tag == SS_EV_WAKE) {
                     loop_drain_wakefd(w);
                     ss_balance_drain(w);

@@ -277,6 +277,24 @@ int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key,
     return 0;
 }
 
+/* Is rec the record of key that e points to, whole? 0 with t->value set, or -EBADMSG. */
+static int verify_record(struct ss_store_thread *t, const void *key, size_t nkey,
+                         const struct ss_index_entry *e, const char *rec)
+{
+    struct ss_record_hdr h;
+    memcpy(&h, rec, sizeof(h));
+    const char *rkey = rec + sizeof(h);
+    if (h.magic != SS_RECORD_MAGIC || h.seg_gen != e->seg_gen || h.nkey != nkey ||
+        h.nbytes != e->nbytes || memcmp(rkey, key, nkey) != 0)
+        return -EBADMSG;
+    struct iovec v = {.iov_base = (void *)(rkey + nkey), .iov_len = h.nbytes};
+    if (ss_record_crc(key, nkey, h.flags, h.nbytes, &v, 1) != h.crc)
+        return -EBADMSG;
+    t->value = rkey + nkey;
+    t->value_len = h.nbytes;
+    return 0;
+}
+
 int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
                 const struct ss_index_entry *e)
 {
@@ -324,18 +342,47 @@ int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
         t->ctr->device_reads++;
         t->ctr->device_read_bytes += to - from;
     }
-    struct ss_record_hdr h;
-    memcpy(&h, rec, sizeof(h));
-    const char *rkey = rec + sizeof(h);
-    if (h.magic != SS_RECORD_MAGIC || h.seg_gen != e->seg_gen || h.nkey != nkey ||
-        h.nbytes != e->nbytes || memcmp(rkey, key, nkey) != 0)
+    return verify_record(t, key, nkey, e, rec);
+}
+
+int ss_log_span(struct ss_store *st, size_t nkey, const struct ss_index_entry *e,
+                uint64_t *from, uint32_t *len, uint32_t *rec_off)
+{
+    struct ss_log *log = &st->log;
+    uint32_t size = ss_record_size(nkey, e->nbytes);
+    if (size > log->segment_bytes - e->offset)
         return -EBADMSG;
-    struct iovec v = {.iov_base = (void *)(rkey + nkey), .iov_len = h.nbytes};
-    if (ss_record_crc(key, nkey, h.flags, h.nbytes, &v, 1) != h.crc)
+    pthread_mutex_lock(&log->lock);
+    if (e->segment >= log->nsegments) {
+        pthread_mutex_unlock(&log->lock);
         return -EBADMSG;
-    t->value = rkey + nkey;
-    t->value_len = h.nbytes;
+    }
+    uint32_t gen = log->gens[e->segment];
+    int in_buffer = e->segment == log->head && e->offset + size <= log->write_off;
+    pthread_mutex_unlock(&log->lock);
+    if (gen != e->seg_gen)
+        return -ESTALE;
+    if (in_buffer)
+        return 1;
+    uint64_t at = seg_dev_off(log, e->segment) + e->offset;
+    uint64_t a = log_align(st);
+    *from = at & ~(a - 1);
+    *len = (uint32_t)(((at + size + a - 1) & ~(a - 1)) - *from);
+    *rec_off = (uint32_t)(at - *from);
     return 0;
+}
+
+int ss_log_verify(struct ss_store_thread *t, const void *key, size_t nkey,
+                  const struct ss_index_entry *e, const char *rec)
+{
+    struct ss_log *log = &t->store->log;
+    /* The read ran without the lock: the segment may have been reused since. */
+    pthread_mutex_lock(&log->lock);
+    uint32_t gen = e->segment < log->nsegments ? log->gens[e->segment] : 0;
+    pthread_mutex_unlock(&log->lock);
+    if (gen != e->seg_gen)
+        return -ESTALE;
+    return verify_record(t, key, nkey, e, rec);
 }
 
 int ss_log_dio_reserve(struct ss_store_thread *t, size_t len)

@@ -391,6 +391,7 @@ int ss_store_thread_init(struct ss_store_thread *t, struct ss_store *st, struct 
 
 void ss_store_thread_fini(struct ss_store_thread *t)
 {
+    ss_store_io_close(t);
     ss_index_reader_free(t->rtxn);
     t->rtxn = NULL;
     ss_buf_free(&t->scratch);
@@ -528,7 +529,9 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     entry_to_item(&e, it, SS_TIER_DEVICE);
     if (!(flags & SS_FIND_VALUE))
         return 0;
-    rc = ss_log_read(t, key, nkey, &e);
+    rc = ss_read_record(t, key, nkey, &e, (flags & SS_FIND_ASYNC) != 0);
+    if (rc == -EINPROGRESS)
+        return rc; /* nothing done yet: the caller looks again once it is read */
     if (rc) {
         /* A record that fails verification is never served: it was torn or
          * never reached the device (-EBADMSG), or its segment was reclaimed

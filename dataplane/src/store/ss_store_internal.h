@@ -6,6 +6,7 @@
  * Dependency order: a file calls only files below it, none calls back up.
  *
  *     ss_store.c     the public API, open/close, housekeeping
+ *     ss_read.c      asynchronous record reads (io_uring), used by lookups
  *     ss_sweep.c     background walks of the index: filter rebuild, purge
  *     ss_pending.c   group commit        ss_repair.c   verify, repair
  *     ss_hot.c       the DRAM tier (and ss_store_prefetch)
@@ -268,6 +269,15 @@ int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key,
  * -ESTALE (the segment was reclaimed since the entry was read). */
 int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
                 const struct ss_index_entry *e);
+/* Where the record e points to must be read from: the aligned span [*from,
+ * *from + *len), the record at *rec_off in it. 0; 1 when the record is in
+ * the open segment's buffer (ss_log_read copies it); -EBADMSG or -ESTALE. */
+int ss_log_span(struct ss_store *st, size_t nkey, const struct ss_index_entry *e,
+                uint64_t *from, uint32_t *len, uint32_t *rec_off);
+/* Verify a record read without the lock (its segment's generation again,
+ * then the record). 0 with t->value set, -ESTALE or -EBADMSG. */
+int ss_log_verify(struct ss_store_thread *t, const void *key, size_t nkey,
+                  const struct ss_index_entry *e, const char *rec);
 /* Make t->dio_buf (aligned to the device) hold at least len bytes. 0 or -ENOMEM. */
 int ss_log_dio_reserve(struct ss_store_thread *t, size_t len);
 /* Write the open segment's unwritten bytes if older than `age_ms`. */
@@ -276,5 +286,12 @@ int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms);
 int ss_log_resize(struct ss_store *st, struct ss_counters *ctr, uint64_t new_bytes, int shrink);
 uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
                        const struct iovec *iov, int niov);
+
+/* ss_read.c: the record of a lookup that must come from the device (lock
+ * held): from the read in t->use_read when it is this record's, else started
+ * asynchronously (-EINPROGRESS, t->started) when async, else read now.
+ * Returns as ss_log_read. */
+int ss_read_record(struct ss_store_thread *t, const void *key, size_t nkey,
+                   const struct ss_index_entry *e, bool async);
 
 #endif

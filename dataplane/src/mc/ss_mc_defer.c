@@ -1,0 +1,180 @@
+/*
+ * ss_mc_defer.c - replies that wait for device reads (asynchronous reads,
+ * ss_store.h): a get-like command's fragments, or an mg run again.
+ *
+ * A slot is a deferred reply of the server's (server/ss_reply.h) holding one
+ * fragment per key from the first key whose read had to wait. Keys answered
+ * at once are rendered into their fragment straight away; a parked key's
+ * fragment is rendered when its read completes, by running the key again
+ * with the read in hand (ss_store_read_use), so the counters, bumps and
+ * touches are exactly those of a synchronous lookup. An mg is one fragment
+ * whose request line is kept and run again the same way. The slot is sent
+ * once every fragment is done; a client that left meanwhile orphans it and
+ * it is freed when its last read completes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "ss_mc_internal.h"
+#include "server/ss_reply.h"
+#include "server/ss_worker.h"
+
+struct ss_mc_frag {
+    struct ss_mc_slot *slot;
+    struct ss_buf b;
+    uint8_t nkey;
+    char key[SS_KEY_MAX_LENGTH];
+};
+
+struct ss_mc_slot {
+    struct ss_reply r;          /* first: its place in the client's reply order */
+    struct ss_worker *w;
+    struct ss_mc_get_mode mode;
+    const char *trailer;
+    bool failed;                /* an append failed: the client is closed */
+    struct ss_buf line;         /* mg: the request, run again on completion */
+    uint32_t nfrags, used;
+    struct ss_mc_frag frags[];
+};
+
+bool ss_mc_can_defer(struct ss_conn *c)
+{
+    return c->transport == SS_TRANSPORT_TCP && c->w->st.io && !c->w->st.use_read;
+}
+
+static bool slot_render(struct ss_reply *r, struct ss_buf *out)
+{
+    struct ss_mc_slot *s = (struct ss_mc_slot *)r;
+    int rc = 0;
+    for (uint32_t i = 0; i < s->used; i++)
+        rc |= ss_buf_append(out, s->frags[i].b.data, s->frags[i].b.len);
+    if (s->trailer)
+        rc |= ss_buf_append_str(out, s->trailer);
+    return rc == 0 && !s->failed;
+}
+
+static void slot_release(struct ss_reply *r)
+{
+    struct ss_mc_slot *s = (struct ss_mc_slot *)r;
+    for (uint32_t i = 0; i < s->nfrags; i++)
+        ss_buf_free(&s->frags[i].b);
+    ss_buf_free(&s->line);
+    ss_buf_free(&s->r.after);
+    free(s);
+}
+
+static const struct ss_reply_ops mc_reply_ops = {slot_render, slot_release};
+
+struct ss_mc_slot *ss_mc_slot_new(struct ss_conn *c, uint32_t nfrags,
+                                  const struct ss_mc_get_mode *mode)
+{
+    struct ss_mc_slot *s = calloc(1, sizeof(*s) + (size_t)nfrags * sizeof(s->frags[0]));
+    if (!s)
+        return NULL;
+    s->w = c->w;
+    if (mode)
+        s->mode = *mode;
+    s->nfrags = nfrags;
+    for (uint32_t i = 0; i < nfrags; i++)
+        s->frags[i].slot = s;
+    s->r.pending = 1; /* held while the command is still being read */
+    if (ss_reply_push(c, &s->r, &mc_reply_ops)) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Run f's key again with the completed read, into f's fragment. */
+static void key_read_done(void *arg, struct ss_read *rd)
+{
+    struct ss_mc_frag *f = arg;
+    struct ss_mc_slot *s = f->slot;
+    struct ss_store_thread *t = &s->w->st;
+    struct ss_conn *c = s->r.c;
+    if (c) {
+        struct ss_buf keep = c->out;
+        c->out = f->b;
+        ss_store_read_use(t, rd);
+        ss_mc_get_key(c, f->key, f->nkey, &s->mode, 0);
+        ss_store_read_use(t, NULL);
+        f->b = c->out;
+        c->out = keep;
+        if (ss_mc_out_failed())
+            s->failed = true;
+    }
+    ss_store_read_release(t, rd);
+    ss_reply_complete(s->w, &s->r);
+}
+
+void ss_mc_slot_park_key(struct ss_mc_slot *s, const char *key, size_t nkey, struct ss_read *rd)
+{
+    struct ss_mc_frag *f = &s->frags[s->used++];
+    f->nkey = (uint8_t)nkey;
+    memcpy(f->key, key, nkey);
+    s->r.pending++;
+    ss_store_read_on_done(rd, key_read_done, f);
+}
+
+void ss_mc_slot_get_key(struct ss_mc_slot *s, struct ss_conn *c, const char *key, size_t nkey)
+{
+    struct ss_mc_frag *f = &s->frags[s->used];
+    struct ss_buf keep = c->out;
+    c->out = f->b;
+    int rc = ss_mc_get_key(c, key, nkey, &s->mode, SS_FIND_ASYNC);
+    f->b = c->out;
+    c->out = keep;
+    if (rc == -EINPROGRESS)
+        ss_mc_slot_park_key(s, key, nkey, c->w->st.started);
+    else
+        s->used++;
+}
+
+void ss_mc_slot_seal(struct ss_conn *c, struct ss_mc_slot *s, const char *trailer)
+{
+    s->trailer = trailer;
+    ss_reply_complete(c->w, &s->r); /* drop the hold */
+}
+
+/* The kept request, run again with the completed read, into the fragment. */
+static void request_read_done(void *arg, struct ss_read *rd)
+{
+    struct ss_mc_slot *s = arg;
+    struct ss_mc_frag *f = &s->frags[0];
+    struct ss_store_thread *t = &s->w->st;
+    struct ss_conn *c = s->r.c;
+    if (c) {
+        struct ss_mc_req rq;
+        ss_mc_req_parse(&rq, s->line.data, s->line.len, NULL, 0, s->line.len);
+        struct ss_buf keep = c->out;
+        c->out = f->b;
+        ss_store_read_use(t, rd);
+        ss_mc_execute(c, &rq);
+        ss_store_read_use(t, NULL);
+        f->b = c->out;
+        c->out = keep;
+        if (ss_mc_out_failed())
+            s->failed = true;
+    }
+    ss_store_read_release(t, rd);
+    ss_reply_complete(s->w, &s->r);
+}
+
+int ss_mc_defer_request(struct ss_conn *c, const struct ss_mc_req *rq, struct ss_read *rd)
+{
+    struct ss_mc_slot *s = ss_mc_slot_new(c, 1, NULL);
+    if (!s) {
+        ss_mc_reply(c, "SERVER_ERROR out of memory", false);
+        return SS_EXEC_DONE; /* the read completes with nobody waiting */
+    }
+    if (ss_buf_append(&s->line, rq->line, rq->len)) {
+        s->failed = true; /* queued already: it closes the client when its turn comes */
+        ss_mc_slot_seal(c, s, NULL);
+        return SS_EXEC_PENDING;
+    }
+    s->used = 1;
+    s->r.pending++;
+    ss_store_read_on_done(rd, request_read_done, s);
+    ss_mc_slot_seal(c, s, NULL);
+    return SS_EXEC_PENDING;
+}

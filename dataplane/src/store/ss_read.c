@@ -1,0 +1,306 @@
+/*
+ * ss_read.c - asynchronous reads of device records through io_uring, one ring
+ * per worker thread (see "Asynchronous reads" in ss_store.h).
+ *
+ * A lookup with SS_FIND_ASYNC whose record is on the device takes a struct
+ * ss_read from this thread's free list, prepares one read of the record's
+ * aligned span into the read's own aligned buffer (so O_DIRECT devices need
+ * no bounce) and returns; the worker submits all of its turn's reads with one
+ * io_uring_submit. The completion only records the result: the record is
+ * verified when the lookup runs again with ss_store_read_use, under the
+ * key's lock, exactly as a synchronous read is. A read never blocks the
+ * thread; when the ring is full or absent the lookup reads synchronously and
+ * says so in device_reads_sync_fallback.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "ss_store_internal.h"
+
+#define READ_IN_FLIGHT INT_MIN
+/* Read buffers are aligned to this at least (O_DIRECT wants the sector). */
+#define READ_BUF_ALIGN 4096u
+/* Free reads a thread keeps (with their buffers) for the next lookups. */
+#define READ_CACHE_MAX 256u
+
+struct ss_read {
+    struct ss_read *next;        /* free list, or the completed list */
+    struct ss_index_entry e;     /* the entry whose record is being read */
+    uint8_t nkey;
+    char key[SS_KEY_MAX_LENGTH];
+    char *buf;
+    size_t cap;
+    uint64_t from;               /* device offset of buf[0] */
+    uint32_t len;                /* bytes asked */
+    uint32_t rec_off;            /* the record's place in buf */
+    int res;                     /* bytes read, -errno, or READ_IN_FLIGHT */
+    ss_read_done_fn done;
+    void *arg;
+};
+
+struct ss_io {
+    struct io_uring ring;
+    int efd;                     /* completions make it readable */
+    int fd;                      /* the device's descriptor */
+    unsigned entries;
+    unsigned queued;             /* prepared since the last submit */
+    unsigned in_flight;          /* submitted or prepared, not reaped */
+    struct ss_read *free;
+    unsigned nfree;
+};
+
+int ss_store_io_open(struct ss_store_thread *t, unsigned entries)
+{
+    if (t->io)
+        return t->io->efd;
+    int fd = ss_device_file_fd(t->store->dev);
+    if (fd < 0)
+        return -EOPNOTSUPP; /* SPDK reads are polled by the SPDK device itself */
+    struct ss_io *io = calloc(1, sizeof(*io));
+    if (!io)
+        return -ENOMEM;
+    int rc = io_uring_queue_init(entries, &io->ring, 0);
+    if (rc < 0) {
+        free(io);
+        return rc; /* the kernel refuses io_uring (seccomp, a sysctl, too old) */
+    }
+    io->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (io->efd < 0 || io_uring_register_eventfd(&io->ring, io->efd) < 0) {
+        rc = io->efd < 0 ? -errno : -EIO;
+        if (io->efd >= 0)
+            close(io->efd);
+        io_uring_queue_exit(&io->ring);
+        free(io);
+        return rc;
+    }
+    io->fd = fd;
+    io->entries = entries;
+    t->io = io;
+    return io->efd;
+}
+
+static struct ss_read *read_get(struct ss_io *io, size_t need)
+{
+    struct ss_read *rd = io->free;
+    if (rd) {
+        io->free = rd->next;
+        io->nfree--;
+    } else {
+        rd = calloc(1, sizeof(*rd));
+        if (!rd)
+            return NULL;
+    }
+    if (rd->cap < need) {
+        size_t cap = (need + READ_BUF_ALIGN - 1) & ~(size_t)(READ_BUF_ALIGN - 1);
+        char *b = aligned_alloc(READ_BUF_ALIGN, cap);
+        if (!b) {
+            rd->next = io->free;
+            io->free = rd;
+            io->nfree++;
+            return NULL;
+        }
+        free(rd->buf);
+        rd->buf = b;
+        rd->cap = cap;
+    }
+    rd->next = NULL;
+    rd->done = NULL;
+    rd->arg = NULL;
+    return rd;
+}
+
+static void read_put(struct ss_io *io, struct ss_read *rd)
+{
+    if (io->nfree >= READ_CACHE_MAX || rd->cap > (1u << 20)) {
+        free(rd->buf);
+        free(rd);
+        return;
+    }
+    rd->next = io->free;
+    io->free = rd;
+    io->nfree++;
+}
+
+/* Prepare the read of e's record; 0 (t->started), or -EAGAIN to read it now. */
+static int read_start(struct ss_store_thread *t, const void *key, size_t nkey,
+                      const struct ss_index_entry *e)
+{
+    struct ss_io *io = t->io;
+    uint64_t from;
+    uint32_t len, rec_off;
+    if (ss_log_span(t->store, nkey, e, &from, &len, &rec_off) != 0)
+        return -EAGAIN; /* in the open segment, or stale: the synchronous path says */
+    if (io->in_flight >= io->entries)
+        return -EAGAIN;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
+    if (!sqe)
+        return -EAGAIN;
+    struct ss_read *rd = read_get(io, len);
+    if (!rd) {
+        /* An SQE taken cannot be handed back: make it a no-op. */
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data(sqe, NULL);
+        io->queued++;
+        io->in_flight++;
+        return -EAGAIN;
+    }
+    rd->e = *e;
+    rd->nkey = (uint8_t)nkey;
+    memcpy(rd->key, key, nkey);
+    rd->from = from;
+    rd->len = len;
+    rd->rec_off = rec_off;
+    rd->res = READ_IN_FLIGHT;
+    io_uring_prep_read(sqe, io->fd, rd->buf, len, from);
+    io_uring_sqe_set_data(sqe, rd);
+    io->queued++;
+    io->in_flight++;
+    t->ctr->device_reads_in_flight++;
+    t->started = rd;
+    return 0;
+}
+
+/* Does rd hold the record of key that e points to? */
+static bool read_matches(const struct ss_read *rd, const void *key, size_t nkey,
+                         const struct ss_index_entry *e)
+{
+    return rd->nkey == nkey && memcmp(rd->key, key, nkey) == 0 &&
+           rd->e.segment == e->segment && rd->e.offset == e->offset &&
+           rd->e.seg_gen == e->seg_gen && rd->e.nbytes == e->nbytes;
+}
+
+int ss_read_record(struct ss_store_thread *t, const void *key, size_t nkey,
+                   const struct ss_index_entry *e, bool async)
+{
+    struct ss_read *rd = t->use_read;
+    if (rd && rd->res != READ_IN_FLIGHT && read_matches(rd, key, nkey, e)) {
+        if (rd->res < 0 || (uint32_t)rd->res < rd->len) {
+            /* A failed or short read (a truncated or detached device). */
+            t->ctr->errors_device++;
+            return -EIO;
+        }
+        t->ctr->device_reads++;
+        t->ctr->device_reads_async++;
+        t->ctr->device_read_bytes += rd->len;
+        return ss_log_verify(t, key, nkey, e, rd->buf + rd->rec_off);
+    }
+    if (async) {
+        if (t->io && read_start(t, key, nkey, e) == 0)
+            return -EINPROGRESS;
+        t->ctr->device_reads_sync_fallback++;
+    }
+    return ss_log_read(t, key, nkey, e);
+}
+
+void ss_store_read_on_done(struct ss_read *rd, ss_read_done_fn done, void *arg)
+{
+    rd->done = done;
+    rd->arg = arg;
+}
+
+unsigned ss_store_io_submit(struct ss_store_thread *t)
+{
+    struct ss_io *io = t->io;
+    if (!io)
+        return 0;
+    if (io->queued) {
+        int n = io_uring_submit(&io->ring);
+        if (n > 0)
+            io->queued -= (unsigned)n < io->queued ? (unsigned)n : io->queued;
+    }
+    return io->in_flight;
+}
+
+void ss_store_io_reap(struct ss_store_thread *t)
+{
+    struct ss_io *io = t->io;
+    if (!io)
+        return;
+    uint64_t v;
+    while (read(io->efd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+        ;
+    /* Collect first, then call back: a callback may start new reads. */
+    struct ss_read *done = NULL, **tail = &done;
+    struct io_uring_cqe *cqe;
+    while (io_uring_peek_cqe(&io->ring, &cqe) == 0) {
+        struct ss_read *rd = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&io->ring, cqe);
+        io->in_flight--;
+        if (!rd)
+            continue;
+        t->ctr->device_reads_in_flight--;
+        rd->res = res;
+        *tail = rd;
+        tail = &rd->next;
+    }
+    while (done) {
+        struct ss_read *rd = done;
+        done = rd->next;
+        rd->next = NULL;
+        if (rd->done)
+            rd->done(rd->arg, rd);
+        else
+            read_put(io, rd); /* nobody waits for it */
+    }
+}
+
+void ss_store_read_use(struct ss_store_thread *t, struct ss_read *rd)
+{
+    t->use_read = rd;
+}
+
+void ss_store_read_release(struct ss_store_thread *t, struct ss_read *rd)
+{
+    if (t->use_read == rd)
+        t->use_read = NULL;
+    if (t->started == rd)
+        t->started = NULL;
+    if (t->io)
+        read_put(t->io, rd);
+    else {
+        free(rd->buf);
+        free(rd);
+    }
+}
+
+void ss_store_io_close(struct ss_store_thread *t)
+{
+    struct ss_io *io = t->io;
+    if (!io)
+        return;
+    /* Buffers of reads in flight belong to the kernel until they complete. */
+    ss_store_io_submit(t);
+    while (io->in_flight) {
+        struct io_uring_cqe *cqe;
+        if (io_uring_wait_cqe(&io->ring, &cqe) < 0)
+            break;
+        struct ss_read *rd = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&io->ring, cqe);
+        io->in_flight--;
+        if (!rd)
+            continue;
+        t->ctr->device_reads_in_flight--;
+        rd->res = res;
+        if (rd->done)
+            rd->done(rd->arg, rd); /* the owner lets go of it (its client is gone) */
+        else
+            read_put(io, rd);
+    }
+    while (io->free) {
+        struct ss_read *rd = io->free;
+        io->free = rd->next;
+        free(rd->buf);
+        free(rd);
+    }
+    io_uring_queue_exit(&io->ring);
+    close(io->efd);
+    free(io);
+    t->io = NULL;
+}
