@@ -33,6 +33,9 @@ struct ss_device_ops {
     /* Make completed writes durable. Returns 0 or -errno. */
     int (*sync)(struct ss_device *dev);
     void (*close)(struct ss_device *dev);
+    /* Appended (asynchronous reads): read only if that cannot block (the
+     * bytes are in the page cache): 0, -EAGAIN, or -errno. NULL: never. */
+    int (*read_nowait)(struct ss_device *dev, uint64_t off, void *buf, size_t len);
 };
 
 struct ss_device {

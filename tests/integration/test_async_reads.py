@@ -1,8 +1,9 @@
 """Device hits through asynchronous reads (io_uring), seen from clients.
 
-The appliance runs with a small or no DRAM tier and 1 MiB segments, so most
-items live only on the device and a get waits for a read that completes in
-the worker's io_uring. Pipelined gets, multi-gets and mg must still reply in
+The appliance runs with a small or no DRAM tier and 1 MiB segments on a
+device opened O_DIRECT (so no read comes from the page cache), so most items
+live only on the device and a get waits for a read that completes in the
+worker's io_uring. Pipelined gets, multi-gets and mg must still reply in
 request order with the right values, the `stats` must show that the reads
 went through the ring, and clients that leave with reads in flight must
 leave nothing behind (the appliance keeps serving, nothing stays in flight,
@@ -22,6 +23,8 @@ from pathlib import Path
 from .conftest import ApplianceFactory
 from .helpers.mcproto import RawConn
 from .helpers.procs import Server
+from .test_direct_io import _config as direct_config
+from .test_direct_io import device_dir  # noqa: F401  (a fixture: a directory taking O_DIRECT)
 
 MIB = 1024 * 1024
 NKEYS = 600
@@ -46,9 +49,11 @@ def _stats(c: RawConn) -> dict[bytes, int]:
             out[name] = int(value)
 
 
-def _start(appliance_factory: ApplianceFactory, hot_tier: str) -> Server:
-    return appliance_factory(hot_tier=hot_tier, segment_size="1MiB",
-                             memcached__item_size_max="512KiB")
+def _start(appliance_factory: ApplianceFactory, tmp_path: Path, device: Path,
+           hot_tier: str) -> Server:
+    return appliance_factory(direct_config(tmp_path, device, hot_tier=hot_tier,
+                                           segment_size="1MiB",
+                                           memcached__item_size_max="512KiB"))
 
 
 def _load(c: RawConn, nkeys: int = NKEYS) -> None:
@@ -75,8 +80,8 @@ def _read_value(c: RawConn, key: bytes) -> bytes | None:
 
 
 def test_pipelined_gets_reply_in_order_from_the_device(
-        appliance_factory: ApplianceFactory) -> None:
-    srv = _start(appliance_factory, hot_tier="0")
+        tmp_path: Path, device_dir: Path, appliance_factory: ApplianceFactory) -> None:
+    srv = _start(appliance_factory, tmp_path, device_dir / "store.dat", hot_tier="0")
     rng = random.Random(11)
     with RawConn(srv.addr, timeout=30) as c:
         _load(c)
@@ -93,11 +98,12 @@ def test_pipelined_gets_reply_in_order_from_the_device(
     assert after[b"device_reads_in_flight"] == 0
 
 
-def test_multiget_and_mg_mix_tiers_in_order(appliance_factory: ApplianceFactory) -> None:
+def test_multiget_and_mg_mix_tiers_in_order(tmp_path: Path, device_dir: Path,
+                                            appliance_factory: ApplianceFactory) -> None:
     # 16 MiB of DRAM holds about the 3,500 most recent of 6,000 items: the
     # older ones are on the device only.
     nkeys = 6000
-    srv = _start(appliance_factory, hot_tier="16MiB")
+    srv = _start(appliance_factory, tmp_path, device_dir / "store.dat", hot_tier="16MiB")
     rng = random.Random(12)
     with RawConn(srv.addr, timeout=30) as c:
         _load(c, nkeys)
@@ -125,8 +131,9 @@ def test_multiget_and_mg_mix_tiers_in_order(appliance_factory: ApplianceFactory)
     assert after[b"device_reads_async"] > before[b"device_reads_async"], "no async read"
 
 
-def test_clients_leaving_with_reads_in_flight(appliance_factory: ApplianceFactory) -> None:
-    srv = _start(appliance_factory, hot_tier="0")
+def test_clients_leaving_with_reads_in_flight(tmp_path: Path, device_dir: Path,
+                                             appliance_factory: ApplianceFactory) -> None:
+    srv = _start(appliance_factory, tmp_path, device_dir / "store.dat", hot_tier="0")
     with RawConn(srv.addr, timeout=30) as c:
         _load(c)
     for n in range(30):
@@ -145,12 +152,12 @@ def test_clients_leaving_with_reads_in_flight(appliance_factory: ApplianceFactor
             time.sleep(0.05)
 
 
-def test_a_damaged_device_is_never_served(tmp_path: Path,
+def test_a_damaged_device_is_never_served(tmp_path: Path, device_dir: Path,
                                          appliance_factory: ApplianceFactory) -> None:
     """Zeroed and missing bytes under the running appliance: misses, counted, never
     a wrong value, and the appliance keeps serving."""
-    srv = _start(appliance_factory, hot_tier="0")
-    device = tmp_path / "var" / "store.dat"
+    device = device_dir / "store.dat"
+    srv = _start(appliance_factory, tmp_path, device, hot_tier="0")
     with RawConn(srv.addr, timeout=30) as c:
         _load(c)
         before = _stats(c)

@@ -298,6 +298,12 @@ static int verify_record(struct ss_store_thread *t, const void *key, size_t nkey
 int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
                 const struct ss_index_entry *e)
 {
+    return ss_log_read_mode(t, key, nkey, e, false);
+}
+
+int ss_log_read_mode(struct ss_store_thread *t, const void *key, size_t nkey,
+                     const struct ss_index_entry *e, bool nowait)
+{
     struct ss_store *st = t->store;
     struct ss_log *log = &st->log;
     uint32_t size = ss_record_size(nkey, e->nbytes);
@@ -334,7 +340,15 @@ int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
             dst = t->dio_buf;
             rec = dst + (at - from);
         }
-        rc = st->dev->ops->read(st->dev, from, dst, (size_t)(to - from));
+        if (nowait) {
+            rc = st->dev->ops->read_nowait
+                     ? st->dev->ops->read_nowait(st->dev, from, dst, (size_t)(to - from))
+                     : -EAGAIN;
+            if (rc == -EAGAIN)
+                return rc; /* it would wait: the caller reads asynchronously */
+        } else {
+            rc = st->dev->ops->read(st->dev, from, dst, (size_t)(to - from));
+        }
         if (rc) {
             t->ctr->errors_device++;
             return -EIO;

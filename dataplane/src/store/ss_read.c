@@ -10,7 +10,8 @@
  * verified when the lookup runs again with ss_store_read_use, under the
  * key's lock, exactly as a synchronous read is. A read never blocks the
  * thread; when the ring is full or absent the lookup reads synchronously and
- * says so in device_reads_sync_fallback.
+ * says so in device_reads_sync_fallback. A buffered file is first read with
+ * RWF_NOWAIT: what the page cache holds is served at once, without the ring.
  */
 #include <errno.h>
 #include <limits.h>
@@ -190,8 +191,15 @@ int ss_read_record(struct ss_store_thread *t, const void *key, size_t nkey,
         return ss_log_verify(t, key, nkey, e, rd->buf + rd->rec_off);
     }
     if (async) {
-        if (t->io && read_start(t, key, nkey, e) == 0)
-            return -EINPROGRESS;
+        if (t->io) {
+            /* From the page cache at once when it is there: cheaper than a
+             * trip through the ring, and it cannot block. */
+            int rc = ss_log_read_mode(t, key, nkey, e, true);
+            if (rc != -EAGAIN)
+                return rc;
+            if (read_start(t, key, nkey, e) == 0)
+                return -EINPROGRESS;
+        }
         t->ctr->device_reads_sync_fallback++;
     }
     return ss_log_read(t, key, nkey, e);

@@ -269,6 +269,9 @@ int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key,
  * -ESTALE (the segment was reclaimed since the entry was read). */
 int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
                 const struct ss_index_entry *e);
+/* The same; with nowait, -EAGAIN instead of a device read that could block. */
+int ss_log_read_mode(struct ss_store_thread *t, const void *key, size_t nkey,
+                     const struct ss_index_entry *e, bool nowait);
 /* Where the record e points to must be read from: the aligned span [*from,
  * *from + *len), the record at *rec_off in it. 0; 1 when the record is in
  * the open segment's buffer (ss_log_read copies it); -EBADMSG or -ESTALE. */
