@@ -211,8 +211,12 @@ int ss_store_io_open(struct ss_store_thread *t, unsigned entries);
 void ss_store_read_on_done(struct ss_read *rd, ss_read_done_fn done, void *arg);
 /* Submit the reads started since the last call; the count in flight. */
 unsigned ss_store_io_submit(struct ss_store_thread *t);
-/* Call the callbacks of completed reads (no lock held). */
+/* Call the callbacks of completed reads (no lock held), after draining the
+ * eventfd: for a thread that waits in epoll. */
 void ss_store_io_reap(struct ss_store_thread *t);
+/* The same for a thread that polls (a switch lcore): at most max
+ * completions, the eventfd left alone (no system call). Returns how many. */
+unsigned ss_store_io_poll(struct ss_store_thread *t, unsigned max);
 void ss_store_read_use(struct ss_store_thread *t, struct ss_read *rd);
 void ss_store_read_release(struct ss_store_thread *t, struct ss_read *rd);
 /* Wait for the reads still in flight (their callbacks run) and close the

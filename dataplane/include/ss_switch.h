@@ -108,6 +108,8 @@ enum ss_sw_verdict {
     X(mc_reply_cache_hits)  /* gets answered from the lcore's reply cache */        \
     X(mc_reply_cache_fills)                                                        \
     X(mc_reply_cache_stale) /* an entry a write or flush made invalid */           \
+    X(mc_parked)         /* gets parked while their value is read from the device */ \
+    X(mc_park_full)      /* device hits read at once: every park slot was taken */  \
     X(alloc_failed)                                                                \
     X(rate_limited)
 

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from .helpers.netns import CLIENT, VIP, Lab, can_run, tcp_command, udp_request
+from .test_direct_io import device_dir  # noqa: F401  (a fixture: a directory taking O_DIRECT)
 from .helpers.procs import Server, start_appliance, tail
 
 pytestmark = [pytest.mark.netns, pytest.mark.dpdk]
@@ -44,16 +45,22 @@ def _require() -> None:
         pytest.fail(f"switch-mode tests {why}; CI runs them as root after `make deps`")
 
 
-def switch_config(tmp: Path, lab: Lab, rewrite: str, **dpdk: Any) -> Path:
+def switch_config(tmp: Path, lab: Lab, rewrite: str, storage: dict[str, Any] | None = None,
+                  **dpdk: Any) -> Path:
     var = tmp / "var"
+    storage = storage or {}
+    device: dict[str, Any] = {"name": "local", "kind": "file",
+                              "path": str(storage.get("device", var / "store.dat")),
+                              "size": "64MiB"}
+    if storage.get("direct_io"):
+        device["direct_io"] = True
     cfg: dict[str, Any] = {
         "memcached": {"listen": VIP, "tcp_port": MC, "udp_port": MC, "workers": 1},
         "storage": {
-            "dir": str(var), "hot_tier": "8MiB",
-            "devices": [{"name": "local", "kind": "file", "path": str(var / "store.dat"),
-                         "size": "64MiB"}],
+            "dir": str(var), "hot_tier": storage.get("hot_tier", "8MiB"),
+            "devices": [device],
             "pools": [{"name": "items", "device": "local", "size": "100%",
-                       "segment_size": "4MiB"}],
+                       "segment_size": storage.get("segment_size", "4MiB")}],
         },
         "backends": [{"name": f"b{i}", "host": a, "port": MC}
                      for i, a in enumerate(lab.backends)],
@@ -110,7 +117,8 @@ def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     apps: list[Server] = []
     rigs: list[Rig] = []
 
-    def make(rewrite: str = "l3", dsr: bool = False, **dpdk: Any) -> Rig:
+    def make(rewrite: str = "l3", dsr: bool = False, storage: dict[str, Any] | None = None,
+             **dpdk: Any) -> Rig:
         lab = Lab(tmp_path, dsr=dsr)
         labs.append(lab)
         if dsr:
@@ -119,7 +127,7 @@ def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
             # mode their MACs are configured, as LVS-DR directors do.
             dpdk.setdefault("backend_macs", {a: lab.mac(f"b{i}")
                                              for i, a in enumerate(lab.backends)})
-        cfg = switch_config(tmp_path, lab, rewrite, **dpdk)
+        cfg = switch_config(tmp_path, lab, rewrite, storage, **dpdk)
         app = start_appliance(cfg, tmp_path / "appliance.log", timeout=60,
                               prefix=lab.prefix("ap"))
         apps.append(app)
@@ -453,3 +461,30 @@ def test_two_lcores_answer_hits_and_forward_misses(rig: Callable[..., Rig]) -> N
     c = r.counters()
     assert c["mc_hits"] >= 3 * len(socks) + len(socks), c
     assert c["mc_forwarded_gets"] >= 4, c
+
+
+def test_device_hits_are_parked_and_answered_by_the_lcore(rig: Callable[..., Rig],
+                                                          device_dir: Path) -> None:
+    """Items only on an O_DIRECT device (no DRAM tier): a get of one is parked
+    while its read is in flight, then answered by the lcore from the read with
+    the right value, from the service address."""
+    r = rig("l3", storage={"hot_tier": "0", "direct_io": True, "segment_size": "2MiB",
+                           "device": device_dir / "switch.dat"})
+    values = {b"sw:dev:%d" % i: (b"<%d>" % i) * 100 for i in range(40)}
+    for key, value in values.items():
+        assert r.tcp(VIP, b"set %s 0 0 %d\r\n%s\r\n" % (key, len(value), value)) == b"STORED\r\n"
+    # Roll the open segment past them, so their records are read from the device
+    # (fillers under routing.admission_max_bytes, so they are kept locally too).
+    filler = b"f" * 200_000
+    for j in range(15):
+        assert r.tcp(VIP, b"set sw:fill:%d 0 0 %d\r\n%s\r\n" % (j, len(filler), filler)) \
+            == b"STORED\r\n"
+    time.sleep(1.0)  # > flush_interval
+    before = r.counters(wait=0.6)
+    for key, value in values.items():
+        reply, src = r.get(b"get %s\r\n" % key)
+        assert _value(reply) == value, key
+        assert src == (VIP, MC)
+    c = r.counters()
+    assert c["mc_parked"] - before.get("mc_parked", 0) >= len(values) // 2, c
+    assert c["mc_hits"] - before["mc_hits"] >= len(values), c

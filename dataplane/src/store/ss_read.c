@@ -224,18 +224,15 @@ unsigned ss_store_io_submit(struct ss_store_thread *t)
     return io->in_flight;
 }
 
-void ss_store_io_reap(struct ss_store_thread *t)
+/* Up to max completions: collect, then call back (a callback may start reads). */
+static unsigned reap(struct ss_store_thread *t, unsigned max)
 {
     struct ss_io *io = t->io;
-    if (!io)
-        return;
-    uint64_t v;
-    while (read(io->efd, &v, sizeof(v)) == (ssize_t)sizeof(v))
-        ;
-    /* Collect first, then call back: a callback may start new reads. */
+    unsigned n = 0;
     struct ss_read *done = NULL, **tail = &done;
     struct io_uring_cqe *cqe;
-    while (io_uring_peek_cqe(&io->ring, &cqe) == 0) {
+    while (n < max && io_uring_peek_cqe(&io->ring, &cqe) == 0) {
+        n++;
         struct ss_read *rd = io_uring_cqe_get_data(cqe);
         int res = cqe->res;
         io_uring_cqe_seen(&io->ring, cqe);
@@ -256,6 +253,23 @@ void ss_store_io_reap(struct ss_store_thread *t)
         else
             read_put(io, rd); /* nobody waits for it */
     }
+    return n;
+}
+
+void ss_store_io_reap(struct ss_store_thread *t)
+{
+    struct ss_io *io = t->io;
+    if (!io)
+        return;
+    uint64_t v;
+    while (read(io->efd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+        ;
+    reap(t, UINT_MAX);
+}
+
+unsigned ss_store_io_poll(struct ss_store_thread *t, unsigned max)
+{
+    return t->io ? reap(t, max) : 0;
 }
 
 void ss_store_read_use(struct ss_store_thread *t, struct ss_read *rd)

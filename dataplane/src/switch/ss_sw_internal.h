@@ -41,6 +41,11 @@
 #define SW_MC_PAYLOAD (SW_MC_DATAGRAM - SW_MC_HDR)
 #define SW_L2L4 (sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + \
                  sizeof(struct rte_udp_hdr))
+/* Gets one lcore keeps parked for device reads (its io_uring's size). */
+#define SW_PARK_MAX 256u
+/* Completions an lcore takes per loop turn (its kernel queue's room). */
+#define SW_PARK_REAP SW_BURST
+
 /* Keys per get the fast path handles; longer lines go to the kernel. */
 #define SW_MC_KEYS_MAX 32
 
@@ -140,6 +145,9 @@ struct sw_lcore {
     struct sw_rc_entry *rc;        /* reply cache; NULL = off */
     uint32_t rc_mask;
     int64_t now_s;                 /* unix seconds, read once per burst */
+    struct sw_parked *parked;      /* SW_PARK_MAX slots (ss_sw_mc.c) */
+    struct sw_parked *park_free;
+    uint32_t nparked;
     int id;
     _Atomic int running;
 } __attribute__((aligned(64)));
@@ -176,6 +184,13 @@ int sw_rules_install(struct ss_switch *sw, const struct ss_switch_settings *s, c
 
 /* ss_sw_mc.c: memcached-cache */
 enum ss_sw_verdict sw_fn_mc_cache(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);
+/* Device hits: the lcore's io_uring and its park of gets waiting for reads.
+ * init: 0 (or no ring: device hits are read at once); poll once per loop
+ * turn; fini after the loop (reads still in flight complete, their packets
+ * are freed). */
+int sw_park_init(struct ss_switch *sw, struct sw_lcore *lc);
+void sw_park_poll(struct ss_switch *sw, struct sw_lcore *lc);
+void sw_park_fini(struct sw_lcore *lc);
 /* ss_sw_route.c: memcached-route */
 enum ss_sw_verdict sw_fn_mc_route(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p);
 void sw_route_adopt(struct ss_switch *sw, struct sw_lcore *lc);

@@ -8,10 +8,20 @@
  * the same formatting the socket path uses. The request's command line is
  * copied aside first, since the reply overwrites it; a miss (in proxy mode)
  * puts it back and passes the packet on to memcached-route.
+ *
+ * A one-key get whose value is on the device does not stall the lcore: the
+ * read is started through the lcore's io_uring and the packet is parked
+ * with its parse state (SW_PARK_MAX at most; beyond that the read is done at
+ * once, counted in mc_park_full). The lcore goes on polling its port; when
+ * the read completes the get runs again with the read in hand and the reply
+ * is built into the parked mbuf and sent, or, if it no longer hits, the
+ * packet goes to the kernel path, which answers it as a socket request.
  */
+#include <errno.h>
 #include <string.h>
 
 #include <rte_byteorder.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 
 #include "common/ss_hash.h"
@@ -189,6 +199,16 @@ static void count_one_hit(struct sw_lcore *lc)
     lc->ctr[SW_C_mc_reply_datagrams]++;
 }
 
+struct sw_parked {
+    struct sw_parked *next;   /* free list */
+    struct ss_switch *sw;
+    struct sw_lcore *lc;
+    struct sw_pkt p;          /* the packet, its headers and parsed command */
+};
+
+static void sw_park(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p,
+                    struct ss_read *rd);
+
 /*
  * A get or gets of one key, the common case, without the general writer:
  * first the lcore's reply cache (get only, no lock); then the store, where
@@ -226,8 +246,18 @@ static enum ss_sw_verdict mc_cache_one(struct ss_switch *sw, struct sw_lcore *lc
 
     struct ss_item it;
     char hdr[SS_MC_VALUE_HDR_MAX];
+    bool park = t->io && !t->use_read;
+    if (park && lc->nparked >= SW_PARK_MAX) {
+        park = false;
+        lc->ctr[SW_C_mc_park_full]++;
+    }
     ss_store_lock_hash(t, khash);
-    int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE);
+    int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE | (park ? SS_FIND_ASYNC : 0));
+    if (rc == -EINPROGRESS) {
+        ss_store_unlock(t);
+        sw_park(sw, lc, p, t->started);
+        return SS_SW_V_DONE; /* the lcore's until the read completes */
+    }
     if (rc != 0 || (with_cas && (it.bits & SS_MC_ITEM_CAS_UNKNOWN))) {
         ss_store_unlock(t);
         return lc->route.active ? SS_SW_V_NEXT : SS_SW_V__COUNT;
@@ -253,6 +283,83 @@ static enum ss_sw_verdict mc_cache_one(struct ss_switch *sw, struct sw_lcore *lc
     count_one_hit(lc);
     sw_tx_port(sw, lc, m);
     return SS_SW_V_DONE;
+}
+
+/* A parked get's read completed: answer it from the read, or hand it on. */
+static void park_done(void *arg, struct ss_read *rd)
+{
+    struct sw_parked *pk = arg;
+    struct sw_lcore *lc = pk->lc;
+    struct ss_store_thread *t = &lc->st;
+    struct rte_mbuf *m = pk->p.m;
+    enum ss_sw_verdict v = SS_SW_V_DROP;
+    if (!atomic_load_explicit(&pk->sw->stopping, memory_order_relaxed)) {
+        ss_store_read_use(t, rd);
+        v = mc_cache_one(pk->sw, lc, &pk->p);
+        ss_store_read_use(t, NULL);
+    }
+    ss_store_read_release(t, rd);
+    if (v != SS_SW_V_DONE) {
+        /* No longer a hit of one datagram (or stopping): the kernel path
+         * answers it as a socket request would be answered. */
+        if (v != SS_SW_V_DROP && lc->nb_tx_kernel < SW_BURST) {
+            lc->tx_kernel[lc->nb_tx_kernel++] = m;
+        } else {
+            lc->ctr[SW_C_kernel_dropped]++;
+            rte_pktmbuf_free(m);
+        }
+    }
+    pk->next = lc->park_free;
+    lc->park_free = pk;
+    lc->nparked--;
+}
+
+static void sw_park(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p,
+                    struct ss_read *rd)
+{
+    struct sw_parked *pk = lc->park_free; /* one per ring entry: never NULL here */
+    lc->park_free = pk->next;
+    lc->nparked++;
+    pk->sw = sw;
+    pk->lc = lc;
+    pk->p = *p;
+    pk->p.rc_entry = NULL; /* probed for this burst only */
+    lc->ctr[SW_C_mc_parked]++;
+    ss_store_read_on_done(rd, park_done, pk);
+}
+
+int sw_park_init(struct ss_switch *sw, struct sw_lcore *lc)
+{
+    (void)sw;
+    lc->parked = rte_zmalloc("ss_sw_park", SW_PARK_MAX * sizeof(*lc->parked), 0);
+    if (!lc->parked)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < SW_PARK_MAX; i++) {
+        lc->parked[i].next = lc->park_free;
+        lc->park_free = &lc->parked[i];
+    }
+    /* No ring (an SPDK device, or the kernel refuses io_uring): device hits
+     * are read at once, as before. */
+    (void)ss_store_io_open(&lc->st, SW_PARK_MAX);
+    return 0;
+}
+
+void sw_park_poll(struct ss_switch *sw, struct sw_lcore *lc)
+{
+    (void)sw;
+    if (!lc->st.io)
+        return;
+    ss_store_io_submit(&lc->st);
+    if (lc->nparked)
+        ss_store_io_poll(&lc->st, SW_PARK_REAP);
+}
+
+void sw_park_fini(struct sw_lcore *lc)
+{
+    ss_store_io_close(&lc->st); /* waits for reads in flight; park_done frees them */
+    rte_free(lc->parked);
+    lc->parked = lc->park_free = NULL;
+    lc->nparked = 0;
 }
 
 /*

@@ -311,6 +311,11 @@ int ss_switch_run(struct ss_switch *sw, int lcore)
         return -(rte_errno ? rte_errno : EINVAL);
     }
     rc = ss_store_thread_init(&lc->st, ss_dataplane_store(sw->dp), &lc->store_ctr);
+    if (rc == 0) {
+        rc = sw_park_init(sw, lc);
+        if (rc < 0)
+            ss_store_thread_fini(&lc->st);
+    }
     if (rc < 0) {
         rte_thread_unregister();
         atomic_store(&lc->running, 0);
@@ -326,14 +331,19 @@ int ss_switch_run(struct ss_switch *sw, int lcore)
         lc->now_s = ss_clock_unix_seconds();
         uint16_t n = sw_rx_network(sw, lc);
         flush(sw, lc);
+        /* Device reads started by this burst go out; completed ones are
+         * answered (their replies leave with the next flush). */
+        sw_park_poll(sw, lc);
         n += sw_rx_kernel(sw, lc);
-        if (n) {
+        if (n || lc->nparked) {
             idle = 0;
         } else if (++idle >= SW_IDLE_SPINS) {
             struct timespec ts = {0, SW_IDLE_NAP_NS};
             nanosleep(&ts, NULL);
         }
     }
+    sw_park_fini(lc);
+    flush(sw, lc);
     ss_store_thread_fini(&lc->st);
     sw_route_free(&lc->route);
     rte_thread_unregister();
