@@ -50,6 +50,7 @@ import yaml
 
 
 # bench/ holds scripts, not a package: Python puts the script's folder first on sys.path.
+import device as device_bench  # noqa: E402  (bench/device.py: fio on the same file)
 import run as core  # noqa: E402  (bench/run.py: servers, load generator, helpers)
 BenchError = core.BenchError
 
@@ -60,6 +61,7 @@ CLIENT_MAC = "02:53:53:00:00:02"
 BACKEND_MAC = "02:53:53:00:00:03"
 KEY_LEN = 16          # the issue's key size
 VALUE_LEN = 32
+SW_PARK_DEPTH = 256   # SW_PARK_MAX: gets one lcore keeps parked for device reads
 FRAMES = 4096         # frames in each pcap; net_pcap keeps them all in mbufs
 MBUFS = 32767         # the pool: the pcap's copies, RX/TX rings, replies in flight
 TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
@@ -194,8 +196,13 @@ def _free_udp_port() -> int:
 
 # ----------------------------------------------------------- smartswitch ---
 
-def appliance_config(tmp: Path, pcap: Path, udp_port: int, backend_port: int) -> Path:
-    """Switch mode over net_pcap (no exception path), one lcore, one back end."""
+def appliance_config(tmp: Path, pcap: Path, udp_port: int, backend_port: int,
+                     device: Path | None = None) -> Path:
+    """Switch mode over net_pcap (no exception path), one lcore, one back end.
+
+    With device: the items on that file, opened O_DIRECT, with no DRAM tier
+    and no reply cache, so every hit is a read of the device.
+    """
     var = tmp / "var"
     cfg: dict[str, Any] = {
         "memcached": {"listen": "0.0.0.0", "tcp_port": 0, "udp_port": udp_port,
@@ -216,6 +223,10 @@ def appliance_config(tmp: Path, pcap: Path, udp_port: int, backend_port: int) ->
             "rewrite": "l3", "exception": None, "mbufs": MBUFS,
             "backend_macs": {"127.0.0.1": BACKEND_MAC}}},
     }
+    if device is not None:
+        cfg["storage"]["hot_tier"] = "0"
+        cfg["storage"]["devices"][0].update(path=str(device), direct_io=True)
+        cfg["dataplane"]["dpdk"]["reply_cache"] = 0
     path = tmp / "smartswitch.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -242,6 +253,22 @@ def prefill(port: int, hits: int) -> None:
                 raise BenchError(f"prefill: the appliance answered {got[:200]!r}")
 
 
+def roll_segments(port: int) -> None:
+    """Fill past the open segment, so the hit keys' records are on the device
+    (fillers under routing.admission_max_bytes, so they are kept locally)."""
+    filler = b"f" * (200 * 1024)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for j in range(24):
+            s.sendall(b"set filler:%d 0 0 %d\r\n%s\r\n" % (j, len(filler), filler))
+            got = b""
+            while not got.endswith(b"\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+    time.sleep(0.5)  # > flush_interval: the new open segment is written too
+
+
 def read_counters(path: Path, after_ns: int, pid: int,
                   timeout: float = 5.0) -> tuple[int, dict[str, int], dict[int, Any]]:
     """The first counters snapshot published after after_ns, and the threads' CPU
@@ -262,15 +289,17 @@ def read_counters(path: Path, after_ns: int, pid: int,
 
 
 def run_switch(label: str, pcap: Path, hits: int, backend: Any, udp_port: int,
-               args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+               args: argparse.Namespace, tmp: Path, device: Path | None = None) -> dict[str, Any]:
     """Start the appliance on pcap, prefill, measure; return the row."""
     sub = tmp / label.replace(" ", "-").replace("%", "")
     sub.mkdir()
-    cfg = appliance_config(sub, pcap, udp_port, backend.port)
+    cfg = appliance_config(sub, pcap, udp_port, backend.port, device)
     srv = core.start_appliance(args.python, cfg, sub)
     try:
         if hits:
             prefill(srv.port, hits)
+        if device is not None:
+            roll_segments(srv.port)
         counters = sub / "var" / "switch-counters.json"
         time.sleep(args.warmup)
         t0, c0, th0 = read_counters(counters, time.time_ns(), srv.proc.pid)
@@ -292,7 +321,8 @@ def run_switch(label: str, pcap: Path, hits: int, backend: Any, udp_port: int,
             "tx": d["tx_packets"] / secs,
             "port_tx": d["port:network:tx_packets"] / secs,
             "dropped": d["tx_dropped"] + d["dropped"] + d["alloc_failed"],
-            "to_kernel": d["to_kernel"] + d["kernel_dropped"]}
+            "to_kernel": d["to_kernel"] + d["kernel_dropped"],
+            "parked": d.get("mc_parked", 0) / secs, "park_full": d.get("mc_park_full", 0)}
 
 
 # --------------------------------------------------------------- testpmd ---
@@ -395,12 +425,39 @@ def run(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
             print(f"# {row['label']:32s} {row['rate']:>12,.0f} req/s  cpu {row['cpu']:.2f}",
                   file=sys.stderr)
             rows.append(row)
+        if args.device_dir:
+            rows += run_device(pcaps["hits 100%"], backend, udp_port, args, tmp)
     for mode in ("io", "macswap"):
         row = run_testpmd(mode, pcaps["hits 100%"], args, tmp)
         print(f"# {row['label']:32s} {row['rate']:>12,.0f} pkt/s  cpu {row['cpu']:.2f}",
               file=sys.stderr)
         rows.append(row)
     return rows
+
+
+def run_device(pcap: Path, backend: Any, udp_port: int, args: argparse.Namespace,
+               tmp: Path) -> list[dict[str, Any]]:
+    """Device hits on the fast path (every hit a device read, parked), then fio
+    reading the same file at the park's depth, in the same run."""
+    ddir = Path(tempfile.mkdtemp(prefix="ss-switch-dev-", dir=args.device_dir))
+    try:
+        dev = ddir / "store.dat"
+        row = run_switch("smartswitch device hits 100%", pcap, args.hit_keys, backend,
+                         udp_port, args, tmp, dev)
+        print(f"# {row['label']:32s} {row['rate']:>12,.0f} req/s  parked {row['parked']:,.0f}/s",
+              file=sys.stderr)
+        fio_args = argparse.Namespace(fio_engine="io_uring", duration=args.duration,
+                                      warmup=args.warmup)
+        # The hit keys' records sit in the pool's first segments (after the 1 MiB
+        # label and the 4 KiB superblock); 8 MiB covers them and the filler.
+        raw = device_bench.fio_side(dev, device_bench.LABEL_BYTES + 4096, 8 << 20,
+                                    SW_PARK_DEPTH, "4k", fio_args)
+        fio_row = {"label": f"fio io_uring 4k QD{SW_PARK_DEPTH}", "rate": raw["iops"],
+                   "per_cpu_s": None, "cpu": 0.0, "thread": "fio"}
+        print(f"# {fio_row['label']:32s} {raw['iops']:>12,.0f} IOPS", file=sys.stderr)
+        return [row, fio_row]
+    finally:
+        shutil.rmtree(ddir, ignore_errors=True)
 
 
 def _m(v: float | None) -> str:
@@ -430,6 +487,12 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 ("  ok" if ratio >= 0.7 else "  below target")
             print(f"  {r['label']:34s} {ratio:5.2f}x  ({r['per_cpu_s'] / SEED_PER_CORE:.2f}x "
                   f"the seed){verdict}")
+    dev, fio = by.get("smartswitch device hits 100%"), by.get(f"fio io_uring 4k QD{SW_PARK_DEPTH}")
+    if dev and fio and fio["rate"]:
+        out["device hits / fio"] = dev["rate"] / fio["rate"]
+        print(f"\ndevice hits on the fast path vs fio on the same file, QD {SW_PARK_DEPTH} "
+              f"(target >= 0.80): {dev['rate'] / fio['rate']:.2f}x "
+              f"({dev['parked'] / 1e3:,.0f} k parked/s, {dev['park_full']} read at once)")
     for r in rows:
         if r.get("dropped") or r.get("to_kernel"):
             print(f"  note: {r['label']}: {r['dropped']} dropped, {r['to_kernel']} to the "
@@ -455,6 +518,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="perf record each run (bench/out/perf-switch-*.data; top symbols)")
     p.add_argument("--json", type=Path, help="also write every result to this file")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    p.add_argument("--device-dir", type=lambda v: Path(v) if v else None,
+                   default=Path("/var/tmp"),
+                   help="where the device-hit scenario's O_DIRECT file goes (/var/tmp); "
+                        "'' skips that scenario")
     args = p.parse_args(argv)
     if args.duration is None:
         args.duration = 3.0 if args.quick else 10.0
