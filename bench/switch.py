@@ -232,6 +232,18 @@ def appliance_config(tmp: Path, pcap: Path, udp_port: int, backend_port: int,
     return path
 
 
+def set_one(s: socket.socket, key: bytes, value: bytes) -> bytes:
+    """One set, waited for; its reply line."""
+    s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key, len(value), value))
+    got = b""
+    while not got.endswith(b"\r\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def prefill(port: int, hits: int) -> None:
     """Set every hit key through the appliance (kept locally: admission always).
 
@@ -242,13 +254,7 @@ def prefill(port: int, hits: int) -> None:
     value = b"v" * VALUE_LEN
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         for i in range(hits):
-            s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (hit_key(i), VALUE_LEN, value))
-            got = b""
-            while not got.endswith(b"\r\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
+            got = set_one(s, hit_key(i), value)
             if got != b"STORED\r\n":
                 raise BenchError(f"prefill: the appliance answered {got[:200]!r}")
 
@@ -259,13 +265,7 @@ def roll_segments(port: int) -> None:
     filler = b"f" * (200 * 1024)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         for j in range(24):
-            s.sendall(b"set filler:%d 0 0 %d\r\n%s\r\n" % (j, len(filler), filler))
-            got = b""
-            while not got.endswith(b"\r\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
+            set_one(s, b"filler:%d" % j, filler)
     time.sleep(0.5)  # > flush_interval: the new open segment is written too
 
 

@@ -37,18 +37,6 @@ def _value(i: int) -> bytes:
     return (head * (VALUE_BYTES // len(head) + 1))[:VALUE_BYTES]
 
 
-def _stats(c: RawConn) -> dict[bytes, int]:
-    c.send(b"stats\r\n")
-    out: dict[bytes, int] = {}
-    while True:
-        line = c.read_line()
-        if line == b"END\r\n":
-            return out
-        _, name, value = line.split(b" ", 2)
-        if value.strip().isdigit():
-            out[name] = int(value)
-
-
 def _start(appliance_factory: ApplianceFactory, tmp_path: Path, device: Path,
            hot_tier: str) -> Server:
     return appliance_factory(direct_config(tmp_path, device, hot_tier=hot_tier,
@@ -79,23 +67,39 @@ def _read_value(c: RawConn, key: bytes) -> bytes | None:
     return value
 
 
+def _get_all(c: RawConn) -> tuple[int, list[int]]:
+    """Every loaded key, DEPTH gets pipelined at a time: (how many were served,
+    the keys whose value came back wrong)."""
+    served, wrong = 0, []
+    for start in range(0, NKEYS, DEPTH):
+        batch = range(start, min(start + DEPTH, NKEYS))
+        c.send(b"".join(b"get k%d\r\n" % i for i in batch))
+        for i in batch:
+            value = _read_value(c, b"k%d" % i)
+            if value is not None:
+                served += 1
+                if value != _value(i):
+                    wrong.append(i)
+    return served, wrong
+
+
 def test_pipelined_gets_reply_in_order_from_the_device(
         tmp_path: Path, device_dir: Path, appliance_factory: ApplianceFactory) -> None:
     srv = _start(appliance_factory, tmp_path, device_dir / "store.dat", hot_tier="0")
     rng = random.Random(11)
     with RawConn(srv.addr, timeout=30) as c:
         _load(c)
-        before = _stats(c)
+        before = c.counters()
         for _ in range(8):
             batch = [rng.randrange(NKEYS) for _ in range(DEPTH)]
             c.send(b"".join(b"get k%d\r\n" % i for i in batch))
             for i in batch:
                 assert _read_value(c, b"k%d" % i) == _value(i), f"k{i} came back wrong"
-        after = _stats(c)
-    reads = after[b"device_reads_async"] - before[b"device_reads_async"]
+        after = c.counters()
+    reads = after["device_reads_async"] - before["device_reads_async"]
     assert reads >= 8 * DEPTH * 0.9, f"only {reads} of {8 * DEPTH} gets read asynchronously"
-    assert after[b"hits_device"] - before[b"hits_device"] == 8 * DEPTH
-    assert after[b"device_reads_in_flight"] == 0
+    assert after["hits_device"] - before["hits_device"] == 8 * DEPTH
+    assert after["device_reads_in_flight"] == 0
 
 
 def test_multiget_and_mg_mix_tiers_in_order(tmp_path: Path, device_dir: Path,
@@ -107,7 +111,7 @@ def test_multiget_and_mg_mix_tiers_in_order(tmp_path: Path, device_dir: Path,
     rng = random.Random(12)
     with RawConn(srv.addr, timeout=30) as c:
         _load(c, nkeys)
-        before = _stats(c)
+        before = c.counters()
         keys = rng.sample(range(nkeys), 100) + [nkeys + 5]  # and a miss
         rng.shuffle(keys)
         c.send(b"get " + b" ".join(b"k%d" % i for i in keys) + b"\r\n"
@@ -126,9 +130,9 @@ def test_multiget_and_mg_mix_tiers_in_order(tmp_path: Path, device_dir: Path,
                 assert c.read_line() == b"VA %d kk%d\r\n" % (VALUE_BYTES, i)
                 assert c.read_exact(VALUE_BYTES + 2)[:-2] == _value(i)
             assert c.read_line() == b"MN\r\n"
-        after = _stats(c)
-    assert after[b"hits_dram"] > before[b"hits_dram"], "no key came from DRAM"
-    assert after[b"device_reads_async"] > before[b"device_reads_async"], "no async read"
+        after = c.counters()
+    assert after["hits_dram"] > before["hits_dram"], "no key came from DRAM"
+    assert after["device_reads_async"] > before["device_reads_async"], "no async read"
 
 
 def test_clients_leaving_with_reads_in_flight(tmp_path: Path, device_dir: Path,
@@ -147,7 +151,7 @@ def test_clients_leaving_with_reads_in_flight(tmp_path: Path, device_dir: Path,
         for i in range(0, NKEYS, 37):
             assert c.get(b"k%d" % i) == _value(i)
         deadline = time.monotonic() + 10
-        while _stats(c)[b"device_reads_in_flight"] != 0:
+        while c.counters()["device_reads_in_flight"] != 0:
             assert time.monotonic() < deadline, "reads stayed in flight after clients left"
             time.sleep(0.05)
 
@@ -160,27 +164,18 @@ def test_a_damaged_device_is_never_served(tmp_path: Path, device_dir: Path,
     srv = _start(appliance_factory, tmp_path, device, hot_tier="0")
     with RawConn(srv.addr, timeout=30) as c:
         _load(c)
-        before = _stats(c)
+        before = c.counters()
         # The pool starts after the 1 MiB label; its records run from about
         # 1 MiB to 3.5 MiB. Zero the second MiB (reads of it fail their
         # checksum), then cut the file at 3 MiB (reads past it come back short).
         subprocess.run(["fallocate", "--punch-hole", "--offset", str(2 * MIB), "--length",
                         str(MIB), str(device)], check=True, timeout=30)
         os.truncate(device, 3 * MIB)
-        served, wrong = 0, []
-        for start in range(0, NKEYS, DEPTH):
-            batch = range(start, min(start + DEPTH, NKEYS))
-            c.send(b"".join(b"get k%d\r\n" % i for i in batch))
-            for i in batch:
-                value = _read_value(c, b"k%d" % i)
-                if value is not None:
-                    served += 1
-                    if value != _value(i):
-                        wrong.append(i)
+        served, wrong = _get_all(c)
         assert not wrong, f"wrong values served for {wrong[:10]}"
-        after = _stats(c)
-        assert after[b"errors_checksum"] > before[b"errors_checksum"], "zeroed records not caught"
-        assert after[b"errors_device"] > before[b"errors_device"], "short reads not counted"
+        after = c.counters()
+        assert after["errors_checksum"] > before["errors_checksum"], "zeroed records not caught"
+        assert after["errors_device"] > before["errors_device"], "short reads not counted"
         assert 0 < served < NKEYS, f"{served} of {NKEYS} served: the damage missed or hit all"
         # Dropped, not retried forever: a second pass serves what the first did.
         again = sum(c.get(b"k%d" % i) is not None for i in range(NKEYS))
@@ -210,15 +205,6 @@ def test_kill9_with_reads_in_flight_then_restart(tmp_path: Path, device_dir: Pat
         s.close()
     srv2 = appliance_factory(config)
     with RawConn(srv2.addr, timeout=30) as c:
-        served, wrong = 0, []
-        for start in range(0, NKEYS, DEPTH):
-            batch = range(start, min(start + DEPTH, NKEYS))
-            c.send(b"".join(b"get k%d\r\n" % i for i in batch))
-            for i in batch:
-                value = _read_value(c, b"k%d" % i)
-                if value is not None:
-                    served += 1
-                    if value != _value(i):
-                        wrong.append(i)
+        served, wrong = _get_all(c)
         assert not wrong, f"wrong values after the restart for {wrong[:10]}"
         assert served == NKEYS, f"{served} of {NKEYS} items survived a crash of reads only"

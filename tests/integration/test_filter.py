@@ -24,15 +24,7 @@ BATCH = 64
 
 
 def _stats(c: RawConn) -> dict[str, int]:
-    c.send(b"stats\r\n")
-    out: dict[str, int] = {}
-    while True:
-        line = c.read_line()
-        if line == b"END\r\n":
-            return out
-        _, name, value = line.split(b" ", 2)
-        if value.strip().isdigit():
-            out[name.decode()] = int(value)
+    return c.counters()
 
 
 def _set_many(c: RawConn, keys: list[bytes], value: bytes = b"x" * 20) -> None:

@@ -85,18 +85,23 @@ struct ss_mc_slot *ss_mc_slot_new(struct ss_conn *c, uint32_t nfrags,
     return s;
 }
 
-/* Run f's key again with the completed read, into f's fragment. */
-static void key_read_done(void *arg, struct ss_read *rd)
+/* Run what f waits for again with the completed read, into f's fragment:
+ * the key (get-like commands) or the kept request line (mg). */
+static void rerun(struct ss_mc_slot *s, struct ss_mc_frag *f, struct ss_read *rd, bool request)
 {
-    struct ss_mc_frag *f = arg;
-    struct ss_mc_slot *s = f->slot;
     struct ss_store_thread *t = &s->w->st;
     struct ss_conn *c = s->r.c;
     if (c) {
         struct ss_buf keep = c->out;
         c->out = f->b;
         ss_store_read_use(t, rd);
-        ss_mc_get_key(c, f->key, f->nkey, &s->mode, 0);
+        if (request) {
+            struct ss_mc_req rq;
+            ss_mc_req_parse(&rq, s->line.data, s->line.len, NULL, 0, s->line.len);
+            ss_mc_execute(c, &rq);
+        } else {
+            ss_mc_get_key(c, f->key, f->nkey, &s->mode, 0);
+        }
         ss_store_read_use(t, NULL);
         f->b = c->out;
         c->out = keep;
@@ -105,6 +110,12 @@ static void key_read_done(void *arg, struct ss_read *rd)
     }
     ss_store_read_release(t, rd);
     ss_reply_complete(s->w, &s->r);
+}
+
+static void key_read_done(void *arg, struct ss_read *rd)
+{
+    struct ss_mc_frag *f = arg;
+    rerun(f->slot, f, rd, false);
 }
 
 void ss_mc_slot_park_key(struct ss_mc_slot *s, const char *key, size_t nkey, struct ss_read *rd)
@@ -136,28 +147,10 @@ void ss_mc_slot_seal(struct ss_conn *c, struct ss_mc_slot *s, const char *traile
     ss_reply_complete(c->w, &s->r); /* drop the hold */
 }
 
-/* The kept request, run again with the completed read, into the fragment. */
 static void request_read_done(void *arg, struct ss_read *rd)
 {
     struct ss_mc_slot *s = arg;
-    struct ss_mc_frag *f = &s->frags[0];
-    struct ss_store_thread *t = &s->w->st;
-    struct ss_conn *c = s->r.c;
-    if (c) {
-        struct ss_mc_req rq;
-        ss_mc_req_parse(&rq, s->line.data, s->line.len, NULL, 0, s->line.len);
-        struct ss_buf keep = c->out;
-        c->out = f->b;
-        ss_store_read_use(t, rd);
-        ss_mc_execute(c, &rq);
-        ss_store_read_use(t, NULL);
-        f->b = c->out;
-        c->out = keep;
-        if (ss_mc_out_failed())
-            s->failed = true;
-    }
-    ss_store_read_release(t, rd);
-    ss_reply_complete(s->w, &s->r);
+    rerun(s, &s->frags[0], rd, true);
 }
 
 int ss_mc_defer_request(struct ss_conn *c, const struct ss_mc_req *rq, struct ss_read *rd)

@@ -224,6 +224,31 @@ unsigned ss_store_io_submit(struct ss_store_thread *t)
     return io->in_flight;
 }
 
+/* Take one completion off the ring: its read with the result, or NULL (a no-op). */
+static struct ss_read *take(struct ss_store_thread *t, struct io_uring_cqe *cqe)
+{
+    struct ss_io *io = t->io;
+    struct ss_read *rd = io_uring_cqe_get_data(cqe);
+    int res = cqe->res;
+    io_uring_cqe_seen(&io->ring, cqe);
+    io->in_flight--;
+    if (rd) {
+        t->ctr->device_reads_in_flight--;
+        rd->res = res;
+    }
+    return rd;
+}
+
+/* Hand a completed read to whoever waits for it, or back to the free list. */
+static void finish(struct ss_io *io, struct ss_read *rd)
+{
+    rd->next = NULL;
+    if (rd->done)
+        rd->done(rd->arg, rd);
+    else
+        read_put(io, rd); /* nobody waits for it */
+}
+
 /* Up to max completions: collect, then call back (a callback may start reads). */
 static unsigned reap(struct ss_store_thread *t, unsigned max)
 {
@@ -233,25 +258,16 @@ static unsigned reap(struct ss_store_thread *t, unsigned max)
     struct io_uring_cqe *cqe;
     while (n < max && io_uring_peek_cqe(&io->ring, &cqe) == 0) {
         n++;
-        struct ss_read *rd = io_uring_cqe_get_data(cqe);
-        int res = cqe->res;
-        io_uring_cqe_seen(&io->ring, cqe);
-        io->in_flight--;
-        if (!rd)
-            continue;
-        t->ctr->device_reads_in_flight--;
-        rd->res = res;
-        *tail = rd;
-        tail = &rd->next;
+        struct ss_read *rd = take(t, cqe);
+        if (rd) {
+            *tail = rd;
+            tail = &rd->next;
+        }
     }
     while (done) {
         struct ss_read *rd = done;
         done = rd->next;
-        rd->next = NULL;
-        if (rd->done)
-            rd->done(rd->arg, rd);
-        else
-            read_put(io, rd); /* nobody waits for it */
+        finish(io, rd);
     }
     return n;
 }
@@ -302,18 +318,9 @@ void ss_store_io_close(struct ss_store_thread *t)
         struct io_uring_cqe *cqe;
         if (io_uring_wait_cqe(&io->ring, &cqe) < 0)
             break;
-        struct ss_read *rd = io_uring_cqe_get_data(cqe);
-        int res = cqe->res;
-        io_uring_cqe_seen(&io->ring, cqe);
-        io->in_flight--;
-        if (!rd)
-            continue;
-        t->ctr->device_reads_in_flight--;
-        rd->res = res;
-        if (rd->done)
-            rd->done(rd->arg, rd); /* the owner lets go of it (its client is gone) */
-        else
-            read_put(io, rd);
+        struct ss_read *rd = take(t, cqe);
+        if (rd)
+            finish(io, rd); /* its owner lets go of it (the client is gone) */
     }
     while (io->free) {
         struct ss_read *rd = io->free;

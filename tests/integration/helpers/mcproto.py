@@ -131,6 +131,18 @@ class RawConn:
         self.send(line + b"\r\n")
         return self.read_line(time.monotonic() + (timeout or self.timeout))
 
+    def counters(self) -> dict[str, int]:
+        """`stats`, the numeric figures only, by name."""
+        self.send(b"stats\r\n")
+        out: dict[str, int] = {}
+        while True:
+            line = self.read_line()
+            if line == b"END\r\n":
+                return out
+            _, name, value = line.split(b" ", 2)
+            if value.strip().isdigit():
+                out[name.decode()] = int(value)
+
     def get(self, key: bytes) -> bytes | None:
         """Plain `get`; returns the value or None."""
         self.send(b"get " + key + b"\r\n")
