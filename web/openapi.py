@@ -74,7 +74,10 @@ SCHEMAS: dict[str, Any] = {
         "store": _obj({k: INT for k in (
             "items", "hot_items", "hot_bytes_used", "hot_bytes_limit", "index_bytes",
             "evictions", "hot_evictions", "device_writes", "device_write_bytes",
-            "device_reads")} | {"write_bytes_per_s": NUM})},
+            "device_reads", "device_reads_async", "device_reads_in_flight")}
+            | {"write_bytes_per_s": NUM,
+               "read_latency_us": {"type": "object", "additionalProperties": INT},
+               "read_depth": {"type": "object", "additionalProperties": INT}})},
         required=["devices", "pools", "pending", "store"]),
     "Switch": _obj({"enabled": BOOL, "mode": STR, "message": STR,
                     "ports": {"type": "array", "items": {"type": "object"}},

@@ -134,6 +134,11 @@ def switch_state(config: Config, counters: dict[str, int] | None) -> dict[str, A
 # ----------------------------------------------------------------- helpers
 
 
+def buckets(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    """A histogram kept as counters named prefix + "le_N" / "gt_N", by bucket."""
+    return {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
+
+
 def hit_ratio(c: dict[str, int]) -> dict[str, float]:
     """Share of get lookups answered from DRAM, from the device, or missed."""
     dram, device, miss = c.get("hits_dram", 0), c.get("hits_device", 0), c.get("get_misses", 0)
@@ -344,6 +349,11 @@ class Control:
             "hot_evictions": c["hot_evictions"], "device_writes": c["device_writes"],
             "device_write_bytes": c["device_write_bytes"], "device_reads": c["device_reads"],
             "write_bytes_per_s": latest["device_write_bytes_per_s"] if latest else 0.0,
+            "device_reads_async": c["device_reads_async"],
+            "device_reads_in_flight": c["device_reads_in_flight"],
+            # The counters' own buckets (ss_counters.h), by their upper bound.
+            "read_latency_us": buckets(c, "device_read_us_"),
+            "read_depth": buckets(c, "device_read_depth_"),
         }
         return out
 

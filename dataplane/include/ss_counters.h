@@ -71,6 +71,17 @@
     X(device_reads_async, COUNTER, OWN)    /* of device_reads: through io_uring */   \
     X(device_reads_in_flight, GAUGE, OWN)  /* asynchronous reads not yet completed */ \
     X(device_reads_sync_fallback, COUNTER, OWN) /* could have waited, ring full or off */ \
+    /* asynchronous reads by completion time (submit to reap) */                  \
+    X(device_read_us_le_50, COUNTER, OWN)                                          \
+    X(device_read_us_le_200, COUNTER, OWN)                                         \
+    X(device_read_us_le_1000, COUNTER, OWN)                                        \
+    X(device_read_us_le_5000, COUNTER, OWN)                                        \
+    X(device_read_us_gt_5000, COUNTER, OWN)                                        \
+    /* asynchronous reads by the thread's reads in flight when each started */     \
+    X(device_read_depth_le_1, COUNTER, OWN)                                        \
+    X(device_read_depth_le_8, COUNTER, OWN)                                        \
+    X(device_read_depth_le_32, COUNTER, OWN)                                       \
+    X(device_read_depth_gt_32, COUNTER, OWN)                                       \
     X(device_writes, COUNTER, OWN)                                                 \
     X(device_write_bytes, COUNTER, OWN)                                            \
     X(hot_evictions, COUNTER, OWN)         /* items pushed out of the DRAM tier */  \

@@ -209,7 +209,9 @@ typedef void (*ss_read_done_fn)(void *arg, struct ss_read *rd);
  * synchronous lookup, counted in device_reads_sync_fallback). */
 int ss_store_io_open(struct ss_store_thread *t, unsigned entries);
 void ss_store_read_on_done(struct ss_read *rd, ss_read_done_fn done, void *arg);
-/* Submit the reads started since the last call; the count in flight. */
+/* Submit the reads started since the last call. Returns how many are still
+ * unsubmitted (the kernel refused for now): call again soon, not after an
+ * unbounded wait. */
 unsigned ss_store_io_submit(struct ss_store_thread *t);
 /* Call the callbacks of completed reads (no lock held), after draining the
  * eventfd: for a thread that waits in epoll. */

@@ -100,6 +100,11 @@ def test_pipelined_gets_reply_in_order_from_the_device(
     assert reads >= 8 * DEPTH * 0.9, f"only {reads} of {8 * DEPTH} gets read asynchronously"
     assert after["hits_device"] - before["hits_device"] == 8 * DEPTH
     assert after["device_reads_in_flight"] == 0
+    grew = {k: after[k] - before.get(k, 0) for k in after}
+    assert sum(v for k, v in grew.items() if k.startswith("device_read_us_")) == reads
+    deep = sum(v for k, v in grew.items()
+               if k.startswith("device_read_depth_") and k != "device_read_depth_le_1")
+    assert deep > 0, "a worker never had more than one read in flight"
 
 
 def test_multiget_and_mg_mix_tiers_in_order(tmp_path: Path, device_dir: Path,

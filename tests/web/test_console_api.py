@@ -221,6 +221,11 @@ async def test_storage_and_switch(client: TestClient, appliance: Appliance) -> N
     pool = body["pools"][0]
     assert pool["name"] == "items" and pool["served"] and pool["capacity"] > 0
     assert body["store"]["items"] == 1 and body["pending"] == []
+    # The asynchronous-read histograms, bucket by bucket, as the counters keep them.
+    assert list(body["store"]["read_latency_us"]) == ["le_50", "le_200", "le_1000", "le_5000",
+                                                      "gt_5000"]
+    assert list(body["store"]["read_depth"]) == ["le_1", "le_8", "le_32", "gt_32"]
+    assert body["store"]["device_reads_in_flight"] == 0
     sw = await (await client.get("/api/v1/switch", headers=BEARER)).json()
     assert sw["enabled"] is False and "switch mode is off" in sw["message"]
 

@@ -31,6 +31,15 @@ function fmtNum(n) {
   if (n >= 1e4) return (n / 1e3).toFixed(1) + "k";
   return Number.isInteger(n) ? String(n) : n.toFixed(1);
 }
+
+/* {le_50: 10, gt_5000: 0} -> "<=50 us 10 . >5000 us 0" (the counters' buckets) */
+function fmtBuckets(b, unit) {
+  return Object.entries(b || {}).map(([k, v]) => {
+    const [op, n] = k.split("_");
+    return (op === "le" ? "\u2264" : ">") + n + unit + " " + fmtNum(v);
+  }).join(" \u00b7 ");
+}
+
 function fmtBytes(n) {
   if (n === null || n === undefined) return "-";
   const u = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -198,7 +207,11 @@ async function loadStorage() {
   fillRows($("#store-table tbody"), [
     ["items", fmtNum(s.items)], ["DRAM tier", fmtBytes(s.hot_bytes_used) + " of " + fmtBytes(s.hot_bytes_limit)],
     ["evictions", fmtNum(s.evictions)], ["device writes", fmtNum(s.device_writes)],
-    ["write rate", fmtBytes(s.write_bytes_per_s) + "/s"], ["index", fmtBytes(s.index_bytes)]]);
+    ["write rate", fmtBytes(s.write_bytes_per_s) + "/s"], ["index", fmtBytes(s.index_bytes)],
+    ["device reads", fmtNum(s.device_reads) + " (" + fmtNum(s.device_reads_async) + " asynchronous, " +
+      fmtNum(s.device_reads_in_flight) + " in flight)"],
+    ["read latency", fmtBuckets(s.read_latency_us, " us")],
+    ["reads in flight at start", fmtBuckets(s.read_depth, "")]]);
   const list = $("#pending-list");
   list.replaceChildren();
   const lines = d.error ? [d.error] : (d.pending.length ? d.pending : ["provisioned as configured"]);

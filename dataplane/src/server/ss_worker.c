@@ -172,7 +172,10 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         int px_wait = ss_px_worker_tick(w, now);
         if (px_wait >= 0 && px_wait < timeout)
             timeout = px_wait;
-        ss_store_io_submit(&w->st); /* the reads this turn started, in one call */
+        /* The reads the last turn started, in one call; if the kernel refused
+         * some for now, come back soon rather than sleep on them. */
+        if (ss_store_io_submit(&w->st) && timeout > 1)
+            timeout = 1;
         int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
         if (nb_ev < 0) {
             if (errno == EINTR)

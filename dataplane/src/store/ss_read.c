@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "common/ss_clock.h"
 #include "ss_store_internal.h"
 
 #define READ_IN_FLIGHT INT_MIN
@@ -40,6 +41,7 @@ struct ss_read {
     uint32_t len;                /* bytes asked */
     uint32_t rec_off;            /* the record's place in buf */
     int res;                     /* bytes read, -errno, or READ_IN_FLIGHT */
+    uint64_t started_ns;         /* for the latency histogram */
     ss_read_done_fn done;
     void *arg;
 };
@@ -127,6 +129,35 @@ static void read_put(struct ss_io *io, struct ss_read *rd)
     io->nfree++;
 }
 
+/* The histograms `stats` shows (ss_counters.h): depth when a read starts,
+ * and how long it took from start to reap. */
+static void count_depth(struct ss_counters *ctr, unsigned in_flight)
+{
+    if (in_flight <= 1)
+        ctr->device_read_depth_le_1++;
+    else if (in_flight <= 8)
+        ctr->device_read_depth_le_8++;
+    else if (in_flight <= 32)
+        ctr->device_read_depth_le_32++;
+    else
+        ctr->device_read_depth_gt_32++;
+}
+
+static void count_latency(struct ss_counters *ctr, uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    if (us <= 50)
+        ctr->device_read_us_le_50++;
+    else if (us <= 200)
+        ctr->device_read_us_le_200++;
+    else if (us <= 1000)
+        ctr->device_read_us_le_1000++;
+    else if (us <= 5000)
+        ctr->device_read_us_le_5000++;
+    else
+        ctr->device_read_us_gt_5000++;
+}
+
 /* Prepare the read of e's record; 0 (t->started), or -EAGAIN to read it now. */
 static int read_start(struct ss_store_thread *t, const void *key, size_t nkey,
                       const struct ss_index_entry *e)
@@ -162,6 +193,8 @@ static int read_start(struct ss_store_thread *t, const void *key, size_t nkey,
     io->queued++;
     io->in_flight++;
     t->ctr->device_reads_in_flight++;
+    count_depth(t->ctr, io->in_flight);
+    rd->started_ns = ss_clock_mono_ns();
     t->started = rd;
     return 0;
 }
@@ -214,14 +247,14 @@ void ss_store_read_on_done(struct ss_read *rd, ss_read_done_fn done, void *arg)
 unsigned ss_store_io_submit(struct ss_store_thread *t)
 {
     struct ss_io *io = t->io;
-    if (!io)
+    if (!io || !io->queued)
         return 0;
-    if (io->queued) {
-        int n = io_uring_submit(&io->ring);
-        if (n > 0)
-            io->queued -= (unsigned)n < io->queued ? (unsigned)n : io->queued;
-    }
-    return io->in_flight;
+    int n = io_uring_submit(&io->ring);
+    if (n > 0)
+        io->queued -= (unsigned)n < io->queued ? (unsigned)n : io->queued;
+    /* A refused submission (-EAGAIN, -EBUSY: the kernel is short of
+     * resources, or completions must be reaped first) is retried next turn. */
+    return io->queued;
 }
 
 /* Take one completion off the ring: its read with the result, or NULL (a no-op). */
@@ -234,6 +267,7 @@ static struct ss_read *take(struct ss_store_thread *t, struct io_uring_cqe *cqe)
     io->in_flight--;
     if (rd) {
         t->ctr->device_reads_in_flight--;
+        count_latency(t->ctr, ss_clock_mono_ns() - rd->started_ns);
         rd->res = res;
     }
     return rd;
