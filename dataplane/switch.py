@@ -56,6 +56,7 @@ class SwitchSettings:
     rate_limit_burst: int
     reply_cache_bytes: int = 0
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    park_max: int = 0  # 0: SS_SW_PARK_DEFAULT
 
 
 def available() -> bool:
@@ -129,6 +130,7 @@ class Switch:
         c.rate_limit_pps = s.rate_limit_pps
         c.rate_limit_burst = s.rate_limit_burst
         c.reply_cache_bytes = s.reply_cache_bytes
+        c.park_max = s.park_max
         rules = ffi.new("struct ss_sw_rule[]", max(1, len(s.rules)))
         keep.append(rules)
         for i, r in enumerate(s.rules):

@@ -198,7 +198,8 @@ class DpdkConfig:
     """`dataplane.dpdk`: EAL, the port, the service address, rewrite, rules."""
 
     NOUN = ("DPDK settings (lcores, memory, no_huge, vdevs, pci_allow, eal_extra, port, "
-            "service, rewrite, backend_macs, exception, mbufs, reply_cache, rate_limit, rules)")
+            "service, rewrite, backend_macs, exception, mbufs, reply_cache, park, rate_limit, "
+            "rules)")
 
     lcores: int = setting(scalar(int_range(1, LCORES_MAX, "a number of fast-path threads")), 1)
     memory: int = setting(scalar(size_range(64 * 1024**2, 2**40)), "256MiB")
@@ -219,6 +220,9 @@ class DpdkConfig:
     # Per lcore: finished get replies of small items, served without a lock
     # (ss_sw_reply_cache.c); 0 turns it off.
     reply_cache: int = setting(scalar(size_range(0, 2**32)), "4MiB")
+    # Per lcore: gets parked while their values are read from the device
+    # (ss_sw_mc.c); when all are taken a device hit goes to the kernel path.
+    park: int = setting(scalar(int_range(1, 16384, "a number of parked requests")), 256)
     rate_limit: RateLimitConfig = setting(section(RateLimitConfig), {})
     # null: one rule sending memcached UDP through [memcached-cache,
     # memcached-route]; everything else goes to the kernel.

@@ -84,6 +84,7 @@ def switch_settings(config: Config) -> sw.SwitchSettings:
         rate_limit_pps=d.rate_limit.packets_per_sec,
         rate_limit_burst=d.rate_limit.burst,
         reply_cache_bytes=d.reply_cache,
+        park_max=d.park,
         rules=tuple(sw.Rule(name=r.name, protocol=PROTOCOLS[r.match.protocol],
                             dst_port=r.match.dst_port or 0,
                             src_addr=int(r.match.src.network_address),

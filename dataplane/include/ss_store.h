@@ -142,6 +142,11 @@ static inline uint64_t ss_store_copy_token(struct ss_store *st, uint64_t hash)
  * thread has an io_uring (ss_store_io_open), start the read and return
  * -EINPROGRESS instead of waiting (see "Asynchronous reads" below). */
 #define SS_FIND_ASYNC   0x04u
+/* With SS_FIND_VALUE: if the value would need a device read that can block
+ * (not in DRAM, the open segment or the page cache), return -EAGAIN having
+ * done nothing: for a caller that must not wait and cannot park (a switch
+ * lcore whose park is full hands the packet to the kernel instead). */
+#define SS_FIND_NO_WAIT 0x08u
 
 /* ss_store_write flags */
 #define SS_WRITE_KEEP_META 0x01u /* keep last_access/bits from `it` as given */

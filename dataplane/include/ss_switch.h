@@ -109,7 +109,7 @@ enum ss_sw_verdict {
     X(mc_reply_cache_fills)                                                        \
     X(mc_reply_cache_stale) /* an entry a write or flush made invalid */           \
     X(mc_parked)         /* gets parked while their value is read from the device */ \
-    X(mc_park_full)      /* device hits read at once: every park slot was taken */  \
+    X(mc_park_full)      /* device hits handed to the kernel: the park was full */  \
     X(alloc_failed)                                                                \
     X(rate_limited)
 
@@ -138,7 +138,12 @@ struct ss_switch_settings {
     uint64_t reply_cache_bytes;  /* per lcore; 0 = no reply cache */
     const struct ss_sw_rule *rules; /* first match wins; none matching: kernel */
     uint32_t nrules;
+    /* Appended (asynchronous reads): gets one lcore keeps parked while their
+     * values are read from the device; 0 = SS_SW_PARK_DEFAULT. */
+    uint32_t park_max;
 };
+
+#define SS_SW_PARK_DEFAULT 256u
 
 /* 1 when built with DPDK, 0 when every entry point below is a stub. */
 int ss_switch_available(void);

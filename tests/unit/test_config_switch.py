@@ -42,6 +42,7 @@ def test_switch_config_becomes_settings(tmp_path: Path) -> None:
     assert s.rules[0].chain == (2, 0, 1) and s.rules[0].src_prefix_len == 8
     assert s.rules[0].src_addr == 10 << 24 and s.rules[0].protocol == 17
     assert s.reply_cache_bytes == 4 * 1024**2  # the default
+    assert s.park_max == 256  # the default
     args = eal_args(config)
     assert "--no-huge" in args and "--no-pci" in args
     assert "--vdev=net_af_packet0,iface=eth1" in args
@@ -62,6 +63,8 @@ BAD = [
      "expected an IPv4 address with its prefix length"),
     (GOOD.replace("rewrite: l2", "rewrite: l2\n    reply_cache: lots"), "x.yaml:11: "
      "dataplane.dpdk.reply_cache: expected a size"),
+    (GOOD.replace("rewrite: l2", "rewrite: l2\n    park: 0"), "x.yaml:11: "
+     "dataplane.dpdk.park: expected a number of parked requests"),
     (GOOD.replace("rewrite: l2", "rewrite: l4"), "x.yaml:10: dataplane.dpdk.rewrite: expected "
      "one of l3, l2"),
     (GOOD.replace('"02:00:00:00:00:0b"', '"01:00:00:00:00:0b"'),
@@ -107,6 +110,6 @@ def test_switch_example_is_valid(tmp_path: Path) -> None:
     config = parse_config(example.read_text(), str(example), base_dir=tmp_path)
     s = switch_settings(config)
     assert config.dataplane.switch and s.port == "0000:03:00.0"
-    assert s.reply_cache_bytes == 16 * 1024**2
+    assert s.reply_cache_bytes == 16 * 1024**2 and s.park_max == 256
     assert [r.name for r in config.dataplane.dpdk.rules] == ["memcached", "everything-else"]
     assert "-a" in eal_args(config) and "0000:03:00.0" in eal_args(config)

@@ -209,8 +209,9 @@ static bool read_matches(const struct ss_read *rd, const void *key, size_t nkey,
 }
 
 int ss_read_record(struct ss_store_thread *t, const void *key, size_t nkey,
-                   const struct ss_index_entry *e, bool async)
+                   const struct ss_index_entry *e, unsigned flags)
 {
+    bool async = (flags & SS_FIND_ASYNC) != 0;
     struct ss_read *rd = t->use_read;
     if (rd && rd->res != READ_IN_FLIGHT && read_matches(rd, key, nkey, e)) {
         if (rd->res < 0 || (uint32_t)rd->res < rd->len) {
@@ -223,18 +224,20 @@ int ss_read_record(struct ss_store_thread *t, const void *key, size_t nkey,
         t->ctr->device_read_bytes += rd->len;
         return ss_log_verify(t, key, nkey, e, rd->buf + rd->rec_off);
     }
-    if (async) {
-        if (t->io) {
-            /* From the page cache at once when it is there: cheaper than a
-             * trip through the ring, and it cannot block. */
-            int rc = ss_log_read_mode(t, key, nkey, e, true);
-            if (rc != -EAGAIN)
-                return rc;
-            if (read_start(t, key, nkey, e) == 0)
-                return -EINPROGRESS;
-        }
-        t->ctr->device_reads_sync_fallback++;
+    bool nowait = (flags & SS_FIND_NO_WAIT) != 0;
+    if ((async && t->io) || nowait) {
+        /* From the page cache at once when it is there: cheaper than a trip
+         * through the ring, and it cannot block. */
+        int rc = ss_log_read_mode(t, key, nkey, e, true);
+        if (rc != -EAGAIN)
+            return rc;
+        if (nowait)
+            return -EAGAIN;
+        if (read_start(t, key, nkey, e) == 0)
+            return -EINPROGRESS;
     }
+    if (async)
+        t->ctr->device_reads_sync_fallback++;
     return ss_log_read(t, key, nkey, e);
 }
 

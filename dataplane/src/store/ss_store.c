@@ -529,9 +529,9 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     entry_to_item(&e, it, SS_TIER_DEVICE);
     if (!(flags & SS_FIND_VALUE))
         return 0;
-    rc = ss_read_record(t, key, nkey, &e, (flags & SS_FIND_ASYNC) != 0);
-    if (rc == -EINPROGRESS)
-        return rc; /* nothing done yet: the caller looks again once it is read */
+    rc = ss_read_record(t, key, nkey, &e, flags);
+    if (rc == -EINPROGRESS || rc == -EAGAIN)
+        return rc; /* nothing done yet: the caller looks again, or hands it on */
     if (rc) {
         /* A record that fails verification is never served: it was torn or
          * never reached the device (-EBADMSG), or its segment was reclaimed

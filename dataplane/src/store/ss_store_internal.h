@@ -291,10 +291,11 @@ uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nb
                        const struct iovec *iov, int niov);
 
 /* ss_read.c: the record of a lookup that must come from the device (lock
- * held): from the read in t->use_read when it is this record's, else started
- * asynchronously (-EINPROGRESS, t->started) when async, else read now.
- * Returns as ss_log_read. */
+ * held): from the read in t->use_read when it is this record's, else from
+ * the page cache without blocking, else started asynchronously
+ * (SS_FIND_ASYNC: -EINPROGRESS, t->started), else -EAGAIN (SS_FIND_NO_WAIT),
+ * else read now. Otherwise returns as ss_log_read. */
 int ss_read_record(struct ss_store_thread *t, const void *key, size_t nkey,
-                   const struct ss_index_entry *e, bool async);
+                   const struct ss_index_entry *e, unsigned flags);
 
 #endif

@@ -41,8 +41,6 @@
 #define SW_MC_PAYLOAD (SW_MC_DATAGRAM - SW_MC_HDR)
 #define SW_L2L4 (sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) + \
                  sizeof(struct rte_udp_hdr))
-/* Gets one lcore keeps parked for device reads (its io_uring's size). */
-#define SW_PARK_MAX 256u
 /* Completions an lcore takes per loop turn (its kernel queue's room). */
 #define SW_PARK_REAP SW_BURST
 
@@ -145,7 +143,8 @@ struct sw_lcore {
     struct sw_rc_entry *rc;        /* reply cache; NULL = off */
     uint32_t rc_mask;
     int64_t now_s;                 /* unix seconds, read once per burst */
-    struct sw_parked *parked;      /* SW_PARK_MAX slots (ss_sw_mc.c) */
+    struct sw_parked *parked;      /* park_max slots (ss_sw_mc.c) */
+    uint32_t park_max;
     struct sw_parked *park_free;
     uint32_t nparked;
     int id;

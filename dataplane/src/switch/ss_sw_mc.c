@@ -11,8 +11,9 @@
  *
  * A one-key get whose value is on the device does not stall the lcore: the
  * read is started through the lcore's io_uring and the packet is parked
- * with its parse state (SW_PARK_MAX at most; beyond that the read is done at
- * once, counted in mc_park_full). The lcore goes on polling its port; when
+ * with its parse state (dpdk.park at most; beyond that the packet goes to
+ * the kernel path, counted in mc_park_full, so a device read never stalls
+ * the lcore). The lcore goes on polling its port; when
  * the read completes the get runs again with the read in hand and the reply
  * is built into the parked mbuf and sent, or, if it no longer hits, the
  * packet goes to the kernel path, which answers it as a socket request.
@@ -246,17 +247,23 @@ static enum ss_sw_verdict mc_cache_one(struct ss_switch *sw, struct sw_lcore *lc
 
     struct ss_item it;
     char hdr[SS_MC_VALUE_HDR_MAX];
-    bool park = t->io && !t->use_read;
-    if (park && lc->nparked >= SW_PARK_MAX) {
-        park = false;
-        lc->ctr[SW_C_mc_park_full]++;
-    }
+    /* Parked when the value must come from the device; with the park full,
+     * or no ring, never read the device here (the lcore must not wait). A
+     * completion runs with its read in hand and needs neither. */
+    unsigned mode = 0;
+    if (!t->use_read)
+        mode = t->io && lc->nparked < lc->park_max ? SS_FIND_ASYNC : SS_FIND_NO_WAIT;
     ss_store_lock_hash(t, khash);
-    int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE | (park ? SS_FIND_ASYNC : 0));
+    int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE | mode);
     if (rc == -EINPROGRESS) {
         ss_store_unlock(t);
         sw_park(sw, lc, p, t->started);
         return SS_SW_V_DONE; /* the lcore's until the read completes */
+    }
+    if (rc == -EAGAIN) {
+        ss_store_unlock(t);
+        lc->ctr[SW_C_mc_park_full]++;
+        return SS_SW_V_KERNEL; /* the socket path answers it, reading as it may */
     }
     if (rc != 0 || (with_cas && (it.bits & SS_MC_ITEM_CAS_UNKNOWN))) {
         ss_store_unlock(t);
@@ -331,16 +338,17 @@ static void sw_park(struct ss_switch *sw, struct sw_lcore *lc, struct sw_pkt *p,
 int sw_park_init(struct ss_switch *sw, struct sw_lcore *lc)
 {
     (void)sw;
-    lc->parked = rte_zmalloc("ss_sw_park", SW_PARK_MAX * sizeof(*lc->parked), 0);
+    lc->park_max = sw->s.park_max ? sw->s.park_max : SS_SW_PARK_DEFAULT;
+    lc->parked = rte_zmalloc("ss_sw_park", lc->park_max * sizeof(*lc->parked), 0);
     if (!lc->parked)
         return -ENOMEM;
-    for (uint32_t i = 0; i < SW_PARK_MAX; i++) {
+    for (uint32_t i = 0; i < lc->park_max; i++) {
         lc->parked[i].next = lc->park_free;
         lc->park_free = &lc->parked[i];
     }
     /* No ring (an SPDK device, or the kernel refuses io_uring): device hits
      * are read at once, as before. */
-    (void)ss_store_io_open(&lc->st, SW_PARK_MAX);
+    (void)ss_store_io_open(&lc->st, lc->park_max);
     return 0;
 }
 
