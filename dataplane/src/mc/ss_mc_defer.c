@@ -32,6 +32,7 @@ struct ss_mc_slot {
     struct ss_mc_get_mode mode;
     const char *trailer;
     bool failed;                /* an append failed: the client is closed */
+    bool read_failed;           /* a key's device read failed: SERVER_ERROR */
     struct ss_buf line;         /* mg: the request, run again on completion */
     uint32_t nfrags, used;
     struct ss_mc_frag frags[];
@@ -46,6 +47,8 @@ static bool slot_render(struct ss_reply *r, struct ss_buf *out)
 {
     struct ss_mc_slot *s = (struct ss_mc_slot *)r;
     int rc = 0;
+    if (s->read_failed)
+        return ss_buf_append_str(out, SS_MC_READ_FAILED "\r\n") == 0 && !s->failed;
     for (uint32_t i = 0; i < s->used; i++)
         rc |= ss_buf_append(out, s->frags[i].b.data, s->frags[i].b.len);
     if (s->trailer)
@@ -99,8 +102,8 @@ static void rerun(struct ss_mc_slot *s, struct ss_mc_frag *f, struct ss_read *rd
             struct ss_mc_req rq;
             ss_mc_req_parse(&rq, s->line.data, s->line.len, NULL, 0, s->line.len);
             ss_mc_execute(c, &rq);
-        } else {
-            ss_mc_get_key(c, f->key, f->nkey, &s->mode, 0);
+        } else if (ss_mc_get_key(c, f->key, f->nkey, &s->mode, 0) == -EIO) {
+            s->read_failed = true;
         }
         ss_store_read_use(t, NULL);
         f->b = c->out;
@@ -127,6 +130,16 @@ void ss_mc_slot_park_key(struct ss_mc_slot *s, const char *key, size_t nkey, str
     ss_store_read_on_done(rd, key_read_done, f);
 }
 
+void ss_mc_slot_take_answered(struct ss_mc_slot *s, struct ss_conn *c, size_t mark,
+                              bool read_failed)
+{
+    struct ss_mc_frag *f = &s->frags[s->used++];
+    if (c->out.len > mark && ss_buf_append(&f->b, c->out.data + mark, c->out.len - mark))
+        s->failed = true; /* queued already: it closes the client when its turn comes */
+    c->out.len = mark;
+    s->read_failed = read_failed;
+}
+
 void ss_mc_slot_get_key(struct ss_mc_slot *s, struct ss_conn *c, const char *key, size_t nkey)
 {
     struct ss_mc_frag *f = &s->frags[s->used];
@@ -135,6 +148,8 @@ void ss_mc_slot_get_key(struct ss_mc_slot *s, struct ss_conn *c, const char *key
     int rc = ss_mc_get_key(c, key, nkey, &s->mode, SS_FIND_ASYNC);
     f->b = c->out;
     c->out = keep;
+    if (rc == -EIO)
+        s->read_failed = true;
     if (rc == -EINPROGRESS)
         ss_mc_slot_park_key(s, key, nkey, c->w->st.started);
     else

@@ -133,6 +133,12 @@ struct ss_mc_slot;
 /* A deferred reply of nfrags fragments, queued behind c's replies. NULL on ENOMEM. */
 struct ss_mc_slot *ss_mc_slot_new(struct ss_conn *c, uint32_t nfrags,
                                   const struct ss_mc_get_mode *mode);
+/* The reply of a get-like command whose device read failed. */
+#define SS_MC_READ_FAILED "SERVER_ERROR device read failed"
+/* The first fragment: what c->out holds past mark (keys answered before the
+ * first wait), moved into the slot; read_failed if one of them failed. */
+void ss_mc_slot_take_answered(struct ss_mc_slot *s, struct ss_conn *c, size_t mark,
+                              bool read_failed);
 /* The next fragment waits for rd, then runs that key again. */
 void ss_mc_slot_park_key(struct ss_mc_slot *s, const char *key, size_t nkey, struct ss_read *rd);
 /* The next fragment: the key answered now, or parked when its read starts. */

@@ -254,6 +254,13 @@ int ss_mc_meta_get(struct ss_conn *c, struct ss_mc_req *rq, enum ss_mc_mg_mode m
         count_get(&c->w->ctr, false, false);
         return SS_EXEC_MISS;
     }
+    if (rc == -EIO) {
+        /* The device failed the read (its entry is dropped): the protocol's
+         * server error, whatever q asks for. */
+        ss_store_unlock(t);
+        ss_mc_reply(c, SS_MC_READ_FAILED, false);
+        return SS_EXEC_DONE;
+    }
     if (rc != 0 && m->vivify) {
         /* Auto-vivify: an empty placeholder whose creator gets the win. */
         memset(&h.it, 0, sizeof(h.it));

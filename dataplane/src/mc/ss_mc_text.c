@@ -118,6 +118,8 @@ static bool keys_fit(const char *pos, const char *end, uint32_t *nkeys)
  * device (and the connection may wait: ss_mc_can_defer) is read
  * asynchronously: from it on, the reply is a deferred slot of one fragment
  * per key (ss_mc_defer.c), filled as reads complete, sent in key order.
+ * A device read that fails (an I/O error, a short or damaged record)
+ * replaces the whole reply with SERVER_ERROR.
  */
 static int text_get_keys(struct ss_conn *c, const char *pos, const char *end,
                          const struct ss_mc_get_mode *mode)
@@ -126,6 +128,7 @@ static int text_get_keys(struct ss_conn *c, const char *pos, const char *end,
     uint32_t nkeys = 0;
     bool defer = ss_mc_can_defer(c) && keys_fit(pos, end, &nkeys);
     struct ss_mc_slot *s = NULL;
+    bool read_failed = false;
     uint32_t k = 0;
 
     for (;; k++) {
@@ -142,16 +145,29 @@ static int text_get_keys(struct ss_conn *c, const char *pos, const char *end,
             ss_mc_slot_get_key(s, c, key, nkey);
             continue;
         }
-        if (ss_mc_get_key(c, key, nkey, mode, defer ? SS_FIND_ASYNC : 0) != -EINPROGRESS)
+        int rc = ss_mc_get_key(c, key, nkey, mode, defer ? SS_FIND_ASYNC : 0);
+        if (rc == -EIO)
+            read_failed = true;
+        if (rc != -EINPROGRESS)
             continue;
-        s = ss_mc_slot_new(c, nkeys - k, mode);
+        /* One fragment for the values answered so far, one per key from here. */
+        s = ss_mc_slot_new(c, nkeys - k + 1, mode);
         if (!s) {
+            c->out.len = mark;
             ss_mc_reply(c, "SERVER_ERROR out of memory", false);
             return SS_EXEC_DONE; /* the read completes with nobody waiting */
         }
+        ss_mc_slot_take_answered(s, c, mark, read_failed);
         ss_mc_slot_park_key(s, key, nkey, c->w->st.started);
     }
     if (!s) {
+        if (read_failed) {
+            /* The whole reply is the error, as a client expects of a failed
+             * command; the failed key's entry is gone (a later get misses). */
+            c->out.len = mark;
+            ss_mc_reply(c, SS_MC_READ_FAILED, false);
+            return SS_EXEC_DONE;
+        }
         ss_mc_out(c, "END\r\n", 5);
         return SS_EXEC_DONE;
     }
