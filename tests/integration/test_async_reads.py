@@ -24,7 +24,7 @@ import yaml
 
 from .conftest import ApplianceFactory
 from .helpers.mcproto import RawConn
-from .helpers.procs import Server
+from .helpers.procs import Server, start_memcached
 from .test_direct_io import _config as direct_config
 from .test_direct_io import device_dir  # noqa: F401  (a fixture: a directory taking O_DIRECT)
 
@@ -289,3 +289,36 @@ def test_kill9_with_reads_in_flight_then_restart(tmp_path: Path, device_dir: Pat
         served, wrong = _get_all(c)
         assert not wrong, f"wrong values after the restart for {wrong[:10]}"
         assert served == NKEYS, f"{served} of {NKEYS} items survived a crash of reads only"
+
+
+def test_proxy_forwards_a_local_copy_that_would_wait_for_the_device(
+        tmp_path: Path, device_dir: Path, appliance_factory: ApplianceFactory) -> None:
+    """Proxy mode keeps local copies; one that only the (O_DIRECT) device
+    holds is not waited for on the request path: the owning back end, which
+    has it in RAM, answers instead, and the reply is the same."""
+    backend = start_memcached(tmp_path)
+    try:
+        cfg = yaml.safe_load(direct_config(tmp_path, device_dir / "store.dat", hot_tier="0",
+                                           segment_size="1MiB",
+                                           memcached__item_size_max="512KiB").read_text())
+        cfg["backends"] = [{"name": "mc0", "host": "127.0.0.1", "port": backend.port}]
+        path = tmp_path / "proxy.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        srv = appliance_factory(path)
+        with RawConn(srv.addr, timeout=30) as c, RawConn(backend.addr, timeout=30) as direct:
+            _load(c)
+            assert c.counters()["total_items"] >= NKEYS, "the proxy kept no local copies"
+            before, backend_before = c.counters(), direct.counters()
+            served, wrong = _get_all(c)
+            assert served == NKEYS and not wrong
+            c.send(b"".join(b"mg k%d v\r\n" % i for i in range(DEPTH)))
+            for i in range(DEPTH):
+                assert c.read_line() == b"VA %d\r\n" % VALUE_BYTES
+                assert c.read_exact(VALUE_BYTES + 2)[:-2] == _value(i)
+            after, backend_after = c.counters(), direct.counters()
+        forwarded = after["device_reads_forwarded"] - before["device_reads_forwarded"]
+        assert forwarded >= NKEYS, f"only {forwarded} device-only copies forwarded"
+        assert after["device_reads_sync_fallback"] == before["device_reads_sync_fallback"]
+        assert backend_after["get_hits"] - backend_before["get_hits"] >= NKEYS
+    finally:
+        backend.kill9()

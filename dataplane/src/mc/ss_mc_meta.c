@@ -241,11 +241,14 @@ int ss_mc_meta_get(struct ss_conn *c, struct ss_mc_req *rq, enum ss_mc_mg_mode m
     ss_store_lock(t, m->key, m->nkey);
     int rc = ss_store_find(t, m->key, m->nkey, &h.it,
                            SS_FIND_NO_BUMP | (m->value ? SS_FIND_VALUE : 0) |
-                               (defer ? SS_FIND_ASYNC : 0));
+                               (defer ? SS_FIND_ASYNC : 0) |
+                               (mode == SS_MC_MG_PROBE ? SS_FIND_NO_WAIT : 0));
     if (rc == -EINPROGRESS) {
         ss_store_unlock(t);
         return ss_mc_defer_request(c, rq, t->started);
     }
+    if (rc == -EAGAIN)
+        c->w->ctr.device_reads_forwarded++; /* a probe's read would wait */
     if (mode == SS_MC_MG_PROBE &&
         (rc != 0 || ((h.it.bits & SS_MC_ITEM_CAS_UNKNOWN) && ss_mc_meta_has(m, 'c')))) {
         ss_store_unlock(t);

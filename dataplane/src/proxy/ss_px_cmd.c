@@ -259,7 +259,11 @@ static int px_get(struct ss_conn *c, const char *pos, const char *end, bool want
         if (!exptok) {
             struct ss_item it;
             ss_store_lock(&w->st, key, nkey);
-            int rc = ss_store_find(&w->st, key, nkey, &it, SS_FIND_VALUE);
+            /* A local copy that only the device holds, and not in the page
+             * cache, is not waited for: the owning back end has it in RAM. */
+            int rc = ss_store_find(&w->st, key, nkey, &it, SS_FIND_VALUE | SS_FIND_NO_WAIT);
+            if (rc == -EAGAIN)
+                ctr->device_reads_forwarded++;
             ctr->cmd_get++;
             if (rc == 0 && !(want_cas && (it.bits & PX_ITEM_CAS_UNKNOWN))) {
                 out_value(s ? &s->frags[fi++].b : &c->out, key, nkey, &it, w->st.value,
