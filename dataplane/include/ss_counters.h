@@ -66,6 +66,7 @@
     X(reclaimed, COUNTER, MC(ITEMS))       /* expired items removed */              \
     X(segments_reclaimed, COUNTER, OWN)                                            \
     X(segments_flushed, COUNTER, OWN)                                              \
+    X(log_roll_waits, COUNTER, OWN)   /* a full segment waited for the segment writer */ \
     X(device_reads, COUNTER, OWN)                                                  \
     X(device_read_bytes, COUNTER, OWN)                                             \
     X(device_reads_async, COUNTER, OWN)    /* of device_reads: through io_uring */   \

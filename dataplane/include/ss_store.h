@@ -185,7 +185,10 @@ void ss_store_unlock(struct ss_store_thread *t);
  *   -ENOENT    no such item
  *   -ETIME     the item had expired (now removed)
  *   -ECANCELED the item was flushed by flush_all (now removed)
- *   -EIO       the record failed verification or the device failed (removed)
+ *   -EBADMSG   the record failed verification: torn or zeroed (removed; a miss)
+ *   -EIO       the device failed the read, or it came back short (removed;
+ *              the protocol's server error)
+ *   -EINPROGRESS, -EAGAIN  with SS_FIND_ASYNC / SS_FIND_NO_WAIT (below)
  */
 int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
                   struct ss_item *it, unsigned flags);
@@ -300,6 +303,9 @@ struct ss_store_stats {
 };
 /* cffi: end */
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);
+/* What the store's own segment writer thread did (ss_log_writer.c), for the
+ * counter sums. */
+const struct ss_counters *ss_store_writer_counters(const struct ss_store *st);
 
 /*
  * Walk the index and verify each entry against its record on the device

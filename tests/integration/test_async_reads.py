@@ -194,9 +194,11 @@ def _check_failed_reads(c: RawConn, before: dict[str, int], served: int,
 
 def test_a_damaged_device_is_never_served(tmp_path: Path, device_dir: Path,
                                          appliance_factory: ApplianceFactory) -> None:
-    """Zeroed and missing bytes under the running appliance: SERVER_ERROR for
-    the reads that fail, counted, never a wrong value, and the appliance
-    keeps serving."""
+    """Zeroed and missing bytes under the running appliance: a zeroed record
+    fails its checksum and is a miss (as a torn one after a crash is), a read
+    past the cut comes back short and answers SERVER_ERROR; both are
+    counted and dropped, never a wrong value, and the appliance keeps
+    serving."""
     device = device_dir / "store.dat"
     srv = _start(appliance_factory, tmp_path, device, hot_tier="0")
     with RawConn(srv.addr, timeout=30) as c:

@@ -75,6 +75,8 @@ void ss_dataplane_sum_counters(struct ss_dataplane *dp, struct ss_counters *out)
     for (int i = 0; i < dp->nworkers; i++)
         counters_add(out, &dp->workers[i].ctr);
     counters_add(out, &dp->ctl_ctr);
+    if (dp->store)
+        counters_add(out, ss_store_writer_counters(dp->store));
 }
 
 /*

@@ -25,7 +25,7 @@
 #include "common/ss_clock.h"
 #include "ss_store_internal.h"
 
-static inline uint64_t seg_dev_off(const struct ss_log *log, uint32_t seg)
+uint64_t ss_log_seg_off(const struct ss_log *log, uint32_t seg)
 {
     return log->base + SS_SUPER_BYTES + (uint64_t)seg * log->segment_bytes;
 }
@@ -44,7 +44,7 @@ static inline uint32_t log_align(const struct ss_store *st)
  * number and key would otherwise verify after a crash. Appends after `to`
  * overwrite the zeros; a later flush rewrites that block whole.
  */
-static void log_span(struct ss_store *st, uint32_t from, uint32_t to, uint32_t *wfrom,
+void ss_log_pad_span(struct ss_store *st, uint32_t from, uint32_t to, uint32_t *wfrom,
                      uint32_t *wto)
 {
     struct ss_log *log = &st->log;
@@ -68,7 +68,7 @@ uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nb
     return (uint32_t)crc;
 }
 
-static int log_persist_state(struct ss_store *st, struct ss_index_txn *txn)
+int ss_log_persist_state(struct ss_store *st, struct ss_index_txn *txn)
 {
     struct ss_log *log = &st->log;
     uint32_t state[2] = {log->head, log->nsegments};
@@ -87,7 +87,7 @@ static int log_persist_state_now(struct ss_store *st)
     int rc = ss_index_begin(st->index, true, &txn);
     if (rc)
         return rc;
-    rc = log_persist_state(st, txn);
+    rc = ss_log_persist_state(st, txn);
     if (rc) {
         ss_index_abort(txn);
         return rc;
@@ -124,9 +124,9 @@ static int log_write_dirty(struct ss_store *st, struct ss_counters *ctr)
     if (log->write_off <= log->flushed_off)
         return 0;
     uint32_t from, to;
-    log_span(st, log->flushed_off, log->write_off, &from, &to);
+    ss_log_pad_span(st, log->flushed_off, log->write_off, &from, &to);
     uint32_t len = to - from;
-    int rc = st->dev->ops->write(st->dev, seg_dev_off(log, log->head) + from, log->buf + from,
+    int rc = st->dev->ops->write(st->dev, ss_log_seg_off(log, log->head) + from, log->buf + from,
                                  len);
     if (rc) {
         ctr->errors_device++;
@@ -139,35 +139,35 @@ static int log_write_dirty(struct ss_store *st, struct ss_counters *ctr)
     return 0;
 }
 
-/*
- * Delete the index entries that still point into segment `seg` (generation
- * `gen`), inside txn. Counts evictions. The segment is read back whole: one
- * large sequential read per reclaimed segment.
- */
-static int log_reclaim(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg, uint32_t gen,
-                       struct ss_counters *ctr)
+int ss_log_read_segment(struct ss_store *st, uint32_t seg, char *buf, struct ss_counters *ctr)
 {
     struct ss_log *log = &st->log;
-    int rc = st->dev->ops->read(st->dev, seg_dev_off(log, seg), log->reclaim_buf,
-                                log->segment_bytes);
+    int rc = st->dev->ops->read(st->dev, ss_log_seg_off(log, seg), buf, log->segment_bytes);
     if (rc) {
         ctr->errors_device++;
         return rc;
     }
     ctr->device_reads++;
     ctr->device_read_bytes += log->segment_bytes;
+    return 0;
+}
+
+void ss_log_reclaim_records(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg,
+                            uint32_t gen, const char *buf, struct ss_counters *ctr)
+{
+    struct ss_log *log = &st->log;
     int64_t now = ss_clock_unix_seconds();
     uint64_t flush_seq = atomic_load(&st->flush_seq);
     uint32_t off = 0;
     while (off + sizeof(struct ss_record_hdr) <= log->segment_bytes) {
         struct ss_record_hdr h;
-        memcpy(&h, log->reclaim_buf + off, sizeof(h));
+        memcpy(&h, buf + off, sizeof(h));
         if (h.magic != SS_RECORD_MAGIC || h.seg_gen != gen)
             break; /* end of what this use of the segment wrote */
         uint32_t size = ss_record_size(h.nkey, h.nbytes);
         if (h.nkey == 0 || size > log->segment_bytes - off)
             break; /* torn header: nothing after it can be trusted */
-        const char *key = log->reclaim_buf + off + sizeof(h);
+        const char *key = buf + off + sizeof(h);
         struct ss_index_entry e;
         if (ss_index_txn_get(txn, key, h.nkey, &e) == 0) {
             if (e.segment == seg && e.seg_gen == gen && e.offset == off) {
@@ -184,13 +184,29 @@ static int log_reclaim(struct ss_store *st, struct ss_index_txn *txn, uint32_t s
         off += size;
     }
     ctr->segments_reclaimed++;
+}
+
+/*
+ * Delete the index entries that still point into segment `seg` (generation
+ * `gen`), inside txn. Counts evictions. The segment is read back whole: one
+ * large sequential read per reclaimed segment.
+ */
+static int log_reclaim(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg, uint32_t gen,
+                       struct ss_counters *ctr)
+{
+    int rc = ss_log_read_segment(st, seg, st->log.reclaim_buf, ctr);
+    if (rc)
+        return rc;
+    ss_log_reclaim_records(st, txn, seg, gen, st->log.reclaim_buf, ctr);
     return 0;
 }
 
-/* Close the head segment and open the next one, reclaiming it. Lock held. */
+/* Close the head segment and open the next one, reclaiming it, here and
+ * now: at start, for a shrink, or with no writer running. Lock held. */
 static int log_roll(struct ss_store *st, struct ss_counters *ctr)
 {
     struct ss_log *log = &st->log;
+    ss_log_writer_drain(st); /* the reclaim buffer and the sealed one are free */
     while (log->flushing) /* the buffer is about to be reused */
         pthread_cond_wait(&log->flushed, &log->lock);
     int rc = log_write_dirty(st, ctr);
@@ -215,7 +231,7 @@ static int log_roll(struct ss_store *st, struct ss_counters *ctr)
     log->gens[next] = old_gen + 1 ? old_gen + 1 : 1;
     log->head = next;
     log->pos = next_pos;
-    rc = log_persist_state(st, txn);
+    rc = ss_log_persist_state(st, txn);
     if (!rc)
         rc = ss_index_commit(txn);
     else
@@ -229,6 +245,8 @@ static int log_roll(struct ss_store *st, struct ss_counters *ctr)
     }
     log->write_off = log->flushed_off = 0;
     log->dirty_since_ms = 0;
+    log->ready = false;
+    log->state_dirty = false;
     return 0;
 }
 
@@ -241,7 +259,9 @@ int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key,
         return -E2BIG;
     pthread_mutex_lock(&log->lock);
     if (log->write_off + size > log->segment_bytes) {
-        int rc = log_roll(st, ctr);
+        int rc = ss_log_writer_roll(st, ctr);
+        if (rc == -EAGAIN)
+            rc = log_roll(st, ctr);
         if (rc) {
             pthread_mutex_unlock(&log->lock);
             return rc;
@@ -273,6 +293,13 @@ int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key,
     log->write_off += size;
     if (!log->dirty_since_ms)
         log->dirty_since_ms = ss_clock_mono_ms();
+    if (!log->ready && !log->prepare_asked && log->write_off >= log->segment_bytes / 4 * 3) {
+        /* Reclaim the next segment now, while a quarter of this one is
+         * left: late enough to evict little early, early enough that the
+         * roll finds it ready. */
+        log->prepare_asked = true;
+        pthread_cond_signal(&log->writer_wake);
+    }
     pthread_mutex_unlock(&log->lock);
     return 0;
 }
@@ -319,9 +346,10 @@ int ss_log_read_mode(struct ss_store_thread *t, const void *key, size_t nkey,
         return -EBADMSG;
     }
     uint32_t gen = log->gens[e->segment];
-    int in_buffer = e->segment == log->head && e->offset + size <= log->write_off;
-    if (gen == e->seg_gen && in_buffer)
-        memcpy(t->scratch.data, log->buf + e->offset, size);
+    const char *mem = gen == e->seg_gen ? ss_log_in_memory(log, e, size) : NULL;
+    int in_buffer = mem != NULL;
+    if (mem)
+        memcpy(t->scratch.data, mem, size);
     pthread_mutex_unlock(&log->lock);
     if (gen != e->seg_gen)
         return -ESTALE; /* the segment was reclaimed since */
@@ -329,7 +357,7 @@ int ss_log_read_mode(struct ss_store_thread *t, const void *key, size_t nkey,
     if (!in_buffer) {
         /* Under direct I/O read the enclosing aligned span into the aligned
          * buffer and serve from inside it; else exactly the record. */
-        uint64_t at = seg_dev_off(log, e->segment) + e->offset;
+        uint64_t at = ss_log_seg_off(log, e->segment) + e->offset;
         uint64_t a = log_align(st), from = at & ~(a - 1);
         uint64_t to = (at + size + a - 1) & ~(a - 1);
         char *dst = t->scratch.data;
@@ -372,13 +400,13 @@ int ss_log_span(struct ss_store *st, size_t nkey, const struct ss_index_entry *e
         return -EBADMSG;
     }
     uint32_t gen = log->gens[e->segment];
-    int in_buffer = e->segment == log->head && e->offset + size <= log->write_off;
+    int in_buffer = gen == e->seg_gen && ss_log_in_memory(log, e, size) != NULL;
     pthread_mutex_unlock(&log->lock);
     if (gen != e->seg_gen)
         return -ESTALE;
     if (in_buffer)
         return 1;
-    uint64_t at = seg_dev_off(log, e->segment) + e->offset;
+    uint64_t at = ss_log_seg_off(log, e->segment) + e->offset;
     uint64_t a = log_align(st);
     *from = at & ~(a - 1);
     *len = (uint32_t)(((at + size + a - 1) & ~(a - 1)) - *from);
@@ -430,11 +458,11 @@ int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms)
         return 0;
     }
     uint32_t seg = log->head, to = log->write_off, wfrom, wto;
-    log_span(st, log->flushed_off, to, &wfrom, &wto);
+    ss_log_pad_span(st, log->flushed_off, to, &wfrom, &wto);
     log->flushing = 1;
     pthread_mutex_unlock(&log->lock);
 
-    int rc = st->dev->ops->write(st->dev, seg_dev_off(log, seg) + wfrom, log->buf + wfrom,
+    int rc = st->dev->ops->write(st->dev, ss_log_seg_off(log, seg) + wfrom, log->buf + wfrom,
                                  wto - wfrom);
 
     pthread_mutex_lock(&log->lock);
@@ -565,7 +593,8 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
     log->order = malloc(n * sizeof(uint32_t));
     log->buf = aligned_alloc(4096, log->segment_bytes);
     log->reclaim_buf = aligned_alloc(4096, log->segment_bytes);
-    if (!log->gens || !log->order || !log->buf || !log->reclaim_buf) {
+    log->spare_buf = aligned_alloc(4096, log->segment_bytes);
+    if (!log->gens || !log->order || !log->buf || !log->reclaim_buf || !log->spare_buf) {
         snprintf(err, errlen, "out of memory for %u-byte segment buffers", log->segment_bytes);
         return -ENOMEM;
     }
@@ -573,6 +602,7 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
         log->order[i] = i;
     pthread_mutex_init(&log->lock, NULL);
     pthread_cond_init(&log->flushed, NULL);
+    pthread_cond_init(&log->writer_wake, NULL);
     int reset = 0;
     int rc = log_load(st, &reset, err, errlen);
     if (rc)
@@ -589,7 +619,7 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
             rc = ss_index_txn_meta_put(txn, "uuid", st->uuid, sizeof(st->uuid));
     }
     if (!rc)
-        rc = log_persist_state(st, txn);
+        rc = ss_log_persist_state(st, txn);
     if (!rc)
         rc = ss_index_commit(txn);
     else if (txn)
@@ -618,8 +648,9 @@ void ss_log_close(struct ss_store *st)
     free(log->order);
     free(log->buf);
     free(log->reclaim_buf);
+    free(log->spare_buf);
     log->gens = log->order = NULL;
-    log->buf = log->reclaim_buf = NULL;
+    log->buf = log->reclaim_buf = log->spare_buf = NULL;
 }
 
 /* Grow (log lock held): new arrays, new segments after the head. */
@@ -696,7 +727,7 @@ static int log_shrink(struct ss_store *st, struct ss_counters *ctr, uint32_t n_n
     log->pos = pos;
     if (moved) /* never append into a kept segment's middle: roll below */
         log->write_off = log->flushed_off = 0;
-    rc = log_persist_state(st, txn);
+    rc = ss_log_persist_state(st, txn);
     rc = rc ? (ss_index_abort(txn), rc) : ss_index_commit(txn);
     if (rc)
         return rc;
@@ -722,6 +753,7 @@ int ss_log_resize(struct ss_store *st, struct ss_counters *ctr, uint64_t new_byt
     if (n_new < 2 || n_new > UINT32_MAX)
         return -EINVAL;
     pthread_mutex_lock(&log->lock);
+    ss_log_writer_drain(st);
     while (log->flushing)
         pthread_cond_wait(&log->flushed, &log->lock);
     int rc = 0;

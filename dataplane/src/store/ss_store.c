@@ -350,10 +350,15 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
         snprintf(err, errlen, "cannot start the segment log on %s", st->device_path);
         goto fail;
     }
+    if (ss_log_writer_start(st)) {
+        snprintf(err, errlen, "cannot start the segment writer thread");
+        goto fail;
+    }
     st->last_sync_ms = ss_clock_mono_ms();
     return st;
 fail:
     st->closed = 1;
+    ss_log_writer_stop(st);
     ss_pend_stop(st);
     store_free(p);
     return NULL;
@@ -365,6 +370,7 @@ void ss_store_close(struct ss_store *st)
         return;
     struct ss_store_private *p = priv_of(st);
     st->closed = 1;
+    ss_log_writer_stop(st); /* the sealed segment is written, the state persisted */
     ss_pend_stop(st); /* every pending index update reaches the index */
     ss_log_flush(st, &p->open_ctr, 0);
     st->dev->ops->sync(st->dev);
@@ -539,8 +545,13 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
         drop_item(t, key, nkey);
         if (rc == -ESTALE)
             return -ENOENT;
-        if (rc == -EBADMSG)
+        if (rc == -EBADMSG) {
+            /* Torn by a crash, or zeroed: the item is gone, a miss (as
+             * extstore answers a bad checksum); an I/O error is the
+             * device's failure, which the client is told (-EIO). */
             t->ctr->errors_checksum++;
+            return -EBADMSG;
+        }
         return -EIO;
     }
     int bumped = !(flags & SS_FIND_NO_BUMP) && entry_bump(&e, now);
@@ -697,6 +708,11 @@ int ss_store_housekeep(struct ss_store_thread *t)
         st->last_sync_ms = ms;
     }
     return rc;
+}
+
+const struct ss_counters *ss_store_writer_counters(const struct ss_store *st)
+{
+    return &st->log.writer_ctr;
 }
 
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)

@@ -136,6 +136,26 @@ struct ss_log {
     int flushing;             /* housekeeping is writing buf without the lock */
     pthread_cond_t flushed;   /* signalled when that write is done */
     char *reclaim_buf;        /* a segment read back for reclaiming */
+
+    /* The segment writer (ss_log_writer.c). A roll on the request path only
+     * swaps buffers: the full segment becomes `sealed` and the writer writes
+     * it, and the writer reclaims the next segment ahead (`ready`), so no
+     * worker writes or reads a whole segment. Records of the sealed segment
+     * are read from its buffer until it is written. */
+    char *spare_buf;          /* the next segment's buffer; the sealed one's while sealed */
+    bool sealed;
+    uint32_t sealed_seg, sealed_gen;
+    uint32_t sealed_end;      /* its records end here */
+    uint32_t sealed_from, sealed_to; /* the span still to write, aligned */
+    bool ready;               /* ready_seg is reclaimed and its generation bumped */
+    uint32_t ready_seg;
+    bool prepare_asked;       /* the head is filling: reclaim the next segment */
+    bool state_dirty;         /* head or generations changed since persisted */
+    bool writer_running, writer_stop, writer_busy;
+    bool writer_joinable;     /* started: stop joins it (touched by the owner only) */
+    pthread_t writer;
+    pthread_cond_t writer_wake;
+    struct ss_counters writer_ctr; /* what the writer did (summed into stats) */
 };
 
 /* ss_sweep.c: where a background walk of the index has got to. */
@@ -283,6 +303,35 @@ int ss_log_verify(struct ss_store_thread *t, const void *key, size_t nkey,
                   const struct ss_index_entry *e, const char *rec);
 /* Make t->dio_buf (aligned to the device) hold at least len bytes. 0 or -ENOMEM. */
 int ss_log_dio_reserve(struct ss_store_thread *t, size_t len);
+/* The record of key that e points to when it is still in memory (the open
+ * or the sealed segment's buffer), else NULL. Log lock held. */
+const char *ss_log_in_memory(struct ss_log *log, const struct ss_index_entry *e, uint32_t size);
+/* Where segment seg starts on the device. */
+uint64_t ss_log_seg_off(const struct ss_log *log, uint32_t seg);
+/* The device range to write for buf[from, to): whole aligned blocks, the
+ * bytes past `to` zeroed. Log lock held. */
+void ss_log_pad_span(struct ss_store *st, uint32_t from, uint32_t to, uint32_t *wfrom,
+                     uint32_t *wto);
+/* Read segment seg whole into buf (the writer's reclaim-ahead). 0 or -errno. */
+int ss_log_read_segment(struct ss_store *st, uint32_t seg, char *buf, struct ss_counters *ctr);
+/* Delete the index entries still pointing at records of seg's use `gen`,
+ * whose bytes are in buf, inside txn; counts evictions. */
+void ss_log_reclaim_records(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg,
+                            uint32_t gen, const char *buf, struct ss_counters *ctr);
+/* Put head, ring order and generations in txn. Log lock held. */
+int ss_log_persist_state(struct ss_store *st, struct ss_index_txn *txn);
+
+/* ss_log_writer.c: the segment writer thread (its role: struct ss_log). */
+int ss_log_writer_start(struct ss_store *st);
+/* Write what is sealed, persist the state, stop. */
+void ss_log_writer_stop(struct ss_store *st);
+/* The head is full (log lock held): open the next segment by handing the
+ * full one to the writer. 0, or -EAGAIN with no writer running (roll
+ * synchronously). Waits only while the writer is behind. */
+int ss_log_writer_roll(struct ss_store *st, struct ss_counters *ctr);
+/* Wait until the writer is idle with nothing sealed (log lock held). */
+void ss_log_writer_drain(struct ss_store *st);
+
 /* Write the open segment's unwritten bytes if older than `age_ms`. */
 int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms);
 /* Grow (live) or shrink (offline) the log to new_bytes. 0 or -errno. */
