@@ -10,6 +10,13 @@ Scenarios (90% get / 10% set, 32-byte keys, 50 connections):
   times the hot tier ("device"); for the latter the appliance's `stats` are
   read before and after and the hits_dram / hits_device deltas are reported.
 
+In the device key space a third server runs too: memcached with extstore
+(`-m` the hot tier, `-o ext_path=` a file on the same disk), the peer that
+keeps items on flash; both report the items they kept of those set. fio
+reads the appliance's device file (4 KiB random reads, O_DIRECT, io_uring,
+queue depth 16) to give the device's IOPS beside them. `--direct-io` opens
+the appliance's device O_DIRECT, so its device hits are real device reads.
+
 Usage (from the repository root):
   .venv/bin/python bench/run.py [--quick] [--duration S] [--json FILE]
 
@@ -223,7 +230,8 @@ class Server:
             self.proc.wait(5)
 
 
-def start_memcached(binary: str, workers: int, mem_mib: int, tmp: Path) -> Server:
+def start_memcached(binary: str, workers: int, mem_mib: int, tmp: Path,
+                    extra: list[str] | None = None) -> Server:
     """Start memcached 1.6 on a free loopback port, TCP only.
 
     Args:
@@ -235,7 +243,7 @@ def start_memcached(binary: str, workers: int, mem_mib: int, tmp: Path) -> Serve
     port = _free_port()
     log = tmp / "memcached.log"
     cmd = [binary, "-l", "127.0.0.1", "-p", str(port), "-t", str(workers),
-           "-m", str(mem_mib), "-U", "0", "-c", "4096"]
+           "-m", str(mem_mib), "-U", "0", "-c", "4096", *(extra or [])]
     if os.geteuid() == 0:
         cmd += ["-u", "root"]
     with open(log, "wb") as fh:
@@ -250,7 +258,38 @@ def start_memcached(binary: str, workers: int, mem_mib: int, tmp: Path) -> Serve
     return server
 
 
-def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int) -> Path:
+def start_extstore(binary: str, workers: int, hot_tier_mib: int, ext_mib: int,
+                   tmp: Path) -> Server:
+    """memcached with extstore: `-m` the appliance's hot tier, the rest on a file."""
+    sub = tmp / "extstore"
+    sub.mkdir(exist_ok=True)
+    srv = start_memcached(binary, workers, hot_tier_mib, sub,
+                          ["-o", f"ext_path={sub / 'extstore.dat'}:{ext_mib}m"])
+    srv.name = "extstore"
+    return srv
+
+
+def device_fio_iops(path: Path, args: argparse.Namespace) -> float | None:
+    """fio's 4 KiB random-read IOPS on path (O_DIRECT, io_uring, QD 16), or None."""
+    if shutil.which("fio") is None or not path.exists():
+        return None
+    size = path.stat().st_size // 4096 * 4096
+    cmd = ["fio", "--name=device", f"--filename={path}", "--direct=1", "--rw=randread",
+           "--bs=4k", f"--size={size}", "--norandommap", "--time_based",
+           f"--runtime={max(2.0, args.duration / 2):g}", "--ioengine=io_uring",
+           "--iodepth=16", "--numjobs=1", "--output-format=json"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60)
+    except subprocess.TimeoutExpired:
+        return None
+    if res.returncode != 0:
+        print(f"# fio on {path} failed: {res.stderr.strip()}", file=sys.stderr)
+        return None
+    return float(json.loads(res.stdout[res.stdout.find("{"):])["jobs"][0]["read"]["iops"])
+
+
+def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int,
+                     direct_io: bool = False) -> Path:
     """Write the appliance's bench config, derived from configs/default.yaml.
 
     Only what the bench needs differs from the embedded default: an ephemeral
@@ -272,6 +311,8 @@ def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int
     dev = st["devices"][0]
     dev["path"] = str(tmp / "var" / "store.dat")
     dev["size"] = f"{device_mib}MiB"
+    if direct_io:
+        dev["direct_io"] = True
     cfg["console"]["enabled"] = False  # not measured; and 8080 may be taken
     path = tmp / "smartswitch.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -408,8 +449,12 @@ def servers(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> Iterato
                 standin.name = "smartswitch"
                 started.append(standin)
             else:
-                cfg = appliance_config(tmp, args.workers, args.hot_tier_mib, dev_mib)
+                cfg = appliance_config(tmp, args.workers, args.hot_tier_mib, dev_mib,
+                                       args.direct_io)
                 started.append(start_appliance(args.python, cfg, tmp))
+        if "extstore" in args.servers and any(s.keyspace == "device" for s in scs):
+            started.append(start_extstore(args.memcached, args.workers, args.hot_tier_mib,
+                                          dev_mib, tmp))
         yield started
     finally:
         for s in reversed(started):
@@ -501,6 +546,8 @@ def measure(srv: Server, sc: Scenario, args: argparse.Namespace, rep: int) -> di
     srv.check_alive()
     row: dict[str, Any] = {"scenario": sc.name, **dataclasses.asdict(sc),
                            "server": srv.name, "rep": rep, "result": res}
+    with contextlib.suppress(ValueError, KeyError):
+        row["items"] = int(after["curr_items"])
     row["stats_delta"] = {
         name: _stat_delta(before, after, name)
         for name in ("get_hits", "get_misses", "hits_dram", "hits_device",
@@ -519,7 +566,8 @@ def run_group(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> list[
     with servers(args, scs, tmp) as srvs:
         prefilled: set[tuple[str, str]] = set()
         for sc in scs:
-            for srv in srvs:
+            here = [s for s in srvs if s.name != "extstore" or sc.keyspace == "device"]
+            for srv in here:
                 srv.check_alive()
                 if (srv.name, sc.keyspace) not in prefilled:
                     t0 = time.monotonic()
@@ -527,10 +575,14 @@ def run_group(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> list[
                     print(f"# prefilled {sc.keys} keys of {sc.value_size} B into {srv.name} "
                           f"in {time.monotonic() - t0:.1f}s", file=sys.stderr)
                     prefilled.add((srv.name, sc.keyspace))
+                    if srv.name == "smartswitch" and sc.keyspace == "device":
+                        iops = device_fio_iops(tmp / "var" / "store.dat", args)
+                        if iops is not None:
+                            rows.append({"fio": True, "scenario": sc.name, "iops": iops})
             # Alternate which server goes first so drift on a shared machine
             # (other jobs, thermal, page cache) does not favour one of them.
             for rep in range(args.repeat):
-                for srv in (srvs if rep % 2 == 0 else list(reversed(srvs))):
+                for srv in (here if rep % 2 == 0 else list(reversed(here))):
                     rows.append(measure(srv, sc, args, rep))
     return rows
 
@@ -560,6 +612,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "gets": sum(x["gets"] for x in res),
         "hits": sum(x["hits"] for x in res),
         "runs": len(runs),
+        "items": max((r.get("items") or 0) for r in runs),
         "stats_delta": deltas,
     }
 
@@ -567,8 +620,10 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Print the comparison table; return one summary per scenario (with ratios)."""
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    fio = {r["scenario"]: r["iops"] for r in rows if r.get("fio")}
     for r in rows:
-        groups.setdefault(r["scenario"], {}).setdefault(r["server"], []).append(r)
+        if not r.get("fio"):
+            groups.setdefault(r["scenario"], {}).setdefault(r["server"], []).append(r)
     print()
     print(f"SmartSwitch vs memcached: {args.get_ratio:.0%} get / {1 - args.get_ratio:.0%} set, "
           f"{KEY_SIZE}-byte keys, {args.conns} connections, uniform keys; "
@@ -590,17 +645,24 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[st
         if mc and ss and mc["ops_per_sec"] > 0 and mc["p99_us"] > 0:
             ratio_t = ss["ops_per_sec"] / mc["ops_per_sec"]
             ratio_p = ss["p99_us"] / mc["p99_us"]
-        for srv in ("memcached", "smartswitch"):
+        keys = per[next(iter(per))][0]["keys"]
+        for srv in ("memcached", "smartswitch", "extstore"):
             a = agg.get(srv)
             if not a:
                 continue
             tail = rt = rp = ""
+            if srv == "extstore" and mc and mc["ops_per_sec"] > 0 and mc["p99_us"] > 0:
+                rt = f"{a['ops_per_sec'] / mc['ops_per_sec']:.2f}"
+                rp = f"{a['p99_us'] / mc['p99_us']:.2f}"
+            if srv != "memcached" and name in fio:
+                hits_s = a["hits"] / (a["runs"] * args.duration)
+                tail = f"  {hits_s:,.0f} hits/s, kept {a['items'] or 0:,} of {keys:,} items"
             if srv == "smartswitch":
                 d = a["stats_delta"]
                 if d.get("hits_dram") is not None and d.get("hits_device") is not None:
                     both = d["hits_dram"] + d["hits_device"]
                     dev = 100.0 * d["hits_device"] / both if both else 0.0
-                    tail = f"  {d['hits_dram']:,} / {d['hits_device']:,} ({dev:.0f}% device)"
+                    tail += f"  {d['hits_dram']:,} / {d['hits_device']:,} ({dev:.0f}% device)"
                 rt = f"{ratio_t:.2f}" if ratio_t is not None else "-"
                 rp = f"{ratio_p:.2f}" if ratio_p is not None else "-"
             hit = 100.0 * a["hits"] / a["gets"] if a["gets"] else 0.0
@@ -609,15 +671,28 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[st
                   f"{a['server_us_per_op']:>6.1f} {a['others_cores']:>5.2f} "
                   f"{rt:>6s} {rp:>6s}{tail}")
         keyspace = per[next(iter(per))][0]["keyspace"]
-        target = None
+        target = device_target = None
         if keyspace == "dram" and ratio_t is not None and ratio_p is not None:
             target = ratio_t >= 1.0 and ratio_p <= 1.1
+        if keyspace == "device" and ratio_t is not None and mc["server_us_per_op"] > 0:
+            cpu_ratio = ss["server_us_per_op"] / mc["server_us_per_op"]
+            device_target = ratio_t >= 0.8 and cpu_ratio <= 1.5
+            iops = fio.get(name)
+            print(f"{'':26s} device: fio 4k QD16 {iops:,.0f} IOPS; smartswitch "
+                  f"{ratio_t:.2f}x memcached's ops/s at {cpu_ratio:.2f}x its CPU/op"
+                  if iops else f"{'':26s} device: no fio figure")
         summaries.append({"scenario": name, "aggregate": agg, "throughput_ratio": ratio_t,
-                          "p99_ratio": ratio_p, "dram_target_met": target})
+                          "p99_ratio": ratio_p, "dram_target_met": target,
+                          "device_target_met": device_target, "fio_iops": fio.get(name)})
     judged = [s for s in summaries if s["dram_target_met"] is not None]
     if judged:
         ok = sum(1 for s in judged if s["dram_target_met"])
         print(f"\nDRAM-tier target (>= 1.0x memcached's throughput, p99 <= 1.1x): "
+              f"{ok}/{len(judged)} scenarios met")
+    judged = [s for s in summaries if s["device_target_met"] is not None]
+    if judged:
+        ok = sum(1 for s in judged if s["device_target_met"])
+        print(f"device key space target (>= 0.8x memcached's throughput, CPU/op <= 1.5x): "
               f"{ok}/{len(judged)} scenarios met")
     noisy = [s["scenario"] for s in summaries
              if max(a["others_cores"] for a in s["aggregate"].values()) > NOISY_CORES]
@@ -641,8 +716,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--depths", type=int, nargs="+", default=[1, 16])
     p.add_argument("--keyspaces", nargs="+", choices=["dram", "device"],
                    default=["dram", "device"])
-    p.add_argument("--servers", nargs="+", choices=["memcached", "smartswitch"],
-                   default=["memcached", "smartswitch"])
+    p.add_argument("--servers", nargs="+", choices=["memcached", "smartswitch", "extstore"],
+                   default=["memcached", "smartswitch", "extstore"],
+                   help="extstore runs in the device key space only")
+    p.add_argument("--direct-io", action="store_true",
+                   help="open the appliance's device O_DIRECT (its device hits are real reads)")
     p.add_argument("--hot-tier-mib", type=int, help="appliance DRAM tier (default 64)")
     p.add_argument("--workers", type=int, default=2, help="server worker threads (2)")
     p.add_argument("--loadgen-threads", type=int, default=1)
