@@ -227,6 +227,8 @@ void ss_store_io_reap(struct ss_store_thread *t);
 /* The same for a thread that polls (a switch lcore): at most max
  * completions, the eventfd left alone (no system call). Returns how many. */
 unsigned ss_store_io_poll(struct ss_store_thread *t, unsigned max);
+/* Reads submitted or prepared and not yet reaped (0 without a ring). */
+unsigned ss_store_io_in_flight(const struct ss_store_thread *t);
 void ss_store_read_use(struct ss_store_thread *t, struct ss_read *rd);
 void ss_store_read_release(struct ss_store_thread *t, struct ss_read *rd);
 /* Wait for the reads still in flight (their callbacks run) and close the

@@ -60,6 +60,11 @@
 enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_EV__TAG_MAX = 16 };
 /* Device reads one worker keeps in flight at most (its io_uring's size). */
 #define SS_WORKER_IO_DEPTH 256u
+/* A worker with device reads in flight and nothing else to do polls their
+ * completions this long before it sleeps: a flash read completes in tens of
+ * microseconds, and sleeping on the ring's eventfd adds a wake-up (tens of
+ * microseconds more in a VM) to every read of a lightly loaded worker. */
+#define SS_WORKER_IO_SPIN_NS 50000u
 
 #ifdef SS_DEBUG_CONN
 #include <stdio.h>

@@ -9,6 +9,8 @@
  */
 #define _GNU_SOURCE /* accept4, recvmmsg, sendmmsg */
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -130,6 +132,21 @@ static void loop_drain_wakefd(struct ss_worker *w)
  * clean stop, -EINVAL for a bad id, -EBUSY if that worker already runs, or
  * the -errno that ended the loop.
  */
+/* Poll the ring's completions for up to SS_WORKER_IO_SPIN_NS, as the
+ * worker has nothing else to do; true once some were reaped. */
+static bool spin_for_reads(struct ss_worker *w)
+{
+    uint64_t until = ss_clock_mono_ns() + SS_WORKER_IO_SPIN_NS;
+    do {
+        if (ss_store_io_poll(&w->st, UINT_MAX))
+            return true;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause(); /* a polite spin: yield the core's pipeline */
+#endif
+    } while (ss_clock_mono_ns() < until);
+    return false;
+}
+
 int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
 {
     if (!dp || worker_id < 0 || worker_id >= dp->nworkers)
@@ -176,6 +193,8 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
          * some for now, come back soon rather than sleep on them. */
         if (ss_store_io_submit(&w->st) && timeout > 1)
             timeout = 1;
+        if (timeout && ss_store_io_in_flight(&w->st) && spin_for_reads(w))
+            timeout = 0; /* completions reaped: deliver them, sleep next turn */
         int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
         if (nb_ev < 0) {
             if (errno == EINTR)

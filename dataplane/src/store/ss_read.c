@@ -325,6 +325,11 @@ unsigned ss_store_io_poll(struct ss_store_thread *t, unsigned max)
     return t->io ? reap(t, max) : 0;
 }
 
+unsigned ss_store_io_in_flight(const struct ss_store_thread *t)
+{
+    return t->io ? t->io->in_flight : 0;
+}
+
 void ss_store_read_use(struct ss_store_thread *t, struct ss_read *rd)
 {
     t->use_read = rd;
