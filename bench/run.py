@@ -278,14 +278,12 @@ def device_fio_iops(path: Path, args: argparse.Namespace) -> float | None:
            "--bs=4k", f"--size={size}", "--norandommap", "--time_based",
            f"--runtime={max(2.0, args.duration / 2):g}", "--ioengine=io_uring",
            "--iodepth=16", "--numjobs=1", "--output-format=json"]
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60)
-    except subprocess.TimeoutExpired:
-        return None
-    if res.returncode != 0:
+        if res.returncode == 0:
+            return float(json.loads(res.stdout[res.stdout.find("{"):])["jobs"][0]["read"]["iops"])
         print(f"# fio on {path} failed: {res.stderr.strip()}", file=sys.stderr)
-        return None
-    return float(json.loads(res.stdout[res.stdout.find("{"):])["jobs"][0]["read"]["iops"])
+    return None
 
 
 def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int,
