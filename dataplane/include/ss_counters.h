@@ -73,6 +73,7 @@
     X(device_reads_in_flight, GAUGE, OWN)  /* asynchronous reads not yet completed */ \
     X(device_reads_sync_fallback, COUNTER, OWN) /* could have waited, ring full or off */ \
     X(device_reads_forwarded, COUNTER, OWN) /* proxy: a read that would wait, forwarded */ \
+    X(udp_parked, COUNTER, OWN)        /* datagrams that waited for device reads */ \
     /* asynchronous reads by completion time (submit to reap) */                  \
     X(device_read_us_le_50, COUNTER, OWN)                                          \
     X(device_read_us_le_200, COUNTER, OWN)                                         \

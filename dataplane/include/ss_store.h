@@ -229,7 +229,12 @@ void ss_store_io_reap(struct ss_store_thread *t);
 unsigned ss_store_io_poll(struct ss_store_thread *t, unsigned max);
 /* Reads submitted or prepared and not yet reaped (0 without a ring). */
 unsigned ss_store_io_in_flight(const struct ss_store_thread *t);
+/* Put the completed read rd in hand (NULL: none), and the reads linked
+ * after it with ss_store_read_link: a request of several keys (a UDP
+ * datagram) runs once with all of its reads. */
 void ss_store_read_use(struct ss_store_thread *t, struct ss_read *rd);
+void ss_store_read_link(struct ss_read *rd, struct ss_read *next);
+struct ss_read *ss_store_read_next(const struct ss_read *rd);
 void ss_store_read_release(struct ss_store_thread *t, struct ss_read *rd);
 /* Wait for the reads still in flight (their callbacks run) and close the
  * ring; ss_store_thread_fini does it too. */

@@ -324,3 +324,50 @@ def test_proxy_forwards_a_local_copy_that_would_wait_for_the_device(
         assert backend_after["get_hits"] - backend_before["get_hits"] >= NKEYS
     finally:
         backend.kill9()
+
+
+def test_udp_gets_wait_for_the_device_without_stalling_the_worker(
+        tmp_path: Path, device_dir: Path, appliance_factory: ApplianceFactory) -> None:
+    """UDP datagrams whose gets need device reads wait for them (parked), then
+    run whole with the reads in hand: right values, no synchronous read."""
+    from .test_udp import HEADER, _reassemble, _udp
+
+    srv = _start(appliance_factory, tmp_path, device_dir / "store.dat", hot_tier="0")
+    rng = random.Random(13)
+    with RawConn(srv.addr, timeout=30) as c:
+        _load(c)
+        before = c.counters()
+        s = _udp(srv)
+        try:
+            asked: dict[int, list[int]] = {}
+            for rid in range(1, 41):
+                keys = rng.sample(range(NKEYS), 1 if rid % 4 else 2)
+                asked[rid] = keys
+                body = (b"get " + b" ".join(b"k%d" % k for k in keys) + b"\r\n" if rid % 5
+                        else b"mg k%d v\r\n" % keys[0])
+                if rid % 5 == 0:
+                    asked[rid] = keys[:1]
+                s.send(HEADER.pack(rid, 0, 1, 0) + body)
+            grams: dict[int, list[bytes]] = {}
+            deadline = time.monotonic() + 10
+            while any(len(grams.get(r, [])) != (HEADER.unpack_from(grams[r][0])[2]
+                                                if grams.get(r) else -1) for r in asked):
+                assert time.monotonic() < deadline, f"replies missing: {sorted(grams)}"
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                d = s.recv(65536)
+                grams.setdefault(HEADER.unpack_from(d)[0], []).append(d)
+            for rid, keys in asked.items():
+                reply = _reassemble(grams[rid], rid)
+                if rid % 5 == 0:
+                    assert reply == b"VA %d\r\n%s\r\n" % (VALUE_BYTES, _value(keys[0])), rid
+                else:
+                    want = b"".join(b"VALUE k%d 0 %d\r\n%s\r\n" % (k, VALUE_BYTES, _value(k))
+                                    for k in keys) + b"END\r\n"
+                    assert reply == want, f"request {rid} for {keys}"
+        finally:
+            s.close()
+        after = c.counters()
+    assert after["udp_parked"] - before["udp_parked"] >= 35, "datagrams did not wait"
+    assert after["device_reads_async"] - before["device_reads_async"] >= 40
+    assert after["device_reads_sync_fallback"] == before["device_reads_sync_fallback"]
+    assert after["hits_device"] - before["hits_device"] >= 40

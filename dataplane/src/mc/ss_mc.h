@@ -23,6 +23,18 @@ enum ss_mc_result {
  */
 int ss_mc_process(struct ss_conn *c);
 
+/*
+ * For a transport whose request cannot wait part-way (a UDP datagram, run
+ * whole on a reused connection): start the device reads that the leading
+ * get, gets, bget and mg commands of [p, p + len) will need. Returns how
+ * many were started (0: run it now), *reads the first of them, linked with
+ * ss_store_read_link. The lookups have no effect a get would not have; the
+ * caller attaches its callback to each read and, once all completed, runs
+ * the request with them in hand (ss_store_read_use). Scanning stops at the
+ * first other command.
+ */
+unsigned ss_mc_prefetch(struct ss_conn *c, const char *p, size_t len, struct ss_read **reads);
+
 /* ---- shared with switch mode, which answers gets on its own fast path ---- */
 
 /* Item bit kept beside SS_ITEM_*: the key arrived base64 encoded (ms b). */

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ss_mc_internal.h"
 #include "server/ss_reply.h"
@@ -185,4 +186,53 @@ int ss_mc_defer_request(struct ss_conn *c, const struct ss_mc_req *rq, struct ss
     ss_store_read_on_done(rd, request_read_done, s);
     ss_mc_slot_seal(c, s, NULL);
     return SS_EXEC_PENDING;
+}
+
+/* Start the read of key's record if it must come from the device (and may). */
+static bool prefetch_key(struct ss_conn *c, const char *key, size_t nkey, struct ss_read **reads)
+{
+    struct ss_store_thread *t = &c->w->st;
+    struct ss_item it;
+    if (nkey == 0 || nkey > SS_KEY_MAX_LENGTH)
+        return false;
+    ss_store_lock(t, key, nkey);
+    int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE | SS_FIND_NO_BUMP | SS_FIND_ASYNC);
+    ss_store_unlock(t);
+    if (rc != -EINPROGRESS)
+        return false;
+    ss_store_read_link(t->started, *reads);
+    *reads = t->started;
+    return true;
+}
+
+unsigned ss_mc_prefetch(struct ss_conn *c, const char *p, size_t len, struct ss_read **reads)
+{
+    unsigned started = 0;
+    *reads = NULL;
+    if (!c->w->st.io || c->w->st.use_read)
+        return 0;
+    const char *end = p + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        size_t n = (size_t)(nl - p);
+        if (n > 0 && nl[-1] == '\r')
+            n--;
+        struct ss_mc_req rq;
+        ss_mc_req_parse(&rq, p, n, nl + 1, (size_t)(end - nl - 1), (size_t)(nl - p) + 1);
+        if (rq.cmd == SS_MC_CMD_GET || rq.cmd == SS_MC_CMD_GETS || rq.cmd == SS_MC_CMD_BGET) {
+            const char *pos = rq.tok[0].p + rq.tok[0].len, *key;
+            size_t nkey;
+            while (ss_mc_next_key(&pos, p + n, &key, &nkey))
+                started += prefetch_key(c, key, nkey, reads);
+        } else if (rq.cmd == SS_MC_CMD_MG && rq.meta_parsed && rq.meta.rc == 0 &&
+                   rq.meta.value) {
+            started += prefetch_key(c, rq.meta.key, rq.meta.nkey, reads);
+        } else {
+            break; /* what follows may depend on it: it runs as it comes */
+        }
+        p = nl + 1;
+    }
+    return started;
 }

@@ -65,6 +65,10 @@ enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_
  * microseconds, and sleeping on the ring's eventfd adds a wake-up (tens of
  * microseconds more in a VM) to every read of a lightly loaded worker. */
 #define SS_WORKER_IO_SPIN_NS 50000u
+/* ... but only with this few in flight: with more, completions come often
+ * enough that wake-ups are shared, and the spin would burn the CPU that the
+ * rest of the machine (or the other workers) needs. */
+#define SS_WORKER_IO_SPIN_MAX_READS 2u
 
 #ifdef SS_DEBUG_CONN
 #include <stdio.h>

@@ -261,6 +261,116 @@ static void udp_reply(struct ss_worker *w, struct ss_udp_worker *u, uint16_t req
     }
 }
 
+/* The reused connection, set up for one datagram's payload from peer. */
+static struct ss_conn *udp_conn_for(struct ss_worker *w, struct ss_udp_worker *u, char *payload,
+                                    size_t len, const struct sockaddr_storage *peer,
+                                    socklen_t peer_len)
+{
+    struct ss_conn *c = &u->conn;
+    c->rbuf = payload;
+    c->rcap = c->rlen = len;
+    c->rpos = 0;
+    c->rneed = 0;
+    c->swallow = 0;
+    c->close_after_write = 0;
+    c->state = SS_CONN_READING;
+    c->out.len = 0;
+    memcpy(&c->peer, peer, sizeof(c->peer));
+    c->peer_len = peer_len;
+    c->last_active_ms = ss_clock_mono_ms();
+    c->exec = w->exec_udp;
+    return c;
+}
+
+/* Run the datagram set up on u->conn and answer it. */
+static void udp_run(struct ss_worker *w, struct ss_udp_worker *u, uint16_t reqid,
+                    const struct sockaddr_storage *peer, socklen_t peer_len)
+{
+    struct ss_conn *c = &u->conn;
+    /* SS_MC_CLOSE means nothing here: there is no connection to close. */
+    (void)ss_mc_process(c);
+    if (c->out.len)
+        udp_reply(w, u, reqid, peer, peer_len);
+    /* The request buffer is reused by the next recvmmsg, or freed. */
+    c->rbuf = NULL;
+    c->rcap = c->rlen = c->rpos = 0;
+}
+
+/*
+ * A datagram whose gets need device reads waits for them (as a TCP request
+ * waits in a deferred reply), then runs whole with every read in hand, so
+ * the worker never waits for the device on UDP either.
+ */
+struct udp_parked {
+    struct ss_worker *w;
+    uint16_t reqid;
+    socklen_t peer_len;
+    struct sockaddr_storage peer;
+    unsigned pending;         /* reads not yet completed */
+    struct ss_read *reads;    /* completed, linked for ss_store_read_use */
+    size_t len;
+    char payload[];
+};
+
+static void udp_parked_done(void *arg, struct ss_read *rd)
+{
+    struct udp_parked *pk = arg;
+    struct ss_store_thread *t = &pk->w->st;
+    ss_store_read_link(rd, pk->reads);
+    pk->reads = rd;
+    if (--pk->pending)
+        return;
+    struct ss_udp_worker *u = pk->w->udp;
+    if (u) { /* else the worker is stopping: nobody to answer */
+        udp_conn_for(pk->w, u, pk->payload, pk->len, &pk->peer, pk->peer_len);
+        ss_store_read_use(t, pk->reads);
+        udp_run(pk->w, u, pk->reqid, &pk->peer, pk->peer_len);
+        ss_store_read_use(t, NULL);
+    }
+    for (struct ss_read *r = pk->reads; r;) {
+        struct ss_read *next = ss_store_read_next(r);
+        ss_store_read_release(t, r);
+        r = next;
+    }
+    free(pk);
+}
+
+/* Park the datagram if its gets started device reads; true when parked. */
+static bool udp_park(struct ss_worker *w, struct ss_udp_worker *u, char *payload, size_t len,
+                     uint16_t reqid, int i)
+{
+    struct ss_read *reads;
+    struct ss_conn *c = udp_conn_for(w, u, payload, len, &u->rxaddr[i],
+                                     u->rx[i].msg_hdr.msg_namelen);
+    unsigned n = ss_mc_prefetch(c, payload, len, &reads);
+    if (!n)
+        return false; /* nothing on the device: run it now */
+    struct udp_parked *pk = malloc(sizeof(*pk) + len);
+    if (pk) {
+        pk->w = w;
+        pk->reqid = reqid;
+        memcpy(&pk->peer, &u->rxaddr[i], sizeof(pk->peer));
+        pk->peer_len = u->rx[i].msg_hdr.msg_namelen;
+        pk->pending = n;
+        pk->reads = NULL;
+        pk->len = len;
+        memcpy(pk->payload, payload, len);
+    }
+    for (struct ss_read *r = reads; r;) {
+        struct ss_read *next = ss_store_read_next(r);
+        ss_store_read_link(r, NULL);
+        /* Out of memory: the reads complete with nobody waiting, and the
+         * datagram runs now, reading synchronously. */
+        if (pk)
+            ss_store_read_on_done(r, udp_parked_done, pk);
+        r = next;
+    }
+    if (!pk)
+        return false;
+    w->ctr.udp_parked++;
+    return true;
+}
+
 /* Check one received datagram's frame, run it, answer it. */
 static void udp_handle(struct ss_worker *w, struct ss_udp_worker *u, int i)
 {
@@ -281,27 +391,12 @@ static void udp_handle(struct ss_worker *w, struct ss_udp_worker *u, int i)
         return;
     }
 
-    struct ss_conn *c = &u->conn;
-    c->rbuf = (char *)p + SS_UDP_HEADER_BYTES;
-    c->rcap = c->rlen = len - SS_UDP_HEADER_BYTES;
-    c->rpos = 0;
-    c->rneed = 0;
-    c->swallow = 0;
-    c->close_after_write = 0;
-    c->state = SS_CONN_READING;
-    c->out.len = 0;
-    memcpy(&c->peer, &u->rxaddr[i], sizeof(c->peer));
-    c->peer_len = u->rx[i].msg_hdr.msg_namelen;
-    c->last_active_ms = ss_clock_mono_ms();
-    c->exec = w->exec_udp;
-
-    /* SS_MC_CLOSE means nothing here: there is no connection to close. */
-    (void)ss_mc_process(c);
-    if (c->out.len)
-        udp_reply(w, u, reqid, &u->rxaddr[i], u->rx[i].msg_hdr.msg_namelen);
-    /* The request buffer is reused by the next recvmmsg. */
-    c->rbuf = NULL;
-    c->rcap = c->rlen = c->rpos = 0;
+    char *payload = (char *)p + SS_UDP_HEADER_BYTES;
+    size_t plen = len - SS_UDP_HEADER_BYTES;
+    if (w->st.io && udp_park(w, u, payload, plen, reqid, i))
+        return;
+    udp_conn_for(w, u, payload, plen, &u->rxaddr[i], u->rx[i].msg_hdr.msg_namelen);
+    udp_run(w, u, reqid, &u->rxaddr[i], u->rx[i].msg_hdr.msg_namelen);
 }
 
 /*

@@ -138,11 +138,13 @@ static bool spin_for_reads(struct ss_worker *w)
 {
     uint64_t until = ss_clock_mono_ns() + SS_WORKER_IO_SPIN_NS;
     do {
-        if (ss_store_io_poll(&w->st, UINT_MAX))
-            return true;
+        for (int i = 0; i < 16; i++) { /* the clock costs more than a peek */
+            if (ss_store_io_poll(&w->st, UINT_MAX))
+                return true;
 #if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause(); /* a polite spin: yield the core's pipeline */
+            __builtin_ia32_pause(); /* a polite spin: yield the core's pipeline */
 #endif
+        }
     } while (ss_clock_mono_ns() < until);
     return false;
 }
@@ -193,7 +195,8 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
          * some for now, come back soon rather than sleep on them. */
         if (ss_store_io_submit(&w->st) && timeout > 1)
             timeout = 1;
-        if (timeout && ss_store_io_in_flight(&w->st) && spin_for_reads(w))
+        unsigned reads = ss_store_io_in_flight(&w->st);
+        if (timeout && reads && reads <= SS_WORKER_IO_SPIN_MAX_READS && spin_for_reads(w))
             timeout = 0; /* completions reaped: deliver them, sleep next turn */
         int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
         if (nb_ev < 0) {

@@ -32,6 +32,7 @@
 
 struct ss_read {
     struct ss_read *next;        /* free list, or the completed list */
+    struct ss_read *use_next;    /* more completed reads in hand (ss_store_read_link) */
     struct ss_index_entry e;     /* the entry whose record is being read */
     uint8_t nkey;
     char key[SS_KEY_MAX_LENGTH];
@@ -111,7 +112,7 @@ static struct ss_read *read_get(struct ss_io *io, size_t need)
         rd->buf = b;
         rd->cap = cap;
     }
-    rd->next = NULL;
+    rd->next = rd->use_next = NULL;
     rd->done = NULL;
     rd->arg = NULL;
     return rd;
@@ -213,7 +214,9 @@ int ss_read_record(struct ss_store_thread *t, const void *key, size_t nkey,
 {
     bool async = (flags & SS_FIND_ASYNC) != 0;
     struct ss_read *rd = t->use_read;
-    if (rd && rd->res != READ_IN_FLIGHT && read_matches(rd, key, nkey, e)) {
+    while (rd && (rd->res == READ_IN_FLIGHT || !read_matches(rd, key, nkey, e)))
+        rd = rd->use_next;
+    if (rd) {
         if (rd->res < 0 || (uint32_t)rd->res < rd->len) {
             /* A failed or short read (a truncated or detached device). */
             t->ctr->errors_device++;
@@ -328,6 +331,16 @@ unsigned ss_store_io_poll(struct ss_store_thread *t, unsigned max)
 unsigned ss_store_io_in_flight(const struct ss_store_thread *t)
 {
     return t->io ? t->io->in_flight : 0;
+}
+
+void ss_store_read_link(struct ss_read *rd, struct ss_read *next)
+{
+    rd->use_next = next;
+}
+
+struct ss_read *ss_store_read_next(const struct ss_read *rd)
+{
+    return rd->use_next;
 }
 
 void ss_store_read_use(struct ss_store_thread *t, struct ss_read *rd)
