@@ -10,6 +10,10 @@ every gauge ``smartswitch_<stats name>``, so ``get_hits`` in `stats` is
   timeouts, in_flight, state (one series per state, 1 for the current one),
   and ``smartswitch_backend_latency_seconds`` (log2 microsecond buckets; the
   data plane keeps no sum for it, so that histogram has _count but no _sum).
+* ``smartswitch_device_read_duration_seconds`` and ``smartswitch_device_read_depth``:
+  histograms of asynchronous device reads, submit to reap and the reads in
+  flight when each started, from the data plane's bucket counters
+  (``device_read_us_le_N``, ``device_read_depth_le_N``; no _sum kept).
 * ``smartswitch_pool_*`` for the served pool, ``smartswitch_config_*`` for
   reloads (a refused reload is visible as ``smartswitch_config_last_reload_ok 0``).
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.runtime.control import Control
+from appliance.runtime.control import Control, buckets
 from dataplane.fastpath import BACKEND_STATES
 
 PREFIX = "smartswitch_"
@@ -48,6 +52,18 @@ class _Out:
         if labels:
             lab = "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}"
         self.lines.append(f"{PREFIX}{name}{lab} {_num(value)}")
+
+    def bounded_histogram(self, name: str, counts: dict[str, int], per_unit: float) -> None:
+        """Cumulative buckets from counters keyed "le_N" (values up to N units,
+        per_unit of them to the metric's unit) and one "gt_N" (the rest); no _sum."""
+        bounds = sorted((float(k[3:]) if k.startswith("le_") else float("inf"), n)
+                        for k, n in counts.items())
+        seen = 0
+        for bound, n in bounds:
+            seen += n
+            le = "+Inf" if bound == float("inf") else repr(bound / per_unit)
+            self.sample(f"{name}_bucket", seen, {"le": le})
+        self.sample(f"{name}_count", seen)
 
     def histogram(self, name: str, buckets: list[int], scale: float, total_sum: float | None,
                   labels: dict[str, str] | None = None) -> None:
@@ -80,6 +96,13 @@ def render(control: Control) -> str:
     out.family("request_duration_seconds", "histogram",
                "request service time in the data plane (parse to reply queued)")
     out.histogram("request_duration_seconds", lat["buckets_ns"], 1e-9, lat["sum_ns"] * 1e-9)
+    out.family("device_read_duration_seconds", "histogram",
+               "asynchronous device reads, submit to reap (no _sum kept)")
+    out.bounded_histogram("device_read_duration_seconds",
+                          buckets(snap["counters"], "device_read_us_"), 1e6)
+    out.family("device_read_depth", "histogram",
+               "device reads in flight on the thread when each read started")
+    out.bounded_histogram("device_read_depth", buckets(snap["counters"], "device_read_depth_"), 1)
     out.family("uptime_seconds", "gauge", "seconds since start")
     out.sample("uptime_seconds", float(snap["uptime_s"]))
     _store(out, snap["store"])

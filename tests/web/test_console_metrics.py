@@ -59,6 +59,20 @@ async def test_metrics_parse_and_follow_the_stats_counters(appliance: Appliance,
     count = value(hist, "smartswitch_request_duration_seconds_count")
     assert count == counts[-1] >= 6
     assert 0 < value(hist, "smartswitch_request_duration_seconds_sum") < count  # < 1 s each
+    for name, prefix in (("device_read_duration_seconds", "device_read_us_"),
+                         ("device_read_depth", "device_read_depth_")):
+        dev = after[f"smartswitch_{name}"]
+        assert dev.type == "histogram"
+        cum = [s for s in dev.samples if s.name.endswith("_bucket")]
+        assert [s.value for s in cum] == sorted(s.value for s in cum)
+        assert cum[-1].labels["le"] == "+Inf" and len(cum) >= 4
+        # The same reads as the stats' bucket counters, taken in the same scrape.
+        scraped = sum(value(after[f"smartswitch_{k}"], f"smartswitch_{k}_total")
+                      for k in stats["counters"] if k.startswith(prefix))
+        assert value(dev, f"smartswitch_{name}_count") == scraped
+    le = [float(s.labels["le"]) for s in after["smartswitch_device_read_duration_seconds"].samples
+          if s.name.endswith("_bucket") and s.labels["le"] != "+Inf"]
+    assert le == [50e-6, 200e-6, 1000e-6, 5000e-6]
     assert value(after["smartswitch_pool_capacity_bytes"], "smartswitch_pool_capacity_bytes") > 0
     assert value(after["smartswitch_config_last_reload_ok"],
                  "smartswitch_config_last_reload_ok") == 1
