@@ -72,6 +72,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     Run it with the appliance stopped; start-up runs the same action.
     """
     config = load_config(config_path(args))
+    # Embedded SPDK runs in this process too: its libraries need LD_LIBRARY_PATH.
+    provision.served_driver(config).prepare_process(config, args.argv)
     logging_setup.configure(config.logging.level)
 
     def say(line: str) -> None:

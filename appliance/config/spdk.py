@@ -23,6 +23,7 @@ from appliance.config import units
 from appliance.config.schema import (
     Context,
     boolean,
+    one_of,
     path_value,
     scalar,
     setting,
@@ -216,6 +217,11 @@ class SpdkConfig:
 
     NOUN = "spdk settings"
 
+    # external: spdk_tgt owns the devices and exports each pool's lvol over NVMe-oF/TCP,
+    # and the data path is an initiator. embedded: SPDK runs inside the appliance
+    # (spdk_bindings/embedded.py): its RPC server on each device's rpc_socket, each
+    # pool's lvol opened directly.
+    mode: str = setting(scalar(one_of("external", "embedded")), "external")
     # null: $SPDK_DIR/build/lib when SPDK_DIR is set, else the system library path.
     lib_dir: Path | None = setting(optional_path, None)
     mem_size: int = setting(scalar(size_range(64 * 1024**2, 2**40)), "256MiB")

@@ -24,6 +24,7 @@ namespace over NVMe-oF; the store is given that `struct ss_device *`.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -124,6 +125,12 @@ class SpdkProvisioned:
         """Pools whose lvol this plan shrinks."""
         return [s.pool for s in self.lvols.steps if s.action == "shrink" and s.pool]
 
+    def bdev(self, pool: str) -> str | None:
+        """The name (UUID) of a pool's lvol bdev, once provisioned."""
+        if self.state is None or pool not in self.state.pools:
+            return None
+        return self.state.pools[pool].bdev
+
     def target(self, pool: str) -> tuple[str, int] | None:
         """(transport-id string, namespace id) of a pool, once exported."""
         if self.exported is None or pool not in self.exported.pools:
@@ -198,7 +205,11 @@ def plan_device(config: Config, dev: DeviceConfig, where: str, steps: list[Step]
     """
     pools = tuple(p for p in config.storage.pools if p.device == dev.name)
     sdev = spdk_device(dev)
-    spec = export_spec(dev)
+    embedded = config.storage.spdk.mode == "embedded"
+    if embedded:
+        start_embedded(config)  # the RPC server provisioning talks to is ours
+    # Embedded, the data path opens each lvol directly: nothing to export.
+    spec = None if embedded else export_spec(dev)
     try:
         rpc = connect(dev)
         observed = P.observe(rpc, sdev)
@@ -387,6 +398,53 @@ def reexec_for_spdk(config: Config, argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "appliance", *argv], env)
 
 
+def start_embedded(config: Config) -> None:
+    """storage.spdk.mode: embedded: start SPDK in this process, its RPC server on the
+    spdk device's rpc_socket, before anything talks to it (provisioning included).
+
+    Raises:
+        StartError: SPDK cannot be loaded or refused to start (the message says why).
+    """
+    from spdk_bindings import datapath, embedded
+
+    devices = [d for d in config.storage.devices if d.kind == "spdk"]
+    if not devices:
+        return
+    sockets = {str(d.rpc_socket) for d in devices}
+    if len(sockets) > 1:
+        raise StartError(f"storage.devices: embedded SPDK serves one RPC socket, but the "
+                         f"spdk devices name {len(sockets)} ({', '.join(sorted(sockets))}); "
+                         "give them the same rpc_socket")
+    spdk = config.storage.spdk
+    lib = spdk_library(config)
+    try:
+        lib.start_env(spdk.mem_size // 1024**2, not spdk.hugepages)
+        running = embedded.EmbeddedSpdk.start(lib, sockets.pop())
+    except (datapath.SpdkUnavailable, datapath.SpdkDataPathError) as exc:
+        raise StartError(f"storage.spdk.mode: embedded: {exc}") from None
+    # Stopped at exit, once the data plane has closed its devices.
+    atexit.register(running.stop)
+
+
+def open_embedded_pool(config: Config, layout: Plan) -> Any:
+    """The memcached pool's lvol bdev, opened in the embedded SPDK."""
+    from spdk_bindings import datapath, embedded
+
+    pool = config.storage.memcached_pool
+    device = config.storage.device(pool.device)
+    where = device_where(config, device)
+    prov = layout.spdk.get(device.name)
+    bdev = prov.bdev(pool.name) if prov is not None else None
+    if bdev is None:
+        raise StartError(f"{where}: pool {pool.name} on spdk device {device.name} is not "
+                         f"provisioned yet; run `smartswitch provision`")
+    spdk = embedded.EmbeddedSpdk.start(spdk_library(config), str(device.rpc_socket))
+    try:
+        return spdk.open_bdev(bdev)
+    except datapath.SpdkDataPathError as exc:
+        raise StartError(f"pool {pool.name}: {exc}") from None
+
+
 def open_spdk_pool(config: Config, layout: Plan) -> Any:
     """Start the SPDK environment in this process and open the memcached pool's namespace
     over NVMe-oF; returns the `struct ss_device *` for the store.
@@ -433,8 +491,12 @@ class SpdkDriver:
 
     def check_can_serve(self, config: Config) -> None:
         spdk_library(config)
+        if config.storage.spdk.mode == "embedded":
+            start_embedded(config)
 
     def open_store_device(self, config: Config, layout: Plan) -> Any:
+        if config.storage.spdk.mode == "embedded":
+            return open_embedded_pool(config, layout)
         return open_spdk_pool(config, layout)
 
 

@@ -142,6 +142,76 @@ struct ss_device *ss_device_spdk_open(const char *trid, uint32_t nsid, char *err
 
 #define SS_SPDK_IO_TIMEOUT_MS 10000u
 
+/*
+ * ---- SPDK inside the appliance (ss_spdk_embedded.c) ----
+ *
+ * storage.spdk.mode: embedded. SPDK's thread library, its subsystems (bdev,
+ * lvol, NVMe, accel, sock, ...) and its JSON-RPC server run in this
+ * process, on SPDK threads that our own threads poll: no reactor of SPDK's
+ * takes over. The entry points come, like the table above, from SPDK's
+ * shared libraries opened by the control plane; the modules (bdev_aio,
+ * bdev_malloc, bdev_lvol, bdev_nvme, ...) register themselves when loaded.
+ */
+struct ss_spdk_embedded_ep {
+    int (*thread_lib_init)(void *new_thread_fn, size_t ctx_sz);
+    void *(*thread_create)(const char *name, const void *cpumask);
+    void (*set_thread)(void *thread);
+    int (*thread_poll)(void *thread, uint32_t max_msgs, uint64_t now);
+    int (*thread_exit)(void *thread);
+    _Bool (*thread_is_exited)(void *thread);
+    void (*thread_destroy)(void *thread);
+    int (*thread_send_msg)(const void *thread, void (*fn)(void *ctx), void *ctx);
+    void (*subsystem_init)(void (*cb)(int rc, void *ctx), void *ctx);
+    void (*subsystem_fini)(void (*cb)(void *ctx), void *ctx);
+    int (*rpc_initialize)(const char *listen_addr, const void *opts);
+    void (*rpc_finish)(void);
+    void (*rpc_set_state)(uint32_t state_mask);
+    int (*rpc_get_method_state_mask)(const char *method, uint32_t *state_mask);
+    void (*rpc_register_method)(const char *method,
+                                void (*handler)(void *request, const void *params),
+                                uint32_t state_mask);
+    void (*jsonrpc_send_bool_response)(void *request, _Bool value);
+    int (*bdev_open_ext)(const char *name, _Bool write,
+                         void (*event_cb)(int type, void *bdev, void *ctx), void *ctx,
+                         void **desc);
+    void (*bdev_close)(void *desc);
+    void *(*bdev_desc_get_bdev)(void *desc);
+    uint32_t (*bdev_get_block_size)(const void *bdev);
+    uint64_t (*bdev_get_num_blocks)(const void *bdev);
+    void *(*bdev_get_io_channel)(void *desc);
+    void (*put_io_channel)(void *ch);
+    int (*bdev_read)(void *desc, void *ch, void *buf, uint64_t offset, uint64_t nbytes,
+                     void (*cb)(void *bdev_io, _Bool success, void *arg), void *arg);
+    int (*bdev_write)(void *desc, void *ch, void *buf, uint64_t offset, uint64_t nbytes,
+                      void (*cb)(void *bdev_io, _Bool success, void *arg), void *arg);
+    int (*bdev_flush)(void *desc, void *ch, uint64_t offset, uint64_t length,
+                      void (*cb)(void *bdev_io, _Bool success, void *arg), void *arg);
+    void (*bdev_free_io)(void *bdev_io);
+    void *(*dma_zmalloc)(size_t size, size_t align, uint64_t *unused);
+    void (*dma_free)(void *buf);
+};
+
+/*
+ * Start SPDK in this process (its environment must be started already:
+ * ss_spdk_env_start): the thread library, an app thread polled by a thread
+ * of ours named ss-spdk, every registered subsystem, and the JSON-RPC server
+ * on rpc_socket (a Unix socket path), so that provisioning and SPDK's own
+ * rpc.py talk to the appliance as they talk to spdk_tgt. Returns 0 once the
+ * subsystems are up and the server listens, or -errno with err naming what
+ * failed. Once per process.
+ */
+int ss_spdk_embedded_start(const struct ss_spdk_embedded_ep *ep, const char *rpc_socket,
+                           char *err, size_t errlen);
+/* Stop the RPC server and the subsystems, then the app thread. */
+void ss_spdk_embedded_stop(void);
+/*
+ * Open bdev `name` (a pool's lvol) of the embedded SPDK as a device. Each
+ * thread that does I/O gets an SPDK thread and an I/O channel of its own,
+ * and polls them until its I/O completes; buffers go through DMA-able
+ * memory. Returns NULL with err naming the bdev and what to do.
+ */
+struct ss_device *ss_device_spdk_bdev_open(const char *name, char *err, size_t errlen);
+
 /* For the binding, which holds a device only until it hands it to a store:
  * close one never handed over; read its size and block size. */
 void ss_device_close(struct ss_device *dev);
