@@ -93,6 +93,9 @@ def test_storage_spdk_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     s = load(spdk() + "  spdk:\n    lib_dir: lib\n    mem_size: 1GiB\n    hugepages: true\n",
              tmp_path).storage.spdk
     assert (s.lib_dir, s.mem_size, s.hugepages) == (tmp_path / "lib", 1024**3, True)
+    assert s.mode == "external"
+    assert load(spdk() + "  spdk:\n    mode: embedded\n", tmp_path).storage.spdk.mode == \
+        "embedded"
 
 
 FILE_DEV = AIO.replace("      kind: spdk\n      transport: aio\n      path: ./nv0.img\n"
@@ -170,7 +173,10 @@ BAD = [
                  id="hugepages"),
     pytest.param(spdk() + "  spdk:\n    mem: 1GiB\n",
                  "s.yaml:13: storage.spdk.mem: unknown key; expected "
-                 "one of lib_dir, mem_size, hugepages", id="spdk-unknown-key"),
+                 "one of mode, lib_dir, mem_size, hugepages", id="spdk-unknown-key"),
+    pytest.param(spdk() + "  spdk:\n    mode: inside\n",
+                 "s.yaml:13: storage.spdk.mode: expected one of external, embedded, "
+                 "got 'inside'", id="spdk-mode"),
 ]
 
 

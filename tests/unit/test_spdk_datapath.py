@@ -50,3 +50,53 @@ def test_open_before_the_environment_is_started_is_refused() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO_ROOT, timeout=60, check=True).stdout
     assert out.startswith("True ") and "SPDK environment is not started" in out
+
+
+def test_embedded_spdk_refuses_an_incomplete_table_and_opens_nothing_before_start() -> None:
+    # A fresh interpreter: embedded SPDK never started in it.
+    code = ("from dataplane import fastpath\n"
+            "ffi, lib = fastpath.load()\n"
+            "err = ffi.new('char[]', 256)\n"
+            "ep = ffi.new('struct ss_spdk_embedded_ep *')\n"
+            "rc = lib.ss_spdk_embedded_start(ep, b'/tmp/x.sock', err, 256)\n"
+            "print(rc, ffi.string(err).decode())\n"
+            "dev = lib.ss_device_spdk_bdev_open(b'lvol0', err, 256)\n"
+            "print(dev == ffi.NULL, ffi.string(err).decode())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO_ROOT, timeout=60, check=True).stdout.splitlines()
+    assert out[0].startswith("-22 ") and "entry point #0" in out[0], out
+    assert out[1].startswith("True ") and "SPDK is not running in this process" in out[1], out
+
+
+def test_embedded_mode_without_spdk_says_what_to_install(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from appliance import StartError
+    from appliance.config import load_config
+    from appliance.storage import spdk as spdk_driver
+
+    monkeypatch.delenv("SPDK_DIR", raising=False)
+    (tmp_path / "nv0.img").write_bytes(b"")
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "storage:\n"
+        f"  dir: {tmp_path / 'var'}\n"
+        "  spdk:\n"
+        "    mode: embedded\n"
+        f"    lib_dir: {tmp_path / 'no-spdk'}\n"
+        "  devices:\n"
+        "    - name: nv0\n"
+        "      kind: spdk\n"
+        "      transport: aio\n"
+        f"      path: {tmp_path / 'nv0.img'}\n"
+        "      block_size: 4096\n"
+        "  pools:\n"
+        "    - name: items\n"
+        "      device: nv0\n"
+        "      size: 100%\n")
+    config = load_config(path)
+    assert config.storage.spdk.mode == "embedded"
+    with pytest.raises(StartError) as info:
+        spdk_driver.DRIVER.check_can_serve(config)
+    text = str(info.value)
+    assert "SPDK cannot be loaded" in text and str(tmp_path / "no-spdk") in text
+    assert "SPDK_DIR" in text and "--with-shared" in text
