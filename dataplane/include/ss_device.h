@@ -36,6 +36,14 @@ struct ss_device_ops {
     /* Appended (asynchronous reads): read only if that cannot block (the
      * bytes are in the page cache): 0, -EAGAIN, or -errno. NULL: never. */
     int (*read_nowait)(struct ss_device *dev, uint64_t off, void *buf, size_t len);
+    /* Appended (polled devices, SPDK): start a read of len bytes at off into
+     * buf on this thread's queue; done(arg, res) runs from poll on this
+     * thread, res the bytes read or -errno. 0, -EAGAIN (full: read it now),
+     * or -errno. NULL: the device has no asynchronous reads of its own. */
+    int (*read_start)(struct ss_device *dev, uint64_t off, void *buf, size_t len,
+                      void (*done)(void *arg, int res), void *arg);
+    /* Run the completions of this thread's reads; how many ran. */
+    unsigned (*poll)(struct ss_device *dev);
 };
 
 struct ss_device {

@@ -27,6 +27,7 @@
 #define SS_STORE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -229,6 +230,10 @@ void ss_store_io_reap(struct ss_store_thread *t);
 unsigned ss_store_io_poll(struct ss_store_thread *t, unsigned max);
 /* Reads submitted or prepared and not yet reaped (0 without a ring). */
 unsigned ss_store_io_in_flight(const struct ss_store_thread *t);
+/* The reads go through a polled device's own queues (SPDK): the thread must
+ * call ss_store_io_poll each turn while reads are in flight, as no eventfd
+ * wakes it for them. */
+bool ss_store_io_polled(const struct ss_store_thread *t);
 /* Put the completed read rd in hand (NULL: none), and the reads linked
  * after it with ss_store_read_link: a request of several keys (a UDP
  * datagram) runs once with all of its reads. */

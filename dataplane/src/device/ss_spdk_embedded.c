@@ -279,12 +279,18 @@ static int on_app_thread(void (*fn)(void *ctx), void *ctx)
 
 /* ---- per-thread I/O context ---- */
 
+struct async_read;
+
 struct io_ctx {
     void *thread;            /* this pthread's SPDK thread */
     void *ch[MAX_BDEVS];     /* its I/O channel per open bdev (by slot) */
-    char *dma;               /* bounce buffer */
+    char *dma;               /* bounce buffer of synchronous I/O */
     size_t dma_cap;
+    struct async_read *free_reads; /* asynchronous reads' own DMA buffers */
+    unsigned completed;      /* asynchronous reads completed, ever */
 };
+
+static void free_async_reads(struct io_ctx *x);
 
 static pthread_key_t g_ctx_key;
 static pthread_once_t g_ctx_once = PTHREAD_ONCE_INIT;
@@ -304,6 +310,7 @@ static void ctx_free(void *arg)
     g_em.thread_destroy(x->thread);
     if (x->dma)
         g_em.dma_free(x->dma);
+    free_async_reads(x);
     free(x);
 }
 
@@ -421,6 +428,85 @@ static int bdev_sync_op(struct ss_device *dev)
     return bdev_io(d, OP_FLUSH, 0, NULL, d->dev.size);
 }
 
+/* ---- asynchronous reads (ss_read.c's polled devices) ---- */
+
+struct async_read {
+    struct async_read *next; /* this thread's free list */
+    char *dma;
+    size_t cap;
+    void *buf;
+    size_t len;
+    void (*done)(void *arg, int res);
+    void *arg;
+    struct io_ctx *x;
+};
+
+static void async_read_done(void *bdev_io, bool success, void *arg)
+{
+    struct async_read *r = arg;
+    g_em.bdev_free_io(bdev_io);
+    if (success)
+        memcpy(r->buf, r->dma, r->len);
+    r->x->completed++;
+    r->next = r->x->free_reads;
+    r->x->free_reads = r;
+    r->done(r->arg, success ? (int)r->len : -EIO);
+}
+
+static int bdev_read_start_op(struct ss_device *dev, uint64_t off, void *buf, size_t len,
+                              void (*done)(void *arg, int res), void *arg)
+{
+    struct bdev_dev *d = (struct bdev_dev *)dev;
+    struct io_ctx *x = thread_ctx();
+    if (!x)
+        return -ENOMEM;
+    g_em.set_thread(x->thread);
+    if (!x->ch[d->slot] && !(x->ch[d->slot] = g_em.bdev_get_io_channel(d->desc)))
+        return -ENOMEM;
+    struct async_read *r = x->free_reads;
+    if (r && r->cap < len) {
+        g_em.dma_free(r->dma);
+        r->dma = NULL;
+        r->cap = 0;
+    }
+    if (r)
+        x->free_reads = r->next;
+    else if (!(r = calloc(1, sizeof(*r))))
+        return -ENOMEM;
+    if (!r->dma) {
+        size_t cap = (len + DMA_ALIGN - 1) & ~(size_t)(DMA_ALIGN - 1);
+        if (!(r->dma = g_em.dma_zmalloc(cap, DMA_ALIGN, NULL))) {
+            free(r);
+            return -ENOMEM;
+        }
+        r->cap = cap;
+    }
+    r->buf = buf;
+    r->len = len;
+    r->done = done;
+    r->arg = arg;
+    r->x = x;
+    int rc = g_em.bdev_read(d->desc, x->ch[d->slot], r->dma, off, len, async_read_done, r);
+    if (rc) {
+        r->next = x->free_reads;
+        x->free_reads = r;
+        return rc == -ENOMEM ? -EAGAIN : rc;
+    }
+    return 0;
+}
+
+static unsigned bdev_poll_op(struct ss_device *dev)
+{
+    (void)dev;
+    struct io_ctx *x = pthread_getspecific(g_ctx_key);
+    if (!x)
+        return 0;
+    unsigned before = x->completed;
+    g_em.set_thread(x->thread);
+    g_em.thread_poll(x->thread, 0, 0);
+    return x->completed - before;
+}
+
 static void close_on_app(void *desc)
 {
     g_em.bdev_close(desc);
@@ -446,11 +532,23 @@ static void bdev_close_op(struct ss_device *dev)
     free(d);
 }
 
+static void free_async_reads(struct io_ctx *x)
+{
+    while (x->free_reads) {
+        struct async_read *r = x->free_reads;
+        x->free_reads = r->next;
+        g_em.dma_free(r->dma);
+        free(r);
+    }
+}
+
 static const struct ss_device_ops bdev_ops = {
     .read = bdev_read_op,
     .write = bdev_write_op,
     .sync = bdev_sync_op,
     .close = bdev_close_op,
+    .read_start = bdev_read_start_op,
+    .poll = bdev_poll_op,
 };
 
 /* The bdev went away under us (hot remove): I/O on it fails from now on. */

@@ -196,7 +196,12 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         if (ss_store_io_submit(&w->st) && timeout > 1)
             timeout = 1;
         unsigned reads = ss_store_io_in_flight(&w->st);
-        if (timeout && reads && reads <= SS_WORKER_IO_SPIN_MAX_READS && spin_for_reads(w))
+        if (reads && ss_store_io_polled(&w->st)) {
+            /* An SPDK device: no eventfd says when its reads complete. */
+            ss_store_io_poll(&w->st, UINT_MAX);
+            timeout = 0;
+        } else if (timeout && reads && reads <= SS_WORKER_IO_SPIN_MAX_READS &&
+                   spin_for_reads(w))
             timeout = 0; /* completions reaped: deliver them, sleep next turn */
         int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
         if (nb_ev < 0) {

@@ -32,6 +32,7 @@
 
 struct ss_read {
     struct ss_read *next;        /* free list, or the completed list */
+    struct ss_io *io;            /* polled devices: whose read it is */
     struct ss_read *use_next;    /* more completed reads in hand (ss_store_read_link) */
     struct ss_index_entry e;     /* the entry whose record is being read */
     uint8_t nkey;
@@ -48,6 +49,12 @@ struct ss_read {
 };
 
 struct ss_io {
+    /* A polled device (SPDK) reads through its own queues instead of the
+     * ring: started with dev->ops->read_start, completed from
+     * dev->ops->poll, which the thread calls each turn while reads are in
+     * flight; its eventfd then only fills the worker's epoll slot. */
+    struct ss_device *polled;
+    struct ss_read *completed;   /* polled: done, not yet handed on */
     struct io_uring ring;
     int efd;                     /* completions make it readable */
     int fd;                      /* the device's descriptor */
@@ -58,13 +65,34 @@ struct ss_io {
     unsigned nfree;
 };
 
+static int io_open_polled(struct ss_store_thread *t, struct ss_device *dev, unsigned entries)
+{
+    struct ss_io *io = calloc(1, sizeof(*io));
+    if (!io)
+        return -ENOMEM;
+    io->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (io->efd < 0) {
+        int rc = -errno;
+        free(io);
+        return rc;
+    }
+    io->polled = dev;
+    io->fd = -1;
+    io->entries = entries;
+    t->io = io;
+    return io->efd;
+}
+
 int ss_store_io_open(struct ss_store_thread *t, unsigned entries)
 {
     if (t->io)
         return t->io->efd;
-    int fd = ss_device_file_fd(t->store->dev);
+    struct ss_device *dev = t->store->dev;
+    if (dev->ops->read_start && dev->ops->poll)
+        return io_open_polled(t, dev, entries);
+    int fd = ss_device_file_fd(dev);
     if (fd < 0)
-        return -EOPNOTSUPP; /* SPDK reads are polled by the SPDK device itself */
+        return -EOPNOTSUPP; /* a device with neither a descriptor nor queues */
     struct ss_io *io = calloc(1, sizeof(*io));
     if (!io)
         return -ENOMEM;
@@ -159,6 +187,42 @@ static void count_latency(struct ss_counters *ctr, uint64_t ns)
         ctr->device_read_us_gt_5000++;
 }
 
+static void polled_done(void *arg, int res)
+{
+    struct ss_read *rd = arg;
+    rd->res = res;
+    rd->next = rd->io->completed;
+    rd->io->completed = rd;
+}
+
+static int read_start_polled(struct ss_store_thread *t, const void *key, size_t nkey,
+                             const struct ss_index_entry *e, uint64_t from, uint32_t len,
+                             uint32_t rec_off)
+{
+    struct ss_io *io = t->io;
+    struct ss_read *rd = read_get(io, len);
+    if (!rd)
+        return -EAGAIN;
+    rd->e = *e;
+    rd->nkey = (uint8_t)nkey;
+    memcpy(rd->key, key, nkey);
+    rd->from = from;
+    rd->len = len;
+    rd->rec_off = rec_off;
+    rd->res = READ_IN_FLIGHT;
+    rd->io = io;
+    rd->started_ns = ss_clock_mono_ns();
+    if (io->polled->ops->read_start(io->polled, from, rd->buf, len, polled_done, rd) != 0) {
+        read_put(io, rd);
+        return -EAGAIN; /* the device's queue is full: read it now */
+    }
+    io->in_flight++;
+    t->ctr->device_reads_in_flight++;
+    count_depth(t->ctr, io->in_flight);
+    t->started = rd;
+    return 0;
+}
+
 /* Prepare the read of e's record; 0 (t->started), or -EAGAIN to read it now. */
 static int read_start(struct ss_store_thread *t, const void *key, size_t nkey,
                       const struct ss_index_entry *e)
@@ -170,6 +234,8 @@ static int read_start(struct ss_store_thread *t, const void *key, size_t nkey,
         return -EAGAIN; /* in the open segment, or stale: the synchronous path says */
     if (io->in_flight >= io->entries)
         return -EAGAIN;
+    if (io->polled)
+        return read_start_polled(t, key, nkey, e, from, len, rec_off);
     struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
     if (!sqe)
         return -EAGAIN;
@@ -253,7 +319,7 @@ void ss_store_read_on_done(struct ss_read *rd, ss_read_done_fn done, void *arg)
 unsigned ss_store_io_submit(struct ss_store_thread *t)
 {
     struct ss_io *io = t->io;
-    if (!io || !io->queued)
+    if (!io || !io->queued || io->polled)
         return 0;
     int n = io_uring_submit(&io->ring);
     if (n > 0)
@@ -289,10 +355,40 @@ static void finish(struct ss_io *io, struct ss_read *rd)
         read_put(io, rd); /* nobody waits for it */
 }
 
+/* A polled device's completions: poll it, then hand them on in order of
+ * completion (a callback may start reads, which complete in a later poll). */
+static unsigned reap_polled(struct ss_store_thread *t)
+{
+    struct ss_io *io = t->io;
+    if (!io->in_flight)
+        return 0;
+    io->polled->ops->poll(io->polled);
+    struct ss_read *done = NULL;
+    while (io->completed) { /* the list is newest first: reverse it */
+        struct ss_read *rd = io->completed;
+        io->completed = rd->next;
+        rd->next = done;
+        done = rd;
+    }
+    unsigned n = 0;
+    while (done) {
+        struct ss_read *rd = done;
+        done = rd->next;
+        io->in_flight--;
+        t->ctr->device_reads_in_flight--;
+        count_latency(t->ctr, ss_clock_mono_ns() - rd->started_ns);
+        finish(io, rd);
+        n++;
+    }
+    return n;
+}
+
 /* Up to max completions: collect, then call back (a callback may start reads). */
 static unsigned reap(struct ss_store_thread *t, unsigned max)
 {
     struct ss_io *io = t->io;
+    if (io->polled)
+        return reap_polled(t);
     unsigned n = 0;
     struct ss_read *done = NULL, **tail = &done;
     struct io_uring_cqe *cqe;
@@ -333,6 +429,11 @@ unsigned ss_store_io_in_flight(const struct ss_store_thread *t)
     return t->io ? t->io->in_flight : 0;
 }
 
+bool ss_store_io_polled(const struct ss_store_thread *t)
+{
+    return t->io && t->io->polled;
+}
+
 void ss_store_read_link(struct ss_read *rd, struct ss_read *next)
 {
     rd->use_next = next;
@@ -369,6 +470,8 @@ void ss_store_io_close(struct ss_store_thread *t)
         return;
     /* Buffers of reads in flight belong to the kernel until they complete. */
     ss_store_io_submit(t);
+    while (io->polled && io->in_flight)
+        reap_polled(t); /* the device's, likewise */
     while (io->in_flight) {
         struct io_uring_cqe *cqe;
         if (io_uring_wait_cqe(&io->ring, &cqe) < 0)
@@ -383,7 +486,8 @@ void ss_store_io_close(struct ss_store_thread *t)
         free(rd->buf);
         free(rd);
     }
-    io_uring_queue_exit(&io->ring);
+    if (!io->polled)
+        io_uring_queue_exit(&io->ring);
     close(io->efd);
     free(io);
     t->io = NULL;
