@@ -346,6 +346,7 @@ struct bdev_dev {
     struct ss_device dev;
     void *desc;
     int slot;                /* index into struct io_ctx's channels */
+    bool no_flush;           /* the bdev has no flush: sync is a no-op */
     char name[];             /* "bdev <name>" */
 };
 
@@ -368,6 +369,17 @@ enum bdev_op { OP_READ, OP_WRITE, OP_FLUSH };
 
 static int bdev_io(struct bdev_dev *d, enum bdev_op op, uint64_t off, void *buf, size_t len)
 {
+    /* A misaligned read (the superblock's header) reads the enclosing blocks
+     * and copies its part out; writes are whole blocks (ss_device.h). */
+    uint64_t m = d->dev.block_size - 1, skip = 0;
+    size_t want = len;
+    if (op == OP_READ && ((off | (uint64_t)len) & m)) {
+        skip = off & m;
+        off -= skip;
+        len = (size_t)((skip + len + m) & ~m);
+    } else if (op == OP_WRITE && ((off | (uint64_t)len) & m)) {
+        return -EINVAL;
+    }
     struct io_ctx *x = thread_ctx();
     if (!x)
         return -ENOMEM;
@@ -397,8 +409,18 @@ static int bdev_io(struct bdev_dev *d, enum bdev_op op, uint64_t off, void *buf,
                                   : g_em.bdev_flush(d->desc, ch, off, len, io_done, &p);
         if (rc == 0)
             break;
-        if (rc != -ENOMEM)
+        if (rc == -ENOTSUP && op == OP_FLUSH) {
+            /* A bdev without flush (an lvol: its blobstore writes through) has
+             * nothing to make durable. */
+            d->no_flush = true;
+            return 0;
+        }
+        if (rc != -ENOMEM) {
+            fprintf(stderr, "smartswitch: %s: %s of %zu bytes at %llu refused: %s\n", d->name,
+                    op == OP_READ ? "read" : op == OP_WRITE ? "write" : "flush", len,
+                    (unsigned long long)off, strerror(-rc));
             return rc;
+        }
         g_em.thread_poll(x->thread, 0, 0); /* out of bdev_io: let some complete */
     }
     /* The bdev layer fails a stuck I/O itself (bdev_nvme's timeouts); the
@@ -408,7 +430,7 @@ static int bdev_io(struct bdev_dev *d, enum bdev_op op, uint64_t off, void *buf,
     if (!p.ok)
         return -EIO;
     if (op == OP_READ)
-        memcpy(buf, x->dma, len);
+        memcpy(buf, x->dma + skip, want);
     return 0;
 }
 
@@ -425,7 +447,7 @@ static int bdev_write_op(struct ss_device *dev, uint64_t off, const void *buf, s
 static int bdev_sync_op(struct ss_device *dev)
 {
     struct bdev_dev *d = (struct bdev_dev *)dev;
-    return bdev_io(d, OP_FLUSH, 0, NULL, d->dev.size);
+    return d->no_flush ? 0 : bdev_io(d, OP_FLUSH, 0, NULL, d->dev.size);
 }
 
 /* ---- asynchronous reads (ss_read.c's polled devices) ---- */
@@ -457,6 +479,8 @@ static int bdev_read_start_op(struct ss_device *dev, uint64_t off, void *buf, si
                               void (*done)(void *arg, int res), void *arg)
 {
     struct bdev_dev *d = (struct bdev_dev *)dev;
+    if ((off | (uint64_t)len) & (d->dev.block_size - 1))
+        return -EAGAIN; /* the synchronous read handles a misaligned one */
     struct io_ctx *x = thread_ctx();
     if (!x)
         return -ENOMEM;
