@@ -11,8 +11,10 @@ Runs whenever SPDK_DIR points at an SPDK build (build/lib/libspdk_*.so).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ MIB = 1024 * 1024
 KEYS = 2000
 
 
-def _config(work: Path, size: str = "50%") -> Path:
+def _config(work: Path, size: str = "50%", segment_size: str = "4MiB") -> Path:
     image = work / "nvme0.img"
     if not image.exists():
         with open(image, "wb") as f:
@@ -46,7 +48,7 @@ def _config(work: Path, size: str = "50%") -> Path:
         "transport": "aio", "path": str(image), "block_size": 4096,
     }]
     cfg["storage"]["pools"] = [{"name": "items", "device": "nvme0", "size": size,
-                                "role": "memcached", "segment_size": "4MiB"}]
+                                "role": "memcached", "segment_size": segment_size}]
     path = work / "appliance.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -134,3 +136,68 @@ def test_items_served_from_the_lvol_survive_a_restart(appliance: Server, work: P
             client.close()
     finally:
         again.terminate()
+
+
+def test_kill9_then_restart_keeps_every_acknowledged_item(tmp_path: Path) -> None:
+    path = _config(tmp_path)
+    srv = start_appliance(path, timeout=120)
+    values = {f"k9-{i}": os.urandom(2000 + i % 2000) for i in range(KEYS)}
+    try:
+        client = Client(srv.addr, connect_timeout=5, timeout=10, default_noreply=False)
+        try:
+            for k, v in values.items():
+                assert client.set(k, v, noreply=False)  # acknowledged: STORED
+            time.sleep(1.5)  # > flush_interval and the group commit
+        finally:
+            client.close()
+    finally:
+        srv.kill9()
+    again = start_appliance(path, timeout=120)
+    try:
+        client = Client(again.addr, connect_timeout=5, timeout=10, default_noreply=False)
+        try:
+            lost = [k for k, v in values.items() if client.get(k) != v]
+        finally:
+            client.close()
+        assert not lost, f"{len(lost)} acknowledged items lost or wrong: {lost[:5]}"
+    finally:
+        again.terminate()
+
+
+def test_grow_on_reload_and_a_refused_shrink(tmp_path: Path) -> None:
+    """Provisioning through the embedded RPC server grows the lvol on SIGHUP while
+    serving, and refuses a shrink the pool does not allow, keeping the last good config."""
+    path = _config(tmp_path, size="16MiB", segment_size="2MiB")
+    srv = start_appliance(path, timeout=120)
+    value = os.urandom(100_000)
+    try:
+        client = Client(srv.addr, connect_timeout=5, timeout=10, default_noreply=False)
+        try:
+            for i in range(60):  # ~6 MiB
+                assert client.set(f"old-{i}", value)
+            cfg = yaml.safe_load(path.read_text())
+            cfg["storage"]["pools"][0]["size"] = "64MiB"
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            _reload(srv, "reloaded ")
+            assert "grow spdk lvol ss_nvme0/items: 16.0 MiB -> 64.0 MiB" in srv.log(), srv.log()
+            for i in range(400):  # ~40 MiB: far past the old 16 MiB
+                assert client.set(f"new-{i}", value)
+            assert int(client.stats()[b"evictions"]) == 0
+            cfg["storage"]["pools"][0]["size"] = "32MiB"
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            _reload(srv, "reload refused")
+            assert all(client.get(f"old-{i}") == value for i in range(60))
+            assert all(client.get(f"new-{i}") == value for i in range(400))
+        finally:
+            client.close()
+    finally:
+        srv.terminate()
+
+
+def _reload(srv: Server, marker: str) -> None:
+    seen = srv.log().count(marker)
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while srv.log().count(marker) == seen:
+        assert srv.alive() and time.monotonic() < deadline, srv.log()
+        time.sleep(0.1)

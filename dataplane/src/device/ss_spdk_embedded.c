@@ -62,6 +62,8 @@ static struct {
 
 /* ---- the app thread ---- */
 
+static int poll_idle_io_threads(void); /* the I/O threads nobody polls now (below) */
+
 static void init_done_cb(int rc, void *ctx)
 {
     (void)ctx;
@@ -138,9 +140,12 @@ static void *rt_main(void *arg)
     g_em.rpc_set_state(RPC_RUNTIME);
     started(0);
 
-    while (!atomic_load_explicit(&g_rt.stop, memory_order_relaxed))
-        if (g_em.thread_poll(g_rt.app, 0, 0) == 0)
+    while (!atomic_load_explicit(&g_rt.stop, memory_order_relaxed)) {
+        int busy = g_em.thread_poll(g_rt.app, 0, 0) > 0;
+        busy += poll_idle_io_threads();
+        if (!busy)
             usleep(IDLE_SLEEP_US);
+    }
 
     g_em.rpc_finish();
     g_rt.fini_done = false;
@@ -281,16 +286,47 @@ static int on_app_thread(void (*fn)(void *ctx), void *ctx)
 
 struct async_read;
 
+/*
+ * An SPDK thread must keep being polled even while its pthread does no I/O:
+ * management work (an lvol resize, a channel's creation or teardown) sends
+ * a message to every thread holding a channel and waits for all of them. So
+ * ss-spdk also polls every I/O thread that nobody polls at the moment: each
+ * io_ctx has a lock that whoever polls it holds (its own pthread while it
+ * does I/O, or ss-spdk with a trylock when idle). Completions of
+ * asynchronous reads are only queued where they complete (done_list) and
+ * handed to the store by the owner's own poll, so the store's per-thread
+ * state is touched by its own thread alone.
+ */
 struct io_ctx {
+    pthread_mutex_t lock;    /* held by whoever polls `thread` */
+    struct io_ctx *next;     /* every live io_ctx (g_ctxs) */
+    struct async_read *done_list; /* completed asynchronous reads, newest first */
     void *thread;            /* this pthread's SPDK thread */
     void *ch[MAX_BDEVS];     /* its I/O channel per open bdev (by slot) */
     char *dma;               /* bounce buffer of synchronous I/O */
     size_t dma_cap;
     struct async_read *free_reads; /* asynchronous reads' own DMA buffers */
-    unsigned completed;      /* asynchronous reads completed, ever */
 };
 
 static void free_async_reads(struct io_ctx *x);
+
+static pthread_mutex_t g_ctxs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct io_ctx *g_ctxs;
+
+/* ss-spdk, between polls of the app thread: poll the I/O threads idle now. */
+static int poll_idle_io_threads(void)
+{
+    int busy = 0;
+    pthread_mutex_lock(&g_ctxs_lock);
+    for (struct io_ctx *x = g_ctxs; x; x = x->next) {
+        if (pthread_mutex_trylock(&x->lock) != 0)
+            continue; /* its owner polls it */
+        busy += g_em.thread_poll(x->thread, 0, 0) > 0;
+        pthread_mutex_unlock(&x->lock);
+    }
+    pthread_mutex_unlock(&g_ctxs_lock);
+    return busy;
+}
 
 static pthread_key_t g_ctx_key;
 static pthread_once_t g_ctx_once = PTHREAD_ONCE_INIT;
@@ -298,8 +334,16 @@ static pthread_once_t g_ctx_once = PTHREAD_ONCE_INIT;
 static void ctx_free(void *arg)
 {
     struct io_ctx *x = arg;
+    pthread_mutex_lock(&g_ctxs_lock);
+    for (struct io_ctx **l = &g_ctxs; *l; l = &(*l)->next)
+        if (*l == x) {
+            *l = x->next;
+            break;
+        }
+    pthread_mutex_unlock(&g_ctxs_lock);
     /* Thread exit: give the channels back on this thread's SPDK thread, let
      * it exit (polling it until the messages that takes are done). */
+    pthread_mutex_lock(&x->lock);
     g_em.set_thread(x->thread);
     for (int i = 0; i < MAX_BDEVS; i++)
         if (x->ch[i])
@@ -308,6 +352,8 @@ static void ctx_free(void *arg)
     while (!g_em.thread_is_exited(x->thread))
         g_em.thread_poll(x->thread, 0, 0);
     g_em.thread_destroy(x->thread);
+    pthread_mutex_unlock(&x->lock);
+    pthread_mutex_destroy(&x->lock);
     if (x->dma)
         g_em.dma_free(x->dma);
     free_async_reads(x);
@@ -335,8 +381,13 @@ static struct io_ctx *thread_ctx(void)
         free(x);
         return NULL;
     }
+    pthread_mutex_init(&x->lock, NULL);
     g_em.set_thread(x->thread);
     pthread_setspecific(g_ctx_key, x);
+    pthread_mutex_lock(&g_ctxs_lock);
+    x->next = g_ctxs;
+    g_ctxs = x;
+    pthread_mutex_unlock(&g_ctxs_lock);
     return x;
 }
 
@@ -367,7 +418,22 @@ static void io_done(void *bdev_io, bool success, void *arg)
 
 enum bdev_op { OP_READ, OP_WRITE, OP_FLUSH };
 
+static int bdev_io_locked(struct bdev_dev *d, struct io_ctx *x, enum bdev_op op, uint64_t off,
+                          void *buf, size_t len);
+
 static int bdev_io(struct bdev_dev *d, enum bdev_op op, uint64_t off, void *buf, size_t len)
+{
+    struct io_ctx *x = thread_ctx();
+    if (!x)
+        return -ENOMEM;
+    pthread_mutex_lock(&x->lock);
+    int rc = bdev_io_locked(d, x, op, off, buf, len);
+    pthread_mutex_unlock(&x->lock);
+    return rc;
+}
+
+static int bdev_io_locked(struct bdev_dev *d, struct io_ctx *x, enum bdev_op op, uint64_t off,
+                          void *buf, size_t len)
 {
     /* A misaligned read (the superblock's header) reads the enclosing blocks
      * and copies its part out; writes are whole blocks (ss_device.h). */
@@ -380,9 +446,6 @@ static int bdev_io(struct bdev_dev *d, enum bdev_op op, uint64_t off, void *buf,
     } else if (op == OP_WRITE && ((off | (uint64_t)len) & m)) {
         return -EINVAL;
     }
-    struct io_ctx *x = thread_ctx();
-    if (!x)
-        return -ENOMEM;
     g_em.set_thread(x->thread);
     if (!x->ch[d->slot]) {
         x->ch[d->slot] = g_em.bdev_get_io_channel(d->desc);
@@ -460,6 +523,7 @@ struct async_read {
     size_t len;
     void (*done)(void *arg, int res);
     void *arg;
+    int res;
     struct io_ctx *x;
 };
 
@@ -469,11 +533,13 @@ static void async_read_done(void *bdev_io, bool success, void *arg)
     g_em.bdev_free_io(bdev_io);
     if (success)
         memcpy(r->buf, r->dma, r->len);
-    r->x->completed++;
-    r->next = r->x->free_reads;
-    r->x->free_reads = r;
-    r->done(r->arg, success ? (int)r->len : -EIO);
+    r->res = success ? (int)r->len : -EIO;
+    r->next = r->x->done_list; /* handed on by the owner's poll (bdev_poll_op) */
+    r->x->done_list = r;
 }
+
+static int read_start_locked(struct bdev_dev *d, struct io_ctx *x, uint64_t off, void *buf,
+                             size_t len, void (*done)(void *arg, int res), void *arg);
 
 static int bdev_read_start_op(struct ss_device *dev, uint64_t off, void *buf, size_t len,
                               void (*done)(void *arg, int res), void *arg)
@@ -484,6 +550,15 @@ static int bdev_read_start_op(struct ss_device *dev, uint64_t off, void *buf, si
     struct io_ctx *x = thread_ctx();
     if (!x)
         return -ENOMEM;
+    pthread_mutex_lock(&x->lock);
+    int rc = read_start_locked(d, x, off, buf, len, done, arg);
+    pthread_mutex_unlock(&x->lock);
+    return rc;
+}
+
+static int read_start_locked(struct bdev_dev *d, struct io_ctx *x, uint64_t off, void *buf,
+                             size_t len, void (*done)(void *arg, int res), void *arg)
+{
     g_em.set_thread(x->thread);
     if (!x->ch[d->slot] && !(x->ch[d->slot] = g_em.bdev_get_io_channel(d->desc)))
         return -ENOMEM;
@@ -525,10 +600,32 @@ static unsigned bdev_poll_op(struct ss_device *dev)
     struct io_ctx *x = pthread_getspecific(g_ctx_key);
     if (!x)
         return 0;
-    unsigned before = x->completed;
+    pthread_mutex_lock(&x->lock);
     g_em.set_thread(x->thread);
     g_em.thread_poll(x->thread, 0, 0);
-    return x->completed - before;
+    struct async_read *done = NULL;
+    while (x->done_list) { /* newest first: reverse into completion order */
+        struct async_read *r = x->done_list;
+        x->done_list = r->next;
+        r->next = done;
+        done = r;
+    }
+    pthread_mutex_unlock(&x->lock);
+    unsigned n = 0;
+    while (done) {
+        struct async_read *r = done;
+        done = r->next;
+        void (*cb)(void *arg, int res) = r->done;
+        void *cb_arg = r->arg;
+        int res = r->res;
+        pthread_mutex_lock(&x->lock);
+        r->next = x->free_reads;
+        x->free_reads = r;
+        pthread_mutex_unlock(&x->lock);
+        cb(cb_arg, res); /* may start reads: the lock is not held */
+        n++;
+    }
+    return n;
 }
 
 static void close_on_app(void *desc)
@@ -543,11 +640,13 @@ static void bdev_close_op(struct ss_device *dev)
      * when they exited (the workers and the segment writer have by now). */
     struct io_ctx *x = pthread_getspecific(g_ctx_key);
     if (x && x->ch[d->slot]) {
+        pthread_mutex_lock(&x->lock);
         g_em.set_thread(x->thread);
         g_em.put_io_channel(x->ch[d->slot]);
         x->ch[d->slot] = NULL;
         for (int i = 0; i < 64; i++)
             g_em.thread_poll(x->thread, 0, 0);
+        pthread_mutex_unlock(&x->lock);
     }
     on_app_thread(close_on_app, d->desc);
     pthread_mutex_lock(&g_slots_lock);

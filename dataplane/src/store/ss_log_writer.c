@@ -8,9 +8,11 @@
  *   1. persists the log's state (head, generations) once it changed,
  *   2. writes the sealed segment's unwritten span, after which its records
  *      are read from the device instead of its buffer,
- *   3. reclaims the segment after the head once the head is three quarters
- *      full: reads it back, deletes the index entries still pointing at it
- *      and bumps its generation, so its records never verify again.
+ *   3. reads the segment after the head back once the head is three
+ *      quarters full, so that the roll that reuses it only bumps its
+ *      generation (its records never verify again), and
+ *   4. after that roll, deletes the index entries still pointing at the
+ *      segment's previous records (the eviction, counted).
  * An appender waits (counted in log_roll_waits) only when this thread is
  * behind: writes faster than the device takes them, or a reclaim still
  * reading. The periodic flush of the open segment stays with housekeeping
@@ -23,6 +25,7 @@
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ss_store_internal.h"
 
@@ -36,8 +39,9 @@ int ss_log_writer_roll(struct ss_store *st, struct ss_counters *ctr)
             return -EAGAIN;
         next_pos = (log->pos + 1) % log->nsegments;
         next = log->order[next_pos];
-        bool opens = log->gens[next] == 0 || (log->ready && log->ready_seg == next);
-        if (opens && !log->sealed && !log->flushing)
+        bool opens = log->gens[next] == 0 ||
+                     (log->ready && log->ready_seg == next && log->ready_gen == log->gens[next]);
+        if (opens && !log->sealed && !log->reclaim_pending && !log->flushing)
             break;
         /* The writer is behind (the device is slower than the writes, or
          * the next segment's reclaim is still reading): wait for it. */
@@ -61,8 +65,15 @@ int ss_log_writer_roll(struct ss_store *st, struct ss_counters *ctr)
         log->buf = log->spare_buf;
         log->spare_buf = full;
     }
-    if (log->gens[next] == 0)
-        log->gens[next] = 1; /* never used: nothing to reclaim */
+    uint32_t gen = log->gens[next];
+    if (gen) {
+        /* Its records were read back ahead (reclaim_buf): their entries
+         * stop verifying now, and the writer deletes them next. */
+        log->reclaim_pending = true;
+        log->reclaim_seg = next;
+        log->reclaim_gen = gen;
+    }
+    log->gens[next] = gen + 1 ? gen + 1 : 1; /* 0 -> 1: never used, nothing to reclaim */
     log->head = next;
     log->pos = next_pos;
     log->write_off = log->flushed_off = 0;
@@ -126,8 +137,11 @@ static void write_sealed(struct ss_store *st)
     pthread_cond_broadcast(&log->flushed);
 }
 
-/* Reclaim the segment after the head; the lock is dropped for the read and
- * the index deletions. */
+/* Read the segment after the head back ahead of its reuse, into
+ * reclaim_buf; the lock is dropped for the read. Nothing is evicted yet: the
+ * roll that opens the segment bumps its generation and hands the records to
+ * delete_reclaimed, so a grow meanwhile (new segments after the head) loses
+ * nothing. */
 static void prepare_next(struct ss_store *st)
 {
     struct ss_log *log = &st->log;
@@ -138,31 +152,41 @@ static void prepare_next(struct ss_store *st)
     if (gen) {
         log->writer_busy = true;
         pthread_mutex_unlock(&log->lock);
-        /* A segment that cannot be read back still opens: its old entries
-         * fail the generation check and are dropped when looked up. */
-        if (ss_log_read_segment(st, next, log->reclaim_buf, ctr) == 0) {
-            struct ss_index_txn *txn;
-            if (ss_index_begin(st->index, true, &txn) == 0) {
-                ss_log_reclaim_records(st, txn, next, gen, log->reclaim_buf, ctr);
-                if (ss_index_commit(txn))
-                    ctr->errors_index++;
-            } else {
-                ctr->errors_index++;
-            }
-        }
+        /* A segment that cannot be read back still opens (zeroed buffer: no
+         * record): its old entries fail the generation check and are dropped
+         * when looked up. */
+        if (ss_log_read_segment(st, next, log->reclaim_buf, ctr) != 0)
+            memset(log->reclaim_buf, 0, log->segment_bytes);
         pthread_mutex_lock(&log->lock);
         log->writer_busy = false;
-        /* A grow or shrink meanwhile may have changed what comes next. */
-        if (log->gens[next] != gen || next == log->head ||
-            log->order[(log->pos + 1) % log->nsegments] != next) {
-            pthread_cond_broadcast(&log->flushed);
-            return;
-        }
-        log->gens[next] = gen + 1 ? gen + 1 : 1;
-        log->state_dirty = true;
     }
     log->ready_seg = next;
+    log->ready_gen = gen;
     log->ready = true;
+    pthread_cond_broadcast(&log->flushed);
+}
+
+/* The segment just opened: delete the index entries still pointing at its
+ * previous use's records (read ahead into reclaim_buf), counting evictions.
+ * The lock is dropped for the index transaction. */
+static void delete_reclaimed(struct ss_store *st)
+{
+    struct ss_log *log = &st->log;
+    struct ss_counters *ctr = &log->writer_ctr;
+    uint32_t seg = log->reclaim_seg, gen = log->reclaim_gen;
+    log->writer_busy = true;
+    pthread_mutex_unlock(&log->lock);
+    struct ss_index_txn *txn;
+    if (ss_index_begin(st->index, true, &txn) == 0) {
+        ss_log_reclaim_records(st, txn, seg, gen, log->reclaim_buf, ctr);
+        if (ss_index_commit(txn))
+            ctr->errors_index++;
+    } else {
+        ctr->errors_index++;
+    }
+    pthread_mutex_lock(&log->lock);
+    log->writer_busy = false;
+    log->reclaim_pending = false;
     pthread_cond_broadcast(&log->flushed);
 }
 
@@ -177,6 +201,8 @@ static void *writer_main(void *arg)
             write_state(st);
         else if (log->sealed)
             write_sealed(st);
+        else if (log->reclaim_pending)
+            delete_reclaimed(st);
         else if (log->prepare_asked && !log->ready && !log->writer_stop)
             prepare_next(st);
         else if (log->writer_stop) {
@@ -221,7 +247,8 @@ void ss_log_writer_stop(struct ss_store *st)
 void ss_log_writer_drain(struct ss_store *st)
 {
     struct ss_log *log = &st->log;
-    while (log->writer_running && (log->writer_busy || log->sealed || log->state_dirty)) {
+    while (log->writer_running &&
+           (log->writer_busy || log->sealed || log->state_dirty || log->reclaim_pending)) {
         pthread_cond_signal(&log->writer_wake);
         pthread_cond_wait(&log->flushed, &log->lock);
     }

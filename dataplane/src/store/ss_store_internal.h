@@ -147,8 +147,10 @@ struct ss_log {
     uint32_t sealed_seg, sealed_gen;
     uint32_t sealed_end;      /* its records end here */
     uint32_t sealed_from, sealed_to; /* the span still to write, aligned */
-    bool ready;               /* ready_seg is reclaimed and its generation bumped */
-    uint32_t ready_seg;
+    bool ready;               /* ready_seg (in use ready_gen) is read back into reclaim_buf */
+    uint32_t ready_seg, ready_gen;
+    bool reclaim_pending;     /* reclaim_seg reopened: delete its use reclaim_gen's entries */
+    uint32_t reclaim_seg, reclaim_gen;
     bool prepare_asked;       /* the head is filling: reclaim the next segment */
     bool state_dirty;         /* head or generations changed since persisted */
     bool writer_running, writer_stop, writer_busy;
