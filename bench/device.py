@@ -120,7 +120,8 @@ def _row(side: str, qd: int, res: dict[str, Any]) -> dict[str, Any]:
     return {"side": side, "qd": qd, **res, "load1": os.getloadavg()[0]}
 
 
-def store_rows(args: argparse.Namespace, config: Path, tmp: Path) -> list[dict[str, Any]]:
+def store_rows(args: argparse.Namespace, config: Path, tmp: Path,
+               side: str = "store") -> list[dict[str, Any]]:
     """Start the appliance, prefill, measure device hits at every QD, stop it."""
     srv = core.start_appliance(sys.executable, config, tmp)
     rows: list[dict[str, Any]] = []
@@ -137,7 +138,7 @@ def store_rows(args: argparse.Namespace, config: Path, tmp: Path) -> list[dict[s
         time.sleep(0.5)  # the open segment reaches the device (flush_interval)
         for qd in args.qd:
             srv.check_alive()
-            rows.append(_row("store", qd, store_side(srv, qd, args)))
+            rows.append(_row(side, qd, store_side(srv, qd, args)))
     finally:
         srv.stop()
     return rows
@@ -156,6 +157,48 @@ def run(args: argparse.Namespace, tmp: Path, device_dir: Path) -> list[dict[str,
 
 
 def run_spdk(args: argparse.Namespace, tmp: Path, device_dir: Path) -> list[dict[str, Any]]:
+    """--spdk: embedded mode and/or external mode (--spdk-mode), each against its raw tool."""
+    rows: list[dict[str, Any]] = []
+    if args.spdk_mode in ("embedded", "both"):
+        sub = tmp / "embedded"
+        sub.mkdir()
+        rows += run_spdk_embedded(args, sub, device_dir)
+    if args.spdk_mode in ("external", "both"):
+        sub = tmp / "external"
+        sub.mkdir()
+        rows += run_spdk_external(args, sub, device_dir)
+    return rows
+
+
+def run_spdk_embedded(args: argparse.Namespace, tmp: Path,
+                      device_dir: Path) -> list[dict[str, Any]]:
+    """SPDK inside the appliance: the store on the lvol of an aio bdev at every QD; then,
+    the appliance stopped, bdevperf on that same lvol (found by examine on the same
+    file) at every QD."""
+    root = spdk.spdk_dir()
+    size_mib = spdk.pool_mib(args.keys * record_bytes(args.value_size))
+    config = core.appliance_config(tmp, args.workers, args.hot_tier_mib, size_mib)
+    cfg = yaml.safe_load(config.read_text())
+    image = device_dir / "embedded.img"
+    spdk.configure_embedded(cfg, root, image, size_mib, tmp / "spdk.sock")
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    print(f"# embedded SPDK: pool {size_mib} MiB on an aio lvol over {image}", flush=True)
+    rows = store_rows(args, config, tmp, side="store-emb")
+    if spdk.bdevperf_bin(root) is None:
+        print(f"# bdevperf is not built in {root} (make -C examples/bdev/bdevperf there): "
+              "no raw figures for the embedded store", flush=True)
+        return rows
+    for qd in args.qd:
+        for io in args.perf_io:
+            rows.append(_row(f"bdevperf {io // 1024}k", qd,
+                             spdk.bdevperf_side(root, image, f"ss_{spdk.DEVICE}/items", qd,
+                                                io, args.duration, args.warmup, tmp)))
+    print(f"# bdevperf: {rows[-1]['cmd']}", flush=True)
+    return rows
+
+
+def run_spdk_external(args: argparse.Namespace, tmp: Path,
+                      device_dir: Path) -> list[dict[str, Any]]:
     """spdk_tgt up; the store on an lvol of it at every QD; spdk_nvme_perf on that lvol's
     namespace at every QD; spdk_tgt stopped, also on error."""
     root = spdk.spdk_dir()
@@ -192,9 +235,10 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Print the table and the store / raw ratios."""
     if args.spdk:
         print(f"\n# {args.keys:,} keys x {args.value_size} B values, hot tier "
-              f"{args.hot_tier_mib} MiB, {args.workers} workers; store on an spdk lvol "
-              f"(aio bdev on a file) over NVMe/TCP; spdk_nvme_perf randread on the same "
-              f"namespace")
+              f"{args.hot_tier_mib} MiB, {args.workers} workers; store-emb: SPDK inside "
+              f"the appliance, the lvol (aio bdev on a file) read directly, vs bdevperf on "
+              f"the same lvol; store: spdk_tgt's lvol over NVMe/TCP vs spdk_nvme_perf on "
+              f"the same namespace")
     else:
         print(f"\n# {args.keys:,} keys x {args.value_size} B values, hot tier "
               f"{args.hot_tier_mib} MiB, {args.workers} workers, direct_io on; fio "
@@ -204,28 +248,33 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         note = ""
         if r.get("p50_us") is None:
             note = "no percentiles from the raw tool: p50/p99 show the average"
-        if r["side"] == "store":
+        if r["side"].startswith("store"):
             hits = r["hits_dram"] + r["hits_device"]
             share = 100 * r["hits_device"] / hits if hits else 0
             per = r["device_read_bytes"] / r["device_reads"] if r["device_reads"] else 0
             # hits_device counts items not in the hot tier; those still in the open
             # segment's buffer are served without a device read
             note = (f"hits_device {r['hits_device']:,} ({share:.1f}% of hits), device_reads "
-                    f"{r['device_reads']:,} ({r.get('device_reads_async') or 0:,} through "
-                    f"io_uring), {per / 1024:.1f} KiB each, errors {r['errors']}, "
+                    f"{r['device_reads']:,} ({r.get('device_reads_async') or 0:,} "
+                    f"asynchronous), {per / 1024:.1f} KiB each, errors {r['errors']}, "
                     f"cpu {r['cpu_cores']:.2f} cores")
         print(f"{r['side']:<10} {r['qd']:>3} {r['iops']:>10,.0f} {_lat(r, 'p50_us'):>8.1f} "
               f"{_lat(r, 'p99_us'):>8.1f} {r['load1']:>5.1f}  {note}")
     print(f"load: 1-minute load average after the row ({os.cpu_count()} CPUs"
           f"{'; spdk_tgt busy-polls one of them' if args.spdk else ''})\n")
-    raws = list(dict.fromkeys(r["side"] for r in rows if r["side"] != "store"))
-    for qd in args.qd:
-        st = next(r for r in rows if r["side"] == "store" and r["qd"] == qd)
-        for side in raws:
-            raw = next(r for r in rows if r["side"] == side and r["qd"] == qd)
-            print(f"QD {qd:>2} store / {side}: IOPS x{st['iops'] / raw['iops']:.2f}, "
-                  f"p50 x{st['p50_us'] / _lat(raw, 'p50_us'):.2f}, "
-                  f"p99 x{st['p99_us'] / _lat(raw, 'p99_us'):.2f}")
+    stores = list(dict.fromkeys(r["side"] for r in rows if r["side"].startswith("store")))
+    for store in stores:
+        # Each store against the raw tool on its own path: embedded vs bdevperf on the
+        # lvol, external vs spdk_nvme_perf over NVMe/TCP, the file vs fio.
+        raw_prefix = {"store-emb": "bdevperf", "store": "perf" if args.spdk else "fio"}[store]
+        raws = list(dict.fromkeys(r["side"] for r in rows if r["side"].startswith(raw_prefix)))
+        for qd in args.qd:
+            st = next(r for r in rows if r["side"] == store and r["qd"] == qd)
+            for side in raws:
+                raw = next(r for r in rows if r["side"] == side and r["qd"] == qd)
+                print(f"QD {qd:>2} {store} / {side}: IOPS x{st['iops'] / raw['iops']:.2f}, "
+                      f"p50 x{st['p50_us'] / _lat(raw, 'p50_us'):.2f}, "
+                      f"p99 x{st['p99_us'] / _lat(raw, 'p99_us'):.2f}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -244,6 +293,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spdk", action="store_true",
                    help="the device is an lvol on spdk_tgt, the raw side spdk_nvme_perf "
                         "(needs SPDK_DIR; bench/README.md)")
+    p.add_argument("--spdk-mode", choices=("embedded", "external", "both"), default="both",
+                   help="--spdk: SPDK inside the appliance (vs bdevperf), spdk_tgt over "
+                        "NVMe/TCP (vs spdk_nvme_perf), or both (default)")
     p.add_argument("--perf-io", type=lambda s: [int(x) for x in s.split(",")],
                    default=[4096, 8192],
                    help="--spdk: spdk_nvme_perf I/O sizes in bytes (default 4096,8192)")

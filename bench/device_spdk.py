@@ -12,6 +12,7 @@ build/bin/spdk_nvme_perf, build/lib/libspdk_*.so) outside the repository.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -266,3 +267,68 @@ def perf_side(root: Path, trid: str, qd: int, io_size: int,
     out = parse_perf(res.stdout)
     out["cmd"] = " ".join(cmd)
     return out
+
+
+# ---- embedded mode (storage.spdk.mode: embedded) ----
+
+BDEVPERF_MEM_MIB = 512
+_BDEVPERF_TOTAL_RE = re.compile(
+    rf"^\s*Total\s*:\s*{_FLOAT}\s+{_FLOAT}\s+{_FLOAT}\s+{_FLOAT}\s+{_FLOAT}", re.M)
+
+
+def configure_embedded(cfg: dict[str, Any], root: Path, image: Path, size_mib: int,
+                       sock: Path) -> None:
+    """The same pool on an aio-backed spdk device, SPDK running inside the appliance."""
+    with open(image, "wb") as f:
+        f.truncate((size_mib + IMAGE_SLACK_MIB) * MIB)
+    st = cfg["storage"]
+    st["devices"] = [{
+        "name": DEVICE, "kind": "spdk", "rpc_socket": str(sock), "transport": "aio",
+        "path": str(image), "block_size": 4096,
+    }]
+    st["pools"] = [{"name": "items", "device": DEVICE, "size": f"{size_mib}MiB",
+                    "role": "memcached", "segment_size": f"{SEGMENT_MIB}MiB"}]
+    st["spdk"] = {"mode": "embedded", "lib_dir": str(root / "build/lib"),
+                  "mem_size": "512MiB", "hugepages": False}
+
+
+def bdevperf_bin(root: Path) -> Path | None:
+    """SPDK's bdevperf in the build tree (built with the examples), or None."""
+    path = root / "build/examples/bdevperf"
+    return path if path.exists() else None
+
+
+def bdevperf_side(root: Path, image: Path, bdev: str, qd: int, io_size: int, duration: float,
+                  warmup: float, work: Path) -> dict[str, Any]:
+    """bdevperf: random reads of io_size bytes on bdev (the pool's lvol, found by examine
+    on an aio bdev over the same file the appliance used) at QD qd, one core.
+
+    Raises:
+        SpdkBenchError: bdevperf is missing, failed, overran its bound or printed no Total.
+    """
+    binary = bdevperf_bin(root)
+    if binary is None:
+        raise SpdkBenchError(f"{root}/build/examples/bdevperf is missing: build it in the "
+                             "SPDK tree (make -C examples/bdev/bdevperf)")
+    conf = work / "bdevperf.json"
+    conf.write_text(json.dumps({"subsystems": [{"subsystem": "bdev", "config": [
+        {"method": "bdev_aio_create",
+         "params": {"name": DEVICE, "filename": str(image), "block_size": 4096}},
+        {"method": "bdev_wait_for_examine"}]}]}))
+    secs = max(1, round(duration + warmup))
+    cmd = [str(binary), "--no-huge", "-s", str(BDEVPERF_MEM_MIB), "-m", PERF_MASK, "-c",
+           str(conf), "-q", str(qd), "-o", str(io_size), "-w", "randread", "-t", str(secs),
+           "-T", bdev]
+    limit = secs + PERF_GRACE_S
+    try:
+        res = subprocess.run(cmd, env=spdk_env(root), capture_output=True, text=True,
+                             timeout=limit, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise SpdkBenchError(f"bdevperf overran its {limit}s bound") from e
+    m = _BDEVPERF_TOTAL_RE.search(res.stdout)
+    if res.returncode != 0 or not m:
+        raise SpdkBenchError(f"bdevperf failed ({res.returncode}): "
+                             f"{(res.stderr + res.stdout).strip()[-2000:]}")
+    # bdevperf gives the average latency only: p50/p99 show it (the report says so).
+    return {"iops": float(m.group(1)), "avg_us": float(m.group(5)), "p50_us": None,
+            "p99_us": None, "errors": 0, "cmd": " ".join(cmd)}

@@ -53,7 +53,8 @@ def test_spdk_without_spdk_dir_says_what_to_set(tmp_path: Path) -> None:
 @needs_spdk
 def test_store_and_perf_figures_from_one_target(tmp_path: Path) -> None:
     out_json = tmp_path / "rows.json"
-    res = _bench(tmp_path, *SMALL, "--json", str(out_json), spdk_dir=SPDK_DIR)
+    res = _bench(tmp_path, *SMALL, "--spdk-mode", "external", "--json", str(out_json),
+                 spdk_dir=SPDK_DIR)
     assert res.returncode == 0, res.stdout + res.stderr
     rows = json.loads(out_json.read_text())
     store = [r for r in rows if r["side"] == "store"]
@@ -78,7 +79,30 @@ def test_store_and_perf_figures_from_one_target(tmp_path: Path) -> None:
 @needs_spdk
 def test_spdk_tgt_is_stopped_when_perf_fails(tmp_path: Path) -> None:
     # 1000-byte reads are not whole 4 KiB blocks: spdk_nvme_perf skips the namespace.
-    res = _bench(tmp_path, *SMALL, "--qd", "1", "--perf-io", "1000", spdk_dir=SPDK_DIR)
+    res = _bench(tmp_path, *SMALL, "--spdk-mode", "external", "--qd", "1", "--perf-io", "1000",
+                 spdk_dir=SPDK_DIR)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "spdk_nvme_perf printed no 'Total' line" in res.stderr, res.stderr
     assert not Path(f"/proc/{_target_pid(res.stdout)}").exists()
+
+
+@pytest.mark.spdk
+@needs_spdk
+def test_embedded_store_and_bdevperf_on_the_same_lvol(tmp_path: Path) -> None:
+    out_json = tmp_path / "rows.json"
+    res = _bench(tmp_path, *SMALL, "--spdk-mode", "embedded", "--perf-io", "4096", "--json",
+                 str(out_json), spdk_dir=SPDK_DIR)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = json.loads(out_json.read_text())
+    store = [r for r in rows if r["side"] == "store-emb"]
+    assert [r["qd"] for r in store] == [1, 4]
+    for r in store:  # read from the lvol through the workers' own SPDK channels
+        assert r["errors"] == 0 and r["misses"] == 0, r
+        assert r["device_reads_async"] > 0.5 * r["hits_device"] > 0, r
+    raw = [r for r in rows if r["side"] == "bdevperf 4k"]
+    if raw:  # bdevperf is built with SPDK's examples; the bench says when it is not
+        assert [r["qd"] for r in raw] == [1, 4] and all(r["iops"] > 0 for r in raw), raw
+        assert "-T ss_nvme0/items" in raw[0]["cmd"], raw[0]
+        assert "QD  4 store-emb / bdevperf 4k: IOPS x" in res.stdout, res.stdout
+    else:
+        assert "bdevperf is not built" in res.stdout, res.stdout
