@@ -63,6 +63,10 @@ class SpdkDevice:
     lvstore: str = ""
     cluster_size: int = 4 * MiB
     min_size: int | None = None
+    # tcp: bdev_nvme_attach_controller's reconnect settings in seconds (None: SPDK's).
+    reconnect_delay_sec: int | None = None
+    fast_io_fail_timeout_sec: int | None = None
+    ctrlr_loss_timeout_sec: int | None = None
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ProvisionError:
@@ -374,9 +378,11 @@ def _create_base(rpc: SpdkRpc, dev: SpdkDevice, say: Callable[[str], None]) -> s
     if dev.transport == "pcie":
         made = rpc.bdev_nvme_attach_controller(dev.controller, "PCIe", str(dev.traddr))
     else:
-        made = rpc.bdev_nvme_attach_controller(dev.controller, "tcp", str(dev.traddr),
-                                               adrfam=dev.adrfam, trsvcid=dev.trsvcid,
-                                               subnqn=dev.subnqn)
+        made = rpc.bdev_nvme_attach_controller(
+            dev.controller, "tcp", str(dev.traddr), adrfam=dev.adrfam, trsvcid=dev.trsvcid,
+            subnqn=dev.subnqn, ctrlr_loss_timeout_sec=dev.ctrlr_loss_timeout_sec,
+            reconnect_delay_sec=dev.reconnect_delay_sec,
+            fast_io_fail_timeout_sec=dev.fast_io_fail_timeout_sec)
     if dev.bdev not in (made or []):
         # We attached it in this run and it gave us nothing usable: undo only that.
         rpc.bdev_nvme_detach_controller(dev.controller)

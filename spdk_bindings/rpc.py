@@ -293,11 +293,16 @@ class SpdkRpc:
 
     def bdev_nvme_attach_controller(self, name: str, trtype: str, traddr: str,
                                     adrfam: str | None = None, trsvcid: str | None = None,
-                                    subnqn: str | None = None) -> list[str]:
+                                    subnqn: str | None = None,
+                                    ctrlr_loss_timeout_sec: int | None = None,
+                                    reconnect_delay_sec: int | None = None,
+                                    fast_io_fail_timeout_sec: int | None = None) -> list[str]:
         """Attach an NVMe controller; returns the bdev names it created (may be empty!).
 
         PCIe: trtype "PCIe", traddr the PCI address. NVMe-oF/TCP: trtype "tcp", adrfam
         "ipv4"/"ipv6", traddr the IP, trsvcid the port (a string), subnqn the subsystem.
+        The reconnect settings (seconds; ctrlr_loss_timeout_sec -1: never give up) are
+        sent only when given, so SPDK's defaults stand otherwise.
         """
         m = "bdev_nvme_attach_controller"
         _check_str(m, "name", name)
@@ -307,9 +312,17 @@ class SpdkRpc:
             _check_str(m, key, value, optional=True)
         if trtype.lower() == "tcp" and not (trsvcid and subnqn):
             raise ValueError(f"{m}: trtype tcp needs trsvcid and subnqn")
-        return self.call(m, {"name": name, "trtype": trtype, "adrfam": adrfam,
-                             "traddr": traddr, "trsvcid": trsvcid, "subnqn": subnqn},
-                         device=name)
+        params: dict[str, Any] = {"name": name, "trtype": trtype, "adrfam": adrfam,
+                                  "traddr": traddr, "trsvcid": trsvcid, "subnqn": subnqn}
+        for key, value in (("ctrlr_loss_timeout_sec", ctrlr_loss_timeout_sec),
+                           ("reconnect_delay_sec", reconnect_delay_sec),
+                           ("fast_io_fail_timeout_sec", fast_io_fail_timeout_sec)):
+            if value is not None:
+                if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+                    raise ValueError(f"{m}: {key} must be an integer (seconds, -1: never), "
+                                     f"got {value!r}")
+                params[key] = value
+        return self.call(m, params, device=name)
 
     def bdev_nvme_detach_controller(self, name: str) -> bool:
         """Detach the controller `name` and remove its bdevs."""

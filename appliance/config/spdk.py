@@ -43,18 +43,34 @@ EXPORT_NQN_PREFIX = "nqn.2016-06.io.smartswitch:"
 # Keys of a device entry that only a kind: spdk device has.
 SPDK_KEYS = ("rpc_socket", "rpc_timeout", "transport", "traddr", "trsvcid", "adrfam",
              "subnqn", "block_size", "bdev", "controller", "lvstore", "cluster_size",
+             "reconnect_delay", "fast_io_fail_timeout", "ctrlr_loss_timeout",
              "export", "export_nqn")
 # Keys an spdk device accepts only with some transports.
 TRANSPORT_KEYS = {
     "path": ("aio", "uring"), "block_size": ("aio", "uring"),
     "traddr": ("pcie", "tcp"), "controller": ("pcie", "tcp"),
     "trsvcid": ("tcp",), "adrfam": ("tcp",), "subnqn": ("tcp",),
+    "reconnect_delay": ("tcp",), "fast_io_fail_timeout": ("tcp",),
+    "ctrlr_loss_timeout": ("tcp",),
 }
 # Keys that file and block devices have and spdk devices do not.
 NOT_SPDK_KEYS = ("direct_io",)
 
 _PCI = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
 _NQN_REST = re.compile(r"^[\x21-\x7e]+$")
+
+
+def ctrlr_loss(raw: Any) -> int:
+    """ctrlr_loss_timeout: -1 (never give the controller up), or whole seconds, in ms."""
+    if raw == -1:
+        return -1
+    try:
+        ms = units.parse_duration_ms(raw)
+    except ValueError:
+        ms = -2
+    if ms < 1000 or ms > 24 * 3_600_000 or ms % 1000:
+        raise ValueError("-1 (never give up) or a duration in whole seconds from 1s to 24h")
+    return ms
 
 
 def optional_path(node: Node, path: str, ctx: Context) -> Path | None:
@@ -163,6 +179,7 @@ def check_spdk(dev: Any, node: Node, path: str) -> Any:
                 else ""
             raise ConfigError(f"missing; transport {dev.transport} needs {key}{why}",
                               path=f"{path}.{key}", line=_line(node, "transport"))
+    _check_reconnect(dev, node, path)
     changes: dict[str, Any] = {"direct_io": False}
     if dev.traddr is not None:
         changes["traddr"] = _traddr(dev, node, path)
@@ -183,6 +200,28 @@ def check_spdk(dev: Any, node: Node, path: str) -> Any:
     changes["export"] = (dev.export or DEFAULT_EXPORT) if exported else None
     changes["export_nqn"] = dev.export_nqn or f"{EXPORT_NQN_PREFIX}{dev.name}"
     return dataclasses.replace(dev, **changes)
+
+
+def _check_reconnect(dev: Any, node: Node, path: str) -> None:
+    """SPDK's own rules for the three (bdev_nvme_attach_controller refuses otherwise):
+    a reconnect delay and a fast-fail timeout need a controller-loss timeout, and
+    neither may exceed it (unless it is -1); the fast-fail timeout is at least the delay."""
+    loss, delay, fail = dev.ctrlr_loss_timeout, dev.reconnect_delay, dev.fast_io_fail_timeout
+    for key, value in (("reconnect_delay", delay), ("fast_io_fail_timeout", fail)):
+        if value is None:
+            continue
+        if loss is None:
+            raise ConfigError(f"needs ctrlr_loss_timeout (-1 for never) beside it",
+                              path=f"{path}.{key}", line=_line(node, key))
+        if loss != -1 and value > loss:
+            raise ConfigError(f"{units.format_duration_ms(value)} is more than "
+                              f"ctrlr_loss_timeout {units.format_duration_ms(loss)}",
+                              path=f"{path}.{key}", line=_line(node, key))
+    if fail is not None and delay is not None and fail < delay:
+        raise ConfigError(f"{units.format_duration_ms(fail)} is less than reconnect_delay "
+                          f"{units.format_duration_ms(delay)}",
+                          path=f"{path}.fast_io_fail_timeout",
+                          line=_line(node, "fast_io_fail_timeout"))
 
 
 def _traddr(dev: Any, node: Node, path: str) -> str:

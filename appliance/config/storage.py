@@ -34,6 +34,7 @@ from appliance.config.schema import (
     size_range,
 )
 from appliance.config.spdk import (
+    ctrlr_loss,
     SPDK_TRANSPORTS,
     SpdkConfig,
     block_size,
@@ -119,6 +120,17 @@ class DeviceConfig:
     lvstore: str | None = setting(scalar(optional(identifier, "ss_<name>")), None)
     cluster_size: int | None = setting(scalar(optional(power_of_two_size(1024**2, 1024**3),
                                                        "4MiB")), None)
+    # kind: spdk, transport tcp: what SPDK's NVMe driver does when the remote
+    # target goes away (bdev_nvme_attach_controller's settings; null: SPDK's
+    # own default). reconnect_delay: between attempts; fast_io_fail_timeout:
+    # after this, I/O fails at once (a server error) instead of waiting;
+    # ctrlr_loss_timeout: after this the controller is given up (-1: never).
+    reconnect_delay: int | None = setting(scalar(optional(duration_ms(
+        1000, 3_600_000, whole_seconds=True), "SPDK's default")), None)
+    fast_io_fail_timeout: int | None = setting(scalar(optional(duration_ms(
+        1000, 3_600_000, whole_seconds=True), "SPDK's default")), None)
+    ctrlr_loss_timeout: int | None = setting(scalar(optional(ctrlr_loss, "SPDK's default")),
+                                             None)
     export: str | None = setting(scalar(optional(export_address, "no NVMe-oF export")), None)
     export_nqn: str | None = setting(scalar(optional(nqn, "the default NQN")), None)
 

@@ -74,7 +74,15 @@ def spdk_device(dev: DeviceConfig) -> P.SpdkDevice:
         subnqn=dev.subnqn, path=None if dev.path is None else str(dev.path),
         block_size=dev.block_size, bdev=dev.bdev or "", controller=dev.controller or "",
         lvstore=dev.lvstore or "", cluster_size=dev.cluster_size or 4 * MiB,
-        min_size=dev.size)
+        min_size=dev.size,
+        reconnect_delay_sec=_seconds(dev.reconnect_delay),
+        fast_io_fail_timeout_sec=_seconds(dev.fast_io_fail_timeout),
+        ctrlr_loss_timeout_sec=_seconds(dev.ctrlr_loss_timeout))
+
+
+def _seconds(ms: int | None) -> int | None:
+    """A config duration (ms, or -1: never) as bdev_nvme's whole seconds."""
+    return None if ms is None else (-1 if ms == -1 else ms // 1000)
 
 
 def spdk_pool(pool: PoolConfig) -> P.SpdkPool:

@@ -207,3 +207,65 @@ def test_switch_mode_with_a_pool_on_spdk_is_refused(tmp_path: Path) -> None:
     assert str(err.value).startswith("s.yaml:5: dataplane.mode: switch mode"), str(err.value)
     assert "spdk device nv0" in str(err.value)
     load(switch, tmp_path)  # the same switch config on the default file device is fine
+
+
+TCP = "tcp\n      traddr: 10.0.0.7\n      trsvcid: 4420\n      subnqn: nqn.2016-06.io.spdk:c1\n"
+
+
+def test_reconnect_settings_of_a_remote_controller(tmp_path: Path) -> None:
+    dev = load(spdk("", transport=TCP + "      reconnect_delay: 2s\n      fast_io_fail_timeout: 5s"
+                    "\n      ctrlr_loss_timeout: -1\n"), tmp_path).storage.device("nv0")
+    assert (dev.reconnect_delay, dev.fast_io_fail_timeout, dev.ctrlr_loss_timeout) == \
+        (2000, 5000, -1)
+    dev = load(spdk("", transport=TCP), tmp_path).storage.device("nv0")
+    assert (dev.reconnect_delay, dev.fast_io_fail_timeout, dev.ctrlr_loss_timeout) == \
+        (None, None, None)  # SPDK's own defaults: nothing is sent
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("      reconnect_delay: 2s\n",
+     "s.yaml:9: storage.devices[0].reconnect_delay: needs ctrlr_loss_timeout (-1 for never) "
+     "beside it"),
+    ("      reconnect_delay: 20s\n      ctrlr_loss_timeout: 10s\n",
+     "s.yaml:9: storage.devices[0].reconnect_delay: 20s is more than ctrlr_loss_timeout 10s"),
+    ("      reconnect_delay: 5s\n      fast_io_fail_timeout: 2s\n      ctrlr_loss_timeout: -1\n",
+     "s.yaml:10: storage.devices[0].fast_io_fail_timeout: 2s is less than reconnect_delay 5s"),
+    ("      ctrlr_loss_timeout: 1500ms\n",
+     "s.yaml:9: storage.devices[0].ctrlr_loss_timeout: expected -1 (never give up) or a "
+     "duration in whole seconds from 1s to 24h, or null for SPDK's default, got '1500ms'"),
+])
+def test_bad_reconnect_settings_name_file_line_and_path(extra: str, message: str,
+                                                        tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(spdk("", transport=TCP + extra), tmp_path)
+    assert str(info.value) == message
+
+
+def test_reconnect_settings_only_for_tcp(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(spdk("      ctrlr_loss_timeout: -1\n"), tmp_path)
+    assert "ctrlr_loss_timeout: only for transport tcp" in str(info.value)
+
+
+def test_reconnect_settings_reach_the_attach_rpc() -> None:
+    from spdk_bindings import rpc
+
+    sent: list[tuple[str, dict]] = []
+
+    class Recorder(rpc.SpdkRpc):
+        def __init__(self) -> None:  # no socket: calls are recorded
+            pass
+
+        def call(self, method, params=None, device=None):  # type: ignore[override]
+            sent.append((method, dict(params or {})))
+            return ["c1n1"]
+
+    Recorder().bdev_nvme_attach_controller("c1", "tcp", "10.0.0.7", adrfam="ipv4",
+                                           trsvcid="4420", subnqn="nqn.x:y",
+                                           ctrlr_loss_timeout_sec=-1, reconnect_delay_sec=2,
+                                           fast_io_fail_timeout_sec=5)
+    Recorder().bdev_nvme_attach_controller("c1", "tcp", "10.0.0.7", trsvcid="4420",
+                                           subnqn="nqn.x:y")
+    assert sent[0][1]["ctrlr_loss_timeout_sec"] == -1
+    assert (sent[0][1]["reconnect_delay_sec"], sent[0][1]["fast_io_fail_timeout_sec"]) == (2, 5)
+    assert not {"ctrlr_loss_timeout_sec", "reconnect_delay_sec"} & set(sent[1][1])
