@@ -74,6 +74,19 @@ def present(srv: Server, prefix: str, count: int) -> int:
         return sum(c.get(f"{prefix}{i}".encode()) == VALUE for i in range(count))
 
 
+def settled_evictions(srv: Server) -> int:
+    """`evictions` once it stops moving: the segment writer deletes a reused
+    segment's entries (and counts them) just after the roll that reused it."""
+    last, deadline = -1, time.monotonic() + LOG_WAIT_S
+    while True:
+        now = int(stats(srv)["evictions"])
+        if now == last:
+            return now
+        assert time.monotonic() < deadline, "evictions never settled"
+        last = now
+        time.sleep(0.3)
+
+
 def wait_log(srv: Server, text: str) -> str:
     deadline = time.monotonic() + LOG_WAIT_S
     while text not in srv.log():
@@ -150,15 +163,14 @@ def test_grow_when_full_fills_new_space_before_evicting_the_oldest(
     path = config(tmp_path, pool="20MiB")
     app = appliance_factory(path)
     fill(app, "a", 200)  # ~20 MiB into 16 MiB: the ring has wrapped
-    evicted = int(stats(app)["evictions"])
+    evicted = settled_evictions(app)
     assert evicted > 0
     survivors = present(app, "a", 200)
     config(tmp_path, pool="36MiB")  # 4 more segments
     app.proc.send_signal(signal.SIGHUP)
     wait_log(app, "reloaded ")
     fill(app, "b", 120)  # ~12 MiB: fits in the 4 new segments
-    st = stats(app)
-    assert int(st["evictions"]) == evicted, "the new segments must be used before reclaiming"
+    assert settled_evictions(app) == evicted, "the new segments must be used before reclaiming"
     assert present(app, "a", 200) == survivors
 
 
