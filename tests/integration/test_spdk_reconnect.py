@@ -1,9 +1,11 @@
-"""Embedded SPDK on a remote NVMe-oF/TCP namespace: the target restarts mid-load.
+"""Embedded SPDK on a remote NVMe-oF/TCP namespace: injected read errors, then the
+target restarts mid-load.
 
 A real spdk_tgt exports an aio bdev over NVMe/TCP on loopback; the appliance, with SPDK
 inside (`storage.spdk.mode: embedded`), attaches it with reconnect settings
 (`reconnect_delay`, `fast_io_fail_timeout`, `ctrlr_loss_timeout: -1`) and keeps its lvol
-store and lvol on it. While the target is down, gets of device-resident keys fail fast
+store and lvol on it. Read errors injected with SPDK's error bdev under the exported
+namespace give SERVER_ERROR and a dropped entry. While the target is down, gets of device-resident keys fail fast
 with SERVER_ERROR instead of hanging; once the target is back the controller reconnects
 by itself and every item that was not being read during the outage is served again
 (never a wrong value).
@@ -47,13 +49,15 @@ def _value(i: int) -> bytes:
 
 
 def _export(tgt: SpdkTarget, image: Path, port: int) -> None:
-    """The remote side: an aio bdev on image, exported as namespace 1 of NQN."""
+    """The remote side: an aio bdev on image under SPDK's error bdev (EE_remote0, which
+    passes I/O through until errors are injected), exported as namespace 1 of NQN."""
     r = tgt.rpc
     r.call("bdev_aio_create", {"name": "remote0", "filename": str(image), "block_size": 4096})
+    r.call("bdev_error_create", {"base_name": "remote0"})
     r.call("nvmf_create_transport", {"trtype": "TCP"})
     r.call("nvmf_create_subsystem", {"nqn": NQN, "allow_any_host": True,
                                      "serial_number": "SS0001"})
-    r.call("nvmf_subsystem_add_ns", {"nqn": NQN, "namespace": {"bdev_name": "remote0"}})
+    r.call("nvmf_subsystem_add_ns", {"nqn": NQN, "namespace": {"bdev_name": "EE_remote0"}})
     r.call("nvmf_subsystem_add_listener", {"nqn": NQN, "listen_address": {
         "trtype": "TCP", "adrfam": "IPv4", "traddr": "127.0.0.1", "trsvcid": str(port)}})
 
@@ -124,6 +128,19 @@ def test_a_restarted_target_is_reconnected_and_no_request_hangs(tmp_path: Path) 
             time.sleep(1.0)
             assert all(_get(c, i) == _value(i) for i in range(0, KEYS, 50))
 
+            # Injected read errors (SPDK's error bdev on the target): SERVER_ERROR, the
+            # entry dropped (a miss next time), never a wrong value; the rest serves on.
+            before = c.counters()["errors_device"]
+            # 8 failures: the host retries a failed read 3 times (bdev_nvme's
+            # bdev_retry_count), so about two gets see their read fail for good.
+            tgt.rpc.call("bdev_error_inject_error", {"name": "EE_remote0", "io_type": "read",
+                                                     "error_type": "failure", "num": 8})
+            failed = [i for i in range(100, 140) if _get(c, i) == "error"]
+            assert 1 <= len(failed) <= 8, f"{len(failed)} SERVER_ERRORs for 8 injected errors"
+            assert c.counters()["errors_device"] - before == len(failed)
+            assert all(_get(c, i) is None for i in failed), "a failed item was not dropped"
+            assert all(_get(c, i) == _value(i) for i in range(100, 140) if i not in failed)
+
             tgt.stop()  # the remote target goes away mid-load
             outage = list(range(1, 40, 3))
             for i in outage:
@@ -149,7 +166,7 @@ def test_a_restarted_target_is_reconnected_and_no_request_hangs(tmp_path: Path) 
                     time.sleep(0.5)
             finally:
                 emb.close()
-            touched = set(outage) | set(range(41, 60, 3))
+            touched = set(outage) | set(range(41, 60, 3)) | set(failed)
             wrong = [i for i in range(KEYS) if i not in touched and _get(c, i) != _value(i)]
             assert not wrong, f"{len(wrong)} items lost or wrong after the reconnect: {wrong[:5]}"
     finally:
