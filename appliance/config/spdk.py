@@ -36,6 +36,9 @@ DEFAULT_RPC_SOCKET = "/var/tmp/spdk.sock"
 DEFAULT_RPC_TIMEOUT_MS = 30_000
 DEFAULT_CLUSTER_SIZE = 4 * 1024**2
 DEFAULT_EXPORT = "127.0.0.1:4420"
+# storage.spdk.mem_size in embedded mode: its default, and the least that starts.
+EMBEDDED_MEM_SIZE = 1024**3
+EMBEDDED_MEM_MIN = 512 * 1024**2
 # One subsystem per device: SmartSwitch's NQN prefix (date and reversed domain, as the
 # NVMe base specification asks), then the device's name.
 EXPORT_NQN_PREFIX = "nqn.2016-06.io.smartswitch:"
@@ -270,6 +273,19 @@ class SpdkConfig:
         if self.mem_size % 1024**2:
             raise ConfigError(f"expected whole MiB, got {units.format_size(self.mem_size)}",
                               path=f"{path}.mem_size", line=_line(node, "mem_size"))
+        if self.mode == "embedded":
+            # The bdev layer's buffer pools alone take about 200 MiB of SPDK's memory;
+            # with less its subsystems refuse to start.
+            if "mem_size" not in _given(node):
+                return dataclasses.replace(self._with_lib_dir(), mem_size=EMBEDDED_MEM_SIZE)
+            if self.mem_size < EMBEDDED_MEM_MIN:
+                raise ConfigError(f"embedded SPDK needs at least "
+                                  f"{units.format_size(EMBEDDED_MEM_MIN)} (its bdev layer's "
+                                  f"buffer pools), got {units.format_size(self.mem_size)}",
+                                  path=f"{path}.mem_size", line=_line(node, "mem_size"))
+        return self._with_lib_dir()
+
+    def _with_lib_dir(self) -> SpdkConfig:
         if self.lib_dir is None and os.environ.get("SPDK_DIR"):
             return dataclasses.replace(self, lib_dir=Path(os.environ["SPDK_DIR"]) / "build"
                                        / "lib")

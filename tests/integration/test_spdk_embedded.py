@@ -42,7 +42,7 @@ def _config(work: Path, size: str = "50%", segment_size: str = "4MiB") -> Path:
         with open(image, "wb") as f:
             f.truncate(160 * MIB)
     cfg: dict[str, Any] = appliance_config(work, hot_tier="1MiB")
-    cfg["storage"]["spdk"] = {"mode": "embedded", "mem_size": "512MiB"}
+    cfg["storage"]["spdk"] = {"mode": "embedded"}  # mem_size: its 1GiB default
     cfg["storage"]["devices"] = [{
         "name": "nvme0", "kind": "spdk", "rpc_socket": str(work / "spdk.sock"),
         "transport": "aio", "path": str(image), "block_size": 4096,

@@ -107,7 +107,7 @@ def test_a_restarted_target_is_reconnected_and_no_request_hangs(tmp_path: Path) 
     (tmp_path / "tgt1").mkdir()
     tgt = _target(tmp_path / "tgt1", image, port)
     cfg: dict[str, Any] = appliance_config(tmp_path, hot_tier="0")
-    cfg["storage"]["spdk"] = {"mode": "embedded", "mem_size": "512MiB"}
+    cfg["storage"]["spdk"] = {"mode": "embedded"}  # mem_size: its 1GiB default
     cfg["storage"]["devices"] = [{
         "name": "nv0", "kind": "spdk", "rpc_socket": str(tmp_path / "emb.sock"),
         "transport": "tcp", "traddr": "127.0.0.1", "trsvcid": port, "subnqn": NQN,

@@ -94,8 +94,12 @@ def test_storage_spdk_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
              tmp_path).storage.spdk
     assert (s.lib_dir, s.mem_size, s.hugepages) == (tmp_path / "lib", 1024**3, True)
     assert s.mode == "external"
-    assert load(spdk() + "  spdk:\n    mode: embedded\n", tmp_path).storage.spdk.mode == \
-        "embedded"
+    emb = load(spdk() + "  spdk:\n    mode: embedded\n", tmp_path).storage.spdk
+    assert (emb.mode, emb.mem_size) == ("embedded", 1024**3)  # its own default
+    with pytest.raises(ConfigError) as info:
+        load(spdk() + "  spdk:\n    mode: embedded\n    mem_size: 256MiB\n", tmp_path)
+    assert str(info.value) == ("s.yaml:14: storage.spdk.mem_size: embedded SPDK needs at "
+                               "least 512MiB (its bdev layer's buffer pools), got 256MiB")
 
 
 FILE_DEV = AIO.replace("      kind: spdk\n      transport: aio\n      path: ./nv0.img\n"

@@ -119,7 +119,9 @@ static void *rt_main(void *arg)
     poll_until(&g_rt.init_done);
     if (g_rt.init_rc) {
         snprintf(g_rt.err, sizeof(g_rt.err), "SPDK's subsystems failed to start (%s); SPDK's "
-                 "own messages on stderr say which", strerror(-g_rt.init_rc));
+                 "own messages on stderr say which (too little storage.spdk.mem_size is the "
+                 "usual cause: the bdev layer's buffer pools need about 200 MiB)",
+                 strerror(-g_rt.init_rc));
         started(g_rt.init_rc < 0 ? g_rt.init_rc : -EIO);
         return NULL;
     }
