@@ -201,7 +201,7 @@ def configure(cfg: dict[str, Any], root: Path, tgt: SpdkTarget, image: Path,
     }]
     st["pools"] = [{"name": "items", "device": DEVICE, "size": f"{size_mib}MiB",
                     "role": "memcached", "segment_size": f"{SEGMENT_MIB}MiB"}]
-    st["spdk"] = {"lib_dir": str(root / "build/lib"), "mem_size": "256MiB",
+    st["spdk"] = {"mode": "external", "lib_dir": str(root / "build/lib"), "mem_size": "256MiB",
                   "hugepages": False}
 
 

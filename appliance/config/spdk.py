@@ -259,13 +259,14 @@ class SpdkConfig:
 
     NOUN = "spdk settings"
 
+    # embedded (the default): SPDK runs inside the appliance (spdk_bindings/embedded.py):
+    # its RPC server on each device's rpc_socket, each pool's lvol opened directly.
     # external: spdk_tgt owns the devices and exports each pool's lvol over NVMe-oF/TCP,
-    # and the data path is an initiator. embedded: SPDK runs inside the appliance
-    # (spdk_bindings/embedded.py): its RPC server on each device's rpc_socket, each
-    # pool's lvol opened directly.
-    mode: str = setting(scalar(one_of("external", "embedded")), "external")
+    # and the data path is an initiator.
+    mode: str = setting(scalar(one_of("embedded", "external")), "embedded")
     # null: $SPDK_DIR/build/lib when SPDK_DIR is set, else the system library path.
     lib_dir: Path | None = setting(optional_path, None)
+    # Not given: 1GiB embedded (EMBEDDED_MEM_SIZE), 256MiB external (an initiator only).
     mem_size: int = setting(scalar(size_range(64 * 1024**2, 2**40)), "256MiB")
     hugepages: bool = setting(scalar(boolean), False)
 

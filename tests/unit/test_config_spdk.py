@@ -87,15 +87,14 @@ def test_export_null_turns_the_export_off(tmp_path: Path) -> None:
 def test_storage_spdk_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPDK_DIR", raising=False)
     s = load(spdk(), tmp_path).storage.spdk
-    assert (s.lib_dir, s.mem_size, s.hugepages) == (None, 256 * 1024**2, False)
+    assert (s.mode, s.lib_dir, s.mem_size, s.hugepages) == ("embedded", None, 1024**3, False)
     monkeypatch.setenv("SPDK_DIR", "/opt/spdk")
     assert load(spdk(), tmp_path).storage.spdk.lib_dir == Path("/opt/spdk/build/lib")
     s = load(spdk() + "  spdk:\n    lib_dir: lib\n    mem_size: 1GiB\n    hugepages: true\n",
              tmp_path).storage.spdk
     assert (s.lib_dir, s.mem_size, s.hugepages) == (tmp_path / "lib", 1024**3, True)
-    assert s.mode == "external"
-    emb = load(spdk() + "  spdk:\n    mode: embedded\n", tmp_path).storage.spdk
-    assert (emb.mode, emb.mem_size) == ("embedded", 1024**3)  # its own default
+    ext = load(spdk() + "  spdk:\n    mode: external\n", tmp_path).storage.spdk
+    assert (ext.mode, ext.mem_size) == ("external", 256 * 1024**2)  # an initiator's default
     with pytest.raises(ConfigError) as info:
         load(spdk() + "  spdk:\n    mode: embedded\n    mem_size: 256MiB\n", tmp_path)
     assert str(info.value) == ("s.yaml:14: storage.spdk.mem_size: embedded SPDK needs at "
@@ -179,7 +178,7 @@ BAD = [
                  "s.yaml:13: storage.spdk.mem: unknown key; expected "
                  "one of mode, lib_dir, mem_size, hugepages", id="spdk-unknown-key"),
     pytest.param(spdk() + "  spdk:\n    mode: inside\n",
-                 "s.yaml:13: storage.spdk.mode: expected one of external, embedded, "
+                 "s.yaml:13: storage.spdk.mode: expected one of embedded, external, "
                  "got 'inside'", id="spdk-mode"),
 ]
 

@@ -40,7 +40,8 @@ def sparse(path: Path, size: int = 2 * GiB) -> None:
 
 def config(tmp_path: Path, device: str, pools: str, file_device: bool = False):
     text = ("memcached: {item_size_max: 512KiB}\n"
-            "storage:\n  dir: var\n  devices:\n" + device +
+            # The recorded sessions are spdk_tgt's: external mode, the RPCs go to a replay.
+            "storage:\n  dir: var\n  spdk: {mode: external}\n  devices:\n" + device +
             ("    - {name: local, kind: file, path: var/store.dat, size: 64MiB}\n"
              if file_device else "") + "  pools:\n" + pools)
     path = tmp_path / "c.yaml"
