@@ -31,6 +31,7 @@ _ROOTS = ("libspdk_env_dpdk.so", "libspdk_nvme.so", "libspdk_sock_posix.so")
 _CDEF = """
 void spdk_env_opts_init(void *opts);
 int spdk_env_init(const void *opts);
+int spdk_env_dpdk_post_init(_Bool legacy_mem);
 int spdk_nvme_transport_id_parse(void *trid, const char *str);
 void *spdk_nvme_connect(const void *trid, const void *opts, size_t opts_size);
 int spdk_nvme_detach(void *ctrlr);
@@ -55,6 +56,7 @@ int32_t spdk_nvme_qpair_process_completions(void *qpair, uint32_t max_completion
 _ENTRY_POINTS = {
     "env_opts_init": "spdk_env_opts_init",
     "env_init": "spdk_env_init",
+    "env_dpdk_post_init": "spdk_env_dpdk_post_init",
     "transport_id_parse": "spdk_nvme_transport_id_parse",
     "connect": "spdk_nvme_connect",
     "detach": "spdk_nvme_detach",
@@ -148,6 +150,31 @@ def _mapped_path(stem: str) -> str | None:
     except OSError:
         return None
     return None
+
+
+def _check_one_dpdk(maps_path: str = "/proc/self/maps") -> None:
+    """Switch mode's EAL is the one SPDK attaches to, so SPDK must run on the same DPDK
+    libraries as the data plane; an SPDK built on its own DPDK copy maps a second
+    librte_eal, whose state the first never initialised.
+
+    Raises:
+        SpdkDataPathError: two different librte_eal files are mapped in this process.
+    """
+    eals: set[str] = set()
+    try:
+        with open(maps_path, encoding="utf-8") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(maxsplit=5)[-1]
+                if os.path.basename(path).startswith("librte_eal.so"):
+                    eals.add(os.path.realpath(path))
+    except OSError:
+        return
+    if len(eals) > 1:
+        raise SpdkDataPathError(
+            f"switch mode and SPDK would use two different DPDKs ({', '.join(sorted(eals))}); "
+            "SPDK can only attach to switch mode's EAL when it was built on the same DPDK "
+            "(configure SPDK --with-dpdk=<the prefix `pkg-config --variable=prefix libdpdk` "
+            "names>, see spdk_bindings/README.md)")
 
 
 class SpdkDataPath:
@@ -260,6 +287,8 @@ class SpdkDataPath:
         from dataplane import fastpath
 
         ffi, lib = fastpath.load()
+        if lib.ss_switch_eal_ready():
+            _check_one_dpdk()
         keep: list[Any] = []
         ep = self._entry_points(ffi, keep)
         err = ffi.new("char[]", _ERR_LEN)

@@ -161,6 +161,11 @@ class EmbeddedSpdk:
         _started = None
 
 
+def running() -> EmbeddedSpdk | None:
+    """The SPDK started in this process, if any."""
+    return _started
+
+
 def _address(abi: Any, libs: list[Any], symbol: str) -> int | None:
     """The address of symbol in whichever of libs defines it."""
     for lib in libs:

@@ -132,15 +132,20 @@ class Config:
         return dataclasses.replace(self, backends=backends, spare_pools=pools)
 
     def _check_one_eal(self, node: Node) -> None:
-        """Switch mode and the SPDK data path each start DPDK's EAL, which a process can
-        start only once; serving from SPDK in switch mode is refused until they share it."""
+        """In switch mode SPDK attaches to the EAL switch mode starts (a process has one),
+        so both must agree on hugepages: SPDK's memory is part of that EAL's."""
         pool = self.storage.memcached_pool
-        if self.dataplane.switch and self.storage.device(pool.device).kind == "spdk":
+        if not self.dataplane.switch or self.storage.device(pool.device).kind != "spdk":
+            return
+        huge = not self.dataplane.dpdk.no_huge
+        if self.storage.spdk.hugepages != huge:
             raise ConfigError(
-                f"switch mode (dataplane.mode: dpdk) cannot serve pool {pool.name} from spdk "
-                f"device {pool.device} yet: both would start DPDK's EAL in one process; use a "
-                f"file or block device in switch mode, or socket mode with SPDK",
-                path="dataplane.mode", line=node.line_of("dataplane", "mode"))
+                f"switch mode serves pool {pool.name} from spdk device {pool.device} through "
+                f"one DPDK EAL, which dataplane.dpdk.no_huge: {str(not huge).lower()} starts "
+                f"{'with' if huge else 'without'} hugepages; set storage.spdk.hugepages: "
+                f"{str(huge).lower()} to match",
+                path="storage.spdk.hugepages",
+                line=node.line_of("storage", "spdk", "hugepages"))
 
     def _check_segments(self, node: Node) -> None:
         item = self.memcached.item_size_max

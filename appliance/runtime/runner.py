@@ -202,6 +202,13 @@ def run(config: Config) -> int:
                          "(`make build`) or remove backends to run standalone")
     prepare_storage(config)
     served = provision.served_driver(config)
+    switch = SwitchRuntime(config) if config.dataplane.switch else None
+    if switch is not None:
+        try:
+            # EAL; the tap gets the service address. First: SPDK attaches to this EAL.
+            switch.before_dataplane()
+        except SwitchStartError as exc:
+            raise StartError(str(exc)) from None
     served.check_can_serve(config)  # refuse before provisioning changes anything (SPDK)
     layout = provision_storage(config)
     region = provision.memcached_region(layout, config)
@@ -209,12 +216,6 @@ def run(config: Config) -> int:
     store_device = served.open_store_device(config, layout)
     settings = dataplane_settings(config, region=region,
                                   capacity=layout.devices[pool.device], store_device=store_device)
-    switch = SwitchRuntime(config) if config.dataplane.switch else None
-    if switch is not None:
-        try:
-            switch.before_dataplane()  # EAL; the tap gets the service address
-        except SwitchStartError as exc:
-            raise StartError(str(exc)) from None
     # ss_dataplane_create() probes the ports without SO_REUSEPORT (so a
     # second appliance fails on the port) and flocks the store, and says
     # which; there is no second copy of those checks here.

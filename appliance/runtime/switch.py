@@ -43,18 +43,31 @@ class SwitchStartError(Exception):
     """Switch mode could not start; the message says what and what to do."""
 
 
+def serves_from_spdk(config: Config) -> bool:
+    """Is the memcached pool on a kind: spdk device (SPDK then shares switch mode's EAL)?"""
+    pool = config.storage.memcached_pool
+    return config.storage.device(pool.device).kind == "spdk"
+
+
 def eal_args(config: Config) -> list[str]:
     """The EAL command line for config (pure)."""
     d = config.dataplane.dpdk
+    spdk = serves_from_spdk(config)
+    memory = d.memory + (config.storage.spdk.mem_size if spdk else 0)
     cpus = sorted(os.sched_getaffinity(0))
     args = ["smartswitch",
             # lcore 0 (this thread during init) may run on any allowed CPU:
             # EAL would otherwise pin the whole process's threads to one.
             f"--lcores=0@({','.join(map(str, cpus))})",
-            "-m", str(d.memory // 1024**2),
+            "-m", str(memory // 1024**2),
             f"--file-prefix=smartswitch{os.getpid()}", "--log-level=lib.eal:warning"]
     if d.no_huge:
         args += ["--no-huge", "--no-shconf"]
+    if spdk:
+        # The EAL SPDK attaches to must be one SPDK could have started itself: without
+        # hugepages, one legacy segment addressed by virtual address; with them, no
+        # merging of allocations (SPDK's memory maps track each one).
+        args += ["--legacy-mem", "--iova-mode=va"] if d.no_huge else ["--match-allocations"]
     if not d.pci_allow:
         args.append("--no-pci")
     for pci in d.pci_allow:

@@ -416,9 +416,10 @@ def start_embedded(config: Config) -> None:
     from spdk_bindings import datapath, embedded
 
     devices = [d for d in config.storage.devices if d.kind == "spdk"]
-    if not devices:
-        return
     sockets = {str(d.rpc_socket) for d in devices}
+    started = embedded.running()
+    if not devices or (started is not None and sockets == {started.rpc_socket}):
+        return
     if len(sockets) > 1:
         raise StartError(f"storage.devices: embedded SPDK serves one RPC socket, but the "
                          f"spdk devices name {len(sockets)} ({', '.join(sorted(sockets))}); "
@@ -430,8 +431,17 @@ def start_embedded(config: Config) -> None:
         running = embedded.EmbeddedSpdk.start(lib, sockets.pop())
     except (datapath.SpdkUnavailable, datapath.SpdkDataPathError) as exc:
         raise StartError(f"storage.spdk.mode: embedded: {exc}") from None
+    log.info("SPDK %s embedded, %s, RPC server on %s", lib.version, _environment(config),
+             running.rpc_socket)
     # Stopped at exit, once the data plane has closed its devices.
     atexit.register(running.stop)
+
+
+def _environment(config: Config) -> str:
+    """Whose EAL SPDK runs on, for the start-up log."""
+    if config.dataplane.switch:
+        return "attached to switch mode's EAL"
+    return f"its own environment ({units.format_size(config.storage.spdk.mem_size)})"
 
 
 def open_embedded_pool(config: Config, layout: Plan) -> Any:
@@ -468,6 +478,7 @@ def open_spdk_pool(config: Config, layout: Plan) -> Any:
     lib = spdk_library(config)
     try:
         lib.start_env(spdk.mem_size // 1024**2, not spdk.hugepages)
+        log.info("SPDK %s initiator, %s", lib.version, _environment(config))
         return lib.open_namespace(trid, nsid)
     except (OSError, RuntimeError, ValueError, datapath.SpdkUnavailable,
             datapath.SpdkDataPathError) as exc:

@@ -101,6 +101,8 @@ struct ss_spdk_entry_points {
     const char *version;           /* SPDK's version as found, for messages */
     void (*env_opts_init)(void *opts);
     int (*env_init)(const void *opts);
+    /* Attach to an EAL this process already started (switch mode). */
+    int (*env_dpdk_post_init)(_Bool legacy_mem);
     int (*transport_id_parse)(void *trid, const char *str);
     void *(*connect)(const void *trid, const void *opts, size_t opts_size);
     int (*detach)(void *ctrlr);
@@ -125,7 +127,12 @@ struct ss_spdk_entry_points {
  * Start SPDK's environment (DPDK's EAL) in this process, once: mem_mb of
  * memory, without hugepages when no_huge (then also without PCI). The
  * calling thread's CPU affinity is restored afterwards (the EAL pins it to
- * its main core, and every thread created later would inherit that). The
+ * its main core, and every thread created later would inherit that). When
+ * switch mode already started the EAL (ss_switch_eal_ready), a process can
+ * have only one, so SPDK attaches to it (spdk_env_dpdk_post_init: its PCI
+ * drivers, memory maps and vtophys over the EAL's memory) and mem_mb is
+ * already part of the EAL's -m; no_huge must then be what the EAL was
+ * started with (--no-huge with --legacy-mem, as SPDK's own init does). The
  * table is copied. Returns 0, -EALREADY (started before: the first table
  * stays), or -errno with err naming what failed (a NULL entry point, an
  * unknown SPDK version, the EAL's refusal).

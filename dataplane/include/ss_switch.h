@@ -149,6 +149,9 @@ struct ss_switch_settings {
 int ss_switch_available(void);
 /* Initialise DPDK's EAL once per process. Returns 0 or -errno with err set. */
 int ss_switch_eal_init(int argc, char **argv, char *err, size_t errlen);
+/* 1 once ss_switch_eal_init succeeded in this process: SPDK then attaches to
+ * this EAL (ss_spdk_env_start) instead of starting its own. */
+int ss_switch_eal_ready(void);
 /*
  * Configure and start the ports and build the fast path over dp (its store
  * and its routing table). Returns NULL with err set.

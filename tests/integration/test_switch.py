@@ -54,6 +54,11 @@ def switch_config(tmp: Path, lab: Lab, rewrite: str, storage: dict[str, Any] | N
                               "size": "64MiB"}
     if storage.get("direct_io"):
         device["direct_io"] = True
+    if "spdk_image" in storage:
+        # An aio bdev in the appliance's embedded SPDK, on switch mode's EAL.
+        device = {"name": "local", "kind": "spdk", "transport": "aio",
+                  "path": str(storage["spdk_image"]), "block_size": 4096,
+                  "rpc_socket": str(tmp / "spdk.sock")}
     cfg: dict[str, Any] = {
         "memcached": {"listen": VIP, "tcp_port": MC, "udp_port": MC, "workers": 1},
         "storage": {
@@ -61,6 +66,7 @@ def switch_config(tmp: Path, lab: Lab, rewrite: str, storage: dict[str, Any] | N
             "devices": [device],
             "pools": [{"name": "items", "device": "local", "size": "100%",
                        "segment_size": storage.get("segment_size", "4MiB")}],
+            **({"spdk": {"mode": "embedded"}} if "spdk_image" in storage else {}),
         },
         "backends": [{"name": f"b{i}", "host": a, "port": MC}
                      for i, a in enumerate(lab.backends)],

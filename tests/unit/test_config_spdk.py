@@ -200,16 +200,35 @@ def test_spdk_example_config_is_valid(tmp_path: Path) -> None:
         "pcie", "0000:01:00.0", "nvme0n1", "127.0.0.1:4420")
 
 
-def test_switch_mode_with_a_pool_on_spdk_is_refused(tmp_path: Path) -> None:
-    """Both would start DPDK's EAL in one process."""
-    switch = ("memcached:\n  listen: 10.0.0.1\n  udp_port: 11211\n"
-              "dataplane:\n  mode: dpdk\n  dpdk:\n    vdevs: [\"net_null0\"]\n"
-              "    port: net_null0\n    service: {address: 10.0.0.1/24}\n")
+SWITCH = ("memcached:\n  listen: 10.0.0.1\n  udp_port: 11211\n"
+          "dataplane:\n  mode: dpdk\n  dpdk:\n    vdevs: [\"net_null0\"]\n"
+          "    port: net_null0\n    service: {address: 10.0.0.1/24}\n")
+
+
+def test_switch_mode_serves_from_spdk_on_its_own_eal(tmp_path: Path) -> None:
+    """SPDK attaches to switch mode's EAL: that EAL gets SPDK's memory and the memory
+    model SPDK's own init would have asked for."""
+    from appliance.runtime.switch import eal_args
+
+    config = load(SWITCH + "    no_huge: true\n    memory: 256MiB\n" + AIO, tmp_path)
+    args = eal_args(config)
+    assert args[args.index("-m") + 1] == str(256 + 1024)  # + storage.spdk.mem_size
+    assert {"--no-huge", "--legacy-mem", "--iova-mode=va"} <= set(args)
+    plain = eal_args(load(SWITCH + "    no_huge: true\n    memory: 256MiB\n", tmp_path))
+    assert plain[plain.index("-m") + 1] == "256" and "--legacy-mem" not in plain
+
+
+def test_switch_mode_and_spdk_must_agree_on_hugepages(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        load(switch + AIO, tmp_path)
-    assert str(err.value).startswith("s.yaml:5: dataplane.mode: switch mode"), str(err.value)
-    assert "spdk device nv0" in str(err.value)
-    load(switch, tmp_path)  # the same switch config on the default file device is fine
+        load(SWITCH + "    no_huge: true\n" + AIO + "  spdk:\n    hugepages: true\n", tmp_path)
+    assert str(err.value) == (
+        "s.yaml:23: storage.spdk.hugepages: switch mode serves pool items from spdk device "
+        "nv0 through one DPDK EAL, which dataplane.dpdk.no_huge: true starts without "
+        "hugepages; set storage.spdk.hugepages: false to match"), str(err.value)
+    huge = load(SWITCH + "    no_huge: false\n" + AIO + "  spdk:\n    hugepages: true\n",
+                tmp_path)
+    from appliance.runtime.switch import eal_args
+    assert "--match-allocations" in eal_args(huge) and "--no-huge" not in eal_args(huge)
 
 
 TCP = "tcp\n      traddr: 10.0.0.7\n      trsvcid: 4420\n      subnqn: nqn.2016-06.io.spdk:c1\n"

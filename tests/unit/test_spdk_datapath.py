@@ -100,3 +100,22 @@ def test_embedded_mode_without_spdk_says_what_to_install(tmp_path: Path,
     text = str(info.value)
     assert "SPDK cannot be loaded" in text and str(tmp_path / "no-spdk") in text
     assert "SPDK_DIR" in text and "--with-shared" in text
+
+
+def test_two_dpdks_in_one_process_are_refused_before_spdk_attaches(tmp_path: Path) -> None:
+    """Switch mode's EAL lives in the librte_eal the data plane links; an SPDK built on
+    its own DPDK brings a second one, whose EAL nobody started."""
+    from spdk_bindings.datapath import SpdkDataPathError, _check_one_dpdk
+
+    def maps(*paths: str) -> str:
+        f = tmp_path / "maps"
+        f.write_text("".join(f"7f00-7f01 r-xp 00000000 08:01 1 {p}\n" for p in paths))
+        return str(f)
+
+    system = "/usr/lib/x86_64-linux-gnu/librte_eal.so.23.0"
+    _check_one_dpdk(maps(system, system, "/usr/lib/libspdk_env_dpdk.so.17.0"))
+    own = "/opt/spdk/dpdk/build/lib/librte_eal.so.24.1"
+    with pytest.raises(SpdkDataPathError) as info:
+        _check_one_dpdk(maps(system, own))
+    assert own in str(info.value) and system in str(info.value)
+    assert "--with-dpdk" in str(info.value)

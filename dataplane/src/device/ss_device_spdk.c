@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "ss_device.h"
+#include "ss_switch.h"
 
 /*
  * struct spdk_env_opts as libspdk_env_dpdk.so.15 to .17 (SPDK 24.09 to
@@ -140,6 +141,7 @@ static int ep_missing(const struct ss_spdk_entry_points *ep)
 {
     const void *const fns[] = {
         (const void *)ep->env_opts_init, (const void *)ep->env_init,
+        (const void *)ep->env_dpdk_post_init,
         (const void *)ep->transport_id_parse, (const void *)ep->connect,
         (const void *)ep->detach, (const void *)ep->ctrlr_process_admin_completions,
         (const void *)ep->ctrlr_get_ns, (const void *)ep->ns_is_active,
@@ -186,6 +188,24 @@ int ss_spdk_env_start(const struct ss_spdk_entry_points *ep, const char *app_nam
     int expect = 0;
     if (!atomic_compare_exchange_strong(&g_env_state, &expect, 1))
         return -EALREADY;
+
+    if (ss_switch_eal_ready()) {
+        /* Legacy memory (every segment registered at once) is what --no-huge
+         * gives the EAL; with hugepages, SPDK follows the EAL's memory events. */
+        int rc = ep->env_dpdk_post_init(no_huge != 0);
+        if (rc) {
+            atomic_store(&g_env_state, 0);
+            snprintf(err, errlen, "spdk_env_dpdk_post_init on switch mode's EAL failed "
+                     "(%s%s): %s; SPDK's own messages on stderr say why",
+                     ep->version ? ep->version : "SPDK", no_huge ? ", no hugepages" : "",
+                     strerror(rc < 0 ? -rc : EINVAL));
+            return rc < 0 ? rc : -EINVAL;
+        }
+        g_ep = *ep;
+        g_ep.version = NULL;
+        atomic_store(&g_env_state, 2);
+        return 0;
+    }
 
     struct spdk_env_opts_v15 opts;
     memset(&opts, 0, sizeof(opts));

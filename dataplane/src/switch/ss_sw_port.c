@@ -68,6 +68,11 @@ int ss_switch_eal_init(int argc, char **argv, char *err, size_t errlen)
     return 0; /* copy stays: EAL may keep pointers into it */
 }
 
+int ss_switch_eal_ready(void)
+{
+    return atomic_load(&eal_state) == 1;
+}
+
 static int port_setup(uint16_t port, uint16_t nq, struct rte_mempool *pool, bool promisc,
                       const char *what, char *err, size_t errlen)
 {

@@ -20,6 +20,8 @@ int ss_switch_eal_init(int argc, char **argv, char *err, size_t errlen)
     return -ENOTSUP;
 }
 
+int ss_switch_eal_ready(void) { return 0; }
+
 struct ss_switch *ss_switch_create(struct ss_dataplane *dp, const struct ss_switch_settings *s,
                                    char *err, size_t errlen)
 {
