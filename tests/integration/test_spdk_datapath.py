@@ -1,12 +1,20 @@
-"""The store on an SPDK lvol, reached over NVMe/TCP with SPDK's user-space NVMe driver.
+"""The store on an SPDK lvol, in both `storage.spdk.mode`s, driven without the appliance.
 
 Runs whenever SPDK_DIR points at an SPDK tree with build/lib/libspdk_*.so and
-build/bin/spdk_tgt. A module fixture starts spdk_tgt (--no-huge), provisions an
-aio-backed lvol store and lvol through spdk_bindings.provision (the appliance's own
-provisioning), and exports the lvol over NVMe/TCP on 127.0.0.1. Each test runs a data
-plane (dataplane.fastpath, real sockets on 127.0.0.1:0) whose store is on that
-namespace, in a child process (helpers/spdk_dataplane.py: SPDK's libraries need
-LD_LIBRARY_PATH at process start), and talks to it with pymemcache.
+build/bin/spdk_tgt. Each test runs a data plane (dataplane.fastpath, real sockets on
+127.0.0.1:0) whose store is on an aio-backed lvol, in a child process
+(helpers/spdk_dataplane.py: SPDK's libraries need LD_LIBRARY_PATH at process start), and
+talks to it with pymemcache. The lvol store and lvols are made by
+spdk_bindings.provision (the appliance's own provisioning), in one of two ways:
+
+- external: a module fixture starts spdk_tgt (--no-huge), provisions it and exports
+  the lvols over NVMe/TCP on 127.0.0.1; the child is an NVMe-oF initiator.
+- embedded: no spdk_tgt; each child starts SPDK itself, provisions the same image file
+  through its own RPC server (as the appliance does at each start) and opens the pool's
+  lvol bdev directly.
+
+The general data-path tests run in both modes; the NVMe-oF ones only where they mean
+something (each says why).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from pathlib import Path
 import pytest
 from pymemcache.client.base import Client
 
-from spdk_bindings import provision, rpc
+from spdk_bindings import provision
 from spdk_bindings.datapath import transport_id
 
 from . import test_clients_pymemcache as core
@@ -41,66 +49,108 @@ if not SPDK_DIR:
 
 MIB = 1024 * 1024
 LVOL_MIB = 256
-WRAP_MIB = 32  # a second, small pool (nsid 2) for the test that wraps the log
+WRAP_MIB = 32  # a second, small pool for the test that wraps the log
+POOL_MIB = {"items": LVOL_MIB, "wrap": WRAP_MIB}
+NSIDS = {"items": 1, "wrap": 2}  # external: each pool's namespace in the subsystem
 NQN = "nqn.2016-06.io.spdk:smartswitch-test"
 START_TIMEOUT_S = 60.0
 TIME_LIMIT_S = 120.0
 
 
-
 @dataclass
 class Target:
-    """A running spdk_tgt exporting one lvol over NVMe/TCP."""
+    """Where the children find the pools: spdk_tgt's subsystem, or an image file that
+    each child provisions in its own SPDK."""
 
-    proc: subprocess.Popen[bytes]
-    rpc: rpc.SpdkRpc
-    trid: str
-    lvol_bytes: int   # pool "items", nsid 1
-    wrap_bytes: int   # pool "wrap", nsid 2
-    log: Path
+    mode: str
+    lvol_bytes: int   # pool "items"
+    wrap_bytes: int   # pool "wrap"
+    trid: str = ""    # external
+    image: Path | None = None       # embedded
+    rpc_socket: Path | None = None  # embedded: each child's own RPC server
+
+    def device_args(self, pool: str) -> list[str]:
+        """The child's arguments that name pool's lvol."""
+        if self.mode == "external":
+            return ["--trid", self.trid, "--nsid", str(NSIDS[pool])]
+        return ["--rpc-socket", str(self.rpc_socket), "--image", str(self.image),
+                *[a for name, mib in POOL_MIB.items() for a in ("--pool-mib", f"{name}={mib}")],
+                "--pool", pool]
+
+    def pool_bytes(self, pool: str) -> int:
+        return self.wrap_bytes if pool == "wrap" else self.lvol_bytes
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    """spdk_tgt with an aio-backed lvol, provisioned by spdk_bindings and exported."""
-    assert SPDK_DIR
-    work = tmp_path_factory.mktemp("spdk")
+def _image(work: Path) -> Path:
     image = work / "aio0.img"
     with open(image, "wb") as f:
         f.truncate((LVOL_MIB + WRAP_MIB + 32) * MIB)
+    return image
+
+
+@pytest.fixture(scope="module")
+def external_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """spdk_tgt with aio-backed lvols, provisioned by spdk_bindings and exported."""
+    assert SPDK_DIR
+    work = tmp_path_factory.mktemp("spdk")
+    image = _image(work)
     spdk = start_spdk_tgt(SPDK_DIR, work)
     client = spdk.rpc
     try:
         dev = provision.SpdkDevice(name="ss0", transport="aio", rpc_socket=str(spdk.sock),
                                    path=str(image), block_size=4096)
-        pools = [provision.SpdkPool("items", LVOL_MIB * MIB),
-                 provision.SpdkPool("wrap", WRAP_MIB * MIB)]
+        pools = [provision.SpdkPool(name, mib * MIB) for name, mib in POOL_MIB.items()]
         state = provision.apply_plan(client, provision.plan_device(client, dev, pools))
         port = free_port()
         client.call("nvmf_create_transport", {"trtype": "TCP"})
         client.call("nvmf_create_subsystem", {"nqn": NQN, "allow_any_host": True,
                                               "serial_number": "SS0000000001"})
-        for nsid, name in ((1, "items"), (2, "wrap")):
+        for name, nsid in NSIDS.items():
             client.call("nvmf_subsystem_add_ns", {"nqn": NQN, "namespace": {
                 "nsid": nsid, "bdev_name": state.pools[name].bdev}})
         client.call("nvmf_subsystem_add_listener", {
             "nqn": NQN, "listen_address": {"trtype": "tcp", "adrfam": "ipv4",
                                            "traddr": "127.0.0.1", "trsvcid": str(port)}})
-        yield Target(spdk.proc, client, transport_id("127.0.0.1", port, NQN),
-                     state.pools["items"].size_bytes, state.pools["wrap"].size_bytes, spdk.log)
+        yield Target("external", state.pools["items"].size_bytes,
+                     state.pools["wrap"].size_bytes, trid=transport_id("127.0.0.1", port, NQN))
     finally:
         spdk.stop()
 
 
-class Child:
-    """A data plane on the SPDK namespace, in a child process (helpers/spdk_dataplane.py)."""
+@pytest.fixture(scope="module")
+def embedded_target(tmp_path_factory: pytest.TempPathFactory) -> Target:
+    """An image file provisioned once by a child that runs SPDK itself (no spdk_tgt is
+    involved); every child after it provisions again and finds the lvols there."""
+    work = tmp_path_factory.mktemp("spdk-embedded")
+    target = Target("embedded", 0, 0, image=_image(work), rpc_socket=work / "spdk.sock")
+    child = Child("provision", target, None, work / "provision.log")
+    sizes = {}
+    for _ in POOL_MIB:
+        name, _bdev, size = child.expect("POOL")
+        sizes[name] = int(size)
+    child.stop(signal_it=False)  # it exits by itself after provisioning
+    target.lvol_bytes, target.wrap_bytes = sizes["items"], sizes["wrap"]
+    return target
 
-    def __init__(self, mode: str, target: Target, index: Path, log: Path, **opts: int) -> None:
+
+@pytest.fixture(scope="module", params=["external", "embedded"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """The general data-path tests run on each; only the external one starts spdk_tgt."""
+    return request.getfixturevalue(f"{request.param}_target")
+
+
+class Child:
+    """A data plane on an SPDK lvol, in a child process (helpers/spdk_dataplane.py)."""
+
+    def __init__(self, mode: str, target: Target, index: Path | None, log: Path,
+                 pool: str = "items", device: list[str] | None = None, **opts: int) -> None:
         assert SPDK_DIR
         env = spdk_env(SPDK_DIR)
         argv = [sys.executable, "-m", "tests.integration.helpers.spdk_dataplane", mode,
-                "--trid", target.trid, "--index", str(index),
-                "--device-bytes", str(opts.pop("device_bytes", target.lvol_bytes))]
+                *(device or target.device_args(pool))]
+        if index is not None:
+            argv += ["--index", str(index),
+                     "--device-bytes", str(opts.pop("device_bytes", target.pool_bytes(pool)))]
         argv += [a for k, v in opts.items() for a in (f"--{k.replace('_', '-')}", str(v))]
         self.log = log
         self._err = open(log, "ab")
@@ -177,17 +227,16 @@ class Served:
 Factory = Callable[..., Served]
 
 
-@pytest.fixture
-def run_on_spdk(target: Target, tmp_path: Path) -> Iterator[Factory]:
-    """Starts data planes on the lvol (a fresh index per test); kills leftovers."""
+def _starter(target: Target, tmp_path: Path) -> Iterator[Factory]:
+    """Starts data planes on target's lvols (a fresh index per test); kills leftovers."""
     children: list[Child] = []
 
-    def start(**opts: int) -> Served:
-        child = Child("serve", target, tmp_path / "index", tmp_path / "dataplane.log", **opts)
+    def start(pool: str = "items", **opts: int) -> Served:
+        child = Child("serve", target, tmp_path / "index", tmp_path / "dataplane.log",
+                      pool=pool, **opts)
         children.append(child)
         served = Served(child)
-        want = target.wrap_bytes if opts.get("nsid") == 2 else target.lvol_bytes
-        assert served.device_bytes == want and served.block_size == 4096
+        assert served.device_bytes == target.pool_bytes(pool) and served.block_size == 4096
         return served
 
     yield start
@@ -195,9 +244,22 @@ def run_on_spdk(target: Target, tmp_path: Path) -> Iterator[Factory]:
         child.kill()
 
 
-def verify(target: Target, tmp_path: Path, **opts: int) -> tuple[int, int]:
+@pytest.fixture
+def run_on_spdk(target: Target, tmp_path: Path) -> Iterator[Factory]:
+    """Data planes on the lvols, in each mode."""
+    yield from _starter(target, tmp_path)
+
+
+@pytest.fixture
+def run_on_external(external_target: Target, tmp_path: Path) -> Iterator[Factory]:
+    """Data planes on spdk_tgt's namespaces only, for the NVMe-oF tests."""
+    yield from _starter(external_target, tmp_path)
+
+
+def verify(target: Target, tmp_path: Path, pool: str = "items", **opts: int) -> tuple[int, int]:
     """verify_index on the lvol and the test's index, with no data plane serving."""
-    child = Child("verify", target, tmp_path / "index", tmp_path / "verify.log", **opts)
+    child = Child("verify", target, tmp_path / "index", tmp_path / "verify.log", pool=pool,
+                  **opts)
     checked, failed = child.expect("VERIFY")
     child.stop(signal_it=False)  # it exits by itself after verifying
     return int(checked), int(failed)
@@ -281,7 +343,7 @@ def test_log_wraps_around_on_spdk(run_on_spdk: Factory, target: Target,
                                   tmp_path: Path) -> None:
     """The 32 MiB pool (its own lvol) written 2.5 times over: old items evicted, new ones
     served, the index true to the device."""
-    r = run_on_spdk(hot_bytes=0, nsid=2, device_bytes=target.wrap_bytes)
+    r = run_on_spdk(pool="wrap", hot_bytes=0)
     c = r.client()
     value = 64 * 1024
     n = (80 * MIB) // value
@@ -293,7 +355,7 @@ def test_log_wraps_around_on_spdk(run_on_spdk: Factory, target: Target,
     assert c.get(b"w0") is None, "the oldest item survived 2.5 pool sizes of writes"
     c.close()
     r.stop()
-    checked, failed = verify(target, tmp_path, nsid=2, device_bytes=target.wrap_bytes)
+    checked, failed = verify(target, tmp_path, pool="wrap")
     assert failed == 0 and checked > 0, f"verify_index: {failed} of {checked} failed"
 
 
@@ -327,21 +389,40 @@ def test_restart_on_the_same_lvol_keeps_every_key(run_on_spdk: Factory, target: 
     r2.stop()
 
 
-def test_bad_namespace_is_refused_with_its_name(target: Target, tmp_path: Path) -> None:
+# External only: namespaces are NVMe-oF's; embedded opens bdevs (the test below).
+def test_bad_namespace_is_refused_with_its_name(external_target: Target,
+                                                tmp_path: Path) -> None:
     """A namespace the subsystem lacks is refused with a message that names it."""
-    child = Child("verify", target, tmp_path / "index", tmp_path / "bad.log", nsid=7)
+    device = ["--trid", external_target.trid, "--nsid", "7"]
+    child = Child("verify", external_target, tmp_path / "index", tmp_path / "bad.log",
+                  device=device)
     rc = child.proc.wait(timeout=60)
     child.kill()
     text = child.log.read_text()
     assert rc != 0 and "no active namespace 7" in text and NQN in text, text
 
 
+def test_missing_bdev_is_refused_with_its_name(embedded_target: Target,
+                                               tmp_path: Path) -> None:
+    """Embedded, the counterpart of a bad namespace: a bdev the embedded SPDK lacks (the
+    pools provisioned beside it) is refused with a message that names it."""
+    name = "ss0-no-such-lvol"
+    device = [*embedded_target.device_args("items"), "--bdev", name]
+    child = Child("verify", embedded_target, tmp_path / "index", tmp_path / "bad.log",
+                  device=device)
+    rc = child.proc.wait(timeout=60)
+    child.kill()
+    text = child.log.read_text()
+    assert rc != 0 and f"bdev {name} cannot be opened" in text, text
+
+
+# External only: keep-alive is NVMe-oF's; an embedded bdev has no controller to lose.
 @pytest.mark.slow
 def test_idle_past_the_keep_alive_timeout_still_serves_from_the_device(
-        run_on_spdk: Factory) -> None:
+        run_on_external: Factory) -> None:
     """NVMe-oF drops a host that sends no keep-alive for 10 s (SPDK's default): the
     device's admin poller keeps the controller alive while no I/O happens."""
-    r = run_on_spdk(hot_bytes=0)
+    r = run_on_external(hot_bytes=0)
     c = r.client()
     for i in range(12):  # three segments: the first ones are read from the device
         assert c.set(b"idle%d" % i, _value(i, 1000 * 1024))
