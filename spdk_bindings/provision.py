@@ -393,6 +393,24 @@ def _create_base(rpc: SpdkRpc, dev: SpdkDevice, say: Callable[[str], None]) -> s
     return f"nvme controller {dev.controller}"
 
 
+def restore_base(rpc: SpdkRpc, dev: SpdkDevice, observed: Observed) -> Observed:
+    """Bring back the base bdev of a device SPDK no longer lists, and what examine finds on it.
+
+    SPDK embedded in the appliance starts with no bdevs in every process, where a running
+    spdk_tgt would still hold them; re-creating the base bdev (an aio bdev over its file, an
+    NVMe controller) writes nothing to the device, and examine loads the lvol store and lvols
+    already there, so planning sees the device as it is.
+
+    Raises:
+        ProvisionError: the bdev was created but is not listed.
+        SpdkRpcError: creating it failed (a missing file, an unreachable controller).
+    """
+    rpc = rpc.with_device(dev.name)
+    _create_base(rpc, dev, lambda _msg: None)
+    rpc.bdev_wait_for_examine()
+    return _reobserve(rpc, dev, observed.version)
+
+
 def _reobserve(rpc: SpdkRpc, dev: SpdkDevice, version: str) -> Observed:
     # After creating the base bdev: examine may have loaded an lvol store from it (an aio
     # file or an NVMe namespace provisioned before a restart); only then is the whole bdev

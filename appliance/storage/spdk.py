@@ -202,6 +202,11 @@ def _check_backing_file(dev: DeviceConfig, where: str) -> None:
                              f"the file or lower size; nothing was changed")
 
 
+def _backing_present(dev: DeviceConfig) -> bool:
+    """Could the base bdev be re-created without provisioning anything (its file exists)?"""
+    return dev.transport not in ("aio", "uring") or (dev.path is not None and dev.path.exists())
+
+
 def plan_device(config: Config, dev: DeviceConfig, where: str, steps: list[Step],
                 regions: dict[str, PoolRegion], notes: list[str],
                 out: dict[str, SpdkProvisioned]) -> int:
@@ -221,6 +226,8 @@ def plan_device(config: Config, dev: DeviceConfig, where: str, steps: list[Step]
     try:
         rpc = connect(dev)
         observed = P.observe(rpc, sdev)
+        if embedded and observed.base is None and _backing_present(dev):
+            observed = P.restore_base(rpc, sdev, observed)
         lvols = P.decide(sdev, [spdk_pool(p) for p in pools], observed)
         export = None
         if spec is not None:

@@ -172,13 +172,6 @@ def test_device_hits_then_restart_keeps_every_key(appliance: Server, config_path
     finally:
         again.terminate()
     verify = _cli(config_path, "verify-index")
-    if mode == "embedded" and verify.returncode != 0 and "not provisioned yet" in verify.stderr:
-        # A known product bug, not this test's: an embedded SPDK starts empty in each
-        # process, and verify-index only plans (read only), so it never creates the aio
-        # bdev whose examine would load the lvol store; it then finds no lvol to open.
-        # Any other failure, or a fix, falls through to the assertion below.
-        pytest.xfail("embedded verify-index refuses a provisioned pool: "
-                     + verify.stderr.strip())
     assert verify.returncode == 0, verify.stderr + verify.stdout
     assert f"checked {KEYS}" in verify.stdout or "consistent" in verify.stdout, verify.stdout
 

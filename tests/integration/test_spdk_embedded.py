@@ -152,6 +152,11 @@ def test_kill9_then_restart_keeps_every_acknowledged_item(tmp_path: Path) -> Non
             client.close()
     finally:
         srv.kill9()
+    # A new process's SPDK starts empty: planning brings the aio bdev back, and examine
+    # the lvol store and lvol on it, so a provisioned device plans as it is.
+    dry = _cli(path, "provision", "--dry-run")
+    assert dry.returncode == 0, dry.stderr + dry.stdout
+    assert "nothing to do" in dry.stdout and "create" not in dry.stdout, dry.stdout
     again = start_appliance(path, timeout=120)
     try:
         client = Client(again.addr, connect_timeout=5, timeout=10, default_noreply=False)
