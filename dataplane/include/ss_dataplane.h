@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "ss_counters.h"
+#include "ss_objects.h"
 #include "ss_store.h"
 
 /* cffi: begin */
@@ -27,6 +28,8 @@ struct ss_dataplane_settings {
     uint32_t udp_reply_burst_bytes;
     const char *version;              /* answered to `version` */
     struct ss_store_settings store;
+    /* Appended (object requests): the HTTP listener and objects pool; NULL = off. */
+    const struct ss_objects_settings *objects;
 };
 
 struct ss_dataplane;
@@ -42,6 +45,16 @@ void ss_dataplane_stop(struct ss_dataplane *dp);
 void ss_dataplane_destroy(struct ss_dataplane *dp);
 
 int ss_dataplane_bound_port(struct ss_dataplane *dp, int udp);
+
+/* The HTTP listener's bound port, or -1 when object requests are off. */
+int ss_dataplane_objects_port(struct ss_dataplane *dp);
+/* Bucket i's figures (i < objects->nbuckets). Returns 0 or -EINVAL. */
+int ss_dataplane_bucket_stats(struct ss_dataplane *dp, uint32_t i, struct ss_bucket_stats *out);
+/* Drop bucket's objects whose keys start with prefix (nprefix 0: all) from
+ * the store. Returns how many were dropped, or -errno (-ENOENT: no such
+ * bucket). The control thread's call; it walks the objects' index. */
+long ss_dataplane_objects_purge(struct ss_dataplane *dp, const char *bucket, const char *prefix,
+                                size_t nprefix);
 
 /* Grow the memcached pool while serving (ss_store_grow). Returns 0 or -errno. */
 int ss_dataplane_grow_pool(struct ss_dataplane *dp, uint64_t new_bytes);

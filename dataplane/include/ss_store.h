@@ -273,6 +273,27 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey);
  */
 void ss_store_forget(struct ss_store_thread *t, const void *key, size_t nkey);
 
+/*
+ * Make every write this thread finished before the call durable against a
+ * crash of the process: the open segment's bytes written to the device (a
+ * sealed segment the writer thread still holds, too) and the pending index
+ * entries committed. Blocks for that I/O; for callers that acknowledge only
+ * what is on the device (object PUTs), never for memcached sets. Lock not
+ * held. Returns 0 or -errno (the device failed the write).
+ */
+int ss_store_sync(struct ss_store_thread *t);
+
+/*
+ * Call fn for every committed key that starts with prefix (nprefix 0: all),
+ * in key order, until fn returns non-zero (which is then returned). Keys
+ * still pending commit are not seen: commit first (ss_store_sync) if they
+ * matter. For the control thread: one read transaction over the whole walk,
+ * no stripe lock held while fn runs, so fn may lock, find and remove.
+ * Returns 0, fn's non-zero result, or -errno.
+ */
+int ss_store_keys(struct ss_store *st, const void *prefix, size_t nprefix,
+                  int (*fn)(void *arg, const void *key, size_t nkey), void *arg);
+
 /* A fresh, never-before-used cas value. */
 uint64_t ss_store_next_cas(struct ss_store *st);
 

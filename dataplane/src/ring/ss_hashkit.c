@@ -43,13 +43,6 @@ const uint32_t ss_hashkit_md5_t[64] = {
     0xf7537e82u, 0xbd3af235u, 0x2ad7d2bbu, 0xeb86d391u,
 };
 
-struct md5_ctx {
-    uint32_t h[4];
-    uint64_t nbytes;
-    unsigned char buf[64];
-    size_t nbuf;
-};
-
 static inline uint32_t rotl32(uint32_t x, unsigned n)
 {
     return (x << n) | (x >> (32 - n));
@@ -114,7 +107,7 @@ static void md5_block(uint32_t h[4], const unsigned char *blk)
     h[3] += d;
 }
 
-static void md5_init(struct md5_ctx *x)
+void ss_md5_init(struct ss_md5 *x)
 {
     x->h[0] = 0x67452301u;
     x->h[1] = 0xefcdab89u;
@@ -124,8 +117,9 @@ static void md5_init(struct md5_ctx *x)
     x->nbuf = 0;
 }
 
-static void md5_update(struct md5_ctx *x, const unsigned char *p, size_t len)
+void ss_md5_update(struct ss_md5 *x, const void *data, size_t len)
 {
+    const unsigned char *p = data;
     x->nbytes += len;
     if (x->nbuf > 0) {
         size_t take = 64 - x->nbuf < len ? 64 - x->nbuf : len;
@@ -144,7 +138,7 @@ static void md5_update(struct md5_ctx *x, const unsigned char *p, size_t len)
     x->nbuf = len;
 }
 
-static void md5_final(struct md5_ctx *x, unsigned char out[16])
+void ss_md5_final(struct ss_md5 *x, unsigned char out[16])
 {
     static const unsigned char pad[64] = {0x80};
     uint64_t bits = x->nbytes * 8;
@@ -152,8 +146,8 @@ static void md5_final(struct md5_ctx *x, unsigned char out[16])
     for (int i = 0; i < 8; i++)
         lenle[i] = (unsigned char)(bits >> (8 * i));
     /* Pad to 56 mod 64, then the bit length little-endian. */
-    md5_update(x, pad, x->nbuf < 56 ? 56 - x->nbuf : 120 - x->nbuf);
-    md5_update(x, lenle, 8);
+    ss_md5_update(x, pad, x->nbuf < 56 ? 56 - x->nbuf : 120 - x->nbuf);
+    ss_md5_update(x, lenle, 8);
     for (int i = 0; i < 4; i++) {
         out[4 * i] = (unsigned char)x->h[i];
         out[4 * i + 1] = (unsigned char)(x->h[i] >> 8);
@@ -167,10 +161,10 @@ static void md5_final(struct md5_ctx *x, unsigned char out[16])
  */
 void ss_hashkit_md5_digest(const void *key, size_t len, unsigned char out[16])
 {
-    struct md5_ctx x;
-    md5_init(&x);
-    md5_update(&x, key, len);
-    md5_final(&x, out);
+    struct ss_md5 x;
+    ss_md5_init(&x);
+    ss_md5_update(&x, key, len);
+    ss_md5_final(&x, out);
 }
 
 /* md5: the digest's first 4 bytes, little-endian (hashkit_md5, hash_md5). */

@@ -20,6 +20,16 @@ extern const uint32_t ss_hashkit_md5_t[64];
 
 /* MD5 (RFC 1321) of key into out[16]; the ring builder's points use it. */
 void ss_hashkit_md5_digest(const void *key, size_t len, unsigned char out[16]);
+/* The same digest over data fed in pieces (object ETags, obj/). */
+struct ss_md5 {
+    uint32_t h[4];
+    uint64_t nbytes;
+    unsigned char buf[64];
+    size_t nbuf;
+};
+void ss_md5_init(struct ss_md5 *x);
+void ss_md5_update(struct ss_md5 *x, const void *data, size_t len);
+void ss_md5_final(struct ss_md5 *x, unsigned char out[16]);
 
 uint32_t ss_hashkit_md5(const char *key, size_t len);
 uint32_t ss_hashkit_crc32(const char *key, size_t len);

@@ -122,7 +122,7 @@ void ss_balance_drain(struct ss_worker *w)
         socklen_t len = sizeof(peer);
         if (getpeername(fds[k], (struct sockaddr *)&peer, &len) < 0)
             len = 0;
-        if (ss_conn_open(w, fds[k], len ? &peer : NULL, len) < 0) {
+        if (ss_conn_open(w, fds[k], len ? &peer : NULL, len, SS_PROTO_MEMCACHED) < 0) {
             close(fds[k]);
             atomic_fetch_sub_explicit(&dp->nconns, 1, memory_order_relaxed);
         }

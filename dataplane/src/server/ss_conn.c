@@ -57,7 +57,7 @@ static size_t conn_rbuf_limit(const struct ss_worker *w)
  * or -errno with nothing registered (the caller closes fd).
  */
 int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *peer,
-                 socklen_t peer_len)
+                 socklen_t peer_len, int proto)
 {
     struct ss_server_conn *sc = calloc(1, sizeof(*sc));
     if (!sc)
@@ -71,6 +71,7 @@ int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *pee
     c->rcap = SS_CONN_RBUF_INITIAL;
     c->fd = fd;
     c->transport = SS_TRANSPORT_TCP;
+    c->proto = (uint8_t)proto;
     c->state = SS_CONN_READING;
     c->w = w;
     c->exec = w->exec_tcp;
@@ -109,6 +110,8 @@ void ss_conn_close(struct ss_conn *c)
 
     SS_CONN_TRACE(c, "close");
     ss_reply_conn_closed(c);
+    if (c->proto == SS_PROTO_HTTP)
+        ss_obj_conn_closed(c);
     /*
      * Deregister first: close() alone leaves the socket in the epoll set when
      * another reference to it exists, as in a child forked by the embedding
@@ -272,7 +275,7 @@ static int conn_process(struct ss_server_conn *sc)
     struct ss_conn *c = &sc->c;
 
     sc->more = 0;
-    for (int round = 0; c->rlen > c->rpos; round++) {
+    for (int round = 0; c->rlen > c->rpos || c->produce; round++) {
         if (round == SS_CONN_PROCESS_ROUNDS) {
             sc->more = 1;
             break;
@@ -286,17 +289,22 @@ static int conn_process(struct ss_server_conn *sc)
             sc->wpos = 0;
         }
         size_t before = c->rpos;
-        int res = ss_mc_process(c);
+        int res = c->proto == SS_PROTO_HTTP ? ss_obj_http_process(c) : ss_mc_process(c);
         size_t consumed = c->rpos - before;
         if (c->rpos == c->rlen)
             c->rpos = c->rlen = 0;
-        if (res == SS_MC_CLOSE || c->close_after_write)
+        if ((c->proto == SS_PROTO_HTTP ? res == SS_OBJ_CLOSE : res == SS_MC_CLOSE) ||
+            c->close_after_write)
             ss_conn_set_state(c, SS_CONN_CLOSING);
         int rc = conn_flush(sc);
         if (rc)
             return rc;
-        if (c->state != SS_CONN_READING || consumed == 0)
+        if (c->state != SS_CONN_READING || (consumed == 0 && !c->produce))
             break;
+        if (c->produce && conn_pending(sc)) {
+            sc->more = 1; /* the body goes on once the socket drains */
+            break;
+        }
         if (c->rlen > c->rpos && conn_pending(sc)) {
             sc->more = 1; /* again once the output has drained */
             break;
@@ -313,7 +321,8 @@ static int conn_rearm(struct ss_server_conn *sc)
 
     if (c->state == SS_CONN_READING)
         /* After end of input EPOLLIN would fire forever: leave it out. */
-        want = (sc->peer_eof ? 0 : EPOLLIN) | (conn_pending(sc) || sc->more ? EPOLLOUT : 0);
+        want = (sc->peer_eof ? 0 : EPOLLIN) |
+               (conn_pending(sc) || sc->more || c->produce ? EPOLLOUT : 0);
     else
         /* Nothing to write yet (proxy mode: replies still owed): no spin. */
         want = conn_pending(sc) || c->state == SS_CONN_WRITING ? EPOLLOUT : 0;
@@ -349,7 +358,7 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
              * (sc->more). The client may be waiting for answers and send
              * nothing more, so run them now rather than on the next input.
              */
-            if (c->rlen > c->rpos && conn_process(sc) < 0)
+            if ((c->rlen > c->rpos || c->produce) && conn_process(sc) < 0)
                 goto close;
         }
     }
@@ -376,7 +385,7 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
     }
 
     /* No more input will come: answer what was asked, then close. */
-    if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more &&
+    if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more && !c->produce &&
         !ss_reply_owed(c))
         ss_conn_set_state(c, SS_CONN_CLOSING);
     if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0 &&

@@ -37,6 +37,8 @@ struct ss_mc_req;
 typedef int (*ss_exec_fn)(struct ss_conn *c, struct ss_mc_req *rq);
 
 enum ss_transport { SS_TRANSPORT_TCP = 0, SS_TRANSPORT_UDP = 1 };
+/* The listener a connection came in on decides its protocol. */
+enum ss_conn_proto { SS_PROTO_MEMCACHED = 0, SS_PROTO_HTTP = 1 };
 
 /* Output queued above this: stop taking commands (and reading) until it drains. */
 #define SS_CONN_OUT_HIGH_WATER (4u << 20)
@@ -53,7 +55,9 @@ struct ss_conn {
     uint8_t transport;         /* enum ss_transport */
     uint8_t state;             /* enum ss_conn_state, set via ss_conn_set_state */
     uint8_t close_after_write; /* protocol: close once `out` is written */
-    uint8_t reserved;
+    uint8_t proto;             /* enum ss_conn_proto: who interprets the input */
+    uint8_t produce;           /* protocol: output to produce without new input (a
+                                * body still streaming): run again once `out` drains */
     struct ss_worker *w;       /* the worker serving this connection */
     ss_exec_fn exec;           /* NULL: local execution */
 
@@ -67,6 +71,8 @@ struct ss_conn {
 
     /* output */
     struct ss_buf out;
+
+    void *pstate;              /* the protocol's own per-connection state (HTTP) */
 
     uint64_t last_active_ms;
     struct sockaddr_storage peer; /* UDP: the datagram's source */

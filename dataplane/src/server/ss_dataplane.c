@@ -94,23 +94,29 @@ static void set_port(struct sockaddr_storage *ss, int port)
         ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
 }
 
+/* Which config keys a listener comes from, for the messages. */
+struct listener_keys {
+    const char *host; /* "memcached.listen" */
+    const char *port; /* "memcached.tcp_port" */
+};
+
 /* Say what went wrong binding host:port and what the operator can do. */
-static void bind_error(char *err, size_t errlen, const char *host, int port, int udp, int e)
+static void bind_error(char *err, size_t errlen, const char *host, int port, int udp, int e,
+                       const struct listener_keys *k)
 {
     const char *proto = udp ? "udp" : "tcp";
     int v6 = strchr(host, ':') != NULL && host[0] != '[';
-    const char *remedy;
+    char remedy[160];
 
     if (e == EADDRINUSE)
-        remedy = udp ? "stop whatever holds the port or set memcached.udp_port"
-                     : "stop whatever holds the port or set memcached.tcp_port";
+        snprintf(remedy, sizeof(remedy), "stop whatever holds the port or set %s", k->port);
     else if (e == EADDRNOTAVAIL)
-        remedy = "the address is not configured on this host; set memcached.listen";
+        snprintf(remedy, sizeof(remedy), "the address is not configured on this host; set %s",
+                 k->host);
     else if (e == EACCES)
-        remedy = udp ? "ports below 1024 need privileges; set memcached.udp_port"
-                     : "ports below 1024 need privileges; set memcached.tcp_port";
+        snprintf(remedy, sizeof(remedy), "ports below 1024 need privileges; set %s", k->port);
     else
-        remedy = "check memcached.listen and the port settings";
+        snprintf(remedy, sizeof(remedy), "check %s and %s", k->host, k->port);
     ss_err(err, errlen, "cannot listen on %s%s%s:%d/%s: %s; %s", v6 ? "[" : "", host,
            v6 ? "]" : "", port, proto, strerror(e), remedy);
 }
@@ -120,18 +126,21 @@ static void bind_error(char *err, size_t errlen, const char *host, int port, int
  * once and shared). Fills fds[0..n) and *bound. Returns 0 or -errno with err
  * filled and nothing left open.
  */
-static int listen_group(struct ss_dataplane *dp, int udp, int port, int *fds, int *bound,
-                        char *err, size_t errlen)
+static int listen_group(struct ss_dataplane *dp, const char *host, int udp, int port, int *fds,
+                        int *bound, char *err, size_t errlen)
 {
-    const char *host = dp->s.listen_host;
+    struct listener_keys keys = {"memcached.listen",
+                                 udp ? "memcached.udp_port" : "memcached.tcp_port"};
+    if (host != dp->s.listen_host)
+        keys = (struct listener_keys){"objects.listen", "objects.port"};
+    const struct listener_keys *k = &keys;
     int type = udp ? SOCK_DGRAM : SOCK_STREAM;
     int one = 1;
     struct sockaddr_storage addr;
     socklen_t alen;
 
     if (parse_host(host, port, &addr, &alen) < 0) {
-        ss_err(err, errlen, "memcached.listen: '%s' is not a numeric IPv4 or IPv6 address",
-               host);
+        ss_err(err, errlen, "%s: '%s' is not a numeric IPv4 or IPv6 address", k->host, host);
         return -EINVAL;
     }
 
@@ -139,7 +148,7 @@ static int listen_group(struct ss_dataplane *dp, int udp, int port, int *fds, in
     int probe = socket(addr.ss_family, type | SOCK_CLOEXEC, 0);
     if (probe < 0) {
         int e = errno;
-        bind_error(err, errlen, host, port, udp, e);
+        bind_error(err, errlen, host, port, udp, e, k);
         return -e;
     }
     /* TCP: tolerate our own previous run's TIME_WAIT; UDP must not share. */
@@ -148,7 +157,7 @@ static int listen_group(struct ss_dataplane *dp, int udp, int port, int *fds, in
     if (bind(probe, (struct sockaddr *)&addr, alen) < 0) {
         int e = errno;
         close(probe);
-        bind_error(err, errlen, host, port, udp, e);
+        bind_error(err, errlen, host, port, udp, e, k);
         return -e;
     }
     struct sockaddr_storage got;
@@ -180,7 +189,7 @@ static int listen_group(struct ss_dataplane *dp, int udp, int port, int *fds, in
                 close(fds[i]);
                 fds[i] = -1;
             }
-            bind_error(err, errlen, host, port, udp, e);
+            bind_error(err, errlen, host, port, udp, e, k);
             return -e;
         }
         if (udp) {
@@ -215,6 +224,8 @@ static int workers_init(struct ss_dataplane *dp)
             rc = epoll_add_tag(w->epfd, dp->tcp_fds[i], SS_EV_TCP);
         if (!rc && dp->udp_fds[i] >= 0)
             rc = epoll_add_tag(w->epfd, dp->udp_fds[i], SS_EV_UDP);
+        if (!rc && dp->http_fds && dp->http_fds[i] >= 0)
+            rc = epoll_add_tag(w->epfd, dp->http_fds[i], SS_EV_HTTP);
         if (rc)
             return rc;
     }
@@ -237,7 +248,11 @@ static void dataplane_free(struct ss_dataplane *dp)
             close(dp->tcp_fds[i]);
         if (dp->udp_fds && dp->udp_fds[i] >= 0)
             close(dp->udp_fds[i]);
+        if (dp->http_fds && dp->http_fds[i] >= 0)
+            close(dp->http_fds[i]);
     }
+    ss_obj_close(dp->obj);
+    free(dp->http_fds);
     if (dp->ctl_ready)
         ss_store_thread_fini(&dp->ctl_st);
     if (dp->store)
@@ -330,10 +345,27 @@ struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, 
         dp->workers[i].epfd = dp->workers[i].wakefd = -1;
     }
 
+    dp->http_port = -1;
+    if (s->objects) {
+        dp->http_fds = malloc(sizeof(int) * (size_t)dp->nworkers);
+        if (!dp->http_fds) {
+            ss_err(err, errlen, "out of memory creating the data plane");
+            dataplane_free(dp);
+            drop_device(s);
+            return NULL;
+        }
+        for (int i = 0; i < dp->nworkers; i++)
+            dp->http_fds[i] = -1;
+    }
+    const struct ss_objects_settings *os = s->objects;
     if ((s->tcp_port >= 0 &&
-         listen_group(dp, 0, s->tcp_port, dp->tcp_fds, &dp->tcp_port, err, errlen) < 0) ||
+         listen_group(dp, dp->s.listen_host, 0, s->tcp_port, dp->tcp_fds, &dp->tcp_port, err,
+                      errlen) < 0) ||
         (s->udp_port >= 0 &&
-         listen_group(dp, 1, s->udp_port, dp->udp_fds, &dp->udp_port, err, errlen) < 0)) {
+         listen_group(dp, dp->s.listen_host, 1, s->udp_port, dp->udp_fds, &dp->udp_port, err,
+                      errlen) < 0) ||
+        (os && listen_group(dp, os->listen_host ? os->listen_host : SS_DEFAULT_LISTEN, 0,
+                            os->port, dp->http_fds, &dp->http_port, err, errlen) < 0)) {
         dataplane_free(dp);
         drop_device(s);
         return NULL;
@@ -353,6 +385,14 @@ struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, 
         goto fail;
     }
     dp->ctl_ready = 1;
+    if (os) {
+        char why[512];
+        dp->obj = ss_obj_open(os, why, sizeof(why));
+        if (!dp->obj) {
+            ss_err(err, errlen, "objects: %s", why);
+            goto fail;
+        }
+    }
 
     rc = workers_init(dp);
     if (!rc)
@@ -384,6 +424,10 @@ int ss_dataplane_housekeep(struct ss_dataplane *dp)
         return -EINVAL;
     pthread_mutex_lock(&dp->ctl_lock);
     int rc = ss_store_housekeep(&dp->ctl_st);
+    if (dp->obj) {
+        int orc = ss_obj_housekeep(dp->obj);
+        rc = rc ? rc : orc;
+    }
     pthread_mutex_unlock(&dp->ctl_lock);
     ss_px_housekeep(dp);
     return rc;
@@ -483,4 +527,25 @@ void *ss_dataplane_px(const struct ss_dataplane *dp)
 void ss_dataplane_set_px(struct ss_dataplane *dp, void *px)
 {
     dp->px = px;
+}
+
+int ss_dataplane_objects_port(struct ss_dataplane *dp)
+{
+    return dp && dp->obj ? dp->http_port : -1;
+}
+
+int ss_dataplane_bucket_stats(struct ss_dataplane *dp, uint32_t i, struct ss_bucket_stats *out)
+{
+    return dp && dp->obj ? ss_obj_bucket_stats(dp->obj, i, out) : -EINVAL;
+}
+
+long ss_dataplane_objects_purge(struct ss_dataplane *dp, const char *bucket, const char *prefix,
+                                size_t nprefix)
+{
+    if (!dp || !dp->obj)
+        return -EINVAL;
+    pthread_mutex_lock(&dp->ctl_lock); /* the objects' control handle is shared with housekeeping */
+    long rc = ss_obj_purge(dp->obj, bucket, prefix, nprefix);
+    pthread_mutex_unlock(&dp->ctl_lock);
+    return rc;
 }

@@ -19,6 +19,7 @@
 #include "ss_dataplane.h"
 #include "ss_server.h"
 #include "ss_worker.h"
+#include "obj/ss_obj.h"
 #include "proxy/ss_px.h"
 
 /* A fresh connection's input buffer; most requests fit many times over. */
@@ -57,7 +58,8 @@
 #define SS_UDP_BUDGET_SLOTS 4096u /* power of two */
 
 /* Tags of the fixed descriptors in a worker's epoll set (conns use a pointer). */
-enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_EV__TAG_MAX = 16 };
+enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_EV_HTTP = 5,
+                 SS_EV__TAG_MAX = 16 };
 /* Device reads one worker keeps in flight at most (its io_uring's size). */
 #define SS_WORKER_IO_DEPTH 256u
 /* A worker with device reads in flight and nothing else to do polls their
@@ -131,6 +133,11 @@ struct ss_dataplane {
     int ctl_ready;
 
     void *px;                   /* proxy mode (ss_px_routing.c); NULL: none */
+
+    /* Object requests (obj/): NULL when off. */
+    struct ss_obj *obj;
+    int *http_fds;              /* per worker; -1 when off */
+    int http_port;              /* bound port or -1 */
 };
 
 /* ss_balance.c */
@@ -142,7 +149,7 @@ void ss_balance_drain(struct ss_worker *w);
 
 /* ss_conn.c */
 int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *peer,
-                 socklen_t peer_len);
+                 socklen_t peer_len, int proto);
 void ss_conn_on_event(struct ss_conn *c, uint32_t events);
 void ss_conn_close(struct ss_conn *c);
 void ss_conn_trim(struct ss_conn *c);

@@ -27,6 +27,7 @@ static const char ss_too_many_conns[] = "ERROR Too many open connections\r\n";
 struct ss_loop {
     struct ss_worker *w;
     int tcp_fd;
+    int http_fd;       /* the objects listener, -1 when off */
     int accept_paused; /* out of descriptors: retried at the next sweep */
 };
 
@@ -34,7 +35,11 @@ struct ss_loop {
 static void loop_listen_enable(struct ss_loop *l, int on)
 {
     struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.u64 = SS_EV_TCP };
-    if (epoll_ctl(l->w->epfd, EPOLL_CTL_MOD, l->tcp_fd, &ev) == 0)
+    int ok = l->tcp_fd < 0 || epoll_ctl(l->w->epfd, EPOLL_CTL_MOD, l->tcp_fd, &ev) == 0;
+    ev.data.u64 = SS_EV_HTTP;
+    if (l->http_fd >= 0 && epoll_ctl(l->w->epfd, EPOLL_CTL_MOD, l->http_fd, &ev) < 0)
+        ok = 0;
+    if (ok)
         l->accept_paused = !on;
 }
 
@@ -42,16 +47,17 @@ static void loop_listen_enable(struct ss_loop *l, int on)
  * Accept what is waiting on this worker's listener, up to a burst. Over
  * max_connections a client is told so and closed, as memcached does.
  */
-static void loop_accept(struct ss_loop *l)
+static void loop_accept(struct ss_loop *l, int proto)
 {
     struct ss_worker *w = l->w;
+    int lfd = proto == SS_PROTO_HTTP ? l->http_fd : l->tcp_fd;
     struct ss_dataplane *dp = w->dp;
     uint32_t max = dp->s.max_connections;
 
     for (int i = 0; i < SS_WORKER_ACCEPT_BURST; i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof(peer);
-        int fd = accept4(l->tcp_fd, (struct sockaddr *)&peer, &peer_len,
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &peer_len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
@@ -67,8 +73,12 @@ static void loop_accept(struct ss_loop *l)
         if (max && prev >= max) {
             atomic_fetch_sub_explicit(&dp->nconns, 1, memory_order_relaxed);
             /* Best effort: a fresh socket's send buffer always has room. */
-            ssize_t n = send(fd, ss_too_many_conns, sizeof(ss_too_many_conns) - 1,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            static const char http_busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                "Connection: close\r\nContent-Length: 0\r\n\r\n";
+            const char *msg = proto == SS_PROTO_HTTP ? http_busy : ss_too_many_conns;
+            size_t len = proto == SS_PROTO_HTTP ? sizeof(http_busy) - 1
+                                                : sizeof(ss_too_many_conns) - 1;
+            ssize_t n = send(fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (n > 0)
                 w->ctr.bytes_written += (uint64_t)n;
             close(fd);
@@ -77,9 +87,10 @@ static void loop_accept(struct ss_loop *l)
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (ss_balance_maybe_hand_off(w, fd))
+        /* HTTP connections stay where SO_REUSEPORT put them. */
+        if (proto == SS_PROTO_MEMCACHED && ss_balance_maybe_hand_off(w, fd))
             continue;
-        if (ss_conn_open(w, fd, &peer, peer_len) < 0) {
+        if (ss_conn_open(w, fd, &peer, peer_len, proto) < 0) {
             atomic_fetch_sub_explicit(&dp->nconns, 1, memory_order_relaxed);
             close(fd);
         }
@@ -99,7 +110,15 @@ static void loop_sweep(struct ss_loop *l, uint64_t now)
     while (c) {
         struct ss_conn *next = c->next;
         uint64_t quiet = now > c->last_active_ms ? now - c->last_active_ms : 0;
-        if (idle_ms && quiet >= idle_ms) {
+        if (c->proto == SS_PROTO_HTTP) {
+            /* HTTP has its own timeouts: a stalled request, an idle keep-alive. */
+            if (ss_obj_conn_expired(c, quiet)) {
+                w->ctr.idle_kicks++;
+                ss_conn_close(c);
+            } else if (quiet >= SS_CONN_TRIM_IDLE_MS) {
+                ss_conn_trim(c);
+            }
+        } else if (idle_ms && quiet >= idle_ms) {
             w->ctr.idle_kicks++;
             ss_conn_close(c);
         } else if (quiet >= SS_CONN_TRIM_IDLE_MS) {
@@ -158,7 +177,8 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         return -EBUSY;
 
     struct ss_worker *w = &dp->workers[worker_id];
-    struct ss_loop l = { .w = w, .tcp_fd = dp->tcp_fds[worker_id] };
+    struct ss_loop l = { .w = w, .tcp_fd = dp->tcp_fds[worker_id],
+                         .http_fd = dp->http_fds ? dp->http_fds[worker_id] : -1 };
     int rc = ss_store_thread_init(&w->st, dp->store, &w->ctr);
     if (rc) {
         atomic_store(&dp->running[worker_id], 0);
@@ -172,9 +192,15 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, iofd, &ev) < 0)
             ss_store_io_close(&w->st);
     }
+    if (dp->obj && (rc = ss_obj_worker_init(w, dp->obj)) != 0) {
+        ss_store_thread_fini(&w->st);
+        atomic_store(&dp->running[worker_id], 0);
+        return rc;
+    }
     if (dp->udp_fds[worker_id] >= 0) {
         rc = ss_udp_worker_init(w, dp->udp_fds[worker_id]);
         if (rc) {
+            ss_obj_worker_fini(w);
             ss_store_thread_fini(&w->st);
             atomic_store(&dp->running[worker_id], 0);
             return rc;
@@ -214,7 +240,9 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
             uint64_t tag = evs[i].data.u64;
             if (tag < SS_EV__TAG_MAX) {
                 if (tag == SS_EV_TCP)
-                    loop_accept(&l);
+                    loop_accept(&l, SS_PROTO_MEMCACHED);
+                else if (tag == SS_EV_HTTP)
+                    loop_accept(&l, SS_PROTO_HTTP);
                 else if (tag == SS_EV_UDP)
                     ss_udp_on_readable(w);
                 else if (tag == SS_EV_IO)
@@ -239,6 +267,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
     }
 
     loop_close_all(w);
+    ss_obj_worker_fini(w);
     ss_px_worker_fini(w);
     ss_reply_worker_fini(w);
     ss_udp_worker_fini(w);

@@ -27,6 +27,7 @@ struct ss_worker {
     unsigned nconns;
     void *udp;                   /* ss_udp.c state (reply budgets) */
     void *px;                    /* proxy mode: this worker's struct px_worker */
+    void *obj;                   /* object requests: this worker's struct ss_obj_worker */
     /* Executors of new TCP connections and of datagrams (NULL: local). */
     ss_exec_fn exec_tcp, exec_udp;
     /* Connections whose deferred replies completed (server/ss_reply.c). */

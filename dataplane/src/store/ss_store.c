@@ -752,3 +752,60 @@ int ss_store_shrink(struct ss_store *st, uint64_t new_bytes)
     ss_pend_commit_now(st); /* reclaim looks entries up in the index */
     return ss_log_resize(st, &priv_of(st)->open_ctr, new_bytes, 1);
 }
+
+int ss_store_sync(struct ss_store_thread *t)
+{
+    struct ss_store *st = t->store;
+    struct ss_log *log = &st->log;
+    /* Before and after our own flush: a roll may have sealed the segment
+     * holding the caller's records (the writer thread writes it), and a
+     * housekeeping flush may be writing them already (ss_log_flush then
+     * returns at once, so only waiting for it proves they are written). */
+    pthread_mutex_lock(&log->lock);
+    ss_log_writer_drain(st);
+    while (log->flushing)
+        pthread_cond_wait(&log->flushed, &log->lock);
+    pthread_mutex_unlock(&log->lock);
+    int rc = ss_log_flush(st, t->ctr, 0);
+    pthread_mutex_lock(&log->lock);
+    ss_log_writer_drain(st);
+    while (log->flushing)
+        pthread_cond_wait(&log->flushed, &log->lock);
+    pthread_mutex_unlock(&log->lock);
+    if (st->committer_running)
+        ss_pend_commit_now(st);
+    return rc;
+}
+
+int ss_store_keys(struct ss_store *st, const void *prefix, size_t nprefix,
+                  int (*fn)(void *arg, const void *key, size_t nkey), void *arg)
+{
+    struct ss_index_txn *txn;
+    struct ss_index_cursor *cur;
+    int rc = ss_index_begin(st->index, false, &txn);
+    if (rc)
+        return rc;
+    rc = ss_index_cursor_open(txn, &cur);
+    if (rc) {
+        ss_index_abort(txn);
+        return rc;
+    }
+    /* A copy: the cursor's key is only valid until it moves, and fn may
+     * change the index (its own transactions; ours is a snapshot). */
+    char key[SS_KEY_MAX_LENGTH];
+    struct ss_index_item it;
+    rc = ss_index_cursor_seek(cur, prefix, nprefix, &it);
+    while (rc == 0) {
+        if (it.nkey < nprefix || memcmp(it.key, prefix, nprefix) != 0)
+            break;
+        size_t nkey = it.nkey < sizeof(key) ? it.nkey : sizeof(key);
+        memcpy(key, it.key, nkey);
+        rc = fn(arg, key, nkey);
+        if (rc)
+            break;
+        rc = ss_index_cursor_next(cur, &it);
+    }
+    ss_index_cursor_close(cur);
+    ss_index_abort(txn);
+    return rc == -ENOENT ? 0 : rc;
+}

@@ -1,0 +1,102 @@
+/*
+ * ss_obj_conn.h - one HTTP connection's state, shared by the request
+ * dispatcher (ss_obj_http.c), the body reader of PUTs (ss_obj_put.c) and
+ * the response writer of GETs (ss_obj_get.c).
+ *
+ * A connection serves one request at a time; pipelined requests wait in
+ * the read buffer. Nothing here points into the read buffer once the head
+ * has been consumed (the server may move or grow it): what a request needs
+ * later (the name, the stored fields) is copied here first.
+ */
+#ifndef SS_OBJ_CONN_H
+#define SS_OBJ_CONN_H
+
+#include "server/ss_conn.h"
+#include "ss_obj_internal.h"
+
+enum obj_phase {
+    OBJ_IDLE = 0,  /* waiting for (the rest of) a request head */
+    OBJ_PUT_BODY,  /* reading a PUT's body into chunks */
+    OBJ_GET_BODY,  /* streaming a GET's body from chunks */
+};
+
+/* A PUT in progress: the body is cut into chunk items as it arrives. */
+struct obj_put {
+    uint64_t version;
+    uint32_t chunks;         /* chunk items written so far */
+    char *buf;               /* chunk_bytes: the chunk being filled */
+    uint32_t fill;
+    uint64_t size;           /* object bytes received */
+    struct ss_md5 md5;
+    /* Body framing: Content-Length bytes left, or chunked. */
+    int chunked;
+    uint64_t body_left;
+    struct ss_http_chunked te;
+    char te_trailers[1024];
+    /* aws-chunked (S3 clients' streaming uploads) inside the framing. */
+    int aws;
+    int64_t decoded_length;  /* x-amz-decoded-content-length, -1 when absent */
+    struct ss_http_chunked awsd;
+    char aws_trailers[1024];
+    /* Checksums the client asked us to verify. */
+    int want_md5;            /* Content-MD5 given */
+    unsigned char content_md5[16];
+    int crc_kind;            /* 0 none, 1 crc32, 2 crc32c */
+    int crc_in_trailer;      /* the value comes in the aws-chunked trailer */
+    uint32_t crc;
+    uint32_t crc_expected;
+    char fields[OBJ_FIELDS_MAX];
+    size_t fields_len;
+};
+
+struct obj_conn {
+    int phase;               /* enum obj_phase */
+    int keep_alive;          /* after this request */
+    int head_only;           /* HEAD: no body */
+    uint64_t started_ms;     /* first byte of the current request (0: idle) */
+    struct ss_obj_worker *ow;
+    struct obj_bucket *b;
+    char name[OBJ_NAME_MAX]; /* bucket '/' key, percent-decoded */
+    size_t name_len;
+    size_t key_off;          /* where the key starts in name */
+    struct obj_put put;
+    /* A GET's body: bytes [pos, end) of version, chunk_bytes per chunk. */
+    uint64_t g_version;
+    uint32_t g_chunk_bytes;
+    uint64_t g_pos, g_end;
+    char meta_buf[OBJ_NAME_MAX + OBJ_FIELDS_MAX + 128];
+};
+
+static inline struct ss_obj *obj_of(const struct obj_conn *oc)
+{
+    return oc->ow->o;
+}
+
+/* ss_obj_http.c: responses */
+/* An S3 error response (code like "NoSuchKey"), closing after it unless
+ * keep. HEAD gets the status without the XML body. */
+void obj_error(struct ss_conn *c, struct obj_conn *oc, int status, const char *code,
+               const char *message, int keep);
+/* Status line and the fields every response has (Date, Server, Connection). */
+int obj_head_begin(struct ss_conn *c, struct obj_conn *oc, int status);
+int obj_field(struct ss_conn *c, const char *name, const char *value);
+int obj_field_u64(struct ss_conn *c, const char *name, uint64_t v);
+int obj_field_date(struct ss_conn *c, const char *name, int64_t t);
+
+/* ss_obj_put.c */
+/* Start a PUT from its head; the body follows in the read buffer. Returns
+ * 0 (phase is OBJ_PUT_BODY, or a refusal was answered). */
+int obj_put_start(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req);
+/* Consume body bytes from c's read buffer. Returns 0 (wait for more, or
+ * the PUT finished: phase is OBJ_IDLE) or SS_OBJ_CLOSE. */
+int obj_put_body(struct ss_conn *c, struct obj_conn *oc);
+/* The connection went away mid-PUT: delete what was written. */
+void obj_put_abort(struct obj_conn *oc);
+
+/* ss_obj_get.c */
+int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req);
+/* Queue more of a GET's body. Returns 0 or SS_OBJ_CLOSE (the rest is gone). */
+int obj_get_body(struct ss_conn *c, struct obj_conn *oc);
+int obj_delete(struct ss_conn *c, struct obj_conn *oc, int purge);
+
+#endif

@@ -1,0 +1,391 @@
+/*
+ * ss_obj_plane.c - the object plane's life cycle: the objects store and
+ * bucket table, each worker's handle on the store, housekeeping, per-bucket
+ * figures, purges, and the deletion of chunks no object needs any more.
+ *
+ * Chunks are deleted in three cases. An aborted PUT deletes what it wrote
+ * at once (no object ever named them). A replaced or deleted object's
+ * chunks are doomed: housekeeping deletes them OBJ_GRACE_MS later, so a GET
+ * that began streaming the old version finishes it. And at open, chunks of
+ * a version no metadata item names (a crash mid-PUT, or a crash before a
+ * doomed version was deleted) are found by walking the index and deleted.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/ss_clock.h"
+#include "server/ss_worker.h"
+#include "ss_obj_internal.h"
+
+static char *dup_str(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+struct obj_bucket *obj_bucket_find(struct ss_obj *o, const char *name, size_t len)
+{
+    for (uint32_t i = 0; i < o->nbuckets; i++)
+        if (o->buckets[i].name_len == len && memcmp(o->buckets[i].name, name, len) == 0)
+            return &o->buckets[i];
+    return NULL;
+}
+
+void obj_delete_chunks(struct ss_store_thread *t, uint64_t version, uint32_t from, uint32_t n)
+{
+    unsigned char key[OBJ_CHUNK_KEY_LEN];
+    for (uint32_t i = from; i < n; i++) {
+        obj_chunk_key(version, i, key);
+        ss_store_lock(t, key, sizeof(key));
+        ss_store_forget(t, key, sizeof(key));
+        ss_store_unlock(t);
+    }
+}
+
+void obj_doom(struct ss_obj *o, uint64_t version, uint32_t nchunks)
+{
+    struct obj_doomed *d = malloc(sizeof(*d));
+    if (!d)
+        return; /* left for the orphan walk at the next open */
+    d->version = version;
+    d->nchunks = nchunks;
+    d->due_ms = ss_clock_mono_ms() + OBJ_GRACE_MS;
+    d->next = NULL;
+    pthread_mutex_lock(&o->doomed_lock);
+    *o->doomed_tail = d;
+    o->doomed_tail = &d->next;
+    pthread_mutex_unlock(&o->doomed_lock);
+}
+
+int obj_meta_find_locked(struct ss_store_thread *t, const unsigned char *mkey, const char *bucket,
+                         size_t nbucket, const char *key, size_t nkey, struct obj_meta *m,
+                         char *buf, size_t cap)
+{
+    struct ss_item it;
+    int rc = ss_store_find(t, mkey, OBJ_META_KEY_LEN, &it, SS_FIND_VALUE);
+    if (rc == -ETIME || rc == -ECANCELED || rc == -EBADMSG)
+        return -ENOENT;
+    if (rc)
+        return rc;
+    if (t->value_len > cap)
+        return -ENOENT; /* not a value of ours */
+    memcpy(buf, t->value, t->value_len);
+    if (obj_meta_decode(buf, t->value_len, m))
+        return -ENOENT;
+    /* Another name with the same digest: not this object. */
+    if (m->name_len != nbucket + 1 + nkey || memcmp(m->name, bucket, nbucket) != 0 ||
+        m->name[nbucket] != '/' || memcmp(m->name + nbucket + 1, key, nkey) != 0)
+        return -ENOENT;
+    return 0;
+}
+
+int obj_meta_get(struct ss_store_thread *t, const char *bucket, size_t nbucket, const char *key,
+                 size_t nkey, struct obj_meta *m, char *buf, size_t cap)
+{
+    unsigned char mkey[OBJ_META_KEY_LEN];
+    obj_meta_key(bucket, nbucket, key, nkey, mkey);
+    ss_store_lock(t, mkey, sizeof(mkey));
+    int rc = obj_meta_find_locked(t, mkey, bucket, nbucket, key, nkey, m, buf, cap);
+    ss_store_unlock(t);
+    return rc;
+}
+
+/* ---- the walk at open: live versions, orphan chunks, per-bucket gauges ---- */
+
+struct live_set {
+    uint64_t *v;
+    size_t n, cap;
+};
+
+struct open_walk {
+    struct ss_obj *o;
+    struct live_set live;
+    char *buf;
+    uint64_t orphans;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int walk_meta(void *arg, const void *key, size_t nkey)
+{
+    struct open_walk *w = arg;
+    struct ss_store_thread *t = &w->o->ctl_st;
+    struct ss_item it;
+    struct obj_meta m;
+    ss_store_lock(t, key, nkey);
+    int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE | SS_FIND_NO_BUMP);
+    int ok = rc == 0 && t->value_len <= OBJ_FIELDS_MAX + OBJ_NAME_MAX + 128;
+    if (ok) {
+        memcpy(w->buf, t->value, t->value_len);
+        ok = obj_meta_decode(w->buf, t->value_len, &m) == 0;
+    }
+    ss_store_unlock(t);
+    if (!ok)
+        return 0;
+    if (w->live.n == w->live.cap) {
+        size_t cap = w->live.cap ? w->live.cap * 2 : 1024;
+        uint64_t *v = realloc(w->live.v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        w->live.v = v;
+        w->live.cap = cap;
+    }
+    w->live.v[w->live.n++] = m.version;
+    const char *slash = memchr(m.name, '/', m.name_len);
+    struct obj_bucket *b = slash ? obj_bucket_find(w->o, m.name, (size_t)(slash - m.name)) : NULL;
+    if (b) {
+        atomic_fetch_add_explicit(&b->stats.objects, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->stats.object_bytes, m.size, memory_order_relaxed);
+    }
+    return 0;
+}
+
+static int walk_chunk(void *arg, const void *key, size_t nkey)
+{
+    struct open_walk *w = arg;
+    if (nkey != OBJ_CHUNK_KEY_LEN)
+        return 0;
+    const unsigned char *k = key;
+    uint64_t version = 0;
+    for (int i = 0; i < 8; i++)
+        version = version << 8 | k[1 + i];
+    if (bsearch(&version, w->live.v, w->live.n, sizeof(uint64_t), cmp_u64))
+        return 0;
+    struct ss_store_thread *t = &w->o->ctl_st;
+    ss_store_lock(t, key, nkey);
+    ss_store_forget(t, key, nkey);
+    ss_store_unlock(t);
+    w->orphans++;
+    return 0;
+}
+
+static int open_walk(struct ss_obj *o, char *err, size_t errlen)
+{
+    struct open_walk w = {.o = o, .buf = malloc(OBJ_FIELDS_MAX + OBJ_NAME_MAX + 128)};
+    if (!w.buf)
+        return -ENOMEM;
+    int rc = ss_store_keys(o->store, "M", 1, walk_meta, &w);
+    if (rc == 0) {
+        qsort(w.live.v, w.live.n, sizeof(uint64_t), cmp_u64);
+        rc = ss_store_keys(o->store, "C", 1, walk_chunk, &w);
+    }
+    if (rc)
+        snprintf(err, errlen, "cannot walk the objects index: %s", strerror(rc < 0 ? -rc : EIO));
+    else if (w.orphans)
+        fprintf(stderr, "smartswitch: objects: deleted %llu chunks of objects no PUT "
+                "completed (an earlier crash)\n", (unsigned long long)w.orphans);
+    free(w.live.v);
+    free(w.buf);
+    return rc;
+}
+
+/* ---- life cycle ---- */
+
+struct ss_obj *ss_obj_open(const struct ss_objects_settings *s, char *err, size_t errlen)
+{
+    if (!s || s->chunk_bytes < 4096 || s->nbuckets > SS_OBJECTS_BUCKETS_MAX ||
+        (s->nbuckets && !s->buckets)) {
+        snprintf(err, errlen, "objects settings: a chunk size of at least 4 KiB and at most "
+                 "%d buckets are required", SS_OBJECTS_BUCKETS_MAX);
+        return NULL;
+    }
+    struct ss_obj *o = calloc(1, sizeof(*o));
+    if (!o) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    o->s = *s;
+    o->own_listen_host = dup_str(s->listen_host);
+    o->own_index_dir = dup_str(s->store.index_dir);
+    o->own_device_path = dup_str(s->store.device_path);
+    o->s.listen_host = o->own_listen_host;
+    o->s.store.index_dir = o->own_index_dir;
+    o->s.store.device_path = o->own_device_path;
+    o->s.store.item_size_max = s->chunk_bytes;
+    o->s.store.pool_name = NULL; /* its stats are the buckets' */
+    o->s.buckets = NULL;
+    o->nbuckets = s->nbuckets;
+    o->buckets = calloc(s->nbuckets ? s->nbuckets : 1, sizeof(*o->buckets));
+    pthread_mutex_init(&o->doomed_lock, NULL);
+    o->doomed_tail = &o->doomed;
+    if (!o->buckets) {
+        snprintf(err, errlen, "out of memory");
+        ss_obj_close(o);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < s->nbuckets; i++) {
+        const struct ss_bucket_settings *b = &s->buckets[i];
+        size_t n = b->name ? strlen(b->name) : 0;
+        if (n < 3 || n > SS_BUCKET_NAME_MAX || b->kind != SS_BUCKET_LOCAL) {
+            snprintf(err, errlen, "bucket %u (%s): a name of 3 to %d bytes is required, and "
+                     "only local buckets are served by this build", i, b->name ? b->name : "?",
+                     SS_BUCKET_NAME_MAX);
+            ss_obj_close(o);
+            return NULL;
+        }
+        memcpy(o->buckets[i].name, b->name, n);
+        o->buckets[i].name_len = n;
+        o->buckets[i].kind = b->kind;
+    }
+    o->store = ss_store_open(&o->s.store, err, errlen);
+    o->s.store.device = NULL; /* the store owns it now */
+    if (!o->store) {
+        ss_obj_close(o);
+        return NULL;
+    }
+    int rc = ss_store_thread_init(&o->ctl_st, o->store, &o->ctl_ctr);
+    if (rc == 0)
+        rc = open_walk(o, err, errlen);
+    else
+        snprintf(err, errlen, "cannot attach to the objects store: %s", strerror(-rc));
+    if (rc) {
+        ss_obj_close(o);
+        return NULL;
+    }
+    return o;
+}
+
+void ss_obj_close(struct ss_obj *o)
+{
+    if (!o)
+        return;
+    if (o->store) {
+        if (o->ctl_st.store)
+            ss_store_thread_fini(&o->ctl_st);
+        ss_store_close(o->store);
+    }
+    for (struct obj_doomed *d = o->doomed, *next; d; d = next) {
+        next = d->next;
+        free(d); /* still in the index: the next open's walk deletes them */
+    }
+    pthread_mutex_destroy(&o->doomed_lock);
+    free(o->buckets);
+    free(o->own_listen_host);
+    free(o->own_index_dir);
+    free(o->own_device_path);
+    free(o);
+}
+
+int ss_obj_worker_init(struct ss_worker *w, struct ss_obj *o)
+{
+    struct ss_obj_worker *ow = calloc(1, sizeof(*ow));
+    if (!ow)
+        return -ENOMEM;
+    ow->o = o;
+    int rc = ss_store_thread_init(&ow->st, o->store, &ow->ctr);
+    if (rc) {
+        free(ow);
+        return rc;
+    }
+    w->obj = ow;
+    return 0;
+}
+
+void ss_obj_worker_fini(struct ss_worker *w)
+{
+    struct ss_obj_worker *ow = w->obj;
+    if (!ow)
+        return;
+    ss_store_thread_fini(&ow->st);
+    free(ow);
+    w->obj = NULL;
+}
+
+int ss_obj_housekeep(struct ss_obj *o)
+{
+    uint64_t now = ss_clock_mono_ms();
+    for (;;) {
+        pthread_mutex_lock(&o->doomed_lock);
+        struct obj_doomed *d = o->doomed;
+        if (!d || d->due_ms > now) {
+            pthread_mutex_unlock(&o->doomed_lock);
+            break;
+        }
+        o->doomed = d->next;
+        if (!o->doomed)
+            o->doomed_tail = &o->doomed;
+        pthread_mutex_unlock(&o->doomed_lock);
+        obj_delete_chunks(&o->ctl_st, d->version, 0, d->nchunks);
+        free(d);
+    }
+    return ss_store_housekeep(&o->ctl_st);
+}
+
+int ss_obj_bucket_stats(struct ss_obj *o, uint32_t i, struct ss_bucket_stats *out)
+{
+    if (!o || i >= o->nbuckets || !out)
+        return -EINVAL;
+    const struct obj_bucket_stats *b = &o->buckets[i].stats;
+#define OBJ_READ(name) out->name = atomic_load_explicit(&b->name, memory_order_relaxed);
+    OBJ_READ(requests) OBJ_READ(hits) OBJ_READ(misses) OBJ_READ(bytes_out)
+    OBJ_READ(bytes_in) OBJ_READ(puts) OBJ_READ(deletes) OBJ_READ(purges)
+    OBJ_READ(not_modified) OBJ_READ(precondition_failed) OBJ_READ(ranges)
+    OBJ_READ(errors) OBJ_READ(origin_fetches) OBJ_READ(collapsed_fetches)
+    OBJ_READ(revalidations) OBJ_READ(objects) OBJ_READ(object_bytes)
+#undef OBJ_READ
+    return 0;
+}
+
+/* ---- purge by prefix (the control thread) ---- */
+
+struct purge_walk {
+    struct ss_obj *o;
+    struct obj_bucket *b;
+    const char *prefix;
+    size_t nprefix;
+    char *buf;
+    long dropped;
+};
+
+static int walk_purge(void *arg, const void *key, size_t nkey)
+{
+    struct purge_walk *w = arg;
+    struct ss_store_thread *t = &w->o->ctl_st;
+    struct ss_item it;
+    struct obj_meta m;
+    ss_store_lock(t, key, nkey);
+    int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE | SS_FIND_NO_BUMP);
+    int match = 0;
+    if (rc == 0 && t->value_len <= OBJ_FIELDS_MAX + OBJ_NAME_MAX + 128) {
+        memcpy(w->buf, t->value, t->value_len);
+        size_t nb = w->b->name_len;
+        match = obj_meta_decode(w->buf, t->value_len, &m) == 0 &&
+                m.name_len >= nb + 1 + w->nprefix && memcmp(m.name, w->b->name, nb) == 0 &&
+                m.name[nb] == '/' && memcmp(m.name + nb + 1, w->prefix, w->nprefix) == 0;
+        if (match)
+            ss_store_forget(t, key, nkey);
+    }
+    ss_store_unlock(t);
+    if (match) {
+        obj_doom(w->o, m.version, obj_nchunks(m.size, m.chunk_bytes));
+        atomic_fetch_sub_explicit(&w->b->stats.objects, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&w->b->stats.object_bytes, m.size, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->b->stats.purges, 1, memory_order_relaxed);
+        w->dropped++;
+    }
+    return 0;
+}
+
+long ss_obj_purge(struct ss_obj *o, const char *bucket, const char *prefix, size_t nprefix)
+{
+    if (!o || !bucket)
+        return -EINVAL;
+    struct obj_bucket *b = obj_bucket_find(o, bucket, strlen(bucket));
+    if (!b)
+        return -ENOENT;
+    struct purge_walk w = {.o = o, .b = b, .prefix = prefix ? prefix : "",
+                           .nprefix = prefix ? nprefix : 0,
+                           .buf = malloc(OBJ_FIELDS_MAX + OBJ_NAME_MAX + 128)};
+    if (!w.buf)
+        return -ENOMEM;
+    /* Committed first: metadata written a moment ago must be seen too. */
+    ss_store_sync(&o->ctl_st);
+    int rc = ss_store_keys(o->store, "M", 1, walk_purge, &w);
+    free(w.buf);
+    return rc ? rc : w.dropped;
+}
