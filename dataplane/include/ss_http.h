@@ -239,7 +239,7 @@ int ss_http_chunked_ext(const struct ss_http_chunked *c, const char *name,
 enum ss_http_range_result {
     SS_HTTP_RANGE_OK = 0,            /* serve 206 bytes first..last */
     SS_HTTP_RANGE_IGNORE = 1,        /* invalid, several ranges, other unit: serve 200 */
-    SS_HTTP_RANGE_UNSATISFIABLE = 2, /* 416 with Content-Range: bytes * /size */
+    SS_HTTP_RANGE_UNSATISFIABLE = 2, /* 416, with ss_http_content_range_unsatisfied */
 };
 
 /* A Range field value against a representation of size bytes (RFC 9110
@@ -247,8 +247,9 @@ enum ss_http_range_result {
 int ss_http_range_parse(const char *value, size_t len, uint64_t size, uint64_t *first,
                         uint64_t *last);
 
-/* "bytes first-last/size" and "bytes * /size" (without the space), NUL-
- * terminated. Return the length written or -ENOSPC. */
+/* Content-Range values, NUL-terminated: "bytes first-last/size", and for a
+ * 416 "bytes", a space, "*", "/" and size. Return the length written
+ * (without the NUL) or -ENOSPC. */
 int ss_http_content_range(char *out, size_t cap, uint64_t first, uint64_t last, uint64_t size);
 int ss_http_content_range_unsatisfied(char *out, size_t cap, uint64_t size);
 
