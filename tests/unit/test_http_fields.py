@@ -167,6 +167,13 @@ def test_date_format_edges() -> None:
     assert fmt_date(253402300800)[0] == -errno.EINVAL
     assert fmt_date(-62167219201)[0] == -errno.EINVAL
     assert fmt_date(0, cap=29)[0] == -errno.ENOSPC
+    assert fmt_date(-2**63)[0] == -errno.EINVAL
+    assert fmt_date(2**63 - 1)[0] == -errno.EINVAL
+
+
+@pytest.mark.parametrize("now", [-2**63, -1, 0, 2**63 - 1])
+def test_rfc850_year_with_any_now(now: int) -> None:
+    assert date(b"Sunday, 06-Nov-94 08:49:37 GMT", now) is not None
 
 
 def test_dates_agree_with_the_standard_library_over_the_whole_range() -> None:

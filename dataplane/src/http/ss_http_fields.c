@@ -85,6 +85,17 @@ static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
 static const char *const long_days[7] = {"Sunday", "Monday", "Tuesday", "Wednesday",
                                          "Thursday", "Friday", "Saturday"};
 
+/* The first and last second an IMF-fixdate can spell (years 0000-9999). */
+#define SS_HTTP_DATE_MIN INT64_C(-62167219200)
+#define SS_HTTP_DATE_MAX INT64_C(253402300799)
+
+/* a / b rounded down, without the overflow of (a - (b - 1)) / b near INT64_MIN. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b < 0) ? q - 1 : q;
+}
+
 /* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar,
  * counted in 400-year eras that start on March 1st so the leap day falls
  * at the end of each year. */
@@ -171,7 +182,12 @@ static int64_t full_year(unsigned yy, int64_t now)
 {
     int64_t ny;
     unsigned nm, nd;
-    civil_from_days((now >= 0 ? now : now - 86399) / 86400, &ny, &nm, &nd);
+    /* A clock outside years 0-9999 is wrong; clamping keeps the sums small. */
+    if (now < SS_HTTP_DATE_MIN)
+        now = SS_HTTP_DATE_MIN;
+    if (now > SS_HTTP_DATE_MAX)
+        now = SS_HTTP_DATE_MAX;
+    civil_from_days(floor_div(now, 86400), &ny, &nm, &nd);
     int64_t y = ny - ny % 100 + yy;
     if (y > ny + 50)
         y -= 100;
@@ -217,13 +233,13 @@ int ss_http_date_parse(const char *s, size_t n, int64_t now, int64_t *t)
 
 int ss_http_date_format(int64_t t, char *out, size_t cap)
 {
-    int64_t days_since = (t >= 0 ? t : t - 86399) / 86400;
+    if (t < SS_HTTP_DATE_MIN || t > SS_HTTP_DATE_MAX)
+        return -EINVAL;
+    int64_t days_since = floor_div(t, 86400);
     int64_t secs = t - days_since * 86400;
     int64_t y;
     unsigned m, d;
     civil_from_days(days_since, &y, &m, &d);
-    if (y < 0 || y > 9999)
-        return -EINVAL;
     if (cap < SS_HTTP_DATE_LEN + 1)
         return -ENOSPC;
     /* 1970-01-01 was a Thursday. */
