@@ -8,6 +8,7 @@
 
 #include "ss_dataplane.h"
 #include "ss_device.h"
+#include "ss_http.h"
 #include "ss_inspect.h"
 #include "ss_proxy.h"
 #include "ss_switch.h"
