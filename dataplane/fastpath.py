@@ -184,6 +184,40 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class BucketSettings:
+    """struct ss_bucket_settings (field for field); kind: BUCKET_KINDS."""
+
+    name: str
+    kind: int = 0
+    origin_addr: str | None = None
+    origin_port: int = 0
+    origin_path: str | None = None
+    origin_host: str | None = None
+    origin_timeout_ms: int = 0
+    default_ttl_s: int = 0
+
+
+BUCKET_KINDS = {"local": 0, "http": 1, "s3": 2}
+
+
+@dataclass(frozen=True)
+class ObjectsSettings:
+    """struct ss_objects_settings (field for field); the buckets as a tuple."""
+
+    listen_host: str
+    port: int
+    store: StoreSettings
+    chunk_bytes: int
+    max_object_bytes: int
+    max_head_bytes: int
+    max_fields: int
+    max_uri_bytes: int
+    request_timeout_ms: int
+    keepalive_timeout_ms: int
+    buckets: tuple[BucketSettings, ...] = ()
+
+
+@dataclass(frozen=True)
 class DataplaneSettings:
     """struct ss_dataplane_settings (field for field). Ports: -1 = none, 0 = any."""
 
@@ -198,12 +232,17 @@ class DataplaneSettings:
     udp_reply_burst_bytes: int
     version: str
     store: StoreSettings
+    # Appended (object requests): the HTTP listener and objects pool; None = off.
+    objects: ObjectsSettings | None = None
 
 
 _UINT32 = (0, 2**32 - 1)
 _UINT64 = (0, 2**64 - 1)
 _RANGES: dict[str, tuple[int, int]] = {
     "tcp_port": (-1, 65535),
+    "port": (0, 65535),
+    "chunk_bytes": (4096, 2**31),
+    "max_object_bytes": (1, 2**63),
     "udp_port": (-1, 65535),
     "workers": (1, 1024),
     "max_connections": (1, 2**32 - 1),
@@ -219,6 +258,34 @@ _RANGES: dict[str, tuple[int, int]] = {
     "flush_interval_ms": _UINT32,
     "device_offset": _UINT64,
 }
+
+
+def _fill(target: Any, source: Any, cstr: Any) -> None:
+    """Copy a settings dataclass into its C struct; None stays NULL or 0."""
+    for f in dataclasses.fields(source):
+        value = getattr(source, f.name)
+        if value is None:
+            continue  # NULL (ffi.new zeroes the struct)
+        setattr(target, f.name, cstr(value) if isinstance(value, str) else value)
+
+
+def _objects_cdata(ffi: Any, keep: list[Any], cstr: Any, o: ObjectsSettings) -> Any:
+    """struct ss_objects_settings * for o, its buckets in an array kept alive with it."""
+    c = ffi.new("struct ss_objects_settings *")
+    keep.append(c)
+    for f in dataclasses.fields(o):
+        if f.name in ("store", "buckets"):
+            continue
+        value = getattr(o, f.name)
+        setattr(c, f.name, cstr(value) if isinstance(value, str) else value)
+    _fill(c.store, o.store, cstr)
+    buckets = ffi.new("struct ss_bucket_settings[]", max(1, len(o.buckets)))
+    keep.append(buckets)
+    for i, b in enumerate(o.buckets):
+        _fill(buckets[i], b, cstr)
+    c.nbuckets = len(o.buckets)
+    c.buckets = buckets
+    return c
 
 
 def _validate(settings: Any) -> None:
@@ -262,6 +329,9 @@ class Dataplane:
         try:
             _validate(settings)
             _validate(settings.store)
+            if settings.objects is not None:
+                _validate(settings.objects)
+                _validate(settings.objects.store)
         except ValueError:
             if settings.store.device is not None:  # ours from this call on, as in C
                 ffi, lib = load()
@@ -275,15 +345,13 @@ class Dataplane:
         s = ffi.new("struct ss_dataplane_settings *")
         keep.append(s)
         for f in dataclasses.fields(settings):
-            if f.name == "store":
+            if f.name in ("store", "objects"):
                 continue
             value = getattr(settings, f.name)
             setattr(s, f.name, cstr(value) if isinstance(value, str) else value)
-        for f in dataclasses.fields(settings.store):
-            value = getattr(settings.store, f.name)
-            if value is None:
-                continue  # NULL (ffi.new zeroes the struct)
-            setattr(s.store, f.name, cstr(value) if isinstance(value, str) else value)
+        _fill(s.store, settings.store, cstr)
+        if settings.objects is not None:
+            s.objects = _objects_cdata(ffi, keep, cstr, settings.objects)
         err = ffi.new("char[]", _ERR_LEN)
         handle = lib.ss_dataplane_create(s, err, _ERR_LEN)
         if handle == ffi.NULL:
@@ -324,6 +392,30 @@ class Dataplane:
         """Wraps ss_dataplane_bound_port(): the real port, None if no listener."""
         port = self._lib.ss_dataplane_bound_port(self._handle(), 1 if udp else 0)
         return port if port > 0 else None
+
+    def objects_port(self) -> int | None:
+        """Wraps ss_dataplane_objects_port(): the HTTP listener's port, None when off."""
+        port = self._lib.ss_dataplane_objects_port(self._handle())
+        return port if port > 0 else None
+
+    def bucket_stats(self, index: int) -> dict[str, int]:
+        """Wraps ss_dataplane_bucket_stats(): bucket `index`'s figures by name."""
+        out = self._ffi.new("struct ss_bucket_stats *")
+        _check(self._lib.ss_dataplane_bucket_stats(self._handle(), index, out),
+               f"bucket {index} stats")
+        return {name: int(getattr(out, name)) for name, _ in
+                self._ffi.typeof("struct ss_bucket_stats").fields}
+
+    def objects_purge(self, bucket: str, prefix: str = "") -> int:
+        """Wraps ss_dataplane_objects_purge(): drop bucket's objects under prefix.
+
+        Returns how many were dropped. Raises KeyError for an unknown bucket.
+        """
+        raw = prefix.encode()
+        n = self._lib.ss_dataplane_objects_purge(self._handle(), bucket.encode(), raw, len(raw))
+        if n == -_errno.ENOENT:
+            raise KeyError(bucket)
+        return _check(n, f"purge of bucket {bucket}")
 
     def counter_names(self) -> tuple[str, ...]:
         """Wraps ss_counter_count() / ss_counter_name(): the one counter list."""

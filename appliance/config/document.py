@@ -23,6 +23,7 @@ from pathlib import Path
 
 from appliance.config import units
 from appliance.config.console import ConsoleConfig
+from appliance.config.objects import ObjectsConfig, check_objects, objects_section
 from appliance.config.proxy import (
     BackendConfig,
     BackendDefaultsConfig,
@@ -96,7 +97,7 @@ class Config:
     """The whole file. `source` is the file name as given (None: built in)."""
 
     NOUN = ("sections (memcached, storage, logging, backends, backend_defaults, spare_pools, "
-            "routing, dataplane, console)")
+            "routing, dataplane, console, objects)")
 
     memcached: MemcachedConfig = setting(section(MemcachedConfig), {})
     storage: StorageConfig = setting(section(StorageConfig), {})
@@ -110,6 +111,8 @@ class Config:
     dataplane: DataplaneConfig = setting(section(DataplaneConfig), {})
     # The web console, REST API and /metrics (appliance.config.console).
     console: ConsoleConfig = setting(section(ConsoleConfig), {})
+    # Object requests over HTTP (appliance.config.objects); None: not served.
+    objects: ObjectsConfig | None = setting(objects_section(), None)
     source: str | None = derived()
 
     @property
@@ -126,6 +129,7 @@ class Config:
         self._check_segments(node)
         check_switch(node, self.dataplane, self.memcached.listen, self.memcached.udp_port)
         self._check_one_eal(node)
+        check_objects(self, node)
         backends, pools = check_proxy(node, self.backends, self.backend_defaults,
                                       self.spare_pools,
                                       (self.memcached.listen, self.memcached.tcp_port))
@@ -236,12 +240,15 @@ def summary(config: Config) -> str:
     dev = config.storage.device(pool.device)
     pct = f" ({pool.size_percent}%)" if pool.size_percent is not None else ""
     size = units.format_size(int(pool.size)) if pool.resolved else "sized when probed"
-    objects = [p.name for p in config.storage.pools if p.role == "objects"]
+    served = config.objects.pool if config.objects and config.objects.enabled else None
+    reserved = [p.name for p in config.storage.pools if p.role == "objects" and p.name != served]
     return (f"memcached tcp={host}:{mc.tcp_port} udp={udp} workers={work}; "
             f"pool {pool.name}: {size}{pct} of {describe(dev)}, {pool.segments} segments "
             f"of {units.format_size(pool.segment_size)}; "
-            + (f"objects pools {', '.join(objects)} (reserved, not served yet); "
-               if objects else "") +
+            + (f"objects={config.objects.url} from pool {served} "
+               f"({len(config.objects.buckets)} buckets); " if served else "")
+            + (f"objects pools {', '.join(reserved)} (reserved, not served); "
+               if reserved else "") +
             f"hot tier {units.format_size(config.storage.hot_tier)}; "
             f"index {config.storage.index_dir}"
             + (f"; {describe_proxy(config.backends, config.spare_pools, config.routing)}"

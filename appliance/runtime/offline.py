@@ -50,10 +50,11 @@ def provision_storage(config: Config, p: provision.Plan | None = None, *,
     p = p or plan_storage(config)
     for note in p.notes:
         say(f"note: {note}")
-    objects = [r.name for r in p.regions.values() if r.role == "objects"]
-    if objects:
-        say(f"objects pools {', '.join(objects)}: space reserved, not served until the "
-            f"object store exists")
+    served = config.objects.pool if config.objects and config.objects.enabled else None
+    reserved = [r.name for r in p.regions.values() if r.role == "objects" and r.name != served]
+    if reserved:
+        say(f"objects pools {', '.join(reserved)}: space reserved, not served (no objects "
+            f"section names them)")
     if dry_run or not p.steps:
         return p
     try:

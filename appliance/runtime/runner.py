@@ -35,7 +35,7 @@ from appliance.runtime.offline import provision_storage
 from appliance.runtime.settings import create_dataplane, dataplane_settings
 from appliance.runtime.switch import SwitchRuntime, SwitchStartError
 from appliance.storage import provision
-from appliance.storage.serving import prepare_storage
+from appliance.storage.serving import objects_settings, prepare_storage
 from dataplane.fastpath import (
     Dataplane,
     DataplaneError,
@@ -147,10 +147,14 @@ class Supervisor:
             t.start()
         host = settings.listen_host
         # The one line integration tests and operators wait for.
-        log.info("ready tcp=%s udp=%s workers=%d store=%s version=%s console=%s",
+        objects = "off"
+        if settings.objects is not None:
+            objects = f"http://{endpoint(settings.objects.listen_host, self.dp.objects_port())}/"
+        log.info("ready tcp=%s udp=%s workers=%d store=%s version=%s console=%s objects=%s",
                  endpoint(host, self.dp.bound_port(False)),
                  endpoint(host, self.dp.bound_port(True)), self.workers,
-                 settings.store.device_path, settings.version, self.console_url or "off")
+                 settings.store.device_path, settings.version, self.console_url or "off",
+                 objects)
         # The main thread waits, and reloads when SIGHUP asked for it: signal
         # handlers run here between waits and only set the flag.
         while not self.stopping.wait(0.1):
@@ -215,7 +219,8 @@ def run(config: Config) -> int:
     pool = config.storage.memcached_pool
     store_device = served.open_store_device(config, layout)
     settings = dataplane_settings(config, region=region,
-                                  capacity=layout.devices[pool.device], store_device=store_device)
+                                  capacity=layout.devices[pool.device], store_device=store_device,
+                                  objects=objects_settings(config, layout))
     # ss_dataplane_create() probes the ports without SO_REUSEPORT (so a
     # second appliance fails on the port) and flocks the store, and says
     # which; there is no second copy of those checks here.

@@ -13,7 +13,8 @@ from appliance import StartError, __version__
 from appliance.config import Config
 from appliance.storage import provision
 from appliance.storage.serving import store_settings
-from dataplane.fastpath import Dataplane, DataplaneCreateError, DataplaneSettings
+from dataplane.fastpath import (Dataplane, DataplaneCreateError, DataplaneSettings,
+                                ObjectsSettings)
 
 TCP_BACKLOG = 1024
 MAX_AUTO_WORKERS = 1024  # ss_dataplane_create accepts 1..1024 workers
@@ -40,7 +41,8 @@ def worker_threads(config: Config) -> int:
 def dataplane_settings(config: Config, *, listen: bool = True,
                        region: provision.PoolRegion | None = None,
                        capacity: int | None = None,
-                       store_device: Any = None) -> DataplaneSettings:
+                       store_device: Any = None,
+                       objects: ObjectsSettings | None = None) -> DataplaneSettings:
     """Translate the validated config into struct ss_dataplane_settings.
 
     Args:
@@ -54,6 +56,8 @@ def dataplane_settings(config: Config, *, listen: bool = True,
         store_device: the `struct ss_device *` the pool's driver opened
             (open_store_device; kind spdk), given to the store as
             ss_store_settings.device; None: the store opens the device's path.
+        objects: the HTTP listener and objects pool (serving.objects_settings); None:
+            no object requests (always so without listeners).
     """
     mc = config.memcached
     return DataplaneSettings(
@@ -68,6 +72,7 @@ def dataplane_settings(config: Config, *, listen: bool = True,
         udp_reply_burst_bytes=mc.udp_reply_burst,
         version=protocol_version(),
         store=store_settings(config, region=region, capacity=capacity, device=store_device),
+        objects=objects if listen else None,
     )
 
 

@@ -290,7 +290,7 @@ class ReservePool(Step):
 
     def describe(self) -> str:
         r = self.region
-        served = "" if r.role == "memcached" else " (objects: reserved, not served yet)"
+        served = "" if r.role == "memcached" else " (objects)"
         return (f"pool {r.name} on {self.device} at offset {r.offset} size {r.size} "
                 f"({units.format_size(r.size)}), segment_size "
                 f"{units.format_size(r.segment_size)}{served}")

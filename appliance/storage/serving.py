@@ -15,7 +15,8 @@ from appliance import StartError
 from appliance.config import LABEL_BYTES, Config
 from appliance.storage import provision
 from appliance.storage.steps import device_where
-from dataplane.fastpath import Dataplane, StoreSettings
+from dataplane.fastpath import (BUCKET_KINDS, BucketSettings, Dataplane, ObjectsSettings,
+                                StoreSettings)
 
 
 def prepare_storage(config: Config, *, create: bool = True) -> None:
@@ -96,6 +97,44 @@ def store_settings(config: Config, *, region: provision.PoolRegion | None = None
         direct_io=bool(dev.direct_io),
         **extra,
     )
+
+
+def objects_settings(config: Config, layout: provision.Plan) -> ObjectsSettings | None:
+    """The HTTP listener and the objects pool's store (pure), or None when off.
+
+    The objects pool is a store of its own beside the memcached pool's: its own index
+    directory (storage.dir/index-<pool>), its item size the chunk size.
+    """
+    o = config.objects
+    if o is None or not o.enabled:
+        return None
+    storage = config.storage
+    pool = next(p for p in storage.pools if p.name == o.pool)
+    dev = storage.device(pool.device)
+    region = layout.regions[pool.name]
+    capacity = layout.devices.get(pool.device) or region.end
+    drv = provision.driver(dev.kind)
+    assert drv is not None  # validation knows the kind
+    store = StoreSettings(
+        index_dir=str(storage.dir / f"index-{pool.name}"),
+        device_path=drv.store_path(dev, pool),
+        device_bytes=region.size,
+        segment_bytes=pool.segment_size,
+        hot_bytes=o.hot_tier,
+        item_size_max=o.chunk_size,
+        index_map_bytes=2 * capacity + 64 * 1024**2,
+        flush_interval_ms=storage.flush_interval,
+        device_offset=region.offset,
+        pool_name=pool.name,
+        direct_io=bool(dev.direct_io),
+    )
+    return ObjectsSettings(
+        listen_host=o.host, port=o.port, store=store, chunk_bytes=o.chunk_size,
+        max_object_bytes=o.max_object_size, max_head_bytes=o.max_header_size,
+        max_fields=o.max_headers, max_uri_bytes=o.max_uri_size,
+        request_timeout_ms=o.request_timeout, keepalive_timeout_ms=o.keepalive_timeout,
+        buckets=tuple(BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind])
+                      for b in o.buckets))
 
 
 def storage_state(config: Config, dp: Dataplane | None = None) -> dict[str, Any]:

@@ -43,7 +43,7 @@ BAD = [
     pytest.param(
         "logging:\n  level: info\nbackend: []\n",
         "configs/x.yaml:3: backend: unknown key; did you mean backends? expected one of "
-        "memcached, storage, logging, backends, backend_defaults, spare_pools, routing, dataplane, console",
+        "memcached, storage, logging, backends, backend_defaults, spare_pools, routing, dataplane, console, objects",
         id="unknown-section"),
     pytest.param(
         "memcached:\n  max_connections: many\n",

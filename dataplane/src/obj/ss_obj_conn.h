@@ -77,6 +77,9 @@ static inline struct ss_obj *obj_of(const struct obj_conn *oc)
  * keep. HEAD gets the status without the XML body. */
 void obj_error(struct ss_conn *c, struct obj_conn *oc, int status, const char *code,
                const char *message, int keep);
+/* The same with one more field (a 416's Content-Range). */
+void obj_error_field(struct ss_conn *c, struct obj_conn *oc, int status, const char *code,
+                     const char *message, int keep, const char *field, const char *value);
 /* Status line and the fields every response has (Date, Server, Connection). */
 int obj_head_begin(struct ss_conn *c, struct obj_conn *oc, int status);
 int obj_field(struct ss_conn *c, const char *name, const char *value);

@@ -110,18 +110,8 @@ int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *re
             char cr[64];
             ss_http_content_range_unsatisfied(cr, sizeof(cr), m.size);
             /* S3's InvalidRange body, with the Content-Range RFC 9110 asks for. */
-            size_t mark = c->out.len;
-            obj_error(c, oc, 416, "InvalidRange", "the requested range is not satisfiable", 1);
-            char *blank = memmem(c->out.data + mark, c->out.len - mark, "\r\n\r\n", 4);
-            if (blank) {
-                size_t at = (size_t)(blank - c->out.data) + 2;
-                struct ss_buf tail = {0};
-                ss_buf_append(&tail, c->out.data + at, c->out.len - at);
-                c->out.len = at;
-                obj_field(c, "Content-Range", cr);
-                ss_buf_append(&c->out, tail.data, tail.len);
-                ss_buf_free(&tail);
-            }
+            obj_error_field(c, oc, 416, "InvalidRange", "the requested range is not "
+                            "satisfiable", 1, "Content-Range", cr);
             return 0;
         }
         ranged = r == SS_HTTP_RANGE_OK;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/ss_clock.h"
 #include "server/ss_worker.h"
@@ -75,6 +76,12 @@ static int append_xml(struct ss_buf *b, const char *s, size_t n)
 void obj_error(struct ss_conn *c, struct obj_conn *oc, int status, const char *code,
                const char *message, int keep)
 {
+    obj_error_field(c, oc, status, code, message, keep, NULL, NULL);
+}
+
+void obj_error_field(struct ss_conn *c, struct obj_conn *oc, int status, const char *code,
+                     const char *message, int keep, const char *field, const char *value)
+{
     if (!keep)
         oc->keep_alive = 0;
     if (oc->b)
@@ -99,6 +106,8 @@ void obj_error(struct ss_conn *c, struct obj_conn *oc, int status, const char *c
     rc |= ss_buf_append_str(&body, "</Error>\n");
     rc |= obj_head_begin(c, oc, status);
     rc |= obj_field(c, "Content-Type", "application/xml");
+    if (field)
+        rc |= obj_field(c, field, value);
     rc |= obj_field_u64(c, "Content-Length", oc->head_only ? 0 : body.len);
     rc |= ss_buf_append(&c->out, "\r\n", 2);
     if (!oc->head_only)

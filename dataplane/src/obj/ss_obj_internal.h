@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http/ss_http.h"
+#include "ss_http.h"
 #include "ring/ss_hashkit.h"
 #include "ss_obj.h"
 #include "ss_store.h"

@@ -1,0 +1,184 @@
+"""The `objects` section: object requests (HTTP/1.1, S3 path-style) on the appliance.
+
+    objects:
+      enabled: true
+      listen: 127.0.0.1:8081       # HTTP listener
+      pool: objects                # a storage pool with role: objects
+      chunk_size: 1MiB             # objects are stored in chunks of this size
+      max_object_size: 5GiB
+      hot_tier: 16MiB              # DRAM copies of recently read chunks
+      max_header_size: 8KiB        # request line and fields; over it: 431
+      max_headers: 100
+      max_uri_size: 4KiB           # over it: 414
+      request_timeout: 30s         # a request that stops making progress: closed
+      keepalive_timeout: 60s       # an idle kept-alive connection: closed
+      buckets:
+        - name: default
+          kind: local              # the appliance is the store of record
+
+Without the section nothing listens for objects. A `kind: local` bucket's objects
+are never evicted; the pool refuses writes (507) once its live objects fill it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.config.console import host_port
+from appliance.config.schema import (
+    boolean,
+    duration_ms,
+    int_range,
+    list_of,
+    one_of,
+    scalar,
+    section,
+    setting,
+)
+from appliance.config.yaml_source import ConfigError, Node
+
+# S3's rules for a bucket name (the ones that matter in a path-style URL).
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# What a chunk item costs beyond its data in a segment (record header and key).
+CHUNK_OVERHEAD = 4096
+
+
+def bucket_name(raw: Any) -> str:
+    """3 to 63 lower-case letters, digits, '.' and '-', starting and ending alphanumeric."""
+    if not isinstance(raw, str) or not _BUCKET_NAME.match(raw) or ".." in raw:
+        raise ValueError("a bucket name of 3 to 63 lower-case letters, digits, '.' and '-', "
+                         "starting and ending with a letter or digit")
+    return raw
+
+
+def pool_name(raw: Any) -> str:
+    """The name of a pool in storage.pools."""
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("the name of a pool in storage.pools")
+    return raw
+
+
+def size_in(lo: int, hi: int, what: str) -> Any:
+    from appliance.config.schema import size_range
+
+    parse = size_range(lo, hi)
+
+    def convert(raw: Any) -> int:
+        try:
+            return parse(raw)
+        except ValueError:
+            raise ValueError(what) from None
+
+    return convert
+
+
+@dataclass(frozen=True)
+class BucketConfig:
+    """One entry of `objects.buckets`."""
+
+    NOUN = "bucket settings (name, kind)"
+
+    name: str = setting(scalar(bucket_name))
+    # local: the appliance is the store of record. Caches of an HTTP or S3 origin
+    # (http, s3) are the next step and are refused by name until they are served.
+    kind: str = setting(scalar(one_of("local", later=("http", "s3"),
+                                      hint=": caches of an origin come next")), "local")
+
+
+@dataclass(frozen=True)
+class ObjectsConfig:
+    """`objects`: the HTTP listener for object requests and its buckets."""
+
+    NOUN = ("objects settings (enabled, listen, pool, chunk_size, max_object_size, hot_tier, "
+            "max_header_size, max_headers, max_uri_size, request_timeout, keepalive_timeout, "
+            "buckets)")
+
+    enabled: bool = setting(scalar(boolean), True)
+    listen: tuple[str, int] = setting(scalar(host_port), "127.0.0.1:8081")
+    pool: str = setting(scalar(pool_name), "objects")
+    chunk_size: int = setting(scalar(size_in(64 * 1024, 64 * 1024**2,
+                                             "a chunk size from 64KiB to 64MiB")), "1MiB")
+    max_object_size: int = setting(scalar(size_in(1, 2**50, "a size like 5GiB")), "5GiB")
+    hot_tier: int = setting(scalar(size_in(0, 2**40, "a size like 16MiB, or 0")), "16MiB")
+    max_header_size: int = setting(scalar(size_in(1024, 1024**2,
+                                                  "a size from 1KiB to 1MiB")), "8KiB")
+    max_headers: int = setting(scalar(int_range(8, 100, "a number of header fields")), 100)
+    max_uri_size: int = setting(scalar(size_in(256, 64 * 1024, "a size from 256 to 64KiB")),
+                                "4KiB")
+    request_timeout: int = setting(scalar(duration_ms(1000, 3_600_000)), "30s")
+    keepalive_timeout: int = setting(scalar(duration_ms(1000, 3_600_000)), "60s")
+    buckets: tuple[BucketConfig, ...] = setting(list_of(BucketConfig, "buckets"), [])
+
+    @property
+    def host(self) -> str:
+        return self.listen[0]
+
+    @property
+    def port(self) -> int:
+        return self.listen[1]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def _check(self, node: Node, path: str) -> ObjectsConfig:
+        names = [b.name for b in self.buckets]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigError(f"duplicate bucket name {name!r} (also {path}.buckets"
+                                  f"[{names.index(name)}])", path=f"{path}.buckets[{i}].name",
+                                  line=node.line_of("buckets", i, "name"))
+        if self.enabled and not self.buckets:
+            raise ConfigError("expected at least one bucket (or enabled: false)",
+                              path=f"{path}.buckets", line=node.line_of("buckets"))
+        return self
+
+
+def objects_section() -> Any:
+    """The converter for Config.objects: absent or null means no object requests."""
+    convert = section(ObjectsConfig)
+
+    def build(node: Node, path: str, ctx: Any) -> ObjectsConfig | None:
+        if node.value is None:
+            return None
+        return convert(node, path, ctx)
+
+    return build
+
+
+def check_objects(config: Any, node: Node) -> None:
+    """The rules that need the rest of the config: the pool, the ports.
+
+    Raises:
+        ConfigError: naming the objects key at fault, with its line.
+    """
+    o = config.objects
+    if o is None or not o.enabled:
+        return
+    pool = next((p for p in config.storage.pools if p.name == o.pool), None)
+    line = node.line_of("objects", "pool")
+    if pool is None or pool.role != "objects":
+        have = [p.name for p in config.storage.pools if p.role == "objects"]
+        raise ConfigError(f"no storage pool {o.pool!r} with role: objects"
+                          + (f" (objects pools: {', '.join(have)})" if have else
+                             "; add one to storage.pools with role: objects"),
+                          path="objects.pool", line=line)
+    if config.storage.device(pool.device).kind == "spdk":
+        raise ConfigError(f"pool {pool.name} is on spdk device {pool.device}: objects pools "
+                          f"are served from file and block devices only, so far",
+                          path="objects.pool", line=line)
+    if pool.segment_size < o.chunk_size + CHUNK_OVERHEAD:
+        raise ConfigError(f"chunks of {o.chunk_size} bytes need pool {pool.name}'s "
+                          f"segment_size to be at least chunk_size + 4KiB; lower chunk_size "
+                          f"or raise the pool's segment_size",
+                          path="objects.chunk_size", line=node.line_of("objects", "chunk_size"))
+    taken = {(config.memcached.listen, config.memcached.tcp_port): "memcached.tcp_port"}
+    if config.console.enabled:
+        taken[config.console.listen] = "console.listen"
+    other = taken.get((o.host, o.port))
+    if o.port and other:
+        raise ConfigError(f"{o.host}:{o.port} is also {other}; give objects its own port",
+                          path="objects.listen", line=node.line_of("objects", "listen"))
