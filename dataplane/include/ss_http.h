@@ -179,7 +179,7 @@ struct ss_http_chunked {
     uint32_t max_ext;
     uint32_t ext_len;      /* extension bytes seen in this chunk-size line */
     size_t line_start;     /* where the current trailer line starts in trailer_buf */
-    /* The current chunk's extensions (from the first ';'), when they fit. */
+    /* The current chunk's size line after its digits (its extensions), when it fits. */
     char ext[SS_HTTP_CHUNK_EXT_KEEP];
     uint32_t ext_kept;
     int ext_truncated;
