@@ -220,7 +220,7 @@ BAD = [
     pytest.param(
         "- memcached\n",
         "configs/x.yaml:1: expected a mapping of sections (memcached, storage, logging, "
-        "backends, backend_defaults, spare_pools, routing, dataplane, console), got a list",
+        "backends, backend_defaults, spare_pools, routing, dataplane, console, objects), got a list",
         id="top-level-list"),
     pytest.param(
         "logging:\n  level: loud\n",

@@ -56,7 +56,7 @@ def test_fresh_plan_creates_file_reserves_pools_and_writes_label(tmp_path: Path)
     assert items.offset == LABEL_BYTES and items.size == percent_bytes(64 * MiB, Decimal(50))
     assert objs.offset % MiB == 0 and objs.offset >= items.end
     assert "create file" in p.lines()[0] and "64MiB" in p.lines()[0]
-    assert "not served yet" in p.lines()[2]
+    assert p.lines()[2].endswith("(objects)")
     provision.apply(p, config, progress=lambda line: None)
     dev = tmp_path / "var" / "dev.dat"
     assert dev.stat().st_size == 64 * MiB

@@ -285,6 +285,30 @@ static void drop_device(const struct ss_dataplane_settings *s)
         dev->ops->close(dev);
 }
 
+/* The objects listener's descriptors, one per worker, none open yet. 0 or -ENOMEM. */
+static int objects_alloc(struct ss_dataplane *dp, const struct ss_objects_settings *os)
+{
+    dp->http_port = -1;
+    if (!os)
+        return 0;
+    dp->http_fds = malloc(sizeof(int) * (size_t)dp->nworkers);
+    if (!dp->http_fds)
+        return -ENOMEM;
+    for (int i = 0; i < dp->nworkers; i++)
+        dp->http_fds[i] = -1;
+    return 0;
+}
+
+static struct ss_obj *objects_open(const struct ss_objects_settings *os, char *err,
+                                   size_t errlen)
+{
+    char why[512];
+    struct ss_obj *o = ss_obj_open(os, why, sizeof(why));
+    if (!o)
+        ss_err(err, errlen, "objects: %s", why);
+    return o;
+}
+
 struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, char *err,
                                          size_t errlen)
 {
@@ -345,19 +369,13 @@ struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, 
         dp->workers[i].epfd = dp->workers[i].wakefd = -1;
     }
 
-    dp->http_port = -1;
-    if (s->objects) {
-        dp->http_fds = malloc(sizeof(int) * (size_t)dp->nworkers);
-        if (!dp->http_fds) {
-            ss_err(err, errlen, "out of memory creating the data plane");
-            dataplane_free(dp);
-            drop_device(s);
-            return NULL;
-        }
-        for (int i = 0; i < dp->nworkers; i++)
-            dp->http_fds[i] = -1;
-    }
     const struct ss_objects_settings *os = s->objects;
+    if (objects_alloc(dp, os) < 0) {
+        ss_err(err, errlen, "out of memory creating the data plane");
+        dataplane_free(dp);
+        drop_device(s);
+        return NULL;
+    }
     if ((s->tcp_port >= 0 &&
          listen_group(dp, dp->s.listen_host, 0, s->tcp_port, dp->tcp_fds, &dp->tcp_port, err,
                       errlen) < 0) ||
@@ -385,14 +403,8 @@ struct ss_dataplane *ss_dataplane_create(const struct ss_dataplane_settings *s, 
         goto fail;
     }
     dp->ctl_ready = 1;
-    if (os) {
-        char why[512];
-        dp->obj = ss_obj_open(os, why, sizeof(why));
-        if (!dp->obj) {
-            ss_err(err, errlen, "objects: %s", why);
-            goto fail;
-        }
-    }
+    if (os && !(dp->obj = objects_open(os, err, errlen)))
+        goto fail;
 
     rc = workers_init(dp);
     if (!rc)

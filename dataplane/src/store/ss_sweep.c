@@ -145,3 +145,37 @@ int ss_sweep_purge_flushed(struct ss_store *st, uint64_t flush_seq)
         return 0;
     return done;
 }
+
+/* A walk for callers outside the store (the object plane's open and purges). */
+int ss_store_keys(struct ss_store *st, const void *prefix, size_t nprefix,
+                  int (*fn)(void *arg, const void *key, size_t nkey), void *arg)
+{
+    struct ss_index_txn *txn;
+    struct ss_index_cursor *cur;
+    int rc = ss_index_begin(st->index, false, &txn);
+    if (rc)
+        return rc;
+    rc = ss_index_cursor_open(txn, &cur);
+    if (rc) {
+        ss_index_abort(txn);
+        return rc;
+    }
+    /* A copy: the cursor's key is only valid until it moves, and fn may
+     * change the index (its own transactions; ours is a snapshot). */
+    char key[SS_KEY_MAX_LENGTH];
+    struct ss_index_item it;
+    rc = ss_index_cursor_seek(cur, prefix, nprefix, &it);
+    while (rc == 0) {
+        if (it.nkey < nprefix || memcmp(it.key, prefix, nprefix) != 0)
+            break;
+        size_t nkey = it.nkey < sizeof(key) ? it.nkey : sizeof(key);
+        memcpy(key, it.key, nkey);
+        rc = fn(arg, key, nkey);
+        if (rc)
+            break;
+        rc = ss_index_cursor_next(cur, &it);
+    }
+    ss_index_cursor_close(cur);
+    ss_index_abort(txn);
+    return rc == -ENOENT ? 0 : rc;
+}
