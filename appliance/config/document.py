@@ -112,7 +112,7 @@ class Config:
     # The web console, REST API and /metrics (appliance.config.console).
     console: ConsoleConfig = setting(section(ConsoleConfig), {})
     # Object requests over HTTP (appliance.config.objects); None: not served.
-    objects: ObjectsConfig | None = setting(objects_section(), None)
+    objects: ObjectsConfig | None = setting(objects_section(), {})
     source: str | None = derived()
 
     @property
@@ -129,11 +129,11 @@ class Config:
         self._check_segments(node)
         check_switch(node, self.dataplane, self.memcached.listen, self.memcached.udp_port)
         self._check_one_eal(node)
-        check_objects(self, node)
+        objects = check_objects(self, node)
         backends, pools = check_proxy(node, self.backends, self.backend_defaults,
                                       self.spare_pools,
                                       (self.memcached.listen, self.memcached.tcp_port))
-        return dataclasses.replace(self, backends=backends, spare_pools=pools)
+        return dataclasses.replace(self, backends=backends, spare_pools=pools, objects=objects)
 
     def _check_one_eal(self, node: Node) -> None:
         """In switch mode SPDK attaches to the EAL switch mode starts (a process has one),

@@ -16,7 +16,9 @@
         - name: default
           kind: local              # the appliance is the store of record
 
-Without the section nothing listens for objects. A `kind: local` bucket's objects
+Without the section, these defaults serve the storage pool named `objects` when there
+is one (the built-in storage has one), else nothing; `objects: null` or `enabled: false`
+turns object requests off. A `kind: local` bucket's objects
 are never evicted; the pool refuses writes (507) once its live objects fill it.
 """
 
@@ -109,7 +111,8 @@ class ObjectsConfig:
                                 "4KiB")
     request_timeout: int = setting(scalar(duration_ms(1000, 3_600_000)), "30s")
     keepalive_timeout: int = setting(scalar(duration_ms(1000, 3_600_000)), "60s")
-    buckets: tuple[BucketConfig, ...] = setting(list_of(BucketConfig, "buckets"), [])
+    buckets: tuple[BucketConfig, ...] = setting(list_of(BucketConfig, "buckets"),
+                                                [{"name": "default", "kind": "local"}])
 
     @property
     def host(self) -> str:
@@ -138,27 +141,38 @@ class ObjectsConfig:
 
 
 def objects_section() -> Any:
-    """The converter for Config.objects: absent or null means no object requests."""
+    """The converter for Config.objects: `objects: null` means no object requests."""
     convert = section(ObjectsConfig)
 
     def build(node: Node, path: str, ctx: Any) -> ObjectsConfig | None:
-        if node.value is None:
-            return None
+        if node.value is None and node.line is not None:
+            return None  # written as null
         return convert(node, path, ctx)
 
     return build
 
 
-def check_objects(config: Any, node: Node) -> None:
+def check_objects(config: Any, node: Node) -> ObjectsConfig | None:
     """The rules that need the rest of the config: the pool, the ports.
+
+    Without an objects section the defaults serve the `objects` pool when the storage
+    has one (the built-in storage does), and nothing otherwise; a written section must
+    name a pool that exists.
+
+    Returns:
+        The objects settings to serve, or None.
 
     Raises:
         ConfigError: naming the objects key at fault, with its line.
     """
     o = config.objects
     if o is None or not o.enabled:
-        return
+        return o
     pool = next((p for p in config.storage.pools if p.name == o.pool), None)
+    if node.child("objects") is None and (
+            pool is None or pool.role != "objects"
+            or config.storage.device(pool.device).kind == "spdk"):
+        return None  # nothing the defaults could serve: off, as before objects existed
     line = node.line_of("objects", "pool")
     if pool is None or pool.role != "objects":
         have = [p.name for p in config.storage.pools if p.role == "objects"]
@@ -182,3 +196,4 @@ def check_objects(config: Any, node: Node) -> None:
     if o.port and other:
         raise ConfigError(f"{o.host}:{o.port} is also {other}; give objects its own port",
                           path="objects.listen", line=node.line_of("objects", "listen"))
+    return o

@@ -186,9 +186,13 @@ class StorageConfig:
     hot_tier: int = setting(scalar(size_range(0, 2**62)), "64MiB")
     flush_interval: int = setting(scalar(duration_ms(0, 3_600_000)), "200ms")
     devices: tuple[DeviceConfig, ...] = setting(list_of(DeviceConfig, "devices"), [
-        {"name": "local", "kind": "file", "path": "./var/store.dat", "size": "1GiB"}])
+        {"name": "local", "kind": "file", "path": "./var/store.dat", "size": "2GiB"}])
+    # Half for memcached items, half for objects (a 1GiB store from before objects keeps
+    # its items pool: 50% of 2GiB after the label is the same 1023MiB).
     pools: tuple[PoolConfig, ...] = setting(list_of(PoolConfig, "pools"), [
-        {"name": "items", "device": "local", "size": "100%", "role": "memcached",
+        {"name": "items", "device": "local", "size": "50%", "role": "memcached",
+         "segment_size": "8MiB"},
+        {"name": "objects", "device": "local", "size": "50%", "role": "objects",
          "segment_size": "8MiB"}])
     spdk: SpdkConfig = setting(section(SpdkConfig), {})
 

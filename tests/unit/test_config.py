@@ -266,7 +266,12 @@ def test_default_yaml_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert (st.hot_tier, st.flush_interval) == (64 * 1024**2, 200)
     pool = st.memcached_pool
     assert (pool.size, pool.size_percent, pool.segment_size, pool.segments) == (
-        1023 * 1024**2, Decimal(100), 8 * 1024**2, 127)  # the label takes 1MiB
+        1023 * 1024**2, Decimal(50), 8 * 1024**2, 127)  # the label takes 1MiB of 2GiB
+    o = config.objects
+    assert o is not None and (o.host, o.port, o.pool, o.chunk_size) == (
+        "127.0.0.1", 8081, "objects", 1024**2)
+    assert [(b.name, b.kind) for b in o.buckets] == [("default", "local")]
+    assert "objects=http://127.0.0.1:8081/" in summary(config)
     assert st.device(pool.device).path == tmp_path / "var" / "store.dat"
     assert config.logging.level == "info"
     assert "tcp=127.0.0.1:11211 udp=127.0.0.1:11211" in summary(config)

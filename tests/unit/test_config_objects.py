@@ -1,0 +1,95 @@
+"""The objects section: defaults, the rules that need the rest of the config, bad input
+named by file, line and path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.config import ConfigError, parse_config
+from appliance.runtime.settings import dataplane_settings
+from appliance.storage import provision
+from appliance.storage.serving import objects_settings
+
+STORAGE = """\
+storage:
+  dir: var
+  devices:
+    - {name: d, kind: file, path: d.img, size: 64MiB}
+  pools:
+    - {name: items, device: d, size: 50%, segment_size: 2MiB}
+    - {name: objs, device: d, size: 50%, role: objects, segment_size: 2MiB}
+"""
+
+
+def load(text: str, tmp_path: Path):
+    return parse_config(text, "o.yaml", base_dir=tmp_path)
+
+
+def test_the_built_in_storage_serves_a_default_bucket(tmp_path: Path) -> None:
+    o = load("", tmp_path).objects
+    assert o is not None and o.url == "http://127.0.0.1:8081/"
+    assert [b.name for b in o.buckets] == ["default"]
+
+
+def test_storage_without_an_objects_pool_serves_no_objects(tmp_path: Path) -> None:
+    text = STORAGE.replace("    - {name: objs, device: d, size: 50%, role: objects, "
+                           "segment_size: 2MiB}\n", "")
+    assert load(text, tmp_path).objects is None
+
+
+def test_null_or_disabled_turns_objects_off(tmp_path: Path) -> None:
+    assert load(STORAGE + "objects: null\n", tmp_path).objects is None
+    o = load(STORAGE + "objects: {enabled: false, pool: objs}\n", tmp_path).objects
+    assert o is not None and not o.enabled
+
+
+def test_settings_give_the_objects_pool_its_own_store(tmp_path: Path) -> None:
+    config = load(STORAGE + "objects:\n  pool: objs\n  listen: 127.0.0.1:0\n"
+                  "  chunk_size: 1MiB\n  buckets: [{name: photos}, {name: logs.v2}]\n",
+                  tmp_path)
+    layout = provision.plan(config)
+    s = objects_settings(config, layout)
+    assert s is not None and s.port == 0 and s.chunk_bytes == 1024**2
+    assert s.store.item_size_max == 1024**2 and s.store.index_dir.endswith("index-objs")
+    assert s.store.device_offset == layout.regions["objs"].offset
+    assert [b.name for b in s.buckets] == ["photos", "logs.v2"]
+    assert dataplane_settings(config, listen=False, objects=s).objects is None
+
+
+BAD = [
+    pytest.param("objects:\n  pool: items\n",
+                 "o.yaml:9: objects.pool: no storage pool 'items' with role: objects "
+                 "(objects pools: objs)", id="pool-not-objects"),
+    pytest.param("objects:\n  pool: objs\n  chunk_size: 4MiB\n",
+                 "o.yaml:10: objects.chunk_size: chunks of 4194304 bytes need pool objs's "
+                 "segment_size to be at least chunk_size + 4KiB; lower chunk_size or raise "
+                 "the pool's segment_size", id="chunk-over-segment"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: Bad_Name}]\n",
+                 "o.yaml:10: objects.buckets[0].name: expected a bucket name of 3 to 63 "
+                 "lower-case letters, digits, '.' and '-', starting and ending with a letter "
+                 "or digit, got 'Bad_Name'", id="bucket-name"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: aaa}, {name: aaa}]\n",
+                 "o.yaml:10: objects.buckets[1].name: duplicate bucket name 'aaa' (also "
+                 "objects.buckets[0])", id="duplicate-bucket"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: http}]\n",
+                 "o.yaml:10: objects.buckets[0].kind: expected local (http is not supported "
+                 "yet: caches of an origin come next), got 'http'", id="cached-bucket"),
+    pytest.param("objects:\n  pool: objs\n  listen: 127.0.0.1:8080\n",
+                 "o.yaml:10: objects.listen: 127.0.0.1:8080 is also console.listen; give "
+                 "objects its own port", id="port-clash"),
+    pytest.param("objects:\n  pool: objs\n  max_object_sise: 1GiB\n",
+                 "o.yaml:10: objects.max_object_sise: unknown key; did you mean "
+                 "max_object_size? expected one of enabled, listen, pool, chunk_size, "
+                 "max_object_size, hot_tier, max_header_size, max_headers, max_uri_size, "
+                 "request_timeout, keepalive_timeout, buckets", id="unknown-key"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD)
+def test_bad_objects_config_names_file_line_and_path(tmp_path: Path, extra: str,
+                                                     message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(STORAGE + extra, tmp_path)
+    assert str(info.value) == message
