@@ -313,13 +313,59 @@ static int conn_process(struct ss_server_conn *sc)
     return 0;
 }
 
+/*
+ * Everything owed is sent and the connection is to end. An HTTP client may
+ * still be sending (a body we refused): closing with its bytes unread would
+ * make the kernel answer them with a reset, which can destroy our answer in
+ * the client's receive queue. So shut our side and drop what still comes,
+ * as HTTP servers do. Returns 1 when c lingers, 0 when it may close now.
+ */
+static int conn_linger(struct ss_server_conn *sc)
+{
+    struct ss_conn *c = &sc->c;
+    if (c->proto != SS_PROTO_HTTP || sc->peer_eof || c->state == SS_CONN_LINGERING)
+        return 0;
+    if (shutdown(c->fd, SHUT_WR) < 0)
+        return 0;
+    ss_conn_set_state(c, SS_CONN_LINGERING);
+    sc->linger_until_ms = ss_clock_mono_ms() + SS_CONN_LINGER_MS;
+    c->rpos = c->rlen = 0;
+    return 1;
+}
+
+/* Read and drop a lingering connection's input. 1 at its end (close), else 0. */
+static int conn_drain(struct ss_server_conn *sc)
+{
+    struct ss_conn *c = &sc->c;
+    for (int i = 0; i < SS_CONN_READS_PER_EVENT; i++) {
+        ssize_t n = recv(c->fd, c->rbuf, c->rcap, MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    }
+    return 0;
+}
+
+int ss_conn_linger_expired(struct ss_conn *c, uint64_t now_ms)
+{
+    struct ss_server_conn *sc = ss_server_conn_of(c);
+    if (c->state != SS_CONN_LINGERING || now_ms < sc->linger_until_ms)
+        return 0;
+    ss_conn_close(c);
+    return 1;
+}
+
 /* Register the epoll mask the connection's state calls for. */
 static int conn_rearm(struct ss_server_conn *sc)
 {
     struct ss_conn *c = &sc->c;
     uint32_t want;
 
-    if (c->state == SS_CONN_READING)
+    if (c->state == SS_CONN_LINGERING)
+        want = EPOLLIN;
+    else if (c->state == SS_CONN_READING)
         /* After end of input EPOLLIN would fire forever: leave it out. */
         want = (sc->peer_eof ? 0 : EPOLLIN) |
                (conn_pending(sc) || sc->more || c->produce ? EPOLLOUT : 0);
@@ -346,6 +392,11 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
     /* HUP: both directions are shut, nothing sent would be delivered. */
     if (events & (EPOLLERR | EPOLLHUP))
         goto close;
+    if (c->state == SS_CONN_LINGERING) {
+        if (conn_drain(sc))
+            goto close;
+        return;
+    }
 
     if (events & EPOLLOUT) {
         if (conn_pending(sc) && conn_flush(sc) < 0)
@@ -389,7 +440,7 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
         !ss_reply_owed(c))
         ss_conn_set_state(c, SS_CONN_CLOSING);
     if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0 &&
-        !ss_reply_owed(c))
+        !ss_reply_owed(c) && !conn_linger(sc))
         goto close;
     if (c->state == SS_CONN_READING && conn_pending(sc) > SS_CONN_OUT_HIGH_WATER)
         ss_conn_set_state(c, SS_CONN_WRITING);
@@ -417,7 +468,8 @@ void ss_conn_output_ready(struct ss_conn *c)
         goto close;
     if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more && !ss_reply_owed(c))
         ss_conn_set_state(c, SS_CONN_CLOSING);
-    if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0 && !ss_reply_owed(c))
+    if (c->state == SS_CONN_CLOSING && conn_pending(sc) == 0 && !ss_reply_owed(c) &&
+        !conn_linger(sc))
         goto close;
     if (c->state == SS_CONN_READING && conn_pending(sc) > SS_CONN_OUT_HIGH_WATER)
         ss_conn_set_state(c, SS_CONN_WRITING);

@@ -47,6 +47,10 @@ enum ss_conn_state {
     SS_CONN_READING = 0, /* reading input; a little output may be queued too */
     SS_CONN_WRITING,     /* output over the high-water mark: no reading until it drains */
     SS_CONN_CLOSING,     /* flush what is queued, then close */
+    SS_CONN_LINGERING,   /* HTTP: answered and our side shut; input still coming is
+                          * read and dropped until the client closes (or a time limit),
+                          * so the kernel does not reset the connection before the
+                          * client has read the answer (a refused upload, say) */
     SS_CONN__STATE_MAX
 };
 

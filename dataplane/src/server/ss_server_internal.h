@@ -40,6 +40,8 @@
 #define SS_CONN_RBUF_TRIM (256u * 1024u)
 #define SS_CONN_OUT_TRIM (1u << 20)
 #define SS_CONN_TRIM_IDLE_MS 2000u
+/* How long a lingering HTTP connection may keep sending before it is closed. */
+#define SS_CONN_LINGER_MS 5000u
 
 /* Items of work a worker picks up per wake-up before yielding to others. */
 #define SS_WORKER_EVENTS 64
@@ -94,6 +96,7 @@ struct ss_server_conn {
     uint8_t peer_eof;   /* the client shut down its side */
     uint8_t more;       /* whole commands may wait in rbuf: run on EPOLLOUT */
     struct ss_replyq *replies; /* deferred replies still owed (ss_reply.c) */
+    uint64_t linger_until_ms;  /* SS_CONN_LINGERING: close at this time at the latest */
 };
 
 static inline struct ss_server_conn *ss_server_conn_of(struct ss_conn *c)
@@ -153,6 +156,8 @@ int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *pee
 void ss_conn_on_event(struct ss_conn *c, uint32_t events);
 void ss_conn_close(struct ss_conn *c);
 void ss_conn_trim(struct ss_conn *c);
+/* The worker's sweep: close c if it lingered past its limit. 1 when closed. */
+int ss_conn_linger_expired(struct ss_conn *c, uint64_t now_ms);
 
 /* ss_udp.c */
 struct ss_udp_budget *ss_udp_budget_new(uint32_t bytes_per_sec, uint32_t burst_bytes);

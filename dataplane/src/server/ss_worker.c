@@ -110,6 +110,10 @@ static void loop_sweep(struct ss_loop *l, uint64_t now)
     while (c) {
         struct ss_conn *next = c->next;
         uint64_t quiet = now > c->last_active_ms ? now - c->last_active_ms : 0;
+        if (ss_conn_linger_expired(c, now)) {
+            c = next;
+            continue;
+        }
         if (c->proto == SS_PROTO_HTTP) {
             /* HTTP has its own timeouts: a stalled request, an idle keep-alive. */
             if (ss_obj_conn_expired(c, quiet)) {
