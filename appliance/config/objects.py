@@ -43,8 +43,6 @@ from appliance.config.yaml_source import ConfigError, Node
 
 # S3's rules for a bucket name (the ones that matter in a path-style URL).
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-# What a chunk item costs beyond its data in a segment (record header and key).
-CHUNK_OVERHEAD = 4096
 
 
 def bucket_name(raw: Any) -> str:
@@ -184,9 +182,11 @@ def check_objects(config: Any, node: Node) -> ObjectsConfig | None:
         raise ConfigError(f"pool {pool.name} is on spdk device {pool.device}: objects pools "
                           f"are served from file and block devices only, so far",
                           path="objects.pool", line=line)
-    if pool.segment_size < o.chunk_size + CHUNK_OVERHEAD:
+    # A chunk's record (its data, header and key) is exactly chunk_size, so segments
+    # of a power-of-two size hold whole chunks.
+    if pool.segment_size < o.chunk_size:
         raise ConfigError(f"chunks of {o.chunk_size} bytes need pool {pool.name}'s "
-                          f"segment_size to be at least chunk_size + 4KiB; lower chunk_size "
+                          f"segment_size to be at least chunk_size; lower chunk_size "
                           f"or raise the pool's segment_size",
                           path="objects.chunk_size", line=node.line_of("objects", "chunk_size"))
     taken = {(config.memcached.listen, config.memcached.tcp_port): "memcached.tcp_port"}

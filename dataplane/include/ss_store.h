@@ -294,6 +294,11 @@ int ss_store_sync(struct ss_store_thread *t);
 int ss_store_keys(struct ss_store *st, const void *prefix, size_t nprefix,
                   int (*fn)(void *arg, const void *key, size_t nkey), void *arg);
 
+/* Bytes a record of this key and value length takes in a segment (header,
+ * key, value, alignment): for callers that size their items to pack
+ * segments exactly (object chunks). */
+uint32_t ss_store_record_bytes(size_t nkey, size_t nbytes);
+
 /* A fresh, never-before-used cas value. */
 uint64_t ss_store_next_cas(struct ss_store *st);
 

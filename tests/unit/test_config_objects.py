@@ -64,7 +64,7 @@ BAD = [
                  "(objects pools: objs)", id="pool-not-objects"),
     pytest.param("objects:\n  pool: objs\n  chunk_size: 4MiB\n",
                  "o.yaml:10: objects.chunk_size: chunks of 4194304 bytes need pool objs's "
-                 "segment_size to be at least chunk_size + 4KiB; lower chunk_size or raise "
+                 "segment_size to be at least chunk_size; lower chunk_size or raise "
                  "the pool's segment_size", id="chunk-over-segment"),
     pytest.param("objects:\n  pool: objs\n  buckets: [{name: Bad_Name}]\n",
                  "o.yaml:10: objects.buckets[0].name: expected a bucket name of 3 to 63 "

@@ -67,6 +67,9 @@ struct obj_doomed {
 
 struct ss_obj {
     struct ss_objects_settings s; /* strings and buckets point at own copies */
+    /* Data bytes per chunk: a chunk's whole record is chunk_bytes, so a
+     * segment of a power-of-two size holds whole chunks with nothing wasted. */
+    uint32_t chunk_data;
     char *own_listen_host, *own_index_dir, *own_device_path;
     struct ss_store *store;
     struct ss_store_thread ctl_st; /* the control thread's handle */

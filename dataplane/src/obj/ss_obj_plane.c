@@ -177,8 +177,9 @@ static int open_walk(struct ss_obj *o, char *err, size_t errlen)
     if (rc)
         snprintf(err, errlen, "cannot walk the objects index: %s", strerror(rc < 0 ? -rc : EIO));
     else if (w.orphans)
-        fprintf(stderr, "smartswitch: objects: deleted %llu chunks of objects no PUT "
-                "completed (an earlier crash)\n", (unsigned long long)w.orphans);
+        fprintf(stderr, "smartswitch: objects: deleted %llu chunks no object names (PUTs "
+                "an earlier crash cut short, or objects replaced just before it)\n",
+                (unsigned long long)w.orphans);
     free(w.live.v);
     free(w.buf);
     return rc;
@@ -207,6 +208,9 @@ struct ss_obj *ss_obj_open(const struct ss_objects_settings *s, char *err, size_
     o->s.store.index_dir = o->own_index_dir;
     o->s.store.device_path = o->own_device_path;
     o->s.store.item_size_max = s->chunk_bytes;
+    o->chunk_data = s->chunk_bytes;
+    while (ss_store_record_bytes(OBJ_CHUNK_KEY_LEN, o->chunk_data) > s->chunk_bytes)
+        o->chunk_data -= 8;
     o->s.store.pool_name = NULL; /* its stats are the buckets' */
     o->s.buckets = NULL;
     o->nbuckets = s->nbuckets;
@@ -254,14 +258,17 @@ void ss_obj_close(struct ss_obj *o)
 {
     if (!o)
         return;
+    for (struct obj_doomed *d = o->doomed, *next; d; d = next) {
+        next = d->next;
+        /* No GET streams any more (the workers have stopped): no grace needed. */
+        if (o->store && o->ctl_st.store)
+            obj_delete_chunks(&o->ctl_st, d->version, 0, d->nchunks);
+        free(d);
+    }
     if (o->store) {
         if (o->ctl_st.store)
             ss_store_thread_fini(&o->ctl_st);
         ss_store_close(o->store);
-    }
-    for (struct obj_doomed *d = o->doomed, *next; d; d = next) {
-        next = d->next;
-        free(d); /* still in the index: the next open's walk deletes them */
     }
     pthread_mutex_destroy(&o->doomed_lock);
     free(o->buckets);

@@ -233,7 +233,7 @@ int obj_put_start(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_r
     }
     if (checksums(c, oc, req))
         return 0;
-    if (!p->buf && !(p->buf = malloc(o->s.chunk_bytes))) {
+    if (!p->buf && !(p->buf = malloc(o->chunk_data))) {
         obj_error(c, oc, 503, "SlowDown", "out of memory for the upload; retry", 0);
         return 0;
     }
@@ -274,7 +274,7 @@ static int flush_chunk(struct obj_conn *oc)
 static int object_data(struct obj_conn *oc, const char *d, size_t n)
 {
     struct obj_put *p = &oc->put;
-    uint32_t cb = obj_of(oc)->s.chunk_bytes;
+    uint32_t cb = obj_of(oc)->chunk_data;
     if (p->size + n > obj_of(oc)->s.max_object_bytes)
         return -EFBIG;
     ss_md5_update(&p->md5, d, n);
@@ -372,7 +372,7 @@ static int finish(struct ss_conn *c, struct obj_conn *oc)
     if (p->fill && flush_chunk(oc))
         return fail(c, oc, 507, "InsufficientStorage", "the objects pool is full");
 
-    struct obj_meta m = {.version = p->version, .size = p->size, .chunk_bytes = o->s.chunk_bytes,
+    struct obj_meta m = {.version = p->version, .size = p->size, .chunk_bytes = o->chunk_data,
                          .mtime = ss_clock_unix_seconds(), .name = oc->name,
                          .name_len = oc->name_len, .fields = p->fields,
                          .fields_len = p->fields_len};

@@ -776,3 +776,8 @@ int ss_store_sync(struct ss_store_thread *t)
         ss_pend_commit_now(st);
     return rc;
 }
+
+uint32_t ss_store_record_bytes(size_t nkey, size_t nbytes)
+{
+    return ss_record_size(nkey, nbytes);
+}

@@ -34,9 +34,9 @@ def objects_config(tmp_path: Path, device_size: str = "256MiB", items: str = "32
 def start_objects(config: Path, timeout: float = 60) -> tuple[Server, int]:
     """The appliance and its objects port (from the ready line)."""
     srv = start_appliance(config, timeout=timeout)
-    m = OBJECTS_RE.search(srv.log())
-    assert m, srv.log()
-    return srv, int(m.group(1))
+    found = OBJECTS_RE.findall(srv.log())  # the log keeps earlier runs: the last one
+    assert found, srv.log()
+    return srv, int(found[-1])
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None,
