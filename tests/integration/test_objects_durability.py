@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .helpers.objects import objects_config, request, start_objects
+from .test_direct_io import device_dir  # noqa: F401  (a fixture: a directory taking O_DIRECT)
 
 MIB = 1024 * 1024
 
@@ -129,5 +130,29 @@ def test_a_multi_gib_object_streams_with_bounded_memory(tmp_path: Path) -> None:
         grown = _vm_kib(srv.pid, "VmHWM") - rss_start
         # Chunk buffers, segment buffers and the index's pages: never the object.
         assert grown < 400 * 1024, f"peak RSS grew by {grown // 1024} MiB for a 2 GiB object"
+    finally:
+        srv.terminate()
+
+
+def test_chunks_read_from_the_device_asynchronously_under_concurrent_gets(
+        tmp_path: Path, device_dir: Path) -> None:
+    """O_DIRECT: every chunk of a restarted store is a device read through the worker's
+    ring; many GETs at once each get their own object back whole."""
+    import concurrent.futures
+
+    config = objects_config(tmp_path, chunk_size="64KiB", hot_tier="0",
+                            device=device_dir / "objects.img")
+    srv, port = start_objects(config)
+    bodies = {f"/default/o{i}": os.urandom(150_000 + 1000 * i) for i in range(24)}
+    try:
+        for path, body in bodies.items():
+            assert request(port, "PUT", path, body)[0] == 200
+    finally:
+        assert srv.terminate() == 0
+    srv, port = start_objects(config)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            got = dict(zip(bodies, pool.map(lambda p: request(port, "GET", p)[2], bodies)))
+        assert got == bodies
     finally:
         srv.terminate()

@@ -24,9 +24,15 @@ struct ss_obj;
  * Returns NULL with err naming what failed. */
 struct ss_obj *ss_obj_open(const struct ss_objects_settings *s, char *err, size_t errlen);
 void ss_obj_close(struct ss_obj *o);
-/* Once a worker thread starts / before it returns. 0 or -errno. */
-int ss_obj_worker_init(struct ss_worker *w, struct ss_obj *o);
+/* Once a worker thread starts / before it returns (after its connections
+ * are closed). *io_fd gets the eventfd that becomes readable when chunk
+ * reads complete (-1: reads are synchronous). 0 or -errno. */
+int ss_obj_worker_init(struct ss_worker *w, struct ss_obj *o, int *io_fd);
 void ss_obj_worker_fini(struct ss_worker *w);
+/* Each loop turn: submit the chunk reads started during it. */
+void ss_obj_worker_submit(struct ss_worker *w);
+/* io_fd was readable: run the completed reads' callbacks. */
+void ss_obj_worker_reap(struct ss_worker *w);
 /* Periodic work from the control thread (the objects store's housekeeping,
  * deferred deletion of replaced objects' chunks). */
 int ss_obj_housekeep(struct ss_obj *o);

@@ -49,6 +49,13 @@ struct obj_put {
     size_t fields_len;
 };
 
+/* A chunk read in flight for a connection; outlives the connection if it
+ * closes first (c is then NULL, and the completion only gives the read back). */
+struct obj_read {
+    struct ss_conn *c;
+    struct ss_store_thread *t;
+};
+
 struct obj_conn {
     int phase;               /* enum obj_phase */
     int keep_alive;          /* after this request */
@@ -64,6 +71,8 @@ struct obj_conn {
     uint64_t g_version;
     uint32_t g_chunk_bytes;
     uint64_t g_pos, g_end;
+    struct obj_read *reading; /* a chunk read in flight (the GET waits for it) */
+    struct ss_read *read_done; /* its completed read, to look the chunk up in */
     char meta_buf[OBJ_NAME_MAX + OBJ_FIELDS_MAX + 128];
 };
 

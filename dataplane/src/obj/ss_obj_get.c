@@ -8,9 +8,11 @@
  * may turn off. A range reads only the chunks it covers.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/ss_clock.h"
+#include "server/ss_server.h"
 #include "server/ss_worker.h"
 #include "ss_obj_conn.h"
 
@@ -139,17 +141,56 @@ int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *re
     return 0;
 }
 
+/* A chunk read finished (no lock held): the GET goes on from where it
+ * waited, in the connection's own processing. */
+static void chunk_read_done(void *arg, struct ss_read *rd)
+{
+    struct obj_read *r = arg;
+    struct ss_conn *c = r->c;
+    struct ss_store_thread *t = r->t;
+    free(r);
+    if (!c) {
+        ss_store_read_release(t, rd); /* the connection is gone */
+        return;
+    }
+    struct obj_conn *oc = c->pstate;
+    oc->reading = NULL;
+    oc->read_done = rd;
+    c->produce = 1;
+    ss_conn_output_ready(c); /* may close (and free) c */
+}
+
 int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
 {
     struct ss_store_thread *t = &oc->ow->st;
+    if (oc->reading)
+        return 0; /* its completion resumes us */
     while (oc->g_pos < oc->g_end && c->out.len < OBJ_STREAM_HIGH_WATER) {
         uint32_t index = (uint32_t)(oc->g_pos / oc->g_chunk_bytes);
         uint64_t chunk_start = (uint64_t)index * oc->g_chunk_bytes;
         unsigned char key[OBJ_CHUNK_KEY_LEN];
         obj_chunk_key(oc->g_version, index, key);
         struct ss_item it;
+        struct ss_read *done = oc->read_done;
+        oc->read_done = NULL;
+        /* Allocated first: a read once started must get its callback. Without
+         * memory for it, this chunk is read synchronously. */
+        struct obj_read *r = oc->ow->async && !done ? malloc(sizeof(*r)) : NULL;
         ss_store_lock(t, key, sizeof(key));
-        int rc = ss_store_find(t, key, sizeof(key), &it, SS_FIND_VALUE);
+        if (done)
+            ss_store_read_use(t, done);
+        int rc = ss_store_find(t, key, sizeof(key), &it,
+                               SS_FIND_VALUE | (r ? SS_FIND_ASYNC : 0));
+        if (rc == -EINPROGRESS) {
+            struct ss_read *rd = t->started;
+            ss_store_unlock(t);
+            *r = (struct obj_read){c, t};
+            oc->reading = r;
+            ss_store_read_on_done(rd, chunk_read_done, r);
+            c->produce = 0; /* nothing to do until it completes */
+            return 0;
+        }
+        free(r);
         uint64_t off = oc->g_pos - chunk_start;
         if (rc == 0 && off < t->value_len) {
             uint64_t n = t->value_len - off;
@@ -164,6 +205,8 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
             rc = -EBADMSG; /* shorter than the metadata says */
         }
         ss_store_unlock(t);
+        if (done)
+            ss_store_read_release(t, done);
         if (rc) {
             /* The head promised a length we can no longer send (the chunk
              * failed verification, or a replaced version's grace ran out):

@@ -375,6 +375,10 @@ void ss_obj_conn_closed(struct ss_conn *c)
         return;
     if (oc->phase == OBJ_PUT_BODY)
         obj_put_abort(oc);
+    if (oc->reading)
+        oc->reading->c = NULL; /* its completion gives the read back */
+    if (oc->read_done)
+        ss_store_read_release(&oc->ow->st, oc->read_done);
     free(oc->put.buf);
     free(oc);
     c->pstate = NULL;

@@ -80,11 +80,15 @@ struct ss_obj {
     struct obj_doomed *doomed, **doomed_tail;
 };
 
+/* Chunk reads one worker keeps in flight at most (its ring's size). */
+#define OBJ_WORKER_IO_DEPTH 64u
+
 /* One worker's handle on the objects store. */
 struct ss_obj_worker {
     struct ss_obj *o;
     struct ss_store_thread st;
     struct ss_counters ctr; /* the objects store's counters for this worker */
+    int async;              /* chunk reads go through st's io_uring */
 };
 
 /* What a metadata item holds (its encoding: ss_obj_meta.c). */

@@ -278,8 +278,9 @@ void ss_obj_close(struct ss_obj *o)
     free(o);
 }
 
-int ss_obj_worker_init(struct ss_worker *w, struct ss_obj *o)
+int ss_obj_worker_init(struct ss_worker *w, struct ss_obj *o, int *io_fd)
 {
+    *io_fd = -1;
     struct ss_obj_worker *ow = calloc(1, sizeof(*ow));
     if (!ow)
         return -ENOMEM;
@@ -290,7 +291,31 @@ int ss_obj_worker_init(struct ss_worker *w, struct ss_obj *o)
         return rc;
     }
     w->obj = ow;
+    /* Chunk reads complete through this worker's own ring, as memcached
+     * device hits do; without one (refused, or a polled device) they are
+     * synchronous. */
+    int fd = ss_store_io_open(&ow->st, OBJ_WORKER_IO_DEPTH);
+    if (fd >= 0 && ss_store_io_polled(&ow->st)) {
+        ss_store_io_close(&ow->st);
+        fd = -1;
+    }
+    ow->async = fd >= 0;
+    *io_fd = fd;
     return 0;
+}
+
+void ss_obj_worker_submit(struct ss_worker *w)
+{
+    struct ss_obj_worker *ow = w->obj;
+    if (ow && ow->async)
+        ss_store_io_submit(&ow->st);
+}
+
+void ss_obj_worker_reap(struct ss_worker *w)
+{
+    struct ss_obj_worker *ow = w->obj;
+    if (ow && ow->async)
+        ss_store_io_reap(&ow->st);
 }
 
 void ss_obj_worker_fini(struct ss_worker *w)

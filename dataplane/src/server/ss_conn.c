@@ -463,8 +463,8 @@ void ss_conn_output_ready(struct ss_conn *c)
 
     if (conn_flush(sc) < 0)
         goto close;
-    if (c->state == SS_CONN_READING && c->rlen > c->rpos && !ss_reply_full(c) &&
-        conn_pending(sc) == 0 && conn_process(sc) < 0)
+    if (c->state == SS_CONN_READING && (c->rlen > c->rpos || c->produce) &&
+        !ss_reply_full(c) && conn_pending(sc) == 0 && conn_process(sc) < 0)
         goto close;
     if (sc->peer_eof && c->state == SS_CONN_READING && !sc->more && !ss_reply_owed(c))
         ss_conn_set_state(c, SS_CONN_CLOSING);

@@ -61,7 +61,7 @@
 
 /* Tags of the fixed descriptors in a worker's epoll set (conns use a pointer). */
 enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_EV_HTTP = 5,
-                 SS_EV__TAG_MAX = 16 };
+                 SS_EV_OBJ_IO = 6, SS_EV__TAG_MAX = 16 };
 /* Device reads one worker keeps in flight at most (its io_uring's size). */
 #define SS_WORKER_IO_DEPTH 256u
 /* A worker with device reads in flight and nothing else to do polls their

@@ -196,10 +196,15 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, iofd, &ev) < 0)
             ss_store_io_close(&w->st);
     }
-    if (dp->obj && (rc = ss_obj_worker_init(w, dp->obj)) != 0) {
+    int obj_io = -1;
+    if (dp->obj && (rc = ss_obj_worker_init(w, dp->obj, &obj_io)) != 0) {
         ss_store_thread_fini(&w->st);
         atomic_store(&dp->running[worker_id], 0);
         return rc;
+    }
+    if (obj_io >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = SS_EV_OBJ_IO};
+        (void)epoll_ctl(w->epfd, EPOLL_CTL_ADD, obj_io, &ev); /* the ring closes with it */
     }
     if (dp->udp_fds[worker_id] >= 0) {
         rc = ss_udp_worker_init(w, dp->udp_fds[worker_id]);
@@ -225,6 +230,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
          * some for now, come back soon rather than sleep on them. */
         if (ss_store_io_submit(&w->st) && timeout > 1)
             timeout = 1;
+        ss_obj_worker_submit(w);
         unsigned reads = ss_store_io_in_flight(&w->st);
         if (reads && ss_store_io_polled(&w->st)) {
             /* An SPDK device: no eventfd says when its reads complete. */
@@ -251,6 +257,8 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
                     ss_udp_on_readable(w);
                 else if (tag == SS_EV_IO)
                     ss_store_io_reap(&w->st);
+                else if (tag == SS_EV_OBJ_IO)
+                    ss_obj_worker_reap(w);
                 else if (tag == SS_EV_WAKE) {
                     loop_drain_wakefd(w);
                     ss_balance_drain(w);

@@ -16,9 +16,14 @@ OBJECTS_RE = re.compile(r"objects=http://127\.0\.0\.1:(\d+)/")
 
 
 def objects_config(tmp_path: Path, device_size: str = "256MiB", items: str = "32MiB",
-                   objects_size: str = "200MiB", buckets: tuple[str, ...] = ("default", "photos"), **objects: Any) -> Path:
-    """A config with a small items pool and the rest of the device for objects."""
+                   objects_size: str = "200MiB", buckets: tuple[str, ...] = ("default", "photos"),
+                   device: Path | None = None, **objects: Any) -> Path:
+    """A config with a small items pool and most of the device for objects; with
+    `device`, the store is there and opened O_DIRECT (device reads bypass the page
+    cache, so chunk reads go through the worker's io_uring)."""
     cfg = appliance_config(tmp_path, device_size=device_size)
+    if device is not None:
+        cfg["storage"]["devices"][0].update({"path": str(device), "direct_io": True})
     cfg["storage"]["pools"] = [
         {"name": "items", "device": "local", "size": items, "segment_size": "4MiB"},
         {"name": "objects", "device": "local", "size": objects_size, "role": "objects",
