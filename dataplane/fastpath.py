@@ -23,6 +23,7 @@ from typing import Any
 
 from dataplane import _cdef
 from dataplane.settings import (  # re-exported: callers import them from here
+    _UINT32,
     BUCKET_KINDS,
     BucketSettings,
     DataplaneSettings,
