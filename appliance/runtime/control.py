@@ -43,7 +43,7 @@ EVENTS_MAX = 1000
 OWN_PORT_TIMEOUT_S = 5.0
 PREFIX_MAX_BYTES = 1024      # S3's longest key, so the longest prefix worth matching
 OBJECTS_OFF = ("object requests are off: add an objects section (listen, pool, buckets) to "
-               "the config and restart to serve them")
+               "the config, or set its enabled: true, and restart to serve them")
 
 
 class ControlError(Exception):
