@@ -23,6 +23,7 @@ from typing import Any
 
 from dataplane import _cdef
 from dataplane.settings import (  # re-exported: callers import them from here
+    _UINT32,
     BUCKET_KINDS,
     BucketSettings,
     DataplaneSettings,
@@ -273,8 +274,7 @@ class Dataplane:
         out = self._ffi.new("struct ss_bucket_stats *")
         _check(self._lib.ss_dataplane_bucket_stats(self._handle(), index, out),
                f"bucket {index} stats")
-        return {name: int(getattr(out, name)) for name, _ in
-                self._ffi.typeof("struct ss_bucket_stats").fields}
+        return {name: int(getattr(out, name)) for name in bucket_stat_fields()}
 
     def objects_purge(self, bucket: str, prefix: str = "") -> int:
         """Wraps ss_dataplane_objects_purge(): drop bucket's objects under prefix.
@@ -549,6 +549,16 @@ def _u64(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
         raise ValueError(f"expected a byte count from 0 to 2**64-1, got {value!r}")
     return value
+
+
+def bucket_stat_fields() -> tuple[str, ...]:
+    """The fields of struct ss_bucket_stats in order: the one list of a bucket's figures
+    (the API, /metrics and the console name them the same)."""
+    ffi, _ = load()
+    return tuple(name for name, _ in ffi.typeof("struct ss_bucket_stats").fields)
+
+
+BUCKET_GAUGES = ("objects", "object_bytes")  # ss_bucket_stats' levels; the rest only grow
 
 
 def proxy_available() -> bool:

@@ -118,6 +118,26 @@ async def switch(request: web.Request) -> web.Response:
     return web.json_response(_control(request).switch())
 
 
+# ---- objects ----
+
+async def buckets(request: web.Request) -> web.Response:
+    return web.json_response(_control(request).buckets())
+
+
+async def bucket(request: web.Request) -> web.Response:
+    return web.json_response(_control(request).bucket(request.match_info["name"]))
+
+
+async def bucket_purge(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if "prefix" not in body:
+        raise Invalid('prefix: expected the key prefix to drop ("" drops every object in '
+                      'the bucket)')
+    # A walk over the objects pool's index: off the event loop.
+    return web.json_response(await asyncio.to_thread(
+        _control(request).purge, request.match_info["name"], body["prefix"]))
+
+
 # ---- config ----
 
 async def config(request: web.Request) -> web.Response:

@@ -14,6 +14,10 @@ every gauge ``smartswitch_<stats name>``, so ``get_hits`` in `stats` is
   histograms of asynchronous device reads, submit to reap and the reads in
   flight when each started, from the data plane's bucket counters
   (``device_read_us_le_N``, ``device_read_depth_le_N``; no _sum kept).
+* ``smartswitch_bucket_<field>_total{bucket="NAME"}`` when objects are served: every
+  field of struct ss_bucket_stats (requests, hits, misses, bytes_out, bytes_in,
+  origin_fetches, ...) under its own name, except its two levels, the gauges
+  ``smartswitch_bucket_objects`` and ``smartswitch_bucket_object_bytes``.
 * ``smartswitch_pool_*`` for the served pool, ``smartswitch_config_*`` for
   reloads (a refused reload is visible as ``smartswitch_config_last_reload_ok 0``).
 """
@@ -22,8 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.runtime.control import Control, buckets
-from dataplane.fastpath import BACKEND_STATES
+from appliance.runtime.control import Control, counter_buckets
+from dataplane.fastpath import BACKEND_STATES, BUCKET_GAUGES, bucket_stat_fields
 
 PREFIX = "smartswitch_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -99,14 +103,16 @@ def render(control: Control) -> str:
     out.family("device_read_duration_seconds", "histogram",
                "asynchronous device reads, submit to reap (no _sum kept)")
     out.bounded_histogram("device_read_duration_seconds",
-                          buckets(snap["counters"], "device_read_us_"), 1e6)
+                          counter_buckets(snap["counters"], "device_read_us_"), 1e6)
     out.family("device_read_depth", "histogram",
                "device reads in flight on the thread when each read started")
-    out.bounded_histogram("device_read_depth", buckets(snap["counters"], "device_read_depth_"), 1)
+    out.bounded_histogram("device_read_depth",
+                          counter_buckets(snap["counters"], "device_read_depth_"), 1)
     out.family("uptime_seconds", "gauge", "seconds since start")
     out.sample("uptime_seconds", float(snap["uptime_s"]))
     _store(out, snap["store"])
     _backends(out, control)
+    _buckets(out, control)
     out.family("config_reloads_total", "counter", "reloads applied")
     out.sample("config_reloads_total", snap["reloads"])
     out.family("config_reloads_refused_total", "counter", "reloads refused")
@@ -152,3 +158,15 @@ def _backends(out: _Out, control: Control) -> None:
     for b in backends:
         out.histogram("backend_latency_seconds", b["latency_us"], 1e-6, None,
                       {"backend": b["name"]})
+
+
+def _buckets(out: _Out, control: Control) -> None:
+    buckets: list[dict[str, Any]] = control.buckets()["buckets"]
+    if not buckets:
+        return
+    for field in bucket_stat_fields():
+        gauge = field in BUCKET_GAUGES
+        metric = f"bucket_{field}" if gauge else f"bucket_{field}_total"
+        out.family(metric, "gauge" if gauge else "counter", f"per bucket: {field}")
+        for b in buckets:
+            out.sample(metric, b[field], {"bucket": b["name"]})

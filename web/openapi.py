@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from appliance import __version__
-from appliance.runtime.control import BACKEND_ACTIONS
-from dataplane.fastpath import BACKEND_STATES
+from appliance.runtime.control import BACKEND_ACTIONS, PREFIX_MAX_BYTES
+from dataplane.fastpath import BACKEND_STATES, bucket_stat_fields
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -84,6 +84,11 @@ SCHEMAS: dict[str, Any] = {
                     "rules": {"type": "array", "items": {"type": "object"}},
                     "functions": {"type": "array", "items": {"type": "object"}},
                     "totals": {"type": "object", "additionalProperties": INT}}),
+    "Buckets": _obj({"enabled": BOOL, "url": _nullable(STR), "message": STR,
+                     "buckets": {"type": "array", "items": _ref("Bucket")}}),
+    # Characters, not bytes: a longer prefix as UTF-8 is refused (400), as a key is.
+    "PurgeRequest": _obj({"prefix": {"type": "string", "maxLength": PREFIX_MAX_BYTES}}),
+    "PurgeResult": _obj({"bucket": STR, "prefix": STR, "purged": INT}),
     "ConfigView": _obj({"source": _nullable(STR), "text": _nullable(STR), "reloads": INT,
                         "refused": INT, "last_error": _nullable(STR)}),
     "ConfigText": _obj({"text": {"type": "string", "maxLength": 1024**2}}),
@@ -105,6 +110,13 @@ SCHEMAS: dict[str, Any] = {
     "Events": _obj({"events": {"type": "array", "items": _obj({
         "id": INT, "time": NUM, "kind": STR, "level": STR, "message": STR})}}),
 }
+
+
+def _bucket_schema() -> dict[str, Any]:
+    """One bucket: its settings, then struct ss_bucket_stats field for field. Built when
+    the document is asked for: the field list comes from the compiled data plane."""
+    return _obj({"name": STR, "kind": STR, "url": STR, "hit_ratio": _nullable(NUM),
+                 **{field: INT for field in bucket_stat_fields()}})
 
 
 def _json(schema: str) -> dict[str, Any]:
@@ -163,6 +175,8 @@ TEXT_KEY = _path_param("key", {"type": "string", "minLength": 1, "maxLength": 25
                                "pattern": "^[^\\x00-\\x20\\x7f]+$"},
                        "the key (URL-encoded); at most 250 bytes as UTF-8")
 NAME = _path_param("name", {"type": "string", "minLength": 1}, "the back end's name")
+BUCKET = _path_param("name", {"type": "string", "minLength": 1},
+                     "the bucket's name (objects.buckets[].name)")
 ACTION = _path_param("action", {"type": "string", "enum": list(BACKEND_ACTIONS)},
                      "drain: no new keys routed to it; eject: out of the ring; restore: up")
 
@@ -192,6 +206,14 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/storage": {"get": _op("devices, pools, provisioning state, store figures",
                                    "Storage")},
     "/api/v1/switch": {"get": _op("switch mode: ports and flow rules", "Switch")},
+    "/api/v1/buckets": {"get": _op("the objects listener and every bucket with its "
+                                   "figures (enabled: false when object requests are off)",
+                                   "Buckets", 503)},
+    "/api/v1/buckets/{name}": {"get": _op("one bucket", "Bucket", 404, 409, 503,
+                                          params=[BUCKET])},
+    "/api/v1/buckets/{name}/purge": {"post": _op(
+        "drop the bucket's objects whose keys start with prefix (\"\" drops them all)",
+        "PurgeResult", 404, 409, 503, body="PurgeRequest", params=[BUCKET], change=True)},
     "/api/v1/config": {"get": _op("the running config and how reloads went", "ConfigView")},
     "/api/v1/config/validate": {"post": _op(
         "check a config without applying it; errors by line and YAML path", "Validation",
@@ -231,7 +253,7 @@ def document() -> dict[str, Any]:
                                 "Prometheus metrics are at /metrics (not under /api/v1)."},
         "paths": PATHS,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, "Bucket": _bucket_schema()},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "ss_session"}}},

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # run, check, provision, verify-index, route, switch-stats.
     commands.add_parsers(sub)
-    # backend, key, stats, flush, apply, events (through the REST API), hash-password.
+    # backend, key, objects, stats, flush, apply, events (through the REST API),
+    # hash-password.
     console.add_parsers(sub)
     return parser
 

@@ -1,6 +1,7 @@
 """CLI subcommands that act on a running appliance through its REST API (/api/v1).
 
-`smartswitch backend drain NAME`, `smartswitch key get KEY`, ... call the same
+`smartswitch backend drain NAME`, `smartswitch key get KEY`, `smartswitch objects
+purge BUCKET --prefix P`, ... call the same
 API routes as the console pages, which call the same appliance.runtime.control
 actions: one implementation of each action. The appliance is found through
 the config's console.listen (or --url); credentials are a bearer token from
@@ -157,6 +158,56 @@ def cmd_key(args: argparse.Namespace) -> int:
     return _run(args, act)
 
 
+OBJECTS_USAGE = "expected `objects`, `objects BUCKET` or `objects purge BUCKET [--prefix P]`"
+
+
+def _ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.3f}"
+
+
+def cmd_objects(args: argparse.Namespace) -> int:
+    words = list(args.words)
+    purge = len(words) == 2 and words[0] == "purge"
+    if words == ["purge"]:
+        print("smartswitch: objects purge needs a BUCKET", file=sys.stderr)
+        return EXIT_FAILED
+    if len(words) > 2 or (len(words) == 2 and not purge):
+        print(f"smartswitch: {OBJECTS_USAGE}", file=sys.stderr)
+        return EXIT_FAILED
+    if not purge and (args.prefix is not None or args.yes):
+        print("smartswitch: --prefix and --yes go with `objects purge BUCKET`",
+              file=sys.stderr)
+        return EXIT_FAILED
+    # As flush does: dropping a whole bucket (its only copy, for kind local) asks for --yes.
+    if purge and not args.prefix and not args.yes:
+        print(f"smartswitch: purging without --prefix drops every object in bucket "
+              f"{words[1]}; pass --yes, or --prefix P for only the keys under P",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+    def act(c: Client) -> int:
+        if purge:
+            name = urllib.parse.quote(words[1], safe="")
+            r = c.call("POST", f"/buckets/{name}/purge", {"prefix": args.prefix or ""})
+            under = f" under prefix {r['prefix']!r}" if r["prefix"] else ""
+            print(f"purged {r['purged']} objects from bucket {r['bucket']}{under}")
+            return EXIT_OK
+        if words:
+            b = c.call("GET", f"/buckets/{urllib.parse.quote(words[0], safe='')}")
+            for key, value in b.items():
+                print(f"{key}: {_ratio(value) if key == 'hit_ratio' else value}")
+            return EXIT_OK
+        data = c.call("GET", "/buckets")
+        print(data["message"])
+        for b in data["buckets"]:
+            print(f"{b['name']:<16} {b['kind']:<6} objects={b['objects']} "
+                  f"object_bytes={b['object_bytes']} hits={b['hits']} misses={b['misses']} "
+                  f"hit_ratio={_ratio(b['hit_ratio'])} bytes_out={b['bytes_out']} "
+                  f"bytes_in={b['bytes_in']}")
+        return EXIT_OK
+    return _run(args, act)
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     def act(c: Client) -> int:
         s = c.call("GET", "/stats")
@@ -240,6 +291,17 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("key", metavar="KEY")
     common(p)
     p.set_defaults(func=cmd_key)
+
+    p = sub.add_parser("objects", help=f"buckets and their figures; `objects BUCKET` for "
+                                       f"one, `objects purge BUCKET --prefix P` to drop the "
+                                       f"objects under P ({where})")
+    p.add_argument("words", nargs="*", metavar="[purge] BUCKET",
+                   help="nothing: every bucket; BUCKET: that one; purge BUCKET: drop objects")
+    p.add_argument("--prefix", metavar="P",
+                   help="purge only the keys that start with P (default: the whole bucket)")
+    p.add_argument("--yes", action="store_true", help="really purge the whole bucket")
+    common(p)
+    p.set_defaults(func=cmd_objects)
 
     p = sub.add_parser("stats", help=f"counters and request latency ({where})")
     common(p)

@@ -6,7 +6,7 @@ maps the errors below to HTTP statuses; the CLI reaches them through the REST
 API of a running appliance. Nothing here runs per request: each call crosses
 into C once or a few times (counters, a key lookup, a state change).
 
-Errors: ``NotFound`` (no such back end or key), ``Invalid`` (bad input; the
+Errors: ``NotFound`` (no such back end, key or bucket), ``Invalid`` (bad input; the
 message says what was expected), ``Refused`` (the action can't happen in this
 mode or state), ``Unavailable`` (a back end or the data plane failed it).
 """
@@ -14,6 +14,7 @@ mode or state), ``Unavailable`` (a back end or the data plane failed it).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.config import Config, ConfigError
+from appliance.config.objects import ObjectsConfig
 from appliance.config.switch import describe_switch
 from appliance.proxy import ring
 from appliance.proxy.health import HealthMonitor
@@ -39,6 +41,9 @@ CONFIG_TEXT_MAX = 1024**2    # a pasted config larger than this is refused
 HISTORY_SAMPLES = 600        # one a second: the dashboard's last ten minutes
 EVENTS_MAX = 1000
 OWN_PORT_TIMEOUT_S = 5.0
+PREFIX_MAX_BYTES = 1024      # S3's longest key, so the longest prefix worth matching
+OBJECTS_OFF = ("object requests are off: add an objects section (listen, pool, buckets) to "
+               "the config, or set its enabled: true, and restart to serve them")
 
 
 class ControlError(Exception):
@@ -46,7 +51,7 @@ class ControlError(Exception):
 
 
 class NotFound(ControlError):
-    """No such back end or key."""
+    """No such back end, key or bucket."""
 
 
 class Invalid(ControlError):
@@ -134,7 +139,7 @@ def switch_state(config: Config, counters: dict[str, int] | None) -> dict[str, A
 # ----------------------------------------------------------------- helpers
 
 
-def buckets(counters: dict[str, int], prefix: str) -> dict[str, int]:
+def counter_buckets(counters: dict[str, int], prefix: str) -> dict[str, int]:
     """A histogram kept as counters named prefix + "le_N" / "gt_N", by bucket."""
     return {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
 
@@ -153,6 +158,12 @@ def latency_summary(buckets_ns: list[int]) -> dict[str, float]:
     return {name: latency_percentile(buckets_ns, q) / 1000.0
             for name, q in (("p50_us", 0.5), ("p90_us", 0.9), ("p99_us", 0.99),
                             ("p999_us", 0.999))}
+
+
+def object_hit_ratio(stats: dict[str, int]) -> float | None:
+    """Share of a bucket's GET/HEAD lookups answered from the store; None before any."""
+    lookups = stats["hits"] + stats["misses"]
+    return stats["hits"] / lookups if lookups else None
 
 
 def text_key(key: str) -> bytes:
@@ -203,6 +214,11 @@ class Control:
         self._last: tuple[float, dict[str, int], list[int]] | None = None
         self._ring_cache: tuple[int, ring.Ring] | None = None
         self._gauges = dp.gauges()
+        # The buckets the data plane was created with, by index: a reload does not
+        # rebuild the objects plane, so the running config may list others.
+        objects = reloader.config.objects
+        self._objects: ObjectsConfig | None = (
+            objects if objects is not None and objects.enabled and dp.objects_port() else None)
 
     @property
     def config(self) -> Config:
@@ -352,14 +368,88 @@ class Control:
             "device_reads_async": c["device_reads_async"],
             "device_reads_in_flight": c["device_reads_in_flight"],
             # The counters' own buckets (ss_counters.h), by their upper bound.
-            "read_latency_us": buckets(c, "device_read_us_"),
-            "read_depth": buckets(c, "device_read_depth_"),
+            "read_latency_us": counter_buckets(c, "device_read_us_"),
+            "read_depth": counter_buckets(c, "device_read_depth_"),
         }
         return out
 
     def switch(self) -> dict[str, Any]:
         return switch_state(self.config,
                             self.switch_runtime.counters() if self.switch_runtime else None)
+
+    # ---- objects ----
+
+    def buckets(self) -> dict[str, Any]:
+        """The objects listener's URL and every bucket (config order) with its figures."""
+        objects = self._objects
+        if objects is None:
+            return {"enabled": False, "url": None, "message": OBJECTS_OFF, "buckets": []}
+        url = dataclasses.replace(objects, listen=(objects.host, self.dp.objects_port())).url
+        out = []
+        for i, b in enumerate(objects.buckets):
+            try:
+                stats = self.dp.bucket_stats(i)
+            except DataplaneError as exc:
+                raise Unavailable(f"reading bucket {b.name}'s figures: {exc}") from None
+            out.append({"name": b.name, "kind": b.kind, "url": f"{url}{b.name}/",
+                        "hit_ratio": object_hit_ratio(stats), **stats})
+        return {"enabled": True, "url": url,
+                "message": f"object requests on {url} from pool {objects.pool}",
+                "buckets": out}
+
+    def bucket(self, name: str) -> dict[str, Any]:
+        """One bucket with its figures.
+
+        Raises:
+            Refused: object requests are off.
+            NotFound: no such bucket (the message names the ones there are).
+        """
+        if self._objects is None:
+            raise Refused(OBJECTS_OFF)
+        for b in self.buckets()["buckets"]:
+            if b["name"] == name:
+                return b
+        raise NotFound(f"no bucket named {name!r}" + self._buckets_hint())
+
+    def _buckets_hint(self) -> str:
+        names = [b.name for b in self._objects.buckets] if self._objects else []
+        return f" (buckets: {', '.join(names)})"
+
+    def purge(self, bucket: str, prefix: str) -> dict[str, Any]:
+        """Drop a bucket's objects whose keys start with prefix ("" drops them all).
+
+        Raises:
+            Invalid: an empty bucket name, or a prefix that is no string or too long.
+            Refused: object requests are off.
+            NotFound: no such bucket.
+            Unavailable: the data plane failed the walk.
+        """
+        if not isinstance(bucket, str) or not bucket:
+            raise Invalid("bucket: expected a bucket name, got an empty one")
+        if not isinstance(prefix, str):
+            raise Invalid('prefix: expected a string of the keys to drop ("" for all)')
+        try:
+            raw = prefix.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Invalid("prefix: expected text that is valid UTF-8 (keys are UTF-8 in "
+                          "URLs), got an unpaired surrogate") from None
+        if len(raw) > PREFIX_MAX_BYTES:
+            raise Invalid(f"prefix: expected at most {PREFIX_MAX_BYTES} bytes as UTF-8 "
+                          f"(S3's longest key), got {len(raw)}")
+        if self._objects is None:
+            raise Refused(OBJECTS_OFF)
+        if bucket not in (b.name for b in self._objects.buckets):
+            raise NotFound(f"no bucket named {bucket!r}" + self._buckets_hint())
+        try:
+            dropped = self.dp.objects_purge(bucket, prefix)
+        except KeyError:
+            raise NotFound(f"no bucket named {bucket!r} in the data plane"
+                           + self._buckets_hint()) from None
+        except DataplaneError as exc:
+            raise Unavailable(f"purging bucket {bucket}: {exc}") from None
+        log.warning("operator: purged %d objects from bucket %s under prefix %r", dropped,
+                    bucket, prefix, extra={"event": "action"})
+        return {"bucket": bucket, "prefix": prefix, "purged": dropped}
 
     # ---- config ----
 

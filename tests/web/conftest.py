@@ -11,6 +11,7 @@ would shadow the console's own ``web`` package.)
 
 from __future__ import annotations
 
+import http.client
 import logging
 import socket
 import sys
@@ -58,6 +59,7 @@ class Appliance:
     threads: list[threading.Thread]
     tcp_port: int
     backends: list[Server] = field(default_factory=list)
+    objects_port: int | None = None
 
     def mc(self, payload: bytes, expect: bytes = b"\r\n") -> bytes:
         """Send memcached text to the appliance; read until expect ends the reply."""
@@ -71,6 +73,17 @@ class Appliance:
                 data += chunk
             return data
 
+    def http(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """One object request to the appliance's HTTP listener: (status, body)."""
+        assert self.objects_port is not None, "this appliance serves no objects"
+        conn = http.client.HTTPConnection("127.0.0.1", self.objects_port, timeout=5)
+        try:
+            conn.request(method, path, body=body)
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
+
     def stop(self) -> None:
         logging.getLogger("smartswitch").removeHandler(self.control.events_log)
         self.dp.stop()
@@ -79,10 +92,23 @@ class Appliance:
         self.dp.destroy()
 
 
+def with_objects(cfg: dict[str, Any], buckets: tuple[str, ...] = ("default",)) -> None:
+    """Give a test config an objects pool beside the items pool, and an HTTP listener."""
+    storage = cfg["storage"]
+    storage["devices"][0]["size"] = "128MiB"
+    storage["pools"] = [
+        {"name": "items", "device": "local", "size": "50%", "segment_size": "4MiB"},
+        {"name": "objects", "device": "local", "size": "50%", "role": "objects",
+         "segment_size": "4MiB"}]
+    cfg["objects"] = {"listen": "127.0.0.1:0", "buckets": [{"name": b} for b in buckets]}
+
+
 def write_config(tmp_path: Path, *, auth: bool = True, backends: list[Server] | None = None,
-                 **extra: Any) -> Path:
+                 objects: bool = False, **extra: Any) -> Path:
     cfg = appliance_config(tmp_path, device_size="32MiB", segment_size="2MiB",
                            memcached__udp_port=None)
+    if objects:
+        with_objects(cfg, ("default", "media"))
     cfg["console"] = {"enabled": True, "listen": "127.0.0.1:0"}
     if auth:
         cfg["console"]["auth"] = {"password_hash": PASSWORD_HASH, "tokens": [TOKEN]}
@@ -103,7 +129,8 @@ def start(config_path: Path) -> Appliance:
     layout = offline.provision_storage(config)
     pool = config.storage.memcached_pool
     settings = dataplane_settings(config, region=provision.memcached_region(layout, config),
-                                  capacity=layout.devices[pool.device])
+                                  capacity=layout.devices[pool.device],
+                                  objects=serving.objects_settings(config, layout))
     dp = Dataplane.create(settings)
     monitor = HealthMonitor(dp, config.all_backends) if config.proxy else None
     reloader = Reloader(dp, config, monitor, base_dir=config_path.parent)
@@ -120,7 +147,7 @@ def start(config_path: Path) -> Appliance:
     control = Control(dp, reloader, monitor, events)
     port = dp.bound_port(False)
     assert port is not None
-    return Appliance(config_path, dp, control, threads, port)
+    return Appliance(config_path, dp, control, threads, port, objects_port=dp.objects_port())
 
 
 @pytest.fixture
@@ -137,6 +164,16 @@ def appliance(tmp_path: Path) -> Iterator[Appliance]:
 def open_appliance(tmp_path: Path) -> Iterator[Appliance]:
     """Standalone, loopback, no auth configured."""
     a = start(write_config(tmp_path, auth=False))
+    try:
+        yield a
+    finally:
+        a.stop()
+
+
+@pytest.fixture
+def objects_appliance(tmp_path: Path) -> Iterator[Appliance]:
+    """Standalone with auth, serving objects in two local buckets (default, media)."""
+    a = start(write_config(tmp_path, objects=True))
     try:
         yield a
     finally:

@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import PASSWORD, TOKEN, Appliance
 
+from appliance.runtime.control import Invalid
 from web.app import create_app
 from web.openapi import PATHS
 
@@ -31,6 +32,11 @@ async def client(appliance: Appliance, aiohttp_client: Any) -> TestClient:
 @pytest.fixture
 async def open_client(open_appliance: Appliance, aiohttp_client: Any) -> TestClient:
     return await aiohttp_client(create_app(open_appliance.control))
+
+
+@pytest.fixture
+async def objects_client(objects_appliance: Appliance, aiohttp_client: Any) -> TestClient:
+    return await aiohttp_client(create_app(objects_appliance.control))
 
 
 @pytest.fixture
@@ -53,6 +59,8 @@ GUARDED = [("GET", "/api/v1/stats"), ("GET", "/api/v1/stats/history"),
            ("GET", "/api/v1/storage"), ("GET", "/api/v1/switch"), ("GET", "/api/v1/config"),
            ("POST", "/api/v1/config/validate"), ("POST", "/api/v1/config/apply"),
            ("GET", "/api/v1/keys/k"), ("DELETE", "/api/v1/keys/k"), ("POST", "/api/v1/flush"),
+           ("GET", "/api/v1/buckets"), ("GET", "/api/v1/buckets/default"),
+           ("POST", "/api/v1/buckets/default/purge"),
            ("GET", "/api/v1/events"), ("POST", "/api/v1/logout"), ("GET", "/metrics")]
 
 
@@ -228,6 +236,96 @@ async def test_storage_and_switch(client: TestClient, appliance: Appliance) -> N
     assert body["store"]["device_reads_in_flight"] == 0
     sw = await (await client.get("/api/v1/switch", headers=BEARER)).json()
     assert sw["enabled"] is False and "switch mode is off" in sw["message"]
+
+
+async def test_buckets_say_objects_are_off_without_an_objects_section(
+        client: TestClient, appliance: Appliance) -> None:
+    body = await (await client.get("/api/v1/buckets", headers=BEARER)).json()
+    assert body["enabled"] is False and body["buckets"] == [] and body["url"] is None
+    assert "object requests are off" in body["message"]
+    r = await client.get("/api/v1/buckets/default", headers=BEARER)
+    assert r.status == 409 and "objects section" in (await r.json())["error"]
+    r = await client.post("/api/v1/buckets/default/purge", json={"prefix": ""}, headers=BEARER)
+    assert r.status == 409 and "object requests are off" in (await r.json())["error"]
+
+
+async def test_bucket_figures_follow_object_requests(objects_client: TestClient,
+                                                     objects_appliance: Appliance) -> None:
+    a, c = objects_appliance, objects_client
+    body = await (await c.get("/api/v1/buckets", headers=BEARER)).json()
+    assert body["enabled"] is True and body["url"] == f"http://127.0.0.1:{a.objects_port}/"
+    assert [(b["name"], b["kind"], b["objects"], b["hit_ratio"]) for b in body["buckets"]] == \
+        [("default", "local", 0, None), ("media", "local", 0, None)]
+    assert body["buckets"][1]["url"] == f"http://127.0.0.1:{a.objects_port}/media/"
+
+    assert a.http("PUT", "/default/photos/a.jpg", b"a" * 100)[0] == 200
+    assert a.http("PUT", "/default/photos/b.jpg", b"b" * 50)[0] == 200
+    assert a.http("PUT", "/default/docs/c.txt", b"c" * 7)[0] == 200
+    assert a.http("PUT", "/media/clip", b"m" * 10)[0] == 200
+    for _ in range(2):
+        assert a.http("GET", "/default/photos/a.jpg") == (200, b"a" * 100)
+    assert a.http("GET", "/default/absent")[0] == 404
+    d = await (await c.get("/api/v1/buckets/default", headers=BEARER)).json()
+    assert (d["objects"], d["object_bytes"], d["puts"], d["bytes_in"]) == (3, 157, 3, 157)
+    assert (d["hits"], d["misses"], d["bytes_out"], d["requests"]) == (2, 1, 200, 6)
+    assert d["hit_ratio"] == pytest.approx(2 / 3)
+    m = await (await c.get("/api/v1/buckets/media", headers=BEARER)).json()
+    assert (m["objects"], m["object_bytes"], m["hits"]) == (1, 10, 0)
+    r = await c.get("/api/v1/buckets/nope", headers=BEARER)
+    assert r.status == 404 and "(buckets: default, media)" in (await r.json())["error"]
+
+
+async def test_purge_by_prefix_drops_those_objects(objects_client: TestClient,
+                                                   objects_appliance: Appliance) -> None:
+    a, c = objects_appliance, objects_client
+    for path in ("/default/photos/a.jpg", "/default/photos/b.jpg", "/default/docs/c.txt",
+                 "/media/photos/a.jpg"):
+        assert a.http("PUT", path, b"x" * 10)[0] == 200
+    r = await c.post("/api/v1/buckets/default/purge", json={"prefix": "photos/"},
+                     headers=BEARER)
+    assert r.status == 200, await r.text()
+    assert await r.json() == {"bucket": "default", "prefix": "photos/", "purged": 2}
+    assert a.http("GET", "/default/photos/a.jpg")[0] == 404
+    assert a.http("GET", "/default/photos/b.jpg")[0] == 404
+    assert a.http("GET", "/default/docs/c.txt") == (200, b"x" * 10)
+    assert a.http("GET", "/media/photos/a.jpg")[0] == 200  # another bucket's keys stay
+    d = await (await c.get("/api/v1/buckets/default", headers=BEARER)).json()
+    assert (d["objects"], d["object_bytes"], d["purges"]) == (1, 10, 2)
+    # "" is every object in the bucket.
+    r = await c.post("/api/v1/buckets/media/purge", json={"prefix": ""}, headers=BEARER)
+    assert (await r.json())["purged"] == 1
+    assert a.http("GET", "/media/photos/a.jpg")[0] == 404
+    r = await c.post("/api/v1/buckets/default/purge", json={"prefix": "nothing/"},
+                     headers=BEARER)
+    assert (await r.json())["purged"] == 0
+
+    r = await c.post("/api/v1/buckets/nope/purge", json={"prefix": ""}, headers=BEARER)
+    assert r.status == 404 and "(buckets: default, media)" in (await r.json())["error"]
+    for payload in ({}, {"prefix": 5}, {"prefix": None}, {"prefix": "k" * 1025},
+                    {"prefix": "\u00e9" * 513}):
+        r = await c.post("/api/v1/buckets/default/purge", json=payload, headers=BEARER)
+        assert r.status == 400, payload
+        assert "prefix" in (await r.json())["error"]
+    r = await c.post("/api/v1/buckets/default/purge", data=b"prefix=",
+                     headers={**BEARER, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 415
+    with pytest.raises(Invalid, match="bucket: expected a bucket name"):
+        a.control.purge("", "")
+    events = (await (await c.get("/api/v1/events", headers=BEARER)).json())["events"]
+    assert any("operator: purged 2 objects from bucket default under prefix 'photos/'"
+               in e["message"] for e in events)
+
+
+async def test_purge_from_a_session_needs_the_csrf_token(objects_client: TestClient,
+                                                         objects_appliance: Appliance) -> None:
+    headers = await login(objects_client)
+    assert objects_appliance.http("PUT", "/default/k", b"v")[0] == 200
+    r = await objects_client.post("/api/v1/buckets/default/purge", json={"prefix": ""})
+    assert r.status == 403 and "X-CSRF-Token" in (await r.json())["error"]
+    assert objects_appliance.http("GET", "/default/k") == (200, b"v")
+    r = await objects_client.post("/api/v1/buckets/default/purge", json={"prefix": ""},
+                                  headers=headers)
+    assert r.status == 200 and (await r.json())["purged"] == 1
 
 
 async def test_config_view_validate_apply(client: TestClient, appliance: Appliance) -> None:

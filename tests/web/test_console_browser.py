@@ -3,12 +3,15 @@
 A real appliance process (proxy mode, two real memcached back ends, console
 with a password) under a bounded load. The test logs in, watches the
 dashboard counters move, drains a back end and sees its state change, pastes
-a bad config and sees the line-numbered error, and looks a key up.
+a bad config and sees the line-numbered error, and looks a key up. A second
+appliance serves objects: the Buckets page shows a bucket's figures move with
+real HTTP requests and purges by prefix after a confirmation.
 Screenshots go to tests/artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import socket
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ARTIFACTS, PASSWORD, PASSWORD_HASH
+from conftest import ARTIFACTS, PASSWORD, PASSWORD_HASH, with_objects
 from integration.helpers.procs import (
     Server,
     appliance_config,
@@ -34,6 +37,7 @@ LOAD_SECONDS = 20.0     # the load stops by itself after this
 LOAD_MAX_OPS = 200_000  # ... or after this many requests
 TIMEOUT_MS = 15_000
 CONSOLE_RE = re.compile(r"console=(http://\S+)")
+OBJECTS_RE = re.compile(r"objects=http://127\.0\.0\.1:(\d+)/")
 
 
 def load(port: int, stop: threading.Event) -> None:
@@ -81,6 +85,43 @@ def running(tmp_path: Path) -> Iterator[tuple[Server, str, list[Server]]]:
             b.kill9()
 
 
+@pytest.fixture
+def serving_objects(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A standalone appliance process serving objects: (console URL, objects port)."""
+    cfg = appliance_config(tmp_path, memcached__udp_port=None)
+    with_objects(cfg)
+    cfg["console"] = {"enabled": True, "listen": "127.0.0.1:0",
+                      "auth": {"password_hash": PASSWORD_HASH}}
+    path = tmp_path / "appliance.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    app = start_appliance(path)
+    try:
+        console, objects = CONSOLE_RE.search(app.log()), OBJECTS_RE.search(app.log())
+        assert console and objects, app.log()
+        yield console.group(1), int(objects.group(1))
+    finally:
+        rc = app.terminate()
+        assert rc == 0, app.log()
+
+
+def object_request(port: int, method: str, path: str, body: bytes | None = None) -> int:
+    """One request to the objects listener; its status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, body=body)
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    finally:
+        conn.close()
+
+
+def log_in(page: object, url: str) -> None:
+    page.goto(url)  # type: ignore[attr-defined]
+    page.fill("#password", PASSWORD)  # type: ignore[attr-defined]
+    page.click("#login-button")  # type: ignore[attr-defined]
+
+
 def shot(page: object, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)  # type: ignore[attr-defined]
@@ -114,8 +155,7 @@ def test_console_in_chromium(running: tuple[Server, str, list[Server]]) -> None:
             page.fill("#password", "not the password")
             page.click("#login-button")
             expect(page.locator("#login-error")).to_have_text("wrong password")
-            page.fill("#password", PASSWORD)
-            page.click("#login-button")
+            log_in(page, url)
             expect(page.locator("#dashboard")).to_be_visible()
 
             # The counters move while a load runs, without reloading the page.
@@ -177,3 +217,61 @@ def test_console_in_chromium(running: tuple[Server, str, list[Server]]) -> None:
             browser.close()
             if loader.is_alive():
                 loader.join(LOAD_SECONDS)
+
+
+def test_buckets_page_in_chromium(serving_objects: tuple[str, int]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, port = serving_objects
+    for key in ("photos/1.jpg", "photos/2.jpg", "docs/a.txt"):
+        assert object_request(port, "PUT", f"/default/{key}", b"x" * 2048) == 200
+    for _ in range(2):
+        assert object_request(port, "GET", "/default/photos/1.jpg") == 200
+    assert object_request(port, "GET", "/default/absent") == 404
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 700})
+            page.set_default_timeout(TIMEOUT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            log_in(page, url)
+            expect(page.locator("#dashboard")).to_be_visible()
+            page.click("nav a[href='#buckets']")
+            expect(page.locator("#buckets-message")).to_have_text(
+                f"object requests on http://127.0.0.1:{port}/ from pool objects")
+            row = page.locator("#buckets-table tr[data-name='default']")
+            expect(row.locator("td").nth(1)).to_have_text("local")
+            for column, text in (("objects", "3"), ("object_bytes", "6.0 KiB"), ("hits", "2"),
+                                 ("misses", "1"), ("hit_ratio", "66.7%"),
+                                 ("bytes_out", "4.0 KiB"), ("bytes_in", "6.0 KiB")):
+                expect(row.locator(f"td.{column}")).to_have_text(text)
+
+            # A purge happens only once confirmed; the dialog says what it drops.
+            page.fill("#purge-prefix", "photos/")
+            asked: list[str] = []
+
+            def answer(accept: bool) -> None:
+                def on_dialog(dialog: object) -> None:
+                    asked.append(dialog.message)  # type: ignore[attr-defined]
+                    dialog.accept() if accept else dialog.dismiss()  # type: ignore[attr-defined]
+                page.once("dialog", on_dialog)
+
+            answer(False)
+            page.click("#purge-button")
+            page.wait_for_timeout(500)
+            assert asked == ['Purge drops the objects under "photos/" in bucket default. '
+                             'Purge now?']
+            assert object_request(port, "GET", "/default/photos/2.jpg") == 200
+            answer(True)
+            page.click("#purge-button")
+            expect(page.locator("#purge-result")).to_have_text(
+                'purged 2 objects from bucket default under prefix "photos/"')
+            expect(row.locator("td.objects")).to_have_text("1")
+            assert object_request(port, "GET", "/default/photos/1.jpg") == 404
+            assert object_request(port, "GET", "/default/docs/a.txt") == 200
+            shot(page, "buckets")
+            assert errors == [], errors
+        finally:
+            browser.close()

@@ -43,6 +43,58 @@ def open_url(open_appliance: Appliance) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture
+def objects_url(objects_appliance: Appliance) -> Iterator[str]:
+    server = ConsoleServer(objects_appliance.control, objects_appliance.control.config.console)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_objects_lists_shows_and_purges_buckets(objects_url: str,
+                                                objects_appliance: Appliance) -> None:
+    a = objects_appliance
+    for key in ("logs/1", "logs/2", "keep"):
+        assert a.http("PUT", f"/default/{key}", b"0123456789")[0] == 200
+    assert a.http("GET", "/default/keep")[0] == 200
+    assert a.http("GET", "/default/gone")[0] == 404
+    r = cli("objects", "--url", objects_url, token=TOKEN)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"object requests on http://127.0.0.1:{a.objects_port}/ from pool objects"
+    assert lines[1].split() == ["default", "local", "objects=3", "object_bytes=30", "hits=1",
+                                "misses=1", "hit_ratio=0.500", "bytes_out=10", "bytes_in=30"]
+    assert lines[2].startswith("media ") and "hit_ratio=-" in lines[2]
+
+    r = cli("objects", "default", "--url", objects_url, token=TOKEN)
+    assert r.returncode == 0, r.stderr
+    shown = dict(line.split(": ", 1) for line in r.stdout.splitlines())
+    assert (shown["name"], shown["kind"], shown["objects"], shown["puts"]) == \
+        ("default", "local", "3", "3")
+    r = cli("objects", "nope", "--url", objects_url, token=TOKEN)
+    assert r.returncode == 1
+    assert "no bucket named 'nope' (buckets: default, media) (HTTP 404)" in r.stderr
+
+    r = cli("objects", "purge", "default", "--prefix", "logs/", "--url", objects_url,
+            token=TOKEN)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "purged 2 objects from bucket default under prefix 'logs/'"
+    assert a.http("GET", "/default/logs/1")[0] == 404
+    assert a.http("GET", "/default/keep")[0] == 200
+    # The whole bucket only with --yes.
+    r = cli("objects", "purge", "default", "--url", objects_url, token=TOKEN)
+    assert r.returncode == 1 and "pass --yes" in r.stderr
+    assert a.http("GET", "/default/keep")[0] == 200
+    r = cli("objects", "purge", "default", "--yes", "--url", objects_url, token=TOKEN)
+    assert (r.returncode, r.stdout.strip()) == (0, "purged 1 objects from bucket default")
+    assert a.http("GET", "/default/keep")[0] == 404
+    for args in (("purge",), ("a", "b"), ("default", "--prefix", "x")):
+        r = cli("objects", *args, "--url", objects_url, token=TOKEN)
+        assert r.returncode == 1 and r.stderr.startswith("smartswitch: "), args
+
+
 def test_backend_and_key_commands_with_a_token(proxy_url: str,
                                                proxy_appliance: Appliance) -> None:
     r = cli("backend", "drain", "mc2", "--url", proxy_url, token=TOKEN)
@@ -79,6 +131,10 @@ def test_without_auth_the_cli_uses_a_session_and_csrf(open_url: str,
     assert open_appliance.mc(b"get gone\r\n") == b"END\r\n"
     r = cli("events", "--url", open_url)
     assert "operator: flushed the local store" in r.stdout
+    r = cli("objects", "--url", open_url)
+    assert r.returncode == 0 and r.stdout.startswith("object requests are off: add an objects")
+    r = cli("objects", "purge", "default", "--prefix", "x", "--url", open_url)
+    assert r.returncode == 1 and "object requests are off" in r.stderr and "(HTTP 409)" in r.stderr
 
 
 def test_unreachable_console_and_hash_password() -> None:

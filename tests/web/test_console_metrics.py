@@ -77,6 +77,7 @@ async def test_metrics_parse_and_follow_the_stats_counters(appliance: Appliance,
     assert value(after["smartswitch_config_last_reload_ok"],
                  "smartswitch_config_last_reload_ok") == 1
     assert "smartswitch_backend_state" not in after  # standalone
+    assert "smartswitch_bucket_requests" not in after  # no objects section
     assert text.endswith("\n")
 
 
@@ -104,3 +105,37 @@ async def test_metrics_need_credentials_when_auth_is_on(appliance: Appliance,
     assert (await client.get("/metrics")).status == 401
     r = await client.get("/metrics", headers={"Authorization": "Bearer wrong-token-xxxxxxxxxxxxxx"})
     assert r.status == 401
+
+
+async def test_metrics_per_bucket_when_objects_are_served(objects_appliance: Appliance,
+                                                          aiohttp_client: Any) -> None:
+    a = objects_appliance
+    client = await aiohttp_client(create_app(a.control))
+    assert a.http("PUT", "/default/m/one", b"1" * 40)[0] == 200
+    assert a.http("PUT", "/default/m/two", b"2" * 2)[0] == 200
+    for _ in range(3):
+        assert a.http("GET", "/default/m/one")[0] == 200
+    assert a.http("GET", "/default/m/none")[0] == 404
+    fams, _ = await scrape(client)
+
+    def sample(name: str, bucket: str = "default") -> float:
+        return value(fams[f"smartswitch_bucket_{name}"],
+                     f"smartswitch_bucket_{name}" + ("" if name.startswith("object") else
+                                                     "_total"), bucket=bucket)
+
+    # Every field of the data plane's bucket figures, each bucket a series of its own.
+    stats = a.control.bucket("default")
+    for field in ("requests", "hits", "misses", "bytes_out", "bytes_in", "puts", "purges",
+                  "origin_fetches", "collapsed_fetches", "revalidations"):
+        assert fams[f"smartswitch_bucket_{field}"].type == "counter", field
+        assert sample(field) == stats[field], field
+    for field in ("objects", "object_bytes"):
+        assert fams[f"smartswitch_bucket_{field}"].type == "gauge", field
+    assert (sample("requests"), sample("hits"), sample("misses")) == (6, 3, 1)
+    assert (sample("bytes_out"), sample("bytes_in")) == (120, 42)
+    assert (sample("objects"), sample("object_bytes")) == (2, 42)
+    assert sample("origin_fetches") == sample("collapsed_fetches") == 0  # local buckets
+    assert (sample("requests", "media"), sample("objects", "media")) == (0, 0)
+    a.control.purge("default", "m/")
+    fams, _ = await scrape(client)
+    assert (sample("objects"), sample("object_bytes"), sample("purges")) == (0, 0, 2)

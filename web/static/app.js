@@ -222,6 +222,49 @@ async function loadStorage() {
   }
 }
 
+// ---- buckets ----
+
+const BUCKET_COLUMNS = [["objects", fmtNum], ["object_bytes", fmtBytes], ["hits", fmtNum],
+  ["misses", fmtNum], ["hit_ratio", (r) => (r === null ? "-" : pct(r))],
+  ["bytes_out", fmtBytes], ["bytes_in", fmtBytes]];
+
+async function loadBuckets() {
+  const r = await api("GET", "/buckets");
+  if (!r.ok) return;
+  $("#buckets-message").textContent = r.data.message;
+  $("#purge").classList.toggle("hidden", !r.data.enabled);
+  const tbody = $("#buckets-table tbody");
+  tbody.replaceChildren();
+  for (const b of r.data.buckets) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = b.name;
+    cell(tr, b.name); cell(tr, b.kind);
+    for (const [k, fmt] of BUCKET_COLUMNS) cell(tr, fmt(b[k]), k);
+    tbody.appendChild(tr);
+  }
+  // Refreshed every 2 s: keep the operator's choice of bucket.
+  const select = $("#purge-bucket");
+  const chosen = select.value;
+  select.replaceChildren(...r.data.buckets.map((b) => new Option(b.name, b.name)));
+  if (r.data.buckets.some((b) => b.name === chosen)) select.value = chosen;
+}
+
+async function purgeBucket(ev) {
+  ev.preventDefault();
+  const bucket = $("#purge-bucket").value;
+  const prefix = $("#purge-prefix").value;
+  if (!bucket) return;
+  const what = prefix ? "the objects under \"" + prefix + "\" in bucket " + bucket
+                      : "every object in bucket " + bucket;
+  if (!window.confirm("Purge drops " + what + ". Purge now?")) return;
+  const r = await api("POST", "/buckets/" + encodeURIComponent(bucket) + "/purge", { prefix });
+  const out = $("#purge-result");
+  out.className = r.ok ? "ok" : "error";
+  out.textContent = r.ok ? "purged " + r.data.purged + " objects from bucket " + r.data.bucket +
+    (r.data.prefix ? " under prefix \"" + r.data.prefix + "\"" : "") : r.data.error;
+  loadBuckets();
+}
+
 async function loadSwitch() {
   const r = await api("GET", "/switch");
   if (!r.ok) return;
@@ -307,8 +350,10 @@ async function loadEvents() {
 // ---- pages, login ----
 
 const PAGES = { dashboard: loadDashboard, backends: loadBackends, storage: loadStorage,
-                switch: loadSwitch, config: loadConfig, keys: async () => {}, events: loadEvents };
-const REFRESH = { backends: loadBackends, storage: loadStorage, events: loadEvents };
+                buckets: loadBuckets, switch: loadSwitch, config: loadConfig,
+                keys: async () => {}, events: loadEvents };
+const REFRESH = { backends: loadBackends, storage: loadStorage, buckets: loadBuckets,
+                  events: loadEvents };
 
 function banner(text) {
   const b = $("#banner");
@@ -365,6 +410,7 @@ window.addEventListener("DOMContentLoaded", () => {
   });
   $("#key-form").addEventListener("submit", lookupKey);
   $("#key-delete").addEventListener("click", deleteKey);
+  $("#purge-form").addEventListener("submit", purgeBucket);
   window.addEventListener("hashchange", () => { if (state.page !== "login") showPage(location.hash.slice(1)); });
   start();
 });
