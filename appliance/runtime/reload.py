@@ -48,7 +48,8 @@ log = logging.getLogger("smartswitch")
 # ------------------------------------------------------------------ pure
 
 # Sections whose settings are bound when the data plane is created.
-FIXED_SECTIONS = ("memcached", "storage")
+# The objects listener, its store and buckets are set up once at start.
+FIXED_SECTIONS = ("memcached", "storage", "objects")
 # The console's server is bound at start; its auth and session_ttl apply live.
 CONSOLE_FIXED = ("enabled", "listen")
 

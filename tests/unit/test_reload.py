@@ -82,6 +82,8 @@ def test_latency_percentile_reads_bucket_upper_bounds() -> None:
     (("workers: 2", "workers: 2\n  listen: ::1"), "memcached.listen", "(127.0.0.1 -> ::1)"),
     (("memcached:", "storage:\n  hot_tier: 1MiB\nmemcached:"), "storage.hot_tier",
      "(67108864 -> 1048576)"),
+    (("memcached:", "objects:\n  listen: 127.0.0.1:9091\nmemcached:"), "objects.listen[1]",
+     "(8081 -> 9091)"),
 ])
 def test_fixed_settings_are_refused_by_name(tmp_path: Path, edit: tuple[str, str], path: str,
                                             fragment: str) -> None:
