@@ -15,6 +15,11 @@
       buckets:
         - name: default
           kind: local              # the appliance is the store of record
+        - name: assets
+          kind: http               # a cache of an HTTP origin
+          origin: http://127.0.0.1:8000/static/
+          default_ttl: 60s         # freshness when the origin says nothing
+          origin_timeout: 10s
 
 Without the section, these defaults serve the storage pool named `objects` when there
 is one (the built-in storage has one), else nothing; `objects: null` or `enabled: false`
@@ -25,6 +30,7 @@ are never evicted; the pool refuses writes (507) once its live objects fill it.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,17 +80,52 @@ def size_in(lo: int, hi: int, what: str) -> Any:
     return convert
 
 
+def origin_url(raw: Any) -> tuple[str, int, str] | None:
+    """http://HOST[:PORT][/PATH] -> (host, port, path ending in '/'), or null."""
+    if raw is None:
+        return None
+    expected = "an origin URL like http://127.0.0.1:8080/ or http://origin.example/assets/"
+    if not isinstance(raw, str):
+        raise ValueError(expected)
+    parts = urllib.parse.urlsplit(raw.strip())
+    if parts.scheme != "http" or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(expected + " (http only; https origins are not supported yet)")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise ValueError(expected) from None
+    path = parts.path or "/"
+    return parts.hostname, port, path if path.endswith("/") else path + "/"
+
+
 @dataclass(frozen=True)
 class BucketConfig:
     """One entry of `objects.buckets`."""
 
-    NOUN = "bucket settings (name, kind)"
+    NOUN = "bucket settings (name, kind, origin, default_ttl, origin_timeout)"
 
     name: str = setting(scalar(bucket_name))
-    # local: the appliance is the store of record. Caches of an HTTP or S3 origin
-    # (http, s3) are the next step and are refused by name until they are served.
-    kind: str = setting(scalar(one_of("local", later=("http", "s3"),
-                                      hint=": caches of an origin come next")), "local")
+    # local: the appliance is the store of record. http: a cache of an HTTP origin,
+    # where /<bucket>/<key> is fetched as <origin><key>. Caches of S3-compatible
+    # endpoints (s3) come next.
+    kind: str = setting(scalar(one_of("local", "http", later=("s3",),
+                                      hint=": caches of S3 endpoints come next")), "local")
+    origin: tuple[str, int, str] | None = setting(scalar(origin_url), None)
+    # How long a copy is fresh when the origin's Cache-Control and Expires say nothing.
+    default_ttl: int = setting(scalar(duration_ms(0, 365 * 86_400_000, whole_seconds=True)),
+                               "60s")
+    # Connecting, and each wait for the origin's bytes, before the fetch is given up (504).
+    origin_timeout: int = setting(scalar(duration_ms(100, 600_000)), "10s")
+
+    def _check(self, node: Node, path: str) -> BucketConfig:
+        if self.kind == "local" and self.origin is not None:
+            raise ConfigError("a local bucket has no origin (it is the store of record); "
+                              "remove origin or set kind: http",
+                              path=f"{path}.origin", line=node.line_of("origin"))
+        if self.kind != "local" and self.origin is None:
+            raise ConfigError(f"missing; a {self.kind} bucket caches an origin: give its URL",
+                              path=f"{path}.origin", line=node.line)
+        return self
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ kind's driver (appliance.storage.provision.served_driver).
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from appliance import StartError
@@ -133,8 +134,25 @@ def objects_settings(config: Config, layout: provision.Plan) -> ObjectsSettings 
         max_object_bytes=o.max_object_size, max_head_bytes=o.max_header_size,
         max_fields=o.max_headers, max_uri_bytes=o.max_uri_size,
         request_timeout_ms=o.request_timeout, keepalive_timeout_ms=o.keepalive_timeout,
-        buckets=tuple(BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind])
-                      for b in o.buckets))
+        buckets=tuple(_bucket_settings(i, b) for i, b in enumerate(o.buckets)))
+
+
+def _bucket_settings(i: int, b: Any) -> BucketSettings:
+    """One bucket for C; an origin's host name is resolved here, once, at start."""
+    if b.origin is None:
+        return BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind])
+    host, port, path = b.origin
+    try:
+        addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError as exc:
+        raise StartError(f"objects.buckets[{i}].origin: cannot resolve {host}: {exc}; use an "
+                         "address, or a name this host resolves") from None
+    host_field = host if port == 80 else f"{host}:{port}"
+    if ":" in host and not host.startswith("["):
+        host_field = f"[{host}]" if port == 80 else f"[{host}]:{port}"
+    return BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind], origin_addr=addr,
+                          origin_port=port, origin_path=path, origin_host=host_field,
+                          origin_timeout_ms=b.origin_timeout, default_ttl_s=b.default_ttl // 1000)
 
 
 def storage_state(config: Config, dp: Dataplane | None = None) -> dict[str, Any]:

@@ -290,6 +290,37 @@ void ss_http_cache_control_init(struct ss_http_cache_control *cc);
  */
 int ss_http_cache_control_parse(const char *value, size_t len, struct ss_http_cache_control *cc);
 
+/* ---- responses from an origin (http/ss_http_response.c) ------------------------------ */
+
+/* How a response's body ends (RFC 9112 section 6.3). */
+enum ss_http_body {
+    SS_HTTP_BODY_NONE = 0,        /* 1xx, 204, 304, or the answer to HEAD */
+    SS_HTTP_BODY_LENGTH = 1,      /* Content-Length bytes */
+    SS_HTTP_BODY_CHUNKED = 2,     /* chunked (ss_http_chunked_*) */
+    SS_HTTP_BODY_UNTIL_CLOSE = 3, /* everything until the server closes */
+};
+
+struct ss_http_resp {
+    int status;             /* 100..999 */
+    int version;            /* 10 or 11 */
+    int framing;            /* enum ss_http_body */
+    int keep_alive;         /* the connection may carry another request after this one */
+    int64_t content_length; /* SS_HTTP_BODY_LENGTH: the body's bytes; else -1 */
+    int nfields;
+    struct ss_http_field fields[SS_HTTP_FIELDS_MAX];
+};
+
+/*
+ * Parse a response head from the start of buf; head_request: it answers a
+ * HEAD (no body whatever the fields say). Returns the head's length when
+ * complete, 0 when more bytes are needed, or a negative enum ss_http_error
+ * (a malformed or ambiguous head: the response must not be used).
+ */
+int ss_http_parse_response_head(const char *buf, size_t len, int head_request,
+                                const struct ss_http_limits *lim, struct ss_http_resp *out);
+/* The first field named name (case-insensitive), or NULL. */
+const struct ss_http_field *ss_http_resp_header(const struct ss_http_resp *r, const char *name);
+
 /* ---- response heads ------------------------------------------------------------------ */
 
 /* A response head built into a caller's buffer; the first failure sticks. */

@@ -73,9 +73,20 @@ BAD = [
     pytest.param("objects:\n  pool: objs\n  buckets: [{name: aaa}, {name: aaa}]\n",
                  "o.yaml:10: objects.buckets[1].name: duplicate bucket name 'aaa' (also "
                  "objects.buckets[0])", id="duplicate-bucket"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: s3}]\n",
+                 "o.yaml:10: objects.buckets[0].kind: expected one of local, http (s3 is not "
+                 "supported yet: caches of S3 endpoints come next), got 's3'", id="s3-bucket"),
     pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: http}]\n",
-                 "o.yaml:10: objects.buckets[0].kind: expected local (http is not supported "
-                 "yet: caches of an origin come next), got 'http'", id="cached-bucket"),
+                 "o.yaml:10: objects.buckets[0].origin: missing; a http bucket caches an "
+                 "origin: give its URL", id="http-without-origin"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, origin: 'http://a/'}]\n",
+                 "o.yaml:10: objects.buckets[0].origin: a local bucket has no origin (it is "
+                 "the store of record); remove origin or set kind: http", id="local-origin"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: http, "
+                 "origin: 'https://a/'}]\n",
+                 "o.yaml:10: objects.buckets[0].origin: expected an origin URL like "
+                 "http://127.0.0.1:8080/ or http://origin.example/assets/ (http only; https "
+                 "origins are not supported yet), got 'https://a/'", id="https-origin"),
     pytest.param("objects:\n  pool: objs\n  listen: 127.0.0.1:8080\n",
                  "o.yaml:10: objects.listen: 127.0.0.1:8080 is also console.listen; give "
                  "objects its own port", id="port-clash"),

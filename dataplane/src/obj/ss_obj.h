@@ -33,6 +33,11 @@ void ss_obj_worker_fini(struct ss_worker *w);
 void ss_obj_worker_submit(struct ss_worker *w);
 /* io_fd was readable: run the completed reads' callbacks. */
 void ss_obj_worker_reap(struct ss_worker *w);
+/* Each loop turn: fetches' deadlines, and requests waiting for fetches.
+ * Returns the longest the worker may sleep (ms), or -1 for no limit. */
+int ss_obj_worker_tick(struct ss_worker *w, uint64_t now_ms);
+/* An event on an origin connection (its epoll tag with bit 1 set). */
+void ss_obj_origin_event(struct ss_worker *w, void *tagged, uint32_t events);
 /* Periodic work from the control thread (the objects store's housekeeping,
  * deferred deletion of replaced objects' chunks). */
 int ss_obj_housekeep(struct ss_obj *o);

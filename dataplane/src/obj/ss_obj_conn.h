@@ -18,6 +18,8 @@ enum obj_phase {
     OBJ_IDLE = 0,  /* waiting for (the rest of) a request head */
     OBJ_PUT_BODY,  /* reading a PUT's body into chunks */
     OBJ_GET_BODY,  /* streaming a GET's body from chunks */
+    OBJ_WAIT_FILL, /* a cached bucket's GET waiting for a fetch from the origin */
+    OBJ_FINISHED,  /* a waiting request's answer is queued: end the request */
 };
 
 /* A PUT in progress: the body is cut into chunk items as it arrives. */
@@ -73,7 +75,16 @@ struct obj_conn {
     uint64_t g_pos, g_end;
     struct obj_read *reading; /* a chunk read in flight (the GET waits for it) */
     struct ss_read *read_done; /* its completed read, to look the chunk up in */
-    char meta_buf[OBJ_NAME_MAX + OBJ_FIELDS_MAX + 128];
+    char meta_buf[OBJ_META_MAX];
+    /* A cached bucket's request waiting for (or streaming from) a fetch. */
+    struct obj_fill *fill;
+    struct obj_conn *wnext, *wprev; /* in the worker's waiting list */
+    int have_stale;          /* meta_buf holds the stale copy (stale-if-error) */
+    int fill_head_sent;      /* the response head is out: the rest is the body */
+    int chunked_out;         /* the body goes out chunked (its length is not known yet) */
+    struct ss_conn *c;       /* the connection this state belongs to */
+    size_t head_len;         /* the request head's bytes, copied below for later */
+    char head[SS_HTTP_DEFAULT_MAX_HEAD * 2];
 };
 
 static inline struct ss_obj *obj_of(const struct obj_conn *oc)
@@ -107,6 +118,18 @@ void obj_put_abort(struct obj_conn *oc);
 
 /* ss_obj_get.c */
 int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req);
+/* Answer req from the stored object m (preconditions, range, head; the body
+ * then streams in obj_get_body). */
+int obj_serve(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req,
+              const struct obj_meta *m);
+
+/* ss_obj_cached.c: GET and HEAD in a cached bucket (fresh copy, or a fetch) */
+int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req);
+/* A GET streaming from a fill reached what is committed so far: wait for
+ * more, or end the body. Returns 0. */
+int obj_fill_caught_up(struct ss_conn *c, struct obj_conn *oc);
+/* The connection closes: leave the waiting list, drop the fill. */
+void obj_cached_conn_closed(struct obj_conn *oc);
 /* Queue more of a GET's body. Returns 0 or SS_OBJ_CLOSE (the rest is gone). */
 int obj_get_body(struct ss_conn *c, struct obj_conn *oc);
 int obj_delete(struct ss_conn *c, struct obj_conn *oc, int purge);

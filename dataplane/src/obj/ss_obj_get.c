@@ -8,6 +8,7 @@
  * may turn off. A range reads only the chunks it covers.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,30 +21,39 @@
  * the validators and caching fields of the 200 it stands for). */
 static int validators(struct ss_conn *c, const struct obj_meta *m)
 {
-    char etag[35];
+    char etag[OBJ_ETAG_MAX + 1];
     obj_meta_etag(m, etag);
     int rc = obj_field(c, "ETag", etag);
     rc |= obj_field_date(c, "Last-Modified", m->mtime);
     return rc;
 }
 
+/* A cached copy says how old it is (RFC 9111 section 5.1). */
+static void age(struct ss_conn *c, const struct obj_conn *oc, const struct obj_meta *m)
+{
+    if (oc->b->kind == SS_BUCKET_LOCAL)
+        return;
+    int64_t a = ss_clock_unix_seconds() - m->stored_at;
+    obj_field_u64(c, "Age", a > 0 ? (uint64_t)a : 0);
+}
+
 /* 412 or 304 when a precondition says so; 0 when the request goes on. */
 static int preconditions(const struct ss_http_req *req, const struct obj_meta *m, int *status)
 {
-    char etag[35];
+    char etag[OBJ_ETAG_MAX + 1];
     obj_meta_etag(m, etag);
     int64_t now = ss_clock_unix_seconds(), t;
     const struct ss_http_field *f;
     *status = 0;
     if ((f = ss_http_header(req, "if-match"))) {
-        if (ss_http_if_match(f->value, f->value_len, etag, 34) != 1)
+        if (ss_http_if_match(f->value, f->value_len, etag, strlen(etag)) != 1)
             return *status = 412;
     } else if ((f = ss_http_header(req, "if-unmodified-since")) &&
                ss_http_date_parse(f->value, f->value_len, now, &t) == 0 && m->mtime > t) {
         return *status = 412;
     }
     if ((f = ss_http_header(req, "if-none-match"))) {
-        if (ss_http_if_none_match(f->value, f->value_len, etag, 34) == 1)
+        if (ss_http_if_none_match(f->value, f->value_len, etag, strlen(etag)) == 1)
             return *status = 304;
     } else if ((f = ss_http_header(req, "if-modified-since")) &&
                ss_http_date_parse(f->value, f->value_len, now, &t) == 0 && m->mtime <= t &&
@@ -60,10 +70,11 @@ static int if_range_holds(const struct ss_http_req *req, const struct obj_meta *
     if (!f)
         return 1;
     if (f->value_len && (f->value[0] == '"' || f->value[0] == 'W')) {
-        char etag[35];
+        char etag[OBJ_ETAG_MAX + 1];
         obj_meta_etag(m, etag);
         /* A strong comparison: a weak tag never matches here. */
-        return f->value_len == 34 && memcmp(f->value, etag, 34) == 0;
+        return f->value_len == strlen(etag) && memcmp(f->value, etag, f->value_len) == 0 &&
+               etag[0] == '"';
     }
     int64_t t;
     return ss_http_date_parse(f->value, f->value_len, ss_clock_unix_seconds(), &t) == 0 &&
@@ -72,6 +83,8 @@ static int if_range_holds(const struct ss_http_req *req, const struct obj_meta *
 
 int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req)
 {
+    if (oc->b->kind != SS_BUCKET_LOCAL)
+        return obj_cached_get(c, oc, req);
     struct obj_meta m;
     size_t nbucket = oc->key_off - 1;
     int rc = obj_meta_get(&oc->ow->st, oc->name, nbucket, oc->name + oc->key_off,
@@ -88,6 +101,14 @@ int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *re
         return 0;
     }
     atomic_fetch_add_explicit(&bs->hits, 1, memory_order_relaxed);
+    return obj_serve(c, oc, req, &m);
+}
+
+int obj_serve(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req,
+              const struct obj_meta *mp)
+{
+    struct obj_meta m = *mp;
+    struct obj_bucket_stats *bs = &oc->b->stats;
     int status;
     if (preconditions(req, &m, &status)) {
         if (status == 412) {
@@ -99,6 +120,7 @@ int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *re
         atomic_fetch_add_explicit(&bs->not_modified, 1, memory_order_relaxed);
         obj_head_begin(c, oc, 304);
         validators(c, &m);
+        age(c, oc, &m);
         ss_buf_append(&c->out, m.fields, m.fields_len);
         ss_buf_append(&c->out, "\r\n", 2);
         return 0;
@@ -121,6 +143,7 @@ int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *re
     uint64_t length = m.size ? last - first + 1 : 0;
     obj_head_begin(c, oc, ranged ? 206 : 200);
     validators(c, &m);
+    age(c, oc, &m);
     obj_field(c, "Accept-Ranges", "bytes");
     obj_field_u64(c, "Content-Length", length);
     if (ranged) {
@@ -196,7 +219,15 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
             uint64_t n = t->value_len - off;
             if (n > oc->g_end - oc->g_pos)
                 n = oc->g_end - oc->g_pos;
-            rc = ss_buf_append(&c->out, t->value + off, (size_t)n);
+            if (oc->chunked_out) {
+                char size_line[24];
+                int len = snprintf(size_line, sizeof(size_line), "%llx\r\n",
+                                   (unsigned long long)n);
+                rc = ss_buf_append(&c->out, size_line, (size_t)len);
+            }
+            rc |= ss_buf_append(&c->out, t->value + off, (size_t)n);
+            if (oc->chunked_out)
+                rc |= ss_buf_append(&c->out, "\r\n", 2);
             if (rc == 0) {
                 oc->g_pos += n;
                 atomic_fetch_add_explicit(&oc->b->stats.bytes_out, n, memory_order_relaxed);
@@ -217,8 +248,11 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
             return SS_OBJ_CLOSE;
         }
     }
-    if (oc->g_pos >= oc->g_end)
+    if (oc->g_pos >= oc->g_end) {
+        if (oc->fill)
+            return obj_fill_caught_up(c, oc); /* more may be on its way */
         oc->phase = OBJ_IDLE;
+    }
     return 0;
 }
 

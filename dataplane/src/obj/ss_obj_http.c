@@ -253,13 +253,20 @@ static int dispatch(struct ss_conn *c, struct obj_conn *oc, const struct ss_http
     case SS_HTTP_M_HEAD:
         return obj_get(c, oc, req);
     case SS_HTTP_M_PUT:
+    case SS_HTTP_M_DELETE:
+        if (oc->b->kind != SS_BUCKET_LOCAL) {
+            obj_error(c, oc, 501, "NotImplemented", "writing through a cached bucket to its "
+                      "origin is not implemented yet; write to the origin itself, and PURGE "
+                      "here", 0);
+            return 0;
+        }
+        if (req->method == SS_HTTP_M_DELETE)
+            return obj_delete(c, oc, 0);
         if (ss_http_header(req, "x-amz-copy-source")) {
             obj_error(c, oc, 501, "NotImplemented", "copying objects is not implemented yet", 0);
             return 0;
         }
         return obj_put_start(c, oc, req);
-    case SS_HTTP_M_DELETE:
-        return obj_delete(c, oc, 0);
     case SS_HTTP_M_PURGE:
         return obj_delete(c, oc, 1);
     case SS_HTTP_M_POST:
@@ -308,6 +315,13 @@ int ss_obj_http_process(struct ss_conn *c)
         return SS_OBJ_CLOSE;
     const struct ss_objects_settings *s = &obj_of(oc)->s;
     for (;;) {
+        if (oc->phase == OBJ_WAIT_FILL)
+            return 0; /* the fetch's progress resumes it (ss_obj_worker_tick) */
+        if (oc->phase == OBJ_FINISHED) {
+            if (request_done(c, oc))
+                return SS_OBJ_CLOSE;
+            continue;
+        }
         if (oc->phase == OBJ_PUT_BODY) {
             int rc = obj_put_body(c, oc);
             if (rc)
@@ -322,8 +336,8 @@ int ss_obj_http_process(struct ss_conn *c)
             int rc = obj_get_body(c, oc);
             if (rc)
                 return rc;
-            if (oc->phase == OBJ_GET_BODY)
-                return 0; /* more once the socket drains */
+            if (oc->phase == OBJ_GET_BODY || oc->phase == OBJ_WAIT_FILL)
+                return 0; /* more once the socket drains, or the fetch moves on */
             if (request_done(c, oc))
                 return SS_OBJ_CLOSE;
             continue;
@@ -357,6 +371,7 @@ int ss_obj_http_process(struct ss_conn *c)
         }
         oc->keep_alive = req.keep_alive;
         oc->head_only = req.method == SS_HTTP_M_HEAD;
+        oc->head_len = (size_t)n;
         int rc = dispatch(c, oc, &req);
         c->rpos += (size_t)n; /* after dispatch: req points into rbuf */
         if (rc)
@@ -375,6 +390,7 @@ void ss_obj_conn_closed(struct ss_conn *c)
         return;
     if (oc->phase == OBJ_PUT_BODY)
         obj_put_abort(oc);
+    obj_cached_conn_closed(oc);
     if (oc->reading)
         oc->reading->c = NULL; /* its completion gives the read back */
     if (oc->read_done)

@@ -18,6 +18,7 @@
 #define SS_OBJ_INTERNAL_H
 
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,6 +35,10 @@
 /* Response fields kept with an object (Content-Type, Cache-Control,
  * x-amz-meta-*, ...), as header lines ready to send. */
 #define OBJ_FIELDS_MAX 8192u
+/* Longest origin ETag kept (longer ones: the copy has none, and is not revalidated). */
+#define OBJ_ETAG_MAX 128u
+/* The largest metadata item: its header, name, ETag and fields. */
+#define OBJ_META_MAX (OBJ_NAME_MAX + OBJ_FIELDS_MAX + OBJ_ETAG_MAX + 128)
 /* Replaced versions' chunks stay this long for GETs still streaming them. */
 #define OBJ_GRACE_MS 30000u
 /* A GET queues at most this much output before waiting for the socket. */
@@ -55,6 +60,48 @@ struct obj_bucket {
     size_t name_len;
     int kind; /* enum ss_bucket_kind */
     struct obj_bucket_stats stats;
+    /* A cached bucket's origin (kind http); its strings are owned here. */
+    struct sockaddr_storage origin;
+    socklen_t origin_len;
+    char *origin_path;  /* ends in '/': the key is appended */
+    char *origin_host;  /* the Host field sent */
+    uint32_t origin_timeout_ms;
+    uint32_t default_ttl_s;
+};
+
+/*
+ * A fetch from an origin, shared by every request for the object while it
+ * runs (concurrent misses collapse into one fetch, on whichever worker
+ * started it). The fetching worker writes the body into chunk items of
+ * `version` and advances `committed`; waiting requests, on any worker, read
+ * those chunks as they appear (read-while-write). Everything below the lock
+ * line changes under ss_obj.fill_lock; requests hold a reference.
+ */
+enum obj_fill_state {
+    FILL_HEAD = 0,   /* waiting for the origin's response head */
+    FILL_BODY,       /* the head is in (status 200): body arriving */
+    FILL_DONE,       /* the body is complete (and stored when cacheable) */
+    FILL_FRESH,      /* revalidated (304): the stored copy is fresh again */
+    FILL_FAILED,     /* no usable answer: `status` says what to answer */
+};
+
+struct obj_fill {
+    struct obj_fill *next;              /* in the fill table's chain */
+    unsigned char mkey[OBJ_META_KEY_LEN];
+    struct obj_bucket *b;
+    uint64_t version;                   /* the chunks' version */
+    uint32_t chunk_data;
+    /* under the lock */
+    int refs;
+    int state;                          /* enum obj_fill_state */
+    int status;                         /* FILL_FAILED: the status to answer */
+    uint64_t committed;                 /* body bytes readable from chunk items */
+    int64_t size;                       /* the whole body; -1 until known */
+    /* set once, before state leaves FILL_HEAD (read without the lock after) */
+    char etag[OBJ_ETAG_MAX + 1];
+    int64_t mtime;
+    char fields[OBJ_FIELDS_MAX];        /* response fields to send with it */
+    size_t fields_len;
 };
 
 /* A replaced version whose chunks go once the grace period is over. */
@@ -64,6 +111,8 @@ struct obj_doomed {
     uint64_t due_ms;
     struct obj_doomed *next;
 };
+
+#define OBJ_FILL_BUCKETS 256u
 
 struct ss_obj {
     struct ss_objects_settings s; /* strings and buckets point at own copies */
@@ -78,6 +127,8 @@ struct ss_obj {
     struct obj_bucket *buckets;
     pthread_mutex_t doomed_lock;
     struct obj_doomed *doomed, **doomed_tail;
+    pthread_mutex_t fill_lock;
+    struct obj_fill *fills[OBJ_FILL_BUCKETS];
 };
 
 /* Chunk reads one worker keeps in flight at most (its ring's size). */
@@ -86,9 +137,14 @@ struct ss_obj {
 /* One worker's handle on the objects store. */
 struct ss_obj_worker {
     struct ss_obj *o;
+    struct ss_worker *w;       /* the worker (its epoll set) */
     struct ss_store_thread st;
     struct ss_counters ctr; /* the objects store's counters for this worker */
     int async;              /* chunk reads go through st's io_uring */
+    struct obj_conn *waiting;  /* requests waiting for a fill to progress */
+    struct obj_origin *origins; /* this worker's fetches in progress */
+    struct obj_origin *idle;    /* kept-alive origin connections */
+    unsigned nidle;
 };
 
 /* What a metadata item holds (its encoding: ss_obj_meta.c). */
@@ -102,6 +158,8 @@ struct obj_meta {
     unsigned char md5[16];
     const char *name;    /* bucket '/' key; points into the item's value */
     size_t name_len;
+    const char *etag;    /* the origin's ETag as it sent it; empty: the MD5 is the ETag */
+    size_t etag_len;
     const char *fields;  /* header lines to send with it */
     size_t fields_len;
 };
@@ -116,8 +174,34 @@ uint32_t obj_nchunks(uint64_t size, uint32_t chunk_bytes);
 long obj_meta_encode(const struct obj_meta *m, char *buf, size_t cap);
 /* Decode a metadata item's value; m's pointers point into it. 0 or -EBADMSG. */
 int obj_meta_decode(const char *val, size_t len, struct obj_meta *m);
-/* The ETag of m, quoted ("\"<32 hex>\""), NUL-terminated; 35 bytes. */
-void obj_meta_etag(const struct obj_meta *m, char out[35]);
+/* The ETag of m as sent in ETag (the origin's, or "\"<32 hex md5>\""),
+ * NUL-terminated. */
+void obj_meta_etag(const struct obj_meta *m, char out[OBJ_ETAG_MAX + 1]);
+
+/* ss_obj_fill.c */
+/* The fill for mkey in progress, with a reference taken (NULL: none). */
+struct obj_fill *obj_fill_find(struct ss_obj *o, const unsigned char *mkey);
+/* A new fill for mkey, registered, with one reference (the caller's). */
+struct obj_fill *obj_fill_new(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey);
+void obj_fill_put(struct ss_obj *o, struct obj_fill *f);
+/* The fill's state moves on (under the lock). */
+void obj_fill_set(struct ss_obj *o, struct obj_fill *f, int state, int status);
+void obj_fill_commit(struct ss_obj *o, struct obj_fill *f, uint64_t committed);
+/* Seconds a response stays fresh (RFC 9111 section 4.2.1), -1 when it must
+ * not be stored; *age gets the Age it arrived with. */
+int64_t obj_freshness(const struct obj_bucket *b, const struct ss_http_resp *r, int64_t now,
+                      int64_t *age);
+
+/* ss_obj_origin.c */
+/* Start fetching f's object from its bucket's origin on worker ow;
+ * stale: the stored copy being revalidated (its validators are sent), or NULL.
+ * Returns 0, or -errno (f is then failed). */
+int obj_origin_fetch(struct ss_obj_worker *ow, struct obj_fill *f, const char *key,
+                     size_t nkey, const struct obj_meta *stale);
+void obj_origin_on_event(struct ss_obj_worker *ow, struct obj_origin *org, uint32_t events);
+/* Deadlines of this worker's fetches: time them out. Returns ms to the next. */
+int obj_origin_tick(struct ss_obj_worker *ow, uint64_t now_ms);
+void obj_origin_worker_fini(struct ss_obj_worker *ow);
 
 /* ss_obj_plane.c */
 struct obj_bucket *obj_bucket_find(struct ss_obj *o, const char *name, size_t len);

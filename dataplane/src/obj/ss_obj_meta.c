@@ -15,8 +15,10 @@
 #define META_MAGIC 0x424f5353u /* "SSOB" read little-endian */
 #define META_FORMAT 1u
 /* magic 4, format 2, name_len 2, version 8, size 8, chunk_bytes 4,
- * fields_len 4, mtime 8, stored_at 8, expires_at 8, md5 16 */
-#define META_HEADER_BYTES 72u
+ * fields_len 4, mtime 8, stored_at 8, expires_at 8, md5 16, etag_len 2;
+ * then the name, the origin's ETag (cached buckets; empty for local ones,
+ * whose ETag is the MD5) and the fields. */
+#define META_HEADER_BYTES 74u
 
 static void put_le(char *p, uint64_t v, int n)
 {
@@ -61,8 +63,9 @@ uint32_t obj_nchunks(uint64_t size, uint32_t chunk_bytes)
 
 long obj_meta_encode(const struct obj_meta *m, char *buf, size_t cap)
 {
-    size_t need = META_HEADER_BYTES + m->name_len + m->fields_len;
-    if (need > cap || m->name_len > 0xffff || m->fields_len > 0xffffffffu)
+    size_t need = META_HEADER_BYTES + m->name_len + m->etag_len + m->fields_len;
+    if (need > cap || m->name_len > 0xffff || m->etag_len > OBJ_ETAG_MAX ||
+        m->fields_len > 0xffffffffu)
         return -ENOSPC;
     char *p = buf;
     put_le(p, META_MAGIC, 4);
@@ -76,8 +79,10 @@ long obj_meta_encode(const struct obj_meta *m, char *buf, size_t cap)
     put_le(p + 40, (uint64_t)m->stored_at, 8);
     put_le(p + 48, (uint64_t)m->expires_at, 8);
     memcpy(p + 56, m->md5, 16);
+    put_le(p + 72, m->etag_len, 2);
     memcpy(p + META_HEADER_BYTES, m->name, m->name_len);
-    memcpy(p + META_HEADER_BYTES + m->name_len, m->fields, m->fields_len);
+    memcpy(p + META_HEADER_BYTES + m->name_len, m->etag, m->etag_len);
+    memcpy(p + META_HEADER_BYTES + m->name_len + m->etag_len, m->fields, m->fields_len);
     return (long)need;
 }
 
@@ -95,16 +100,24 @@ int obj_meta_decode(const char *val, size_t len, struct obj_meta *m)
     m->stored_at = (int64_t)get_le(val + 40, 8);
     m->expires_at = (int64_t)get_le(val + 48, 8);
     memcpy(m->md5, val + 56, 16);
-    if (m->chunk_bytes == 0 || META_HEADER_BYTES + m->name_len + m->fields_len != len)
+    m->etag_len = (size_t)get_le(val + 72, 2);
+    if (m->chunk_bytes == 0 || m->etag_len > OBJ_ETAG_MAX ||
+        META_HEADER_BYTES + m->name_len + m->etag_len + m->fields_len != len)
         return -EBADMSG;
     m->name = val + META_HEADER_BYTES;
-    m->fields = m->name + m->name_len;
+    m->etag = m->name + m->name_len;
+    m->fields = m->etag + m->etag_len;
     return 0;
 }
 
-void obj_meta_etag(const struct obj_meta *m, char out[35])
+void obj_meta_etag(const struct obj_meta *m, char out[OBJ_ETAG_MAX + 1])
 {
     static const char hex[] = "0123456789abcdef";
+    if (m->etag_len) {
+        memcpy(out, m->etag, m->etag_len);
+        out[m->etag_len] = '\0';
+        return;
+    }
     out[0] = '"';
     for (int i = 0; i < 16; i++) {
         out[1 + 2 * i] = hex[m->md5[i] >> 4];

@@ -10,7 +10,9 @@
  * a version no metadata item names (a crash mid-PUT, or a crash before a
  * doomed version was deleted) are found by walking the index and deleted.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,7 +121,7 @@ static int walk_meta(void *arg, const void *key, size_t nkey)
     struct obj_meta m;
     ss_store_lock(t, key, nkey);
     int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE | SS_FIND_NO_BUMP);
-    int ok = rc == 0 && t->value_len <= OBJ_FIELDS_MAX + OBJ_NAME_MAX + 128;
+    int ok = rc == 0 && t->value_len <= OBJ_META_MAX;
     if (ok) {
         memcpy(w->buf, t->value, t->value_len);
         ok = obj_meta_decode(w->buf, t->value_len, &m) == 0;
@@ -166,7 +168,7 @@ static int walk_chunk(void *arg, const void *key, size_t nkey)
 
 static int open_walk(struct ss_obj *o, char *err, size_t errlen)
 {
-    struct open_walk w = {.o = o, .buf = malloc(OBJ_FIELDS_MAX + OBJ_NAME_MAX + 128)};
+    struct open_walk w = {.o = o, .buf = malloc(OBJ_META_MAX)};
     if (!w.buf)
         return -ENOMEM;
     int rc = ss_store_keys(o->store, "M", 1, walk_meta, &w);
@@ -186,6 +188,38 @@ static int open_walk(struct ss_obj *o, char *err, size_t errlen)
 }
 
 /* ---- life cycle ---- */
+
+/* A cached bucket's origin: its numeric address (resolved by the control
+ * plane), path and Host field. 0, or -EINVAL with err naming the bucket. */
+static int origin_of(struct obj_bucket *ob, const struct ss_bucket_settings *b, char *err,
+                     size_t errlen)
+{
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ob->origin;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ob->origin;
+    memset(&ob->origin, 0, sizeof(ob->origin));
+    if (b->origin_addr && inet_pton(AF_INET, b->origin_addr, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)b->origin_port);
+        ob->origin_len = sizeof(*in4);
+    } else if (b->origin_addr && inet_pton(AF_INET6, b->origin_addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)b->origin_port);
+        ob->origin_len = sizeof(*in6);
+    } else {
+        snprintf(err, errlen, "bucket %s: origin address '%s' is not numeric", b->name,
+                 b->origin_addr ? b->origin_addr : "");
+        return -EINVAL;
+    }
+    ob->origin_path = strdup(b->origin_path && b->origin_path[0] ? b->origin_path : "/");
+    ob->origin_host = strdup(b->origin_host ? b->origin_host : b->origin_addr);
+    ob->origin_timeout_ms = b->origin_timeout_ms ? b->origin_timeout_ms : 10000;
+    ob->default_ttl_s = b->default_ttl_s;
+    if (!ob->origin_path || !ob->origin_host) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
 
 struct ss_obj *ss_obj_open(const struct ss_objects_settings *s, char *err, size_t errlen)
 {
@@ -216,6 +250,7 @@ struct ss_obj *ss_obj_open(const struct ss_objects_settings *s, char *err, size_
     o->nbuckets = s->nbuckets;
     o->buckets = calloc(s->nbuckets ? s->nbuckets : 1, sizeof(*o->buckets));
     pthread_mutex_init(&o->doomed_lock, NULL);
+    pthread_mutex_init(&o->fill_lock, NULL);
     o->doomed_tail = &o->doomed;
     if (!o->buckets) {
         snprintf(err, errlen, "out of memory");
@@ -225,16 +260,21 @@ struct ss_obj *ss_obj_open(const struct ss_objects_settings *s, char *err, size_
     for (uint32_t i = 0; i < s->nbuckets; i++) {
         const struct ss_bucket_settings *b = &s->buckets[i];
         size_t n = b->name ? strlen(b->name) : 0;
-        if (n < 3 || n > SS_BUCKET_NAME_MAX || b->kind != SS_BUCKET_LOCAL) {
+        if (n < 3 || n > SS_BUCKET_NAME_MAX ||
+            (b->kind != SS_BUCKET_LOCAL && b->kind != SS_BUCKET_HTTP)) {
             snprintf(err, errlen, "bucket %u (%s): a name of 3 to %d bytes is required, and "
-                     "only local buckets are served by this build", i, b->name ? b->name : "?",
-                     SS_BUCKET_NAME_MAX);
+                     "buckets are local or caches of an HTTP origin", i,
+                     b->name ? b->name : "?", SS_BUCKET_NAME_MAX);
             ss_obj_close(o);
             return NULL;
         }
         memcpy(o->buckets[i].name, b->name, n);
         o->buckets[i].name_len = n;
         o->buckets[i].kind = b->kind;
+        if (b->kind != SS_BUCKET_LOCAL && origin_of(&o->buckets[i], b, err, errlen)) {
+            ss_obj_close(o);
+            return NULL;
+        }
     }
     o->store = ss_store_open(&o->s.store, err, errlen);
     o->s.store.device = NULL; /* the store owns it now */
@@ -271,6 +311,11 @@ void ss_obj_close(struct ss_obj *o)
         ss_store_close(o->store);
     }
     pthread_mutex_destroy(&o->doomed_lock);
+    pthread_mutex_destroy(&o->fill_lock);
+    for (uint32_t i = 0; o->buckets && i < o->nbuckets; i++) {
+        free(o->buckets[i].origin_path);
+        free(o->buckets[i].origin_host);
+    }
     free(o->buckets);
     free(o->own_listen_host);
     free(o->own_index_dir);
@@ -285,6 +330,7 @@ int ss_obj_worker_init(struct ss_worker *w, struct ss_obj *o, int *io_fd)
     if (!ow)
         return -ENOMEM;
     ow->o = o;
+    ow->w = w;
     int rc = ss_store_thread_init(&ow->st, o->store, &ow->ctr);
     if (rc) {
         free(ow);
@@ -311,6 +357,13 @@ void ss_obj_worker_submit(struct ss_worker *w)
         ss_store_io_submit(&ow->st);
 }
 
+void ss_obj_origin_event(struct ss_worker *w, void *tagged, uint32_t events)
+{
+    struct ss_obj_worker *ow = w->obj;
+    if (ow)
+        obj_origin_on_event(ow, (struct obj_origin *)((uintptr_t)tagged & ~(uintptr_t)3), events);
+}
+
 void ss_obj_worker_reap(struct ss_worker *w)
 {
     struct ss_obj_worker *ow = w->obj;
@@ -323,6 +376,7 @@ void ss_obj_worker_fini(struct ss_worker *w)
     struct ss_obj_worker *ow = w->obj;
     if (!ow)
         return;
+    obj_origin_worker_fini(ow);
     ss_store_thread_fini(&ow->st);
     free(ow);
     w->obj = NULL;
@@ -383,7 +437,7 @@ static int walk_purge(void *arg, const void *key, size_t nkey)
     ss_store_lock(t, key, nkey);
     int rc = ss_store_find(t, key, nkey, &it, SS_FIND_VALUE | SS_FIND_NO_BUMP);
     int match = 0;
-    if (rc == 0 && t->value_len <= OBJ_FIELDS_MAX + OBJ_NAME_MAX + 128) {
+    if (rc == 0 && t->value_len <= OBJ_META_MAX) {
         memcpy(w->buf, t->value, t->value_len);
         size_t nb = w->b->name_len;
         match = obj_meta_decode(w->buf, t->value_len, &m) == 0 &&
@@ -412,7 +466,7 @@ long ss_obj_purge(struct ss_obj *o, const char *bucket, const char *prefix, size
         return -ENOENT;
     struct purge_walk w = {.o = o, .b = b, .prefix = prefix ? prefix : "",
                            .nprefix = prefix ? nprefix : 0,
-                           .buf = malloc(OBJ_FIELDS_MAX + OBJ_NAME_MAX + 128)};
+                           .buf = malloc(OBJ_META_MAX)};
     if (!w.buf)
         return -ENOMEM;
     /* Committed first: metadata written a moment ago must be seen too. */

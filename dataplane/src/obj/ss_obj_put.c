@@ -389,7 +389,7 @@ static int finish(struct ss_conn *c, struct obj_conn *oc)
     obj_meta_key(oc->name, nbucket, key, nkey, mkey);
     /* The old version is read and replaced under one lock: two PUTs of one
      * key each doom exactly the version they replaced. */
-    static _Thread_local char old_buf[OBJ_NAME_MAX + OBJ_FIELDS_MAX + 128];
+    static _Thread_local char old_buf[OBJ_META_MAX];
     struct obj_meta old;
     struct ss_item it = {0};
     struct iovec iov = {oc->meta_buf, (size_t)len};
@@ -418,7 +418,7 @@ static int finish(struct ss_conn *c, struct obj_conn *oc)
                   0);
         return SS_OBJ_CLOSE;
     }
-    char etag[35];
+    char etag[OBJ_ETAG_MAX + 1];
     obj_meta_etag(&m, etag);
     obj_head_begin(c, oc, 200);
     obj_field(c, "ETag", etag);

@@ -231,6 +231,9 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         if (ss_store_io_submit(&w->st) && timeout > 1)
             timeout = 1;
         ss_obj_worker_submit(w);
+        int obj_wait = ss_obj_worker_tick(w, now);
+        if (obj_wait >= 0 && obj_wait < timeout)
+            timeout = obj_wait;
         unsigned reads = ss_store_io_in_flight(&w->st);
         if (reads && ss_store_io_polled(&w->st)) {
             /* An SPDK device: no eventfd says when its reads complete. */
@@ -267,6 +270,8 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
             }
             if (tag & 1u) /* a back-end connection (proxy mode) */
                 ss_px_on_event(w, evs[i].data.ptr, evs[i].events);
+            else if (tag & 2u) /* an origin connection (object requests) */
+                ss_obj_origin_event(w, evs[i].data.ptr, evs[i].events);
             else
                 ss_conn_on_event((struct ss_conn *)evs[i].data.ptr, evs[i].events);
         }

@@ -1,0 +1,322 @@
+/*
+ * ss_obj_cached.c - GET and HEAD in a cached bucket: a fresh stored copy is
+ * served like a local object (with its Age); a missing or stale one joins
+ * the fetch in progress for it, or starts one (ss_obj_origin.c), and the
+ * request waits.
+ *
+ * A waiting request is on its worker's waiting list and is looked at once
+ * per loop turn (ss_obj_worker_tick), so requests on every worker share one
+ * fetch without any worker touching another's connections. When the
+ * origin's head is in, a plain GET streams the body as its chunks are
+ * stored (read-while-write), chunked when its length is not known; a GET
+ * with a Range or preconditions, and a HEAD, wait for the whole object and
+ * are then served from the store. A stale copy whose revalidation comes back
+ * 304 is served as it is; one whose origin fails is served stale when its
+ * Cache-Control allows it (stale-if-error), else the answer is 502 or 504.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/ss_clock.h"
+#include "server/ss_server.h"
+#include "server/ss_worker.h"
+#include "ss_obj_conn.h"
+
+static void wait_add(struct ss_obj_worker *ow, struct obj_conn *oc)
+{
+    oc->wprev = NULL;
+    oc->wnext = ow->waiting;
+    if (ow->waiting)
+        ow->waiting->wprev = oc;
+    ow->waiting = oc;
+}
+
+static void wait_remove(struct ss_obj_worker *ow, struct obj_conn *oc)
+{
+    if (oc->wprev)
+        oc->wprev->wnext = oc->wnext;
+    else if (ow->waiting == oc)
+        ow->waiting = oc->wnext;
+    if (oc->wnext)
+        oc->wnext->wprev = oc->wprev;
+    oc->wnext = oc->wprev = NULL;
+}
+
+/* The stale copy in oc->meta_buf may be served when the origin fails. */
+static int stale_if_error(const struct obj_meta *m, int64_t now)
+{
+    struct ss_http_cache_control cc;
+    ss_http_cache_control_init(&cc);
+    const char *p = m->fields, *end = m->fields + m->fields_len;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (!eol)
+            break;
+        if (eol - p > 14 && strncasecmp(p, "cache-control:", 14) == 0)
+            ss_http_cache_control_parse(p + 14, (size_t)(eol - p - 14), &cc);
+        p = eol + 2;
+    }
+    return cc.stale_if_error >= 0 && now - m->expires_at <= cc.stale_if_error;
+}
+
+static int stale_while_revalidate(const struct obj_meta *m, int64_t now)
+{
+    struct ss_http_cache_control cc;
+    ss_http_cache_control_init(&cc);
+    const char *p = m->fields, *end = m->fields + m->fields_len;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (!eol)
+            break;
+        if (eol - p > 14 && strncasecmp(p, "cache-control:", 14) == 0)
+            ss_http_cache_control_parse(p + 14, (size_t)(eol - p - 14), &cc);
+        p = eol + 2;
+    }
+    return cc.stale_while_revalidate >= 0 &&
+           now - m->expires_at <= cc.stale_while_revalidate;
+}
+
+static int lookup(struct obj_conn *oc, struct obj_meta *m)
+{
+    size_t nb = oc->key_off - 1;
+    return obj_meta_get(&oc->ow->st, oc->name, nb, oc->name + oc->key_off,
+                        oc->name_len - oc->key_off, m, oc->meta_buf, sizeof(oc->meta_buf));
+}
+
+/* Join the fetch for this object, or start one. 0, or -errno. */
+static int join_fill(struct obj_conn *oc, const struct obj_meta *stale)
+{
+    struct ss_obj *o = obj_of(oc);
+    unsigned char mkey[OBJ_META_KEY_LEN];
+    obj_meta_key(oc->name, oc->key_off - 1, oc->name + oc->key_off,
+                 oc->name_len - oc->key_off, mkey);
+    struct obj_fill *f = obj_fill_find(o, mkey);
+    if (f) {
+        atomic_fetch_add_explicit(&oc->b->stats.collapsed_fetches, 1, memory_order_relaxed);
+    } else {
+        f = obj_fill_new(o, oc->b, mkey);
+        if (!f)
+            return -ENOMEM;
+        /* The fetch keeps its own reference; a failure to start shows in f. */
+        obj_origin_fetch(oc->ow, f, oc->name + oc->key_off, oc->name_len - oc->key_off, stale);
+    }
+    oc->fill = f;
+    return 0;
+}
+
+int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req)
+{
+    struct obj_meta m;
+    int64_t now = ss_clock_unix_seconds();
+    int rc = lookup(oc, &m);
+    struct obj_bucket_stats *bs = &oc->b->stats;
+    if (rc == 0 && m.expires_at > now) {
+        atomic_fetch_add_explicit(&bs->hits, 1, memory_order_relaxed);
+        return obj_serve(c, oc, req, &m);
+    }
+    if (rc && rc != -ENOENT) {
+        obj_error(c, oc, 500, "InternalError", "the object's metadata could not be read", 1);
+        return 0;
+    }
+    oc->have_stale = rc == 0;
+    if (oc->have_stale && stale_while_revalidate(&m, now)) {
+        /* Served stale now; the revalidation runs for the next request. */
+        atomic_fetch_add_explicit(&bs->hits, 1, memory_order_relaxed);
+        if (join_fill(oc, &m) == 0) {
+            obj_fill_put(obj_of(oc), oc->fill);
+            oc->fill = NULL;
+        }
+        return obj_serve(c, oc, req, &m);
+    }
+    atomic_fetch_add_explicit(&bs->misses, 1, memory_order_relaxed);
+    if (oc->head_len > sizeof(oc->head)) {
+        obj_error(c, oc, 431, "RequestHeaderSectionTooLarge", "the request head is too large "
+                  "to wait for the origin with", 1);
+        return 0;
+    }
+    /* The head is parsed again when the fetch moves on (req points into the
+     * read buffer, which the server may reuse meanwhile). */
+    memcpy(oc->head, c->rbuf + c->rpos, oc->head_len);
+    if (join_fill(oc, oc->have_stale ? &m : NULL)) {
+        obj_error(c, oc, 503, "SlowDown", "out of memory for the fetch; retry", 1);
+        return 0;
+    }
+    oc->phase = OBJ_WAIT_FILL;
+    oc->fill_head_sent = 0;
+    oc->c = c;
+    wait_add(oc->ow, oc);
+    return 0;
+}
+
+static void drop_fill(struct obj_conn *oc)
+{
+    if (oc->fill)
+        obj_fill_put(obj_of(oc), oc->fill);
+    oc->fill = NULL;
+}
+
+/* The head of a body streamed from the fetch (its length known or not). */
+static void stream_head(struct ss_conn *c, struct obj_conn *oc, int64_t size)
+{
+    struct obj_fill *f = oc->fill;
+    obj_head_begin(c, oc, 200);
+    if (f->etag[0])
+        obj_field(c, "ETag", f->etag);
+    obj_field_date(c, "Last-Modified", f->mtime);
+    obj_field(c, "Age", "0");
+    if (size >= 0) {
+        obj_field_u64(c, "Content-Length", (uint64_t)size);
+    } else {
+        obj_field(c, "Transfer-Encoding", "chunked");
+        oc->chunked_out = 1;
+    }
+    ss_buf_append(&c->out, f->fields, f->fields_len);
+    ss_buf_append(&c->out, "\r\n", 2);
+    oc->fill_head_sent = 1;
+    oc->g_version = f->version;
+    oc->g_chunk_bytes = f->chunk_data;
+    oc->g_pos = 0;
+    oc->g_end = 0;
+}
+
+/* The fetch failed: the stale copy when allowed, else the status it left. */
+static int answer_failure(struct ss_conn *c, struct obj_conn *oc, int status,
+                          const struct ss_http_req *req)
+{
+    struct obj_meta m;
+    if (oc->have_stale && lookup(oc, &m) == 0 && stale_if_error(&m, ss_clock_unix_seconds()))
+        return obj_serve(c, oc, req, &m);
+    if (status == 404)
+        obj_error(c, oc, 404, "NoSuchKey", "the origin has no such object", 1);
+    else if (status == 504)
+        obj_error(c, oc, 504, "GatewayTimeout", "the origin did not answer in time", 1);
+    else if (status == 502)
+        obj_error(c, oc, 502, "BadGateway", "the origin could not be reached or answered "
+                  "badly", 1);
+    else
+        obj_error(c, oc, status, "OriginError", "the origin refused the request", 1);
+    return 0;
+}
+
+/*
+ * Move one waiting request on. Returns 1 when it is no longer waiting (its
+ * answer, or the first of its body, is queued), 0 to keep waiting.
+ */
+static int advance(struct ss_conn *c, struct obj_conn *oc)
+{
+    struct ss_obj *o = obj_of(oc);
+    struct obj_fill *f = oc->fill;
+    pthread_mutex_lock(&o->fill_lock);
+    int state = f->state, status = f->status;
+    uint64_t committed = f->committed;
+    int64_t size = f->size;
+    pthread_mutex_unlock(&o->fill_lock);
+    if (state == FILL_HEAD)
+        return 0;
+    struct ss_http_req req;
+    const struct ss_objects_settings *s = &o->s;
+    struct ss_http_limits lim = {s->max_head_bytes, s->max_fields, s->max_uri_bytes};
+    int plain = ss_http_parse_head(oc->head, oc->head_len, &lim, &req) > 0 &&
+                req.method == SS_HTTP_M_GET && !ss_http_header(&req, "range") &&
+                !ss_http_header(&req, "if-match") && !ss_http_header(&req, "if-none-match") &&
+                !ss_http_header(&req, "if-modified-since") &&
+                !ss_http_header(&req, "if-unmodified-since");
+    if (state == FILL_FAILED) {
+        drop_fill(oc);
+        oc->phase = OBJ_IDLE;
+        answer_failure(c, oc, status, &req);
+        return 1;
+    }
+    if (state == FILL_FRESH || (state == FILL_DONE && !plain && !oc->fill_head_sent)) {
+        struct obj_meta m;
+        drop_fill(oc);
+        oc->phase = OBJ_IDLE;
+        if (lookup(oc, &m) == 0)
+            return obj_serve(c, oc, &req, &m), 1;
+        /* Not stored (no-store, or private): what the origin sent, whole. */
+        obj_error(c, oc, 502, "BadGateway", "the origin's answer may not be stored, and "
+                  "this request needs a stored copy", 1);
+        return 1;
+    }
+    if (!plain && !oc->fill_head_sent)
+        return 0; /* wait for the whole object */
+    if (!oc->fill_head_sent) {
+        if (oc->head_only) {
+            stream_head(c, oc, size);
+            drop_fill(oc);
+            oc->phase = OBJ_IDLE;
+            return 1;
+        }
+        stream_head(c, oc, size); /* out now: the body follows as it is stored */
+    } else if (oc->g_pos >= committed && state != FILL_DONE) {
+        return 0;
+    }
+    oc->g_end = committed;
+    oc->phase = OBJ_GET_BODY;
+    c->produce = 1;
+    return 1;
+}
+
+int obj_fill_caught_up(struct ss_conn *c, struct obj_conn *oc)
+{
+    struct ss_obj *o = obj_of(oc);
+    struct obj_fill *f = oc->fill;
+    pthread_mutex_lock(&o->fill_lock);
+    int done = f->state == FILL_DONE, failed = f->state == FILL_FAILED;
+    uint64_t committed = f->committed;
+    pthread_mutex_unlock(&o->fill_lock);
+    if (failed) {
+        /* The head promised a body the origin did not finish. */
+        drop_fill(oc);
+        oc->keep_alive = 0;
+        oc->phase = OBJ_IDLE;
+        c->produce = 0;
+        return SS_OBJ_CLOSE;
+    }
+    if (committed > oc->g_end) {
+        oc->g_end = committed;
+        return 0;
+    }
+    if (done) {
+        if (oc->chunked_out)
+            ss_buf_append(&c->out, "0\r\n\r\n", 5);
+        drop_fill(oc);
+        oc->chunked_out = 0;
+        oc->phase = OBJ_IDLE;
+        return 0;
+    }
+    oc->phase = OBJ_WAIT_FILL;
+    c->produce = 0;
+    wait_add(oc->ow, oc);
+    return 0;
+}
+
+int ss_obj_worker_tick(struct ss_worker *w, uint64_t now_ms)
+{
+    struct ss_obj_worker *ow = w->obj;
+    if (!ow)
+        return -1;
+    int next = obj_origin_tick(ow, now_ms);
+    for (struct obj_conn *oc = ow->waiting, *nx; oc; oc = nx) {
+        nx = oc->wnext;
+        if (!advance(oc->c, oc))
+            continue;
+        wait_remove(ow, oc);
+        if (oc->phase == OBJ_IDLE)
+            oc->phase = OBJ_FINISHED; /* answered whole: the connection ends the request */
+        oc->c->produce = 1;
+        ss_conn_output_ready(oc->c); /* may close (and free) oc->c and oc */
+    }
+    if (ow->waiting && (next < 0 || next > 1))
+        next = 1; /* the fetches these wait for are looked at every millisecond */
+    return next;
+}
+
+void obj_cached_conn_closed(struct obj_conn *oc)
+{
+    if (oc->phase == OBJ_WAIT_FILL)
+        wait_remove(oc->ow, oc);
+    drop_fill(oc);
+}

@@ -1,0 +1,131 @@
+/*
+ * ss_obj_fill.c - fetches from origins shared by every request for one
+ * object (collapsed misses), and how long an origin's answer stays fresh.
+ *
+ * The fill table maps an object's metadata key to its fetch in progress.
+ * A request for a cached object that is missing or stale looks there first
+ * and joins the fetch it finds; only the first request starts one. Waiting
+ * requests do not hold pointers into other workers: each worker looks at
+ * the fills its own requests wait for once per loop turn (ss_obj_cached.c),
+ * so the fetching worker never touches another worker's connections.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ss_obj_internal.h"
+
+static unsigned fill_slot(const unsigned char *mkey)
+{
+    return mkey[1] % OBJ_FILL_BUCKETS; /* the key is already a digest */
+}
+
+struct obj_fill *obj_fill_find(struct ss_obj *o, const unsigned char *mkey)
+{
+    pthread_mutex_lock(&o->fill_lock);
+    struct obj_fill *f = o->fills[fill_slot(mkey)];
+    while (f && memcmp(f->mkey, mkey, OBJ_META_KEY_LEN) != 0)
+        f = f->next;
+    if (f)
+        f->refs++;
+    pthread_mutex_unlock(&o->fill_lock);
+    return f;
+}
+
+struct obj_fill *obj_fill_new(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey)
+{
+    struct obj_fill *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    memcpy(f->mkey, mkey, OBJ_META_KEY_LEN);
+    f->b = b;
+    f->version = ss_store_next_cas(o->store);
+    f->chunk_data = o->chunk_data;
+    f->refs = 2; /* the caller's, and the fetch's own until it ends */
+    f->size = -1;
+    pthread_mutex_lock(&o->fill_lock);
+    unsigned slot = fill_slot(mkey);
+    f->next = o->fills[slot];
+    o->fills[slot] = f;
+    pthread_mutex_unlock(&o->fill_lock);
+    return f;
+}
+
+static void unlink_fill(struct ss_obj *o, struct obj_fill *f)
+{
+    struct obj_fill **link = &o->fills[fill_slot(f->mkey)];
+    while (*link && *link != f)
+        link = &(*link)->next;
+    if (*link)
+        *link = f->next;
+    f->next = NULL;
+}
+
+void obj_fill_put(struct ss_obj *o, struct obj_fill *f)
+{
+    pthread_mutex_lock(&o->fill_lock);
+    int last = --f->refs == 0;
+    if (last)
+        unlink_fill(o, f); /* normally gone already: when the fetch ended */
+    pthread_mutex_unlock(&o->fill_lock);
+    if (last)
+        free(f);
+}
+
+void obj_fill_set(struct ss_obj *o, struct obj_fill *f, int state, int status)
+{
+    pthread_mutex_lock(&o->fill_lock);
+    f->state = state;
+    f->status = status;
+    /* An ended fetch takes no new requests: they find the stored copy (or
+     * start a fetch of their own after a failure). */
+    if (state == FILL_DONE || state == FILL_FRESH || state == FILL_FAILED)
+        unlink_fill(o, f);
+    pthread_mutex_unlock(&o->fill_lock);
+}
+
+void obj_fill_commit(struct ss_obj *o, struct obj_fill *f, uint64_t committed)
+{
+    pthread_mutex_lock(&o->fill_lock);
+    f->committed = committed;
+    pthread_mutex_unlock(&o->fill_lock);
+}
+
+int64_t obj_freshness(const struct obj_bucket *b, const struct ss_http_resp *r, int64_t now,
+                      int64_t *age)
+{
+    struct ss_http_cache_control cc;
+    ss_http_cache_control_init(&cc);
+    for (int i = 0; i < r->nfields; i++) {
+        const struct ss_http_field *f = &r->fields[i];
+        if (f->name_len == 13 && strncasecmp(f->name, "cache-control", 13) == 0)
+            ss_http_cache_control_parse(f->value, f->value_len, &cc);
+    }
+    *age = 0;
+    const struct ss_http_field *a = ss_http_resp_header(r, "age");
+    if (a) {
+        char num[24] = {0};
+        memcpy(num, a->value, a->value_len < 23 ? a->value_len : 23);
+        long long v = strtoll(num, NULL, 10);
+        *age = v > 0 ? v : 0;
+    }
+    /* A shared cache stores neither no-store nor private answers (RFC 9111
+     * sections 5.2.2.5, 5.2.2.7); no-cache may be stored but must be
+     * revalidated before each use, which a lifetime of 0 does. */
+    if (cc.no_store || cc.private)
+        return -1;
+    if (cc.no_cache)
+        return 0;
+    int64_t life = cc.s_maxage >= 0 ? cc.s_maxage : cc.max_age; /* a shared cache's first */
+    if (life < 0) {
+        const struct ss_http_field *e = ss_http_resp_header(r, "expires");
+        int64_t t;
+        if (e) /* an invalid Expires means already expired */
+            life = ss_http_date_parse(e->value, e->value_len, now, &t) == 0 && t > now
+                       ? t - now : 0;
+    }
+    if (life < 0)
+        life = b->default_ttl_s;
+    return life;
+}
