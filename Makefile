@@ -11,7 +11,7 @@ APT_PACKAGES := build-essential pkg-config python3 python3-dev python3-venv \
 	liblmdb-dev lmdb-utils zlib1g-dev liburing-dev \
 	memcached libmemcached-tools libmemcached-dev nutcracker fio \
 	dpdk dpdk-dev libpcap-dev iproute2 ethtool tcpdump iputils-ping \
-	chromium netcat-openbsd curl awscli
+	chromium netcat-openbsd curl awscli nginx-light
 
 .PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device bench-device-spdk bench-switch clean
 

@@ -16,7 +16,8 @@ OBJECTS_RE = re.compile(r"objects=http://127\.0\.0\.1:(\d+)/")
 
 
 def objects_config(tmp_path: Path, device_size: str = "256MiB", items: str = "32MiB",
-                   objects_size: str = "200MiB", buckets: tuple[str, ...] = ("default", "photos"),
+                   objects_size: str = "200MiB",
+                   buckets: tuple[str | dict[str, Any], ...] = ("default", "photos"),
                    device: Path | None = None, **objects: Any) -> Path:
     """A config with a small items pool and most of the device for objects; with
     `device`, the store is there and opened O_DIRECT (device reads bypass the page
@@ -29,7 +30,8 @@ def objects_config(tmp_path: Path, device_size: str = "256MiB", items: str = "32
         {"name": "objects", "device": "local", "size": objects_size, "role": "objects",
          "segment_size": "4MiB"},
     ]
-    cfg["objects"] = {"listen": "127.0.0.1:0", "buckets": [{"name": b} for b in buckets],
+    cfg["objects"] = {"listen": "127.0.0.1:0",
+                      "buckets": [b if isinstance(b, dict) else {"name": b} for b in buckets],
                       **objects}
     path = tmp_path / "appliance.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

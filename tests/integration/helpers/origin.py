@@ -1,0 +1,102 @@
+"""A real nginx serving files as the origin of a cached bucket, its access log the
+count of origin fetches; and an origin that accepts connections but never answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .procs import free_port
+
+NGINX = "/usr/sbin/nginx"  # Debian's nginx-light (make deps installs it)
+
+
+class Origin:
+    """nginx on 127.0.0.1:<port> serving <dir>/www; `cache_control` on /static/."""
+
+    def __init__(self, work: Path, cache_control: str = "max-age=60") -> None:
+        assert os.path.exists(NGINX), "nginx is missing; `make deps` installs nginx-light"
+        self.dir = work
+        self.www = work / "www" / "static"
+        self.www.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.log = work / "access.log"
+        self.conf = work / "nginx.conf"
+        self.cache_control = cache_control
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/static/"
+
+    def start(self) -> None:
+        d = self.dir
+        # The test's files are root's (0700 temp dirs): the workers must be able to read them.
+        user = "user root;" if os.geteuid() == 0 else ""
+        self.conf.write_text(f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log {self.log};
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{self.port};
+    root {d}/www;
+    location /static/ {{ add_header Cache-Control "{self.cache_control}"; }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen([NGINX, "-c", str(self.conf), "-p", str(d)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, (d / "error.log").read_text()
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def fetches(self, name: str) -> list[str]:
+        """The access-log lines for /static/<name>."""
+        if not self.log.exists():
+            return []
+        return [line for line in self.log.read_text().splitlines()
+                if f"GET /static/{name} " in line]
+
+
+class SilentOrigin:
+    """Accepts connections and reads, never answers (a hung origin)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,139 @@
+"""Cached buckets (kind: http) in front of a real nginx origin: a miss is fetched once
+and then served from the appliance's store, 100 concurrent misses make one origin
+fetch, a stale copy is revalidated (304 in nginx's log), what may not be stored is
+not, and an origin that is down or hung gives 502/504, or the stale copy when its
+Cache-Control allows it."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .helpers.objects import objects_config, request, start_objects
+from .helpers.origin import Origin, SilentOrigin
+from .helpers.procs import Server
+
+
+def start(tmp_path: Path, origin_url: str, **bucket: object) -> tuple[Server, int]:
+    spec = {"name": "web", "kind": "http", "origin": origin_url, "origin_timeout": "2s",
+            **bucket}
+    return start_objects(objects_config(tmp_path, buckets=("default", spec)))
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Iterator[Origin]:
+    o = Origin(tmp_path / "origin")
+    try:
+        yield o
+    finally:
+        o.stop()
+
+
+def test_a_miss_is_fetched_once_then_served_from_the_store(tmp_path: Path,
+                                                          origin: Origin) -> None:
+    body = os.urandom(2_500_000)  # several chunks: streamed while stored
+    (origin.www / "big.bin").write_bytes(body)
+    srv, port = start(tmp_path, origin.url)
+    try:
+        status, h, got = request(port, "GET", "/web/big.bin")
+        assert (status, got) == (200, body)
+        assert h["etag"].startswith('"') and "age" in h
+        for _ in range(3):
+            assert request(port, "GET", "/web/big.bin")[2] == body
+        status, h, got = request(port, "GET", "/web/big.bin", headers={"Range": "bytes=10-19"})
+        assert (status, got) == (206, body[10:20])
+        assert request(port, "GET", "/web/big.bin", headers={"If-None-Match": h["etag"]}
+                       )[0] == 304
+        assert len(origin.fetches("big.bin")) == 1, origin.log.read_text()
+        status, _, data = request(port, "GET", "/web/nothing-here")
+        assert status == 404 and b"NoSuchKey" in data
+    finally:
+        srv.terminate()
+
+
+def test_100_concurrent_misses_make_one_origin_fetch(tmp_path: Path, origin: Origin) -> None:
+    body = os.urandom(3_000_000)
+    (origin.www / "hot.bin").write_bytes(body)
+    srv, port = start(tmp_path, origin.url)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(100) as pool:
+            results = list(pool.map(lambda _: request(port, "GET", "/web/hot.bin"), range(100)))
+        assert all(r[0] == 200 and r[2] == body for r in results)
+        assert len(origin.fetches("hot.bin")) == 1, origin.log.read_text()
+    finally:
+        srv.terminate()
+
+
+def test_a_stale_copy_is_revalidated(tmp_path: Path) -> None:
+    o = Origin(tmp_path / "origin", cache_control="max-age=1")
+    (o.www / "page.html").write_bytes(b"<p>v1</p>")
+    srv, port = start(tmp_path, o.url)
+    try:
+        assert request(port, "GET", "/web/page.html")[2] == b"<p>v1</p>"
+        time.sleep(1.5)
+        assert request(port, "GET", "/web/page.html")[2] == b"<p>v1</p>"
+        lines = o.fetches("page.html")
+        assert len(lines) == 2 and '" 304 ' in lines[1], lines
+        # Changed at the origin: the next revalidation brings the new copy.
+        time.sleep(1.5)
+        (o.www / "page.html").write_bytes(b"<p>version two</p>")
+        assert request(port, "GET", "/web/page.html")[2] == b"<p>version two</p>"
+    finally:
+        srv.terminate()
+        o.stop()
+
+
+def test_no_store_answers_are_not_kept(tmp_path: Path) -> None:
+    o = Origin(tmp_path / "origin", cache_control="no-store")
+    (o.www / "private.txt").write_bytes(b"secret")
+    srv, port = start(tmp_path, o.url)
+    try:
+        for _ in range(2):
+            assert request(port, "GET", "/web/private.txt")[2] == b"secret"
+        assert len(o.fetches("private.txt")) == 2
+    finally:
+        srv.terminate()
+        o.stop()
+
+
+def test_origin_down_or_hung(tmp_path: Path) -> None:
+    o = Origin(tmp_path / "origin", cache_control="max-age=1, stale-if-error=60")
+    (o.www / "kept.txt").write_bytes(b"kept")
+    srv, port = start(tmp_path, o.url)
+    try:
+        assert request(port, "GET", "/web/kept.txt")[2] == b"kept"
+        o.stop()
+        status, _, data = request(port, "GET", "/web/never-fetched")
+        assert status == 502 and b"BadGateway" in data
+        time.sleep(1.5)  # stale now; stale-if-error lets it be served
+        status, _, got = request(port, "GET", "/web/kept.txt")
+        assert (status, got) == (200, b"kept")
+    finally:
+        srv.terminate()
+    hung = SilentOrigin()
+    (tmp_path / "hung").mkdir()
+    srv, port = start(tmp_path / "hung", hung.url, origin_timeout="1s")
+    try:
+        t0 = time.monotonic()
+        status, _, data = request(port, "GET", "/web/anything")
+        assert status == 504 and b"GatewayTimeout" in data
+        assert time.monotonic() - t0 < 5  # the timeout, not a hang
+        assert request(port, "GET", "/default/x")[0] == 404  # the server serves others
+    finally:
+        srv.terminate()
+        hung.close()
+
+
+def test_writes_to_a_cached_bucket_are_refused_by_name(tmp_path: Path, origin: Origin) -> None:
+    srv, port = start(tmp_path, origin.url)
+    try:
+        status, _, data = request(port, "PUT", "/web/k", b"x")
+        assert status == 501 and b"writing through" in data
+        assert request(port, "PURGE", "/web/k")[0] == 404
+    finally:
+        srv.terminate()
