@@ -20,7 +20,7 @@ void scenario_crash(const char *dir);
 void scenario_reader(const char *dir);
 
 #define CRASH_KEYS 300u
-#define CRASH_CYCLES 4u
+#define CRASH_CYCLES 10u
 #define CRASH_ROUNDS 60u
 
 /* The version key k gets in round r of crash cycle c, or 0 if the round
@@ -257,7 +257,9 @@ void scenario_reader(const char *dir)
     CHECK(pthread_create(&writer, NULL, overwriter_main, &run) == 0, "overwriter thread");
     uint32_t next = 0;
     uint64_t t0 = t_now_ms();
-    for (uint32_t turn = 0; turn < 8 && t_now_ms() - t0 < 120000; turn++)
+    /* At least 8 turns and 3 seconds of them, at most 60 turns or 2 minutes. */
+    for (uint32_t turn = 0; turn < 60 && (turn < 8 || t_now_ms() - t0 < 3000) &&
+                            t_now_ms() - t0 < 120000; turn++)
         t_churn(&s, T_RING, &next);
     atomic_store(&run.stop, true);
     pthread_join(reader, NULL);
