@@ -273,7 +273,8 @@ void scenario_reader(const char *dir)
     t_pins_check(&s, &p);
     struct ss_store_stats st;
     t_stats(&s, &st);
-    CHECK(st.pinned_copied > READ_KEYS, "copied forward %llu", (unsigned long long)st.pinned_copied);
+    CHECK(st.pinned_copied > READ_KEYS, "copied forward %llu",
+          (unsigned long long)st.pinned_copied);
     t_verify(&s);
     printf("ok reader lookups=%lu overwrites=%u copied=%llu\n",
            (unsigned long)atomic_load(&run.lookups), run.wver[0],

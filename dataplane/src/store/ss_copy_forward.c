@@ -289,40 +289,60 @@ static bool same_record(struct ss_store_thread *t, const void *key, size_t nkey,
  * records in the head whose moves never committed. Take them over: an entry
  * that still names a record of N whose exact copy is in the head's records
  * [0, end) is moved to the copy. Without it, those copies and the records
- * still to copy would together need more than the head's reserve.
+ * still to copy would together need more than the head's reserve. The
+ * records are compared first and the entries written after, in one
+ * transaction that holds no other lock (the index's writer lock comes after
+ * the log's, never before).
  */
 static int adopt_copies(struct ss_store *st, uint32_t head, uint32_t gen, uint32_t next,
                         uint32_t end)
 {
     struct ss_log *log = &st->log;
+    struct ss_store_thread *t = &st->copier;
     uint32_t next_gen = log->gens[next];
-    struct ss_index_txn *txn;
-    int rc = ss_index_begin(st->index, true, &txn);
-    if (rc)
-        return rc;
+    struct adopted {
+        const char *key; /* in the head's buffer */
+        uint8_t nkey;
+        struct ss_index_entry from, to;
+    } *found = NULL;
+    uint32_t n = 0, cap = 0;
+    int rc = 0;
     for (uint32_t off = 0, size; off < end && !rc; off += size) {
         struct ss_record_hdr h;
         memcpy(&h, log->buf + off, sizeof(h));
         size = ss_record_size(h.nkey, h.nbytes);
         const char *key = log->buf + off + sizeof(h);
         struct ss_index_entry e;
-        if (ss_index_txn_get(txn, key, h.nkey, &e) != 0 || !(e.bits & SS_ITEM_PINNED) ||
-            e.segment != next || e.seg_gen != next_gen ||
-            !same_record(&st->copier, key, h.nkey, &e, log->buf + off))
+        if (ss_index_get(st->index, &t->rtxn, key, h.nkey, &e) != 0 ||
+            !(e.bits & SS_ITEM_PINNED) || e.segment != next || e.seg_gen != next_gen ||
+            !same_record(t, key, h.nkey, &e, log->buf + off))
             continue;
-        struct ss_index_entry moved = e;
-        moved.segment = head;
-        moved.offset = off;
-        moved.seg_gen = gen;
-        rc = ss_index_txn_put(txn, key, h.nkey, &moved);
-        if (!rc)
-            ss_pinned_move(st, &e, &moved, h.nkey);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct adopted *more = realloc(found, cap * sizeof(*more));
+            if (!more) {
+                rc = -ENOMEM;
+                break;
+            }
+            found = more;
+        }
+        struct adopted *a = &found[n++];
+        *a = (struct adopted){.key = key, .nkey = h.nkey, .from = e, .to = e};
+        a->to.segment = head;
+        a->to.offset = off;
+        a->to.seg_gen = gen;
     }
-    if (rc) {
-        ss_index_abort(txn);
-        return rc;
-    }
-    return ss_index_commit(txn);
+    struct ss_index_txn *txn = NULL;
+    if (!rc && n)
+        rc = ss_index_begin(st->index, true, &txn);
+    for (uint32_t i = 0; i < n && !rc; i++)
+        rc = ss_index_txn_put(txn, found[i].key, found[i].nkey, &found[i].to);
+    if (txn)
+        rc = rc ? (ss_index_abort(txn), rc) : ss_index_commit(txn);
+    for (uint32_t i = 0; i < n && !rc; i++)
+        ss_pinned_move(st, &found[i].from, &found[i].to, found[i].nkey);
+    free(found);
+    return rc;
 }
 
 /* Go on in the head: read it back, find the end of its whole records, take

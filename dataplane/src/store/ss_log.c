@@ -60,7 +60,6 @@ int ss_log_persist_state(struct ss_store *st, struct ss_index_txn *txn)
     return rc;
 }
 
-
 /* Write buf[flushed_off, write_off) to the head segment. Log lock held. */
 int ss_log_write_dirty_locked(struct ss_store *st, struct ss_counters *ctr)
 {
@@ -139,8 +138,8 @@ void ss_log_reclaim_records(struct ss_store *st, struct ss_index_txn *txn, uint3
  * `gen`), inside txn. Counts evictions. The segment is read back whole: one
  * large sequential read per reclaimed segment.
  */
-int ss_log_reclaim_locked(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg, uint32_t gen,
-                       struct ss_counters *ctr)
+int ss_log_reclaim_locked(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg,
+                          uint32_t gen, struct ss_counters *ctr)
 {
     int rc = ss_log_read_segment(st, seg, st->log.reclaim_buf, ctr);
     if (rc)

@@ -304,7 +304,8 @@ static int log_shrink(struct ss_store *st, struct ss_counters *ctr, uint32_t n_n
     if (rc)
         return rc;
     for (uint32_t seg = n_new; seg < n; seg++) {
-        if (log->gens[seg] && (rc = ss_log_reclaim_locked(st, txn, seg, log->gens[seg], ctr)) != 0) {
+        if (log->gens[seg] &&
+            (rc = ss_log_reclaim_locked(st, txn, seg, log->gens[seg], ctr)) != 0) {
             ss_index_abort(txn);
             return rc;
         }

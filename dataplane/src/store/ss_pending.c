@@ -118,6 +118,7 @@ int ss_pend_record(struct ss_store *st, struct ss_stripe *s, uint64_t hash, cons
         p->next = NULL;
         p->hash = hash;
         p->nkey = (uint8_t)nkey;
+        p->held = 0;
         memcpy(p->key, key, nkey);
         *link = p;
         /* the committer peeks at count without the stripe lock */

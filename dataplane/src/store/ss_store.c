@@ -509,7 +509,8 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
         .bits = bits | (pin ? SS_ITEM_PINNED : 0),
     };
     uint32_t crc = ss_record_crc(key, nkey, e.flags, e.nbytes, iov, niov);
-    struct ss_append how = {.pinned = pin, .freed = old_pinned ? ss_record_size(nkey, old.nbytes) : 0};
+    struct ss_append how = {.pinned = pin,
+                            .freed = old_pinned ? ss_record_size(nkey, old.nbytes) : 0};
     int rc = ss_log_append(t, key, nkey, &e, crc, iov, niov, &how);
     if (rc)
         return rc == -E2BIG || rc == -ENOSPC ? rc : (rc == -ESTALE ? -EAGAIN : -EIO);
