@@ -201,8 +201,9 @@ void ss_store_unlock(struct ss_store_thread *t);
  *   -ETIME     the item had expired (now removed)
  *   -ECANCELED the item was flushed by flush_all (now removed)
  *   -EBADMSG   the record failed verification: torn or zeroed (removed; a miss)
- *   -EIO       the device failed the read, or it came back short (removed;
- *              the protocol's server error)
+ *   -EIO       the device failed the read, or it came back short (removed,
+ *              unless pinned: the record may read next time; the protocol's
+ *              server error)
  *   -EINPROGRESS, -EAGAIN  with SS_FIND_ASYNC / SS_FIND_NO_WAIT (below)
  */
 int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,

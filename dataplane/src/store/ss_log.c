@@ -10,6 +10,12 @@
  * do). Each reuse bumps the segment's generation, so a record from an
  * earlier use never verifies against a newer entry.
  *
+ * Pinned records are not evicted: the segment writer copies the live ones
+ * forward into the head before the segment is reused (ss_copy_forward.c),
+ * and the head keeps copy_reserve bytes free for those copies, so ordinary
+ * appends roll earlier and a copy never needs a roll (ss_pinned.c says how
+ * large the pinned records may grow for that to hold).
+ *
  * Lock order: a key's stripe lock, then the log lock, then the index's
  * writer lock. Reclaim takes the log lock then the index's; it never takes
  * stripe locks. The log's state (head, generations, ring order) is kept in

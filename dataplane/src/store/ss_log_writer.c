@@ -9,18 +9,30 @@
  *   2. writes the sealed segment's unwritten span, after which its records
  *      are read from the device instead of its buffer,
  *   3. reads the segment after the head back once the head is three
- *      quarters full, so that the roll that reuses it only bumps its
- *      generation (its records never verify again), and
+ *      quarters full (at once when it holds pinned records), so that the
+ *      roll that reuses it only bumps its generation (its records never
+ *      verify again); a segment holding live pinned records has them copied
+ *      into the head first (the copy_forward hook, ss_copy_forward.c), and
+ *      is not reused until none is left, and
  *   4. after that roll, deletes the index entries still pointing at the
  *      segment's previous records (the eviction, counted).
  * An appender waits (counted in log_roll_waits) only when this thread is
- * behind: writes faster than the device takes them, or a reclaim still
- * reading. The periodic flush of the open segment stays with housekeeping
- * (ss_log_flush), which already writes without the log lock.
+ * behind: writes faster than the device takes them, or a reclaim or copy
+ * still running. The periodic flush of the open segment stays with
+ * housekeeping (ss_log_flush), which already writes without the log lock.
+ *
+ * The copy and the commit before a state write take stripe locks, and an
+ * appender waits holding one; so in a store with pinned records a waiting
+ * roll gives its stripe lock up, and this thread wakes the waiters before
+ * it takes any (without_lock). If an item of that stripe changed meanwhile
+ * the write is refused (-ESTALE, the caller's -EAGAIN), since what its
+ * caller checked under the lock may no longer hold.
  *
  * A crash loses what a crash lost before: records not yet on the device,
  * and entries of a segment opened after the last persisted state (both fail
- * verification and are dropped, never served).
+ * verification and are dropped, never served). In a store with pinned
+ * records the index never names such a record (ss_pending.c), so a key
+ * keeps its previous value instead.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>

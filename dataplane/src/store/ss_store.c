@@ -15,6 +15,10 @@
  * so the lookup order is DRAM -> filter (ss_filter.c: a "no" is final) ->
  * pending -> committing -> index. Housekeeping drives the background
  * sweeps of the index (ss_sweep.c).
+ *
+ * A pinned write (SS_WRITE_PINNED) looks up the entry it replaces, so that
+ * its pinned record's bytes are freed when the new one lands; a store that
+ * pins nothing skips that look-up. ss_store_sync is the durability point.
  */
 #include <errno.h>
 #include <fcntl.h>
