@@ -19,7 +19,7 @@
 void scenario_crash(const char *dir);
 void scenario_reader(const char *dir);
 
-#define CRASH_KEYS 300u
+#define CRASH_KEYS 420u
 #define CRASH_CYCLES 10u
 #define CRASH_ROUNDS 60u
 
@@ -54,7 +54,10 @@ static void __attribute__((noreturn)) crash_child(const char *dir, uint32_t c, i
             if (!ver)
                 continue;
             int rc = t_write(&s.t, 'p', k, ver, crash_len(k, ver), SS_WRITE_PINNED);
-            CHECK(rc == 0, "child: p%u v%u: %d", k, ver, rc);
+            struct ss_store_stats st;
+            t_stats(&s, &st);
+            CHECK(rc == 0, "child: p%u v%u: %d (pinned %llu of %llu)", k, ver, rc,
+                  (unsigned long long)st.pinned_bytes, (unsigned long long)st.pinned_limit);
         }
         t_churn(&s, 96u << 10, &next);
         CHECK(ss_store_sync(&s.t) == 0, "child: ss_store_sync");

@@ -57,6 +57,9 @@ void t_open(struct t_store *s, const char *dir, uint32_t segments, uint64_t hot_
         .hot_bytes = hot_bytes,
         .item_size_max = T_ITEM_MAX,
         .flush_interval_ms = 20,
+        /* O_DIRECT: every flush a whole aligned block, and a reopened head
+         * rewrites the block it goes on in (test_store_pinned.py sets it) */
+        .direct_io = getenv("PINNED_DIRECT_IO") != NULL,
     };
     s->segments = segments;
     s->hot_bytes = hot_bytes;
