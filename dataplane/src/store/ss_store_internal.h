@@ -308,8 +308,8 @@ bool ss_pinned_any(const struct ss_store *st); /* no lock: any pinned item at al
 /* Most live pinned bytes the ring can hold and still always find room for
  * a write (the reserve; ss_pinned.c says why). */
 uint64_t ss_pinned_limit_locked(const struct ss_store *st);
-/* A pinned record of size bytes is appended to the head, replacing one of
- * `freed` bytes: 0 (counted) or -ENOSPC (past the limit; nothing counted). */
+/* May a pinned record of size bytes, replacing one of `freed` bytes, be
+ * appended? 0, or -ENOSPC (it would take the total past the limit). */
 int ss_pinned_admit_locked(struct ss_store *st, uint32_t size, uint32_t freed);
 void ss_pinned_add_locked(struct ss_log *log, const struct ss_index_entry *e, uint32_t size);
 void ss_pinned_sub_locked(struct ss_log *log, const struct ss_index_entry *e, uint32_t size);
@@ -331,7 +331,8 @@ int ss_pend_record(struct ss_store *st, struct ss_stripe *s, uint64_t hash, cons
 /* Commit what is pending now (in a store with pinned records, only the
  * entries whose records are durable; the rest stay pending). Returns the
  * number of operations taken; *failed (may be NULL) says the batch could
- * not be written and was turned into deletions. */
+ * not be written (its entries were turned into deletions, but pinned ones
+ * stay pending). */
 uint64_t ss_pend_commit_now(struct ss_store *st, bool *failed);
 int ss_pend_start(struct ss_store *st);
 void ss_pend_stop(struct ss_store *st);
@@ -386,8 +387,8 @@ struct ss_append {
     bool relocked;   /* out: the stripe lock was given up while waiting for a roll */
 };
 /* Append a record (t's stripe lock held); fills the entry's segment/offset/
- * seg_gen. 0, -E2BIG, -ENOSPC (past the pinned limit, or no room in a
- * whole turn of the ring), -ESTALE (the stripe lock had to be given up
+ * seg_gen. 0, -E2BIG, -ENOSPC (past the pinned limit, or no room in two
+ * turns of the ring), -ESTALE (the stripe lock had to be given up
  * while pinned records were copied forward, and an item of the stripe
  * changed meanwhile: nothing was appended), -EIO. */
 int ss_log_append(struct ss_store_thread *t, const void *key, size_t nkey,
