@@ -63,6 +63,10 @@ if DPDK is None:
     print("dataplane/_build.py: pkg-config finds no libdpdk; switch mode is a stub "
           "(install dpdk-dev for dataplane.mode: dpdk)")
 
+# What the C sources link against; tests that build store sources into a
+# program of their own (tests/unit/test_store_pinned.py) take it from here.
+LIBRARIES = ["lmdb", "z", "uring", "pthread"]
+
 _cdef = load_cdef_module()
 REGIONS = _cdef.regions(INCLUDE)
 ABI_STAMP = _cdef.abi_stamp(REGIONS)
@@ -77,7 +81,7 @@ ffibuilder.set_source(
     '#include "ss_api.h"',
     sources=[os.path.relpath(s, ROOT) for s in SOURCES],
     include_dirs=[os.path.relpath(INCLUDE, ROOT), os.path.relpath(SRC, ROOT)],
-    libraries=["lmdb", "z", "uring", "pthread"],
+    libraries=LIBRARIES,
     define_macros=[("SS_ABI_STAMP", f"0x{ABI_STAMP:08x}u")],
     extra_link_args=DPDK[1] if DPDK else [],
     extra_compile_args=(DPDK[0] if DPDK else []) + [

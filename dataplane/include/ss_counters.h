@@ -90,6 +90,9 @@
     X(hot_evictions, COUNTER, OWN)         /* items pushed out of the DRAM tier */  \
     X(filter_negatives, COUNTER, OWN)      /* misses decided by the DRAM filter alone */ \
     X(filter_false_positives, COUNTER, OWN) /* filter said maybe, the index no */   \
+    X(pinned_copied, COUNTER, OWN)         /* pinned records copied forward */      \
+    X(pinned_copy_bytes, COUNTER, OWN)                                             \
+    X(pinned_refused, COUNTER, OWN)        /* pinned writes refused: ring too full */ \
     /* errors by kind */                                                           \
     X(errors_protocol, COUNTER, OWN)       /* ERROR / CLIENT_ERROR replies */       \
     X(errors_too_large, COUNTER, MC_AS(COMMANDS, store_too_large)) /* over item_size_max */ \

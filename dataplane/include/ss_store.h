@@ -22,6 +22,12 @@
  * oldest segment is the eviction (FIFO, like memcached's extstore). The LMDB
  * index maps key -> (segment, offset, generation, metadata); a record whose
  * generation or checksum does not match is dropped, never served.
+ *
+ * Pinned records (SS_WRITE_PINNED) are the exception: a store of record's
+ * data (the object store's chunks), never evicted. Before their segment is
+ * reused they are copied into the open segment and their entries moved
+ * there; a pinned write that would leave the ring too little room to do that
+ * fails with -ENOSPC. The DRAM tier caches them like any item.
  */
 #ifndef SS_STORE_H
 #define SS_STORE_H
@@ -72,6 +78,9 @@ struct ss_store_settings {
 #define SS_ITEM_FETCHED  0x01u /* read at least once since it was stored */
 #define SS_ITEM_STALE    0x02u /* marked stale by meta invalidation (md I, ms I) */
 #define SS_ITEM_WIN_SENT 0x04u /* a W (win) token was handed out for it */
+/* Written with SS_WRITE_PINNED: never evicted from the log. Find reports it;
+ * a write sets it only through the flag, and meta updates keep it. */
+#define SS_ITEM_PINNED   0x08u
 
 enum ss_tier { SS_TIER_NONE = 0, SS_TIER_DRAM = 1, SS_TIER_DEVICE = 2 };
 
@@ -151,6 +160,11 @@ static inline uint64_t ss_store_copy_token(struct ss_store *st, uint64_t hash)
 
 /* ss_store_write flags */
 #define SS_WRITE_KEEP_META 0x01u /* keep last_access/bits from `it` as given */
+/* The record is pinned (SS_ITEM_PINNED): the log never evicts it, only an
+ * overwrite, removal, expiry or flush_all ends it. Its bytes count against
+ * the pinned limit (ss_store_stats.pinned_limit): past it the write fails
+ * with -ENOSPC and the key keeps its previous value. */
+#define SS_WRITE_PINNED    0x02u
 
 /*
  * Open or create a store. Returns NULL with err filled (it names the path or
@@ -187,8 +201,9 @@ void ss_store_unlock(struct ss_store_thread *t);
  *   -ETIME     the item had expired (now removed)
  *   -ECANCELED the item was flushed by flush_all (now removed)
  *   -EBADMSG   the record failed verification: torn or zeroed (removed; a miss)
- *   -EIO       the device failed the read, or it came back short (removed;
- *              the protocol's server error)
+ *   -EIO       the device failed the read, or it came back short (removed,
+ *              unless pinned: the record may read next time; the protocol's
+ *              server error)
  *   -EINPROGRESS, -EAGAIN  with SS_FIND_ASYNC / SS_FIND_NO_WAIT (below)
  */
 int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
@@ -249,7 +264,17 @@ void ss_store_io_close(struct ss_store_thread *t);
  * Store a value (lock held) with the metadata in *it. it->cas == 0 assigns a
  * fresh cas; the cas used is written back to it->cas. The value is the
  * concatenation of iov[0..niov). Returns 0, -E2BIG (over item_size_max),
- * -ENOSPC, -EIO.
+ * -ENOSPC (the index is full; with SS_WRITE_PINNED also: the pinned limit
+ * would be passed, or the log found no room in two turns of its ring),
+ * -EIO, or -EAGAIN: in a store holding pinned records a write that must wait
+ * for them to be copied forward waits without its stripe lock, and another
+ * thread changed an item of the same stripe meanwhile; nothing was written,
+ * so unlock and redo the whole check-then-write.
+ *
+ * A write is durable against a crash once ss_store_sync (or housekeeping:
+ * within flush_interval_ms and a second) has run after it returned. Until
+ * then a crash may lose it; in a store with pinned records the key then
+ * keeps its previous value, never a torn one.
  */
 int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
                    struct ss_item *it, const struct iovec *iov, int niov,
@@ -272,16 +297,6 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey);
  * key gone (proxy mode invalidating before it forwards a write).
  */
 void ss_store_forget(struct ss_store_thread *t, const void *key, size_t nkey);
-
-/*
- * Make every write this thread finished before the call durable against a
- * crash of the process: the open segment's bytes written to the device (a
- * sealed segment the writer thread still holds, too) and the pending index
- * entries committed. Blocks for that I/O; for callers that acknowledge only
- * what is on the device (object PUTs), never for memcached sets. Lock not
- * held. Returns 0 or -errno (the device failed the write).
- */
-int ss_store_sync(struct ss_store_thread *t);
 
 /*
  * Call fn for every committed key that starts with prefix (nprefix 0: all),
@@ -308,6 +323,17 @@ uint64_t ss_store_next_cas(struct ss_store *st);
  * (unix seconds). Returns 0.
  */
 int ss_store_flush_all(struct ss_store_thread *t, int64_t when);
+
+/*
+ * Make every write that returned before this call durable (no stripe lock
+ * held): the open segment written, the segment writer done with what it was
+ * handed (so the log's state names the segments in use), the index's
+ * pending entries committed, then the device and the index synced. The
+ * point at which a store of record may acknowledge a write; housekeeping
+ * reaches it by itself within flush_interval_ms and a second. Returns 0,
+ * -EDEADLK (a stripe lock is held), -EIO.
+ */
+int ss_store_sync(struct ss_store_thread *t);
 
 /*
  * Periodic work (called by the control plane every ~100 ms): write a partly
@@ -338,6 +364,12 @@ struct ss_store_stats {
     uint64_t filter_capacity;   /* items it is sized for; rebuilt past that */
     uint64_t filter_inserts;    /* insertions since it was built */
     uint64_t filter_rebuilds;   /* rebuilds since open */
+    /* Appended (pinned records): records written with SS_WRITE_PINNED. */
+    uint64_t pinned_bytes;      /* live pinned records, headers included */
+    uint64_t pinned_items;
+    uint64_t pinned_copied;     /* records copied forward since open */
+    uint64_t pinned_copy_bytes; /* their bytes */
+    uint64_t pinned_limit;      /* pinned_bytes a pinned write may not take it past */
 };
 /* cffi: end */
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);
@@ -366,9 +398,15 @@ int ss_store_grow(struct ss_store *st, uint64_t new_bytes);
 /*
  * Shrink the pool to new_bytes, evicting every item in the segments that no
  * longer fit. Offline only: no worker may use the store meanwhile (the
- * provisioner opens it with no listeners). Returns 0, -EINVAL (fewer than 2
- * segments, or more than now: use ss_store_grow), -EIO.
+ * provisioner opens it with no listeners). Pinned records are never evicted:
+ * a shrink that would cut off one, or leave too little room for them, is
+ * refused (ss_store_shrink_check says why). Returns 0, -EINVAL (fewer than 2
+ * segments, or more than now: use ss_store_grow), -ENOSPC (the pinned
+ * records would not fit), -EBUSY (they are where the shrink cuts), -EIO.
  */
 int ss_store_shrink(struct ss_store *st, uint64_t new_bytes);
+/* Would ss_store_shrink(new_bytes) be refused for pinned records? 0, or
+ * -ENOSPC / -EBUSY with err saying why and what to do. */
+int ss_store_shrink_check(struct ss_store *st, uint64_t new_bytes, char *err, size_t errlen);
 
 #endif

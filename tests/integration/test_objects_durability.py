@@ -90,8 +90,10 @@ def _block(i: int) -> bytes:
 
 def test_a_multi_gib_object_streams_with_bounded_memory(tmp_path: Path) -> None:
     blocks = 2200  # 2.15 GiB
-    config = objects_config(tmp_path, device_size="2400MiB", items="20MiB",
-                            objects_size="2350MiB", hot_tier="4MiB")
+    # Local buckets hold at most (segments - 2) x (segment_size - chunk_size): 16MiB
+    # segments keep 15/16 of the pool for 1MiB chunks.
+    config = objects_config(tmp_path, device_size="2700MiB", items="20MiB",
+                            objects_size="2640MiB", segment_size="16MiB", hot_tier="4MiB")
     srv, port = start_objects(config, timeout=120)
     try:
         rss_start = _vm_kib(srv.pid, "VmRSS")
@@ -154,5 +156,33 @@ def test_chunks_read_from_the_device_asynchronously_under_concurrent_gets(
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             got = dict(zip(bodies, pool.map(lambda p: request(port, "GET", p)[2], bodies)))
         assert got == bodies
+    finally:
+        srv.terminate()
+
+
+def test_local_objects_are_never_evicted_and_a_full_pool_refuses(tmp_path: Path) -> None:
+    """The log wraps many times under overwrites: every object kept is still whole
+    (pinned records are copied forward, not evicted). Past the pool's limit a PUT
+    gets 507 and changes nothing."""
+    config = objects_config(tmp_path, device_size="128MiB", items="20MiB",
+                            objects_size="64MiB", chunk_size="256KiB")
+    srv, port = start_objects(config)
+    try:
+        keep = {f"/default/keep{i}": os.urandom(MIB) for i in range(20)}
+        for path, body in keep.items():
+            assert request(port, "PUT", path, body)[0] == 200
+        churn = os.urandom(MIB)
+        for i in range(200):  # 200 MiB through a 64 MiB log
+            assert request(port, "PUT", "/default/churn", churn[i:] + churn[:i])[0] == 200
+        for path, body in keep.items():
+            assert request(port, "GET", path)[2] == body, path
+        status = 200
+        for i in range(60):
+            status, _, data = request(port, "PUT", f"/default/fill{i}", os.urandom(MIB))
+            if status != 200:
+                break
+        assert status == 507 and b"InsufficientStorage" in data
+        for path, body in keep.items():
+            assert request(port, "GET", path)[2] == body, path
     finally:
         srv.terminate()

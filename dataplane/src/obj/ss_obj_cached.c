@@ -80,9 +80,7 @@ static int stale_while_revalidate(const struct obj_meta *m, int64_t now)
 
 static int lookup(struct obj_conn *oc, struct obj_meta *m)
 {
-    size_t nb = oc->key_off - 1;
-    return obj_meta_get(&oc->ow->st, oc->name, nb, oc->name + oc->key_off,
-                        oc->name_len - oc->key_off, m, oc->meta_buf, sizeof(oc->meta_buf));
+    return obj_lookup_held(oc, m); /* obj_serve releases it unless a body streams */
 }
 
 /* Join the fetch for this object, or start one. 0, or -errno. */
@@ -175,6 +173,9 @@ static void stream_head(struct ss_conn *c, struct obj_conn *oc, int64_t size)
     ss_buf_append(&c->out, f->fields, f->fields_len);
     ss_buf_append(&c->out, "\r\n", 2);
     oc->fill_head_sent = 1;
+    obj_release(oc); /* a stale copy looked up before */
+    obj_stream_hold(obj_of(oc), f->version);
+    oc->holding = 1;
     oc->g_version = f->version;
     oc->g_chunk_bytes = f->chunk_data;
     oc->g_pos = 0;
@@ -269,6 +270,7 @@ int obj_fill_caught_up(struct ss_conn *c, struct obj_conn *oc)
     pthread_mutex_unlock(&o->fill_lock);
     if (failed) {
         /* The head promised a body the origin did not finish. */
+        obj_release(oc);
         drop_fill(oc);
         oc->keep_alive = 0;
         oc->phase = OBJ_IDLE;
@@ -282,6 +284,7 @@ int obj_fill_caught_up(struct ss_conn *c, struct obj_conn *oc)
     if (done) {
         if (oc->chunked_out)
             ss_buf_append(&c->out, "0\r\n\r\n", 5);
+        obj_release(oc);
         drop_fill(oc);
         oc->chunked_out = 0;
         oc->phase = OBJ_IDLE;

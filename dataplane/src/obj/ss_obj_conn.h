@@ -74,6 +74,7 @@ struct obj_conn {
     uint32_t g_chunk_bytes;
     uint64_t g_pos, g_end;
     struct obj_read *reading; /* a chunk read in flight (the GET waits for it) */
+    int holding;              /* g_version is held (obj_stream_hold) while streamed */
     struct ss_read *read_done; /* its completed read, to look the chunk up in */
     char meta_buf[OBJ_META_MAX];
     /* A cached bucket's request waiting for (or streaming from) a fetch. */
@@ -118,6 +119,12 @@ void obj_put_abort(struct obj_conn *oc);
 
 /* ss_obj_get.c */
 int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req);
+/* Look the object up and hold its version against deletion (under the
+ * metadata's stripe lock, so a PUT that replaces it dooms it after the
+ * hold). 0 (oc->holding set), -ENOENT or -errno. */
+int obj_lookup_held(struct obj_conn *oc, struct obj_meta *m);
+/* The stream of the held version ended (or never started). */
+void obj_release(struct obj_conn *oc);
 /* Answer req from the stored object m (preconditions, range, head; the body
  * then streams in obj_get_body). */
 int obj_serve(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req,

@@ -81,14 +81,42 @@ static int if_range_holds(const struct ss_http_req *req, const struct obj_meta *
            t == m->mtime;
 }
 
+int obj_lookup_held(struct obj_conn *oc, struct obj_meta *m)
+{
+    struct ss_store_thread *t = &oc->ow->st;
+    size_t nb = oc->key_off - 1;
+    unsigned char mkey[OBJ_META_KEY_LEN];
+    obj_meta_key(oc->name, nb, oc->name + oc->key_off, oc->name_len - oc->key_off, mkey);
+    obj_release(oc);
+    ss_store_lock(t, mkey, sizeof(mkey));
+    int rc = obj_meta_find_locked(t, mkey, oc->name, nb, oc->name + oc->key_off,
+                                  oc->name_len - oc->key_off, m, oc->meta_buf,
+                                  sizeof(oc->meta_buf));
+    if (rc == 0) {
+        obj_stream_hold(obj_of(oc), m->version);
+        oc->holding = 1;
+        oc->g_version = m->version;
+    }
+    ss_store_unlock(t);
+    return rc;
+}
+
+void obj_release(struct obj_conn *oc)
+{
+    if (oc->holding)
+        obj_stream_release(obj_of(oc), oc->g_version);
+    oc->holding = 0;
+}
+
+static int serve(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req,
+                 const struct obj_meta *mp);
+
 int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req)
 {
     if (oc->b->kind != SS_BUCKET_LOCAL)
         return obj_cached_get(c, oc, req);
     struct obj_meta m;
-    size_t nbucket = oc->key_off - 1;
-    int rc = obj_meta_get(&oc->ow->st, oc->name, nbucket, oc->name + oc->key_off,
-                          oc->name_len - oc->key_off, &m, oc->meta_buf, sizeof(oc->meta_buf));
+    int rc = obj_lookup_held(oc, &m);
     struct obj_bucket_stats *bs = &oc->b->stats;
     if (rc == -ENOENT) {
         atomic_fetch_add_explicit(&bs->misses, 1, memory_order_relaxed);
@@ -106,6 +134,15 @@ int obj_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *re
 
 int obj_serve(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req,
               const struct obj_meta *mp)
+{
+    int rc = serve(c, oc, req, mp);
+    if (oc->phase != OBJ_GET_BODY)
+        obj_release(oc); /* no body streams from it */
+    return rc;
+}
+
+static int serve(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req,
+                 const struct obj_meta *mp)
 {
     struct obj_meta m = *mp;
     struct obj_bucket_stats *bs = &oc->b->stats;
@@ -245,6 +282,7 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
             oc->keep_alive = 0;
             oc->phase = OBJ_IDLE;
             c->produce = 0;
+            obj_release(oc);
             return SS_OBJ_CLOSE;
         }
     }
@@ -252,6 +290,7 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
         if (oc->fill)
             return obj_fill_caught_up(c, oc); /* more may be on its way */
         oc->phase = OBJ_IDLE;
+        obj_release(oc);
     }
     return 0;
 }

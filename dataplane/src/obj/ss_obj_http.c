@@ -298,6 +298,7 @@ static struct obj_conn *conn_state(struct ss_conn *c)
 /* A request answered: ready for the next one, or the connection ends. */
 static int request_done(struct ss_conn *c, struct obj_conn *oc)
 {
+    obj_release(oc);
     oc->phase = OBJ_IDLE;
     oc->started_ms = 0;
     oc->b = NULL;
@@ -391,6 +392,7 @@ void ss_obj_conn_closed(struct ss_conn *c)
     if (oc->phase == OBJ_PUT_BODY)
         obj_put_abort(oc);
     obj_cached_conn_closed(oc);
+    obj_release(oc);
     if (oc->reading)
         oc->reading->c = NULL; /* its completion gives the read back */
     if (oc->read_done)

@@ -39,8 +39,10 @@
 #define OBJ_ETAG_MAX 128u
 /* The largest metadata item: its header, name, ETag and fields. */
 #define OBJ_META_MAX (OBJ_NAME_MAX + OBJ_FIELDS_MAX + OBJ_ETAG_MAX + 128)
-/* Replaced versions' chunks stay this long for GETs still streaming them. */
-#define OBJ_GRACE_MS 30000u
+/* A version being streamed when its object was replaced keeps its chunks
+ * until the stream ends, but at most this long (a client that stopped
+ * reading is closed by request_timeout well before). */
+#define OBJ_GRACE_MS 600000u
 /* A GET queues at most this much output before waiting for the socket. */
 #define OBJ_STREAM_HIGH_WATER (1u << 20)
 
@@ -104,7 +106,14 @@ struct obj_fill {
     size_t fields_len;
 };
 
-/* A replaced version whose chunks go once the grace period is over. */
+/* A version some GETs are streaming (its chunks must stay until they end). */
+struct obj_stream {
+    uint64_t version;
+    uint32_t readers;
+    struct obj_stream *next;
+};
+
+/* A replaced version whose chunks go once no GET streams them. */
 struct obj_doomed {
     uint64_t version;
     uint32_t nchunks;
@@ -125,8 +134,9 @@ struct ss_obj {
     struct ss_counters ctl_ctr;
     uint32_t nbuckets;
     struct obj_bucket *buckets;
-    pthread_mutex_t doomed_lock;
+    pthread_mutex_t doomed_lock;  /* the doomed list and the streams below */
     struct obj_doomed *doomed, **doomed_tail;
+    struct obj_stream *streams;   /* versions GETs are streaming now */
     pthread_mutex_t fill_lock;
     struct obj_fill *fills[OBJ_FILL_BUCKETS];
 };
@@ -205,8 +215,19 @@ void obj_origin_worker_fini(struct ss_obj_worker *ow);
 
 /* ss_obj_plane.c */
 struct obj_bucket *obj_bucket_find(struct ss_obj *o, const char *name, size_t len);
-/* The replaced version's chunks: deleted after OBJ_GRACE_MS. */
+/* A GET starts / stops streaming version's chunks. */
+void obj_stream_hold(struct ss_obj *o, uint64_t version);
+void obj_stream_release(struct ss_obj *o, uint64_t version);
+/* The replaced version's chunks: deleted by housekeeping once no GET
+ * streams them (or OBJ_GRACE_MS passed). */
 void obj_doom(struct ss_obj *o, uint64_t version, uint32_t nchunks);
+/* Write one item (locking its stripe), retrying the store's -EAGAIN (a
+ * write that waited for a pinned record's copy while another thread
+ * changed the stripe). 0 or -errno. */
+int obj_put_item(struct ss_store_thread *t, const void *key, size_t nkey,
+                 const struct iovec *iov, int niov, unsigned flags);
+/* Bound on those retries: each means another thread wrote meanwhile. */
+#define OBJ_WRITE_RETRIES 64
 /* Delete chunks [from, n) of version now (an aborted PUT, purges). */
 void obj_delete_chunks(struct ss_store_thread *t, uint64_t version, uint32_t from, uint32_t n);
 /* Look bucket/key's metadata up. Returns 0 with *m filled and its value

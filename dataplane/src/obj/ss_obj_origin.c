@@ -252,11 +252,8 @@ static int flush_chunk(struct ss_obj_worker *ow, struct obj_origin *org)
 {
     unsigned char key[OBJ_CHUNK_KEY_LEN];
     obj_chunk_key(org->f->version, org->chunks, key);
-    struct ss_item it = {0};
     struct iovec iov = {org->chunk, org->fill};
-    ss_store_lock(&ow->st, key, sizeof(key));
-    int rc = ss_store_write(&ow->st, key, sizeof(key), &it, &iov, 1, 0);
-    ss_store_unlock(&ow->st);
+    int rc = obj_put_item(&ow->st, key, sizeof(key), &iov, 1, 0);
     if (rc)
         return rc;
     org->chunks++;
@@ -322,19 +319,24 @@ static void refresh(struct ss_obj_worker *ow, struct obj_origin *org)
     int64_t now = ss_clock_unix_seconds(), age;
     int64_t life = obj_freshness(org->b, &org->resp, now, &age);
     size_t nb = org->key_off - 1;
-    ss_store_lock(t, org->f->mkey, OBJ_META_KEY_LEN);
-    if (life >= 0 && obj_meta_find_locked(t, org->f->mkey, org->name, nb, org->name + org->key_off,
-                                          org->name_len - org->key_off, &m, buf,
-                                          sizeof(buf)) == 0) {
-        m.stored_at = now - age;
-        m.expires_at = now - age + life;
-        long len = obj_meta_encode(&m, out, sizeof(out));
-        struct ss_item it = {0};
-        struct iovec iov = {out, len > 0 ? (size_t)len : 0};
-        if (len > 0)
-            ss_store_write(t, org->f->mkey, OBJ_META_KEY_LEN, &it, &iov, 1, 0);
+    int rc = -EAGAIN;
+    for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
+        rc = 0;
+        ss_store_lock(t, org->f->mkey, OBJ_META_KEY_LEN);
+        if (life >= 0 && obj_meta_find_locked(t, org->f->mkey, org->name, nb,
+                                              org->name + org->key_off,
+                                              org->name_len - org->key_off, &m, buf,
+                                              sizeof(buf)) == 0) {
+            m.stored_at = now - age;
+            m.expires_at = now - age + life;
+            long len = obj_meta_encode(&m, out, sizeof(out));
+            struct ss_item it = {0};
+            struct iovec iov = {out, len > 0 ? (size_t)len : 0};
+            if (len > 0)
+                rc = ss_store_write(t, org->f->mkey, OBJ_META_KEY_LEN, &it, &iov, 1, 0);
+        }
+        ss_store_unlock(t);
     }
-    ss_store_unlock(t);
 }
 
 /* The whole body is in: store it when it may be, and let the waiters finish. */
@@ -364,14 +366,17 @@ static void complete(struct ss_obj_worker *ow, struct obj_origin *org)
         struct obj_meta old;
         struct ss_store_thread *t = &ow->st;
         size_t nb = org->key_off - 1;
-        ss_store_lock(t, f->mkey, OBJ_META_KEY_LEN);
-        int had = obj_meta_find_locked(t, f->mkey, org->name, nb, org->name + org->key_off,
+        struct iovec iov = {buf, len > 0 ? (size_t)len : 0};
+        int had = 0, rc = len > 0 ? -EAGAIN : -1;
+        for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
+            struct ss_item it = {0};
+            ss_store_lock(t, f->mkey, OBJ_META_KEY_LEN);
+            had = obj_meta_find_locked(t, f->mkey, org->name, nb, org->name + org->key_off,
                                        org->name_len - org->key_off, &old, old_buf,
                                        sizeof(old_buf)) == 0;
-        struct ss_item it = {0};
-        struct iovec iov = {buf, len > 0 ? (size_t)len : 0};
-        int rc = len > 0 ? ss_store_write(t, f->mkey, OBJ_META_KEY_LEN, &it, &iov, 1, 0) : -1;
-        ss_store_unlock(t);
+            rc = ss_store_write(t, f->mkey, OBJ_META_KEY_LEN, &it, &iov, 1, 0);
+            ss_store_unlock(t);
+        }
         struct obj_bucket_stats *bs = &f->b->stats;
         if (rc == 0) {
             if (had) {

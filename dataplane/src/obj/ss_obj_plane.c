@@ -5,7 +5,8 @@
  *
  * Chunks are deleted in three cases. An aborted PUT deletes what it wrote
  * at once (no object ever named them). A replaced or deleted object's
- * chunks are doomed: housekeeping deletes them OBJ_GRACE_MS later, so a GET
+ * chunks are doomed: housekeeping deletes them once no GET streams that
+ * version (obj_stream_hold), so a GET
  * that began streaming the old version finishes it. And at open, chunks of
  * a version no metadata item names (a crash mid-PUT, or a crash before a
  * doomed version was deleted) are found by walking the index and deleted.
@@ -45,6 +46,19 @@ void obj_delete_chunks(struct ss_store_thread *t, uint64_t version, uint32_t fro
     }
 }
 
+int obj_put_item(struct ss_store_thread *t, const void *key, size_t nkey,
+                 const struct iovec *iov, int niov, unsigned flags)
+{
+    int rc = -EAGAIN;
+    for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
+        struct ss_item it = {0};
+        ss_store_lock(t, key, nkey);
+        rc = ss_store_write(t, key, nkey, &it, iov, niov, flags);
+        ss_store_unlock(t);
+    }
+    return rc;
+}
+
 void obj_doom(struct ss_obj *o, uint64_t version, uint32_t nchunks)
 {
     struct obj_doomed *d = malloc(sizeof(*d));
@@ -52,7 +66,7 @@ void obj_doom(struct ss_obj *o, uint64_t version, uint32_t nchunks)
         return; /* left for the orphan walk at the next open */
     d->version = version;
     d->nchunks = nchunks;
-    d->due_ms = ss_clock_mono_ms() + OBJ_GRACE_MS;
+    d->due_ms = ss_clock_mono_ms() + OBJ_GRACE_MS; /* the latest; usually far sooner */
     d->next = NULL;
     pthread_mutex_lock(&o->doomed_lock);
     *o->doomed_tail = d;
@@ -310,6 +324,10 @@ void ss_obj_close(struct ss_obj *o)
             ss_store_thread_fini(&o->ctl_st);
         ss_store_close(o->store);
     }
+    for (struct obj_stream *s = o->streams, *next; s; s = next) {
+        next = s->next;
+        free(s);
+    }
     pthread_mutex_destroy(&o->doomed_lock);
     pthread_mutex_destroy(&o->fill_lock);
     for (uint32_t i = 0; o->buckets && i < o->nbuckets; i++) {
@@ -382,20 +400,69 @@ void ss_obj_worker_fini(struct ss_worker *w)
     w->obj = NULL;
 }
 
+void obj_stream_hold(struct ss_obj *o, uint64_t version)
+{
+    pthread_mutex_lock(&o->doomed_lock);
+    struct obj_stream *s = o->streams;
+    while (s && s->version != version)
+        s = s->next;
+    if (!s && (s = calloc(1, sizeof(*s)))) {
+        s->version = version;
+        s->next = o->streams;
+        o->streams = s;
+    }
+    if (s)
+        s->readers++;
+    pthread_mutex_unlock(&o->doomed_lock);
+}
+
+void obj_stream_release(struct ss_obj *o, uint64_t version)
+{
+    pthread_mutex_lock(&o->doomed_lock);
+    for (struct obj_stream **l = &o->streams; *l; l = &(*l)->next) {
+        struct obj_stream *s = *l;
+        if (s->version == version) {
+            if (--s->readers == 0) {
+                *l = s->next;
+                free(s);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&o->doomed_lock);
+}
+
+static bool streamed(const struct ss_obj *o, uint64_t version)
+{
+    for (const struct obj_stream *s = o->streams; s; s = s->next)
+        if (s->version == version)
+            return true;
+    return false;
+}
+
 int ss_obj_housekeep(struct ss_obj *o)
 {
     uint64_t now = ss_clock_mono_ms();
-    for (;;) {
-        pthread_mutex_lock(&o->doomed_lock);
-        struct obj_doomed *d = o->doomed;
-        if (!d || d->due_ms > now) {
-            pthread_mutex_unlock(&o->doomed_lock);
-            break;
+    /* Every doomed version no GET streams (or whose grace is over) goes now:
+     * local buckets' chunks are pinned, so their space comes back only so. */
+    struct obj_doomed *go = NULL;
+    pthread_mutex_lock(&o->doomed_lock);
+    struct obj_doomed **l = &o->doomed;
+    while (*l) {
+        struct obj_doomed *d = *l;
+        if (d->due_ms <= now || !streamed(o, d->version)) {
+            *l = d->next;
+            d->next = go;
+            go = d;
+        } else {
+            l = &d->next;
         }
-        o->doomed = d->next;
-        if (!o->doomed)
-            o->doomed_tail = &o->doomed;
-        pthread_mutex_unlock(&o->doomed_lock);
+    }
+    o->doomed_tail = l;
+    pthread_mutex_unlock(&o->doomed_lock);
+    while (go) {
+        struct obj_doomed *d = go;
+        go = d->next;
         obj_delete_chunks(&o->ctl_st, d->version, 0, d->nchunks);
         free(d);
     }

@@ -23,9 +23,6 @@
 #include "server/ss_worker.h"
 #include "ss_obj_conn.h"
 
-#ifndef SS_WRITE_PINNED /* TEMPORARY until store-pinned merges */
-#define SS_WRITE_PINNED 0u
-#endif
 /* Local buckets are the store of record: their items are never evicted. */
 static unsigned write_flags(const struct obj_conn *oc)
 {
@@ -258,11 +255,8 @@ static int flush_chunk(struct obj_conn *oc)
     struct ss_store_thread *t = &oc->ow->st;
     unsigned char key[OBJ_CHUNK_KEY_LEN];
     obj_chunk_key(p->version, p->chunks, key);
-    struct ss_item it = {0};
     struct iovec iov = {p->buf, p->fill};
-    ss_store_lock(t, key, sizeof(key));
-    int rc = ss_store_write(t, key, sizeof(key), &it, &iov, 1, write_flags(oc));
-    ss_store_unlock(t);
+    int rc = obj_put_item(t, key, sizeof(key), &iov, 1, write_flags(oc));
     if (rc == 0) {
         p->chunks++;
         p->fill = 0;
@@ -391,13 +385,16 @@ static int finish(struct ss_conn *c, struct obj_conn *oc)
      * key each doom exactly the version they replaced. */
     static _Thread_local char old_buf[OBJ_META_MAX];
     struct obj_meta old;
-    struct ss_item it = {0};
     struct iovec iov = {oc->meta_buf, (size_t)len};
-    ss_store_lock(t, mkey, sizeof(mkey));
-    int had = obj_meta_find_locked(t, mkey, oc->name, nbucket, key, nkey, &old, old_buf,
+    int had = 0, rc = -EAGAIN;
+    for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
+        struct ss_item it = {0};
+        ss_store_lock(t, mkey, sizeof(mkey));
+        had = obj_meta_find_locked(t, mkey, oc->name, nbucket, key, nkey, &old, old_buf,
                                    sizeof(old_buf)) == 0;
-    int rc = ss_store_write(t, mkey, sizeof(mkey), &it, &iov, 1, write_flags(oc));
-    ss_store_unlock(t);
+        rc = ss_store_write(t, mkey, sizeof(mkey), &it, &iov, 1, write_flags(oc));
+        ss_store_unlock(t);
+    }
     if (rc)
         return fail(c, oc, rc == -ENOSPC ? 507 : 500, rc == -ENOSPC ? "InsufficientStorage"
                     : "InternalError", rc == -ENOSPC ? "the objects pool is full"

@@ -10,6 +10,12 @@
  * do). Each reuse bumps the segment's generation, so a record from an
  * earlier use never verifies against a newer entry.
  *
+ * Pinned records are not evicted: the segment writer copies the live ones
+ * forward into the head before the segment is reused (ss_copy_forward.c),
+ * and the head keeps copy_reserve bytes free for those copies, so ordinary
+ * appends roll earlier and a copy never needs a roll (ss_pinned.c says how
+ * large the pinned records may grow for that to hold).
+ *
  * Lock order: a key's stripe lock, then the log lock, then the index's
  * writer lock. Reclaim takes the log lock then the index's; it never takes
  * stripe locks. The log's state (head, generations, ring order) is kept in
@@ -19,8 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <zlib.h>
 
 #include "common/ss_clock.h"
 #include "ss_store_internal.h"
@@ -28,12 +32,6 @@
 uint64_t ss_log_seg_off(const struct ss_log *log, uint32_t seg)
 {
     return log->base + SS_SUPER_BYTES + (uint64_t)seg * log->segment_bytes;
-}
-
-/* The alignment the device requires of our I/O (1: none, page cache). */
-static inline uint32_t log_align(const struct ss_store *st)
-{
-    return st->dev->align > 1 ? st->dev->align : 1u;
 }
 
 /*
@@ -48,24 +46,12 @@ void ss_log_pad_span(struct ss_store *st, uint32_t from, uint32_t to, uint32_t *
                      uint32_t *wto)
 {
     struct ss_log *log = &st->log;
-    uint32_t a = log_align(st);
+    uint32_t a = ss_log_align(st);
     *wfrom = from & ~(a - 1);
     *wto = (uint32_t)(((uint64_t)to + a - 1) & ~(uint64_t)(a - 1));
     if (*wto > log->segment_bytes)
         *wto = log->segment_bytes;
     memset(log->buf + to, 0, *wto - to);
-}
-
-uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
-                       const struct iovec *iov, int niov)
-{
-    uint32_t fixed[3] = {nbytes, flags, (uint32_t)nkey};
-    uLong crc = crc32(0L, Z_NULL, 0);
-    crc = crc32(crc, (const Bytef *)fixed, sizeof(fixed));
-    crc = crc32(crc, key, (uInt)nkey);
-    for (int i = 0; i < niov; i++)
-        crc = crc32(crc, iov[i].iov_base, (uInt)iov[i].iov_len);
-    return (uint32_t)crc;
 }
 
 int ss_log_persist_state(struct ss_store *st, struct ss_index_txn *txn)
@@ -80,45 +66,8 @@ int ss_log_persist_state(struct ss_store *st, struct ss_index_txn *txn)
     return rc;
 }
 
-/* Write the log's state in a transaction of its own. 0 or -errno. */
-static int log_persist_state_now(struct ss_store *st)
-{
-    struct ss_index_txn *txn;
-    int rc = ss_index_begin(st->index, true, &txn);
-    if (rc)
-        return rc;
-    rc = ss_log_persist_state(st, txn);
-    if (rc) {
-        ss_index_abort(txn);
-        return rc;
-    }
-    return ss_index_commit(txn);
-}
-
-/*
- * Put segments old_n..new_n-1 into the ring right after position pos of
- * order[0..old_n) (order has room for new_n): a grown pool fills its new
- * space before it reclaims the oldest segment, which sits after the head.
- */
-static void order_insert(uint32_t *order, uint32_t pos, uint32_t old_n, uint32_t new_n)
-{
-    uint32_t added = new_n - old_n;
-    memmove(order + pos + 1 + added, order + pos + 1, (size_t)(old_n - pos - 1) * 4);
-    for (uint32_t i = 0; i < added; i++)
-        order[pos + 1 + i] = old_n + i;
-}
-
-/* The position of seg in the ring (0 when absent, which load guards). */
-static uint32_t order_pos(const struct ss_log *log, uint32_t seg)
-{
-    for (uint32_t i = 0; i < log->nsegments; i++)
-        if (log->order[i] == seg)
-            return i;
-    return 0;
-}
-
 /* Write buf[flushed_off, write_off) to the head segment. Log lock held. */
-static int log_write_dirty(struct ss_store *st, struct ss_counters *ctr)
+int ss_log_write_dirty_locked(struct ss_store *st, struct ss_counters *ctr)
 {
     struct ss_log *log = &st->log;
     if (log->write_off <= log->flushed_off)
@@ -170,7 +119,11 @@ void ss_log_reclaim_records(struct ss_store *st, struct ss_index_txn *txn, uint3
         const char *key = buf + off + sizeof(h);
         struct ss_index_entry e;
         if (ss_index_txn_get(txn, key, h.nkey, &e) == 0) {
-            if (e.segment == seg && e.seg_gen == gen && e.offset == off) {
+            /* A pinned record is never evicted: by now it was copied
+             * forward (ss_copy_forward.c), and an entry of it left here is
+             * one a pending operation already replaces. */
+            if (e.segment == seg && e.seg_gen == gen && e.offset == off &&
+                !(e.bits & SS_ITEM_PINNED)) {
                 ss_index_txn_del(txn, key, h.nkey);
                 if ((e.exptime && e.exptime <= now) || e.seq < flush_seq) {
                     ctr->reclaimed++;
@@ -191,8 +144,8 @@ void ss_log_reclaim_records(struct ss_store *st, struct ss_index_txn *txn, uint3
  * `gen`), inside txn. Counts evictions. The segment is read back whole: one
  * large sequential read per reclaimed segment.
  */
-static int log_reclaim(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg, uint32_t gen,
-                       struct ss_counters *ctr)
+int ss_log_reclaim_locked(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg,
+                          uint32_t gen, struct ss_counters *ctr)
 {
     int rc = ss_log_read_segment(st, seg, st->log.reclaim_buf, ctr);
     if (rc)
@@ -201,15 +154,36 @@ static int log_reclaim(struct ss_store *st, struct ss_index_txn *txn, uint32_t s
     return 0;
 }
 
+void ss_log_state_persisted(struct ss_log *log)
+{
+    memcpy(log->persisted_gens, log->gens, (size_t)log->nsegments * 4);
+}
+
+void ss_log_head_opened(struct ss_log *log)
+{
+    uint32_t next = log->order[(log->pos + 1) % log->nsegments];
+    log->copy_reserve = (uint32_t)log->pinned[next];
+    if (log->copy_reserve) {
+        /* Start copying them now rather than when the head is three
+         * quarters full: the roll into that segment must wait for it. */
+        log->prepare_asked = true;
+        pthread_cond_signal(&log->writer_wake);
+    }
+}
+
 /* Close the head segment and open the next one, reclaiming it, here and
- * now: at start, for a shrink, or with no writer running. Lock held. */
-static int log_roll(struct ss_store *st, struct ss_counters *ctr)
+ * now: at start, for a shrink, or with no writer running. Lock held.
+ * -ENOSPC when the next segment still holds pinned records: only the
+ * segment writer copies them forward. */
+int ss_log_roll_locked(struct ss_store *st, struct ss_counters *ctr)
 {
     struct ss_log *log = &st->log;
+    if (log->pinned[log->order[(log->pos + 1) % log->nsegments]])
+        return -ENOSPC;
     ss_log_writer_drain(st); /* the reclaim buffer and the sealed one are free */
     while (log->flushing) /* the buffer is about to be reused */
         pthread_cond_wait(&log->flushed, &log->lock);
-    int rc = log_write_dirty(st, ctr);
+    int rc = ss_log_write_dirty_locked(st, ctr);
     if (rc)
         return rc;
     if (log->write_off)
@@ -221,7 +195,7 @@ static int log_roll(struct ss_store *st, struct ss_counters *ctr)
     if (rc)
         return rc;
     if (log->gens[next]) {
-        rc = log_reclaim(st, txn, next, log->gens[next], ctr);
+        rc = ss_log_reclaim_locked(st, txn, next, log->gens[next], ctr);
         if (rc) {
             ss_index_abort(txn);
             return rc;
@@ -243,29 +217,70 @@ static int log_roll(struct ss_store *st, struct ss_counters *ctr)
         ctr->errors_index++;
         return rc;
     }
+    ss_log_state_persisted(log);
     log->write_off = log->flushed_off = 0;
     log->dirty_since_ms = 0;
     log->ready = false;
     log->state_dirty = false;
+    ss_log_head_opened(log);
     return 0;
 }
 
-int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key, size_t nkey,
-                  struct ss_index_entry *e, uint32_t crc, const struct iovec *iov, int niov)
+/* Does a record of size bytes fit in the head? A copy forward may use the
+ * reserve kept for it; anything else must leave the reserve free. */
+static bool head_fits(const struct ss_log *log, uint32_t size, const struct ss_append *how)
 {
+    uint64_t end = (uint64_t)log->write_off + size;
+    if (how->copy)
+        return end <= log->segment_bytes && size <= log->copy_reserve;
+    return end + log->copy_reserve <= log->segment_bytes;
+}
+
+/*
+ * Make room in the head for a record of size bytes (lock held). A write that
+ * finds no room in two turns of the ring gives up with -ENOSPC: while the
+ * pinned figures keep within their limit one turn always has room
+ * (ss_pinned.c), the second allows for other writers taking it first, and
+ * each roll is bounded work (at most one segment's pinned records copied),
+ * so a pool full of pinned records answers instead of spinning. A copy
+ * forward never rolls: the reserve was sized for all of them.
+ */
+static int make_room(struct ss_store_thread *t, uint32_t size, struct ss_append *how)
+{
+    struct ss_log *log = &t->store->log;
+    for (unsigned rolls = 0; !head_fits(log, size, how); rolls++) {
+        if (how->copy || rolls > 2u * log->nsegments + 1u)
+            return -ENOSPC;
+        bool relocked = false;
+        int rc = ss_log_writer_roll(t, &relocked);
+        how->relocked |= relocked;
+        if (rc == -EAGAIN)
+            rc = ss_log_roll_locked(t->store, t->ctr);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int ss_log_append(struct ss_store_thread *t, const void *key, size_t nkey,
+                  struct ss_index_entry *e, uint32_t crc, const struct iovec *iov, int niov,
+                  struct ss_append *how)
+{
+    struct ss_store *st = t->store;
     struct ss_log *log = &st->log;
     uint32_t size = ss_record_size(nkey, e->nbytes);
     if (size > log->segment_bytes)
         return -E2BIG;
+    how->relocked = false;
     pthread_mutex_lock(&log->lock);
-    if (log->write_off + size > log->segment_bytes) {
-        int rc = ss_log_writer_roll(st, ctr);
-        if (rc == -EAGAIN)
-            rc = log_roll(st, ctr);
-        if (rc) {
-            pthread_mutex_unlock(&log->lock);
-            return rc;
-        }
+    int rc = make_room(t, size, how);
+    if (!rc && how->pinned)
+        rc = ss_pinned_admit_locked(st, size, how->freed);
+    if (rc) {
+        if (rc == -ENOSPC && how->pinned)
+            t->ctr->pinned_refused++;
+        pthread_mutex_unlock(&log->lock);
+        return rc;
     }
     char *p = log->buf + log->write_off;
     struct ss_record_hdr h = {
@@ -291,6 +306,10 @@ int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key,
     e->offset = log->write_off;
     e->seg_gen = h.seg_gen;
     log->write_off += size;
+    if (how->copy)
+        log->copy_reserve -= size;
+    if (how->pinned)
+        ss_pinned_add_locked(log, e, size);
     if (!log->dirty_since_ms)
         log->dirty_since_ms = ss_clock_mono_ms();
     if (!log->ready && !log->prepare_asked && log->write_off >= log->segment_bytes / 4 * 3) {
@@ -304,159 +323,12 @@ int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key,
     return 0;
 }
 
-/* Is rec the record of key that e points to, whole? 0 with t->value set, or -EBADMSG. */
-static int verify_record(struct ss_store_thread *t, const void *key, size_t nkey,
-                         const struct ss_index_entry *e, const char *rec)
-{
-    struct ss_record_hdr h;
-    memcpy(&h, rec, sizeof(h));
-    const char *rkey = rec + sizeof(h);
-    if (h.magic != SS_RECORD_MAGIC || h.seg_gen != e->seg_gen || h.nkey != nkey ||
-        h.nbytes != e->nbytes || memcmp(rkey, key, nkey) != 0)
-        return -EBADMSG;
-    struct iovec v = {.iov_base = (void *)(rkey + nkey), .iov_len = h.nbytes};
-    if (ss_record_crc(key, nkey, h.flags, h.nbytes, &v, 1) != h.crc)
-        return -EBADMSG;
-    t->value = rkey + nkey;
-    t->value_len = h.nbytes;
-    return 0;
-}
-
-int ss_log_read(struct ss_store_thread *t, const void *key, size_t nkey,
-                const struct ss_index_entry *e)
-{
-    return ss_log_read_mode(t, key, nkey, e, false);
-}
-
-int ss_log_read_mode(struct ss_store_thread *t, const void *key, size_t nkey,
-                     const struct ss_index_entry *e, bool nowait)
-{
-    struct ss_store *st = t->store;
-    struct ss_log *log = &st->log;
-    uint32_t size = ss_record_size(nkey, e->nbytes);
-    if (size > log->segment_bytes - e->offset)
-        return -EBADMSG;
-    t->scratch.len = 0;
-    int rc = ss_buf_reserve(&t->scratch, size);
-    if (rc)
-        return rc;
-    pthread_mutex_lock(&log->lock);
-    if (e->segment >= log->nsegments) { /* a grow may be under way: check locked */
-        pthread_mutex_unlock(&log->lock);
-        return -EBADMSG;
-    }
-    uint32_t gen = log->gens[e->segment];
-    const char *mem = gen == e->seg_gen ? ss_log_in_memory(log, e, size) : NULL;
-    int in_buffer = mem != NULL;
-    if (mem)
-        memcpy(t->scratch.data, mem, size);
-    pthread_mutex_unlock(&log->lock);
-    if (gen != e->seg_gen)
-        return -ESTALE; /* the segment was reclaimed since */
-    const char *rec = t->scratch.data;
-    if (!in_buffer) {
-        /* Under direct I/O read the enclosing aligned span into the aligned
-         * buffer and serve from inside it; else exactly the record. */
-        uint64_t at = ss_log_seg_off(log, e->segment) + e->offset;
-        uint64_t a = log_align(st), from = at & ~(a - 1);
-        uint64_t to = (at + size + a - 1) & ~(a - 1);
-        char *dst = t->scratch.data;
-        if (a > 1) {
-            rc = ss_log_dio_reserve(t, (size_t)(to - from));
-            if (rc)
-                return rc;
-            dst = t->dio_buf;
-            rec = dst + (at - from);
-        }
-        if (nowait) {
-            rc = st->dev->ops->read_nowait
-                     ? st->dev->ops->read_nowait(st->dev, from, dst, (size_t)(to - from))
-                     : -EAGAIN;
-            if (rc == -EAGAIN)
-                return rc; /* it would wait: the caller reads asynchronously */
-        } else {
-            rc = st->dev->ops->read(st->dev, from, dst, (size_t)(to - from));
-        }
-        if (rc) {
-            t->ctr->errors_device++;
-            return -EIO;
-        }
-        t->ctr->device_reads++;
-        t->ctr->device_read_bytes += to - from;
-    }
-    return verify_record(t, key, nkey, e, rec);
-}
-
-int ss_log_span(struct ss_store *st, size_t nkey, const struct ss_index_entry *e,
-                uint64_t *from, uint32_t *len, uint32_t *rec_off)
+/* Write the head's unwritten bytes, without the lock meanwhile (held on
+ * entry and on return): bytes before write_off never change until a roll,
+ * and a roll waits for the write. */
+static int flush_head_now(struct ss_store *st, struct ss_counters *ctr)
 {
     struct ss_log *log = &st->log;
-    uint32_t size = ss_record_size(nkey, e->nbytes);
-    if (size > log->segment_bytes - e->offset)
-        return -EBADMSG;
-    pthread_mutex_lock(&log->lock);
-    if (e->segment >= log->nsegments) {
-        pthread_mutex_unlock(&log->lock);
-        return -EBADMSG;
-    }
-    uint32_t gen = log->gens[e->segment];
-    int in_buffer = gen == e->seg_gen && ss_log_in_memory(log, e, size) != NULL;
-    pthread_mutex_unlock(&log->lock);
-    if (gen != e->seg_gen)
-        return -ESTALE;
-    if (in_buffer)
-        return 1;
-    uint64_t at = ss_log_seg_off(log, e->segment) + e->offset;
-    uint64_t a = log_align(st);
-    *from = at & ~(a - 1);
-    *len = (uint32_t)(((at + size + a - 1) & ~(a - 1)) - *from);
-    *rec_off = (uint32_t)(at - *from);
-    return 0;
-}
-
-int ss_log_verify(struct ss_store_thread *t, const void *key, size_t nkey,
-                  const struct ss_index_entry *e, const char *rec)
-{
-    struct ss_log *log = &t->store->log;
-    /* The read ran without the lock: the segment may have been reused since. */
-    pthread_mutex_lock(&log->lock);
-    uint32_t gen = e->segment < log->nsegments ? log->gens[e->segment] : 0;
-    pthread_mutex_unlock(&log->lock);
-    if (gen != e->seg_gen)
-        return -ESTALE;
-    return verify_record(t, key, nkey, e, rec);
-}
-
-int ss_log_dio_reserve(struct ss_store_thread *t, size_t len)
-{
-    if (t->dio_cap >= len)
-        return 0;
-    size_t a = log_align(t->store);
-    size_t cap = (len + a - 1) & ~(a - 1);
-    char *p = aligned_alloc(a, cap);
-    if (!p)
-        return -ENOMEM;
-    free(t->dio_buf);
-    t->dio_buf = p;
-    t->dio_cap = cap;
-    return 0;
-}
-
-/*
- * Write the open segment's unwritten bytes if they are older than age_ms.
- * The write runs without the log lock, so appends go on meanwhile: bytes
- * before write_off never change until a roll, and a roll waits for it.
- */
-int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms)
-{
-    struct ss_log *log = &st->log;
-    pthread_mutex_lock(&log->lock);
-    if (log->flushing || !log->dirty_since_ms ||
-        ss_clock_mono_ms() - log->dirty_since_ms < age_ms ||
-        log->write_off <= log->flushed_off) {
-        pthread_mutex_unlock(&log->lock);
-        return 0;
-    }
     uint32_t seg = log->head, to = log->write_off, wfrom, wto;
     ss_log_pad_span(st, log->flushed_off, to, &wfrom, &wto);
     log->flushing = 1;
@@ -477,295 +349,65 @@ int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms)
         log->dirty_since_ms = log->write_off > log->flushed_off ? ss_clock_mono_ms() : 0;
     }
     pthread_cond_broadcast(&log->flushed);
+    return rc;
+}
+
+/*
+ * Write the open segment's unwritten bytes if they are older than age_ms.
+ * The write runs without the log lock, so appends go on meanwhile.
+ */
+int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms)
+{
+    struct ss_log *log = &st->log;
+    pthread_mutex_lock(&log->lock);
+    int rc = 0;
+    if (!log->flushing && log->dirty_since_ms &&
+        ss_clock_mono_ms() - log->dirty_since_ms >= age_ms && log->write_off > log->flushed_off)
+        rc = flush_head_now(st, ctr);
     pthread_mutex_unlock(&log->lock);
     return rc;
 }
 
-static int super_write(struct ss_store *st)
-{
-    char block[SS_SUPER_BYTES] = {0};
-    struct ss_superblock sb = {
-        .magic = SS_SUPER_MAGIC,
-        .version = 1,
-        .segment_bytes = st->log.segment_bytes,
-        .nsegments = st->log.nsegments,
-    };
-    memcpy(sb.uuid, st->uuid, sizeof(sb.uuid));
-    memcpy(block, &sb, sizeof(sb));
-    int rc = st->dev->ops->write(st->dev, st->log.base, block, sizeof(block));
-    return rc ? rc : st->dev->ops->sync(st->dev);
-}
-
-/*
- * Read or write the superblock, load the segment generations from the index
- * and open a fresh head segment. A store formatted with another segment size,
- * or with more segments than the config now gives, is refused. Returns 0 or
- * -errno with err filled. *reset is set when the index must be emptied (a new
- * device, or an index that belongs to another device).
- */
-static int log_load(struct ss_store *st, int *reset, char *err, size_t errlen)
+int ss_log_flush_head(struct ss_store *st, struct ss_counters *ctr)
 {
     struct ss_log *log = &st->log;
-    struct ss_superblock sb;
-    int rc = st->dev->ops->read(st->dev, log->base, &sb, sizeof(sb));
-    if (rc) {
-        snprintf(err, errlen, "cannot read the superblock of %s: %s", st->device_path,
-                 strerror(-rc));
-        return rc;
+    pthread_mutex_lock(&log->lock);
+    uint32_t seg = log->head, end = log->write_off;
+    int rc = 0;
+    /* Each turn writes, or waits for housekeeping's write to end: a few at most. */
+    for (unsigned turn = 0; turn < 64 && !rc; turn++) {
+        if (log->head != seg || log->flushed_off >= end)
+            break; /* written, or rolled: the segment writer writes the sealed rest */
+        if (log->flushing)
+            pthread_cond_wait(&log->flushed, &log->lock);
+        else
+            rc = flush_head_now(st, ctr);
     }
-    *reset = 0;
-    if (sb.magic != SS_SUPER_MAGIC) {
-        if (getrandom(st->uuid, sizeof(st->uuid), 0) != sizeof(st->uuid)) {
-            snprintf(err, errlen, "getrandom failed: %s", strerror(errno));
-            return -EIO;
-        }
-        *reset = 1;
-        rc = super_write(st);
-        if (rc) {
-            snprintf(err, errlen, "cannot format %s: %s", st->device_path, strerror(-rc));
-            return rc;
-        }
-        return 0;
-    }
-    if (sb.version != 1 || sb.segment_bytes != log->segment_bytes) {
-        snprintf(err, errlen, "%s was formatted with segment_size %u bytes but the config "
-                 "says %u; restore the setting, or delete the file to start empty",
-                 st->device_path, sb.segment_bytes, log->segment_bytes);
-        return -EINVAL;
-    }
-    if (sb.nsegments > log->nsegments) {
-        snprintf(err, errlen, "%s holds %llu segments but the configured pool size gives "
-                 "only %u; shrinking a pool is not supported: restore the size",
-                 st->device_path, (unsigned long long)sb.nsegments, log->nsegments);
-        return -EINVAL;
-    }
-    memcpy(st->uuid, sb.uuid, sizeof(st->uuid));
-    uint8_t indexed[16];
-    if (ss_index_meta_get(st->index, "uuid", indexed, sizeof(indexed)) != 0 ||
-        memcmp(indexed, st->uuid, sizeof(indexed)) != 0) {
-        *reset = 1; /* the index describes another device: start empty */
-    } else {
-        /* The index may describe fewer segments than the superblock: a
-         * grow that stopped between the two writes. The rest start unused. */
-        uint32_t state[2];
-        if (ss_index_meta_get(st->index, "log", state, sizeof(state)) == 0 && state[1] >= 2 &&
-            state[1] <= log->nsegments && state[1] <= sb.nsegments) {
-            uint32_t n = log->nsegments;
-            log->nsegments = state[1];
-            log->head = state[0] < state[1] ? state[0] : 0;
-            ss_index_meta_get(st->index, "gens", log->gens, (size_t)state[1] * 4);
-            if (ss_index_meta_get(st->index, "order", log->order, (size_t)state[1] * 4) != 0)
-                for (uint32_t i = 0; i < state[1]; i++)
-                    log->order[i] = i; /* written before the ring had an order */
-            log->pos = order_pos(log, log->head);
-            log->nsegments = n;
-            if (state[1] < n)
-                order_insert(log->order, log->pos, state[1], n);
-        }
-    }
-    if (sb.nsegments != log->nsegments) { /* grown: new segments start unused */
-        rc = super_write(st);
-        if (rc) {
-            snprintf(err, errlen, "cannot update the superblock of %s: %s", st->device_path,
-                     strerror(-rc));
-            return rc;
-        }
-    }
-    return 0;
+    if (!rc && log->head == seg && log->flushed_off < end)
+        rc = -EIO;
+    pthread_mutex_unlock(&log->lock);
+    return rc;
 }
 
-int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t errlen)
+bool ss_log_is_durable_locked(const struct ss_log *log, const struct ss_index_entry *e,
+                              size_t nkey)
 {
-    struct ss_log *log = &st->log;
-    log->segment_bytes = st->set.segment_bytes;
-    log->base = st->set.device_offset;
-    uint64_t n = (st->set.device_bytes - SS_SUPER_BYTES) / log->segment_bytes;
-    if (st->set.device_bytes <= SS_SUPER_BYTES || n < 2 || n > UINT32_MAX) {
-        snprintf(err, errlen, "device %s: %llu bytes is room for %llu segments of %u bytes; "
-                 "a pool needs at least 2", st->device_path,
-                 (unsigned long long)st->set.device_bytes, (unsigned long long)n,
-                 log->segment_bytes);
-        return -EINVAL;
-    }
-    log->nsegments = (uint32_t)n;
-    log->head = log->pos = log->nsegments - 1;
-    log->gens = calloc(n, sizeof(uint32_t));
-    log->order = malloc(n * sizeof(uint32_t));
-    log->buf = aligned_alloc(4096, log->segment_bytes);
-    log->reclaim_buf = aligned_alloc(4096, log->segment_bytes);
-    log->spare_buf = aligned_alloc(4096, log->segment_bytes);
-    if (!log->gens || !log->order || !log->buf || !log->reclaim_buf || !log->spare_buf) {
-        snprintf(err, errlen, "out of memory for %u-byte segment buffers", log->segment_bytes);
-        return -ENOMEM;
-    }
-    for (uint32_t i = 0; i < n; i++)
-        log->order[i] = i;
-    pthread_mutex_init(&log->lock, NULL);
-    pthread_cond_init(&log->flushed, NULL);
-    pthread_cond_init(&log->writer_wake, NULL);
-    int reset = 0;
-    int rc = log_load(st, &reset, err, errlen);
-    if (rc)
-        return rc;
-    struct ss_index_txn *txn = NULL;
-    rc = ss_index_begin(st->index, true, &txn);
-    if (!rc && reset) {
-        memset(log->gens, 0, n * sizeof(uint32_t));
-        for (uint32_t i = 0; i < n; i++)
-            log->order[i] = i;
-        log->head = log->pos = log->nsegments - 1;
-        rc = ss_index_txn_drop_items(txn);
-        if (!rc)
-            rc = ss_index_txn_meta_put(txn, "uuid", st->uuid, sizeof(st->uuid));
-    }
-    if (!rc)
-        rc = ss_log_persist_state(st, txn);
-    if (!rc)
-        rc = ss_index_commit(txn);
-    else if (txn)
-        ss_index_abort(txn);
-    if (rc) {
-        snprintf(err, errlen, "cannot write the index in %s: %s", st->index_dir,
-                 strerror(-rc));
-        return rc;
-    }
-    return 0;
+    if (e->segment >= log->nsegments || e->seg_gen != log->gens[e->segment])
+        return true; /* a use already reused: waiting would not help */
+    if (log->persisted_gens[e->segment] != e->seg_gen)
+        return false; /* opened after the state last persisted: a crash forgets it */
+    if (log->sealed && e->segment == log->sealed_seg && e->seg_gen == log->sealed_gen)
+        return false;
+    if (e->segment == log->head)
+        return e->offset + ss_record_size(nkey, e->nbytes) <= log->flushed_off;
+    return true;
 }
 
 /* Start writing into a fresh segment (at open, after any repair). */
 int ss_log_start(struct ss_store *st, struct ss_counters *ctr)
 {
     pthread_mutex_lock(&st->log.lock);
-    int rc = log_roll(st, ctr);
+    int rc = ss_log_roll_locked(st, ctr);
     pthread_mutex_unlock(&st->log.lock);
-    return rc;
-}
-
-void ss_log_close(struct ss_store *st)
-{
-    struct ss_log *log = &st->log;
-    free(log->gens);
-    free(log->order);
-    free(log->buf);
-    free(log->reclaim_buf);
-    free(log->spare_buf);
-    log->gens = log->order = NULL;
-    log->buf = log->reclaim_buf = log->spare_buf = NULL;
-}
-
-/* Grow (log lock held): new arrays, new segments after the head. */
-static int log_grow(struct ss_store *st, uint32_t n_new)
-{
-    struct ss_log *log = &st->log;
-    uint32_t n = log->nsegments;
-    uint32_t *gens = calloc(n_new, sizeof(uint32_t));
-    uint32_t *order = malloc((size_t)n_new * sizeof(uint32_t));
-    if (!gens || !order) {
-        free(gens);
-        free(order);
-        return -ENOMEM;
-    }
-    memcpy(gens, log->gens, (size_t)n * 4);
-    memcpy(order, log->order, (size_t)n * 4);
-    order_insert(order, log->pos, n, n_new);
-    uint32_t *old_gens = log->gens, *old_order = log->order;
-    log->gens = gens;
-    log->order = order;
-    log->nsegments = n_new;
-    /* Superblock first: an index that describes fewer segments than the
-     * superblock loads fine (log_load), the other way round would not. */
-    int rc = super_write(st);
-    if (rc) {
-        log->gens = old_gens;
-        log->order = old_order;
-        log->nsegments = n;
-        free(gens);
-        free(order);
-        return rc;
-    }
-    free(old_gens);
-    free(old_order);
-    rc = log_persist_state_now(st);
-    log->grows++;
-    return rc;
-}
-
-/* Shrink (log lock held, no other user of the store). */
-static int log_shrink(struct ss_store *st, struct ss_counters *ctr, uint32_t n_new)
-{
-    struct ss_log *log = &st->log;
-    uint32_t n = log->nsegments;
-    int rc = log_write_dirty(st, ctr); /* so reclaim sees the head's records */
-    if (rc)
-        return rc;
-    struct ss_index_txn *txn;
-    rc = ss_index_begin(st->index, true, &txn);
-    if (rc)
-        return rc;
-    for (uint32_t seg = n_new; seg < n; seg++) {
-        if (log->gens[seg] && (rc = log_reclaim(st, txn, seg, log->gens[seg], ctr)) != 0) {
-            ss_index_abort(txn);
-            return rc;
-        }
-    }
-    /* The new head: the head itself if kept, else the newest kept segment
-     * before it in ring order; the ring keeps its order otherwise. */
-    uint32_t head = log->head;
-    for (uint32_t k = 0; head >= n_new && k < n; k++)
-        head = log->order[(log->pos + n - k) % n];
-    uint32_t j = 0, pos = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (log->order[i] >= n_new)
-            continue;
-        if (log->order[i] == head)
-            pos = j;
-        log->order[j++] = log->order[i];
-    }
-    int moved = head != log->head;
-    log->nsegments = n_new;
-    log->head = head;
-    log->pos = pos;
-    if (moved) /* never append into a kept segment's middle: roll below */
-        log->write_off = log->flushed_off = 0;
-    rc = ss_log_persist_state(st, txn);
-    rc = rc ? (ss_index_abort(txn), rc) : ss_index_commit(txn);
-    if (rc)
-        return rc;
-    rc = super_write(st);
-    if (!rc && moved)
-        rc = log_roll(st, ctr);
-    return rc;
-}
-
-/*
- * Resize the log to new_bytes (superblock included). Growing is safe while
- * serving: it runs under the log lock, which every reader of gens/order
- * takes. Shrinking evicts the items of the segments cut off and must run
- * with no other user of the store. Returns 0 or -errno (-EINVAL for the
- * wrong direction or fewer than 2 segments).
- */
-int ss_log_resize(struct ss_store *st, struct ss_counters *ctr, uint64_t new_bytes, int shrink)
-{
-    struct ss_log *log = &st->log;
-    if (new_bytes <= SS_SUPER_BYTES)
-        return -EINVAL;
-    uint64_t n_new = (new_bytes - SS_SUPER_BYTES) / log->segment_bytes;
-    if (n_new < 2 || n_new > UINT32_MAX)
-        return -EINVAL;
-    pthread_mutex_lock(&log->lock);
-    ss_log_writer_drain(st);
-    while (log->flushing)
-        pthread_cond_wait(&log->flushed, &log->lock);
-    int rc = 0;
-    if (shrink ? n_new > log->nsegments : n_new < log->nsegments)
-        rc = -EINVAL;
-    else if (n_new != log->nsegments)
-        rc = shrink ? log_shrink(st, ctr, (uint32_t)n_new) : log_grow(st, (uint32_t)n_new);
-    if (!rc) {
-        st->set.device_bytes = new_bytes;
-        st->dev->size = log->base + new_bytes > st->dev->size ? log->base + new_bytes
-                                                               : st->dev->size;
-    }
-    pthread_mutex_unlock(&log->lock);
     return rc;
 }

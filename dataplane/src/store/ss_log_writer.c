@@ -9,49 +9,44 @@
  *   2. writes the sealed segment's unwritten span, after which its records
  *      are read from the device instead of its buffer,
  *   3. reads the segment after the head back once the head is three
- *      quarters full, so that the roll that reuses it only bumps its
- *      generation (its records never verify again), and
+ *      quarters full (at once when it holds pinned records), so that the
+ *      roll that reuses it only bumps its generation (its records never
+ *      verify again); a segment holding live pinned records has them copied
+ *      into the head first (the copy_forward hook, ss_copy_forward.c), and
+ *      is not reused until none is left, and
  *   4. after that roll, deletes the index entries still pointing at the
  *      segment's previous records (the eviction, counted).
  * An appender waits (counted in log_roll_waits) only when this thread is
- * behind: writes faster than the device takes them, or a reclaim still
- * reading. The periodic flush of the open segment stays with housekeeping
- * (ss_log_flush), which already writes without the log lock.
+ * behind: writes faster than the device takes them, or a reclaim or copy
+ * still running. The periodic flush of the open segment stays with
+ * housekeeping (ss_log_flush), which already writes without the log lock.
+ *
+ * The copy and the commit before a state write take stripe locks, and an
+ * appender waits holding one; so in a store with pinned records a waiting
+ * roll gives its stripe lock up, and this thread wakes the waiters before
+ * it takes any (without_lock). If an item of that stripe changed meanwhile
+ * the write is refused (-ESTALE, the caller's -EAGAIN), since what its
+ * caller checked under the lock may no longer hold.
  *
  * A crash loses what a crash lost before: records not yet on the device,
  * and entries of a segment opened after the last persisted state (both fail
- * verification and are dropped, never served).
+ * verification and are dropped, never served). In a store with pinned
+ * records the index never names such a record (ss_pending.c), so a key
+ * keeps its previous value instead.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "common/ss_clock.h"
 #include "ss_store_internal.h"
 
-int ss_log_writer_roll(struct ss_store *st, struct ss_counters *ctr)
+/* The roll itself, once the next segment may open (lock held). */
+static void roll_into(struct ss_store *st, uint32_t next_pos, uint32_t next)
 {
     struct ss_log *log = &st->log;
-    uint32_t next_pos, next;
-    bool waited = false;
-    for (;;) {
-        if (!log->writer_running)
-            return -EAGAIN;
-        next_pos = (log->pos + 1) % log->nsegments;
-        next = log->order[next_pos];
-        bool opens = log->gens[next] == 0 ||
-                     (log->ready && log->ready_seg == next && log->ready_gen == log->gens[next]);
-        if (opens && !log->sealed && !log->reclaim_pending && !log->flushing)
-            break;
-        /* The writer is behind (the device is slower than the writes, or
-         * the next segment's reclaim is still reading): wait for it. */
-        if (!waited)
-            ctr->log_roll_waits++;
-        waited = true;
-        log->prepare_asked = true;
-        pthread_cond_signal(&log->writer_wake);
-        pthread_cond_wait(&log->flushed, &log->lock);
-    }
     if (log->write_off > log->flushed_off) {
         uint32_t from, to;
         ss_log_pad_span(st, log->flushed_off, log->write_off, &from, &to);
@@ -80,8 +75,74 @@ int ss_log_writer_roll(struct ss_store *st, struct ss_counters *ctr)
     log->dirty_since_ms = 0;
     log->ready = false;
     log->state_dirty = true;
+    ss_log_head_opened(log);
     pthread_cond_signal(&log->writer_wake);
-    return 0;
+}
+
+/* Take back the stripe lock a waiting roll gave up: stripe before log, as
+ * the lock order says. -ESTALE when an item of the stripe changed meanwhile
+ * (what the caller checked under it may no longer hold), else rc. */
+static int relock_stripe(struct ss_store_thread *t, uint32_t gen_before, int rc)
+{
+    struct ss_store *st = t->store;
+    pthread_mutex_unlock(&st->log.lock);
+    pthread_mutex_lock(&st->stripes[t->locked_stripe].lock);
+    pthread_mutex_lock(&st->log.lock);
+    uint32_t gen = atomic_load(&st->copies.stripe_gen[t->locked_stripe]);
+    return gen != gen_before ? -ESTALE : rc;
+}
+
+int ss_log_writer_roll(struct ss_store_thread *t, bool *relocked)
+{
+    struct ss_store *st = t->store;
+    struct ss_log *log = &st->log;
+    uint64_t failures = log->copy_failures;
+    bool waited = false, released = false;
+    uint32_t gen_before = 0;
+    int rc = 0;
+    *relocked = false;
+    for (;;) {
+        if (!log->writer_running) {
+            rc = -EAGAIN;
+            break;
+        }
+        uint32_t next_pos = (log->pos + 1) % log->nsegments;
+        uint32_t next = log->order[next_pos];
+        bool opens = log->gens[next] == 0 ||
+                     (log->ready && log->ready_seg == next && log->ready_gen == log->gens[next]);
+        /* A segment is reused only once no pinned record of it is live. */
+        bool pins_left = log->pinned[next] != 0 || log->copying;
+        if (opens && !pins_left && !log->sealed && !log->reclaim_pending && !log->flushing) {
+            roll_into(st, next_pos, next);
+            break;
+        }
+        if (log->copy_failures != failures) {
+            rc = log->copy_error; /* the copy forward this roll waited for failed */
+            break;
+        }
+        if (opens && pins_left && !log->copying)
+            log->ready = false; /* read back before it held pinned records: again */
+        /* The writer is behind (the device is slower than the writes, or
+         * the next segment's reclaim or copy forward is still running):
+         * wait for it. In a store with pinned records it may need this
+         * thread's stripe lock to copy or commit, so wait without it. */
+        if (!waited)
+            t->ctr->log_roll_waits++;
+        waited = true;
+        if (!released && t->locked_stripe >= 0 && ss_pinned_any(st)) {
+            gen_before = atomic_load(&st->copies.stripe_gen[t->locked_stripe]);
+            pthread_mutex_unlock(&st->stripes[t->locked_stripe].lock);
+            released = true;
+        }
+        log->prepare_asked = true;
+        pthread_cond_signal(&log->writer_wake);
+        pthread_cond_wait(&log->flushed, &log->lock);
+    }
+    if (released) {
+        *relocked = true;
+        rc = relock_stripe(t, gen_before, rc);
+    }
+    return rc;
 }
 
 const char *ss_log_in_memory(struct ss_log *log, const struct ss_index_entry *e, uint32_t size)
@@ -94,11 +155,53 @@ const char *ss_log_in_memory(struct ss_log *log, const struct ss_index_entry *e,
     return NULL;
 }
 
+/* Run a hook that takes stripe locks: without the log lock, and with the
+ * waiting rolls woken first so that they give their stripe locks up. */
+static int without_lock(struct ss_store *st, int (*fn)(struct ss_store *, void *), void *arg)
+{
+    struct ss_log *log = &st->log;
+    log->writer_busy = true;
+    pthread_cond_broadcast(&log->flushed);
+    pthread_mutex_unlock(&log->lock);
+    int rc = fn(st, arg);
+    pthread_mutex_lock(&log->lock);
+    log->writer_busy = false;
+    return rc;
+}
+
+static int run_commit(struct ss_store *st, void *arg)
+{
+    st->log.hooks->commit(st);
+    return 0;
+}
+
+/*
+ * In a store with pinned records, commit the index before persisting a new
+ * head's state, so that whatever a crash then keeps of the index is no
+ * older than the head's opening: the room the head left for the next
+ * segment's copies (copy_reserve) was reckoned from the index as it was
+ * then, and a crash must not bring back pinned records that were gone by
+ * then (ss_copy_forward.c relies on it when it resumes). A roll meanwhile
+ * (into a fresh segment, which needs no writer) means committing again.
+ */
+static void commit_before_state(struct ss_store *st)
+{
+    struct ss_log *log = &st->log;
+    for (uint32_t turn = 0; turn < log->nsegments; turn++) {
+        uint32_t head = log->head;
+        without_lock(st, run_commit, NULL);
+        if (log->head == head)
+            break;
+    }
+}
+
 /* Persist head, ring order and generations (log lock held throughout: the
  * lock order is the log's, then the index writer's). */
 static void write_state(struct ss_store *st)
 {
     struct ss_log *log = &st->log;
+    if (ss_pinned_any(st) && log->hooks)
+        commit_before_state(st);
     log->state_dirty = false;
     struct ss_index_txn *txn;
     int rc = ss_index_begin(st->index, true, &txn);
@@ -108,6 +211,8 @@ static void write_state(struct ss_store *st)
     }
     if (rc)
         log->writer_ctr.errors_index++;
+    else
+        ss_log_state_persisted(log);
     pthread_cond_broadcast(&log->flushed);
 }
 
@@ -137,11 +242,23 @@ static void write_sealed(struct ss_store *st)
     pthread_cond_broadcast(&log->flushed);
 }
 
+struct copy_job {
+    uint32_t seg, gen;
+};
+
+static int run_copy_forward(struct ss_store *st, void *arg)
+{
+    const struct copy_job *job = arg;
+    return st->log.hooks->copy_forward(st, job->seg, job->gen, st->log.reclaim_buf);
+}
+
 /* Read the segment after the head back ahead of its reuse, into
- * reclaim_buf; the lock is dropped for the read. Nothing is evicted yet: the
- * roll that opens the segment bumps its generation and hands the records to
- * delete_reclaimed, so a grow meanwhile (new segments after the head) loses
- * nothing. */
+ * reclaim_buf, and copy its live pinned records forward into the head; the
+ * lock is dropped for both. Nothing is evicted yet: the roll that opens the
+ * segment bumps its generation and hands the records to delete_reclaimed,
+ * so a grow meanwhile (new segments after the head) loses nothing. A
+ * segment holding pinned records that cannot be read back, or whose copy
+ * forward fails, is not opened: its rolls report the error (copy_error). */
 static void prepare_next(struct ss_store *st)
 {
     struct ss_log *log = &st->log;
@@ -149,20 +266,34 @@ static void prepare_next(struct ss_store *st)
     log->prepare_asked = false;
     uint32_t next = log->order[(log->pos + 1) % log->nsegments];
     uint32_t gen = log->gens[next];
+    int rc = 0;
     if (gen) {
         log->writer_busy = true;
         pthread_mutex_unlock(&log->lock);
-        /* A segment that cannot be read back still opens (zeroed buffer: no
-         * record): its old entries fail the generation check and are dropped
-         * when looked up. */
-        if (ss_log_read_segment(st, next, log->reclaim_buf, ctr) != 0)
-            memset(log->reclaim_buf, 0, log->segment_bytes);
+        rc = ss_log_read_segment(st, next, log->reclaim_buf, ctr);
         pthread_mutex_lock(&log->lock);
         log->writer_busy = false;
+        if (rc && !log->pinned[next]) {
+            /* It still opens (zeroed buffer: no record): its old entries
+             * fail the generation check and are dropped when looked up. */
+            memset(log->reclaim_buf, 0, log->segment_bytes);
+            rc = 0;
+        }
     }
-    log->ready_seg = next;
-    log->ready_gen = gen;
-    log->ready = true;
+    if (!rc && gen && log->pinned[next] && log->hooks) {
+        struct copy_job job = {next, gen};
+        log->copying = true;
+        rc = without_lock(st, run_copy_forward, &job);
+        log->copying = false;
+    }
+    if (rc) {
+        log->copy_error = rc;
+        log->copy_failures++;
+    } else {
+        log->ready_seg = next;
+        log->ready_gen = gen;
+        log->ready = true;
+    }
     pthread_cond_broadcast(&log->flushed);
 }
 
@@ -197,7 +328,10 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), "ss-segwriter"); /* for top, perf and tests */
     pthread_mutex_lock(&log->lock);
     for (;;) {
-        if (log->state_dirty)
+        /* With pinned records the sealed segment goes first: the commit
+         * before the state (commit_before_state) can only commit entries
+         * whose records are written. */
+        if (log->state_dirty && !(log->sealed && ss_pinned_any(st)))
             write_state(st);
         else if (log->sealed)
             write_sealed(st);
@@ -242,6 +376,48 @@ void ss_log_writer_stop(struct ss_store *st)
     pthread_mutex_unlock(&log->lock);
     pthread_join(log->writer, NULL);
     log->writer_joinable = false;
+}
+
+/* The writer still owes the records of segment seg's use gen something:
+ * the write of it sealed, or (for the head's use) its persisted state. */
+static bool owed(const struct ss_log *log, uint32_t seg, uint32_t gen, bool was_head)
+{
+    if (log->sealed && log->sealed_seg == seg && log->sealed_gen == gen)
+        return true;
+    return was_head && log->gens[seg] == gen && log->persisted_gens[seg] != gen;
+}
+
+int ss_log_make_durable(struct ss_store *st, struct ss_counters *ctr)
+{
+    struct ss_log *log = &st->log;
+    pthread_mutex_lock(&log->lock);
+    bool had_sealed = log->sealed;
+    uint32_t sealed_seg = log->sealed_seg, sealed_gen = log->sealed_gen;
+    uint32_t head = log->head, head_gen = log->gens[log->head];
+    pthread_mutex_unlock(&log->lock);
+    int rc = ss_log_flush_head(st, ctr);
+    pthread_mutex_lock(&log->lock);
+    /* The writer broadcasts after every state write and segment write; the
+     * deadline is for a writer stuck on a dead device. */
+    uint64_t deadline = ss_clock_mono_ms() + 60000;
+    while (!rc && ((had_sealed && owed(log, sealed_seg, sealed_gen, false)) ||
+                   owed(log, head, head_gen, true))) {
+        if (!log->writer_running || ss_clock_mono_ms() > deadline) {
+            rc = -EIO;
+            break;
+        }
+        pthread_cond_signal(&log->writer_wake);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&log->flushed, &log->lock, &until);
+    }
+    pthread_mutex_unlock(&log->lock);
+    return rc;
 }
 
 void ss_log_writer_drain(struct ss_store *st)

@@ -13,6 +13,14 @@
  * instead and their DRAM copies dropped: an item may be lost, never served
  * stale. A crash loses at most the batch in flight (about a millisecond of
  * writes), which the log's verification already tolerates.
+ *
+ * A store holding pinned records is the store of record for them, so its
+ * index must never name a record a crash would lose: a new entry replaces
+ * the old one in the index only once its record is durable (written, in a
+ * segment use whose generation is persisted; ss_log_is_durable_locked).
+ * Until then the commit leaves it out (`held`) and it goes back to pending
+ * for a later batch; lookups see it there all along. Without pinned records
+ * entries are committed as soon as they are taken, as in a cache.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -110,6 +118,7 @@ int ss_pend_record(struct ss_store *st, struct ss_stripe *s, uint64_t hash, cons
         p->next = NULL;
         p->hash = hash;
         p->nkey = (uint8_t)nkey;
+        p->held = 0;
         memcpy(p->key, key, nkey);
         *link = p;
         /* the committer peeks at count without the stripe lock */
@@ -126,9 +135,26 @@ int ss_pend_record(struct ss_store *st, struct ss_stripe *s, uint64_t hash, cons
     return 0;
 }
 
+/* Mark the committing entries whose records are not durable yet (one pass
+ * under the log lock, before the index transaction: log, then index). */
+static void mark_held(struct ss_store *st)
+{
+    struct ss_log *log = &st->log;
+    pthread_mutex_lock(&log->lock);
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        struct ss_pend_map *m = &st->stripes[i].committing;
+        for (uint32_t b = 0; b < m->nbuckets && m->count; b++)
+            for (struct ss_pend *p = m->buckets[b]; p; p = p->next)
+                p->held = p->op == SS_PEND_PUT && !ss_log_is_durable_locked(log, &p->e, p->nkey);
+    }
+    pthread_mutex_unlock(&log->lock);
+}
+
 /* Write every committing map in one transaction. Returns 0 or -errno. */
 static int commit_batch(struct ss_store *st, unsigned *ops)
 {
+    if (ss_pinned_any(st))
+        mark_held(st);
     struct ss_index_txn *txn;
     int rc = ss_index_begin(st->index, true, &txn);
     if (rc)
@@ -140,6 +166,8 @@ static int commit_batch(struct ss_store *st, unsigned *ops)
             continue;
         for (uint32_t b = 0; b < m->nbuckets && !rc; b++) {
             for (struct ss_pend *p = m->buckets[b]; p && !rc; p = p->next) {
+                if (p->held)
+                    continue;
                 if (p->op == SS_PEND_PUT) {
                     rc = ss_index_txn_put(txn, p->key, p->nkey, &p->e);
                 } else {
@@ -159,7 +187,8 @@ static int commit_batch(struct ss_store *st, unsigned *ops)
 }
 
 /* The batch could not be written: forget its keys everywhere rather than
- * leave an older index entry visible once the batch is dropped. */
+ * leave an older index entry visible once the batch is dropped. A pinned
+ * entry is kept for another batch instead: the store is its record. */
 static void commit_failed(struct ss_store *st)
 {
     struct ss_index_txn *txn;
@@ -171,6 +200,14 @@ static void commit_failed(struct ss_store *st)
         struct ss_pend_map *m = &s->committing;
         for (uint32_t b = 0; b < m->nbuckets; b++) {
             for (struct ss_pend *p = m->buckets[b]; p; p = p->next) {
+                if (p->held)
+                    continue; /* not in the batch: it goes back to pending */
+                if (p->op == SS_PEND_PUT && (p->e.bits & SS_ITEM_PINNED)) {
+                    /* Never dropped: it goes back to pending (its older
+                     * entry stays valid in the index meanwhile). */
+                    p->held = 1;
+                    continue;
+                }
                 if (have_txn)
                     ss_index_txn_del(txn, p->key, p->nkey);
                 /* a newer pending op for the key still stands */
@@ -204,29 +241,74 @@ static uint64_t take_pending(struct ss_store *st)
     return n;
 }
 
+/* A held entry goes back to pending, unless a newer operation for its key
+ * is there already (stripe lock held). The filter hears of it again: a
+ * rebuild begun meanwhile must not lose the key (ss_filter.c). */
+static void requeue_held(struct ss_store *st, struct ss_stripe *s, struct ss_pend *p)
+{
+    struct ss_pend_map *m = &s->pending;
+    if (ss_pend_find(m, p->hash, p->key, p->nkey)) {
+        free(p);
+        return;
+    }
+    if (!m->buckets || m->count >= m->nbuckets * 2u)
+        pend_grow(m); /* on failure the chains only get longer */
+    if (!m->buckets) {
+        /* No table at all: the entry is dropped and the index keeps the old
+         * one, so the DRAM copy of the new one must go too. */
+        ss_hot_remove(s, p->hash, p->key, p->nkey);
+        ss_pinned_release(st, &p->e, p->nkey);
+        free(p);
+        return;
+    }
+    p->held = 0;
+    struct ss_pend **link = &m->buckets[pend_bucket(m, p->hash)];
+    p->next = *link;
+    *link = p;
+    __atomic_add_fetch(&m->count, 1, __ATOMIC_RELAXED);
+    atomic_fetch_add(&st->pending_ops, 1);
+    ss_filter_note(st, p->hash);
+}
+
 static void release_committing(struct ss_store *st)
 {
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         struct ss_stripe *s = &st->stripes[i];
-        if (!s->committing.count)
+        struct ss_pend_map *m = &s->committing;
+        if (!m->count)
             continue;
         pthread_mutex_lock(&s->lock);
-        pend_free_all(&s->committing);
+        for (uint32_t b = 0; b < m->nbuckets; b++) {
+            struct ss_pend *p = m->buckets[b];
+            while (p) {
+                struct ss_pend *next = p->next;
+                if (p->held)
+                    requeue_held(st, s, p);
+                else
+                    free(p);
+                p = next;
+            }
+            m->buckets[b] = NULL;
+        }
+        m->count = 0;
         pthread_mutex_unlock(&s->lock);
     }
 }
 
-/* Commit what is pending now. Returns the number of operations written. */
-uint64_t ss_pend_commit_now(struct ss_store *st)
+uint64_t ss_pend_commit_now(struct ss_store *st, bool *failed)
 {
     pthread_mutex_lock(&st->commit_run_lock);
     uint64_t n = take_pending(st);
+    if (failed)
+        *failed = false;
     if (n) {
         unsigned ops = 0;
         int rc = commit_batch(st, &ops);
         if (rc) {
             st->commit_errors++;
             commit_failed(st);
+            if (failed)
+                *failed = true;
         }
         release_committing(st);
         atomic_fetch_add(&st->commits, 1);
@@ -239,6 +321,7 @@ uint64_t ss_pend_commit_now(struct ss_store *st)
 static void *committer_main(void *arg)
 {
     struct ss_store *st = arg;
+    unsigned turns_stopping = 0;
     for (;;) {
         pthread_mutex_lock(&st->commit_lock);
         while (!st->commit_stop && atomic_load(&st->pending_ops) == 0)
@@ -252,8 +335,10 @@ static void *committer_main(void *arg)
             struct timespec gather = {0, COMMIT_GATHER_NS};
             nanosleep(&gather, NULL);
         }
-        ss_pend_commit_now(st);
-        if (stop && atomic_load(&st->pending_ops) == 0)
+        ss_pend_commit_now(st, NULL);
+        /* Entries held for their records keep pending_ops up; ss_pend_stop
+         * commits once more after the join in any case. */
+        if (stop && (atomic_load(&st->pending_ops) == 0 || ++turns_stopping > 3))
             return NULL;
     }
 }
@@ -282,7 +367,7 @@ void ss_pend_stop(struct ss_store *st)
     pthread_mutex_unlock(&st->commit_lock);
     pthread_join(st->committer, NULL);
     st->committer_running = 0;
-    ss_pend_commit_now(st);
+    ss_pend_commit_now(st, NULL);
 }
 
 void ss_pend_fini(struct ss_stripe *s)

@@ -15,6 +15,10 @@
  * so the lookup order is DRAM -> filter (ss_filter.c: a "no" is final) ->
  * pending -> committing -> index. Housekeeping drives the background
  * sweeps of the index (ss_sweep.c).
+ *
+ * A pinned write (SS_WRITE_PINNED) looks up the entry it replaces, so that
+ * its pinned record's bytes are freed when the new one lands; a store that
+ * pins nothing skips that look-up. ss_store_sync is the durability point.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,14 +59,6 @@ static int persist_u64(struct ss_store *st, const char *name, uint64_t v)
     return ss_index_meta_put(st->index, name, &v, sizeof(v));
 }
 
-/* Copies outside the store (ss_store_copy_token): an item of the locked
- * stripe is about to change, or every item is (flush_all). */
-static inline void copies_stale(struct ss_store_thread *t)
-{
-    atomic_fetch_add_explicit(&t->store->copies.stripe_gen[t->locked_stripe], 1,
-                              memory_order_release);
-}
-
 static void copies_flush_due(struct ss_store *st)
 {
     if (!(atomic_load(&st->copies.flush_gen) & 1))
@@ -94,16 +90,6 @@ static void apply_due_flush(struct ss_store *st, int64_t now)
     flush_now(st);
     int64_t none = 0;
     ss_index_meta_put(st->index, "pending_flush", &none, sizeof(none));
-}
-
-/* 0 if the item is live, else why it is not. */
-static int entry_dead(struct ss_store *st, const struct ss_index_entry *e, int64_t now)
-{
-    if (e->seq < atomic_load_explicit(&st->flush_seq, memory_order_relaxed))
-        return -ECANCELED;
-    if (e->exptime && e->exptime <= now)
-        return -ETIME;
-    return 0;
 }
 
 /* Record a fetch as memcached does. Returns 1 if the entry changed. */
@@ -280,10 +266,23 @@ static int repair_if_unclean(struct ss_store_private *p, char *err, size_t errle
     return 0;
 }
 
+static void commit_hook(struct ss_store *st)
+{
+    ss_pend_commit_now(st, NULL);
+}
+
+/* What the segment writer may ask of the layers above the log. */
+static const struct ss_log_hooks log_hooks = {
+    .copy_forward = ss_copy_forward_run,
+    .commit = commit_hook,
+};
+
 /* Everything the store holds, released (also a store half opened). */
 static void store_free(struct ss_store_private *p)
 {
     struct ss_store *st = &p->st;
+    if (st->copier.store) /* its index reader goes before the index */
+        ss_store_thread_fini(&st->copier);
     ss_index_close(st->index);
     if (st->dev)
         st->dev->ops->close(st->dev);
@@ -344,9 +343,14 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
         snprintf(err, errlen, "cannot start the index committer thread");
         goto fail;
     }
+    if (ss_store_thread_init(&st->copier, st, &st->log.writer_ctr)) {
+        snprintf(err, errlen, "out of memory for the segment writer's buffers");
+        goto fail;
+    }
+    st->log.hooks = &log_hooks;
     uint32_t clean = 0;
     if (ss_index_meta_put(st->index, "clean", &clean, sizeof(clean)) ||
-        ss_index_sync(st->index) || ss_log_start(st, &p->open_ctr)) {
+        ss_index_sync(st->index) || ss_copy_forward_open(st, &p->open_ctr)) {
         snprintf(err, errlen, "cannot start the segment log on %s", st->device_path);
         goto fail;
     }
@@ -371,8 +375,10 @@ void ss_store_close(struct ss_store *st)
     struct ss_store_private *p = priv_of(st);
     st->closed = 1;
     ss_log_writer_stop(st); /* the sealed segment is written, the state persisted */
-    ss_pend_stop(st); /* every pending index update reaches the index */
+    /* The open segment before the last commit: a store with pinned records
+     * commits an entry only once its record is on the device. */
     ss_log_flush(st, &p->open_ctr, 0);
+    ss_pend_stop(st); /* every pending index update reaches the index */
     st->dev->ops->sync(st->dev);
     persist_u64(st, "seq_reserved", atomic_load(&st->next_seq));
     persist_u64(st, "flush_seq", atomic_load(&st->flush_seq));
@@ -406,96 +412,6 @@ void ss_store_thread_fini(struct ss_store_thread *t)
     t->dio_cap = 0;
 }
 
-void ss_store_lock(struct ss_store_thread *t, const void *key, size_t nkey)
-{
-    ss_store_lock_hash(t, ss_hash64(key, nkey));
-}
-
-void ss_store_lock_hash(struct ss_store_thread *t, uint64_t h)
-{
-    t->locked_hash = h;
-    t->locked_stripe = (int)(h & (SS_STRIPES - 1));
-    pthread_mutex_lock(&t->store->stripes[t->locked_stripe].lock);
-}
-
-void ss_store_unlock(struct ss_store_thread *t)
-{
-    pthread_mutex_unlock(&t->store->stripes[t->locked_stripe].lock);
-    t->locked_stripe = -1;
-}
-
-static int lookup_entry_indexed(struct ss_store_thread *t, struct ss_stripe *s,
-                                const void *key, size_t nkey, struct ss_index_entry *e)
-{
-    struct ss_pend *p = ss_pend_find(&s->pending, t->locked_hash, key, nkey);
-    if (!p)
-        p = ss_pend_find(&s->committing, t->locked_hash, key, nkey);
-    if (p) {
-        if (p->op == SS_PEND_DEL)
-            return -ENOENT;
-        *e = p->e;
-        return 0;
-    }
-    int rc = ss_index_get(t->store->index, &t->rtxn, key, nkey, e);
-    if (rc && rc != -ENOENT)
-        t->ctr->errors_index++;
-    return rc;
-}
-
-/* The key's newest index entry (lock held): the DRAM filter first (a "no"
- * is final), then pending, committing, the index. Returns 0, -ENOENT, or
- * -errno from the index. */
-static int lookup_entry(struct ss_store_thread *t, const void *key, size_t nkey,
-                        struct ss_index_entry *e)
-{
-    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
-    if (!ss_filter_maybe(t->store, t->locked_hash)) {
-        t->ctr->filter_negatives++;
-        return -ENOENT;
-    }
-    int rc = lookup_entry_indexed(t, s, key, nkey, e);
-    if (rc == -ENOENT)
-        t->ctr->filter_false_positives++;
-    return rc;
-}
-
-/* Record an index update (lock held); written by the committer. */
-static int put_entry(struct ss_store_thread *t, const void *key, size_t nkey,
-                     const struct ss_index_entry *e)
-{
-    struct ss_store *st = t->store;
-    /* Before the entry is visible anywhere: the filter never says no to a
-     * key the index holds. */
-    ss_filter_note(st, t->locked_hash);
-    int rc = ss_pend_record(st, &st->stripes[t->locked_stripe], t->locked_hash, key, nkey,
-                            SS_PEND_PUT, e);
-    if (rc) /* no memory for the pending op: write through instead */
-        rc = ss_index_put(st->index, key, nkey, e);
-    if (rc)
-        t->ctr->errors_index++;
-    return rc;
-}
-
-static void del_entry(struct ss_store_thread *t, const void *key, size_t nkey)
-{
-    struct ss_store *st = t->store;
-    int rc = ss_pend_record(st, &st->stripes[t->locked_stripe], t->locked_hash, key, nkey,
-                            SS_PEND_DEL, NULL);
-    if (rc) {
-        rc = ss_index_del(st->index, key, nkey);
-        if (rc && rc != -ENOENT)
-            t->ctr->errors_index++;
-    }
-}
-
-/* Remove a dead or unreadable item from both tiers (lock held). */
-static void drop_item(struct ss_store_thread *t, const void *key, size_t nkey)
-{
-    copies_stale(t);
-    ss_hot_remove(&t->store->stripes[t->locked_stripe], t->locked_hash, key, nkey);
-    del_entry(t, key, nkey);
-}
-
 int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
                   struct ss_item *it, unsigned flags)
 {
@@ -506,9 +422,9 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
 
     struct ss_hot_item *hi = ss_hot_get(s, t->locked_hash, key, nkey);
     if (hi) {
-        int dead = entry_dead(st, &hi->e, now);
+        int dead = ss_entry_dead(st, &hi->e, now);
         if (dead) {
-            drop_item(t, key, nkey);
+            ss_entry_drop(t, key, nkey);
             return dead;
         }
         entry_to_item(&hi->e, it, SS_TIER_DRAM);
@@ -524,12 +440,12 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     }
 
     struct ss_index_entry e;
-    int rc = lookup_entry(t, key, nkey, &e);
+    int rc = ss_entry_lookup(t, key, nkey, &e);
     if (rc)
         return rc == -ENOENT ? -ENOENT : -EIO;
-    int dead = entry_dead(st, &e, now);
+    int dead = ss_entry_dead(st, &e, now);
     if (dead) {
-        drop_item(t, key, nkey);
+        ss_entry_drop(t, key, nkey);
         return dead;
     }
     entry_to_item(&e, it, SS_TIER_DEVICE);
@@ -538,11 +454,13 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     rc = ss_read_record(t, key, nkey, &e, flags);
     if (rc == -EINPROGRESS || rc == -EAGAIN)
         return rc; /* nothing done yet: the caller looks again, or hands it on */
+    if (rc && rc != -EBADMSG && rc != -ESTALE && (e.bits & SS_ITEM_PINNED))
+        return -EIO; /* the device failed, not the record: a pinned one stays */
     if (rc) {
         /* A record that fails verification is never served: it was torn or
          * never reached the device (-EBADMSG), or its segment was reclaimed
          * after the index lookup (-ESTALE: an eviction, not an error). */
-        drop_item(t, key, nkey);
+        ss_entry_drop(t, key, nkey);
         if (rc == -ESTALE)
             return -ENOENT;
         if (rc == -EBADMSG) {
@@ -559,7 +477,7 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     if (ss_hot_put(st, s, t->locked_hash, key, nkey, &e, &v, 1, t->ctr) != 1 && bumped) {
         /* Not admitted to DRAM: keep the fetch mark in the index (one write
          * per item per minute at most). */
-        put_entry(t, key, nkey, &e);
+        ss_entry_put(t, key, nkey, &e);
     }
     return 0;
 }
@@ -575,8 +493,16 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
         return -E2BIG;
     int64_t now = ss_clock_unix_seconds();
     apply_due_flush(st, now); /* a write after the due time must survive it */
-    copies_stale(t);
+    ss_copies_stale(t);
+    bool pin = flags & SS_WRITE_PINNED;
+    /* The entry this write replaces, if pinned: its bytes are freed once
+     * the write lands (and count as freed against the pinned limit). No
+     * key is pinned while the store pins nothing, so a cache never looks. */
+    struct ss_index_entry old;
+    bool old_pinned = (pin || ss_pinned_any(st)) && ss_entry_get(t, key, nkey, &old) == 0 &&
+                      (old.bits & SS_ITEM_PINNED);
     uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
+    uint32_t bits = (flags & SS_WRITE_KEEP_META) ? it->bits & ~SS_ITEM_PINNED : 0;
     struct ss_index_entry e = {
         .cas = it->cas ? it->cas : seq,
         .seq = seq,
@@ -584,18 +510,27 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
         .flags = it->flags,
         .nbytes = (uint32_t)n,
         .last_access = (flags & SS_WRITE_KEEP_META) ? it->last_access : (uint32_t)now,
-        .bits = (flags & SS_WRITE_KEEP_META) ? it->bits : 0,
+        .bits = bits | (pin ? SS_ITEM_PINNED : 0),
     };
     uint32_t crc = ss_record_crc(key, nkey, e.flags, e.nbytes, iov, niov);
-    int rc = ss_log_append(st, t->ctr, key, nkey, &e, crc, iov, niov);
+    struct ss_append how = {.pinned = pin,
+                            .freed = old_pinned ? ss_record_size(nkey, old.nbytes) : 0};
+    int rc = ss_log_append(t, key, nkey, &e, crc, iov, niov, &how);
     if (rc)
-        return rc == -E2BIG ? -E2BIG : (rc == -ENOSPC ? -ENOSPC : -EIO);
+        return rc == -E2BIG || rc == -ENOSPC ? rc : (rc == -ESTALE ? -EAGAIN : -EIO);
+    /* Waiting without the lock, the old record may have been copied
+     * forward: its figures are where its entry now says. */
+    if (how.relocked && old_pinned)
+        old_pinned = ss_entry_get(t, key, nkey, &old) == 0 && (old.bits & SS_ITEM_PINNED);
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
-    rc = put_entry(t, key, nkey, &e);
+    rc = ss_entry_put(t, key, nkey, &e);
     if (rc) {
         ss_hot_remove(s, t->locked_hash, key, nkey);
+        ss_pinned_release(st, &e, nkey);
         return rc == -ENOSPC ? -ENOSPC : -EIO;
     }
+    if (old_pinned)
+        ss_pinned_release(st, &old, nkey);
     if (ss_hot_put(st, s, t->locked_hash, key, nkey, &e, iov, niov, t->ctr) < 0) {
         t->ctr->errors_out_of_memory++;
         ss_hot_remove(s, t->locked_hash, key, nkey);
@@ -615,24 +550,24 @@ static void apply_meta(struct ss_index_entry *e, const struct ss_item *it)
     e->exptime = it->exptime;
     e->flags = it->flags;
     e->last_access = it->last_access;
-    e->bits = it->bits;
+    e->bits = (it->bits & ~SS_ITEM_PINNED) | (e->bits & SS_ITEM_PINNED);
 }
 
 int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey,
                          const struct ss_item *it)
 {
     struct ss_store *st = t->store;
-    copies_stale(t);
+    ss_copies_stale(t);
     struct ss_hot_item *hi = ss_hot_get(&st->stripes[t->locked_stripe], t->locked_hash, key, nkey);
     struct ss_index_entry e;
-    int rc = lookup_entry(t, key, nkey, &e);
+    int rc = ss_entry_lookup(t, key, nkey, &e);
     if (rc && !hi)
         return -ENOENT;
     if (!rc) {
         apply_meta(&e, it);
-        rc = put_entry(t, key, nkey, &e);
+        rc = ss_entry_put(t, key, nkey, &e);
         if (rc) {
-            drop_item(t, key, nkey);
+            ss_entry_drop(t, key, nkey);
             return rc;
         }
     }
@@ -647,16 +582,16 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey)
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
     struct ss_index_entry e;
     int was_hot = ss_hot_get(s, t->locked_hash, key, nkey) != NULL;
-    int indexed = lookup_entry(t, key, nkey, &e) == 0;
+    int indexed = ss_entry_lookup(t, key, nkey, &e) == 0;
     if (!was_hot && !indexed)
         return -ENOENT;
-    drop_item(t, key, nkey);
+    ss_entry_drop(t, key, nkey);
     return 0;
 }
 
 void ss_store_forget(struct ss_store_thread *t, const void *key, size_t nkey)
 {
-    drop_item(t, key, nkey);
+    ss_entry_drop(t, key, nkey);
 }
 
 uint64_t ss_store_next_cas(struct ss_store *st)
@@ -677,6 +612,23 @@ int ss_store_flush_all(struct ss_store_thread *t, int64_t when)
     int64_t pending = atomic_load(&st->pending_flush_at);
     ss_index_meta_put(st->index, "pending_flush", &pending, sizeof(pending));
     return 0;
+}
+
+int ss_store_sync(struct ss_store_thread *t)
+{
+    struct ss_store *st = t->store;
+    if (t->locked_stripe >= 0)
+        return -EDEADLK; /* the segment writer may need that lock meanwhile */
+    int rc = ss_log_make_durable(st, t->ctr);
+    bool failed = false;
+    ss_pend_commit_now(st, &failed);
+    if (!rc && failed)
+        rc = -EIO;
+    if (!rc)
+        rc = st->dev->ops->sync(st->dev);
+    if (!rc)
+        rc = ss_index_sync(st->index);
+    return rc ? -EIO : 0;
 }
 
 int ss_store_housekeep(struct ss_store_thread *t)
@@ -740,6 +692,13 @@ void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)
     out->item_size_max = st->set.item_size_max;
     ss_filter_stats(st, &out->filter_bytes, &out->filter_capacity, &out->filter_inserts);
     out->filter_rebuilds = st->filter_rebuilds;
+    pthread_mutex_lock(&st->log.lock);
+    out->pinned_bytes = st->log.pinned_bytes;
+    out->pinned_items = atomic_load(&st->log.pinned_items);
+    out->pinned_limit = ss_pinned_limit_locked(st);
+    pthread_mutex_unlock(&st->log.lock);
+    out->pinned_copied = st->log.writer_ctr.pinned_copied;
+    out->pinned_copy_bytes = st->log.writer_ctr.pinned_copy_bytes;
 }
 
 int ss_store_grow(struct ss_store *st, uint64_t new_bytes)
@@ -747,34 +706,27 @@ int ss_store_grow(struct ss_store *st, uint64_t new_bytes)
     return ss_log_resize(st, &priv_of(st)->open_ctr, new_bytes, 0);
 }
 
-int ss_store_shrink(struct ss_store *st, uint64_t new_bytes)
+int ss_store_shrink_check(struct ss_store *st, uint64_t new_bytes, char *err, size_t errlen)
 {
-    ss_pend_commit_now(st); /* reclaim looks entries up in the index */
-    return ss_log_resize(st, &priv_of(st)->open_ctr, new_bytes, 1);
+    struct ss_log *log = &st->log;
+    if (new_bytes <= SS_SUPER_BYTES)
+        return 0; /* ss_store_shrink says -EINVAL */
+    uint64_t n_new = (new_bytes - SS_SUPER_BYTES) / log->segment_bytes;
+    pthread_mutex_lock(&log->lock);
+    int rc = n_new >= 2 && n_new < log->nsegments
+                 ? ss_pinned_shrink_check_locked(st, (uint32_t)n_new, err, errlen)
+                 : 0;
+    pthread_mutex_unlock(&log->lock);
+    return rc;
 }
 
-int ss_store_sync(struct ss_store_thread *t)
+int ss_store_shrink(struct ss_store *st, uint64_t new_bytes)
 {
-    struct ss_store *st = t->store;
-    struct ss_log *log = &st->log;
-    /* Before and after our own flush: a roll may have sealed the segment
-     * holding the caller's records (the writer thread writes it), and a
-     * housekeeping flush may be writing them already (ss_log_flush then
-     * returns at once, so only waiting for it proves they are written). */
-    pthread_mutex_lock(&log->lock);
-    ss_log_writer_drain(st);
-    while (log->flushing)
-        pthread_cond_wait(&log->flushed, &log->lock);
-    pthread_mutex_unlock(&log->lock);
-    int rc = ss_log_flush(st, t->ctr, 0);
-    pthread_mutex_lock(&log->lock);
-    ss_log_writer_drain(st);
-    while (log->flushing)
-        pthread_cond_wait(&log->flushed, &log->lock);
-    pthread_mutex_unlock(&log->lock);
-    if (st->committer_running)
-        ss_pend_commit_now(st);
-    return rc;
+    /* Reclaim looks entries up in the index: the open segment first, so
+     * that a store with pinned records commits them all. */
+    ss_log_flush(st, &priv_of(st)->open_ctr, 0);
+    ss_pend_commit_now(st, NULL);
+    return ss_log_resize(st, &priv_of(st)->open_ctr, new_bytes, 1);
 }
 
 uint32_t ss_store_record_bytes(size_t nkey, size_t nbytes)

@@ -6,12 +6,17 @@
  * Dependency order: a file calls only files below it, none calls back up.
  *
  *     ss_store.c     the public API, open/close, housekeeping
+ *     ss_copy_forward.c  pinned records copied out of a segment before its
+ *                    reuse, and the log's start at open
  *     ss_read.c      asynchronous record reads (io_uring), used by lookups
+ *     ss_entry.c     one key's entry: look-up, change, drop (stripe lock held)
  *     ss_sweep.c     background walks of the index: filter rebuild, purge
  *     ss_pending.c   group commit        ss_repair.c   verify, repair
  *     ss_hot.c       the DRAM tier (and ss_store_prefetch)
  *     ss_filter.c    the DRAM key filter: hashes only, calls nothing
- *     ss_log.c       the segment log
+ *     ss_log.c       the segment log; ss_log_writer.c its writer thread
+ *     ss_log_read.c  records read back and verified
+ *     ss_pinned.c    pinned records' figures (log lock): calls nothing
  *     ss_index.c     the index, the only caller of LMDB (ss_index.h)
  *     the device     (ss_device.h)
  *
@@ -19,8 +24,10 @@
  * index (and drops DRAM copies when a batch fails); ss_repair.c checks index
  * entries against the log's records (it also holds ss_store_verify);
  * ss_log.c deletes a reclaimed segment's entries in the transaction that
- * moves its head. Operations that must land together share a struct
- * ss_index_txn, never an LMDB type.
+ * moves its head. The segment writer reaches up only through the two hooks
+ * ss_store.c gives it (struct ss_log_hooks): copying a segment's pinned
+ * records forward, and a group commit. Operations that must land together
+ * share a struct ss_index_txn, never an LMDB type.
  */
 #ifndef SS_STORE_INTERNAL_H
 #define SS_STORE_INTERNAL_H
@@ -94,6 +101,9 @@ struct ss_pend {
     uint64_t hash;
     uint8_t op;      /* SS_PEND_PUT or SS_PEND_DEL */
     uint8_t nkey;
+    /* The last commit left it out: its record was not yet durable (a store
+     * with pinned records commits an entry only once its record is). */
+    uint8_t held;
     struct ss_index_entry e;
     char key[];
 };
@@ -117,6 +127,16 @@ struct ss_stripe {
 
 /* ---- the segment log ---- */
 
+/* What the segment writer asks of the layers above it (set by ss_store.c). */
+struct ss_log_hooks {
+    /* Copy the live pinned records of segment seg (its use gen, read back
+     * into buf) forward into the head, durably, and point their entries
+     * there (ss_copy_forward.c). No lock held. 0 or -errno. */
+    int (*copy_forward)(struct ss_store *st, uint32_t seg, uint32_t gen, const char *buf);
+    /* Commit what the group commit holds (ss_pend_commit_now). No lock held. */
+    void (*commit)(struct ss_store *st);
+};
+
 struct ss_log {
     pthread_mutex_t lock;
     uint32_t nsegments;
@@ -125,6 +145,7 @@ struct ss_log {
     uint32_t pos;             /* head's position in order[] */
     uint64_t base;            /* the pool's offset on the device (its superblock) */
     uint32_t *gens;           /* per segment: reuse generation; 0 = never used */
+    uint32_t *persisted_gens; /* gens as the index last recorded them */
     /* The ring: order[i + 1] is opened after order[i]. The identity until a
      * grow puts new segments right after the head (ss_log_resize). */
     uint32_t *order;
@@ -158,6 +179,19 @@ struct ss_log {
     pthread_t writer;
     pthread_cond_t writer_wake;
     struct ss_counters writer_ctr; /* what the writer did (summed into stats) */
+
+    /* Pinned records (ss_pinned.c, ss_copy_forward.c), under the lock. A
+     * segment is reused only once none of its pinned records is live (they
+     * were copied into the head); the head keeps copy_reserve bytes free
+     * for the copies of the segment after it. */
+    uint64_t *pinned;          /* per segment: bytes of its use's live pinned records */
+    uint64_t pinned_bytes;     /* of every live pinned record, headers included */
+    _Atomic uint64_t pinned_items; /* read without the lock: "does the store pin at all" */
+    uint32_t copy_reserve;     /* bytes of the head only copies forward may use */
+    bool copying;              /* the writer is copying the next segment's pinned records */
+    int copy_error;            /* why the last copy forward failed */
+    uint64_t copy_failures;    /* how many failed: a roll waiting across one reports it */
+    const struct ss_log_hooks *hooks;
 };
 
 /* ss_sweep.c: where a background walk of the index has got to. */
@@ -215,6 +249,10 @@ struct ss_store {
     uint32_t (*filter_hint_blocks)[8];
     uint64_t filter_hint_nblocks;
     uint64_t filter_rebuilds;
+
+    /* The segment writer's own thread state for copying pinned records
+     * forward (its look-ups and appends); also used once at open. */
+    struct ss_store_thread copier;
 };
 
 _Static_assert(offsetof(struct ss_store, copies) == 0,
@@ -234,11 +272,68 @@ void ss_hot_remove(struct ss_stripe *s, uint64_t hash, const void *key, size_t n
 void ss_hot_touch(struct ss_stripe *s, struct ss_hot_item *it, uint32_t now);
 static inline const char *ss_hot_value(const struct ss_hot_item *it) { return it->data + it->nkey; }
 
+/* Copies outside the store (ss_store_copy_token): an item of the locked
+ * stripe is about to change. */
+static inline void ss_copies_stale(struct ss_store_thread *t)
+{
+    atomic_fetch_add_explicit(&t->store->copies.stripe_gen[t->locked_stripe], 1,
+                              memory_order_release);
+}
+
+/* ss_entry.c: every call with the key's stripe lock held (t->locked_*). */
+/* 0 if the entry's item is live, else why not: -ECANCELED (flush_all), -ETIME. */
+int ss_entry_dead(struct ss_store *st, const struct ss_index_entry *e, int64_t now);
+/* The key's newest entry: the DRAM filter first (a "no" is final), then
+ * pending, committing, the index. 0, -ENOENT, or -errno from the index.
+ * ss_entry_lookup counts the filter's verdicts (a client's look-up);
+ * ss_entry_get counts nothing (the store's own look-ups). */
+int ss_entry_lookup(struct ss_store_thread *t, const void *key, size_t nkey,
+                    struct ss_index_entry *e);
+int ss_entry_get(struct ss_store_thread *t, const void *key, size_t nkey,
+                 struct ss_index_entry *e);
+/* Record an entry (or the key's deletion) for the group commit. */
+int ss_entry_put(struct ss_store_thread *t, const void *key, size_t nkey,
+                 const struct ss_index_entry *e);
+void ss_entry_del(struct ss_store_thread *t, const void *key, size_t nkey);
+/* The key's entry is about to be replaced or removed: if it is pinned, take
+ * its record off the pinned figures. */
+void ss_entry_release_pinned(struct ss_store_thread *t, const void *key, size_t nkey);
+/* Remove a dead or unreadable item from both tiers. */
+void ss_entry_drop(struct ss_store_thread *t, const void *key, size_t nkey);
+
+/* ss_pinned.c: the pinned figures. _locked: the log lock held. An entry's
+ * record counts in its segment's figure while the entry names the
+ * segment's current use (seg_gen), and in the totals in any case. */
+bool ss_pinned_any(const struct ss_store *st); /* no lock: any pinned item at all */
+/* Most live pinned bytes the ring can hold and still always find room for
+ * a write (the reserve; ss_pinned.c says why). */
+uint64_t ss_pinned_limit_locked(const struct ss_store *st);
+/* May a pinned record of size bytes, replacing one of `freed` bytes, be
+ * appended? 0, or -ENOSPC (it would take the total past the limit). */
+int ss_pinned_admit_locked(struct ss_store *st, uint32_t size, uint32_t freed);
+void ss_pinned_add_locked(struct ss_log *log, const struct ss_index_entry *e, uint32_t size);
+void ss_pinned_sub_locked(struct ss_log *log, const struct ss_index_entry *e, uint32_t size);
+/* Take the log lock: an entry pinned or not went away; a pinned entry
+ * moved to a copy of its record; a pinned entry found at open. */
+void ss_pinned_release(struct ss_store *st, const struct ss_index_entry *e, size_t nkey);
+void ss_pinned_move(struct ss_store *st, const struct ss_index_entry *from,
+                    const struct ss_index_entry *to, size_t nkey);
+void ss_pinned_note(struct ss_store *st, const struct ss_index_entry *e, size_t nkey);
+/* Could the log shrink to n_new segments without evicting a pinned
+ * record? 0, or -ENOSPC / -EBUSY with err saying why and what to do. */
+int ss_pinned_shrink_check_locked(struct ss_store *st, uint32_t n_new, char *err,
+                                  size_t errlen);
+
 /* ss_pending.c */
 struct ss_pend *ss_pend_find(struct ss_pend_map *m, uint64_t hash, const void *key, size_t nkey);
 int ss_pend_record(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
                    size_t nkey, int op, const struct ss_index_entry *e);
-uint64_t ss_pend_commit_now(struct ss_store *st);
+/* Commit what is pending now (in a store with pinned records, only the
+ * entries whose records are durable; the rest stay pending). Returns the
+ * number of operations taken; *failed (may be NULL) says the batch could
+ * not be written (its entries were turned into deletions, but pinned ones
+ * stay pending). */
+uint64_t ss_pend_commit_now(struct ss_store *st, bool *failed);
 int ss_pend_start(struct ss_store *st);
 void ss_pend_stop(struct ss_store *st);
 void ss_pend_fini(struct ss_stripe *s);
@@ -279,13 +374,26 @@ void ss_filter_rebuild_feed(struct ss_store *st, uint64_t hash);
 void ss_filter_rebuild_finish(struct ss_store *st);
 void ss_filter_rebuild_abandon(struct ss_store *st);
 
-/* ss_log.c */
+/* ss_log_layout.c: superblock, open, grow, shrink; ss_log.c: the running log. */
 int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t errlen);
 void ss_log_close(struct ss_store *st);
+/* Roll into a fresh segment at open (ss_copy_forward_open decides). */
 int ss_log_start(struct ss_store *st, struct ss_counters *ctr);
-/* Append a record; fills the entry's segment/offset/seg_gen. 0 or -errno. */
-int ss_log_append(struct ss_store *st, struct ss_counters *ctr, const void *key, size_t nkey,
-                  struct ss_index_entry *e, uint32_t crc, const struct iovec *iov, int niov);
+/* How a record is appended. */
+struct ss_append {
+    bool pinned;     /* in: a pinned write (counted; refused past the limit) */
+    bool copy;       /* in: a copy forward: may use the head's reserve, never rolls */
+    uint32_t freed;  /* in: a pinned write: bytes of its key's pinned record it replaces */
+    bool relocked;   /* out: the stripe lock was given up while waiting for a roll */
+};
+/* Append a record (t's stripe lock held); fills the entry's segment/offset/
+ * seg_gen. 0, -E2BIG, -ENOSPC (past the pinned limit, or no room in two
+ * turns of the ring), -ESTALE (the stripe lock had to be given up
+ * while pinned records were copied forward, and an item of the stripe
+ * changed meanwhile: nothing was appended), -EIO. */
+int ss_log_append(struct ss_store_thread *t, const void *key, size_t nkey,
+                  struct ss_index_entry *e, uint32_t crc, const struct iovec *iov, int niov,
+                  struct ss_append *how);
 /* Read and verify the record an entry points to into t->scratch.
  * 0 (t->value set), -EIO (device failure), -EBADMSG (verification failed),
  * -ESTALE (the segment was reclaimed since the entry was read). */
@@ -308,6 +416,11 @@ int ss_log_dio_reserve(struct ss_store_thread *t, size_t len);
 /* The record of key that e points to when it is still in memory (the open
  * or the sealed segment's buffer), else NULL. Log lock held. */
 const char *ss_log_in_memory(struct ss_log *log, const struct ss_index_entry *e, uint32_t size);
+/* The alignment the device requires of the log's I/O (1: none, page cache). */
+static inline uint32_t ss_log_align(const struct ss_store *st)
+{
+    return st->dev->align > 1 ? st->dev->align : 1u;
+}
 /* Where segment seg starts on the device. */
 uint64_t ss_log_seg_off(const struct ss_log *log, uint32_t seg);
 /* The device range to write for buf[from, to): whole aligned blocks, the
@@ -327,19 +440,59 @@ int ss_log_persist_state(struct ss_store *st, struct ss_index_txn *txn);
 int ss_log_writer_start(struct ss_store *st);
 /* Write what is sealed, persist the state, stop. */
 void ss_log_writer_stop(struct ss_store *st);
-/* The head is full (log lock held): open the next segment by handing the
- * full one to the writer. 0, or -EAGAIN with no writer running (roll
- * synchronously). Waits only while the writer is behind. */
-int ss_log_writer_roll(struct ss_store *st, struct ss_counters *ctr);
+/* The head is full (log lock held, and t's stripe lock): open the next
+ * segment by handing the full one to the writer. 0, -EAGAIN with no writer
+ * running (roll synchronously), -ESTALE (see ss_log_append), or why the
+ * next segment's pinned records could not be copied forward. Waits only
+ * while the writer is behind; in a store with pinned records it waits
+ * without t's stripe lock (*relocked), which the writer may need. */
+int ss_log_writer_roll(struct ss_store_thread *t, bool *relocked);
 /* Wait until the writer is idle with nothing sealed (log lock held). */
 void ss_log_writer_drain(struct ss_store *st);
+/* Make what was appended so far durable (no lock held): the head written,
+ * and the writer done with the sealed segment and the head's state.
+ * 0 or -EIO (a device write failed, or the writer is stuck or stopped). */
+int ss_log_make_durable(struct ss_store *st, struct ss_counters *ctr);
 
 /* Write the open segment's unwritten bytes if older than `age_ms`. */
 int ss_log_flush(struct ss_store *st, struct ss_counters *ctr, uint64_t age_ms);
+/* Write every byte appended to the head so far, waiting out a flush under
+ * way (no lock held). 0 or -errno. */
+int ss_log_flush_head(struct ss_store *st, struct ss_counters *ctr);
+/* Would e's record outlive a crash (log lock held)? It is on the device,
+ * in a segment use whose generation is persisted. A use already reused
+ * counts as durable: nothing would make it so. */
+bool ss_log_is_durable_locked(const struct ss_log *log, const struct ss_index_entry *e,
+                              size_t nkey);
+/* The state just persisted: what a crash would load (log lock held). */
+void ss_log_state_persisted(struct ss_log *log);
+/* The head just changed (log lock held): keep room in it for the pinned
+ * records of the segment after it, and have the writer copy them early. */
+void ss_log_head_opened(struct ss_log *log);
+/* For ss_log_layout.c (log lock held): roll here and now (at open, for a
+ * shrink, with no writer; -ENOSPC when the next segment still holds pinned
+ * records), write the head's dirty bytes, reclaim a segment inside txn. */
+int ss_log_roll_locked(struct ss_store *st, struct ss_counters *ctr);
+int ss_log_write_dirty_locked(struct ss_store *st, struct ss_counters *ctr);
+int ss_log_reclaim_locked(struct ss_store *st, struct ss_index_txn *txn, uint32_t seg,
+                          uint32_t gen, struct ss_counters *ctr);
 /* Grow (live) or shrink (offline) the log to new_bytes. 0 or -errno. */
 int ss_log_resize(struct ss_store *st, struct ss_counters *ctr, uint64_t new_bytes, int shrink);
+
+/* ss_log_read.c */
 uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
                        const struct iovec *iov, int niov);
+/* The size of the whole, checksummed record of use `gen` at rec (room
+ * bytes of segment left), else 0: the end of what that use wrote. */
+uint32_t ss_record_whole(const char *rec, uint32_t room, uint32_t gen);
+
+/* ss_copy_forward.c */
+/* The copy_forward hook (struct ss_log_hooks): the segment writer thread. */
+int ss_copy_forward_run(struct ss_store *st, uint32_t seg, uint32_t gen, const char *buf);
+/* Start the log at open (after repair and the pinned figures are built):
+ * roll into a fresh segment, or, when the segment after the head still
+ * holds pinned records, go on appending in the head. 0 or -errno. */
+int ss_copy_forward_open(struct ss_store *st, struct ss_counters *ctr);
 
 /* ss_read.c: the record of a lookup that must come from the device (lock
  * held): from the read in t->use_read when it is this record's, else from

@@ -21,10 +21,12 @@
 
 /*
  * Feed up to max index keys to the filter being rebuilt, resuming at the
- * last key fed (fed again: harmless). Returns 1 when the walk reached the
- * end, 0 if not yet, -errno.
+ * last key fed (fed again: harmless). With count_pinned (the build at
+ * open) the pinned figures are built from the same walk; a key resumed at
+ * was counted already. Returns 1 when the walk reached the end, 0 if not
+ * yet, -errno.
  */
-static int filter_feed_batch(struct ss_store *st, unsigned max)
+static int filter_feed_batch(struct ss_store *st, unsigned max, bool count_pinned)
 {
     struct ss_sweep_pos *w = &st->filter_sweep;
     struct ss_index_txn *txn;
@@ -38,9 +40,13 @@ static int filter_feed_batch(struct ss_store *st, unsigned max)
         return rc;
     }
     struct ss_index_item it;
+    bool resumed = w->nkey != 0;
     rc = ss_index_cursor_seek(cur, w->key, w->nkey, &it);
     for (unsigned n = 0; rc == 0 && n < max; n++) {
         ss_filter_rebuild_feed(st, ss_hash64(it.key, it.nkey));
+        bool seen = n == 0 && resumed && it.nkey == w->nkey && !memcmp(it.key, w->key, w->nkey);
+        if (count_pinned && it.valid && !seen)
+            ss_pinned_note(st, &it.e, it.nkey);
         if (it.nkey <= sizeof(w->key)) {
             memcpy(w->key, it.key, it.nkey);
             w->nkey = it.nkey;
@@ -64,7 +70,7 @@ static int filter_rebuild_begin(struct ss_store *st)
     if (rc)
         return rc;
     if (st->committer_running)
-        ss_pend_commit_now(st);
+        ss_pend_commit_now(st, NULL);
     struct ss_sweep_pos *w = &st->filter_sweep;
     w->nkey = 0;
     w->active = true;
@@ -80,12 +86,13 @@ static void filter_rebuild_end(struct ss_store *st, bool done)
     st->filter_sweep.active = false;
 }
 
-/* At open, before anyone else uses the store: build the whole filter. */
+/* At open, before anyone else uses the store: build the whole filter, and
+ * the pinned figures from the same walk. */
 int ss_sweep_filter_build(struct ss_store *st)
 {
     int rc = filter_rebuild_begin(st);
     while (rc == 0)
-        rc = filter_feed_batch(st, FILTER_SWEEP_BATCH);
+        rc = filter_feed_batch(st, FILTER_SWEEP_BATCH, true);
     filter_rebuild_end(st, rc == 1);
     st->filter_rebuilds = 0; /* the first build is not a rebuild */
     return rc < 0 ? rc : 0;
@@ -105,7 +112,7 @@ int ss_sweep_filter_step(struct ss_store *st)
         if (rc)
             return rc;
     }
-    int rc = filter_feed_batch(st, FILTER_SWEEP_BATCH);
+    int rc = filter_feed_batch(st, FILTER_SWEEP_BATCH, false);
     if (rc != 0)
         filter_rebuild_end(st, rc == 1);
     return rc < 0 ? rc : 0;
@@ -129,7 +136,9 @@ int ss_sweep_purge_flushed(struct ss_store *st, uint64_t flush_seq)
     struct ss_index_item it;
     int rc = ss_index_cursor_seek(cur, w->key, w->nkey, &it);
     for (unsigned seen = 0; rc == 0 && seen < PURGE_BATCH; seen++) {
-        if (it.valid && it.e.seq < flush_seq)
+        /* A pinned entry is left for its key's stripe lock (a look-up or
+         * the copy forward drops it): its figures change only under it. */
+        if (it.valid && it.e.seq < flush_seq && !(it.e.bits & SS_ITEM_PINNED))
             ss_index_cursor_del(cur);
         rc = ss_index_cursor_next(cur, &it);
     }

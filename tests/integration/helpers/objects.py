@@ -18,7 +18,8 @@ OBJECTS_RE = re.compile(r"objects=http://127\.0\.0\.1:(\d+)/")
 def objects_config(tmp_path: Path, device_size: str = "256MiB", items: str = "32MiB",
                    objects_size: str = "200MiB",
                    buckets: tuple[str | dict[str, Any], ...] = ("default", "photos"),
-                   device: Path | None = None, **objects: Any) -> Path:
+                   device: Path | None = None, segment_size: str = "4MiB",
+                   **objects: Any) -> Path:
     """A config with a small items pool and most of the device for objects; with
     `device`, the store is there and opened O_DIRECT (device reads bypass the page
     cache, so chunk reads go through the worker's io_uring)."""
@@ -28,7 +29,7 @@ def objects_config(tmp_path: Path, device_size: str = "256MiB", items: str = "32
     cfg["storage"]["pools"] = [
         {"name": "items", "device": "local", "size": items, "segment_size": "4MiB"},
         {"name": "objects", "device": "local", "size": objects_size, "role": "objects",
-         "segment_size": "4MiB"},
+         "segment_size": segment_size},
     ]
     cfg["objects"] = {"listen": "127.0.0.1:0",
                       "buckets": [b if isinstance(b, dict) else {"name": b} for b in buckets],
