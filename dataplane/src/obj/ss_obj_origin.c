@@ -25,40 +25,7 @@
 
 #include "common/ss_clock.h"
 #include "server/ss_worker.h"
-#include "ss_obj_internal.h"
-
-#define ORIGIN_IDLE_MAX 32u   /* kept-alive connections per worker */
-#define ORIGIN_RBUF 65536u    /* read buffer; a head must fit in it */
-
-enum { ORG_CONNECTING = 0, ORG_SENDING, ORG_HEAD, ORG_BODY };
-
-struct obj_origin {
-    struct obj_origin *next;
-    int fd;
-    int state;
-    struct obj_bucket *b;
-    struct obj_fill *f;            /* NULL while idle */
-    int reused;                    /* a kept-alive connection: the origin may have closed it */
-    int got_bytes;                 /* any byte of the answer arrived */
-    int conditional;               /* validators were sent (a revalidation) */
-    uint64_t deadline_ms;
-    char req[4096];
-    size_t req_len, req_sent;
-    char rbuf[ORIGIN_RBUF];
-    size_t rlen;
-    struct ss_http_resp resp;
-    uint64_t body_left;            /* SS_HTTP_BODY_LENGTH */
-    struct ss_http_chunked te;
-    char trailers[512];
-    int cacheable;
-    int64_t lifetime, age;
-    char *chunk;
-    uint32_t fill;
-    uint32_t chunks;
-    uint64_t total;
-    char name[OBJ_NAME_MAX];       /* bucket '/' key */
-    size_t name_len, key_off;
-};
+#include "ss_obj_origin.h"
 
 static void *tag_of(struct obj_origin *org)
 {
@@ -215,7 +182,7 @@ int obj_origin_fetch(struct ss_obj_worker *ow, struct obj_fill *f, const char *k
 }
 
 /* The fetch ends; the connection is kept when the answer allows it. */
-static void finish(struct ss_obj_worker *ow, struct obj_origin *org, int keep)
+void org_finish(struct ss_obj_worker *ow, struct obj_origin *org, int keep)
 {
     unlink_active(ow, org);
     if (org->f)
@@ -239,260 +206,20 @@ static void finish(struct ss_obj_worker *ow, struct obj_origin *org, int keep)
     ow->nidle++;
 }
 
-static void fail(struct ss_obj_worker *ow, struct obj_origin *org, int status)
+void org_fail(struct ss_obj_worker *ow, struct obj_origin *org, int status)
 {
     struct obj_fill *f = org->f;
     obj_delete_chunks(&ow->st, f->version, 0, org->chunks);
     obj_fill_set(ow->o, f, FILL_FAILED, status);
-    finish(ow, org, 0);
+    org_finish(ow, org, 0);
 }
 
-/* Write the filled chunk buffer. 0 or -errno. */
-static int flush_chunk(struct ss_obj_worker *ow, struct obj_origin *org)
-{
-    unsigned char key[OBJ_CHUNK_KEY_LEN];
-    obj_chunk_key(org->f->version, org->chunks, key);
-    struct iovec iov = {org->chunk, org->fill};
-    int rc = obj_put_item(&ow->st, key, sizeof(key), &iov, 1, 0);
-    if (rc)
-        return rc;
-    org->chunks++;
-    org->fill = 0;
-    obj_fill_commit(ow->o, org->f, org->total);
-    return 0;
-}
 
-static int body_data(struct ss_obj_worker *ow, struct obj_origin *org, const char *d, size_t n)
-{
-    uint32_t cb = org->f->chunk_data;
-    if (org->total + n > ow->o->s.max_object_bytes)
-        return -EFBIG;
-    org->deadline_ms = ss_clock_mono_ms() + org->b->origin_timeout_ms;
-    while (n) {
-        size_t take = cb - org->fill < n ? cb - org->fill : n;
-        memcpy(org->chunk + org->fill, d, take);
-        org->fill += (uint32_t)take;
-        org->total += take;
-        d += take;
-        n -= take;
-        if (org->fill == cb) {
-            int rc = flush_chunk(ow, org);
-            if (rc)
-                return rc;
-        }
-    }
-    return 0;
-}
 
-/* Response fields a cached copy sends on (the ones an S3 or Varnish copy keeps). */
-static void keep_fields(struct obj_fill *f, const struct ss_http_resp *r)
-{
-    static const char *const names[] = {"content-type", "cache-control", "content-encoding",
-                                        "content-disposition", "content-language", "expires",
-                                        "vary"};
-    f->fields_len = 0;
-    for (int i = 0; i < r->nfields; i++) {
-        const struct ss_http_field *fl = &r->fields[i];
-        int keep = fl->name_len > 11 && strncasecmp(fl->name, "x-amz-meta-", 11) == 0;
-        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && !keep; k++)
-            keep = fl->name_len == strlen(names[k]) &&
-                   strncasecmp(fl->name, names[k], fl->name_len) == 0;
-        size_t need = fl->name_len + fl->value_len + 4;
-        if (!keep || f->fields_len + need > sizeof(f->fields))
-            continue;
-        char *d = f->fields + f->fields_len;
-        memcpy(d, fl->name, fl->name_len);
-        memcpy(d + fl->name_len, ": ", 2);
-        memcpy(d + fl->name_len + 2, fl->value, fl->value_len);
-        memcpy(d + fl->name_len + 2 + fl->value_len, "\r\n", 2);
-        f->fields_len += need;
-    }
-}
 
-/* A stale copy the origin says is still good: fresh again from now. */
-static void refresh(struct ss_obj_worker *ow, struct obj_origin *org)
-{
-    struct ss_store_thread *t = &ow->st;
-    struct obj_meta m;
-    static _Thread_local char buf[OBJ_META_MAX];
-    static _Thread_local char out[OBJ_META_MAX];
-    int64_t now = ss_clock_unix_seconds(), age;
-    int64_t life = obj_freshness(org->b, &org->resp, now, &age);
-    size_t nb = org->key_off - 1;
-    int rc = -EAGAIN;
-    for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
-        rc = 0;
-        ss_store_lock(t, org->f->mkey, OBJ_META_KEY_LEN);
-        if (life >= 0 && obj_meta_find_locked(t, org->f->mkey, org->name, nb,
-                                              org->name + org->key_off,
-                                              org->name_len - org->key_off, &m, buf,
-                                              sizeof(buf)) == 0) {
-            m.stored_at = now - age;
-            m.expires_at = now - age + life;
-            long len = obj_meta_encode(&m, out, sizeof(out));
-            struct ss_item it = {0};
-            struct iovec iov = {out, len > 0 ? (size_t)len : 0};
-            if (len > 0)
-                rc = ss_store_write(t, org->f->mkey, OBJ_META_KEY_LEN, &it, &iov, 1, 0);
-        }
-        ss_store_unlock(t);
-    }
-}
 
-/* The whole body is in: store it when it may be, and let the waiters finish. */
-static void complete(struct ss_obj_worker *ow, struct obj_origin *org)
-{
-    struct obj_fill *f = org->f;
-    if (org->fill && flush_chunk(ow, org)) {
-        fail(ow, org, 502);
-        return;
-    }
-    pthread_mutex_lock(&ow->o->fill_lock);
-    f->size = (int64_t)org->total;
-    f->committed = org->total;
-    pthread_mutex_unlock(&ow->o->fill_lock);
-    if (org->cacheable) {
-        int64_t now = ss_clock_unix_seconds();
-        struct obj_meta m = {.version = f->version, .size = org->total,
-                             .chunk_bytes = f->chunk_data, .mtime = f->mtime,
-                             .stored_at = now - org->age,
-                             .expires_at = now - org->age + org->lifetime,
-                             .name = org->name, .name_len = org->name_len,
-                             .etag = f->etag, .etag_len = strlen(f->etag),
-                             .fields = f->fields, .fields_len = f->fields_len};
-        static _Thread_local char buf[OBJ_META_MAX];
-        static _Thread_local char old_buf[OBJ_META_MAX];
-        long len = obj_meta_encode(&m, buf, sizeof(buf));
-        struct obj_meta old;
-        struct ss_store_thread *t = &ow->st;
-        size_t nb = org->key_off - 1;
-        struct iovec iov = {buf, len > 0 ? (size_t)len : 0};
-        int had = 0, rc = len > 0 ? -EAGAIN : -1;
-        for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
-            struct ss_item it = {0};
-            ss_store_lock(t, f->mkey, OBJ_META_KEY_LEN);
-            had = obj_meta_find_locked(t, f->mkey, org->name, nb, org->name + org->key_off,
-                                       org->name_len - org->key_off, &old, old_buf,
-                                       sizeof(old_buf)) == 0;
-            rc = ss_store_write(t, f->mkey, OBJ_META_KEY_LEN, &it, &iov, 1, 0);
-            ss_store_unlock(t);
-        }
-        struct obj_bucket_stats *bs = &f->b->stats;
-        if (rc == 0) {
-            if (had) {
-                obj_doom(ow->o, old.version, obj_nchunks(old.size, old.chunk_bytes));
-                atomic_fetch_sub_explicit(&bs->objects, 1, memory_order_relaxed);
-                atomic_fetch_sub_explicit(&bs->object_bytes, old.size, memory_order_relaxed);
-            }
-            atomic_fetch_add_explicit(&bs->objects, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&bs->object_bytes, org->total, memory_order_relaxed);
-            atomic_fetch_add_explicit(&bs->bytes_in, org->total, memory_order_relaxed);
-        } else {
-            org->cacheable = 0;
-        }
-    }
-    if (!org->cacheable) /* served to the waiters, then gone */
-        obj_doom(ow->o, f->version, org->chunks);
-    obj_fill_set(ow->o, f, FILL_DONE, 200);
-    finish(ow, org, org->resp.keep_alive);
-}
 
-/* Body bytes in org->rbuf (after the head). 1 when the body ended, 0 for
- * more, -errno. */
-static int body_bytes(struct ss_obj_worker *ow, struct obj_origin *org)
-{
-    const char *in = org->rbuf;
-    size_t avail = org->rlen;
-    int rc = 0, ended = 0;
-    while (avail && !ended) {
-        if (org->resp.framing == SS_HTTP_BODY_CHUNKED) {
-            struct ss_http_chunk_out out;
-            int fr = ss_http_chunked_feed(&org->te, in, avail, &out);
-            if (fr < 0)
-                return -EPROTO;
-            if (out.data_len && (rc = body_data(ow, org, out.data, out.data_len)) < 0)
-                return rc;
-            in += out.consumed;
-            avail -= out.consumed;
-            ended = fr == SS_HTTP_CHUNKED_DONE;
-            if (!out.consumed && !ended)
-                break;
-        } else {
-            size_t n = avail;
-            if (org->resp.framing == SS_HTTP_BODY_LENGTH && n > org->body_left)
-                n = (size_t)org->body_left;
-            if ((rc = body_data(ow, org, in, n)) < 0)
-                return rc;
-            in += n;
-            avail -= n;
-            if (org->resp.framing == SS_HTTP_BODY_LENGTH) {
-                org->body_left -= n;
-                ended = org->body_left == 0;
-            }
-        }
-    }
-    /* Bytes past the body would be a second response nobody asked for. */
-    if (ended && avail)
-        org->resp.keep_alive = 0;
-    org->rlen = 0;
-    return ended;
-}
 
-/* The head is in org->rbuf[0, n). Returns 1 when the fetch ended, else 0. */
-static int on_head(struct ss_obj_worker *ow, struct obj_origin *org, int n)
-{
-    struct obj_fill *f = org->f;
-    struct ss_http_resp *r = &org->resp;
-    int64_t now = ss_clock_unix_seconds();
-    if (r->status == 304 && org->conditional) {
-        refresh(ow, org);
-        obj_fill_set(ow->o, f, FILL_FRESH, 304);
-        org->rlen -= (size_t)n;
-        finish(ow, org, r->keep_alive);
-        return 1;
-    }
-    if (r->status != 200) {
-        /* Relayed, not stored: 404 stays 404, an origin error is a 502. */
-        fail(ow, org, r->status >= 500 ? 502 : r->status);
-        return 1;
-    }
-    org->lifetime = obj_freshness(f->b, r, now, &org->age);
-    org->cacheable = org->lifetime >= 0;
-    const struct ss_http_field *e = ss_http_resp_header(r, "etag");
-    if (e && e->value_len <= OBJ_ETAG_MAX) {
-        memcpy(f->etag, e->value, e->value_len);
-        f->etag[e->value_len] = '\0';
-    }
-    const struct ss_http_field *lm = ss_http_resp_header(r, "last-modified");
-    if (!lm || ss_http_date_parse(lm->value, lm->value_len, now, &f->mtime) != 0)
-        f->mtime = now;
-    keep_fields(f, r);
-    if (!(org->chunk = malloc(f->chunk_data))) {
-        fail(ow, org, 503);
-        return 1;
-    }
-    if (r->framing == SS_HTTP_BODY_CHUNKED)
-        ss_http_chunked_init(&org->te, ow->o->s.max_object_bytes, 0, org->trailers,
-                             sizeof(org->trailers));
-    org->body_left = r->framing == SS_HTTP_BODY_LENGTH ? (uint64_t)r->content_length : 0;
-    if (r->framing == SS_HTTP_BODY_LENGTH && org->body_left > ow->o->s.max_object_bytes) {
-        fail(ow, org, 502);
-        return 1;
-    }
-    pthread_mutex_lock(&ow->o->fill_lock);
-    if (r->framing == SS_HTTP_BODY_LENGTH)
-        f->size = r->content_length;
-    pthread_mutex_unlock(&ow->o->fill_lock);
-    obj_fill_set(ow->o, f, FILL_BODY, 200);
-    org->state = ORG_BODY;
-    memmove(org->rbuf, org->rbuf + n, org->rlen - (size_t)n);
-    org->rlen -= (size_t)n;
-    if (r->framing == SS_HTTP_BODY_NONE || (r->framing == SS_HTTP_BODY_LENGTH && !org->body_left)) {
-        complete(ow, org);
-        return 1;
-    }
-    return 0;
-}
 
 /*
  * A kept-alive connection died before any byte of the answer: the origin
@@ -534,12 +261,12 @@ static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
         if (got <= 0) {
             if (org->state == ORG_BODY && org->resp.framing == SS_HTTP_BODY_UNTIL_CLOSE &&
                 got == 0) {
-                complete(ow, org);
+                org_complete(ow, org);
                 return 1;
             }
             if (retry_fresh(ow, org))
                 return 0;
-            fail(ow, org, 502);
+            org_fail(ow, org, 502);
             return 1;
         }
         org->got_bytes = 1;
@@ -550,20 +277,20 @@ static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
             if (n == 0 && org->rlen < sizeof(org->rbuf))
                 continue;
             if (n <= 0) {
-                fail(ow, org, 502);
+                org_fail(ow, org, 502);
                 return 1;
             }
-            if (on_head(ow, org, n))
+            if (org_on_head(ow, org, n))
                 return 1;
         }
         if (org->state == ORG_BODY) {
-            int rc = body_bytes(ow, org);
+            int rc = org_body_bytes(ow, org);
             if (rc < 0) {
-                fail(ow, org, 502);
+                org_fail(ow, org, 502);
                 return 1;
             }
             if (rc == 1) {
-                complete(ow, org);
+                org_complete(ow, org);
                 return 1;
             }
         }
@@ -588,7 +315,7 @@ void obj_origin_on_event(struct ss_obj_worker *ow, struct obj_origin *org, uint3
         int err = 0;
         socklen_t len = sizeof(err);
         if (getsockopt(org->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-            fail(ow, org, 502);
+            org_fail(ow, org, 502);
             return;
         }
         org->state = ORG_SENDING;
@@ -603,7 +330,7 @@ void obj_origin_on_event(struct ss_obj_worker *ow, struct obj_origin *org, uint3
                 return;
             if (n <= 0) {
                 if (!retry_fresh(ow, org))
-                    fail(ow, org, 502);
+                    org_fail(ow, org, 502);
                 return;
             }
             org->req_sent += (size_t)n;
@@ -622,7 +349,7 @@ int obj_origin_tick(struct ss_obj_worker *ow, uint64_t now_ms)
     for (struct obj_origin *org = ow->origins, *nx; org; org = nx) {
         nx = org->next;
         if (now_ms >= org->deadline_ms) {
-            fail(ow, org, 504);
+            org_fail(ow, org, 504);
             continue;
         }
         int left = (int)(org->deadline_ms - now_ms);
@@ -635,7 +362,7 @@ int obj_origin_tick(struct ss_obj_worker *ow, uint64_t now_ms)
 void obj_origin_worker_fini(struct ss_obj_worker *ow)
 {
     while (ow->origins)
-        fail(ow, ow->origins, 503);
+        org_fail(ow, ow->origins, 503);
     while (ow->idle) {
         struct obj_origin *org = ow->idle;
         ow->idle = org->next;

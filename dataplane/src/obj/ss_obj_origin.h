@@ -1,0 +1,58 @@
+/*
+ * ss_obj_origin.h - private to the origin client (ss_obj_origin.c: the
+ * connection, the request, its events; ss_obj_origin_answer.c: what is done
+ * with the answer).
+ */
+#ifndef SS_OBJ_ORIGIN_H
+#define SS_OBJ_ORIGIN_H
+
+#include "ss_obj_internal.h"
+
+#define ORIGIN_IDLE_MAX 32u   /* kept-alive connections per worker */
+#define ORIGIN_RBUF 65536u    /* read buffer; a head must fit in it */
+
+enum { ORG_CONNECTING = 0, ORG_SENDING, ORG_UPLOAD, ORG_HEAD, ORG_BODY };
+
+struct obj_origin {
+    struct obj_origin *next;
+    int fd;
+    int state;
+    struct obj_bucket *b;
+    struct obj_fill *f;            /* NULL while idle */
+    int reused;                    /* a kept-alive connection: the origin may have closed it */
+    int got_bytes;                 /* any byte of the answer arrived */
+    int conditional;               /* validators were sent (a revalidation) */
+    uint64_t deadline_ms;
+    char req[4096];
+    size_t req_len, req_sent;
+    char rbuf[ORIGIN_RBUF];
+    size_t rlen;
+    struct ss_http_resp resp;
+    uint64_t body_left;            /* SS_HTTP_BODY_LENGTH */
+    struct ss_http_chunked te;
+    char trailers[512];
+    int cacheable;
+    int64_t lifetime, age;
+    char *chunk;
+    uint32_t fill;
+    uint32_t chunks;
+    uint64_t total;
+    char name[OBJ_NAME_MAX];       /* bucket '/' key */
+    size_t name_len, key_off;
+};
+
+/* ss_obj_origin.c */
+/* The fetch failed: its chunks deleted, the fill failed with status. */
+void org_fail(struct ss_obj_worker *ow, struct obj_origin *org, int status);
+/* The fetch ends; the connection is kept when keep and the answer allow it. */
+void org_finish(struct ss_obj_worker *ow, struct obj_origin *org, int keep);
+
+/* ss_obj_origin_answer.c */
+/* The answer's head is in org->rbuf[0, n). 1 when the fetch ended, else 0. */
+int org_on_head(struct ss_obj_worker *ow, struct obj_origin *org, int n);
+/* Body bytes in org->rbuf: 1 when the body ended, 0 for more, -errno. */
+int org_body_bytes(struct ss_obj_worker *ow, struct obj_origin *org);
+/* The whole body is in: store it when it may be; the waiters finish. */
+void org_complete(struct ss_obj_worker *ow, struct obj_origin *org);
+
+#endif
