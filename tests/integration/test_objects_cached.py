@@ -129,11 +129,33 @@ def test_origin_down_or_hung(tmp_path: Path) -> None:
         hung.close()
 
 
-def test_writes_to_a_cached_bucket_are_refused_by_name(tmp_path: Path, origin: Origin) -> None:
-    srv, port = start(tmp_path, origin.url)
+def test_writes_go_through_to_the_origin_first(tmp_path: Path) -> None:
+    o = Origin(tmp_path / "origin", dav=True)
+    srv, port = start(tmp_path, o.url)
     try:
-        status, _, data = request(port, "PUT", "/web/k", b"x")
-        assert status == 501 and b"writing through" in data
-        assert request(port, "PURGE", "/web/k")[0] == 404
+        body = os.urandom(1_300_000)
+        status, h, _ = request(port, "PUT", "/web/up/new.bin", body,
+                               headers={"Content-Type": "application/x-test"})
+        assert status == 200 and h["etag"]
+        assert (o.www / "up" / "new.bin").read_bytes() == body  # at the origin first
+        assert request(port, "GET", "/web/up/new.bin")[2] == body
+        assert o.fetches("up/new.bin") == []  # the local copy answered
+        assert request(port, "DELETE", "/web/up/new.bin")[0] == 204
+        assert not (o.www / "up" / "new.bin").exists()
+        assert request(port, "GET", "/web/up/new.bin")[0] == 404
+    finally:
+        srv.terminate()
+        o.stop()
+
+
+def test_a_write_the_origin_refuses_changes_nothing(tmp_path: Path, origin: Origin) -> None:
+    (origin.www / "k").write_bytes(b"original")
+    srv, port = start(tmp_path, origin.url)  # no WebDAV: nginx answers PUT with 405
+    try:
+        assert request(port, "GET", "/web/k")[2] == b"original"
+        status, _, data = request(port, "PUT", "/web/k", b"replacement")
+        assert status == 405 and b"nothing was changed" in data
+        assert request(port, "GET", "/web/k")[2] == b"original"
+        assert (origin.www / "k").read_bytes() == b"original"
     finally:
         srv.terminate()

@@ -24,6 +24,8 @@
 #include "server/ss_worker.h"
 #include "ss_obj_conn.h"
 
+static int write_answered(struct ss_conn *c, struct obj_conn *oc, int state, int status);
+
 static void wait_add(struct ss_obj_worker *ow, struct obj_conn *oc)
 {
     oc->wprev = NULL;
@@ -216,6 +218,8 @@ static int advance(struct ss_conn *c, struct obj_conn *oc)
     pthread_mutex_unlock(&o->fill_lock);
     if (state == FILL_HEAD)
         return 0;
+    if (oc->upload)
+        return write_answered(c, oc, state, status);
     struct ss_http_req req;
     const struct ss_objects_settings *s = &o->s;
     struct ss_http_limits lim = {s->max_head_bytes, s->max_fields, s->max_uri_bytes};
@@ -257,6 +261,74 @@ static int advance(struct ss_conn *c, struct obj_conn *oc)
     oc->g_end = committed;
     oc->phase = OBJ_GET_BODY;
     c->produce = 1;
+    return 1;
+}
+
+int obj_write_through(struct ss_conn *c, struct obj_conn *oc, int method)
+{
+    struct ss_obj *o = obj_of(oc);
+    struct obj_put *p = &oc->put;
+    unsigned char mkey[OBJ_META_KEY_LEN];
+    obj_meta_key(oc->name, oc->key_off - 1, oc->name + oc->key_off,
+                 oc->name_len - oc->key_off, mkey);
+    uint64_t version = method == SS_HTTP_M_PUT ? p->version : ss_store_next_cas(o->store);
+    struct obj_fill *f = obj_fill_private(o, oc->b, mkey, version);
+    if (!f) {
+        if (method == SS_HTTP_M_PUT)
+            obj_put_abort(oc);
+        obj_error(c, oc, 503, "SlowDown", "out of memory for the write; retry", 0);
+        return 0;
+    }
+    if (method == SS_HTTP_M_PUT) {
+        f->size = (int64_t)p->size;
+        memcpy(f->fields, p->fields, p->fields_len);
+        f->fields_len = p->fields_len;
+        struct obj_meta m = {0};
+        memcpy(m.md5, p->md5_final, 16);
+        obj_meta_etag(&m, f->etag); /* unless the origin names its own */
+    }
+    oc->fill = f;
+    oc->upload = method;
+    obj_origin_write(oc->ow, f, oc->name + oc->key_off, oc->name_len - oc->key_off, method);
+    oc->phase = OBJ_WAIT_FILL;
+    oc->c = c;
+    wait_add(oc->ow, oc);
+    return 0;
+}
+
+/* A write through's answer reached its request. */
+static int write_answered(struct ss_conn *c, struct obj_conn *oc, int state, int status)
+{
+    struct obj_fill *f = oc->fill;
+    int method = oc->upload;
+    oc->upload = 0;
+    oc->phase = OBJ_IDLE;
+    if (state == FILL_DONE && method == SS_HTTP_M_PUT) {
+        atomic_fetch_add_explicit(&oc->b->stats.puts, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&oc->b->stats.bytes_in, oc->put.size, memory_order_relaxed);
+        obj_head_begin(c, oc, 200);
+        obj_field(c, "ETag", f->etag);
+        obj_field_u64(c, "Content-Length", 0);
+        ss_buf_append(&c->out, "\r\n", 2);
+    } else if (state == FILL_DONE) {
+        atomic_fetch_add_explicit(&oc->b->stats.deletes, 1, memory_order_relaxed);
+        obj_head_begin(c, oc, 204);
+        ss_buf_append(&c->out, "\r\n", 2);
+    } else {
+        if (method == SS_HTTP_M_PUT) /* the origin refused: our copy of the body goes */
+            obj_delete_chunks(&oc->ow->st, f->version, 0,
+                              obj_nchunks((uint64_t)f->size, f->chunk_data));
+        if (status == 504)
+            obj_error(c, oc, 504, "GatewayTimeout", "the origin did not answer the write in "
+                      "time; nothing was changed here", 1);
+        else if (status == 502)
+            obj_error(c, oc, 502, "BadGateway", "the origin could not be reached or failed "
+                      "the write; nothing was changed here", 1);
+        else
+            obj_error(c, oc, status, status == 403 ? "AccessDenied" : "OriginError",
+                      "the origin refused the write; nothing was changed here", 1);
+    }
+    drop_fill(oc);
     return 1;
 }
 

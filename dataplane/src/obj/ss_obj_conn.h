@@ -30,6 +30,7 @@ struct obj_put {
     uint32_t fill;
     uint64_t size;           /* object bytes received */
     struct ss_md5 md5;
+    unsigned char md5_final[16]; /* the body's, once whole */
     /* Body framing: Content-Length bytes left, or chunked. */
     int chunked;
     uint64_t body_left;
@@ -81,6 +82,7 @@ struct obj_conn {
     struct obj_fill *fill;
     struct obj_conn *wnext, *wprev; /* in the worker's waiting list */
     int have_stale;          /* meta_buf holds the stale copy (stale-if-error) */
+    int upload;              /* waiting for a write through (SS_HTTP_M_PUT or _DELETE) */
     int fill_head_sent;      /* the response head is out: the rest is the body */
     int chunked_out;         /* the body goes out chunked (its length is not known yet) */
     struct ss_conn *c;       /* the connection this state belongs to */
@@ -135,6 +137,9 @@ int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_
 /* A GET streaming from a fill reached what is committed so far: wait for
  * more, or end the body. Returns 0. */
 int obj_fill_caught_up(struct ss_conn *c, struct obj_conn *oc);
+/* A PUT (its chunks stored, verified) or DELETE in a cached bucket goes to
+ * the origin first; the request waits for its answer. Returns 0. */
+int obj_write_through(struct ss_conn *c, struct obj_conn *oc, int method);
 /* The connection closes: leave the waiting list, drop the fill. */
 void obj_cached_conn_closed(struct obj_conn *oc);
 /* Queue more of a GET's body. Returns 0 or SS_OBJ_CLOSE (the rest is gone). */

@@ -52,6 +52,21 @@ struct obj_fill *obj_fill_new(struct ss_obj *o, struct obj_bucket *b, const unsi
     return f;
 }
 
+struct obj_fill *obj_fill_private(struct ss_obj *o, struct obj_bucket *b,
+                                  const unsigned char *mkey, uint64_t version)
+{
+    struct obj_fill *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    memcpy(f->mkey, mkey, OBJ_META_KEY_LEN);
+    f->b = b;
+    f->version = version;
+    f->chunk_data = o->chunk_data;
+    f->refs = 2;
+    f->size = -1;
+    return f;
+}
+
 static void unlink_fill(struct ss_obj *o, struct obj_fill *f)
 {
     struct obj_fill **link = &o->fills[fill_slot(f->mkey)];

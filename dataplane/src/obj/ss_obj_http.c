@@ -252,16 +252,11 @@ static int dispatch(struct ss_conn *c, struct obj_conn *oc, const struct ss_http
     case SS_HTTP_M_GET:
     case SS_HTTP_M_HEAD:
         return obj_get(c, oc, req);
-    case SS_HTTP_M_PUT:
     case SS_HTTP_M_DELETE:
-        if (oc->b->kind != SS_BUCKET_LOCAL) {
-            obj_error(c, oc, 501, "NotImplemented", "writing through a cached bucket to its "
-                      "origin is not implemented yet; write to the origin itself, and PURGE "
-                      "here", 0);
-            return 0;
-        }
-        if (req->method == SS_HTTP_M_DELETE)
-            return obj_delete(c, oc, 0);
+        if (oc->b->kind != SS_BUCKET_LOCAL)
+            return obj_write_through(c, oc, SS_HTTP_M_DELETE);
+        return obj_delete(c, oc, 0);
+    case SS_HTTP_M_PUT:
         if (ss_http_header(req, "x-amz-copy-source")) {
             obj_error(c, oc, 501, "NotImplemented", "copying objects is not implemented yet", 0);
             return 0;
@@ -327,8 +322,8 @@ int ss_obj_http_process(struct ss_conn *c)
             int rc = obj_put_body(c, oc);
             if (rc)
                 return rc;
-            if (oc->phase == OBJ_PUT_BODY)
-                return 0; /* waiting for the rest of the body */
+            if (oc->phase == OBJ_PUT_BODY || oc->phase == OBJ_WAIT_FILL)
+                return 0; /* the rest of the body, or the origin's answer to it */
             if (request_done(c, oc))
                 return SS_OBJ_CLOSE;
             continue;

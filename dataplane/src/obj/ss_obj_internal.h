@@ -193,6 +193,10 @@ void obj_meta_etag(const struct obj_meta *m, char out[OBJ_ETAG_MAX + 1]);
 struct obj_fill *obj_fill_find(struct ss_obj *o, const unsigned char *mkey);
 /* A new fill for mkey, registered, with one reference (the caller's). */
 struct obj_fill *obj_fill_new(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey);
+/* The same for one request's write through: not in the table (no GET
+ * joins it), its version given (the PUT's chunks). */
+struct obj_fill *obj_fill_private(struct ss_obj *o, struct obj_bucket *b,
+                                  const unsigned char *mkey, uint64_t version);
 void obj_fill_put(struct ss_obj *o, struct obj_fill *f);
 /* The fill's state moves on (under the lock). */
 void obj_fill_set(struct ss_obj *o, struct obj_fill *f, int state, int status);
@@ -208,6 +212,11 @@ int64_t obj_freshness(const struct obj_bucket *b, const struct ss_http_resp *r, 
  * Returns 0, or -errno (f is then failed). */
 int obj_origin_fetch(struct ss_obj_worker *ow, struct obj_fill *f, const char *key,
                      size_t nkey, const struct obj_meta *stale);
+/* Write f's object through to the origin: PUT its body from f's chunk
+ * items (f->size, f->fields), or DELETE it. The local copy follows the
+ * origin's answer. Returns 0, or -errno (f is then failed). */
+int obj_origin_write(struct ss_obj_worker *ow, struct obj_fill *f, const char *key,
+                     size_t nkey, int method);
 void obj_origin_on_event(struct ss_obj_worker *ow, struct obj_origin *org, uint32_t events);
 /* Deadlines of this worker's fetches: time them out. Returns ms to the next. */
 int obj_origin_tick(struct ss_obj_worker *ow, uint64_t now_ms);

@@ -103,7 +103,8 @@ static int build_request(struct obj_origin *org, const struct obj_meta *stale)
     const struct obj_bucket *b = org->b;
     const char *key = org->name + org->key_off;
     size_t nkey = org->name_len - org->key_off;
-    int n = snprintf(org->req, sizeof(org->req), "GET %s", b->origin_path);
+    int n = snprintf(org->req, sizeof(org->req), "%s %s", ss_http_method_name(org->method),
+                     b->origin_path);
     if (n < 0 || (size_t)n >= sizeof(org->req))
         return -ENAMETOOLONG;
     size_t len = (size_t)n;
@@ -142,6 +143,17 @@ static int build_request(struct obj_origin *org, const struct obj_meta *stale)
         }
         org->conditional = 1;
     }
+    if (org->method == SS_HTTP_M_PUT) {
+        /* The object's fields go with it (Content-Type, x-amz-meta-*, ...). */
+        const struct obj_fill *f = org->f;
+        n = snprintf(org->req + len, sizeof(org->req) - len, "Content-Length: %lld\r\n",
+                     (long long)f->size);
+        len += n > 0 ? (size_t)n : 0;
+        if (len + f->fields_len + 2 >= sizeof(org->req))
+            return -ENAMETOOLONG;
+        memcpy(org->req + len, f->fields, f->fields_len);
+        len += f->fields_len;
+    }
     if (len + 2 >= sizeof(org->req))
         return -ENAMETOOLONG;
     memcpy(org->req + len, "\r\n", 2);
@@ -149,8 +161,23 @@ static int build_request(struct obj_origin *org, const struct obj_meta *stale)
     return 0;
 }
 
+static int origin_request(struct ss_obj_worker *ow, struct obj_fill *f, const char *key,
+                          size_t nkey, const struct obj_meta *stale, int method);
+
+int obj_origin_write(struct ss_obj_worker *ow, struct obj_fill *f, const char *key,
+                     size_t nkey, int method)
+{
+    return origin_request(ow, f, key, nkey, NULL, method);
+}
+
 int obj_origin_fetch(struct ss_obj_worker *ow, struct obj_fill *f, const char *key,
                      size_t nkey, const struct obj_meta *stale)
+{
+    return origin_request(ow, f, key, nkey, stale, SS_HTTP_M_GET);
+}
+
+static int origin_request(struct ss_obj_worker *ow, struct obj_fill *f, const char *key,
+                          size_t nkey, const struct obj_meta *stale, int method)
 {
     struct obj_origin *org = get_conn(ow, f->b);
     if (!org) {
@@ -159,6 +186,7 @@ int obj_origin_fetch(struct ss_obj_worker *ow, struct obj_fill *f, const char *k
         return -ECONNREFUSED;
     }
     org->f = f;
+    org->method = method;
     org->name_len = snprintf(org->name, sizeof(org->name), "%s/", f->b->name);
     org->key_off = org->name_len;
     memcpy(org->name + org->name_len, key, nkey);
@@ -173,7 +201,8 @@ int obj_origin_fetch(struct ss_obj_worker *ow, struct obj_fill *f, const char *k
     org->deadline_ms = ss_clock_mono_ms() + f->b->origin_timeout_ms;
     org->next = ow->origins;
     ow->origins = org;
-    atomic_fetch_add_explicit(&f->b->stats.origin_fetches, 1, memory_order_relaxed);
+    if (method == SS_HTTP_M_GET)
+        atomic_fetch_add_explicit(&f->b->stats.origin_fetches, 1, memory_order_relaxed);
     if (stale)
         atomic_fetch_add_explicit(&f->b->stats.revalidations, 1, memory_order_relaxed);
     if (org->reused)
@@ -298,6 +327,51 @@ static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
     return 0;
 }
 
+/*
+ * A write through's body, sent from the chunk items the PUT stored (one
+ * chunk at a time through org->chunk), so an object of any size goes out in
+ * bounded memory. Returns 1 when all is sent, 0 when the socket is full,
+ * -errno.
+ */
+static int upload(struct ss_obj_worker *ow, struct obj_origin *org)
+{
+    struct obj_fill *f = org->f;
+    uint32_t nchunks = obj_nchunks((uint64_t)f->size, f->chunk_data);
+    if (!org->chunk && !(org->chunk = malloc(f->chunk_data)))
+        return -ENOMEM;
+    for (;;) {
+        if (org->up_off == org->up_len) {
+            if (org->up_next == nchunks)
+                return 1;
+            unsigned char key[OBJ_CHUNK_KEY_LEN];
+            obj_chunk_key(f->version, org->up_next, key);
+            struct ss_item it;
+            struct ss_store_thread *t = &ow->st;
+            ss_store_lock(t, key, sizeof(key));
+            int rc = ss_store_find(t, key, sizeof(key), &it, SS_FIND_VALUE | SS_FIND_NO_BUMP);
+            if (rc == 0 && t->value_len <= f->chunk_data)
+                memcpy(org->chunk, t->value, t->value_len);
+            uint32_t got = rc == 0 ? t->value_len : 0;
+            ss_store_unlock(t);
+            if (rc || got > f->chunk_data)
+                return -EIO;
+            org->up_len = got;
+            org->up_off = 0;
+            org->up_next++;
+        }
+        ssize_t n = send(org->fd, org->chunk + org->up_off, org->up_len - org->up_off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n <= 0)
+            return -EPIPE;
+        org->up_off += (uint32_t)n;
+        org->deadline_ms = ss_clock_mono_ms() + org->b->origin_timeout_ms;
+    }
+}
+
 void obj_origin_on_event(struct ss_obj_worker *ow, struct obj_origin *org, uint32_t events)
 {
     if (!org->f) {
@@ -335,8 +409,20 @@ void obj_origin_on_event(struct ss_obj_worker *ow, struct obj_origin *org, uint3
             }
             org->req_sent += (size_t)n;
         }
-        org->state = ORG_HEAD;
-        watch(ow, org, EPOLLIN, EPOLL_CTL_MOD);
+        org->state = org->method == SS_HTTP_M_PUT && org->f->size > 0 ? ORG_UPLOAD : ORG_HEAD;
+        if (org->state == ORG_HEAD) {
+            watch(ow, org, EPOLLIN, EPOLL_CTL_MOD);
+            return;
+        }
+    }
+    if (org->state == ORG_UPLOAD) {
+        int rc = upload(ow, org);
+        if (rc < 0)
+            org_fail(ow, org, 502);
+        else if (rc == 1) {
+            org->state = ORG_HEAD;
+            watch(ow, org, EPOLLIN, EPOLL_CTL_MOD);
+        }
         return;
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))

@@ -23,7 +23,10 @@ struct obj_origin {
     int got_bytes;                 /* any byte of the answer arrived */
     int conditional;               /* validators were sent (a revalidation) */
     uint64_t deadline_ms;
-    char req[4096];
+    int method;                    /* SS_HTTP_M_GET, or a write through: PUT, DELETE */
+    uint32_t up_next;              /* PUT: the next chunk to send */
+    uint32_t up_off, up_len;       /* PUT: the part of org->chunk still to send */
+    char req[OBJ_FIELDS_MAX + 4096];
     size_t req_len, req_sent;
     char rbuf[ORIGIN_RBUF];
     size_t rlen;
@@ -48,6 +51,8 @@ void org_fail(struct ss_obj_worker *ow, struct obj_origin *org, int status);
 void org_finish(struct ss_obj_worker *ow, struct obj_origin *org, int keep);
 
 /* ss_obj_origin_answer.c */
+/* A write through's answer (PUT, DELETE): the local copy follows it. */
+void org_write_answer(struct ss_obj_worker *ow, struct obj_origin *org);
 /* The answer's head is in org->rbuf[0, n). 1 when the fetch ended, else 0. */
 int org_on_head(struct ss_obj_worker *ow, struct obj_origin *org, int n);
 /* Body bytes in org->rbuf: 1 when the body ended, 0 for more, -errno. */

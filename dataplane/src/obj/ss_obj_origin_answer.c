@@ -210,6 +210,11 @@ int org_on_head(struct ss_obj_worker *ow, struct obj_origin *org, int n)
     struct obj_fill *f = org->f;
     struct ss_http_resp *r = &org->resp;
     int64_t now = ss_clock_unix_seconds();
+    if (org->method != SS_HTTP_M_GET) {
+        org->rlen -= (size_t)n;
+        org_write_answer(ow, org);
+        return 1;
+    }
     if (r->status == 304 && org->conditional) {
         refresh(ow, org);
         obj_fill_set(ow->o, f, FILL_FRESH, 304);
@@ -258,4 +263,93 @@ int org_on_head(struct ss_obj_worker *ow, struct obj_origin *org, int n)
         return 1;
     }
     return 0;
+}
+
+/* The local copy of a written-through object: what the origin accepted,
+ * fresh for the bucket's default_ttl (a PUT's answer rarely says more). */
+static int commit_written(struct ss_obj_worker *ow, struct obj_origin *org)
+{
+    struct obj_fill *f = org->f;
+    struct ss_store_thread *t = &ow->st;
+    const struct ss_http_field *e = ss_http_resp_header(&org->resp, "etag");
+    if (e && e->value_len <= OBJ_ETAG_MAX) { /* the origin's own ETag, as a GET will see */
+        memcpy(f->etag, e->value, e->value_len);
+        f->etag[e->value_len] = '\0';
+    }
+    int64_t now = ss_clock_unix_seconds();
+    struct obj_meta m = {.version = f->version, .size = (uint64_t)f->size,
+                         .chunk_bytes = f->chunk_data, .mtime = now, .stored_at = now,
+                         .expires_at = now + org->b->default_ttl_s, .name = org->name,
+                         .name_len = org->name_len, .etag = f->etag,
+                         .etag_len = strlen(f->etag), .fields = f->fields,
+                         .fields_len = f->fields_len};
+    static _Thread_local char buf[OBJ_META_MAX];
+    static _Thread_local char old_buf[OBJ_META_MAX];
+    long len = obj_meta_encode(&m, buf, sizeof(buf));
+    if (len < 0)
+        return -ENOSPC;
+    struct obj_meta old;
+    struct iovec iov = {buf, (size_t)len};
+    size_t nb = org->key_off - 1;
+    int had = 0, rc = -EAGAIN;
+    for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
+        struct ss_item it = {0};
+        ss_store_lock(t, f->mkey, OBJ_META_KEY_LEN);
+        had = obj_meta_find_locked(t, f->mkey, org->name, nb, org->name + org->key_off,
+                                   org->name_len - org->key_off, &old, old_buf,
+                                   sizeof(old_buf)) == 0;
+        rc = ss_store_write(t, f->mkey, OBJ_META_KEY_LEN, &it, &iov, 1, 0);
+        ss_store_unlock(t);
+    }
+    if (rc)
+        return rc;
+    struct obj_bucket_stats *bs = &org->b->stats;
+    if (had) {
+        obj_doom(ow->o, old.version, obj_nchunks(old.size, old.chunk_bytes));
+        atomic_fetch_sub_explicit(&bs->objects, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&bs->object_bytes, old.size, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&bs->objects, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&bs->object_bytes, (uint64_t)f->size, memory_order_relaxed);
+    return 0;
+}
+
+/* The local copy goes: the origin no longer has the object. */
+static void drop_local(struct ss_obj_worker *ow, struct obj_origin *org)
+{
+    struct obj_fill *f = org->f;
+    struct ss_store_thread *t = &ow->st;
+    static _Thread_local char buf[OBJ_META_MAX];
+    struct obj_meta m;
+    size_t nb = org->key_off - 1;
+    ss_store_lock(t, f->mkey, OBJ_META_KEY_LEN);
+    int had = obj_meta_find_locked(t, f->mkey, org->name, nb, org->name + org->key_off,
+                                   org->name_len - org->key_off, &m, buf, sizeof(buf)) == 0;
+    if (had)
+        ss_store_forget(t, f->mkey, OBJ_META_KEY_LEN);
+    ss_store_unlock(t);
+    if (had) {
+        obj_doom(ow->o, m.version, obj_nchunks(m.size, m.chunk_bytes));
+        atomic_fetch_sub_explicit(&org->b->stats.objects, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&org->b->stats.object_bytes, m.size, memory_order_relaxed);
+    }
+}
+
+void org_write_answer(struct ss_obj_worker *ow, struct obj_origin *org)
+{
+    struct ss_http_resp *r = &org->resp;
+    int ok = r->status >= 200 && r->status < 300;
+    /* An answer with a body is not read: the connection ends with it. */
+    int keep = r->keep_alive && (r->framing == SS_HTTP_BODY_NONE ||
+                                 (r->framing == SS_HTTP_BODY_LENGTH && r->content_length == 0));
+    if (org->method == SS_HTTP_M_DELETE && (ok || r->status == 404)) {
+        drop_local(ow, org);
+        obj_fill_set(ow->o, org->f, FILL_DONE, 204);
+    } else if (org->method == SS_HTTP_M_PUT && ok && commit_written(ow, org) == 0) {
+        obj_fill_set(ow->o, org->f, FILL_DONE, 200);
+    } else {
+        /* Refused (or not stored here): the local copy is left as it was. */
+        obj_fill_set(ow->o, org->f, FILL_FAILED, ok ? 500 : r->status >= 500 ? 502 : r->status);
+    }
+    org_finish(ow, org, keep);
 }

@@ -365,6 +365,11 @@ static int finish(struct ss_conn *c, struct obj_conn *oc)
                     "x-amz-checksum value sent");
     if (p->fill && flush_chunk(oc))
         return fail(c, oc, 507, "InsufficientStorage", "the objects pool is full");
+    memcpy(p->md5_final, md5, 16);
+    if (oc->b->kind != SS_BUCKET_LOCAL) {
+        oc->phase = OBJ_IDLE;
+        return obj_write_through(c, oc, SS_HTTP_M_PUT); /* the origin first */
+    }
 
     struct obj_meta m = {.version = p->version, .size = p->size, .chunk_bytes = o->chunk_data,
                          .mtime = ss_clock_unix_seconds(), .name = oc->name,

@@ -18,7 +18,7 @@ NGINX = "/usr/sbin/nginx"  # Debian's nginx-light (make deps installs it)
 class Origin:
     """nginx on 127.0.0.1:<port> serving <dir>/www; `cache_control` on /static/."""
 
-    def __init__(self, work: Path, cache_control: str = "max-age=60") -> None:
+    def __init__(self, work: Path, cache_control: str = "max-age=60", dav: bool = False) -> None:
         assert os.path.exists(NGINX), "nginx is missing; `make deps` installs nginx-light"
         self.dir = work
         self.www = work / "www" / "static"
@@ -27,6 +27,7 @@ class Origin:
         self.log = work / "access.log"
         self.conf = work / "nginx.conf"
         self.cache_control = cache_control
+        self.dav = dav  # PUT and DELETE accepted (nginx's WebDAV module)
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -47,6 +48,7 @@ error_log {d}/error.log;
 events {{ worker_connections 1024; }}
 http {{
   access_log {self.log};
+  client_max_body_size 0;
   client_body_temp_path {d}/body;
   proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fastcgi;
@@ -55,7 +57,10 @@ http {{
   server {{
     listen 127.0.0.1:{self.port};
     root {d}/www;
-    location /static/ {{ add_header Cache-Control "{self.cache_control}"; }}
+    location /static/ {{
+      add_header Cache-Control "{self.cache_control}";
+      {"dav_methods PUT DELETE; create_full_put_path on;" if self.dav else ""}
+    }}
   }}
 }}
 """)
