@@ -80,6 +80,11 @@ def size_in(lo: int, hi: int, what: str) -> Any:
     return convert
 
 
+def optional_bucket(raw: Any) -> str | None:
+    """An S3 bucket name, or null."""
+    return None if raw is None else bucket_name(raw)
+
+
 def origin_url(raw: Any) -> tuple[str, int, str] | None:
     """http://HOST[:PORT][/PATH] -> (host, port, path ending in '/'), or null."""
     if raw is None:
@@ -102,15 +107,16 @@ def origin_url(raw: Any) -> tuple[str, int, str] | None:
 class BucketConfig:
     """One entry of `objects.buckets`."""
 
-    NOUN = "bucket settings (name, kind, origin, default_ttl, origin_timeout)"
+    NOUN = "bucket settings (name, kind, origin, origin_bucket, default_ttl, origin_timeout)"
 
     name: str = setting(scalar(bucket_name))
     # local: the appliance is the store of record. http: a cache of an HTTP origin,
-    # where /<bucket>/<key> is fetched as <origin><key>. Caches of S3-compatible
-    # endpoints (s3) come next.
-    kind: str = setting(scalar(one_of("local", "http", later=("s3",),
-                                      hint=": caches of S3 endpoints come next")), "local")
+    # where /<bucket>/<key> is fetched as <origin><key>. s3: a cache of a bucket on an
+    # S3-compatible endpoint, fetched as <origin>/<origin_bucket>/<key>.
+    kind: str = setting(scalar(one_of("local", "http", "s3")), "local")
     origin: tuple[str, int, str] | None = setting(scalar(origin_url), None)
+    # s3: the bucket on the S3-compatible endpoint `origin` (path-style, unsigned).
+    origin_bucket: str | None = setting(scalar(optional_bucket), None)
     # How long a copy is fresh when the origin's Cache-Control and Expires say nothing.
     default_ttl: int = setting(scalar(duration_ms(0, 365 * 86_400_000, whole_seconds=True)),
                                "60s")
@@ -125,7 +131,21 @@ class BucketConfig:
         if self.kind != "local" and self.origin is None:
             raise ConfigError(f"missing; a {self.kind} bucket caches an origin: give its URL",
                               path=f"{path}.origin", line=node.line)
+        if (self.kind == "s3") != (self.origin_bucket is not None):
+            raise ConfigError("an s3 bucket names its origin_bucket (the bucket on the "
+                              "endpoint); other kinds have none",
+                              path=f"{path}.origin_bucket",
+                              line=node.line_of("origin_bucket"))
+        if self.kind == "s3" and self.origin is not None and self.origin[2] != "/":
+            raise ConfigError("an S3 endpoint's URL has no path (the bucket is origin_bucket)",
+                              path=f"{path}.origin", line=node.line_of("origin"))
         return self
+
+    @property
+    def origin_path(self) -> str:
+        """The path keys are appended to at the origin."""
+        assert self.origin is not None
+        return f"/{self.origin_bucket}/" if self.kind == "s3" else self.origin[2]
 
 
 @dataclass(frozen=True)

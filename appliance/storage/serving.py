@@ -141,7 +141,7 @@ def _bucket_settings(i: int, b: Any) -> BucketSettings:
     """One bucket for C; an origin's host name is resolved here, once, at start."""
     if b.origin is None:
         return BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind])
-    host, port, path = b.origin
+    host, port, _ = b.origin
     try:
         addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
     except OSError as exc:
@@ -151,7 +151,7 @@ def _bucket_settings(i: int, b: Any) -> BucketSettings:
     if ":" in host and not host.startswith("["):
         host_field = f"[{host}]" if port == 80 else f"[{host}]:{port}"
     return BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind], origin_addr=addr,
-                          origin_port=port, origin_path=path, origin_host=host_field,
+                          origin_port=port, origin_path=b.origin_path, origin_host=host_field,
                           origin_timeout_ms=b.origin_timeout, default_ttl_s=b.default_ttl // 1000)
 
 

@@ -159,3 +159,30 @@ def test_a_write_the_origin_refuses_changes_nothing(tmp_path: Path, origin: Orig
         assert (origin.www / "k").read_bytes() == b"original"
     finally:
         srv.terminate()
+
+
+def test_an_s3_bucket_caches_an_s3_compatible_endpoint(tmp_path: Path) -> None:
+    from .helpers.origin import S3Origin
+
+    s3 = S3Origin(tmp_path)
+    srv, port = start(tmp_path, s3.url, kind="s3", origin_bucket=s3.bucket)
+    try:
+        body = os.urandom(700_000)
+        s3.client().put_object(Bucket=s3.bucket, Key="dir/obj.bin", Body=body,
+                               ContentType="image/webp", Metadata={"who": "origin"})
+        status, h, got = request(port, "GET", "/web/dir/obj.bin")
+        assert (status, got) == (200, body)
+        assert h["content-type"] == "image/webp" and h["x-amz-meta-who"] == "origin"
+        assert request(port, "GET", "/web/dir/obj.bin")[2] == body
+        status, _, data = request(port, "GET", "/web/dir/missing")
+        assert status == 404 and b"NoSuchKey" in data
+        # Written through: in the endpoint's bucket, then served here.
+        assert request(port, "PUT", "/web/dir/put.txt", b"through")[0] == 200
+        got = s3.client().get_object(Bucket=s3.bucket, Key="dir/put.txt")["Body"].read()
+        assert got == b"through"
+        assert request(port, "DELETE", "/web/dir/put.txt")[0] == 204
+        keys = s3.client().list_objects_v2(Bucket=s3.bucket).get("Contents", [])
+        assert [k["Key"] for k in keys] == ["dir/obj.bin"]
+    finally:
+        srv.terminate()
+        s3.stop()

@@ -73,9 +73,14 @@ BAD = [
     pytest.param("objects:\n  pool: objs\n  buckets: [{name: aaa}, {name: aaa}]\n",
                  "o.yaml:10: objects.buckets[1].name: duplicate bucket name 'aaa' (also "
                  "objects.buckets[0])", id="duplicate-bucket"),
-    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: s3}]\n",
-                 "o.yaml:10: objects.buckets[0].kind: expected one of local, http (s3 is not "
-                 "supported yet: caches of S3 endpoints come next), got 's3'", id="s3-bucket"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: s3, "
+                 "origin: 'http://127.0.0.1:9000/'}]\n",
+                 "o.yaml:10: objects.buckets[0].origin_bucket: an s3 bucket names its "
+                 "origin_bucket (the bucket on the endpoint); other kinds have none",
+                 id="s3-without-bucket"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: lan}]\n",
+                 "o.yaml:10: objects.buckets[0].kind: expected one of local, http, s3, "
+                 "got 'lan'", id="bad-kind"),
     pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: http}]\n",
                  "o.yaml:10: objects.buckets[0].origin: missing; a http bucket caches an "
                  "origin: give its URL", id="http-without-origin"),

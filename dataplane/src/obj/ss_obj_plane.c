@@ -275,7 +275,8 @@ struct ss_obj *ss_obj_open(const struct ss_objects_settings *s, char *err, size_
         const struct ss_bucket_settings *b = &s->buckets[i];
         size_t n = b->name ? strlen(b->name) : 0;
         if (n < 3 || n > SS_BUCKET_NAME_MAX ||
-            (b->kind != SS_BUCKET_LOCAL && b->kind != SS_BUCKET_HTTP)) {
+            (b->kind != SS_BUCKET_LOCAL && b->kind != SS_BUCKET_HTTP &&
+             b->kind != SS_BUCKET_S3)) {
             snprintf(err, errlen, "bucket %u (%s): a name of 3 to %d bytes is required, and "
                      "buckets are local or caches of an HTTP origin", i,
                      b->name ? b->name : "?", SS_BUCKET_NAME_MAX);

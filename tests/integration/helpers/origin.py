@@ -105,3 +105,57 @@ class SilentOrigin:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class S3Origin:
+    """moto's S3 server on 127.0.0.1:<port>, with one bucket, used unsigned and
+    path-style as the origin of kind: s3 buckets."""
+
+    def __init__(self, work: Path, bucket: str = "origin-data") -> None:
+        import shutil
+        import sys
+
+        exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or \
+            shutil.which("moto_server")
+        assert exe, "moto_server is missing; `make deps` installs moto[server]"
+        self.port = free_port()
+        self.bucket = bucket
+        self.log = open(work / "moto.log", "wb")  # noqa: SIM115  (closed in stop)
+        self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (work / "moto.log").read_text()
+                time.sleep(0.1)
+        self.client().create_bucket(Bucket=bucket)
+        # The appliance's requests are unsigned: the bucket lets anyone read and write,
+        # as a public origin bucket would.
+        import json
+        self.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": "*",
+                           "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                           "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def client(self):  # noqa: ANN201  (a boto3 client)
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test",
+                            config=Config(s3={"addressing_style": "path"}))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        self.log.close()
