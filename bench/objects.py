@@ -259,12 +259,14 @@ def miss_targets(targets: dict[str, srv.Target]) -> list[srv.Target]:
             and targets[label].cache in ("varnish", "nginx", "cached-bucket")]
 
 
-def run(args: argparse.Namespace, tmp: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Start the servers, then every hit run, then every miss run; return the servers'
-    command lines. Hits go first: the miss runs fill the caches with other URLs and
+def run(args: argparse.Namespace, tmp: Path, rows: list[dict[str, Any]],
+        servers: dict[str, list[str]]) -> None:
+    """Start the servers (their command lines into `servers`), then every hit run, then
+    every miss run, each appended to `rows`. Hits go first: the miss runs fill the caches with other URLs and
     would evict the objects the hit rows need."""
     with contextlib.ExitStack() as stack:
         targets = start_all(args, tmp, stack)
+        servers.update({t.label: t.cmd for t in targets.values()})
         origin = targets["nginx-origin"]
         log = OriginLog(tmp / "origin" / "access.log")
         plans = []
@@ -278,7 +280,6 @@ def run(args: argparse.Namespace, tmp: Path, rows: list[dict[str, Any]]) -> dict
                 for rep in range(args.repeat):
                     for t in (ts if rep % 2 == 0 else list(reversed(ts))):
                         rows.append(measure(t, origin, log, kind, size, args, rep))
-        return {t.label: t.cmd for t in targets.values()}
 
 
 # -------------------------------------------------------------- reporting ---
@@ -316,13 +317,16 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> floa
     return a[key] / b[key]
 
 
-def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """Print the table, the hit evidence, the ratios and the targets; return them."""
+def report(rows: list[dict[str, Any]], args: argparse.Namespace,
+           servers: dict[str, list[str]]) -> dict[str, Any]:
+    """Print the servers, the table, the evidence, the ratios and the targets; return them."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["kind"], r["size"], r["server"]), []).append(r)
     aggs = {k: aggregate(v) for k, v in groups.items()}
-    print()
+    print("\nServers:")
+    for label, cmd in servers.items():
+        print(f"  {label:12s} {' '.join(cmd)}")
     print(f"Object GETs over HTTP/1.1: wrk -t{args.threads} -c{args.conns} -d{args.duration}s, "
           f"{args.objects} objects per size; median of {args.repeat} run(s); "
           f"{os.cpu_count()} CPUs shared by wrk, the server and (misses) the origin")
@@ -457,15 +461,15 @@ def main(argv: list[str] | None = None) -> int:
     core.OUT.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="ss-bench-objects-"))
     rows: list[dict[str, Any]] = []
-    status, summary = 0, {}
+    status, summary, servers = 0, {}, {}
     try:
-        summary["servers"] = run(args, tmp, rows)
+        run(args, tmp, rows, servers)
     except (core.BenchError, KeyboardInterrupt) as e:
         print(f"bench: {e}", file=sys.stderr)
         status = 1
     finally:
         if rows:
-            summary.update(report(rows, args))
+            summary.update(report(rows, args, servers), servers=servers)
             if not summary["verified"]:
                 status = 1
         core.finish(args, tmp, status, rows, summary)
