@@ -147,7 +147,12 @@ def measure(t: srv.Target, origin: srv.Target, log: OriginLog, kind: str, size: 
     mark = log.mark()
     cpu0, ocpu0, busy0 = _cpu_s(pids), _cpu_s(opids), _machine_tasks_s()
     lg0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    res = run_wrk(t, size, nonce, args)
+    try:
+        res = run_wrk(t, size, nonce, args)
+    except core.BenchError:
+        for x in (t, origin):  # a server that died says more than wrk's error does
+            x.server.check_alive()
+        raise
     lg1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1, ocpu1, busy1 = _cpu_s(pids), _cpu_s(opids), _machine_tasks_s()
     origin_reqs = log.lines_since(mark)

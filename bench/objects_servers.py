@@ -86,7 +86,9 @@ def _nginx_conf(d: Path, workers: int, http_body: str) -> Path:
         f"http {{\n{temps}\n    default_type application/octet-stream;\n"
         # keepalive_requests: nginx closes a kept-alive connection after 1000 requests by
         # default; neither Varnish nor the appliance does, so it would be one more reconnect.
-        "    sendfile on;\n    tcp_nopush on;\n    keepalive_requests 1000000;\n"
+        # tcp_nopush stays off (nginx's default): with it, nginx-cache's 64 KiB hits waited
+        # ~40 ms each here (p50 44 ms, 1.2k req/s, against 1.2 ms and 29k without).
+        "    sendfile on;\n    keepalive_requests 1000000;\n"
         f"{http_body}}}\n")
     return conf
 
