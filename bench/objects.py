@@ -270,8 +270,8 @@ def miss_targets(targets: dict[str, srv.Target]) -> list[srv.Target]:
 def run(args: argparse.Namespace, tmp: Path, rows: list[dict[str, Any]],
         servers: dict[str, list[str]]) -> None:
     """Start the servers (their command lines into `servers`), then every hit run, then
-    every miss run, each appended to `rows`. Hits go first: the miss runs fill the caches with other URLs and
-    would evict the objects the hit rows need."""
+    every miss run, each appended to `rows`. Hits go first: the miss runs fill the
+    caches with other URLs and would evict the objects the hit rows need."""
     with contextlib.ExitStack() as stack:
         targets = start_all(args, tmp, stack)
         servers.update({t.label: t.cmd for t in targets.values()})
