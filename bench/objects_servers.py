@@ -211,8 +211,9 @@ def smartswitch_cached_target(server: core.Server, bucket_url: str) -> Target:
 
     bucket_url is that bucket's objects URL ("http://127.0.0.1:PORT/<bucket>/"); its
     keys must map to the origin's, so "<size>/<NNN>/m/<nonce>" reaches the origin as
-    the same path under /default/. Such buckets are not built yet: nothing calls this
-    so far, and the report says so instead of a miss row.
+    the same path under /default/. Such buckets are not built yet: objects.miss_targets
+    calls this once run() has such a bucket's URL to give it (the appliance started
+    with the bucket in its config); until then the report says so instead of a row.
     """
     return Target("smartswitch", bucket_url, server, "cached-bucket")
 
