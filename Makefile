@@ -11,9 +11,9 @@ APT_PACKAGES := build-essential pkg-config python3 python3-dev python3-venv \
 	liblmdb-dev lmdb-utils zlib1g-dev liburing-dev \
 	memcached libmemcached-tools libmemcached-dev nutcracker fio \
 	dpdk dpdk-dev libpcap-dev iproute2 ethtool tcpdump iputils-ping \
-	chromium netcat-openbsd curl awscli nginx-light
+	chromium netcat-openbsd curl awscli nginx-light varnish wrk
 
-.PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device bench-device-spdk bench-switch clean
+.PHONY: deps system-deps python-deps build run test bench bench-proxy bench-device bench-device-spdk bench-switch bench-objects clean
 
 deps: system-deps python-deps
 
@@ -63,6 +63,11 @@ bench-device-spdk: deps
 # Switch mode: the DPDK fast path vs dpdk-testpmd on net_pcap (root; bench/README.md).
 bench-switch: deps
 	$(PY) bench/switch.py
+
+# Object GETs: a SmartSwitch local bucket vs Varnish and nginx proxy_cache in front of an
+# nginx origin, hits and misses, under wrk (bench/README.md).
+bench-objects: deps
+	$(PY) bench/objects.py
 
 clean:
 	rm -rf build dist *.egg-info dataplane/_fastpath*.so dataplane/_fastpath.c
