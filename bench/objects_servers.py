@@ -183,7 +183,7 @@ def smartswitch_config(d: Path, workers: int, cache_mib: int) -> Path:
     """run.py's bench config (default.yaml, ephemeral memcached port, UDP and console off,
     a 2 GiB sparse file device under d) with objects on 127.0.0.1:0 and an objects hot
     tier of cache_mib, the memory Varnish is given."""
-    path = core.appliance_config(d, workers, 64, 2048)
+    path = core.appliance_config(d, workers, 64, 2048, objects=True)
     cfg: dict[str, Any] = yaml.safe_load(path.read_text())
     cfg["objects"].update({"listen": "127.0.0.1:0", "hot_tier": f"{cache_mib}MiB",
                            "buckets": [{"name": BUCKET, "kind": "local"}]})

@@ -287,12 +287,15 @@ def device_fio_iops(path: Path, args: argparse.Namespace) -> float | None:
 
 
 def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int,
-                     direct_io: bool = False) -> Path:
+                     direct_io: bool = False, objects: bool = False) -> Path:
     """Write the appliance's bench config, derived from configs/default.yaml.
 
     Only what the bench needs differs from the embedded default: an ephemeral
     TCP port, UDP off, no console, the worker count, the hot tier and a device sized for
-    the largest key space, everything under tmp.
+    the largest key space, everything under tmp. Without `objects` the memcached pool
+    has the whole device and nothing listens for objects (the memcached benches are
+    measured as before objects existed); with it, default.yaml's objects pool and
+    section stay, on an ephemeral port.
 
     Returns:
         The path of the written config.
@@ -311,6 +314,11 @@ def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int
     dev["size"] = f"{device_mib}MiB"
     if direct_io:
         dev["direct_io"] = True
+    if objects:
+        cfg["objects"]["listen"] = "127.0.0.1:0"  # 8081 may be taken
+    else:
+        cfg["objects"] = None
+        st["pools"] = [dict(p, size="100%") for p in st["pools"] if p["role"] == "memcached"]
     cfg["console"]["enabled"] = False  # not measured; and 8080 may be taken
     path = tmp / "smartswitch.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
