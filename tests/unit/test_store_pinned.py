@@ -49,7 +49,8 @@ def load_build() -> ModuleType:
 def sources(src: Path) -> list[Path]:
     """The store's files and what they call: the file device, hashes, buffers."""
     return sorted([*(src / "store").glob("*.c"), src / "device" / "ss_device_file.c",
-                   src / "common" / "ss_buf.c", src / "common" / "ss_hash.c"])
+                   src / "common" / "ss_buf.c", src / "common" / "ss_hash.c",
+                   src / "common" / "ss_crc32c.c"])
 
 
 @pytest.fixture(scope="module")

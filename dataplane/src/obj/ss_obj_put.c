@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "common/ss_base64.h"
+#include "common/ss_crc32c.h"
 #include "common/ss_clock.h"
 #include "server/ss_worker.h"
 #include "ss_obj_conn.h"
@@ -27,28 +28,6 @@
 static unsigned write_flags(const struct obj_conn *oc)
 {
     return oc->b->kind == SS_BUCKET_LOCAL ? SS_WRITE_PINNED : 0;
-}
-
-/* CRC-32C (Castagnoli, reflected 0x82F63B78), a table built once. */
-static uint32_t crc32c_table[256];
-static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
-
-static void crc32c_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t r = i;
-        for (int k = 0; k < 8; k++)
-            r = r & 1 ? (r >> 1) ^ 0x82f63b78u : r >> 1;
-        crc32c_table[i] = r;
-    }
-}
-
-static uint32_t crc32c_update(uint32_t crc, const char *p, size_t n)
-{
-    crc = ~crc;
-    while (n--)
-        crc = crc32c_table[(crc ^ (unsigned char)*p++) & 0xff] ^ (crc >> 8);
-    return ~crc;
 }
 
 /* Fields a PUT may set that GET sends back (S3 keeps the same ones). */
@@ -171,8 +150,6 @@ static int checksums(struct ss_conn *c, struct obj_conn *oc, const struct ss_htt
                 p->crc_in_trailer = 1;
             }
     }
-    if (p->crc_kind == 2)
-        pthread_once(&crc32c_once, crc32c_init);
     return 0;
 }
 
@@ -275,7 +252,7 @@ static int object_data(struct obj_conn *oc, const char *d, size_t n)
     if (p->crc_kind == 1)
         p->crc = (uint32_t)crc32_z(p->crc, (const unsigned char *)d, n);
     else if (p->crc_kind == 2)
-        p->crc = crc32c_update(p->crc, d, n);
+        p->crc = ss_crc32c(p->crc, d, n);
     p->size += n;
     while (n) {
         size_t take = cb - p->fill < n ? cb - p->fill : n;

@@ -140,7 +140,7 @@ static int copy_records(struct copy_run *r)
     for (uint32_t off = 0; off + sizeof(struct ss_record_hdr) <= seg_bytes;) {
         struct ss_record_hdr h;
         memcpy(&h, r->buf + off, sizeof(h));
-        if (h.magic != SS_RECORD_MAGIC || h.seg_gen != r->gen)
+        if (!ss_record_magic_ok(h.magic) || h.seg_gen != r->gen)
             break; /* the end of what this use of N wrote */
         uint32_t size = ss_record_size(h.nkey, h.nbytes);
         if (h.nkey == 0 || h.nbytes > seg_bytes || size > seg_bytes - off)

@@ -111,7 +111,7 @@ void ss_log_reclaim_records(struct ss_store *st, struct ss_index_txn *txn, uint3
     while (off + sizeof(struct ss_record_hdr) <= log->segment_bytes) {
         struct ss_record_hdr h;
         memcpy(&h, buf + off, sizeof(h));
-        if (h.magic != SS_RECORD_MAGIC || h.seg_gen != gen)
+        if (!ss_record_magic_ok(h.magic) || h.seg_gen != gen)
             break; /* end of what this use of the segment wrote */
         uint32_t size = ss_record_size(h.nkey, h.nbytes);
         if (h.nkey == 0 || size > log->segment_bytes - off)

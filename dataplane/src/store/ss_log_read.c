@@ -14,10 +14,23 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "common/ss_crc32c.h"
 #include "ss_store_internal.h"
 
 uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
                        const struct iovec *iov, int niov)
+{
+    uint32_t fixed[3] = {nbytes, flags, (uint32_t)nkey};
+    uint32_t crc = ss_crc32c(0, fixed, sizeof(fixed));
+    crc = ss_crc32c(crc, key, nkey);
+    for (int i = 0; i < niov; i++)
+        crc = ss_crc32c(crc, iov[i].iov_base, iov[i].iov_len);
+    return crc;
+}
+
+/* Records written before CRC-32C (magic "1SSR"). */
+static uint32_t record_crc_zlib(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
+                                const struct iovec *iov, int niov)
 {
     uint32_t fixed[3] = {nbytes, flags, (uint32_t)nkey};
     uLong crc = crc32(0L, Z_NULL, 0);
@@ -28,20 +41,27 @@ uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nb
     return (uint32_t)crc;
 }
 
+uint32_t ss_record_crc_as(uint32_t magic, const void *key, size_t nkey, uint32_t flags,
+                          uint32_t nbytes, const struct iovec *iov, int niov)
+{
+    return magic == SS_RECORD_MAGIC_ZLIB ? record_crc_zlib(key, nkey, flags, nbytes, iov, niov)
+                                         : ss_record_crc(key, nkey, flags, nbytes, iov, niov);
+}
+
 uint32_t ss_record_whole(const char *rec, uint32_t room, uint32_t gen)
 {
     struct ss_record_hdr h;
     if (room < sizeof(h))
         return 0;
     memcpy(&h, rec, sizeof(h));
-    if (h.magic != SS_RECORD_MAGIC || h.seg_gen != gen || h.nkey == 0 || h.nbytes > room)
+    if (!ss_record_magic_ok(h.magic) || h.seg_gen != gen || h.nkey == 0 || h.nbytes > room)
         return 0;
     uint32_t size = ss_record_size(h.nkey, h.nbytes);
     if (size > room)
         return 0;
     const char *key = rec + sizeof(h);
     struct iovec v = {.iov_base = (void *)(key + h.nkey), .iov_len = h.nbytes};
-    return ss_record_crc(key, h.nkey, h.flags, h.nbytes, &v, 1) == h.crc ? size : 0;
+    return ss_record_crc_as(h.magic, key, h.nkey, h.flags, h.nbytes, &v, 1) == h.crc ? size : 0;
 }
 
 /* Is rec the record of key that e points to, whole? 0 with t->value set, or -EBADMSG. */
@@ -51,11 +71,11 @@ static int verify_record(struct ss_store_thread *t, const void *key, size_t nkey
     struct ss_record_hdr h;
     memcpy(&h, rec, sizeof(h));
     const char *rkey = rec + sizeof(h);
-    if (h.magic != SS_RECORD_MAGIC || h.seg_gen != e->seg_gen || h.nkey != nkey ||
+    if (!ss_record_magic_ok(h.magic) || h.seg_gen != e->seg_gen || h.nkey != nkey ||
         h.nbytes != e->nbytes || memcmp(rkey, key, nkey) != 0)
         return -EBADMSG;
     struct iovec v = {.iov_base = (void *)(rkey + nkey), .iov_len = h.nbytes};
-    if (ss_record_crc(key, nkey, h.flags, h.nbytes, &v, 1) != h.crc)
+    if (ss_record_crc_as(h.magic, key, nkey, h.flags, h.nbytes, &v, 1) != h.crc)
         return -EBADMSG;
     t->value = rkey + nkey;
     t->value_len = h.nbytes;

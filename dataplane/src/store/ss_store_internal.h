@@ -46,7 +46,14 @@
 
 #define SS_SUPER_MAGIC   0x314c4f4f50535353ULL /* "SSSPOOL1" */
 #define SS_SUPER_BYTES   4096u                 /* segments start after this */
-#define SS_RECORD_MAGIC  0x52535331u           /* "1SSR" */
+/* A record's magic says how its checksum was made: CRC-32C for every record
+ * written now, zlib's CRC-32 for ones written before (still read). */
+#define SS_RECORD_MAGIC      0x52535332u       /* "2SSR": CRC-32C */
+#define SS_RECORD_MAGIC_ZLIB 0x52535331u       /* "1SSR": zlib's CRC-32 */
+static inline int ss_record_magic_ok(uint32_t magic)
+{
+    return magic == SS_RECORD_MAGIC || magic == SS_RECORD_MAGIC_ZLIB;
+}
 #define SS_RECORD_ALIGN  8u
 
 struct ss_superblock {
@@ -480,6 +487,9 @@ int ss_log_reclaim_locked(struct ss_store *st, struct ss_index_txn *txn, uint32_
 int ss_log_resize(struct ss_store *st, struct ss_counters *ctr, uint64_t new_bytes, int shrink);
 
 /* ss_log_read.c */
+/* The checksum a record with this magic carries (ss_record_crc for new ones). */
+uint32_t ss_record_crc_as(uint32_t magic, const void *key, size_t nkey, uint32_t flags,
+                          uint32_t nbytes, const struct iovec *iov, int niov);
 uint32_t ss_record_crc(const void *key, size_t nkey, uint32_t flags, uint32_t nbytes,
                        const struct iovec *iov, int niov);
 /* The size of the whole, checksummed record of use `gen` at rec (room
