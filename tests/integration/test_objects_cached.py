@@ -186,3 +186,30 @@ def test_an_s3_bucket_caches_an_s3_compatible_endpoint(tmp_path: Path) -> None:
     finally:
         srv.terminate()
         s3.stop()
+
+
+def test_a_copy_whose_chunks_were_evicted_is_fetched_again(tmp_path: Path,
+                                                           origin: Origin) -> None:
+    """Cached copies are evicted oldest first, chunks before their metadata: a copy
+    that lost its chunks is a miss again, never a 200 without its body."""
+    bodies = {f"e{i}.bin": os.urandom(512 * 1024) for i in range(16)}
+    for name, body in bodies.items():
+        (origin.www / name).write_bytes(body)
+    (origin.www / "churn").mkdir()
+    for i in range(150):
+        (origin.www / "churn" / f"{i}.bin").write_bytes(os.urandom(512 * 1024))
+    spec = {"name": "web", "kind": "http", "origin": origin.url, "default_ttl": "3600s"}
+    srv, port = start_objects(objects_config(tmp_path, objects_size="48MiB",
+                                             chunk_size="256KiB",
+                                             buckets=("default", spec)))
+    try:
+        for name, body in bodies.items():
+            assert request(port, "GET", f"/web/{name}")[2] == body
+        for i in range(150):  # 75 MiB of other misses through a 48 MiB pool
+            assert request(port, "GET", f"/web/churn/{i}.bin")[0] == 200
+        for name, body in bodies.items():
+            status, _, got = request(port, "GET", f"/web/{name}")
+            assert (status, got) == (200, body), name
+        assert len(origin.fetches("e0.bin")) == 2  # fetched again, once
+    finally:
+        srv.terminate()

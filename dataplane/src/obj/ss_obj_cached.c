@@ -46,43 +46,76 @@ static void wait_remove(struct ss_obj_worker *ow, struct obj_conn *oc)
     oc->wnext = oc->wprev = NULL;
 }
 
-/* The stale copy in oc->meta_buf may be served when the origin fails. */
+/* The Cache-Control the origin sent with a stored copy (kept in its fields). */
+static void stored_cache_control(const struct obj_meta *m, struct ss_http_cache_control *cc)
+{
+    ss_http_cache_control_init(cc);
+    const char *p = m->fields, *end = m->fields + m->fields_len;
+    while (p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (!eol)
+            break;
+        if (eol - p > 14 && strncasecmp(p, "cache-control:", 14) == 0)
+            ss_http_cache_control_parse(p + 14, (size_t)(eol - p - 14), cc);
+        p = eol + 2;
+    }
+}
+
+/* The stale copy may be served when the origin fails. */
 static int stale_if_error(const struct obj_meta *m, int64_t now)
 {
     struct ss_http_cache_control cc;
-    ss_http_cache_control_init(&cc);
-    const char *p = m->fields, *end = m->fields + m->fields_len;
-    while (p < end) {
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!eol)
-            break;
-        if (eol - p > 14 && strncasecmp(p, "cache-control:", 14) == 0)
-            ss_http_cache_control_parse(p + 14, (size_t)(eol - p - 14), &cc);
-        p = eol + 2;
-    }
+    stored_cache_control(m, &cc);
     return cc.stale_if_error >= 0 && now - m->expires_at <= cc.stale_if_error;
 }
 
+/* The stale copy may be served while it is revalidated. */
 static int stale_while_revalidate(const struct obj_meta *m, int64_t now)
 {
     struct ss_http_cache_control cc;
-    ss_http_cache_control_init(&cc);
-    const char *p = m->fields, *end = m->fields + m->fields_len;
-    while (p < end) {
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!eol)
-            break;
-        if (eol - p > 14 && strncasecmp(p, "cache-control:", 14) == 0)
-            ss_http_cache_control_parse(p + 14, (size_t)(eol - p - 14), &cc);
-        p = eol + 2;
-    }
+    stored_cache_control(m, &cc);
     return cc.stale_while_revalidate >= 0 &&
            now - m->expires_at <= cc.stale_while_revalidate;
 }
 
+/*
+ * A cached copy is whole only while its chunks are in the store: a cache's
+ * items are evicted oldest first, and a copy's chunks are written before its
+ * metadata, so its first chunk goes first. A copy without it is forgotten,
+ * and the request is a miss (never a 200 with no body).
+ */
+static int whole(struct obj_conn *oc, const struct obj_meta *m)
+{
+    if (m->size == 0)
+        return 1;
+    struct ss_store_thread *t = &oc->ow->st;
+    unsigned char key[OBJ_CHUNK_KEY_LEN];
+    obj_chunk_key(m->version, 0, key);
+    struct ss_item it;
+    ss_store_lock(t, key, sizeof(key));
+    int rc = ss_store_find(t, key, sizeof(key), &it, SS_FIND_NO_BUMP);
+    ss_store_unlock(t);
+    if (rc == 0)
+        return 1;
+    unsigned char mkey[OBJ_META_KEY_LEN];
+    obj_meta_key(oc->name, oc->key_off - 1, oc->name + oc->key_off,
+                 oc->name_len - oc->key_off, mkey);
+    ss_store_lock(t, mkey, sizeof(mkey));
+    ss_store_forget(t, mkey, sizeof(mkey));
+    ss_store_unlock(t);
+    atomic_fetch_sub_explicit(&oc->b->stats.objects, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&oc->b->stats.object_bytes, m->size, memory_order_relaxed);
+    return 0;
+}
+
 static int lookup(struct obj_conn *oc, struct obj_meta *m)
 {
-    return obj_lookup_held(oc, m); /* obj_serve releases it unless a body streams */
+    int rc = obj_lookup_held(oc, m); /* obj_serve releases it unless a body streams */
+    if (rc == 0 && !whole(oc, m)) {
+        obj_release(oc);
+        return -ENOENT;
+    }
+    return rc;
 }
 
 /* Join the fetch for this object, or start one. 0, or -errno. */

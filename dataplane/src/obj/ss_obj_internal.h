@@ -235,6 +235,12 @@ void obj_doom(struct ss_obj *o, uint64_t version, uint32_t nchunks);
  * changed the stripe). 0 or -errno. */
 int obj_put_item(struct ss_store_thread *t, const void *key, size_t nkey,
                  const struct iovec *iov, int niov, unsigned flags);
+/* Make m bucket b's current version of its object: encode it, write it in
+ * place of the metadata item there now (read and replaced under one lock,
+ * so two writers each doom exactly the version they replaced), doom that
+ * version's chunks and move the bucket's gauges. 0 or -errno. */
+int obj_meta_replace(struct ss_store_thread *t, struct ss_obj *o, struct obj_bucket *b,
+                     const struct obj_meta *m, unsigned flags);
 /* Bound on those retries: each means another thread wrote meanwhile. */
 #define OBJ_WRITE_RETRIES 64
 /* Delete chunks [from, n) of version now (an aborted PUT, purges). */

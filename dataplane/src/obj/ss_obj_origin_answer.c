@@ -126,36 +126,10 @@ void org_complete(struct ss_obj_worker *ow, struct obj_origin *org)
                              .name = org->name, .name_len = org->name_len,
                              .etag = f->etag, .etag_len = strlen(f->etag),
                              .fields = f->fields, .fields_len = f->fields_len};
-        static _Thread_local char buf[OBJ_META_MAX];
-        static _Thread_local char old_buf[OBJ_META_MAX];
-        long len = obj_meta_encode(&m, buf, sizeof(buf));
-        struct obj_meta old;
-        struct ss_store_thread *t = &ow->st;
-        size_t nb = org->key_off - 1;
-        struct iovec iov = {buf, len > 0 ? (size_t)len : 0};
-        int had = 0, rc = len > 0 ? -EAGAIN : -1;
-        for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
-            struct ss_item it = {0};
-            ss_store_lock(t, f->mkey, OBJ_META_KEY_LEN);
-            had = obj_meta_find_locked(t, f->mkey, org->name, nb, org->name + org->key_off,
-                                       org->name_len - org->key_off, &old, old_buf,
-                                       sizeof(old_buf)) == 0;
-            rc = ss_store_write(t, f->mkey, OBJ_META_KEY_LEN, &it, &iov, 1, 0);
-            ss_store_unlock(t);
-        }
-        struct obj_bucket_stats *bs = &f->b->stats;
-        if (rc == 0) {
-            if (had) {
-                obj_doom(ow->o, old.version, obj_nchunks(old.size, old.chunk_bytes));
-                atomic_fetch_sub_explicit(&bs->objects, 1, memory_order_relaxed);
-                atomic_fetch_sub_explicit(&bs->object_bytes, old.size, memory_order_relaxed);
-            }
-            atomic_fetch_add_explicit(&bs->objects, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&bs->object_bytes, org->total, memory_order_relaxed);
-            atomic_fetch_add_explicit(&bs->bytes_in, org->total, memory_order_relaxed);
-        } else {
+        if (obj_meta_replace(&ow->st, ow->o, f->b, &m, 0) == 0)
+            atomic_fetch_add_explicit(&f->b->stats.bytes_in, org->total, memory_order_relaxed);
+        else
             org->cacheable = 0;
-        }
     }
     if (!org->cacheable) /* served to the waiters, then gone */
         obj_doom(ow->o, f->version, org->chunks);
@@ -283,35 +257,7 @@ static int commit_written(struct ss_obj_worker *ow, struct obj_origin *org)
                          .name_len = org->name_len, .etag = f->etag,
                          .etag_len = strlen(f->etag), .fields = f->fields,
                          .fields_len = f->fields_len};
-    static _Thread_local char buf[OBJ_META_MAX];
-    static _Thread_local char old_buf[OBJ_META_MAX];
-    long len = obj_meta_encode(&m, buf, sizeof(buf));
-    if (len < 0)
-        return -ENOSPC;
-    struct obj_meta old;
-    struct iovec iov = {buf, (size_t)len};
-    size_t nb = org->key_off - 1;
-    int had = 0, rc = -EAGAIN;
-    for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
-        struct ss_item it = {0};
-        ss_store_lock(t, f->mkey, OBJ_META_KEY_LEN);
-        had = obj_meta_find_locked(t, f->mkey, org->name, nb, org->name + org->key_off,
-                                   org->name_len - org->key_off, &old, old_buf,
-                                   sizeof(old_buf)) == 0;
-        rc = ss_store_write(t, f->mkey, OBJ_META_KEY_LEN, &it, &iov, 1, 0);
-        ss_store_unlock(t);
-    }
-    if (rc)
-        return rc;
-    struct obj_bucket_stats *bs = &org->b->stats;
-    if (had) {
-        obj_doom(ow->o, old.version, obj_nchunks(old.size, old.chunk_bytes));
-        atomic_fetch_sub_explicit(&bs->objects, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&bs->object_bytes, old.size, memory_order_relaxed);
-    }
-    atomic_fetch_add_explicit(&bs->objects, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&bs->object_bytes, (uint64_t)f->size, memory_order_relaxed);
-    return 0;
+    return obj_meta_replace(t, ow->o, org->b, &m, 0);
 }
 
 /* The local copy goes: the origin no longer has the object. */

@@ -59,6 +59,45 @@ int obj_put_item(struct ss_store_thread *t, const void *key, size_t nkey,
     return rc;
 }
 
+int obj_meta_replace(struct ss_store_thread *t, struct ss_obj *o, struct obj_bucket *b,
+                     const struct obj_meta *m, unsigned flags)
+{
+    static _Thread_local char buf[OBJ_META_MAX];
+    static _Thread_local char old_buf[OBJ_META_MAX];
+    long len = obj_meta_encode(m, buf, sizeof(buf));
+    if (len < 0)
+        return (int)len;
+    unsigned char mkey[OBJ_META_KEY_LEN];
+    size_t nb = b->name_len;
+    const char *key = m->name + nb + 1;
+    size_t nkey = m->name_len - nb - 1;
+    obj_meta_key(m->name, nb, key, nkey, mkey);
+    struct iovec iov = {buf, (size_t)len};
+    struct obj_meta old;
+    int had = 0, rc = -EAGAIN;
+    for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
+        struct ss_item it = {0};
+        ss_store_lock(t, mkey, sizeof(mkey));
+        had = obj_meta_find_locked(t, mkey, m->name, nb, key, nkey, &old, old_buf,
+                                   sizeof(old_buf)) == 0;
+        rc = ss_store_write(t, mkey, sizeof(mkey), &it, &iov, 1, flags);
+        ss_store_unlock(t);
+    }
+    if (rc)
+        return rc;
+    struct obj_bucket_stats *bs = &b->stats;
+    if (had && old.version != m->version) {
+        obj_doom(o, old.version, obj_nchunks(old.size, old.chunk_bytes));
+        atomic_fetch_sub_explicit(&bs->objects, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&bs->object_bytes, old.size, memory_order_relaxed);
+    }
+    if (!had || old.version != m->version) {
+        atomic_fetch_add_explicit(&bs->objects, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bs->object_bytes, m->size, memory_order_relaxed);
+    }
+    return 0;
+}
+
 void obj_doom(struct ss_obj *o, uint64_t version, uint32_t nchunks)
 {
     struct obj_doomed *d = malloc(sizeof(*d));

@@ -354,41 +354,15 @@ static int finish(struct ss_conn *c, struct obj_conn *oc)
                          .fields_len = p->fields_len};
     m.stored_at = m.mtime;
     memcpy(m.md5, md5, 16);
-    long len = obj_meta_encode(&m, oc->meta_buf, sizeof(oc->meta_buf));
-    if (len < 0)
-        return fail(c, oc, 400, "MetadataTooLarge", "the object's fields do not fit");
     struct ss_store_thread *t = &oc->ow->st;
-    size_t nbucket = oc->key_off - 1;
-    const char *key = oc->name + oc->key_off;
-    size_t nkey = oc->name_len - oc->key_off;
-    unsigned char mkey[OBJ_META_KEY_LEN];
-    obj_meta_key(oc->name, nbucket, key, nkey, mkey);
-    /* The old version is read and replaced under one lock: two PUTs of one
-     * key each doom exactly the version they replaced. */
-    static _Thread_local char old_buf[OBJ_META_MAX];
-    struct obj_meta old;
-    struct iovec iov = {oc->meta_buf, (size_t)len};
-    int had = 0, rc = -EAGAIN;
-    for (int i = 0; i < OBJ_WRITE_RETRIES && rc == -EAGAIN; i++) {
-        struct ss_item it = {0};
-        ss_store_lock(t, mkey, sizeof(mkey));
-        had = obj_meta_find_locked(t, mkey, oc->name, nbucket, key, nkey, &old, old_buf,
-                                   sizeof(old_buf)) == 0;
-        rc = ss_store_write(t, mkey, sizeof(mkey), &it, &iov, 1, write_flags(oc));
-        ss_store_unlock(t);
-    }
+    int rc = obj_meta_replace(t, o, oc->b, &m, write_flags(oc));
+    if (rc == -ENOSPC && obj_meta_encode(&m, oc->meta_buf, sizeof(oc->meta_buf)) < 0)
+        return fail(c, oc, 400, "MetadataTooLarge", "the object's fields do not fit");
     if (rc)
         return fail(c, oc, rc == -ENOSPC ? 507 : 500, rc == -ENOSPC ? "InsufficientStorage"
                     : "InternalError", rc == -ENOSPC ? "the objects pool is full"
                     : "the object could not be stored");
     struct obj_bucket_stats *bs = &oc->b->stats;
-    if (had) {
-        obj_doom(o, old.version, obj_nchunks(old.size, old.chunk_bytes));
-        atomic_fetch_sub_explicit(&bs->objects, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&bs->object_bytes, old.size, memory_order_relaxed);
-    }
-    atomic_fetch_add_explicit(&bs->objects, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&bs->object_bytes, p->size, memory_order_relaxed);
     atomic_fetch_add_explicit(&bs->puts, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&bs->bytes_in, p->size, memory_order_relaxed);
     oc->phase = OBJ_IDLE;
