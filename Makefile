@@ -64,8 +64,8 @@ bench-device-spdk: deps
 bench-switch: deps
 	$(PY) bench/switch.py
 
-# Object GETs: a SmartSwitch local bucket vs Varnish and nginx proxy_cache in front of an
-# nginx origin, hits and misses, under wrk (bench/README.md).
+# Object GETs: a SmartSwitch cached bucket (and a local one) vs Varnish and nginx
+# proxy_cache in front of an nginx origin, hits and misses, under wrk (bench/README.md).
 bench-objects: deps
 	$(PY) bench/objects.py
 

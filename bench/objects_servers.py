@@ -1,5 +1,6 @@
 """The servers of bench/objects.py: an nginx origin, Varnish and nginx proxy_cache in
-front of it, and the appliance serving the same objects from a local bucket.
+front of it, and the appliance with two buckets: a cached bucket (kind: http) in front of
+the same origin, and a local bucket holding the same objects as the store of record.
 
 Each start_* function writes its server's config under a temp dir, starts it in the
 foreground on a free loopback port, waits until it answers and returns a `Target`;
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import json
 import os
 import re
 import shutil
@@ -26,11 +28,14 @@ import run as core  # noqa: E402  (bench/run.py: Server, ports, the appliance's 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 VARNISHD = shutil.which("varnishd") or "/usr/sbin/varnishd"
 VARNISHSTAT = shutil.which("varnishstat") or "/usr/bin/varnishstat"
-BUCKET = "default"
+# The origin serves object NNN of a size at /default/<size>/<NNN>; Varnish and nginx-cache
+# pass paths through, the appliance's cached bucket maps /cached/<key> to /default/<key>.
+ORIGIN_DIR = "default"
+LOCAL_BUCKET = "local"
+CACHED_BUCKET = "cached"
 START_TIMEOUT_S = 30.0
 NUKE_LIMIT = 10_000
 HTTP_TIMEOUT_S = 30.0
-_OBJECTS_URL = re.compile(r"objects=(http://\S+/)")
 
 
 @dataclasses.dataclass
@@ -38,13 +43,16 @@ class Target:
     """One server the load generator is pointed at.
 
     Attributes:
-        label: the row's name (nginx-origin, varnish, nginx-cache, smartswitch).
+        label: the row's name (nginx-origin, varnish, nginx-cache, smartswitch-cache,
+            smartswitch-local).
         base: the URL of the bucket; object NNN of a size is base + "<size>/<NNN>".
         server: the process (tree) answering; its CPU is what the row charges.
         cache: what hit evidence it gives: "varnish" (varnishstat, X-Varnish, Age),
             "nginx" (X-Cache-Status), "origin" (it is the origin), "local" (the
             store of record), "cached-bucket" (a SmartSwitch cache of the origin).
         varnish_dir: varnishd's -n directory, for varnishstat.
+        stats_url: the appliance console's URL of the bucket (its figures), for
+            bucket_stats.
         cmd: the command line it was started with (for the report).
     """
 
@@ -53,6 +61,7 @@ class Target:
     server: core.Server
     cache: str
     varnish_dir: Path | None = None
+    stats_url: str | None = None
     cmd: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -69,7 +78,7 @@ def object_names(sizes: dict[str, int], count: int) -> list[tuple[str, int]]:
 def write_docroot(root: Path, sizes: dict[str, int], count: int) -> None:
     """Random bytes (incompressible) for each object, at root/<bucket>/<size>/<NNN>."""
     for key, size in object_names(sizes, count):
-        path = root / BUCKET / key
+        path = root / ORIGIN_DIR / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(size))
 
@@ -126,7 +135,7 @@ def start_origin(d: Path, docroot: Path, workers: int) -> Target:
         "        location / {\n            rewrite ^(.+)/m/[^/]+$ $1 break;\n        }\n"
         "    }\n")
     server, cmd = _start_nginx(d, _nginx_conf(d, workers, body), port, "nginx-origin")
-    return Target("nginx-origin", f"http://127.0.0.1:{port}/{BUCKET}/", server, "origin",
+    return Target("nginx-origin", f"http://127.0.0.1:{port}/{ORIGIN_DIR}/", server, "origin",
                   cmd=cmd)
 
 
@@ -146,7 +155,8 @@ def start_nginx_cache(d: Path, origin: Target, workers: int, cache_mib: int) -> 
         "            add_header X-Cache-Status $upstream_cache_status always;\n"
         "        }\n    }\n")
     server, cmd = _start_nginx(d, _nginx_conf(d, workers, body), port, "nginx-cache")
-    return Target("nginx-cache", f"http://127.0.0.1:{port}/{BUCKET}/", server, "nginx", cmd=cmd)
+    return Target("nginx-cache", f"http://127.0.0.1:{port}/{ORIGIN_DIR}/", server, "nginx",
+                  cmd=cmd)
 
 
 def start_varnish(d: Path, origin: Target, cache_mib: int) -> Target:
@@ -175,47 +185,64 @@ def start_varnish(d: Path, origin: Target, cache_mib: int) -> Target:
     except core.BenchError as e:
         server.stop()
         raise core.BenchError(f"varnish: {e}\n{server.log_tail()}") from e
-    return Target("varnish", f"http://127.0.0.1:{port}/{BUCKET}/", server, "varnish",
+    return Target("varnish", f"http://127.0.0.1:{port}/{ORIGIN_DIR}/", server, "varnish",
                   varnish_dir=d / "n", cmd=cmd)
 
 
-def smartswitch_config(d: Path, workers: int, cache_mib: int) -> Path:
-    """run.py's bench config (default.yaml, ephemeral memcached port, UDP and console off,
-    a 2 GiB sparse file device under d) with objects on 127.0.0.1:0 and an objects hot
-    tier of cache_mib, the memory Varnish is given."""
+def smartswitch_config(d: Path, workers: int, cache_mib: int, origin: Target) -> Path:
+    """run.py's bench config (default.yaml, ephemeral memcached port, UDP off, a 2 GiB
+    sparse file device under d) with objects on 127.0.0.1:0, an objects hot tier of
+    cache_mib (the memory Varnish is given) and two buckets: CACHED_BUCKET, a cache of
+    the origin's ORIGIN_DIR, and LOCAL_BUCKET. The console is on (127.0.0.1:0) for the
+    buckets' figures (GET /api/v1/buckets/NAME), read between runs only."""
     path = core.appliance_config(d, workers, 64, 2048, objects=True)
     cfg: dict[str, Any] = yaml.safe_load(path.read_text())
+    cfg["console"].update({"enabled": True, "listen": "127.0.0.1:0"})
+    buckets = [
+        # default_ttl is not what keeps the copies fresh: the origin's max-age=3600 is.
+        {"name": CACHED_BUCKET, "kind": "http",
+         "origin": f"http://127.0.0.1:{origin.port}/{ORIGIN_DIR}/", "default_ttl": "3600s"},
+        {"name": LOCAL_BUCKET, "kind": "local"}]
     cfg["objects"].update({"listen": "127.0.0.1:0", "hot_tier": f"{cache_mib}MiB",
-                           "buckets": [{"name": BUCKET, "kind": "local"}]})
+                           "buckets": buckets})
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
 
-def start_smartswitch(d: Path, python: str, workers: int, cache_mib: int) -> Target:
-    """The appliance (`python -m appliance run`); its objects URL from the ready line."""
-    d.mkdir()
-    cfg = smartswitch_config(d, workers, cache_mib)
-    server = core.start_appliance(python, cfg, d)
-    found = _OBJECTS_URL.findall(server.log.read_text(errors="replace"))
+def _ready_url(server: core.Server, key: str) -> str:
+    """The URL the ready line gives for key (objects=, console=)."""
+    found = re.findall(rf"\b{key}=(http://\S+/)", server.log.read_text(errors="replace"))
     if not found:
         server.stop()
-        raise core.BenchError(f"smartswitch: no objects=http://... in its ready line\n"
+        raise core.BenchError(f"smartswitch: no {key}=http://.../ in its ready line\n"
                               f"{server.log_tail()}")
-    url = found[-1]
-    return Target("smartswitch", f"{url}{BUCKET}/", server, "local",
-                  cmd=[python, "-m", "appliance", "run", "--config", str(cfg)])
+    return found[-1]
 
 
-def smartswitch_cached_target(server: core.Server, bucket_url: str) -> Target:
-    """A SmartSwitch bucket that caches the origin (kind: http), for the miss rows.
+def start_smartswitch(d: Path, python: str, workers: int, cache_mib: int,
+                      origin: Target) -> tuple[Target, Target]:
+    """The appliance (`python -m appliance run`): its cached bucket and its local bucket,
+    one process, URLs from the ready line."""
+    d.mkdir()
+    cfg = smartswitch_config(d, workers, cache_mib, origin)
+    server = core.start_appliance(python, cfg, d)
+    url, console = _ready_url(server, "objects"), _ready_url(server, "console")
+    cmd = [python, "-m", "appliance", "run", "--config", str(cfg)]
+    local = Target("smartswitch-local", f"{url}{LOCAL_BUCKET}/", server, "local", cmd=cmd,
+                   stats_url=f"{console}api/v1/buckets/{LOCAL_BUCKET}")
+    return smartswitch_cached_target(local, f"{url}{CACHED_BUCKET}/",
+                                     f"{console}api/v1/buckets/{CACHED_BUCKET}"), local
 
-    bucket_url is that bucket's objects URL ("http://127.0.0.1:PORT/<bucket>/"); its
-    keys must map to the origin's, so "<size>/<NNN>/m/<nonce>" reaches the origin as
-    the same path under /default/. Such buckets are not built yet: objects.miss_targets
-    calls this once run() has such a bucket's URL to give it (the appliance started
-    with the bucket in its config); until then the report says so instead of a row.
+
+def smartswitch_cached_target(local: Target, bucket_url: str, stats_url: str) -> Target:
+    """The appliance's bucket that caches the origin (kind: http), beside `local`.
+
+    bucket_url is that bucket's objects URL ("http://127.0.0.1:PORT/cached/"); its keys
+    map to the origin's, "<size>/<NNN>/m/<nonce>" reaching the origin as the same path
+    under /default/, so the origin's /m/ rewrite makes its misses real fetches too.
     """
-    return Target("smartswitch", bucket_url, server, "cached-bucket")
+    return dataclasses.replace(local, label="smartswitch-cache", base=bucket_url,
+                               cache="cached-bucket", stats_url=stats_url)
 
 
 def put_objects(t: Target, docroot: Path, sizes: dict[str, int], count: int) -> None:
@@ -224,7 +251,7 @@ def put_objects(t: Target, docroot: Path, sizes: dict[str, int], count: int) -> 
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=HTTP_TIMEOUT_S)
     try:
         for key, _ in object_names(sizes, count):
-            body = (docroot / BUCKET / key).read_bytes()
+            body = (docroot / ORIGIN_DIR / key).read_bytes()
             conn.request("PUT", f"{u.path}{key}", body=body,
                          headers={"Content-Type": "application/octet-stream"})
             r = conn.getresponse()
@@ -235,8 +262,9 @@ def put_objects(t: Target, docroot: Path, sizes: dict[str, int], count: int) -> 
         conn.close()
 
 
-def get_all(t: Target, sizes: dict[str, int], count: int) -> None:
-    """GET every object once through t (this is what warms a cache); check each body."""
+def get_all(t: Target, docroot: Path, sizes: dict[str, int], count: int) -> None:
+    """GET every object once through t (this is what warms a cache); each body must be
+    the docroot's file, byte for byte."""
     u = urllib.parse.urlsplit(t.base)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=HTTP_TIMEOUT_S)
     try:
@@ -244,28 +272,52 @@ def get_all(t: Target, sizes: dict[str, int], count: int) -> None:
             conn.request("GET", f"{u.path}{key}")
             r = conn.getresponse()
             body = r.read()
-            if r.status != 200 or len(body) != size:
+            if r.status != 200 or body != (docroot / ORIGIN_DIR / key).read_bytes():
                 raise core.BenchError(f"{t.label}: GET {u.path}{key} -> {r.status}, "
-                                      f"{len(body)} of {size} bytes")
+                                      f"{len(body)} of {size} bytes"
+                                      + (", not the origin's" if len(body) == size else ""))
     finally:
         conn.close()
 
 
-def probe(t: Target, path: str) -> dict[str, str]:
-    """One GET of path through t: its status and the headers that tell a hit."""
+def probe(t: Target, path: str, expect: bytes) -> dict[str, str]:
+    """One GET of path through t: its status, whether its body is `expect` ("body":
+    "same" or "differs"), and the headers that tell a hit."""
     u = urllib.parse.urlsplit(t.base)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=HTTP_TIMEOUT_S)
     try:
         conn.request("GET", f"{u.path}{path}")
         r = conn.getresponse()
-        r.read()
-        out = {"status": str(r.status)}
+        out = {"status": str(r.status), "body": "same" if r.read() == expect else "differs"}
         for name in ("X-Varnish", "Age", "X-Cache-Status"):
             if r.getheader(name) is not None:
                 out[name] = r.getheader(name, "")
         return out
     finally:
         conn.close()
+
+
+BUCKET_FIELDS = ("requests", "hits", "misses", "errors", "origin_fetches", "collapsed_fetches",
+                 "revalidations")
+
+
+def bucket_stats(t: Target) -> dict[str, int]:
+    """The appliance bucket's request, hit, miss, error and fetch counters (empty for
+    other servers), from the console's GET /api/v1/buckets/NAME."""
+    if t.stats_url is None:
+        return {}
+    u = urllib.parse.urlsplit(t.stats_url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=HTTP_TIMEOUT_S)
+    try:
+        conn.request("GET", u.path)
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200:
+            raise core.BenchError(f"{t.label}: GET {t.stats_url} -> {r.status}: {body[:200]!r}")
+    finally:
+        conn.close()
+    figures = json.loads(body)
+    return {k: int(figures[k]) for k in BUCKET_FIELDS}
 
 
 VARNISH_FIELDS = ("MAIN.client_req", "MAIN.cache_hit", "MAIN.cache_miss", "MAIN.fetch_failed",
