@@ -29,6 +29,7 @@ from .helpers.procs import Server, start_appliance, tail
 pytestmark = [pytest.mark.netns, pytest.mark.dpdk]
 
 MC = 11211
+OBJECTS_PORT = 8081
 
 
 def _switch_built() -> str:
@@ -64,10 +65,18 @@ def switch_config(tmp: Path, lab: Lab, rewrite: str, storage: dict[str, Any] | N
         "storage": {
             "dir": str(var), "hot_tier": storage.get("hot_tier", "8MiB"),
             "devices": [device],
-            "pools": [{"name": "items", "device": "local", "size": "100%",
-                       "segment_size": storage.get("segment_size", "4MiB")}],
+            "pools": [{"name": "items", "device": "local",
+                       "size": "50%" if storage.get("objects") else "100%",
+                       "segment_size": storage.get("segment_size", "4MiB")}]
+                     + ([{"name": "objects", "device": "local", "size": "45%",
+                          "role": "objects", "segment_size": "4MiB"}]
+                        if storage.get("objects") else []),
             **({"spdk": {"mode": "embedded"}} if "spdk_image" in storage else {}),
         },
+        # Object requests on the service address: a kernel listener, reached through
+        # the exception path like TCP memcached.
+        **({"objects": {"listen": f"{VIP}:{OBJECTS_PORT}", "buckets": [{"name": "default"}]}}
+           if storage.get("objects") else {}),
         "backends": [{"name": f"b{i}", "host": a, "port": MC}
                      for i, a in enumerate(lab.backends)],
         "dataplane": {"mode": "dpdk", "dpdk": {
