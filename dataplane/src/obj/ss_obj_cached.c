@@ -172,6 +172,12 @@ int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_
     /* The head is parsed again when the fetch moves on (req points into the
      * read buffer, which the server may reuse meanwhile). */
     memcpy(oc->head, c->rbuf + c->rpos, oc->head_len);
+    /* Only a GET with no range and no preconditions streams from the fetch;
+     * the others wait for the whole object and are served from the store. */
+    oc->plain_get = req->method == SS_HTTP_M_GET && !ss_http_header(req, "range") &&
+                    !ss_http_header(req, "if-match") && !ss_http_header(req, "if-none-match") &&
+                    !ss_http_header(req, "if-modified-since") &&
+                    !ss_http_header(req, "if-unmodified-since");
     if (join_fill(oc, oc->have_stale ? &m : NULL)) {
         obj_error(c, oc, 503, "SlowDown", "out of memory for the fetch; retry", 1);
         return 0;
@@ -188,6 +194,16 @@ static void drop_fill(struct obj_conn *oc)
     if (oc->fill)
         obj_fill_put(obj_of(oc), oc->fill);
     oc->fill = NULL;
+}
+
+/* The waiting request's head again (req points into oc->head, the copy
+ * taken when it began to wait: the read buffer may hold other bytes now). */
+static void reparse(struct obj_conn *oc, struct ss_http_req *req)
+{
+    const struct ss_objects_settings *s = &obj_of(oc)->s;
+    struct ss_http_limits lim = {s->max_head_bytes, s->max_fields, s->max_uri_bytes};
+    if (ss_http_parse_head(oc->head, oc->head_len, &lim, req) <= 0)
+        memset(req, 0, sizeof(*req)); /* parsed before: cannot happen */
 }
 
 /* The head of a body streamed from the fetch (its length known or not). */
@@ -254,25 +270,20 @@ static int advance(struct ss_conn *c, struct obj_conn *oc)
     if (oc->upload)
         return write_answered(c, oc, state, status);
     struct ss_http_req req;
-    const struct ss_objects_settings *s = &o->s;
-    struct ss_http_limits lim = {s->max_head_bytes, s->max_fields, s->max_uri_bytes};
-    int plain = ss_http_parse_head(oc->head, oc->head_len, &lim, &req) > 0 &&
-                req.method == SS_HTTP_M_GET && !ss_http_header(&req, "range") &&
-                !ss_http_header(&req, "if-match") && !ss_http_header(&req, "if-none-match") &&
-                !ss_http_header(&req, "if-modified-since") &&
-                !ss_http_header(&req, "if-unmodified-since");
     if (state == FILL_FAILED) {
         drop_fill(oc);
         oc->phase = OBJ_IDLE;
+        reparse(oc, &req);
         answer_failure(c, oc, status, &req);
         return 1;
     }
+    int plain = oc->plain_get;
     if (state == FILL_FRESH || (state == FILL_DONE && !plain && !oc->fill_head_sent)) {
         struct obj_meta m;
         drop_fill(oc);
         oc->phase = OBJ_IDLE;
         if (lookup(oc, &m) == 0)
-            return obj_serve(c, oc, &req, &m), 1;
+            return reparse(oc, &req), obj_serve(c, oc, &req, &m), 1;
         /* Not stored (no-store, or private): what the origin sent, whole. */
         obj_error(c, oc, 502, "BadGateway", "the origin's answer may not be stored, and "
                   "this request needs a stored copy", 1);
@@ -280,15 +291,9 @@ static int advance(struct ss_conn *c, struct obj_conn *oc)
     }
     if (!plain && !oc->fill_head_sent)
         return 0; /* wait for the whole object */
-    if (!oc->fill_head_sent) {
-        if (oc->head_only) {
-            stream_head(c, oc, size);
-            drop_fill(oc);
-            oc->phase = OBJ_IDLE;
-            return 1;
-        }
+    if (!oc->fill_head_sent)
         stream_head(c, oc, size); /* out now: the body follows as it is stored */
-    } else if (oc->g_pos >= committed && state != FILL_DONE) {
+    else if (oc->g_pos >= committed && state != FILL_DONE) {
         return 0;
     }
     oc->g_end = committed;

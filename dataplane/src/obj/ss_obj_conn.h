@@ -84,6 +84,7 @@ struct obj_conn {
     int have_stale;          /* meta_buf holds the stale copy (stale-if-error) */
     int upload;              /* waiting for a write through (SS_HTTP_M_PUT or _DELETE) */
     int fill_head_sent;      /* the response head is out: the rest is the body */
+    int plain_get;           /* a GET that may stream from the fetch (see obj_cached_get) */
     int chunked_out;         /* the body goes out chunked (its length is not known yet) */
     struct ss_conn *c;       /* the connection this state belongs to */
     size_t head_len;         /* the request head's bytes, copied below for later */

@@ -35,15 +35,9 @@ struct obj_fill *obj_fill_find(struct ss_obj *o, const unsigned char *mkey)
 
 struct obj_fill *obj_fill_new(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey)
 {
-    struct obj_fill *f = calloc(1, sizeof(*f));
+    struct obj_fill *f = obj_fill_private(o, b, mkey, ss_store_next_cas(o->store));
     if (!f)
         return NULL;
-    memcpy(f->mkey, mkey, OBJ_META_KEY_LEN);
-    f->b = b;
-    f->version = ss_store_next_cas(o->store);
-    f->chunk_data = o->chunk_data;
-    f->refs = 2; /* the caller's, and the fetch's own until it ends */
-    f->size = -1;
     pthread_mutex_lock(&o->fill_lock);
     unsigned slot = fill_slot(mkey);
     f->next = o->fills[slot];
@@ -62,7 +56,7 @@ struct obj_fill *obj_fill_private(struct ss_obj *o, struct obj_bucket *b,
     f->b = b;
     f->version = version;
     f->chunk_data = o->chunk_data;
-    f->refs = 2;
+    f->refs = 2; /* the caller's, and the fetch's own until it ends */
     f->size = -1;
     return f;
 }

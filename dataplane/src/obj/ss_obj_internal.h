@@ -247,11 +247,10 @@ int obj_meta_replace(struct ss_store_thread *t, struct ss_obj *o, struct obj_buc
 void obj_delete_chunks(struct ss_store_thread *t, uint64_t version, uint32_t from, uint32_t n);
 /* Look bucket/key's metadata up. Returns 0 with *m filled and its value
  * copied to buf (cap bytes), -ENOENT, or -errno. */
-/* The same with mkey's stripe lock held by the caller. */
+/* bucket/key's metadata, with mkey's stripe lock held by the caller: 0 with
+ * *m filled and its value copied to buf (cap bytes), -ENOENT, or -errno. */
 int obj_meta_find_locked(struct ss_store_thread *t, const unsigned char *mkey, const char *bucket,
                          size_t nbucket, const char *key, size_t nkey, struct obj_meta *m,
                          char *buf, size_t cap);
-int obj_meta_get(struct ss_store_thread *t, const char *bucket, size_t nbucket, const char *key,
-                 size_t nkey, struct obj_meta *m, char *buf, size_t cap);
 
 #endif

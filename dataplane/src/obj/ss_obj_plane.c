@@ -135,17 +135,6 @@ int obj_meta_find_locked(struct ss_store_thread *t, const unsigned char *mkey, c
     return 0;
 }
 
-int obj_meta_get(struct ss_store_thread *t, const char *bucket, size_t nbucket, const char *key,
-                 size_t nkey, struct obj_meta *m, char *buf, size_t cap)
-{
-    unsigned char mkey[OBJ_META_KEY_LEN];
-    obj_meta_key(bucket, nbucket, key, nkey, mkey);
-    ss_store_lock(t, mkey, sizeof(mkey));
-    int rc = obj_meta_find_locked(t, mkey, bucket, nbucket, key, nkey, m, buf, cap);
-    ss_store_unlock(t);
-    return rc;
-}
-
 /* ---- the walk at open: live versions, orphan chunks, per-bucket gauges ---- */
 
 struct live_set {
