@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from .helpers.netns import VIP
-from .test_switch import MC, Rig, _device_resident, _value, rig  # noqa: F401  (rig: a fixture)
+from .test_switch import Rig, _value, device_hits_parked, rig  # noqa: F401  (rig: a fixture)
 
 pytestmark = [pytest.mark.netns, pytest.mark.dpdk, pytest.mark.spdk]
 
@@ -45,19 +45,9 @@ def test_device_hits_come_from_the_lvol_through_the_lcore(rig: Callable[..., Rig
     on the lcore and answered with its value from the service address."""
     r = rig("l3", storage={"hot_tier": "0", "segment_size": "2MiB",
                            "spdk_image": _image(tmp_path)})
-    log = r.app.log()
-    assert "spdk" in log.lower(), log
     assert "attached to switch mode's EAL" in r.app.log(), r.app.log()
     assert "store=spdk:local/items" in r.app.log(), r.app.log()
-    values = _device_resident(r, 40)
-    before = r.counters(wait=0.6)
-    for key, value in values.items():
-        reply, src = r.get(b"get %s\r\n" % key)
-        assert _value(reply) == value, key
-        assert src == (VIP, MC)
-    c = r.counters()
-    assert c["mc_parked"] - before.get("mc_parked", 0) >= len(values) // 2, c
-    assert c["mc_hits"] - before["mc_hits"] >= len(values), c
+    values = device_hits_parked(r)
     # The same keys over TCP (the exception path, the socket workers' own channels).
     for key in list(values)[:5]:
         reply = r.tcp(VIP, b"get %s\r\n" % key, until=b"END\r\n")
