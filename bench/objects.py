@@ -245,6 +245,8 @@ def _bucket_words(bs: dict[str, int]) -> str:
     return (f"bucket requests +{bs['requests']:,} hits +{bs['hits']:,} misses "
             f"+{bs['misses']:,} origin_fetches +{bs['origin_fetches']:,} collapsed_fetches "
             f"+{bs['collapsed_fetches']:,}"
+            + (f"; body bytes from DRAM {bs['bytes_out_dram'] / bs['bytes_out']:.0%}"
+               if bs["bytes_out"] else "")
             + (f" errors +{bs['errors']:,}" if bs["errors"] else "")
             + (f" revalidations +{bs['revalidations']:,}" if bs["revalidations"] else ""))
 

@@ -298,7 +298,7 @@ def probe(t: Target, path: str, expect: bytes) -> dict[str, str]:
 
 
 BUCKET_FIELDS = ("requests", "hits", "misses", "errors", "origin_fetches", "collapsed_fetches",
-                 "revalidations")
+                 "revalidations", "bytes_out", "bytes_out_dram")
 
 
 def bucket_stats(t: Target) -> dict[str, int]:

@@ -276,6 +276,14 @@ class Dataplane:
                f"bucket {index} stats")
         return {name: int(getattr(out, name)) for name in bucket_stat_fields()}
 
+    def objects_store_stats(self) -> dict[str, int]:
+        """Wraps ss_dataplane_objects_store_stats(): the objects store's figures."""
+        out = self._ffi.new("struct ss_store_stats *")
+        _check(self._lib.ss_dataplane_objects_store_stats(self._handle(), out),
+               "objects store stats")
+        return {name: int(getattr(out, name))
+                for name, _ in self._ffi.typeof("struct ss_store_stats").fields}
+
     def objects_purge(self, bucket: str, prefix: str = "") -> int:
         """Wraps ss_dataplane_objects_purge(): drop bucket's objects under prefix.
 

@@ -6,7 +6,7 @@
       pool: objects                # a storage pool with role: objects
       chunk_size: 1MiB             # objects are stored in chunks of this size
       max_object_size: 5GiB
-      hot_tier: 16MiB              # DRAM copies of recently read chunks
+      hot_tier: 64MiB              # DRAM copies of read chunks (each at most 1/32 of it)
       max_header_size: 8KiB        # request line and fields; over it: 431
       max_headers: 100
       max_uri_size: 4KiB           # over it: 414
@@ -162,7 +162,7 @@ class ObjectsConfig:
     chunk_size: int = setting(scalar(size_in(64 * 1024, 64 * 1024**2,
                                              "a chunk size from 64KiB to 64MiB")), "1MiB")
     max_object_size: int = setting(scalar(size_in(1, 2**50, "a size like 5GiB")), "5GiB")
-    hot_tier: int = setting(scalar(size_in(0, 2**40, "a size like 16MiB, or 0")), "16MiB")
+    hot_tier: int = setting(scalar(size_in(0, 2**40, "a size like 64MiB, or 0")), "64MiB")
     max_header_size: int = setting(scalar(size_in(1024, 1024**2,
                                                   "a size from 1KiB to 1MiB")), "8KiB")
     max_headers: int = setting(scalar(int_range(8, 100, "a number of header fields")), 100)

@@ -393,9 +393,15 @@ class Control:
                 raise Unavailable(f"reading bucket {b.name}'s figures: {exc}") from None
             out.append({"name": b.name, "kind": b.kind, "url": f"{url}{b.name}/",
                         "hit_ratio": object_hit_ratio(stats), **stats})
+        try:
+            st = self.dp.objects_store_stats()
+        except DataplaneError as exc:
+            raise Unavailable(f"reading the objects store's figures: {exc}") from None
+        store = {k: st[k] for k in ("curr_items", "hot_items", "hot_bytes_used",
+                                    "hot_bytes_limit")}
         return {"enabled": True, "url": url,
                 "message": f"object requests on {url} from pool {objects.pool}",
-                "buckets": out}
+                "store": store, "buckets": out}
 
     def bucket(self, name: str) -> dict[str, Any]:
         """One bucket with its figures.

@@ -50,6 +50,8 @@
     /* traffic */                                                                  \
     X(bytes_read, COUNTER, MC(TRAFFIC))    /* bytes received from clients */        \
     X(bytes_written, COUNTER, MC(TRAFFIC)) /* bytes sent to clients */             \
+    X(bytes_written_by_ref, COUNTER, OWN)  /* of those, sent from a value's own     \
+                                            * buffer without a copy */            \
     X(curr_connections, GAUGE, MC(CONNECTIONS))                                    \
     X(total_connections, COUNTER, MC(CONNECTIONS))                                 \
     X(rejected_connections, COUNTER, MC(CONNECTIONS))                              \

@@ -50,6 +50,9 @@ int ss_dataplane_bound_port(struct ss_dataplane *dp, int udp);
 int ss_dataplane_objects_port(struct ss_dataplane *dp);
 /* Bucket i's figures (i < objects->nbuckets). Returns 0 or -EINVAL. */
 int ss_dataplane_bucket_stats(struct ss_dataplane *dp, uint32_t i, struct ss_bucket_stats *out);
+/* The objects store's figures, as ss_dataplane_store_stats gives the items
+ * store's. Returns 0, or -EINVAL when object requests are off. */
+int ss_dataplane_objects_store_stats(struct ss_dataplane *dp, struct ss_store_stats *out);
 /* Drop bucket's objects whose keys start with prefix (nprefix 0: all) from
  * the store. Returns how many were dropped, or -errno (-ENOENT: no such
  * bucket). The control thread's call; it walks the objects' index. */

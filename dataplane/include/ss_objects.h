@@ -72,6 +72,7 @@ struct ss_bucket_stats {
     uint64_t origin_fetches, collapsed_fetches, revalidations;
     uint64_t objects;            /* objects held now (gauge) */
     uint64_t object_bytes;       /* their bytes (gauge) */
+    uint64_t bytes_out_dram;     /* of bytes_out, from the DRAM tier (not the device) */
 };
 /* cffi: end */
 

@@ -118,6 +118,8 @@ struct ss_store_thread {
     struct ss_io *io;
     struct ss_read *started;
     struct ss_read *use_read;
+    /* Appended (ss_store_value_hold): the DRAM item t->value lies in, if any. */
+    struct ss_hot_item *value_hot;
 };
 
 /*
@@ -256,6 +258,19 @@ void ss_store_read_use(struct ss_store_thread *t, struct ss_read *rd);
 void ss_store_read_link(struct ss_read *rd, struct ss_read *next);
 struct ss_read *ss_store_read_next(const struct ss_read *rd);
 void ss_store_read_release(struct ss_store_thread *t, struct ss_read *rd);
+
+/*
+ * Right after a successful ss_store_find with SS_FIND_VALUE, with the key's
+ * lock still held: keep t->value's bytes valid past ss_store_unlock, so a
+ * reply can send them without copying (ss_conn_out_ref). Returns a handle to
+ * give to ss_store_value_put once sent, or NULL when the value lies in no
+ * buffer that can be kept (it was read from the device into the thread's
+ * scratch): copy it then. The bytes stay what they were even if the key is
+ * replaced or removed meanwhile; the DRAM tier no longer counts them, so
+ * hold them for one send, not longer.
+ */
+struct ss_value_hold *ss_store_value_hold(struct ss_store_thread *t);
+void ss_store_value_put(void *hold); /* an ss_out_release_fn; any thread */
 /* Wait for the reads still in flight (their callbacks run) and close the
  * ring; ss_store_thread_fini does it too. */
 void ss_store_io_close(struct ss_store_thread *t);

@@ -1,11 +1,13 @@
 /*
- * ss_crc32c.h - CRC-32C (Castagnoli), with the CPU's crc32 instruction where
- * it has one (SSE4.2), else a table.
+ * ss_crc32c.h - CRC-32C (Castagnoli), computed by Intel's ISA-L (Debian's
+ * libisal), which picks the fastest code the CPU allows (the crc32
+ * instruction over three interleaved streams, or carry-less multiplication).
  *
  * Why not zlib's crc32: the store checksums every record it reads back, and
  * zlib's software CRC-32 costs about 0.45 ms per MiB here, most of what a
- * 1 MiB object GET costs; the instruction does the same work several times
- * faster. S3's x-amz-checksum-crc32c is the same function.
+ * 1 MiB object GET costs. A plain loop of the crc32 instruction still took
+ * 125 us per MiB (each step waits for the last); ISA-L takes 45 us. S3's
+ * x-amz-checksum-crc32c is the same function.
  */
 #ifndef SS_CRC32C_H
 #define SS_CRC32C_H

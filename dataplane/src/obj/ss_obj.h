@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "ss_objects.h"
+#include "ss_store.h"
 
 struct ss_conn;
 struct ss_dataplane;
@@ -52,6 +53,8 @@ void ss_obj_conn_closed(struct ss_conn *c);
 int ss_obj_conn_expired(struct ss_conn *c, uint64_t quiet_ms);
 
 int ss_obj_bucket_stats(struct ss_obj *o, uint32_t i, struct ss_bucket_stats *out);
+/* The objects store's own figures (its DRAM tier, items, device use). */
+void ss_obj_store_stats(struct ss_obj *o, struct ss_store_stats *out);
 long ss_obj_purge(struct ss_obj *o, const char *bucket, const char *prefix, size_t nprefix);
 
 #endif

@@ -79,22 +79,26 @@ static int stale_while_revalidate(const struct obj_meta *m, int64_t now)
 }
 
 /*
- * A cached copy is whole only while its chunks are in the store: a cache's
- * items are evicted oldest first, and a copy's chunks are written before its
- * metadata, so its first chunk goes first. A copy without it is forgotten,
- * and the request is a miss (never a 200 with no body).
+ * A cached copy is whole only while every chunk is in the store. The log
+ * evicts a copy's chunks in the order they were written, but the DRAM tier
+ * may still hold any of them after the device lost it, so no one chunk
+ * stands for the rest: each is looked up (index or DRAM, no value read: a
+ * microsecond or so per MiB the body will send). A copy missing one is
+ * forgotten, and the request is a miss (never a 200 with a short body).
  */
 static int whole(struct obj_conn *oc, const struct obj_meta *m)
 {
-    if (m->size == 0)
-        return 1;
     struct ss_store_thread *t = &oc->ow->st;
-    unsigned char key[OBJ_CHUNK_KEY_LEN];
-    obj_chunk_key(m->version, 0, key);
-    struct ss_item it;
-    ss_store_lock(t, key, sizeof(key));
-    int rc = ss_store_find(t, key, sizeof(key), &it, SS_FIND_NO_BUMP);
-    ss_store_unlock(t);
+    uint32_t n = obj_nchunks(m->size, m->chunk_bytes);
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        unsigned char key[OBJ_CHUNK_KEY_LEN];
+        obj_chunk_key(m->version, i, key);
+        struct ss_item it;
+        ss_store_lock(t, key, sizeof(key));
+        rc = ss_store_find(t, key, sizeof(key), &it, SS_FIND_NO_BUMP);
+        ss_store_unlock(t);
+    }
     if (rc == 0)
         return 1;
     unsigned char mkey[OBJ_META_KEY_LEN];

@@ -201,6 +201,24 @@ static int serve(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_re
     return 0;
 }
 
+/*
+ * Queue n bytes of a chunk's value (key's lock held): by reference when the
+ * chunk sits in the DRAM tier and is large enough for that to pay (the
+ * kernel's copy into the socket is then the only one), else copied.
+ */
+static int body_bytes(struct ss_conn *c, struct obj_conn *oc, struct ss_store_thread *t,
+                      const char *p, size_t n)
+{
+    struct ss_value_hold *h = ss_store_value_hold(t);
+    if (!h)
+        return ss_buf_append(&c->out, p, n); /* read from the device */
+    atomic_fetch_add_explicit(&oc->b->stats.bytes_out_dram, n, memory_order_relaxed);
+    if (n >= OBJ_SEND_BY_REF_MIN && ss_conn_out_ref(c, p, n, ss_store_value_put, h) == 0)
+        return 0;
+    ss_store_value_put(h);
+    return ss_buf_append(&c->out, p, n);
+}
+
 /* A chunk read finished (no lock held): the GET goes on from where it
  * waited, in the connection's own processing. */
 static void chunk_read_done(void *arg, struct ss_read *rd)
@@ -225,7 +243,7 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
     struct ss_store_thread *t = &oc->ow->st;
     if (oc->reading)
         return 0; /* its completion resumes us */
-    while (oc->g_pos < oc->g_end && c->out.len < OBJ_STREAM_HIGH_WATER) {
+    while (oc->g_pos < oc->g_end && c->out.len + c->out_ref_bytes < OBJ_STREAM_HIGH_WATER) {
         uint32_t index = (uint32_t)(oc->g_pos / oc->g_chunk_bytes);
         uint64_t chunk_start = (uint64_t)index * oc->g_chunk_bytes;
         unsigned char key[OBJ_CHUNK_KEY_LEN];
@@ -262,7 +280,7 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
                                    (unsigned long long)n);
                 rc = ss_buf_append(&c->out, size_line, (size_t)len);
             }
-            rc |= ss_buf_append(&c->out, t->value + off, (size_t)n);
+            rc |= body_bytes(c, oc, t, t->value + off, (size_t)n);
             if (oc->chunked_out)
                 rc |= ss_buf_append(&c->out, "\r\n", 2);
             if (rc == 0) {

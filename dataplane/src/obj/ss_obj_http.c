@@ -341,7 +341,7 @@ int ss_obj_http_process(struct ss_conn *c)
         if (c->rpos == c->rlen)
             return 0;
         /* Replies queue in order; past the high-water mark, let them drain. */
-        if (c->out.len >= OBJ_STREAM_HIGH_WATER)
+        if (c->out.len + c->out_ref_bytes >= OBJ_STREAM_HIGH_WATER)
             return 0;
         if (!oc->started_ms)
             oc->started_ms = ss_clock_mono_ms();

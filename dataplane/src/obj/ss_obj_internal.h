@@ -45,6 +45,8 @@
 #define OBJ_GRACE_MS 600000u
 /* A GET queues at most this much output before waiting for the socket. */
 #define OBJ_STREAM_HIGH_WATER (1u << 20)
+/* Body bytes below this are copied into the output: cheaper than a reference. */
+#define OBJ_SEND_BY_REF_MIN (16u << 10)
 
 /* Per-bucket figures, added to by every worker (relaxed atomics). */
 struct obj_bucket_stats {
@@ -54,6 +56,7 @@ struct obj_bucket_stats {
     OBJ_STAT(not_modified) OBJ_STAT(precondition_failed) OBJ_STAT(ranges)
     OBJ_STAT(errors) OBJ_STAT(origin_fetches) OBJ_STAT(collapsed_fetches)
     OBJ_STAT(revalidations) OBJ_STAT(objects) OBJ_STAT(object_bytes)
+    OBJ_STAT(bytes_out_dram)
 #undef OBJ_STAT
 };
 

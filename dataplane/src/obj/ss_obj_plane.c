@@ -498,6 +498,11 @@ int ss_obj_housekeep(struct ss_obj *o)
     return ss_store_housekeep(&o->ctl_st);
 }
 
+void ss_obj_store_stats(struct ss_obj *o, struct ss_store_stats *out)
+{
+    ss_store_get_stats(o->store, out);
+}
+
 int ss_obj_bucket_stats(struct ss_obj *o, uint32_t i, struct ss_bucket_stats *out)
 {
     if (!o || i >= o->nbuckets || !out)
@@ -509,6 +514,7 @@ int ss_obj_bucket_stats(struct ss_obj *o, uint32_t i, struct ss_bucket_stats *ou
     OBJ_READ(not_modified) OBJ_READ(precondition_failed) OBJ_READ(ranges)
     OBJ_READ(errors) OBJ_READ(origin_fetches) OBJ_READ(collapsed_fetches)
     OBJ_READ(revalidations) OBJ_READ(objects) OBJ_READ(object_bytes)
+    OBJ_READ(bytes_out_dram)
 #undef OBJ_READ
     return 0;
 }

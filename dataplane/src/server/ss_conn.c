@@ -42,7 +42,12 @@ void ss_conn_set_state(struct ss_conn *c, enum ss_conn_state s)
 
 static inline size_t conn_pending(const struct ss_server_conn *sc)
 {
-    return sc->c.out.len - sc->wpos;
+    return ss_conn_out_pending(sc);
+}
+
+static inline int conn_flush(struct ss_server_conn *sc)
+{
+    return ss_conn_out_flush(sc);
 }
 
 /* Most unread input a connection may hold (see SS_CONN_RBUF_SLACK). */
@@ -130,6 +135,7 @@ void ss_conn_close(struct ss_conn *c)
     w->ctr.curr_connections--;
     atomic_fetch_sub_explicit(&w->dp->nconns, 1, memory_order_relaxed);
     free(c->rbuf);
+    ss_conn_out_drop(sc);
     ss_buf_free(&c->out);
     free(sc);
 }
@@ -232,34 +238,6 @@ static ssize_t conn_read(struct ss_server_conn *sc)
 }
 
 /*
- * Write queued output until done or the socket is full. Returns 0 (check
- * conn_pending for what is left) or -errno (the connection is dead).
- */
-static int conn_flush(struct ss_server_conn *sc)
-{
-    struct ss_conn *c = &sc->c;
-
-    while (sc->wpos < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + sc->wpos, c->out.len - sc->wpos,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0) {
-            sc->wpos += (size_t)n;
-            c->w->ctr.bytes_written += (uint64_t)n;
-            c->last_active_ms = ss_clock_mono_ms();
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        return n < 0 ? -errno : -EIO;
-    }
-    c->out.len = 0;
-    sc->wpos = 0;
-    return 0;
-}
-
-/*
  * Run the protocol over the unread input and try to send its answers.
  * Returns 0 or -errno (close the connection).
  *
@@ -280,14 +258,7 @@ static int conn_process(struct ss_server_conn *sc)
             sc->more = 1;
             break;
         }
-        /*
-         * Keep the unsent head of `out` from growing without bound while a
-         * client reads slowly: compact when the sent part dominates.
-         */
-        if (sc->wpos && sc->wpos >= c->out.len / 2) {
-            ss_buf_consume(&c->out, sc->wpos);
-            sc->wpos = 0;
-        }
+        ss_conn_out_compact(sc);
         size_t before = c->rpos;
         int res = c->proto == SS_PROTO_HTTP ? ss_obj_http_process(c) : ss_mc_process(c);
         size_t consumed = c->rpos - before;

@@ -8,7 +8,9 @@
  *   - when a command needs more bytes than are buffered (a value still in
  *     flight), the protocol sets rneed to the number of unread bytes it needs
  *     (from rpos), so the server can grow rbuf once instead of step by step;
- *   - replies are appended to `out`; the server writes them in order; once
+ *   - replies are appended to `out` (or queued by reference with
+ *     ss_conn_out_ref, a buffer that outlives the send); the server writes
+ *     them in order; once
  *     SS_CONN_OUT_HIGH_WATER bytes are queued the protocol takes no further
  *     command (the server calls it again when the output has drained), so a
  *     pipelined flood of large gets cannot grow memory without bound;
@@ -37,6 +39,10 @@ struct ss_mc_req;
 typedef int (*ss_exec_fn)(struct ss_conn *c, struct ss_mc_req *rq);
 
 enum ss_transport { SS_TRANSPORT_TCP = 0, SS_TRANSPORT_UDP = 1 };
+
+/* Gives back a buffer queued with ss_conn_out_ref once it is sent (or the
+ * connection closed), on the connection's worker thread. */
+typedef void (*ss_out_release_fn)(void *arg);
 /* The listener a connection came in on decides its protocol. */
 enum ss_conn_proto { SS_PROTO_MEMCACHED = 0, SS_PROTO_HTTP = 1 };
 
@@ -75,6 +81,8 @@ struct ss_conn {
 
     /* output */
     struct ss_buf out;
+    size_t out_ref_bytes;      /* queued by reference and not yet sent: the protocol
+                                * counts them with out.len against its high water */
 
     void *pstate;              /* the protocol's own per-connection state (HTTP) */
 
@@ -87,5 +95,17 @@ struct ss_conn {
 };
 
 void ss_conn_set_state(struct ss_conn *c, enum ss_conn_state s);
+
+/*
+ * Queue n bytes at p after what `out` holds now, without copying them: p must
+ * stay valid and unchanged until release(arg) is called, which happens once
+ * they are sent or the connection closes. For large values that already sit in
+ * a buffer of their own (a DRAM-tier item). Returns 0 (release is now the
+ * connection's to call), or -ENOSPC when the connection cannot take a
+ * reference now (UDP, deferred replies owed, every slot in use): the caller
+ * copies the bytes into `out` and keeps the buffer.
+ */
+int ss_conn_out_ref(struct ss_conn *c, const void *p, size_t n, ss_out_release_fn release,
+                    void *arg);
 
 #endif

@@ -551,6 +551,15 @@ int ss_dataplane_bucket_stats(struct ss_dataplane *dp, uint32_t i, struct ss_buc
     return dp && dp->obj ? ss_obj_bucket_stats(dp->obj, i, out) : -EINVAL;
 }
 
+int ss_dataplane_objects_store_stats(struct ss_dataplane *dp, struct ss_store_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!dp || !dp->obj)
+        return -EINVAL;
+    ss_obj_store_stats(dp->obj, out);
+    return 0;
+}
+
 long ss_dataplane_objects_purge(struct ss_dataplane *dp, const char *bucket, const char *prefix,
                                 size_t nprefix)
 {

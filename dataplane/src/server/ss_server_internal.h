@@ -88,10 +88,25 @@ enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_
     } while (0)
 #endif
 
+/* Outside buffers a connection's output may hold at once (ss_conn_out.c). */
+#define SS_CONN_OUT_REFS 8
+
+/* An outside buffer queued after c.out.data[at - 1], sent without a copy. */
+struct ss_out_ref {
+    size_t at;
+    const char *p;
+    size_t n;
+    ss_out_release_fn release;
+    void *arg;
+};
+
 /* A TCP connection as the server keeps it. */
 struct ss_server_conn {
     struct ss_conn c;   /* first: what the protocol sees */
     size_t wpos;        /* c.out.data[0, wpos) is already sent */
+    struct ss_out_ref refs[SS_CONN_OUT_REFS]; /* in stream order */
+    uint8_t nrefs;
+    size_t ref_sent;    /* bytes of refs[0] already sent (wpos == refs[0].at then) */
     uint32_t events;    /* epoll mask currently registered */
     uint8_t peer_eof;   /* the client shut down its side */
     uint8_t more;       /* whole commands may wait in rbuf: run on EPOLLOUT */
@@ -156,6 +171,15 @@ int ss_conn_open(struct ss_worker *w, int fd, const struct sockaddr_storage *pee
 void ss_conn_on_event(struct ss_conn *c, uint32_t events);
 void ss_conn_close(struct ss_conn *c);
 void ss_conn_trim(struct ss_conn *c);
+
+/* ss_conn_out.c: the output queue, c.out's bytes and the refs between them. */
+static inline size_t ss_conn_out_pending(const struct ss_server_conn *sc)
+{
+    return sc->c.out.len - sc->wpos + sc->c.out_ref_bytes;
+}
+int ss_conn_out_flush(struct ss_server_conn *sc);
+void ss_conn_out_compact(struct ss_server_conn *sc);
+void ss_conn_out_drop(struct ss_server_conn *sc);
 /* The worker's sweep: close c if it lingered past its limit. 1 when closed. */
 int ss_conn_linger_expired(struct ss_conn *c, uint64_t now_ms);
 

@@ -118,7 +118,8 @@ void ss_entry_release_pinned(struct ss_store_thread *t, const void *key, size_t 
 void ss_entry_drop(struct ss_store_thread *t, const void *key, size_t nkey)
 {
     ss_copies_stale(t);
-    ss_hot_remove(&t->store->stripes[t->locked_stripe], t->locked_hash, key, nkey);
+    ss_hot_remove(t->store, &t->store->stripes[t->locked_stripe], t->locked_hash, key,
+                  nkey);
     ss_entry_release_pinned(t, key, nkey);
     ss_entry_del(t, key, nkey);
 }

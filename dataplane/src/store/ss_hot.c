@@ -6,6 +6,15 @@
  * so a hit is one mutex, one chain walk and one memcpy. Every mutation of a
  * key goes through the hot tier too, so an item present here is always its
  * key's latest version.
+ *
+ * The byte budget is the store's, not the stripe's: a stripe makes room by
+ * evicting its own least recent items until the whole tier fits, so an item
+ * of up to 1/SS_HOT_ITEM_SHARE of the tier (a 1 MiB object chunk in a 64 MiB
+ * tier) can be kept although it is larger than a stripe's average share.
+ * Items are reference-counted so a reply may send a value straight from its
+ * item after the lock is released (ss_store_value_hold); an item replaced or
+ * evicted meanwhile leaves the table and the budget at once, and its memory
+ * goes when the last reply lets go.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -14,6 +23,9 @@
 #include "ss_store_internal.h"
 
 #define SS_HOT_MIN_BUCKETS 64u
+/* Largest item kept, as a fraction of the tier: larger ones would flush a
+ * good part of the working set for one value; they are served from the device. */
+#define SS_HOT_ITEM_SHARE 32u
 
 static inline uint64_t hot_item_bytes(size_t nkey, size_t nbytes)
 {
@@ -33,12 +45,20 @@ int ss_hot_init(struct ss_stripe *s)
     return s->buckets ? 0 : -ENOMEM;
 }
 
-void ss_hot_fini(struct ss_stripe *s)
+void ss_hot_drop(struct ss_hot_item *it)
+{
+    if (atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) == 1)
+        free(it);
+}
+
+void ss_hot_fini(struct ss_store *st, struct ss_stripe *s)
 {
     struct ss_hot_item *it = s->lru_head;
     while (it) {
         struct ss_hot_item *next = it->lru_next;
-        free(it);
+        atomic_fetch_sub_explicit(&st->hot_used, hot_item_bytes(it->nkey, it->e.nbytes),
+                                  memory_order_relaxed);
+        ss_hot_drop(it);
         it = next;
     }
     free(s->buckets);
@@ -108,23 +128,26 @@ struct ss_hot_item *ss_hot_get(struct ss_stripe *s, uint64_t hash, const void *k
     return *hot_find_link(s, hash, key, nkey);
 }
 
-static void hot_unlink_free(struct ss_stripe *s, struct ss_hot_item **link)
+static void hot_unlink_free(struct ss_store *st, struct ss_stripe *s, struct ss_hot_item **link)
 {
     struct ss_hot_item *it = *link;
+    uint64_t size = hot_item_bytes(it->nkey, it->e.nbytes);
     *link = it->hnext;
     lru_unlink(s, it);
     s->count--;
-    s->bytes -= hot_item_bytes(it->nkey, it->e.nbytes);
-    free(it);
+    s->bytes -= size;
+    atomic_fetch_sub_explicit(&st->hot_used, size, memory_order_relaxed);
+    ss_hot_drop(it);
 }
 
-void ss_hot_remove(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey)
+void ss_hot_remove(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
+                   size_t nkey)
 {
     if (!s->count)
         return;
     struct ss_hot_item **link = hot_find_link(s, hash, key, nkey);
     if (*link)
-        hot_unlink_free(s, link);
+        hot_unlink_free(st, s, link);
 }
 
 /* Double the bucket array when chains get long; failure just keeps them long. */
@@ -151,28 +174,30 @@ static void hot_maybe_grow(struct ss_stripe *s)
     s->nbuckets = n;
 }
 
-/* Evict least recently used items until `need` more bytes fit. */
-static void hot_make_room(struct ss_store *st, struct ss_stripe *s, uint64_t need,
-                          struct ss_counters *ctr)
+/* Evict this stripe's least recently used items until `need` more bytes fit
+ * in the tier. 1 when they fit, 0 when the stripe ran out of items first. */
+static int hot_make_room(struct ss_store *st, struct ss_stripe *s, uint64_t need,
+                         struct ss_counters *ctr)
 {
-    while (s->lru_tail && s->bytes + need > st->hot_budget) {
+    while (atomic_load_explicit(&st->hot_used, memory_order_relaxed) + need > st->hot_limit) {
         struct ss_hot_item *victim = s->lru_tail;
+        if (!victim)
+            return 0;
         struct ss_hot_item **link = hot_find_link(s, victim->hash, victim->data, victim->nkey);
-        hot_unlink_free(s, link);
+        hot_unlink_free(st, s, link);
         if (ctr)
             ctr->hot_evictions++;
     }
+    return 1;
 }
 
 int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
                size_t nkey, const struct ss_index_entry *e, const struct iovec *iov, int niov,
-               struct ss_counters *ctr)
+               struct ss_counters *ctr, struct ss_hot_item **stored)
 {
     uint64_t size = hot_item_bytes(nkey, e->nbytes);
-    /* An item larger than an eighth of the shard would flush the shard's
-     * working set for one value; such items are served from the device. */
-    if (size > st->hot_budget / 8) {
-        ss_hot_remove(s, hash, key, nkey);
+    if (size > st->hot_limit / SS_HOT_ITEM_SHARE) {
+        ss_hot_remove(st, s, hash, key, nkey);
         return 0;
     }
     /* Copy first: the caller's value may live in the item being replaced
@@ -184,6 +209,7 @@ int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const vo
     it->e = *e;
     it->lru_bumped_at = e->last_access;
     it->nkey = (uint8_t)nkey;
+    atomic_init(&it->refs, 1);
     memcpy(it->data, key, nkey);
     char *p = it->data + nkey;
     for (int i = 0; i < niov; i++) {
@@ -192,8 +218,11 @@ int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const vo
     }
     struct ss_hot_item **link = hot_find_link(s, hash, key, nkey);
     if (*link)
-        hot_unlink_free(s, link);
-    hot_make_room(st, s, size, ctr);
+        hot_unlink_free(st, s, link);
+    if (!hot_make_room(st, s, size, ctr)) {
+        free(it);
+        return 0;
+    }
     hot_maybe_grow(s);
     uint32_t b = hot_bucket(s, hash);
     it->hnext = s->buckets[b];
@@ -201,6 +230,9 @@ int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const vo
     lru_push_head(s, it);
     s->count++;
     s->bytes += size;
+    atomic_fetch_add_explicit(&st->hot_used, size, memory_order_relaxed);
+    if (stored)
+        *stored = it;
     return 1;
 }
 

@@ -212,7 +212,7 @@ static void commit_failed(struct ss_store *st)
                     ss_index_txn_del(txn, p->key, p->nkey);
                 /* a newer pending op for the key still stands */
                 if (!ss_pend_find(&s->pending, p->hash, p->key, p->nkey))
-                    ss_hot_remove(s, p->hash, p->key, p->nkey);
+                    ss_hot_remove(st, s, p->hash, p->key, p->nkey);
             }
         }
         pthread_mutex_unlock(&s->lock);
@@ -256,7 +256,7 @@ static void requeue_held(struct ss_store *st, struct ss_stripe *s, struct ss_pen
     if (!m->buckets) {
         /* No table at all: the entry is dropped and the index keeps the old
          * one, so the DRAM copy of the new one must go too. */
-        ss_hot_remove(s, p->hash, p->key, p->nkey);
+        ss_hot_remove(st, s, p->hash, p->key, p->nkey);
         ss_pinned_release(st, &p->e, p->nkey);
         free(p);
         return;

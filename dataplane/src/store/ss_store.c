@@ -185,7 +185,7 @@ static void take_settings(struct ss_store *st, const struct ss_store_settings *s
     st->set.index_dir = st->index_dir;
     st->set.device_path = st->device_path;
     st->set.pool_name = NULL; /* the caller's string may not outlive the store */
-    st->hot_budget = s->hot_bytes / SS_STRIPES;
+    st->hot_limit = s->hot_bytes;
 }
 
 /* Create storage.dir and lock it for this process. 0 or -errno. */
@@ -289,7 +289,7 @@ static void store_free(struct ss_store_private *p)
     ss_log_close(st);
     ss_filter_close(st);
     for (unsigned i = 0; i < SS_STRIPES; i++) {
-        ss_hot_fini(&st->stripes[i]);
+        ss_hot_fini(st, &st->stripes[i]);
         ss_pend_fini(&st->stripes[i]);
         pthread_mutex_destroy(&st->stripes[i].lock);
     }
@@ -412,6 +412,18 @@ void ss_store_thread_fini(struct ss_store_thread *t)
     t->dio_cap = 0;
 }
 
+struct ss_value_hold *ss_store_value_hold(struct ss_store_thread *t)
+{
+    if (!t->value_hot || t->value != ss_hot_value(t->value_hot))
+        return NULL;
+    return (struct ss_value_hold *)ss_hot_hold(t->value_hot);
+}
+
+void ss_store_value_put(void *hold)
+{
+    ss_hot_drop(hold);
+}
+
 int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
                   struct ss_item *it, unsigned flags)
 {
@@ -419,6 +431,7 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
     int64_t now = ss_clock_unix_seconds();
     apply_due_flush(st, now);
+    t->value_hot = NULL;
 
     struct ss_hot_item *hi = ss_hot_get(s, t->locked_hash, key, nkey);
     if (hi) {
@@ -431,6 +444,7 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
         if (flags & SS_FIND_VALUE) {
             t->value = ss_hot_value(hi);
             t->value_len = hi->e.nbytes;
+            t->value_hot = hi;
         }
         if (!(flags & SS_FIND_NO_BUMP)) {
             entry_bump(&hi->e, now);
@@ -474,7 +488,9 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     }
     int bumped = !(flags & SS_FIND_NO_BUMP) && entry_bump(&e, now);
     struct iovec v = {.iov_base = (void *)t->value, .iov_len = t->value_len};
-    if (ss_hot_put(st, s, t->locked_hash, key, nkey, &e, &v, 1, t->ctr) != 1 && bumped) {
+    if (ss_hot_put(st, s, t->locked_hash, key, nkey, &e, &v, 1, t->ctr, &t->value_hot) == 1) {
+        t->value = ss_hot_value(t->value_hot); /* the same bytes, in a buffer that can be held */
+    } else if (bumped) {
         /* Not admitted to DRAM: keep the fetch mark in the index (one write
          * per item per minute at most). */
         ss_entry_put(t, key, nkey, &e);
@@ -525,15 +541,15 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
     rc = ss_entry_put(t, key, nkey, &e);
     if (rc) {
-        ss_hot_remove(s, t->locked_hash, key, nkey);
+        ss_hot_remove(st, s, t->locked_hash, key, nkey);
         ss_pinned_release(st, &e, nkey);
         return rc == -ENOSPC ? -ENOSPC : -EIO;
     }
     if (old_pinned)
         ss_pinned_release(st, &old, nkey);
-    if (ss_hot_put(st, s, t->locked_hash, key, nkey, &e, iov, niov, t->ctr) < 0) {
+    if (ss_hot_put(st, s, t->locked_hash, key, nkey, &e, iov, niov, t->ctr, NULL) < 0) {
         t->ctr->errors_out_of_memory++;
-        ss_hot_remove(s, t->locked_hash, key, nkey);
+        ss_hot_remove(st, s, t->locked_hash, key, nkey);
     }
     it->cas = e.cas;
     it->nbytes = e.nbytes;
@@ -683,7 +699,7 @@ void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)
     out->device_offset = st->log.base;
     out->grows = st->log.grows;
     pthread_mutex_unlock(&st->log.lock);
-    out->hot_bytes_limit = st->hot_budget * SS_STRIPES;
+    out->hot_bytes_limit = st->hot_limit;
     for (unsigned i = 0; i < SS_STRIPES; i++) {
         out->hot_bytes_used += __atomic_load_n(&st->stripes[i].bytes, __ATOMIC_RELAXED);
         out->hot_items += __atomic_load_n(&st->stripes[i].count, __ATOMIC_RELAXED);

@@ -95,6 +95,10 @@ struct ss_hot_item {
     uint64_t hash;
     struct ss_index_entry e;              /* same metadata as the index */
     uint32_t lru_bumped_at;               /* unix seconds of the last LRU move */
+    /* One for the table, one per reply still sending the value without a copy
+     * (ss_store_value_hold): the last to let go frees it. The value's bytes
+     * never change once stored; its metadata (e) may, under the stripe lock. */
+    _Atomic uint32_t refs;
     uint8_t nkey;
     char data[];                          /* key, then value */
 };
@@ -222,7 +226,11 @@ struct ss_store {
     struct ss_index *index;
 
     struct ss_stripe stripes[SS_STRIPES];
-    uint64_t hot_budget; /* bytes per stripe */
+    /* The DRAM tier's bytes, over every stripe: each stripe makes room by
+     * evicting its own least recent items, so memory stays within hot_limit
+     * while an item may be far larger than a stripe's average share. */
+    uint64_t hot_limit;
+    _Atomic uint64_t hot_used;
 
     struct ss_log log;
 
@@ -267,14 +275,24 @@ _Static_assert(offsetof(struct ss_store, copies) == 0,
 
 /* ss_hot.c: every call with the stripe's lock held */
 int ss_hot_init(struct ss_stripe *s);
-void ss_hot_fini(struct ss_stripe *s);
+void ss_hot_fini(struct ss_store *st, struct ss_stripe *s);
 struct ss_hot_item *ss_hot_get(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey);
 /* Insert or replace; evicts least recent items to stay within budget.
- * Returns 1 if stored, 0 if not admitted (too large), -ENOMEM. */
+ * Returns 1 if stored (*stored, when given, is the new item), 0 if not
+ * admitted (too large, or no room this stripe could make), -ENOMEM. */
 int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
                size_t nkey, const struct ss_index_entry *e, const struct iovec *iov,
-               int niov, struct ss_counters *ctr);
-void ss_hot_remove(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey);
+               int niov, struct ss_counters *ctr, struct ss_hot_item **stored);
+void ss_hot_remove(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
+                   size_t nkey);
+/* Keep an item's value past the stripe lock (taken under it); ss_hot_drop
+ * lets go, with no lock needed. */
+static inline struct ss_hot_item *ss_hot_hold(struct ss_hot_item *it)
+{
+    atomic_fetch_add_explicit(&it->refs, 1, memory_order_relaxed);
+    return it;
+}
+void ss_hot_drop(struct ss_hot_item *it);
 /* A hit: move to the LRU head, at most once a second per item. */
 void ss_hot_touch(struct ss_stripe *s, struct ss_hot_item *it, uint32_t now);
 static inline const char *ss_hot_value(const struct ss_hot_item *it) { return it->data + it->nkey; }
