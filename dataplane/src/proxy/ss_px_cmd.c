@@ -5,13 +5,17 @@
  * Reads (get/gets/mg without write-like flags) are answered locally on a
  * hit. Misses of a text get are fetched per owner as one batch of
  * `mg <key> v f c t k q` lines ended by `mn`, and the reply is assembled in
- * the client's key order. A miss of an mg is forwarded as the client sent it.
- * gat/gats and every write invalidate the local copy first (so a read
- * pipelined behind them misses and queues behind them on the same back-end
- * connection), then go to the owner as the client sent them, less noreply
- * (text) or q (meta), which the appliance applies itself. Anything the local
- * parser would refuse is handed back to local execution (SS_EXEC_LOCAL),
- * so error replies stay memcached's.
+ * the client's key order. A miss of an mg is forwarded as the client sent it,
+ * and so is an mg asking what only the owner knows (h, l, t: whether and
+ * when the item was last read, and its own lifetime, which the local copy's
+ * capped one is not). gat/gats and every write drop the local copy first
+ * (drop_copy_before_write, the one rule: a read pipelined behind them misses
+ * and queues behind them on the same back-end connection), then go to the
+ * owner as the client sent them, less noreply (text) or q (meta), which the
+ * appliance applies itself. Anything the local parser would refuse is handed
+ * back to local execution (SS_EXEC_LOCAL), so error replies stay memcached's;
+ * a refusal that changes the item at memcached (a set or ms over
+ * item_size_max drops it) is also sent to the owner as a delete.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -143,6 +147,38 @@ static int op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, s
         op->lepoch = ss_px_epoch_get(dp, es);
     }
     return ss_px_op_keep_key(op, key, nkey, val, vlen);
+}
+
+/*
+ * A write refused here that memcached still applies as a delete (a set too
+ * large to store): delete the item at its owner too, the reply dropped (the
+ * client gets the local refusal). binary: key is a meta key's decoded bytes,
+ * sent base64-encoded with b.
+ */
+static void drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary)
+{
+    const char *why = NULL;
+    int b = ss_px_route(pxw(c->w)->r, key, nkey, &why);
+    struct px_op *op = b < 0 ? NULL : ss_px_op_new(PX_OP_RAW);
+    if (!op)
+        return; /* nowhere to send it, or no memory: the local refusal stands */
+    op->post = PX_POST_INVALIDATE;
+    char enc[SS_BASE64_ENCODED_LEN(SS_KEY_MAX_LENGTH)];
+    req.len = 0;
+    int rc = ss_buf_append(&req, "md ", 3);
+    if (binary) {
+        size_t n = ss_base64_encode((const unsigned char *)key, nkey, enc);
+        rc |= ss_buf_append(&req, enc, n) | ss_buf_append(&req, " b", 2);
+    } else {
+        rc |= ss_buf_append(&req, key, nkey);
+    }
+    rc |= ss_buf_append(&req, "\r\n", 2);
+    if (rc || op_keep(c->w->dp, op, key, nkey, NULL, 0)) {
+        ss_px_op_free(op);
+        return;
+    }
+    op->one_line = 1; /* HD or NF */
+    forward(c, b, op, true);
 }
 
 static void out_value(struct ss_buf *b, const char *key, size_t nkey, const struct ss_item *it,
@@ -327,8 +363,15 @@ static int px_update(struct ss_conn *c, struct ss_mc_req *rq)
         !ss_mc_parse_i32(tok[3].p, tok[3].len, &exptime) ||
         !ss_mc_parse_i32(tok[4].p, tok[4].len, &vlen) ||
         (is_cas && !ss_mc_parse_u64(tok[5].p, tok[5].len, &cas)) || vlen < 0 ||
-        vlen > INT32_MAX - 2 || !ss_mc_item_fits(c, tok[KEY_TOKEN].len, flags, (size_t)vlen))
+        vlen > INT32_MAX - 2)
         return SS_EXEC_LOCAL;
+    if (!ss_mc_item_fits(c, tok[KEY_TOKEN].len, flags, (size_t)vlen)) {
+        /* memcached drops the item of a set too large to store (add, replace,
+         * append, prepend and cas leave it): so must its owner. */
+        if (rq->cmd == SS_MC_CMD_SET)
+            drop_at_owner(c, tok[KEY_TOKEN].p, tok[KEY_TOKEN].len, false);
+        return SS_EXEC_LOCAL; /* the local parser answers, and swallows the value */
+    }
     size_t want = (size_t)vlen + 2;
     if (rq->avail < want) {
         c->rneed = rq->line_bytes + want;
@@ -341,7 +384,6 @@ static int px_update(struct ss_conn *c, struct ss_mc_req *rq)
     const char *key = tok[KEY_TOKEN].p;
     size_t nkey = tok[KEY_TOKEN].len;
     c->w->ctr.cmd_set++;
-    invalidate(c->w, key, nkey);
     int b = route(c, key, nkey, noreply);
     if (b < 0)
         return SS_EXEC_DONE;
@@ -396,7 +438,6 @@ static int px_simple(struct ss_conn *c, struct ss_mc_req *rq)
     }
     const char *key = tok[KEY_TOKEN].p;
     size_t nkey = tok[KEY_TOKEN].len;
-    invalidate(c->w, key, nkey);
     int b = route(c, key, nkey, noreply);
     if (b < 0)
         return SS_EXEC_DONE;
@@ -443,11 +484,15 @@ static int px_mg(struct ss_conn *c, struct ss_mc_req *rq)
     const struct ss_mc_meta *m = &rq->meta;
     if (!ss_mc_meta_ok(rq))
         return SS_EXEC_LOCAL;
-    if (!m->write_like) {
+    /* h, l and t are the owner's to answer: a local hit is not a read the
+     * owner saw, and the local copy's lifetime is capped (local_ttl_max). */
+    bool owner_knows = ss_mc_meta_has(m, 'h') || ss_mc_meta_has(m, 'l') ||
+                       ss_mc_meta_has(m, 't');
+    if (!m->write_like && !owner_knows) {
         int pr = ss_mc_meta_get(c, rq, SS_MC_MG_PROBE);
         if (pr != SS_EXEC_MISS)
             return pr;
-    } else {
+    } else if (m->write_like) {
         invalidate(c->w, m->key, m->nkey);
     }
     int b = route(c, m->key, m->nkey, false);
@@ -477,9 +522,13 @@ static int ms_value_ready(struct ss_conn *c, struct ss_mc_req *rq, int32_t *vlen
     if (rq->ntok < 4 || !ss_mc_parse_i32(rq->tok[2].p, rq->tok[2].len, vlen) || *vlen < 0 ||
         *vlen > INT32_MAX - 2)
         return SS_EXEC_LOCAL;
-    if (!ss_mc_meta_ok(rq) || !strchr("SEAPR", m->mode ? m->mode : 'S') ||
-        !ss_mc_item_fits(c, m->nkey, m->client_flags, (size_t)*vlen))
+    if (!ss_mc_meta_ok(rq) || !strchr("SEAPR", m->mode ? m->mode : 'S'))
         return SS_EXEC_LOCAL;
+    if (!ss_mc_item_fits(c, m->nkey, m->client_flags, (size_t)*vlen)) {
+        /* memcached drops the item of an ms too large to store, in every mode. */
+        drop_at_owner(c, m->key, m->nkey, m->key_binary);
+        return SS_EXEC_LOCAL;
+    }
     size_t want = (size_t)*vlen + 2;
     if (rq->avail < want) {
         c->rneed = rq->line_bytes + want;
@@ -505,7 +554,6 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
                (rq->cmd == SS_MC_CMD_MA && m->mode && !strchr("I+D-", m->mode))) {
         return SS_EXEC_LOCAL;
     }
-    invalidate(c->w, m->key, m->nkey);
     int b = route(c, m->key, m->nkey, false);
     if (b < 0)
         return SS_EXEC_DONE;
@@ -533,10 +581,45 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
     return forward(c, b, op, false);
 }
 
+/*
+ * The local copy's one rule: a command that may change its key at the owner
+ * drops the local copy before anything else, whether it is then forwarded or
+ * refused here, whatever its outcome. Only a reply that proves the new value
+ * puts a copy back (post_write, ss_px_forward.c). gat/gats (several keys) and
+ * mg with N, T or R drop theirs key by key as they go.
+ */
+static void drop_copy_before_write(struct ss_conn *c, struct ss_mc_req *rq)
+{
+    switch (rq->cmd) {
+    case SS_MC_CMD_SET:
+    case SS_MC_CMD_ADD:
+    case SS_MC_CMD_REPLACE:
+    case SS_MC_CMD_APPEND:
+    case SS_MC_CMD_PREPEND:
+    case SS_MC_CMD_CAS:
+    case SS_MC_CMD_INCR:
+    case SS_MC_CMD_DECR:
+    case SS_MC_CMD_DELETE:
+    case SS_MC_CMD_TOUCH:
+        if (rq->ntok > KEY_TOKEN + 1 && rq->tok[KEY_TOKEN].len <= SS_KEY_MAX_LENGTH)
+            invalidate(c->w, rq->tok[KEY_TOKEN].p, rq->tok[KEY_TOKEN].len);
+        return;
+    case SS_MC_CMD_MS:
+    case SS_MC_CMD_MD:
+    case SS_MC_CMD_MA:
+        if (ss_mc_meta_ok(rq))
+            invalidate(c->w, rq->meta.key, rq->meta.nkey);
+        return;
+    default:
+        return;
+    }
+}
+
 /* The executor of a worker in proxy mode, TCP (see ss_px.h). */
 int ss_px_execute(struct ss_conn *c, struct ss_mc_req *rq)
 {
     const struct ss_mc_tok *tok = rq->tok;
+    drop_copy_before_write(c, rq);
     switch (rq->cmd) {
     case SS_MC_CMD_MG:
         return px_mg(c, rq);

@@ -137,7 +137,7 @@ struct px_item {
 struct px_op {
     struct px_op *next;
     uint8_t kind;        /* enum px_op_kind */
-    uint8_t quiet;       /* meta q: drop an HD reply */
+    uint8_t quiet;       /* meta q: drop a success reply (HD, or ma's VA) */
     uint8_t post;        /* what to do locally on success (PX_POST_*) */
     uint8_t one_line;    /* RAW: the reply is exactly one line, so no `mn` is sent */
     uint32_t backend;
