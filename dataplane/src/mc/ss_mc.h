@@ -4,6 +4,7 @@
 #ifndef SS_MC_H
 #define SS_MC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,18 @@ unsigned ss_mc_prefetch(struct ss_conn *c, const char *p, size_t len, struct ss_
 /* Proxy mode: the local copy's cas is not the back end's (see ss_px_*.c), so
  * a gets must not be answered from it. An item bit beside SS_ITEM_*. */
 #define SS_MC_ITEM_CAS_UNKNOWN 0x200u
+/* Proxy mode: the local copy was kept from a write and the owner has not
+ * been read since. memcached marks an item fetched on its first read (any
+ * mg, get, touch), which `mg h` shows: that first read must reach the owner,
+ * so such a copy answers no read here. */
+#define SS_MC_ITEM_UNREAD_AT_OWNER 0x400u
+
+/* May an item answer a read locally? with_cas: the reply shows its cas. Only
+ * proxy mode's local copies carry the bits that say no. */
+static inline bool ss_mc_local_answers(uint32_t bits, bool with_cas)
+{
+    return !(bits & SS_MC_ITEM_UNREAD_AT_OWNER) && !(with_cas && (bits & SS_MC_ITEM_CAS_UNKNOWN));
+}
 /* Longest "VALUE <key> <flags> <bytes> <cas>\r\n" line. */
 #define SS_MC_VALUE_HDR_MAX (SS_KEY_MAX_LENGTH + 80)
 /* Render "VALUE <key> <flags> <bytes>[ <cas>]\r\n" into hdr; returns its length. */

@@ -250,7 +250,7 @@ int ss_mc_meta_get(struct ss_conn *c, struct ss_mc_req *rq, enum ss_mc_mg_mode m
     if (rc == -EAGAIN)
         c->w->ctr.device_reads_forwarded++; /* a probe's read would wait */
     if (mode == SS_MC_MG_PROBE &&
-        (rc != 0 || ((h.it.bits & SS_MC_ITEM_CAS_UNKNOWN) && ss_mc_meta_has(m, 'c')))) {
+        (rc != 0 || !ss_mc_local_answers(h.it.bits, ss_mc_meta_has(m, 'c')))) {
         ss_store_unlock(t);
         if (rc != 0)
             ss_mc_count_miss(c, rc);

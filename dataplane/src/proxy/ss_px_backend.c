@@ -22,6 +22,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/ss_base64.h"
+
 #include "common/ss_clock.h"
 #include "ss_px_internal.h"
 #include "server/ss_server.h"
@@ -346,6 +348,7 @@ static int gets_value(struct ss_worker *w, struct px_op *op, const char *line, s
     int64_t ttl = -1;
     const char *key = NULL;
     size_t nkey = 0;
+    bool binary = false;
     for (size_t i = 2; i + 1 < ntok; i++) {
         const char *a = tok[i].p + 1;
         size_t al = tok[i].len - 1;
@@ -369,10 +372,23 @@ static int gets_value(struct ss_worker *w, struct px_op *op, const char *line, s
             key = a;
             nkey = al;
             break;
+        case 'b': /* an item stored with a binary key (ms b): k is its base64 */
+            binary = al == 0;
+            break;
         }
     }
     if (!key)
         return -EPROTO;
+    unsigned char raw[SS_KEY_MAX_LENGTH + 4];
+    if (binary) {
+        if (nkey > SS_BASE64_ENCODED_LEN(SS_KEY_MAX_LENGTH))
+            return -EPROTO;
+        size_t got = ss_base64_decode(key, nkey, raw);
+        if (got == 0 || got > SS_KEY_MAX_LENGTH)
+            return -EPROTO;
+        key = (const char *)raw;
+        nkey = got;
+    }
     for (uint32_t i = op->matched; i < op->nitems; i++) {
         struct px_item *it = &op->items[i];
         if (it->nkey == nkey && memcmp(it->key, key, nkey) == 0) {
@@ -404,11 +420,12 @@ static int bc_parse(struct ss_worker *w, struct px_bconn *bc)
         if (!op)
             return -EPROTO; /* a reply nobody asked for */
         size_t data = 0;
-        bool has_data = starts(start, n, "VA ") || starts(start, n, "VALUE ");
+        bool va = starts(start, n, "VA ");
+        bool has_data = va || starts(start, n, "VALUE ");
         if (has_data) {
             struct ss_mc_tok tok[8];
             size_t ntok = ss_mc_tokenize(start, n, tok, 8);
-            size_t ix = start[1] == 'A' ? 1 : 3;
+            size_t ix = va ? 1 : 3; /* VA <n> ..., VALUE <key> <flags> <n> ... */
             uint32_t v;
             if (ntok <= ix + 1 || !ss_mc_parse_u32(tok[ix].p, tok[ix].len, &v))
                 return -EPROTO;
@@ -422,7 +439,7 @@ static int bc_parse(struct ss_worker *w, struct px_bconn *bc)
         }
         bool mn = n == 2 && start[0] == 'M' && start[1] == 'N';
         if (op->kind == PX_OP_GETS) {
-            if (has_data && start[1] == 'A') {
+            if (va) {
                 if (gets_value(w, op, start, n, start + lb, data - 2))
                     return -EPROTO;
             } else if (!mn && !starts(start, n, "EN")) {

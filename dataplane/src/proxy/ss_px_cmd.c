@@ -252,16 +252,48 @@ static void send_batches(struct ss_conn *c, struct px_slot *s, size_t n, bool wa
 }
 
 /*
+ * A get naming a key that may be stale at its owner goes there as the client
+ * sent it: fetched with mg, a stale item would hand our fetch its win token,
+ * which memcached gives to no text get. Nothing is answered or kept locally.
+ * SS_EXEC_MISS when the keys have several owners (each is then fetched with
+ * mg as usual: the one case where a stale key's win token is lost).
+ */
+static int px_get_as_sent(struct ss_conn *c, struct ss_mc_req *rq, const char *pos,
+                          const char *end, bool touches)
+{
+    const char *key, *why = NULL;
+    size_t nkey;
+    int owner = -1;
+    for (const char *p = pos; ss_mc_next_key(&p, end, &key, &nkey);) {
+        int b = ss_px_route(pxw(c->w)->r, key, nkey, &why);
+        if (b < 0 || (owner >= 0 && b != owner))
+            return SS_EXEC_MISS;
+        owner = b;
+        if (touches)
+            invalidate(c->w, key, nkey);
+    }
+    if (owner < 0)
+        return SS_EXEC_MISS;
+    struct px_op *op = ss_px_op_new(PX_OP_RAW);
+    if (op && req_line(rq, SIZE_MAX, false)) {
+        ss_px_op_free(op);
+        op = NULL;
+    }
+    return forward(c, owner, op, false);
+}
+
+/*
  * get/gets/gat/gats: hits before the first miss are answered at once; from
  * the first miss on, the reply is a slot of per-key fragments. Returns
  * SS_EXEC_LOCAL when a key is too long (the local parser answers the error).
  */
-static int px_get(struct ss_conn *c, const char *pos, const char *end, bool want_cas,
-                  const struct ss_mc_tok *exptok)
+static int px_get(struct ss_conn *c, struct ss_mc_req *rq, const char *pos, const char *end,
+                  bool want_cas, const struct ss_mc_tok *exptok)
 {
     struct ss_worker *w = c->w;
     struct ss_counters *ctr = &w->ctr;
     size_t nkeys = 0;
+    bool stale = false;
     for (const char *p = pos; p < end;) {
         while (p < end && *p == ' ')
             p++;
@@ -272,7 +304,13 @@ static int px_get(struct ss_conn *c, const char *pos, const char *end, bool want
             p++;
         if ((size_t)(p - k) > SS_KEY_MAX_LENGTH)
             return SS_EXEC_LOCAL;
+        stale = stale || ss_px_stale_maybe(w->dp, ss_px_epoch_slot(k, (size_t)(p - k)));
         nkeys++;
+    }
+    if (stale) {
+        int rc = px_get_as_sent(c, rq, pos, end, exptok != NULL);
+        if (rc != SS_EXEC_MISS)
+            return rc;
     }
     if (misses_cap < nkeys) {
         struct miss *m = realloc(misses, nkeys * sizeof(*m));
@@ -301,7 +339,7 @@ static int px_get(struct ss_conn *c, const char *pos, const char *end, bool want
             if (rc == -EAGAIN)
                 ctr->device_reads_forwarded++;
             ctr->cmd_get++;
-            if (rc == 0 && !(want_cas && (it.bits & PX_ITEM_CAS_UNKNOWN))) {
+            if (rc == 0 && ss_mc_local_answers(it.bits, want_cas)) {
                 out_value(s ? &s->frags[fi++].b : &c->out, key, nkey, &it, w->st.value,
                           w->st.value_len, want_cas, &failed);
                 ss_mc_count_hit_tier(c, &it);
@@ -557,6 +595,8 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
     int b = route(c, m->key, m->nkey, false);
     if (b < 0)
         return SS_EXEC_DONE;
+    if (m->set_stale)
+        ss_px_stale_mark(c->w->dp, ss_px_epoch_slot(m->key, m->nkey), true);
     bool sets = rq->cmd == SS_MC_CMD_MS && strchr("SER", m->mode ? m->mode : 'S') &&
                 !m->set_stale;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
@@ -630,15 +670,15 @@ int ss_px_execute(struct ss_conn *c, struct ss_mc_req *rq)
     case SS_MC_CMD_GET:
     case SS_MC_CMD_BGET:
     case SS_MC_CMD_GETS:
-        return px_get(c, tok[0].p + tok[0].len, rq->line + rq->len, rq->cmd == SS_MC_CMD_GETS,
-                      NULL);
+        return px_get(c, rq, tok[0].p + tok[0].len, rq->line + rq->len,
+                      rq->cmd == SS_MC_CMD_GETS, NULL);
     case SS_MC_CMD_GAT:
     case SS_MC_CMD_GATS: {
         int32_t e;
         if (rq->ntok < 4 || !ss_mc_parse_i32(tok[1].p, tok[1].len, &e))
             return SS_EXEC_LOCAL;
-        return px_get(c, tok[1].p + tok[1].len, rq->line + rq->len, rq->cmd == SS_MC_CMD_GATS,
-                      &tok[1]);
+        return px_get(c, rq, tok[1].p + tok[1].len, rq->line + rq->len,
+                      rq->cmd == SS_MC_CMD_GATS, &tok[1]);
     }
     case SS_MC_CMD_SET:
     case SS_MC_CMD_ADD:

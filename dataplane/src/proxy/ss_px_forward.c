@@ -272,8 +272,9 @@ static void fill(struct ss_worker *w, const char *key, size_t nkey, uint32_t epo
                  uint32_t flags, uint64_t cas, int64_t ttl, const char *val, size_t vlen)
 {
     struct px_routing *r = pxw(w)->r;
-    if (!r || !ss_px_admit(w->dp, r, key, nkey, vlen))
-        return;
+    if (!r || ss_px_stale_maybe(w->dp, ss_px_epoch_slot(key, nkey)) ||
+        !ss_px_admit(w->dp, r, key, nkey, vlen))
+        return; /* a stale item's copy could not answer mg as the owner (X, W) */
     int64_t now = ss_clock_unix_seconds();
     struct ss_item it = {
         .cas = cas,
@@ -355,6 +356,8 @@ static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
     bool alone = ss_px_epoch_get(w->dp, es) == op->lepoch && op->in_flight &&
                  atomic_load(op->in_flight) == 1;
     ss_px_epoch_bump(w->dp, es);
+    if (ok && op->post == PX_POST_SET)
+        ss_px_stale_mark(w->dp, es, false); /* a stored value is not stale */
     if (ok && alone && op->post == PX_POST_SET && r && r->s.admission != SS_ADMIT_NEVER &&
         (!r->s.admission_max_bytes || op->lvlen <= r->s.admission_max_bytes)) {
         int64_t now = ss_clock_unix_seconds();
@@ -366,7 +369,7 @@ static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
             .exptime = e,
             .flags = op->lflags,
             .last_access = (uint32_t)now,
-            .bits = PX_ITEM_CAS_UNKNOWN,
+            .bits = PX_ITEM_CAS_UNKNOWN | SS_MC_ITEM_UNREAD_AT_OWNER,
         };
         struct iovec iov = {op->lvalue, op->lvlen};
         if (ss_store_write(&w->st, op->lkey, op->nlkey, &it, &iov, 1, SS_WRITE_KEEP_META))

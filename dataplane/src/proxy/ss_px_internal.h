@@ -114,6 +114,11 @@ struct px_global {
     int nworkers;
     _Atomic uint32_t *epochs; /* PX_EPOCH_SLOTS */
     _Atomic uint32_t *writes_in_flight; /* PX_EPOCH_SLOTS: forwarded writes not yet done */
+    /* PX_EPOCH_SLOTS: a key of the slot may be stale at its owner (an md or ms
+     * with I went there, and no plain set since). memcached gives the win
+     * token (W) to the first mg of a stale item, and a text get takes none:
+     * such keys are neither fetched with mg nor kept locally. */
+    _Atomic uint8_t *stale_maybe;
     _Atomic uint64_t *sketch[2];
     _Atomic uint32_t sketch_cur;
     _Atomic uint64_t sketch_rotated_ms;
@@ -192,6 +197,8 @@ int ss_px_backend_index(const struct px_routing *r, const char *host, int port);
 /* ss_px_epoch_slot and ss_px_epoch_bump: ss_px_routing.h */
 uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot);
 _Atomic uint32_t *ss_px_writes_in_flight(struct ss_dataplane *dp, uint32_t slot);
+bool ss_px_stale_maybe(struct ss_dataplane *dp, uint32_t slot);
+void ss_px_stale_mark(struct ss_dataplane *dp, uint32_t slot, bool maybe);
 bool ss_px_admit(struct ss_dataplane *dp, const struct px_routing *r, const char *key,
                  size_t nkey, size_t vlen);
 void ss_px_backend_failed(struct px_routing *r, uint32_t b);

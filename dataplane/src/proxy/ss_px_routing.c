@@ -44,12 +44,14 @@ int ss_px_init(struct ss_dataplane *dp)
     g->workers = calloc((size_t)ss_dataplane_nworkers(dp), sizeof(*g->workers));
     g->epochs = calloc(PX_EPOCH_SLOTS, sizeof(*g->epochs));
     g->writes_in_flight = calloc(PX_EPOCH_SLOTS, sizeof(*g->writes_in_flight));
+    g->stale_maybe = calloc(PX_EPOCH_SLOTS, sizeof(*g->stale_maybe));
     g->sketch[0] = calloc(PX_SKETCH_BITS / 64, sizeof(uint64_t));
     g->sketch[1] = calloc(PX_SKETCH_BITS / 64, sizeof(uint64_t));
     ss_dataplane_set_px(dp, g);
     for (int i = 0; g->workers && i < g->nworkers; i++)
         ss_dataplane_worker(dp, i)->px = &g->workers[i];
-    if (!g->seen || !g->workers || !g->epochs || !g->writes_in_flight || !g->sketch[0] ||
+    if (!g->seen || !g->workers || !g->epochs || !g->writes_in_flight || !g->stale_maybe ||
+        !g->sketch[0] ||
         !g->sketch[1])
         return -ENOMEM;
     return 0;
@@ -91,6 +93,7 @@ void ss_px_free(struct ss_dataplane *dp)
     free(g->workers);
     free(g->epochs);
     free(g->writes_in_flight);
+    free(g->stale_maybe);
     free(g->sketch[0]);
     free(g->sketch[1]);
     free(g);
@@ -480,6 +483,18 @@ uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot)
 void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot)
 {
     atomic_fetch_add(&((struct px_global *)ss_dataplane_px(dp))->epochs[slot], 1);
+}
+
+bool ss_px_stale_maybe(struct ss_dataplane *dp, uint32_t slot)
+{
+    return atomic_load_explicit(&((struct px_global *)ss_dataplane_px(dp))->stale_maybe[slot],
+                                memory_order_relaxed);
+}
+
+void ss_px_stale_mark(struct ss_dataplane *dp, uint32_t slot, bool maybe)
+{
+    atomic_store_explicit(&((struct px_global *)ss_dataplane_px(dp))->stale_maybe[slot], maybe,
+                          memory_order_relaxed);
 }
 
 _Atomic uint32_t *ss_px_writes_in_flight(struct ss_dataplane *dp, uint32_t slot)

@@ -265,7 +265,7 @@ static enum ss_sw_verdict mc_cache_one(struct ss_switch *sw, struct sw_lcore *lc
         lc->ctr[SW_C_mc_park_full]++;
         return SS_SW_V_KERNEL; /* the socket path answers it, reading as it may */
     }
-    if (rc != 0 || (with_cas && (it.bits & SS_MC_ITEM_CAS_UNKNOWN))) {
+    if (rc != 0 || !ss_mc_local_answers(it.bits, with_cas)) {
         ss_store_unlock(t);
         return lc->route.active ? SS_SW_V_NEXT : SS_SW_V__COUNT;
     }
@@ -428,7 +428,7 @@ enum ss_sw_verdict sw_fn_mc_cache(struct ss_switch *sw, struct sw_lcore *lc, str
         ss_store_lock(t, keys[k], p->nkey[k]);
         int rc = ss_store_find(t, keys[k], p->nkey[k], &it, SS_FIND_VALUE);
         /* gets needs the owner's cas: a copy a set left has none. */
-        if (rc == 0 && !(with_cas && (it.bits & SS_MC_ITEM_CAS_UNKNOWN))) {
+        if (rc == 0 && ss_mc_local_answers(it.bits, with_cas)) {
             char hdr[SS_MC_VALUE_HDR_MAX];
             size_t len = ss_mc_value_header(hdr, keys[k], p->nkey[k], it.flags, t->value_len,
                                             with_cas ? &it.cas : NULL);

@@ -121,10 +121,19 @@ class Canon:
 
 
 class Generator:
-    """Seeded command stream. Call observe() with each canonical reply."""
+    """Seeded command stream. Call observe() with each canonical reply.
 
-    def __init__(self, seed: int) -> None:
+    owner_flags: mg also asks t (remaining lifetime) and h (hit before), which a
+    caching proxy must get from the owner. t is deterministic only if no item's
+    remaining lifetime depends on when each server's clock ticks over (two
+    memcacheds' seconds turn at different instants), so TTLs are then only 0
+    (never expires: t-1) or already past (the item is gone). l (seconds since
+    the last access) turns with the clock in every case and is never asked.
+    """
+
+    def __init__(self, seed: int, owner_flags: bool = False) -> None:
         self.r = random.Random(seed)
+        self.owner_flags = owner_flags
         self.last_cas: dict[bytes, bytes] = {}
         self.recent_cas: list[bytes] = []
         self.now = int(time.time())
@@ -198,9 +207,17 @@ class Generator:
 
     def ttl(self) -> bytes:
         """TTLs that cannot expire during a run: 0, large, absolute, negative, past."""
+        if self.owner_flags:
+            return b"%d" % self.r.choice([0, 0, 0, -1, -self.r.randint(2, 10**6),
+                                          self.r.randint(1, 10**6)])  # absolute, past
         return b"%d" % self.r.choice([
             0, 0, 0, self.r.randint(3600, 100000), 2592000, self.now + 10**6,
             -1, -self.r.randint(2, 10**6), 2592001, self.r.randint(2592001, 10**9)])
+
+    def lifetime(self) -> int:
+        """A positive TTL in seconds that outlasts a run (0, for ever, with owner_flags:
+        see the class)."""
+        return 0 if self.owner_flags else self.r.randint(3600, 10**5)
 
     def noreply(self, p: float = 0.15) -> bytes:
         return b" noreply" if self.r.random() < p else b""
@@ -288,7 +305,10 @@ class Generator:
     def mg(self) -> Command:
         k, extra = self._meta_key()
         self.read_in_batch.add(base64.b64decode(k) if extra else k)
-        opts = self._pick([b"v", b"v", b"f", b"s", b"k", b"c", b"h", b"q", b"O"], 0, 5)
+        flags = [b"v", b"v", b"f", b"s", b"k", b"c", b"h", b"q", b"O"]
+        if self.owner_flags:
+            flags += [b"t", b"t", b"h"]
+        opts = self._pick(flags, 0, 5)
         parts: list[Part] = [b"mg " + k]
         for o in extra + opts:
             parts.append(b" " + (self.opaque() if o == b"O" else o))
@@ -296,7 +316,7 @@ class Generator:
         if r < 0.1:
             parts.append(b" T" + self.ttl())
         elif r < 0.15:
-            parts.append(b" N%d" % self.r.randint(3600, 10**5))
+            parts.append(b" N%d" % self.lifetime())
         elif r < 0.2:
             parts.append(b" R%d" % self.r.choice([30, 10**7]))
         parts.append(b"\r\n")
@@ -320,7 +340,7 @@ class Generator:
                 parts.append(b" M" + self.r.choice([b"E", b"A", b"P", b"R", b"S", b"e", b"a",
                                                      b"s"]))
                 if self.r.random() < 0.2:
-                    parts.append(b" N%d" % self.r.randint(3600, 10**5))
+                    parts.append(b" N%d" % self.lifetime())
             else:
                 parts.append(b" " + o)
         mode = next((p for p in parts if isinstance(p, bytes) and p.startswith(b" M")), b" MS")
@@ -343,7 +363,7 @@ class Generator:
             if o == b"C":
                 parts += [b" C", self.cas(k)]
             elif o == b"T":
-                parts.append(b" T%d" % self.r.randint(3600, 10**5))
+                parts.append(b" T%d" % self.lifetime())
             elif o == b"O":
                 parts.append(b" " + self.opaque())
             else:
@@ -360,7 +380,7 @@ class Generator:
         for o in extra + self._pick([b"N", b"J", b"D", b"T", b"M", b"q", b"O", b"k", b"c",
                                      b"v", b"C"], 0, 5):
             if o == b"N":
-                parts.append(b" N%d" % self.r.choice([0, 3600, 10**5]))
+                parts.append(b" N%d" % self.r.choice([0, self.lifetime()]))
             elif o == b"J":
                 j = self.r.choice([0, 7, 2**64 - 1])
                 if j >= 2**63:
@@ -372,7 +392,7 @@ class Generator:
                     self.past_value.add(key)
                 parts.append(b" D%d" % d)
             elif o == b"T":
-                parts.append(b" T%d" % self.r.randint(3600, 10**5))
+                parts.append(b" T%d" % self.lifetime())
             elif o == b"M":
                 parts.append(b" M" + self.r.choice([b"I", b"i", b"+", b"D", b"d", b"-"]))
             elif o == b"C":
@@ -412,8 +432,15 @@ class Generator:
                                   b"gat 0 k3 %s\r\n"]) % TOO_LONG_KEY
             return Command("malformed_get", [line], isolate=True)
         if self.r.random() < 0.05:
+            # memcached drops the key's item for a set or an ms too large to
+            # store, and keeps it for the other storage commands.
             big = OVER_ITEM_SIZE_MAX
-            return Command("too_large", [b"set %s 0 0 %d\r\n%s\r\n" % (k, big, b"B" * big)])
+            head = self.r.choice([b"set %s 0 0 %d", b"set %s 0 0 %d", b"add %s 0 0 %d",
+                                  b"append %s 0 0 %d", b"ms %s %d", b"ms %s %d MA",
+                                  b"ms %s %d q"]) % (k, big)
+            if head.startswith((b"set", b"ms")):
+                self.stored(k, b"", True)
+            return Command("too_large", [head + b"\r\n" + b"B" * big + b"\r\n"])
         return Command("malformed", [self.r.choice(choices)])
 
     def next(self) -> Command:
