@@ -75,16 +75,21 @@ static int route(struct ss_conn *c, const char *key, size_t nkey, bool noreply)
 }
 
 
-/* Rebuild the command line from its tokens, less one token index (skip). */
-static int req_line(const struct ss_mc_req *rq, size_t skip, bool skip_q)
+/*
+ * The command line to forward: as the client sent it, or less one token
+ * index (skip: a noreply the proxy applies itself), rebuilt from its tokens.
+ */
+static int req_line(const struct ss_mc_req *rq, size_t skip)
 {
     const struct ss_mc_tok *tok = rq->tok;
     size_t ntok = rq->ntok;
     req.len = 0;
+    if (skip == SIZE_MAX)
+        return ss_buf_append(&req, rq->line, rq->len) | ss_buf_append(&req, "\r\n", 2);
     int rc = 0;
     bool first = true;
     for (size_t i = 0; i + 1 < ntok; i++) {
-        if (i == skip || (skip_q && i > KEY_TOKEN && tok[i].len == 1 && tok[i].p[0] == 'q'))
+        if (i == skip)
             continue;
         if (!first)
             rc |= ss_buf_append(&req, " ", 1);
@@ -256,7 +261,7 @@ static void send_batches(struct ss_conn *c, struct px_slot *s, size_t n, bool wa
  * sent it: fetched with mg, a stale item would hand our fetch its win token,
  * which memcached gives to no text get. Nothing is answered or kept locally.
  * SS_EXEC_MISS when the keys have several owners (each is then fetched with
- * mg as usual: the one case where a stale key's win token is lost).
+ * mg as usual: the one case where a stale key's win token is lost), or none.
  */
 static int px_get_as_sent(struct ss_conn *c, struct ss_mc_req *rq, const char *pos,
                           const char *end, bool touches)
@@ -265,6 +270,8 @@ static int px_get_as_sent(struct ss_conn *c, struct ss_mc_req *rq, const char *p
     size_t nkey;
     int owner = -1;
     for (const char *p = pos; ss_mc_next_key(&p, end, &key, &nkey);) {
+        if (nkey > SS_KEY_MAX_LENGTH)
+            break; /* the owner answers the error; keys after it are not read */
         int b = ss_px_route(pxw(c->w)->r, key, nkey, &why);
         if (b < 0 || (owner >= 0 && b != owner))
             return SS_EXEC_MISS;
@@ -275,7 +282,7 @@ static int px_get_as_sent(struct ss_conn *c, struct ss_mc_req *rq, const char *p
     if (owner < 0)
         return SS_EXEC_MISS;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
-    if (op && req_line(rq, SIZE_MAX, false)) {
+    if (op && req_line(rq, SIZE_MAX)) {
         ss_px_op_free(op);
         op = NULL;
     }
@@ -302,8 +309,12 @@ static int px_get(struct ss_conn *c, struct ss_mc_req *rq, const char *pos, cons
         const char *k = p;
         while (p < end && *p != ' ')
             p++;
-        if ((size_t)(p - k) > SS_KEY_MAX_LENGTH)
-            return SS_EXEC_LOCAL;
+        if ((size_t)(p - k) > SS_KEY_MAX_LENGTH) {
+            /* memcached reads the keys before a too-long one (marking them
+             * fetched) and then answers the error: let their owner do both. */
+            int rc = px_get_as_sent(c, rq, pos, end, exptok != NULL);
+            return rc == SS_EXEC_MISS ? SS_EXEC_LOCAL : rc;
+        }
         stale = stale || ss_px_stale_maybe(w->dp, ss_px_epoch_slot(k, (size_t)(p - k)));
         nkeys++;
     }
@@ -436,7 +447,7 @@ static int px_update(struct ss_conn *c, struct ss_mc_req *rq)
             op = NULL;
         }
     }
-    if (req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX, false) ||
+    if (req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX) ||
         ss_buf_append(&req, data, want)) {
         if (op)
             ss_px_op_free(op);
@@ -487,7 +498,7 @@ static int px_simple(struct ss_conn *c, struct ss_mc_req *rq)
             op = NULL;
         }
     }
-    if (req_line(rq, noreply ? ntok - 2 : SIZE_MAX, false) && op) {
+    if (req_line(rq, noreply ? ntok - 2 : SIZE_MAX) && op) {
         ss_px_op_free(op);
         op = NULL;
     }
@@ -506,8 +517,11 @@ static int px_flush_all(struct ss_conn *c, struct ss_mc_req *rq)
                        "routing.allow_flush_all", noreply);
         return SS_EXEC_DONE;
     }
+    /* A fill sent before the flush may return after it, with a value the
+     * flush removed at its owner. */
+    ss_px_epoch_bump_all(c->w->dp);
     for (uint32_t b = 0; b < r->nbackends; b++) {
-        if (req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX, false))
+        if (req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX))
             break;
         forward(c, (int)b, ss_px_op_new(PX_OP_RAW), true);
     }
@@ -546,7 +560,7 @@ static int px_mg(struct ss_conn *c, struct ss_mc_req *rq)
             op = NULL;
         }
     }
-    if (req_line(rq, SIZE_MAX, false) && op) {
+    if (req_line(rq, SIZE_MAX) && op) {
         ss_px_op_free(op);
         op = NULL;
     }
@@ -578,7 +592,11 @@ static int ms_value_ready(struct ss_conn *c, struct ss_mc_req *rq, int32_t *vlen
     return SS_EXEC_DONE;
 }
 
-/* ms/md/ma: invalidate, forward less q (quiet mode is applied here). */
+/*
+ * ms/md/ma: invalidate, forward as sent, q included: what q hides depends on
+ * the outcome (ma shows HD when N vivifies), so the owner decides. A quiet
+ * ms leaves no local copy, as its hidden HD cannot prove the value.
+ */
 static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
 {
     const struct ss_mc_meta *m = &rq->meta;
@@ -598,10 +616,9 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
     if (m->set_stale)
         ss_px_stale_mark(c->w->dp, ss_px_epoch_slot(m->key, m->nkey), true);
     bool sets = rq->cmd == SS_MC_CMD_MS && strchr("SER", m->mode ? m->mode : 'S') &&
-                !m->set_stale;
+                !m->set_stale && !m->no_reply;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
-        op->quiet = m->no_reply;
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
         if (sets) {
             op->lflags = m->client_flags;
@@ -612,7 +629,7 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
             op = NULL;
         }
     }
-    if ((req_line(rq, SIZE_MAX, true) ||
+    if ((req_line(rq, SIZE_MAX) ||
          (rq->extra && ss_buf_append(&req, rq->data, rq->extra))) &&
         op) {
         ss_px_op_free(op);

@@ -414,10 +414,7 @@ void ss_px_op_done(struct ss_worker *w, struct px_op *op, const char *err)
     if (s) {
         if (err) {
             slot_error(s, err, strlen(err));
-        } else if (!(op->quiet && op->reply.len >= 2 &&
-                     (memcmp(op->reply.data, "HD", 2) == 0 ||
-                      memcmp(op->reply.data, "VA", 2) == 0))) {
-            /* q hides success: HD, and ma's VA (memcached shows NS, NF, EX). */
+        } else {
             /* The reply becomes the slot's (no copy); the op keeps the slot's old buffer. */
             struct ss_buf old = s->err;
             s->err = op->reply;

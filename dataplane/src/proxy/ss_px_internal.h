@@ -113,6 +113,7 @@ struct px_global {
     struct px_worker *workers;
     int nworkers;
     _Atomic uint32_t *epochs; /* PX_EPOCH_SLOTS */
+    _Atomic uint32_t flushes; /* flush_all commands seen: part of every epoch */
     _Atomic uint32_t *writes_in_flight; /* PX_EPOCH_SLOTS: forwarded writes not yet done */
     /* PX_EPOCH_SLOTS: a key of the slot may be stale at its owner (an md or ms
      * with I went there, and no plain set since). memcached gives the win
@@ -142,7 +143,6 @@ struct px_item {
 struct px_op {
     struct px_op *next;
     uint8_t kind;        /* enum px_op_kind */
-    uint8_t quiet;       /* meta q: drop a success reply (HD, or ma's VA) */
     uint8_t post;        /* what to do locally on success (PX_POST_*) */
     uint8_t one_line;    /* RAW: the reply is exactly one line, so no `mn` is sent */
     uint32_t backend;
@@ -196,6 +196,8 @@ int ss_px_route(const struct px_routing *r, const char *key, size_t nkey, const 
 int ss_px_backend_index(const struct px_routing *r, const char *host, int port);
 /* ss_px_epoch_slot and ss_px_epoch_bump: ss_px_routing.h */
 uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot);
+/* flush_all: every fill already sent is then dropped when it returns. */
+void ss_px_epoch_bump_all(struct ss_dataplane *dp);
 _Atomic uint32_t *ss_px_writes_in_flight(struct ss_dataplane *dp, uint32_t slot);
 bool ss_px_stale_maybe(struct ss_dataplane *dp, uint32_t slot);
 void ss_px_stale_mark(struct ss_dataplane *dp, uint32_t slot, bool maybe);

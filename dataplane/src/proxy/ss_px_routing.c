@@ -475,9 +475,17 @@ uint32_t ss_px_epoch_slot(const char *key, size_t nkey)
     return (uint32_t)(ss_hash64(key, nkey) >> 20) & (PX_EPOCH_SLOTS - 1);
 }
 
+/* A slot's epoch moves with its writes and with every flush_all (the sum of
+ * two counters that only grow changes when either does). */
 uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot)
 {
-    return atomic_load(&((struct px_global *)ss_dataplane_px(dp))->epochs[slot]);
+    struct px_global *g = ss_dataplane_px(dp);
+    return atomic_load(&g->epochs[slot]) + atomic_load(&g->flushes);
+}
+
+void ss_px_epoch_bump_all(struct ss_dataplane *dp)
+{
+    atomic_fetch_add(&((struct px_global *)ss_dataplane_px(dp))->flushes, 1);
 }
 
 void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot)

@@ -120,6 +120,21 @@ def _next_batch(gen: Generator, size: int, held: list[Command]) -> list[Command]
     return batch
 
 
+def _words(c: Command) -> set[bytes]:
+    """The words of a command's first line after its name: its keys, among others."""
+    first = c.parts[0] if c.parts and isinstance(c.parts[0], bytes) else b""
+    return set(first.split(b"\r\n", 1)[0].split()[1:])
+
+
+def _history_of(batch: list[Command], history: list[tuple[int, Command]],
+                most: int = 40) -> str:
+    """The last `most` earlier commands that share a word (a key) with the batch."""
+    words = set().union(*(_words(c) for c in batch))
+    hits = [f"  [{i}] {c.kind}: {c.show()}" for i, c in history
+            if _words(c) & words or c.kind.startswith("flush") or i > len(history) - 20]
+    return "\n".join(hits[-most:]) or "  (none)"
+
+
 def run_differential(ref: Server, test: Server, seed: int, count: int, nconns: int = 1,
                      gen: Generator | None = None) -> collections.Counter[str]:
     """Sends `count` commands from seed to both servers and asserts equal replies.
@@ -139,6 +154,7 @@ def run_differential(ref: Server, test: Server, seed: int, count: int, nconns: i
     start = time.monotonic()
     index = 0
     held: list[Command] = []
+    history: list[tuple[int, Command]] = []
     try:
         while index < count:
             assert time.monotonic() - start < RUN_TIME_LIMIT_S, (
@@ -161,6 +177,7 @@ def run_differential(ref: Server, test: Server, seed: int, count: int, nconns: i
                     f"on connection {which + 1} of {nconns} "
                     f"(reproduce: SS_DIFF_SEED={seed} SS_DIFF_COUNT={index + len(batch)})\n"
                     f"commands:\n{cmds}\n"
+                    f"earlier commands naming these keys:\n{_history_of(batch, history)}\n"
                     f"{ref.name} replied:\n    {_fmt(ra)}\n"
                     f"{test.name} replied:\n    {_fmt(rb)}")
             if ra[-1][0] != b"MN\r\n":
@@ -168,8 +185,9 @@ def run_differential(ref: Server, test: Server, seed: int, count: int, nconns: i
                 a.reconnect()
                 b.reconnect()
             gen.observe(ra)
-            for c in batch:
+            for i, c in enumerate(batch):
                 stats["cmd:" + c.kind] += 1
+                history.append((index + i, c))
             for head, _ in ra[:-1]:
                 stats["reply:" + head.split(b" ")[0].strip().decode("latin-1")[:24]] += 1
             index += len(batch)
