@@ -348,7 +348,7 @@ static int gets_value(struct ss_worker *w, struct px_op *op, const char *line, s
     int64_t ttl = -1;
     const char *key = NULL;
     size_t nkey = 0;
-    bool binary = false;
+    bool binary = false, keep = true;
     for (size_t i = 2; i + 1 < ntok; i++) {
         const char *a = tok[i].p + 1;
         size_t al = tok[i].len - 1;
@@ -374,6 +374,11 @@ static int gets_value(struct ss_worker *w, struct px_op *op, const char *line, s
             break;
         case 'b': /* an item stored with a binary key (ms b): k is its base64 */
             binary = al == 0;
+            keep = false; /* a copy would answer mg's k with the key as text */
+            break;
+        default:
+            if (ss_px_owner_state_flag(tok[i].p, tok[i].len))
+                keep = false;
             break;
         }
     }
@@ -393,7 +398,7 @@ static int gets_value(struct ss_worker *w, struct px_op *op, const char *line, s
         struct px_item *it = &op->items[i];
         if (it->nkey == nkey && memcmp(it->key, key, nkey) == 0) {
             op->matched = i + 1;
-            ss_px_item_value(w, op, it, flags, cas, ttl, val, vlen);
+            ss_px_item_value(w, op, it, flags, cas, ttl, val, vlen, keep);
             return 0;
         }
     }

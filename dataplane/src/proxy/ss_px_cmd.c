@@ -260,18 +260,28 @@ static void send_batches(struct ss_conn *c, struct px_slot *s, size_t n, bool wa
  * A get naming a key that may be stale at its owner goes there as the client
  * sent it: fetched with mg, a stale item would hand our fetch its win token,
  * which memcached gives to no text get. Nothing is answered or kept locally.
+ *
+ * A get with a too-long key: memcached reads (and so marks fetched, or
+ * touches) the keys before it, then answers only the error. The keys before
+ * it go to their owner and the error is answered here once the owner is done.
+ * The line is cut rather than sent whole because memcached 1.6 loses the
+ * reply to the command before such a get when both arrive in one read, which
+ * our pipelined back-end connections make likely.
+ *
  * SS_EXEC_MISS when the keys have several owners (each is then fetched with
  * mg as usual: the one case where a stale key's win token is lost), or none.
  */
 static int px_get_as_sent(struct ss_conn *c, struct ss_mc_req *rq, const char *pos,
                           const char *end, bool touches)
 {
-    const char *key, *why = NULL;
+    const char *key, *why = NULL, *cut = NULL;
     size_t nkey;
     int owner = -1;
     for (const char *p = pos; ss_mc_next_key(&p, end, &key, &nkey);) {
-        if (nkey > SS_KEY_MAX_LENGTH)
-            break; /* the owner answers the error; keys after it are not read */
+        if (nkey > SS_KEY_MAX_LENGTH) {
+            cut = key;
+            break;
+        }
         int b = ss_px_route(pxw(c->w)->r, key, nkey, &why);
         if (b < 0 || (owner >= 0 && b != owner))
             return SS_EXEC_MISS;
@@ -282,7 +292,17 @@ static int px_get_as_sent(struct ss_conn *c, struct ss_mc_req *rq, const char *p
     if (owner < 0)
         return SS_EXEC_MISS;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
-    if (op && req_line(rq, SIZE_MAX)) {
+    if (op && cut) {
+        size_t n = (size_t)(cut - rq->line);
+        while (n && rq->line[n - 1] == ' ')
+            n--;
+        req.len = 0;
+        op->answer_bad_line = 1;
+        if (ss_buf_append(&req, rq->line, n) || ss_buf_append(&req, "\r\n", 2)) {
+            ss_px_op_free(op);
+            op = NULL;
+        }
+    } else if (op && req_line(rq, SIZE_MAX)) {
         ss_px_op_free(op);
         op = NULL;
     }

@@ -293,7 +293,7 @@ static void fill(struct ss_worker *w, const char *key, size_t nkey, uint32_t epo
 
 /* A value for one key of a batched fetch: render it, maybe keep it. */
 void ss_px_item_value(struct ss_worker *w, struct px_op *op, struct px_item *it, uint32_t flags,
-                      uint64_t cas, int64_t ttl, const char *val, size_t vlen)
+                      uint64_t cas, int64_t ttl, const char *val, size_t vlen, bool keep)
 {
     struct px_slot *s = it->slot;
     if (s->r.c && !s->error && it->frag < s->nfrags) {
@@ -306,7 +306,7 @@ void ss_px_item_value(struct ss_worker *w, struct px_op *op, struct px_item *it,
             ss_buf_append(b, "\r\n", 2))
             slot_error(s, "SERVER_ERROR out of memory\r\n", 28);
     }
-    if (!it->no_fill)
+    if (!it->no_fill && keep)
         fill(w, it->key, it->nkey, it->epoch, flags, cas, ttl, val, vlen);
     (void)op;
 }
@@ -338,6 +338,9 @@ static void fill_from_mg(struct ss_worker *w, struct px_op *op)
             return;
         else if (tok[i].p[0] == 't' && ss_mc_parse_i32(a, al, &t))
             ttl = t;
+        else if (ss_px_owner_state_flag(tok[i].p, tok[i].len) ||
+                 (tok[i].p[0] == 'b' && tok[i].len == 1))
+            return; /* the copy could not show the owner's win state or binary key */
     }
     size_t off = (size_t)(nl - p) + 1;
     if (!have_f || off + vlen + 2 > n)
@@ -356,8 +359,10 @@ static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
     bool alone = ss_px_epoch_get(w->dp, es) == op->lepoch && op->in_flight &&
                  atomic_load(op->in_flight) == 1;
     ss_px_epoch_bump(w->dp, es);
-    if (ok && op->post == PX_POST_SET)
-        ss_px_stale_mark(w->dp, es, false); /* a stored value is not stale */
+    /* A stored value is not stale, unless an md or ms with I pipelined
+     * behind our set (so not alone) reached the owner after it. */
+    if (ok && alone && op->post == PX_POST_SET)
+        ss_px_stale_mark(w->dp, es, false);
     if (ok && alone && op->post == PX_POST_SET && r && r->s.admission != SS_ADMIT_NEVER &&
         (!r->s.admission_max_bytes || op->lvlen <= r->s.admission_max_bytes)) {
         int64_t now = ss_clock_unix_seconds();
@@ -414,6 +419,9 @@ void ss_px_op_done(struct ss_worker *w, struct px_op *op, const char *err)
     if (s) {
         if (err) {
             slot_error(s, err, strlen(err));
+        } else if (op->answer_bad_line) {
+            static const char bad[] = "CLIENT_ERROR bad command line format\r\n";
+            slot_error(s, bad, sizeof(bad) - 1);
         } else {
             /* The reply becomes the slot's (no copy); the op keeps the slot's old buffer. */
             struct ss_buf old = s->err;

@@ -145,6 +145,8 @@ struct px_op {
     uint8_t kind;        /* enum px_op_kind */
     uint8_t post;        /* what to do locally on success (PX_POST_*) */
     uint8_t one_line;    /* RAW: the reply is exactly one line, so no `mn` is sent */
+    uint8_t answer_bad_line; /* RAW: the client gets CLIENT_ERROR bad command line
+                                format once the owner has answered */
     uint32_t backend;
     uint64_t sent_us;
     uint64_t deadline_ms;
@@ -225,8 +227,16 @@ void ss_px_worker_close_all(struct ss_worker *w);
 
 /* ---- ss_px_forward.c ---- */
 void ss_px_op_done(struct ss_worker *w, struct px_op *op, const char *err);
+/* W, X or Z in an mg reply: the owner's win-token state for a stale or
+ * vivified item, which no local copy can show; such items are not kept. */
+static inline bool ss_px_owner_state_flag(const char *tok, size_t len)
+{
+    return len == 1 && (tok[0] == 'W' || tok[0] == 'X' || tok[0] == 'Z');
+}
+
 void ss_px_item_value(struct ss_worker *w, struct px_op *op, struct px_item *it, uint32_t flags,
-                      uint64_t cas, int64_t ttl, const char *val, size_t vlen);
+                      uint64_t cas, int64_t ttl, const char *val, size_t vlen,
+                      bool keep);
 void ss_px_slot_release(struct ss_worker *w, struct px_slot *s);
 struct px_slot *ss_px_slot_new(struct ss_conn *c, uint32_t nfrags);
 /* A zeroed op of kind (from this thread's cache when it has one). NULL on ENOMEM. */

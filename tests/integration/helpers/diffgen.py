@@ -209,7 +209,7 @@ class Generator:
         """TTLs that cannot expire during a run: 0, large, absolute, negative, past."""
         if self.owner_flags:
             return b"%d" % self.r.choice([0, 0, 0, -1, -self.r.randint(2, 10**6),
-                                          self.r.randint(1, 10**6)])  # absolute, past
+                                          self.r.randint(2592001, 10**9)])  # absolute, past
         return b"%d" % self.r.choice([
             0, 0, 0, self.r.randint(3600, 100000), 2592000, self.now + 10**6,
             -1, -self.r.randint(2, 10**6), 2592001, self.r.randint(2592001, 10**9)])
