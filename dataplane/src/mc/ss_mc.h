@@ -45,15 +45,17 @@ unsigned ss_mc_prefetch(struct ss_conn *c, const char *p, size_t len, struct ss_
 #define SS_MC_ITEM_CAS_UNKNOWN 0x200u
 /* Proxy mode: the local copy was kept from a write and the owner has not
  * been read since. memcached marks an item fetched on its first read (any
- * mg, get, touch), which `mg h` shows: that first read must reach the owner,
- * so such a copy answers no read here. */
+ * mg, get, touch), which `mg h` shows: the first local answer from such a
+ * copy clears the bit and sends the owner a plain `mg <key>` so that it
+ * marks the item fetched too (ss_px_mark_read_at_owner). The switch fast
+ * path answers such copies without telling the owner. */
 #define SS_MC_ITEM_UNREAD_AT_OWNER 0x400u
 
 /* May an item answer a read locally? with_cas: the reply shows its cas. Only
- * proxy mode's local copies carry the bits that say no. */
+ * proxy mode's local copies carry the bit that says no. */
 static inline bool ss_mc_local_answers(uint32_t bits, bool with_cas)
 {
-    return !(bits & SS_MC_ITEM_UNREAD_AT_OWNER) && !(with_cas && (bits & SS_MC_ITEM_CAS_UNKNOWN));
+    return !(with_cas && (bits & SS_MC_ITEM_CAS_UNKNOWN));
 }
 /* Longest "VALUE <key> <flags> <bytes> <cas>\r\n" line. */
 #define SS_MC_VALUE_HDR_MAX (SS_KEY_MAX_LENGTH + 80)

@@ -257,6 +257,12 @@ int ss_mc_meta_get(struct ss_conn *c, struct ss_mc_req *rq, enum ss_mc_mg_mode m
         count_get(&c->w->ctr, false, false);
         return SS_EXEC_MISS;
     }
+    if (mode == SS_MC_MG_PROBE && (h.it.bits & SS_MC_ITEM_UNREAD_AT_OWNER)) {
+        struct ss_item read = h.it;
+        read.bits &= ~SS_MC_ITEM_UNREAD_AT_OWNER;
+        if (ss_store_update_meta(t, m->key, m->nkey, &read) == 0)
+            rq->unread_at_owner = true; /* the caller tells the owner */
+    }
     if (rc == -EIO) {
         /* The device failed the read (its entry is dropped): the protocol's
          * server error, whatever q asks for. */

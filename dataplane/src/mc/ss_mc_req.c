@@ -178,6 +178,7 @@ void ss_mc_req_parse(struct ss_mc_req *rq, const char *line, size_t len, const c
     rq->line_bytes = line_bytes;
     rq->extra = 0;
     rq->meta_parsed = false;
+    rq->unread_at_owner = false;
     rq->ntok = ss_mc_tokenize(line, len, rq->tok, SS_MC_MAX_TOKENS);
     if (rq->ntok < 2 || rq->tok[0].len < 2) {
         rq->cmd = SS_MC_CMD_UNKNOWN;

@@ -73,6 +73,8 @@ struct ss_mc_req {
     size_t extra;           /* out: bytes consumed after the line */
     bool noreply;           /* text: the next-to-last token is "noreply" */
     bool meta_parsed;       /* meta: flags parsed (the key fits, the line has them) */
+    bool unread_at_owner;   /* out, mg probe: answered from a copy the owner has not
+                               been read for (SS_MC_ITEM_UNREAD_AT_OWNER, now cleared) */
     struct ss_mc_tok tok[SS_MC_MAX_TOKENS];
     struct ss_mc_meta meta;
 };

@@ -186,6 +186,36 @@ static void drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool 
     forward(c, b, op, true);
 }
 
+/*
+ * A read answered from a copy kept from a write, whose owner has not been
+ * read since (SS_MC_ITEM_UNREAD_AT_OWNER): a plain `mg <key>` makes the owner
+ * mark the item fetched, as a read sent there would have (`mg h` shows it).
+ * Its one-line reply (HD or EN) is dropped. binary: as for drop_at_owner.
+ */
+static void mark_read_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary)
+{
+    const char *why = NULL;
+    int b = ss_px_route(pxw(c->w)->r, key, nkey, &why);
+    struct px_op *op = b < 0 ? NULL : ss_px_op_new(PX_OP_RAW);
+    if (!op)
+        return; /* nowhere to send it, or no memory: only `h` can tell */
+    char enc[SS_BASE64_ENCODED_LEN(SS_KEY_MAX_LENGTH)];
+    req.len = 0;
+    int rc = ss_buf_append(&req, "mg ", 3);
+    if (binary) {
+        size_t n = ss_base64_encode((const unsigned char *)key, nkey, enc);
+        rc |= ss_buf_append(&req, enc, n) | ss_buf_append(&req, " b", 2);
+    } else {
+        rc |= ss_buf_append(&req, key, nkey);
+    }
+    if (rc || ss_buf_append(&req, "\r\n", 2)) {
+        ss_px_op_free(op);
+        return;
+    }
+    op->one_line = 1;
+    forward(c, b, op, true);
+}
+
 static void out_value(struct ss_buf *b, const char *key, size_t nkey, const struct ss_item *it,
                       const char *data, size_t n, bool with_cas, bool *failed)
 {
@@ -375,7 +405,14 @@ static int px_get(struct ss_conn *c, struct ss_mc_req *rq, const char *pos, cons
                           w->st.value_len, want_cas, &failed);
                 ss_mc_count_hit_tier(c, &it);
                 ctr->get_hits++;
+                bool unread = it.bits & SS_MC_ITEM_UNREAD_AT_OWNER;
+                if (unread) {
+                    it.bits &= ~SS_MC_ITEM_UNREAD_AT_OWNER;
+                    unread = ss_store_update_meta(&w->st, key, nkey, &it) == 0;
+                }
                 ss_store_unlock(&w->st);
+                if (unread)
+                    mark_read_at_owner(c, key, nkey, false);
                 continue;
             }
             if (rc)
@@ -562,6 +599,8 @@ static int px_mg(struct ss_conn *c, struct ss_mc_req *rq)
                        ss_mc_meta_has(m, 't');
     if (!m->write_like && !owner_knows) {
         int pr = ss_mc_meta_get(c, rq, SS_MC_MG_PROBE);
+        if (rq->unread_at_owner)
+            mark_read_at_owner(c, m->key, m->nkey, m->key_binary);
         if (pr != SS_EXEC_MISS)
             return pr;
     } else if (m->write_like) {
@@ -635,8 +674,10 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
         return SS_EXEC_DONE;
     if (m->set_stale)
         ss_px_stale_mark(c->w->dp, ss_px_epoch_slot(m->key, m->nkey), true);
+    /* No copy of an item stored with a binary key: mg would show its key as
+     * base64 with b, which a copy found by the decoded key cannot tell. */
     bool sets = rq->cmd == SS_MC_CMD_MS && strchr("SER", m->mode ? m->mode : 'S') &&
-                !m->set_stale && !m->no_reply;
+                !m->set_stale && !m->no_reply && !m->key_binary;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
