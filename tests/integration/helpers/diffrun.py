@@ -128,10 +128,13 @@ def _words(c: Command) -> set[bytes]:
 
 def _history_of(batch: list[Command], history: list[tuple[int, Command]],
                 most: int = 40) -> str:
-    """The last `most` earlier commands that share a word (a key) with the batch."""
+    """The last `most` earlier commands that share a word (a key) with the batch,
+    or flush everything (noreply writes pipelined just before a batch matter too,
+    so the last few commands are always shown)."""
     words = set().union(*(_words(c) for c in batch))
+    recent = history[-8:][0][0] if history else 0
     hits = [f"  [{i}] {c.kind}: {c.show()}" for i, c in history
-            if _words(c) & words or c.kind.startswith("flush") or i > len(history) - 20]
+            if _words(c) & words or c.kind.startswith("flush") or i >= recent]
     return "\n".join(hits[-most:]) or "  (none)"
 
 
