@@ -551,6 +551,7 @@ class RoutingSettings:
     admission_max_bytes: int
     local_ttl_max_s: int
     allow_flush_all: bool
+    write_allocate: bool = False
 
 
 def _u64(value: int) -> int:
@@ -657,6 +658,7 @@ def _routing_cdata(ffi: Any, r: RoutingSettings) -> tuple[Any, list[Any]]:
                  "admission_max_bytes", "local_ttl_max_s"):
         setattr(table, what, getattr(r, what))
     table.allow_flush_all = 1 if r.allow_flush_all else 0
+    table.write_allocate = 1 if r.write_allocate else 0
     return table, keep
 
 

@@ -67,7 +67,10 @@ def routing_settings(config: Config,
         admission_window_ms=routing.admission_window,
         admission_max_bytes=routing.admission_max_size,
         local_ttl_max_s=routing.local_ttl_max // 1000,
-        allow_flush_all=routing.allow_flush_all)
+        allow_flush_all=routing.allow_flush_all,
+        # Switch mode forwards get misses as packets, without fills: its
+        # copies come from the sets it sees.
+        write_allocate=config.dataplane.mode == "dpdk")
 
 
 def build_ring(config: Config, members: tuple[BackendConfig, ...], first: int = 0) -> ring.Ring:

@@ -106,6 +106,10 @@ struct ss_routing_settings {
     uint32_t admission_max_bytes;        /* never admit values larger than this */
     uint32_t local_ttl_max_s;            /* bound on a local copy's life; 0 = none */
     int allow_flush_all;
+    /* Every forwarded set keeps its value locally, cached before or not
+     * (switch mode, whose forwarded gets fill nothing); else only a set of a
+     * key that had a local copy does. */
+    int write_allocate;
 };
 
 /* Per back-end figures, summed over workers. */

@@ -371,11 +371,29 @@ def test_hits_keep_flowing_when_owner_dies(pool: list[Server], client: Conn) -> 
     keys = [b"hk-%d" % i for i in range(100)]
     for k in keys:
         assert client.set(k, b"local-" + k) == b"STORED"
+        assert client.get(k) == b"local-" + k  # a set of an uncached key keeps no copy: read it
     victim = pool[0]
     assert any(owner_of(pool, k) is victim for k in keys)
     victim.kill9()
     for k in keys:  # every local copy still answers, the dead owner's too
         assert client.get(k) == b"local-" + k
+
+
+def test_a_set_keeps_a_value_only_for_a_key_cached_here(pool: list[Server],
+                                                       client: Conn) -> None:
+    """A set of a key with no local copy is forwarded and nothing is written here (as
+    twemproxy does); a set of a key read before updates the copy, so the next read is a
+    local hit."""
+    assert client.set(b"wa-new", b"1") == b"STORED"
+    owner = owner_of(pool, b"wa-new")  # (asking it is a read there: found once, before)
+    before = backend_stat(owner, "cmd_get")
+    assert client.get(b"wa-new") == b"1"
+    assert backend_stat(owner, "cmd_get") == before + 1, "a set of an uncached key was kept"
+    assert client.set(b"wa-new", b"2") == b"STORED"  # now cached: the copy follows
+    local_hits = int(client.stats()["hits_dram"])
+    assert client.get(b"wa-new") == b"2"
+    # (the owner still hears of that first read, as a plain mg: see mg h)
+    assert int(client.stats()["hits_dram"]) == local_hits + 1, "a set of a cached key left no copy"
 
 
 def test_pipelined_local_and_forwarded_stay_in_order(pool: list[Server], client: Conn) -> None:
@@ -393,6 +411,7 @@ def test_pipelined_local_and_forwarded_stay_in_order(pool: list[Server], client:
 def test_reload_keeps_clients(tmp_path: Path, pool: list[Server], proxy: Server,
                               client: Conn) -> None:
     assert client.set(b"before", b"1") == b"STORED"
+    assert client.get(b"before") == b"1"  # the read keeps a local copy
     write_proxy_config(tmp_path, pool[:2])
     os.kill(proxy.pid, signal.SIGHUP)
     deadline = time.monotonic() + 10

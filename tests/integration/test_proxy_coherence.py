@@ -88,7 +88,8 @@ def test_udp_reads_local_copy_and_refuses_writes(pool: list[Server], proxy: Serv
     header = struct.Struct("!HHHH")
     tcp = Conn(proxy.addr)
     try:
-        assert tcp.set(b"udp-cached", b"from-tcp") == b"STORED"  # kept locally too
+        assert tcp.set(b"udp-cached", b"from-tcp") == b"STORED"
+        assert tcp.get(b"udp-cached") == b"from-tcp"  # the read keeps a local copy
     finally:
         tcp.close()
     sets_before = sum(backend_stat(s, "cmd_set") for s in pool)

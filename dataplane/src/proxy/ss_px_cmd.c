@@ -43,12 +43,26 @@ static inline struct px_worker *pxw(struct ss_worker *w)
 }
 
 /* Drop the local copy (a write is on its way) and move the key's epoch. */
-static void invalidate(struct ss_worker *w, const char *key, size_t nkey)
+/* Drop key's local copy (a fill in flight for it is then not kept either).
+ * Returns whether there was one: an index delete is paid only then. */
+static bool invalidate(struct ss_worker *w, const char *key, size_t nkey)
 {
     ss_store_lock(&w->st, key, nkey);
     ss_px_epoch_bump(w->dp, ss_px_epoch_slot(key, nkey));
-    ss_store_forget(&w->st, key, nkey);
+    bool had = ss_store_remove(&w->st, key, nkey) == 0;
     ss_store_unlock(&w->st);
+    return had;
+}
+
+/* Whether the write being executed found a local copy to drop
+ * (drop_copy_before_write): only then does a set keep its new value, unless
+ * routing.write_allocate says every set does. A set of a key nobody read
+ * here costs what it costs twemproxy: the forward and nothing else. */
+static __thread bool write_had_copy;
+
+static bool keep_written_value(struct ss_conn *c)
+{
+    return write_had_copy || pxw(c->w)->r->s.write_allocate;
 }
 
 /* "SERVER_ERROR backend <owner> <why>" (no CRLF) for an unroutable key. */
@@ -493,7 +507,8 @@ static int px_update(struct ss_conn *c, struct ss_mc_req *rq)
     int b = route(c, key, nkey, noreply);
     if (b < 0)
         return SS_EXEC_DONE;
-    bool sets = rq->cmd != SS_MC_CMD_APPEND && rq->cmd != SS_MC_CMD_PREPEND;
+    bool sets = rq->cmd != SS_MC_CMD_APPEND && rq->cmd != SS_MC_CMD_PREPEND &&
+                keep_written_value(c);
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
@@ -677,7 +692,7 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
     /* No copy of an item stored with a binary key: mg would show its key as
      * base64 with b, which a copy found by the decoded key cannot tell. */
     bool sets = rq->cmd == SS_MC_CMD_MS && strchr("SER", m->mode ? m->mode : 'S') &&
-                !m->set_stale && !m->no_reply && !m->key_binary;
+                !m->set_stale && !m->no_reply && !m->key_binary && keep_written_value(c);
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
@@ -708,6 +723,7 @@ static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
  */
 static void drop_copy_before_write(struct ss_conn *c, struct ss_mc_req *rq)
 {
+    write_had_copy = false;
     switch (rq->cmd) {
     case SS_MC_CMD_SET:
     case SS_MC_CMD_ADD:
@@ -720,13 +736,13 @@ static void drop_copy_before_write(struct ss_conn *c, struct ss_mc_req *rq)
     case SS_MC_CMD_DELETE:
     case SS_MC_CMD_TOUCH:
         if (rq->ntok > KEY_TOKEN + 1 && rq->tok[KEY_TOKEN].len <= SS_KEY_MAX_LENGTH)
-            invalidate(c->w, rq->tok[KEY_TOKEN].p, rq->tok[KEY_TOKEN].len);
+            write_had_copy = invalidate(c->w, rq->tok[KEY_TOKEN].p, rq->tok[KEY_TOKEN].len);
         return;
     case SS_MC_CMD_MS:
     case SS_MC_CMD_MD:
     case SS_MC_CMD_MA:
         if (ss_mc_meta_ok(rq))
-            invalidate(c->w, rq->meta.key, rq->meta.nkey);
+            write_had_copy = invalidate(c->w, rq->meta.key, rq->meta.nkey);
         return;
     default:
         return;

@@ -380,7 +380,7 @@ static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
         if (ss_store_write(&w->st, op->lkey, op->nlkey, &it, &iov, 1, SS_WRITE_KEEP_META))
             ss_store_forget(&w->st, op->lkey, op->nlkey);
     } else {
-        ss_store_forget(&w->st, op->lkey, op->nlkey);
+        (void)ss_store_remove(&w->st, op->lkey, op->nlkey); /* an index delete only if kept */
     }
     ss_store_unlock(&w->st);
 }
