@@ -198,6 +198,10 @@ def test_console_in_chromium(running: tuple[Server, str, list[Server]]) -> None:
             with socket.create_connection(("127.0.0.1", app.port), timeout=5) as s:
                 s.sendall(b"set browser:key 7 300 11\r\nhello world\r\n")
                 assert s.recv(100) == b"STORED\r\n"
+                s.sendall(b"get browser:key\r\n")  # the read keeps a local copy
+                got = b""
+                while not got.endswith(b"END\r\n"):
+                    got += s.recv(100)
             page.click("nav a[href='#keys']")
             page.fill("#key-input", "browser:key")
             page.click("#key-lookup")

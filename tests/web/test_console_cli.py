@@ -107,6 +107,7 @@ def test_backend_and_key_commands_with_a_token(proxy_url: str,
     assert r.stdout.rstrip().endswith(": up")
 
     proxy_appliance.mc(b"set cli:key 9 0 3\r\nabc\r\n")
+    proxy_appliance.mc(b"get cli:key\r\n", b"END\r\n")  # the read keeps a local copy
     r = cli("key", "get", "cli:key", "--url", proxy_url, token=TOKEN)
     assert r.returncode == 0, r.stderr
     assert "owner: mc" in r.stdout and "size: 3" in r.stdout and "flags: 9" in r.stdout

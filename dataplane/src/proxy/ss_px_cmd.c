@@ -54,24 +54,13 @@ static bool invalidate(struct ss_worker *w, const char *key, size_t nkey)
     return had;
 }
 
-/* Whether the write being executed found a local copy to drop
- * (drop_copy_before_write): only then does a set keep its new value, unless
- * routing.write_allocate says every set does. A set of a key nobody read
- * here costs what it costs twemproxy: the forward and nothing else. */
+/* The write being executed found a local copy to drop: only then does a set
+ * keep its value (or with write_allocate). Else it costs only its forward. */
 static __thread bool write_had_copy;
 
 static bool keep_written_value(struct ss_conn *c)
 {
     return write_had_copy || pxw(c->w)->r->s.write_allocate;
-}
-
-/* "SERVER_ERROR backend <owner> <why>" (no CRLF) for an unroutable key. */
-static void route_error(const struct px_routing *r, const char *key, size_t nkey,
-                        const char *why, char *line, size_t n)
-{
-    uint32_t o = ss_ring_lookup(&r->rings[0].view, ss_hash_key(r->s.hash, key, nkey));
-    snprintf(line, n, "SERVER_ERROR backend %s %s", o < r->nbackends ? r->backends[o].name : "?",
-             why ? why : "down");
 }
 
 /* The owner of key, or -1 after answering the client's SERVER_ERROR. */
@@ -82,12 +71,11 @@ static int route(struct ss_conn *c, const char *key, size_t nkey, bool noreply)
     int b = ss_px_route(r, key, nkey, &why);
     if (b < 0) {
         char line[300];
-        route_error(r, key, nkey, why, line, sizeof(line));
+        ss_px_route_error(r, key, nkey, why, line, sizeof(line));
         ss_mc_reply(c, line, noreply);
     }
     return b;
 }
-
 
 /*
  * The command line to forward: as the client sent it, or less one token
@@ -200,12 +188,9 @@ static void drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool 
     forward(c, b, op, true);
 }
 
-/*
- * A read answered from a copy kept from a write, whose owner has not been
- * read since (SS_MC_ITEM_UNREAD_AT_OWNER): a plain `mg <key>` makes the owner
- * mark the item fetched, as a read sent there would have (`mg h` shows it).
- * Its one-line reply (HD or EN) is dropped. binary: as for drop_at_owner.
- */
+/* A read answered from a copy kept from a write (SS_MC_ITEM_UNREAD_AT_OWNER):
+ * a plain `mg <key>` makes the owner mark the item fetched (`mg h` shows it),
+ * its reply (HD or EN) dropped. binary: as for drop_at_owner. */
 static void mark_read_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary)
 {
     const char *why = NULL;
@@ -305,12 +290,10 @@ static void send_batches(struct ss_conn *c, struct px_slot *s, size_t n, bool wa
  * sent it: fetched with mg, a stale item would hand our fetch its win token,
  * which memcached gives to no text get. Nothing is answered or kept locally.
  *
- * A get with a too-long key: memcached reads (and so marks fetched, or
- * touches) the keys before it, then answers only the error. The keys before
- * it go to their owner and the error is answered here once the owner is done.
- * The line is cut rather than sent whole because memcached 1.6 loses the
- * reply to the command before such a get when both arrive in one read, which
- * our pipelined back-end connections make likely.
+ * A get with a too-long key: memcached reads (marks fetched, touches) the
+ * keys before it, then answers only the error. Those keys go to their owner,
+ * the error is answered here: sent whole, such a get makes memcached 1.6 lose
+ * the previous command's reply when both share a read (pipelining does that).
  *
  * SS_EXEC_MISS when the keys have several owners (each is then fetched with
  * mg as usual: the one case where a stale key's win token is lost), or none.
@@ -449,7 +432,7 @@ static int px_get(struct ss_conn *c, struct ss_mc_req *rq, const char *pos, cons
         int b = ss_px_route(pxw(w)->r, key, nkey, &why);
         if (b < 0) {
             char line[300];
-            route_error(pxw(w)->r, key, nkey, why, line, sizeof(line) - 2);
+            ss_px_route_error(pxw(w)->r, key, nkey, why, line, sizeof(line) - 2);
             if (!s->error) {
                 s->error = true;
                 ss_buf_append_str(&s->err, line);

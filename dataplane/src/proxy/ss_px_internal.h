@@ -194,6 +194,8 @@ struct px_slot {
 struct px_global *ss_px_global(struct ss_dataplane *dp);
 /* Route a key; returns the back-end index, or -1 with *why set (fail policy). */
 int ss_px_route(const struct px_routing *r, const char *key, size_t nkey, const char **why);
+void ss_px_route_error(const struct px_routing *r, const char *key, size_t nkey,
+                       const char *why, char *line, size_t n);
 /* The index in r of the back end at host:port, or -1 (a reload matches tables by it). */
 int ss_px_backend_index(const struct px_routing *r, const char *host, int port);
 /* ss_px_epoch_slot and ss_px_epoch_bump: ss_px_routing.h */

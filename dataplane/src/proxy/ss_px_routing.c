@@ -470,6 +470,15 @@ int ss_px_route(const struct px_routing *r, const char *key, size_t nkey, const 
     return alt;
 }
 
+/* "SERVER_ERROR backend <owner> <why>" (no CRLF) for an unroutable key. */
+void ss_px_route_error(const struct px_routing *r, const char *key, size_t nkey,
+                       const char *why, char *line, size_t n)
+{
+    uint32_t o = ss_ring_lookup(&r->rings[0].view, ss_hash_key(r->s.hash, key, nkey));
+    snprintf(line, n, "SERVER_ERROR backend %s %s", o < r->nbackends ? r->backends[o].name : "?",
+             why ? why : "down");
+}
+
 uint32_t ss_px_epoch_slot(const char *key, size_t nkey)
 {
     return (uint32_t)(ss_hash64(key, nkey) >> 20) & (PX_EPOCH_SLOTS - 1);
