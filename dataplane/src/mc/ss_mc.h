@@ -47,7 +47,7 @@ unsigned ss_mc_prefetch(struct ss_conn *c, const char *p, size_t len, struct ss_
  * been read since. memcached marks an item fetched on its first read (any
  * mg, get, touch), which `mg h` shows: the first local answer from such a
  * copy clears the bit and sends the owner a plain `mg <key>` so that it
- * marks the item fetched too (ss_px_mark_read_at_owner). The switch fast
+ * marks the item fetched too (mark_read_at_owner in proxy/ss_px_cmd.c). The switch fast
  * path answers such copies without telling the owner. */
 #define SS_MC_ITEM_UNREAD_AT_OWNER 0x400u
 

@@ -42,7 +42,6 @@ static inline struct px_worker *pxw(struct ss_worker *w)
     return w->px;
 }
 
-/* Drop the local copy (a write is on its way) and move the key's epoch. */
 /* Drop key's local copy (a fill in flight for it is then not kept either).
  * Returns whether there was one: an index delete is paid only then. */
 static bool invalidate(struct ss_worker *w, const char *key, size_t nkey)
@@ -156,11 +155,26 @@ static int op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, s
     return ss_px_op_keep_key(op, key, nkey, val, vlen);
 }
 
+/* "<cmd><key>\r\n" in req; binary: key is a meta key's decoded bytes, sent
+ * base64-encoded with b. 0 or -ENOMEM. */
+static int key_line(const char *cmd, const char *key, size_t nkey, bool binary)
+{
+    char enc[SS_BASE64_ENCODED_LEN(SS_KEY_MAX_LENGTH)];
+    req.len = 0;
+    int rc = ss_buf_append_str(&req, cmd);
+    if (binary) {
+        size_t n = ss_base64_encode((const unsigned char *)key, nkey, enc);
+        rc |= ss_buf_append(&req, enc, n) | ss_buf_append(&req, " b", 2);
+    } else {
+        rc |= ss_buf_append(&req, key, nkey);
+    }
+    return rc | ss_buf_append(&req, "\r\n", 2);
+}
+
 /*
  * A write refused here that memcached still applies as a delete (a set too
  * large to store): delete the item at its owner too, the reply dropped (the
- * client gets the local refusal). binary: key is a meta key's decoded bytes,
- * sent base64-encoded with b.
+ * client gets the local refusal). binary: as for key_line.
  */
 static void drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary)
 {
@@ -170,17 +184,7 @@ static void drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool 
     if (!op)
         return; /* nowhere to send it, or no memory: the local refusal stands */
     op->post = PX_POST_INVALIDATE;
-    char enc[SS_BASE64_ENCODED_LEN(SS_KEY_MAX_LENGTH)];
-    req.len = 0;
-    int rc = ss_buf_append(&req, "md ", 3);
-    if (binary) {
-        size_t n = ss_base64_encode((const unsigned char *)key, nkey, enc);
-        rc |= ss_buf_append(&req, enc, n) | ss_buf_append(&req, " b", 2);
-    } else {
-        rc |= ss_buf_append(&req, key, nkey);
-    }
-    rc |= ss_buf_append(&req, "\r\n", 2);
-    if (rc || op_keep(c->w->dp, op, key, nkey, NULL, 0)) {
+    if (key_line("md ", key, nkey, binary) || op_keep(c->w->dp, op, key, nkey, NULL, 0)) {
         ss_px_op_free(op);
         return;
     }
@@ -190,7 +194,7 @@ static void drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool 
 
 /* A read answered from a copy kept from a write (SS_MC_ITEM_UNREAD_AT_OWNER):
  * a plain `mg <key>` makes the owner mark the item fetched (`mg h` shows it),
- * its reply (HD or EN) dropped. binary: as for drop_at_owner. */
+ * its reply (HD or EN) dropped. binary: as for key_line. */
 static void mark_read_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary)
 {
     const char *why = NULL;
@@ -198,16 +202,7 @@ static void mark_read_at_owner(struct ss_conn *c, const char *key, size_t nkey, 
     struct px_op *op = b < 0 ? NULL : ss_px_op_new(PX_OP_RAW);
     if (!op)
         return; /* nowhere to send it, or no memory: only `h` can tell */
-    char enc[SS_BASE64_ENCODED_LEN(SS_KEY_MAX_LENGTH)];
-    req.len = 0;
-    int rc = ss_buf_append(&req, "mg ", 3);
-    if (binary) {
-        size_t n = ss_base64_encode((const unsigned char *)key, nkey, enc);
-        rc |= ss_buf_append(&req, enc, n) | ss_buf_append(&req, " b", 2);
-    } else {
-        rc |= ss_buf_append(&req, key, nkey);
-    }
-    if (rc || ss_buf_append(&req, "\r\n", 2)) {
+    if (key_line("mg ", key, nkey, binary)) {
         ss_px_op_free(op);
         return;
     }
