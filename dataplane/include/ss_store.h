@@ -81,6 +81,10 @@ struct ss_store_settings {
 /* Written with SS_WRITE_PINNED: never evicted from the log. Find reports it;
  * a write sets it only through the flag, and meta updates keep it. */
 #define SS_ITEM_PINNED   0x08u
+/* Written with SS_WRITE_DRAM_ONLY: the value lives in the DRAM tier only,
+ * with no log record and no index entry, so dropping it costs no index
+ * delete. A write or a meta update never carries it over to another copy. */
+#define SS_ITEM_DRAM_ONLY 0x10u
 
 enum ss_tier { SS_TIER_NONE = 0, SS_TIER_DRAM = 1, SS_TIER_DEVICE = 2 };
 
@@ -167,6 +171,17 @@ static inline uint64_t ss_store_copy_token(struct ss_store *st, uint64_t hash)
  * the pinned limit (ss_store_stats.pinned_limit): past it the write fails
  * with -ENOSPC and the key keeps its previous value. */
 #define SS_WRITE_PINNED    0x02u
+/* A cache's copy kept in the DRAM tier only (SS_ITEM_DRAM_ONLY): no log
+ * append, no CRC, no index write or group commit, and so no warm restart
+ * and gone when DRAM evicts it. For proxy mode's copy of a value a client
+ * just wrote through it, where the back end is the store of record. The
+ * caller has removed the key under this lock since anything last stored
+ * it in the index (ss_store_remove), so no older device copy can show
+ * through once this one is evicted; a device-backed copy still in DRAM
+ * has its index entry deleted here all the same. Returns -ENOBUFS, having
+ * kept nothing, when DRAM does not admit the value (write it normally
+ * then); not with SS_WRITE_PINNED. */
+#define SS_WRITE_DRAM_ONLY 0x04u
 
 /*
  * Open or create a store. Returns NULL with err filled (it names the path or
@@ -303,8 +318,18 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
 int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey,
                          const struct ss_item *it);
 
-/* Remove a key (lock held). Returns 0 or -ENOENT. */
+/* Remove a key (lock held). Returns 0 or -ENOENT. A copy held in DRAM only
+ * (SS_ITEM_DRAM_ONLY) goes without an index lookup or delete. */
 int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey);
+
+/*
+ * Remove a key as ss_store_remove does (lock held), except that a copy held
+ * in DRAM only stays in memory, hidden from every lookup, so that the
+ * SS_WRITE_DRAM_ONLY write that may follow (a proxy's write once its back
+ * end has answered) reuses it in place: no allocation, no LRU change.
+ * Returns 0 or -ENOENT.
+ */
+int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey);
 
 /*
  * Remove a key whether or not it exists (lock held), without the index

@@ -20,6 +20,7 @@
 
 void scenario_crash(const char *dir);  /* pinned_crash.c */
 void scenario_reader(const char *dir); /* pinned_crash.c */
+void scenario_dram_only(const char *dir); /* dram_only.c */
 
 /* Pinned keys survive many turns of the ring while unpinned ones churn
  * through it and are evicted as before. */
@@ -321,6 +322,7 @@ static const struct {
     {"enospc", scenario_enospc}, {"reopen", scenario_reopen},
     {"crash", scenario_crash},   {"reader", scenario_reader},
     {"shrink", scenario_shrink}, {"grow", scenario_grow},
+    {"dram_only", scenario_dram_only},
 };
 
 int main(int argc, char **argv)

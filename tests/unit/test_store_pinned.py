@@ -34,6 +34,9 @@ SCENARIOS = {
     "reader": "readers see every pinned key, whole, while copies forward run",
     "shrink": "a shrink that would evict pinned records is refused, with a reason",
     "grow": "growing keeps pinned records and raises the limit",
+    # tests/store/dram_only.c: proxy mode's copies of values written through it
+    "dram_only": "DRAM-only writes: no index entry, rewritten in place after a withdraw, "
+                 "never an older device copy after eviction or a restart",
 }
 
 

@@ -43,12 +43,13 @@ static inline struct px_worker *pxw(struct ss_worker *w)
 }
 
 /* Drop key's local copy (a fill in flight for it is then not kept either).
- * Returns whether there was one: an index delete is paid only then. */
+ * Returns whether there was one: an index delete is paid only then. A copy
+ * kept in DRAM only is withdrawn, for post_write to rewrite in place. */
 static bool invalidate(struct ss_worker *w, const char *key, size_t nkey)
 {
     ss_store_lock(&w->st, key, nkey);
     ss_px_epoch_bump(w->dp, ss_px_epoch_slot(key, nkey));
-    bool had = ss_store_remove(&w->st, key, nkey) == 0;
+    bool had = ss_store_withdraw(&w->st, key, nkey) == 0;
     ss_store_unlock(&w->st);
     return had;
 }

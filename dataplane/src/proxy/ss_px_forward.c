@@ -272,9 +272,14 @@ static void fill(struct ss_worker *w, const char *key, size_t nkey, uint32_t epo
                  uint32_t flags, uint64_t cas, int64_t ttl, const char *val, size_t vlen)
 {
     struct px_routing *r = pxw(w)->r;
-    if (!r || ss_px_stale_maybe(w->dp, ss_px_epoch_slot(key, nkey)) ||
-        !ss_px_admit(w->dp, r, key, nkey, vlen))
+    uint32_t es = ss_px_epoch_slot(key, nkey);
+    if (!r || ss_px_stale_maybe(w->dp, es) || !ss_px_admit(w->dp, r, key, nkey, vlen))
         return; /* a stale item's copy could not answer mg as the owner (X, W) */
+    /* A write to the slot in flight decides the copy when it ends
+     * (post_write), which may keep its value in DRAM only: no fill may
+     * store a device copy under it meanwhile. */
+    if (atomic_load_explicit(ss_px_writes_in_flight(w->dp, es), memory_order_relaxed))
+        return;
     int64_t now = ss_clock_unix_seconds();
     struct ss_item it = {
         .cas = cas,
@@ -284,7 +289,6 @@ static void fill(struct ss_worker *w, const char *key, size_t nkey, uint32_t epo
         .bits = cas ? 0 : PX_ITEM_CAS_UNKNOWN,
     };
     struct iovec iov = {(void *)val, vlen};
-    uint32_t es = ss_px_epoch_slot(key, nkey);
     ss_store_lock(&w->st, key, nkey);
     if (ss_px_epoch_get(w->dp, es) == epoch)
         (void)ss_store_write(&w->st, key, nkey, &it, &iov, 1, SS_WRITE_KEEP_META);
@@ -377,7 +381,15 @@ static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
             .bits = PX_ITEM_CAS_UNKNOWN | SS_MC_ITEM_UNREAD_AT_OWNER,
         };
         struct iovec iov = {op->lvalue, op->lvlen};
-        if (ss_store_write(&w->st, op->lkey, op->nlkey, &it, &iov, 1, SS_WRITE_KEEP_META))
+        /* The owner holds the value: our copy needs no device record, index
+         * entry or commit, only DRAM (the key was removed when the write
+         * began, and fills skip a slot with a write in flight). A value DRAM
+         * does not take gets a device copy as before. */
+        int rc = ss_store_write(&w->st, op->lkey, op->nlkey, &it, &iov, 1,
+                                SS_WRITE_KEEP_META | SS_WRITE_DRAM_ONLY);
+        if (rc == -ENOBUFS)
+            rc = ss_store_write(&w->st, op->lkey, op->nlkey, &it, &iov, 1, SS_WRITE_KEEP_META);
+        if (rc)
             ss_store_forget(&w->st, op->lkey, op->nlkey);
     } else {
         (void)ss_store_remove(&w->st, op->lkey, op->nlkey); /* an index delete only if kept */

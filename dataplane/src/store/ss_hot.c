@@ -121,11 +121,33 @@ static struct ss_hot_item **hot_find_link(struct ss_stripe *s, uint64_t hash, co
     return link;
 }
 
-struct ss_hot_item *ss_hot_get(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey)
+struct ss_hot_item *ss_hot_lookup(struct ss_stripe *s, uint64_t hash, const void *key,
+                                  size_t nkey)
 {
     if (!s->count)
         return NULL;
     return *hot_find_link(s, hash, key, nkey);
+}
+
+struct ss_hot_item *ss_hot_get(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey)
+{
+    struct ss_hot_item *it = ss_hot_lookup(s, hash, key, nkey);
+    return it && !(it->e.bits & SS_HOT_WITHDRAWN) ? it : NULL;
+}
+
+int ss_hot_rewrite(struct ss_hot_item *it, const struct ss_index_entry *e,
+                   const struct iovec *iov, int niov)
+{
+    if (!(it->e.bits & SS_HOT_WITHDRAWN) || it->e.nbytes != e->nbytes ||
+        atomic_load_explicit(&it->refs, memory_order_acquire) != 1)
+        return 0;
+    char *p = it->data + it->nkey;
+    for (int i = 0; i < niov; i++) {
+        memcpy(p, iov[i].iov_base, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
+    it->e = *e;
+    return 1;
 }
 
 static void hot_unlink_free(struct ss_store *st, struct ss_stripe *s, struct ss_hot_item **link)

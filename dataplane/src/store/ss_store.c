@@ -498,6 +498,45 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     return 0;
 }
 
+/* SS_WRITE_DRAM_ONLY (see ss_store.h): the entry lives in its DRAM item alone. */
+static int write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
+                           struct ss_item *it, const struct iovec *iov, int niov, size_t n,
+                           unsigned flags, int64_t now)
+{
+    struct ss_store *st = t->store;
+    struct ss_stripe *s = &st->stripes[t->locked_stripe];
+    struct ss_hot_item *old = ss_hot_lookup(s, t->locked_hash, key, nkey);
+    if (old && !(old->e.bits & SS_ITEM_DRAM_ONLY))
+        ss_entry_del(t, key, nkey); /* its device copy must not outlive ours */
+    uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
+    uint32_t bits = (flags & SS_WRITE_KEEP_META) ? it->bits & ~SS_ITEM_PINNED : 0;
+    struct ss_index_entry e = {
+        .cas = it->cas ? it->cas : seq,
+        .seq = seq,
+        .exptime = it->exptime,
+        .flags = it->flags,
+        .nbytes = (uint32_t)n,
+        .last_access = (flags & SS_WRITE_KEEP_META) ? it->last_access : (uint32_t)now,
+        .bits = bits | SS_ITEM_DRAM_ONLY,
+    };
+    int rc = old && ss_hot_rewrite(old, &e, iov, niov);
+    if (!rc)
+        rc = ss_hot_put(st, s, t->locked_hash, key, nkey, &e, iov, niov, t->ctr, NULL);
+    if (rc < 0) {
+        t->ctr->errors_out_of_memory++;
+        ss_hot_remove(st, s, t->locked_hash, key, nkey);
+        return -ENOBUFS;
+    }
+    if (rc == 0)
+        return -ENOBUFS;
+    it->cas = e.cas;
+    it->nbytes = e.nbytes;
+    it->last_access = e.last_access;
+    it->bits = e.bits;
+    t->ctr->total_items++;
+    return 0;
+}
+
 int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
                    struct ss_item *it, const struct iovec *iov, int niov, unsigned flags)
 {
@@ -511,6 +550,8 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
     apply_due_flush(st, now); /* a write after the due time must survive it */
     ss_copies_stale(t);
     bool pin = flags & SS_WRITE_PINNED;
+    if (flags & SS_WRITE_DRAM_ONLY)
+        return pin ? -EINVAL : write_dram_only(t, key, nkey, it, iov, niov, n, flags, now);
     /* The entry this write replaces, if pinned: its bytes are freed once
      * the write lands (and count as freed against the pinned limit). No
      * key is pinned while the store pins nothing, so a cache never looks. */
@@ -518,7 +559,8 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
     bool old_pinned = (pin || ss_pinned_any(st)) && ss_entry_get(t, key, nkey, &old) == 0 &&
                       (old.bits & SS_ITEM_PINNED);
     uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
-    uint32_t bits = (flags & SS_WRITE_KEEP_META) ? it->bits & ~SS_ITEM_PINNED : 0;
+    uint32_t bits =
+        (flags & SS_WRITE_KEEP_META) ? it->bits & ~(SS_ITEM_PINNED | SS_ITEM_DRAM_ONLY) : 0;
     struct ss_index_entry e = {
         .cas = it->cas ? it->cas : seq,
         .seq = seq,
@@ -566,7 +608,8 @@ static void apply_meta(struct ss_index_entry *e, const struct ss_item *it)
     e->exptime = it->exptime;
     e->flags = it->flags;
     e->last_access = it->last_access;
-    e->bits = (it->bits & ~SS_ITEM_PINNED) | (e->bits & SS_ITEM_PINNED);
+    const uint32_t own = SS_ITEM_PINNED | SS_ITEM_DRAM_ONLY; /* where this copy lives */
+    e->bits = (it->bits & ~own) | (e->bits & own);
 }
 
 int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey,
@@ -575,6 +618,10 @@ int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey
     struct ss_store *st = t->store;
     ss_copies_stale(t);
     struct ss_hot_item *hi = ss_hot_get(&st->stripes[t->locked_stripe], t->locked_hash, key, nkey);
+    if (hi && (hi->e.bits & SS_ITEM_DRAM_ONLY)) {
+        apply_meta(&hi->e, it);
+        return 0;
+    }
     struct ss_index_entry e;
     int rc = ss_entry_lookup(t, key, nkey, &e);
     if (rc && !hi)
@@ -597,11 +644,28 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey)
     struct ss_store *st = t->store;
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
     struct ss_index_entry e;
-    int was_hot = ss_hot_get(s, t->locked_hash, key, nkey) != NULL;
+    struct ss_hot_item *hi = ss_hot_lookup(s, t->locked_hash, key, nkey);
+    if (hi && (hi->e.bits & SS_ITEM_DRAM_ONLY)) {
+        ss_copies_stale(t);
+        ss_hot_remove(st, s, t->locked_hash, key, nkey);
+        return 0;
+    }
+    int was_hot = hi != NULL;
     int indexed = ss_entry_lookup(t, key, nkey, &e) == 0;
     if (!was_hot && !indexed)
         return -ENOENT;
     ss_entry_drop(t, key, nkey);
+    return 0;
+}
+
+int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey)
+{
+    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
+    struct ss_hot_item *hi = ss_hot_lookup(s, t->locked_hash, key, nkey);
+    if (!hi || !(hi->e.bits & SS_ITEM_DRAM_ONLY))
+        return ss_store_remove(t, key, nkey);
+    ss_copies_stale(t);
+    hi->e.bits |= SS_HOT_WITHDRAWN;
     return 0;
 }
 

@@ -97,7 +97,8 @@ struct ss_hot_item {
     uint32_t lru_bumped_at;               /* unix seconds of the last LRU move */
     /* One for the table, one per reply still sending the value without a copy
      * (ss_store_value_hold): the last to let go frees it. The value's bytes
-     * never change once stored; its metadata (e) may, under the stripe lock. */
+     * never change while a reply holds them (ss_hot_rewrite needs refs 1);
+     * its metadata (e) may, under the stripe lock. */
     _Atomic uint32_t refs;
     uint8_t nkey;
     char data[];                          /* key, then value */
@@ -276,7 +277,19 @@ _Static_assert(offsetof(struct ss_store, copies) == 0,
 /* ss_hot.c: every call with the stripe's lock held */
 int ss_hot_init(struct ss_stripe *s);
 void ss_hot_fini(struct ss_store *st, struct ss_stripe *s);
+/* The item for key, a withdrawn one too (ss_hot_get hides those). */
+struct ss_hot_item *ss_hot_lookup(struct ss_stripe *s, uint64_t hash, const void *key,
+                                  size_t nkey);
 struct ss_hot_item *ss_hot_get(struct ss_stripe *s, uint64_t hash, const void *key, size_t nkey);
+/* e.bits of a DRAM-only item withdrawn by ss_store_withdraw: no lookup sees
+ * it, but it keeps its place, memory and budget until a DRAM-only write of
+ * its key rewrites it in place (ss_hot_rewrite), or it is removed or evicted. */
+#define SS_HOT_WITHDRAWN 0x80000000u
+/* Store e and the value into the withdrawn item it in place: no allocation,
+ * no chain or LRU change. Only when no reply holds its bytes and the new
+ * value is exactly as long. 1 if done, 0 if not (put a new item then). */
+int ss_hot_rewrite(struct ss_hot_item *it, const struct ss_index_entry *e,
+                   const struct iovec *iov, int niov);
 /* Insert or replace; evicts least recent items to stay within budget.
  * Returns 1 if stored (*stored, when given, is the new item), 0 if not
  * admitted (too large, or no room this stripe could make), -ENOMEM. */
