@@ -96,9 +96,9 @@ void ss_px_free(struct ss_dataplane *dp)
     free(g->stale_maybe);
     free(g->sketch[0]);
     free(g->sketch[1]);
-    free(g);
     for (int i = 0; i < g->nworkers; i++)
         ss_dataplane_worker(dp, i)->px = NULL;
+    free(g);
     ss_dataplane_set_px(dp, NULL);
 }
 

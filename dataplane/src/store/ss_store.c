@@ -498,45 +498,6 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     return 0;
 }
 
-/* SS_WRITE_DRAM_ONLY (see ss_store.h): the entry lives in its DRAM item alone. */
-static int write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
-                           struct ss_item *it, const struct iovec *iov, int niov, size_t n,
-                           unsigned flags, int64_t now)
-{
-    struct ss_store *st = t->store;
-    struct ss_stripe *s = &st->stripes[t->locked_stripe];
-    struct ss_hot_item *old = ss_hot_lookup(s, t->locked_hash, key, nkey);
-    if (old && !(old->e.bits & SS_ITEM_DRAM_ONLY))
-        ss_entry_del(t, key, nkey); /* its device copy must not outlive ours */
-    uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
-    uint32_t bits = (flags & SS_WRITE_KEEP_META) ? it->bits & ~SS_ITEM_PINNED : 0;
-    struct ss_index_entry e = {
-        .cas = it->cas ? it->cas : seq,
-        .seq = seq,
-        .exptime = it->exptime,
-        .flags = it->flags,
-        .nbytes = (uint32_t)n,
-        .last_access = (flags & SS_WRITE_KEEP_META) ? it->last_access : (uint32_t)now,
-        .bits = bits | SS_ITEM_DRAM_ONLY,
-    };
-    int rc = old && ss_hot_rewrite(old, &e, iov, niov);
-    if (!rc)
-        rc = ss_hot_put(st, s, t->locked_hash, key, nkey, &e, iov, niov, t->ctr, NULL);
-    if (rc < 0) {
-        t->ctr->errors_out_of_memory++;
-        ss_hot_remove(st, s, t->locked_hash, key, nkey);
-        return -ENOBUFS;
-    }
-    if (rc == 0)
-        return -ENOBUFS;
-    it->cas = e.cas;
-    it->nbytes = e.nbytes;
-    it->last_access = e.last_access;
-    it->bits = e.bits;
-    t->ctr->total_items++;
-    return 0;
-}
-
 int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
                    struct ss_item *it, const struct iovec *iov, int niov, unsigned flags)
 {
@@ -551,7 +512,7 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
     ss_copies_stale(t);
     bool pin = flags & SS_WRITE_PINNED;
     if (flags & SS_WRITE_DRAM_ONLY)
-        return pin ? -EINVAL : write_dram_only(t, key, nkey, it, iov, niov, n, flags, now);
+        return pin ? -EINVAL : ss_write_dram_only(t, key, nkey, it, iov, niov, n, flags, now);
     /* The entry this write replaces, if pinned: its bytes are freed once
      * the write lands (and count as freed against the pinned limit). No
      * key is pinned while the store pins nothing, so a cache never looks. */
@@ -655,17 +616,6 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey)
     if (!was_hot && !indexed)
         return -ENOENT;
     ss_entry_drop(t, key, nkey);
-    return 0;
-}
-
-int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey)
-{
-    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
-    struct ss_hot_item *hi = ss_hot_lookup(s, t->locked_hash, key, nkey);
-    if (!hi || !(hi->e.bits & SS_ITEM_DRAM_ONLY))
-        return ss_store_remove(t, key, nkey);
-    ss_copies_stale(t);
-    hi->e.bits |= SS_HOT_WITHDRAWN;
     return 0;
 }
 

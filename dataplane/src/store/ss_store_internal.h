@@ -310,6 +310,12 @@ void ss_hot_drop(struct ss_hot_item *it);
 void ss_hot_touch(struct ss_stripe *s, struct ss_hot_item *it, uint32_t now);
 static inline const char *ss_hot_value(const struct ss_hot_item *it) { return it->data + it->nkey; }
 
+/* ss_dram_only.c: ss_store_write with SS_WRITE_DRAM_ONLY (lock held; n is
+ * the value's length, already checked against item_size_max). */
+int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
+                       struct ss_item *it, const struct iovec *iov, int niov, size_t n,
+                       unsigned flags, int64_t now);
+
 /* Copies outside the store (ss_store_copy_token): an item of the locked
  * stripe is about to change. */
 static inline void ss_copies_stale(struct ss_store_thread *t)

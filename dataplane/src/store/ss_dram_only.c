@@ -1,0 +1,68 @@
+/*
+ * ss_dram_only.c - copies kept in the DRAM tier only (SS_WRITE_DRAM_ONLY,
+ * SS_ITEM_DRAM_ONLY): proxy mode's copy of a value a client has just written
+ * through the appliance, whose back end is the store of record. Such a copy
+ * has no log record and no index entry, so writing it costs no append, CRC
+ * or group commit, and dropping it no index delete; it is gone when DRAM
+ * evicts it or the store closes. ss_store_withdraw hides one for the length
+ * of a forwarded write, and the write that follows rewrites it in place.
+ *
+ * The invariant that keeps reads fresh: while a DRAM-only item is in the
+ * table, the index holds nothing for its key (a DRAM-only write deletes the
+ * entry of a device-backed copy it replaces; a normal write replaces the
+ * DRAM-only item). So once DRAM lets go, the key is a miss, never an older
+ * device copy.
+ */
+#include <errno.h>
+
+#include "ss_store_internal.h"
+
+int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
+                       struct ss_item *it, const struct iovec *iov, int niov, size_t n,
+                       unsigned flags, int64_t now)
+{
+    struct ss_store *st = t->store;
+    struct ss_stripe *s = &st->stripes[t->locked_stripe];
+    struct ss_hot_item *old = ss_hot_lookup(s, t->locked_hash, key, nkey);
+    if (old && !(old->e.bits & SS_ITEM_DRAM_ONLY))
+        ss_entry_del(t, key, nkey); /* its device copy must not outlive ours */
+    uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
+    uint32_t bits = (flags & SS_WRITE_KEEP_META) ? it->bits & ~SS_ITEM_PINNED : 0;
+    struct ss_index_entry e = {
+        .cas = it->cas ? it->cas : seq,
+        .seq = seq,
+        .exptime = it->exptime,
+        .flags = it->flags,
+        .nbytes = (uint32_t)n,
+        .last_access = (flags & SS_WRITE_KEEP_META) ? it->last_access : (uint32_t)now,
+        .bits = bits | SS_ITEM_DRAM_ONLY,
+    };
+    int rc = old && ss_hot_rewrite(old, &e, iov, niov);
+    if (!rc)
+        rc = ss_hot_put(st, s, t->locked_hash, key, nkey, &e, iov, niov, t->ctr, NULL);
+    if (rc < 0) {
+        t->ctr->errors_out_of_memory++;
+        ss_hot_remove(st, s, t->locked_hash, key, nkey);
+        return -ENOBUFS;
+    }
+    if (rc == 0)
+        return -ENOBUFS;
+    it->cas = e.cas;
+    it->nbytes = e.nbytes;
+    it->last_access = e.last_access;
+    it->bits = e.bits;
+    t->ctr->total_items++;
+    return 0;
+}
+
+int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey)
+{
+    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
+    struct ss_hot_item *hi = ss_hot_lookup(s, t->locked_hash, key, nkey);
+    if (!hi || !(hi->e.bits & SS_ITEM_DRAM_ONLY))
+        return ss_store_remove(t, key, nkey);
+    ss_copies_stale(t);
+    hi->e.bits |= SS_HOT_WITHDRAWN;
+    return 0;
+}
+
