@@ -475,15 +475,18 @@ static void bc_read(struct ss_worker *w, struct px_bconn *bc)
             bc_fail(w, bc, "unreachable");
             return;
         }
-        ssize_t n = recv(bc->fd, bc->in.data + bc->in.len, bc->in.cap - bc->in.len,
-                         MSG_DONTWAIT);
+        size_t room = bc->in.cap - bc->in.len;
+        ssize_t n = recv(bc->fd, bc->in.data + bc->in.len, room, MSG_DONTWAIT);
         if (n > 0) {
             bc->in.len += (size_t)n;
             if (bc_parse(w, bc)) {
                 bc_fail(w, bc, "protocol error");
                 return;
             }
-            if (bc->fd < 0)
+            /* A short read emptied the socket: asking again would only say
+             * EAGAIN (a syscall per reply batch); epoll is level-triggered
+             * and reports what arrives next. */
+            if (bc->fd < 0 || (size_t)n < room)
                 return;
             continue;
         }
