@@ -25,6 +25,7 @@ from dataplane import _cdef
 from dataplane.settings import (  # re-exported: callers import them from here
     _UINT32,
     BUCKET_KINDS,
+    FLASH_ADMISSIONS,
     BucketSettings,
     DataplaneSettings,
     ObjectsSettings,

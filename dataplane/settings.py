@@ -46,9 +46,12 @@ class BucketSettings:
     origin_host: str | None = None
     origin_timeout_ms: int = 0
     default_ttl_s: int = 0
+    flash_admission: int = 0
 
 
 BUCKET_KINDS = {"local": 0, "http": 1, "s3": 2}
+# enum ss_flash_admission: when a cached bucket's fetched copy goes to flash.
+FLASH_ADMISSIONS = {"miss": 0, "second_request": 1}
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,20 @@
           origin: http://127.0.0.1:8000/static/
           default_ttl: 60s         # freshness when the origin says nothing
           origin_timeout: 10s
+          flash_admission: second_request  # or miss: when a fetched copy goes to flash
 
 Without the section, these defaults serve the storage pool named `objects` when there
 is one (the built-in storage has one), else nothing; `objects: null` or `enabled: false`
 turns object requests off. A `kind: local` bucket's objects
 are never evicted; the pool refuses writes (507) once its live objects fill it.
+
+A cached bucket's `flash_admission` says when a fetched copy is written to flash.
+`second_request` (the default) keeps a small object (up to 1/1024 of `hot_tier`, and at
+most 512KiB) in DRAM only until it is requested again, then writes it: an object requested
+once (most of a cache's traffic, as CDN operators find) never costs a flash write, and
+misses cost what they cost Varnish's memory storage. Such a copy is gone after DRAM
+evicts it or a restart (the next request is a miss). Larger objects, and every object
+under `miss`, are written to flash as they arrive, as nginx's proxy_cache does.
 """
 
 from __future__ import annotations
@@ -80,6 +89,16 @@ def size_in(lo: int, hi: int, what: str) -> Any:
     return convert
 
 
+def optional_flash_admission(raw: Any) -> str | None:
+    """miss or second_request, or null (the default)."""
+    if raw is None:
+        return None
+    if raw not in ("miss", "second_request"):
+        raise ValueError("miss (every fetched copy to flash) or second_request (small "
+                         "objects to flash when requested again)")
+    return str(raw)
+
+
 def optional_bucket(raw: Any) -> str | None:
     """An S3 bucket name, or null."""
     return None if raw is None else bucket_name(raw)
@@ -107,7 +126,8 @@ def origin_url(raw: Any) -> tuple[str, int, str] | None:
 class BucketConfig:
     """One entry of `objects.buckets`."""
 
-    NOUN = "bucket settings (name, kind, origin, origin_bucket, default_ttl, origin_timeout)"
+    NOUN = ("bucket settings (name, kind, origin, origin_bucket, default_ttl, origin_timeout, "
+            "flash_admission)")
 
     name: str = setting(scalar(bucket_name))
     # local: the appliance is the store of record. http: a cache of an HTTP origin,
@@ -122,8 +142,15 @@ class BucketConfig:
                                "60s")
     # Connecting, and each wait for the origin's bytes, before the fetch is given up (504).
     origin_timeout: int = setting(scalar(duration_ms(100, 600_000)), "10s")
+    # Cached buckets: when a fetched copy is written to flash (see the module's text).
+    flash_admission: str | None = setting(scalar(optional_flash_admission), None)
 
     def _check(self, node: Node, path: str) -> BucketConfig:
+        if self.kind == "local" and self.flash_admission is not None:
+            raise ConfigError("a local bucket is the store of record: every object it holds "
+                              "is on flash; remove flash_admission or set kind: http",
+                              path=f"{path}.flash_admission",
+                              line=node.line_of("flash_admission"))
         if self.kind == "local" and self.origin is not None:
             raise ConfigError("a local bucket has no origin (it is the store of record); "
                               "remove origin or set kind: http",
@@ -140,6 +167,11 @@ class BucketConfig:
             raise ConfigError("an S3 endpoint's URL has no path (the bucket is origin_bucket)",
                               path=f"{path}.origin", line=node.line_of("origin"))
         return self
+
+    @property
+    def flash_admission_or_default(self) -> str:
+        """flash_admission as the data plane applies it (local buckets: unused)."""
+        return self.flash_admission or "second_request"
 
     @property
     def origin_path(self) -> str:

@@ -16,7 +16,7 @@ from appliance import StartError
 from appliance.config import LABEL_BYTES, Config
 from appliance.storage import provision
 from appliance.storage.steps import device_where
-from dataplane.fastpath import (BUCKET_KINDS, BucketSettings, Dataplane, ObjectsSettings,
+from dataplane.fastpath import (BUCKET_KINDS, FLASH_ADMISSIONS, BucketSettings, Dataplane, ObjectsSettings,
                                 StoreSettings)
 
 
@@ -152,7 +152,8 @@ def _bucket_settings(i: int, b: Any) -> BucketSettings:
         host_field = f"[{host}]" if port == 80 else f"[{host}]:{port}"
     return BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind], origin_addr=addr,
                           origin_port=port, origin_path=b.origin_path, origin_host=host_field,
-                          origin_timeout_ms=b.origin_timeout, default_ttl_s=b.default_ttl // 1000)
+                          origin_timeout_ms=b.origin_timeout, default_ttl_s=b.default_ttl // 1000,
+                          flash_admission=FLASH_ADMISSIONS[b.flash_admission_or_default])
 
 
 def storage_state(config: Config, dp: Dataplane | None = None) -> dict[str, Any]:

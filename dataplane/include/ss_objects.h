@@ -25,6 +25,14 @@ enum ss_bucket_kind {
     SS_BUCKET_S3 = 2,    /* a cache of an S3-compatible endpoint */
 };
 
+/* When a cached bucket's copy of a fetched object is written to flash. */
+enum ss_flash_admission {
+    SS_FLASH_ON_MISS = 0,           /* as it arrives, on every cacheable miss */
+    SS_FLASH_ON_SECOND_REQUEST = 1, /* a small object lives in DRAM only until it is
+                                       requested again: one-hit wonders never cost a
+                                       flash write (larger ones: as on a miss) */
+};
+
 #define SS_BUCKET_NAME_MAX 63 /* S3's limit on a bucket name */
 #define SS_OBJECTS_BUCKETS_MAX 256
 
@@ -40,6 +48,7 @@ struct ss_bucket_settings {
     const char *origin_host;
     uint32_t origin_timeout_ms;  /* connect, and each read while fetching */
     uint32_t default_ttl_s;      /* freshness when the origin says nothing */
+    int flash_admission;         /* enum ss_flash_admission (cached buckets) */
 };
 
 struct ss_objects_settings {
@@ -73,6 +82,9 @@ struct ss_bucket_stats {
     uint64_t objects;            /* objects held now (gauge) */
     uint64_t object_bytes;       /* their bytes (gauge) */
     uint64_t bytes_out_dram;     /* of bytes_out, from the DRAM tier (not the device) */
+    /* Cached copies kept in DRAM only when fetched, written to flash when
+     * requested again (flash_admission: second_request). */
+    uint64_t flash_admitted;
 };
 /* cffi: end */
 

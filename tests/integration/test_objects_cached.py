@@ -213,3 +213,47 @@ def test_a_copy_whose_chunks_were_evicted_is_fetched_again(tmp_path: Path,
         assert len(origin.fetches("e0.bin")) == 2  # fetched again, once
     finally:
         srv.terminate()
+
+
+def test_a_copy_goes_to_flash_on_its_second_request(tmp_path: Path, origin: Origin) -> None:
+    """flash_admission: second_request (the default): a small object requested once
+    lives in DRAM only, so a restart forgets it (fetched again); once requested a
+    second time it is on flash and outlives a restart. Large objects, and every
+    object of a `miss` bucket, are on flash from their first request."""
+    small = {f"s{i}.bin": os.urandom(20_000 + i) for i in range(3)}  # under 64MiB/1024
+    large = os.urandom(300_000)
+    for name, body in {**small, "large.bin": large}.items():
+        (origin.www / name).write_bytes(body)
+    buckets = ("default", {"name": "web", "kind": "http", "origin": origin.url,
+                           "default_ttl": "3600s"},
+               {"name": "eager", "kind": "http", "origin": origin.url,
+                "default_ttl": "3600s", "flash_admission": "miss"})
+    config = objects_config(tmp_path, buckets=buckets)
+
+    def get(port: int, path: str, body: bytes) -> None:
+        status, _, got = request(port, "GET", path)
+        assert (status, got) == (200, body), path
+
+    srv, port = start_objects(config)
+    try:
+        for name, body in small.items():
+            get(port, f"/web/{name}", body)
+        get(port, "/web/s1.bin", small["s1.bin"])  # s1 only: a second request
+        get(port, "/web/large.bin", large)
+        get(port, "/eager/s2.bin", small["s2.bin"])
+    finally:
+        assert srv.terminate() == 0
+    fetched = {name: len(origin.fetches(name)) for name in (*small, "large.bin")}
+    assert fetched == {"s0.bin": 1, "s1.bin": 1, "s2.bin": 2, "large.bin": 1}, fetched
+    srv, port = start_objects(config)
+    try:
+        for name, body in small.items():
+            get(port, f"/web/{name}", body)
+        get(port, "/web/large.bin", large)
+        get(port, "/eager/s2.bin", small["s2.bin"])
+    finally:
+        srv.terminate()
+    refetched = {name: len(origin.fetches(name)) - n for name, n in fetched.items()}
+    # s0 and web's s2 were requested once (DRAM only): fetched again; s1 was admitted
+    # to flash by its second request, large.bin on its miss, eager's s2 on its miss.
+    assert refetched == {"s0.bin": 1, "s1.bin": 0, "s2.bin": 1, "large.bin": 0}, refetched

@@ -92,6 +92,15 @@ BAD = [
                  "o.yaml:10: objects.buckets[0].origin: expected an origin URL like "
                  "http://127.0.0.1:8080/ or http://origin.example/assets/ (http only; https "
                  "origins are not supported yet), got 'https://a/'", id="https-origin"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, flash_admission: miss}]\n",
+                 "o.yaml:10: objects.buckets[0].flash_admission: a local bucket is the store "
+                 "of record: every object it holds is on flash; remove flash_admission or "
+                 "set kind: http", id="local-flash-admission"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: http, "
+                 "origin: 'http://a/', flash_admission: later}]\n",
+                 "o.yaml:10: objects.buckets[0].flash_admission: expected miss (every "
+                 "fetched copy to flash) or second_request (small objects to flash when "
+                 "requested again), got 'later'", id="bad-flash-admission"),
     pytest.param("objects:\n  pool: objs\n  listen: 127.0.0.1:8080\n",
                  "o.yaml:10: objects.listen: 127.0.0.1:8080 is also console.listen; give "
                  "objects its own port", id="port-clash"),

@@ -86,7 +86,7 @@ static int stale_while_revalidate(const struct obj_meta *m, int64_t now)
  * microsecond or so per MiB the body will send). A copy missing one is
  * forgotten, and the request is a miss (never a 200 with a short body).
  */
-static int whole(struct obj_conn *oc, const struct obj_meta *m)
+static int whole(struct obj_conn *oc, const struct obj_meta *m, int *in_dram_only)
 {
     struct ss_store_thread *t = &oc->ow->st;
     uint32_t n = obj_nchunks(m->size, m->chunk_bytes);
@@ -98,6 +98,8 @@ static int whole(struct obj_conn *oc, const struct obj_meta *m)
         ss_store_lock(t, key, sizeof(key));
         rc = ss_store_find(t, key, sizeof(key), &it, SS_FIND_NO_BUMP);
         ss_store_unlock(t);
+        if (rc == 0 && (it.bits & SS_ITEM_DRAM_ONLY) && in_dram_only)
+            *in_dram_only = 1;
     }
     if (rc == 0)
         return 1;
@@ -112,14 +114,47 @@ static int whole(struct obj_conn *oc, const struct obj_meta *m)
     return 0;
 }
 
-static int lookup(struct obj_conn *oc, struct obj_meta *m)
+/*
+ * A copy kept in DRAM only when it was fetched (flash_admission:
+ * second_request), requested again: its chunks are written to flash now,
+ * so it outlives DRAM's eviction and a restart. A chunk that cannot be
+ * written stays as it was (the copy is then only a miss later, never wrong).
+ */
+static void admit_to_flash(struct obj_conn *oc, const struct obj_meta *m)
+{
+    struct ss_store_thread *t = &oc->ow->st;
+    uint32_t n = obj_nchunks(m->size, m->chunk_bytes);
+    for (uint32_t i = 0; i < n; i++) {
+        unsigned char key[OBJ_CHUNK_KEY_LEN];
+        obj_chunk_key(m->version, i, key);
+        struct ss_item it;
+        ss_store_lock(t, key, sizeof(key));
+        if (ss_store_find(t, key, sizeof(key), &it, SS_FIND_VALUE | SS_FIND_NO_BUMP) == 0 &&
+            (it.bits & SS_ITEM_DRAM_ONLY)) {
+            /* The value is the DRAM item's; the write copies it before it
+             * replaces that item. */
+            struct iovec iov = {(void *)t->value, t->value_len};
+            it.cas = 0;
+            (void)ss_store_write(t, key, sizeof(key), &it, &iov, 1, SS_WRITE_KEEP_META);
+        }
+        ss_store_unlock(t);
+    }
+    atomic_fetch_add_explicit(&oc->b->stats.flash_admitted, 1, memory_order_relaxed);
+}
+
+static int lookup_dram(struct obj_conn *oc, struct obj_meta *m, int *in_dram_only)
 {
     int rc = obj_lookup_held(oc, m); /* obj_serve releases it unless a body streams */
-    if (rc == 0 && !whole(oc, m)) {
+    if (rc == 0 && !whole(oc, m, in_dram_only)) {
         obj_release(oc);
         return -ENOENT;
     }
     return rc;
+}
+
+static int lookup(struct obj_conn *oc, struct obj_meta *m)
+{
+    return lookup_dram(oc, m, NULL);
 }
 
 /* Join the fetch for this object, or start one. 0, or -errno. */
@@ -147,10 +182,13 @@ int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_
 {
     struct obj_meta m;
     int64_t now = ss_clock_unix_seconds();
-    int rc = lookup(oc, &m);
+    int in_dram_only = 0;
+    int rc = lookup_dram(oc, &m, &in_dram_only);
     struct obj_bucket_stats *bs = &oc->b->stats;
     if (rc == 0 && m.expires_at > now) {
         atomic_fetch_add_explicit(&bs->hits, 1, memory_order_relaxed);
+        if (in_dram_only)
+            admit_to_flash(oc, &m);
         return obj_serve(c, oc, req, &m);
     }
     if (rc && rc != -ENOENT) {

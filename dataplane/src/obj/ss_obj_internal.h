@@ -47,6 +47,16 @@
 #define OBJ_STREAM_HIGH_WATER (1u << 20)
 /* Body bytes below this are copied into the output: cheaper than a reference. */
 #define OBJ_SEND_BY_REF_MIN (16u << 10)
+/* SS_FLASH_ON_SECOND_REQUEST keeps a fetched object in DRAM only when it is
+ * at most this share of the DRAM tier (a quarter of one stripe's average
+ * share, so the stripe can always make room for it by evicting its own
+ * least recent items) and at most half of what a GET queues at once (so a
+ * reader holds every chunk it will send as soon as it lands, however slowly
+ * it reads; the DRAM tier does not evict a DRAM-only item in the seconds
+ * after it was stored), so that an eviction can only ever make a later
+ * request a miss, never cut a body short. */
+#define OBJ_DRAM_FIRST_SHARE 1024u
+#define OBJ_DRAM_FIRST_MAX (OBJ_STREAM_HIGH_WATER / 2)
 
 /* Per-bucket figures, added to by every worker (relaxed atomics). */
 struct obj_bucket_stats {
@@ -56,7 +66,7 @@ struct obj_bucket_stats {
     OBJ_STAT(not_modified) OBJ_STAT(precondition_failed) OBJ_STAT(ranges)
     OBJ_STAT(errors) OBJ_STAT(origin_fetches) OBJ_STAT(collapsed_fetches)
     OBJ_STAT(revalidations) OBJ_STAT(objects) OBJ_STAT(object_bytes)
-    OBJ_STAT(bytes_out_dram)
+    OBJ_STAT(bytes_out_dram) OBJ_STAT(flash_admitted)
 #undef OBJ_STAT
 };
 
@@ -72,6 +82,7 @@ struct obj_bucket {
     char *origin_host;  /* the Host field sent */
     uint32_t origin_timeout_ms;
     uint32_t default_ttl_s;
+    int flash_admission; /* enum ss_flash_admission */
 };
 
 /*

@@ -35,6 +35,7 @@ struct obj_origin {
     struct ss_http_chunked te;
     char trailers[512];
     int cacheable;
+    int dram_first;                /* chunks kept in DRAM only (obj_dram_first) */
     int64_t lifetime, age;
     char *chunk;
     uint32_t fill;

@@ -68,13 +68,35 @@ static void refresh(struct ss_obj_worker *ow, struct obj_origin *org)
     }
 }
 
+/*
+ * Whether this fetch's chunks are kept in DRAM only (SS_WRITE_DRAM_ONLY):
+ * a small object of a bucket that writes to flash on the second request
+ * (ss_obj_cached.c promotes it then), or one that is not kept at all. Its
+ * metadata item still goes to flash, so after an eviction or a restart the
+ * copy is missing a chunk and the next request is a miss.
+ */
+static int dram_first(const struct ss_obj *o, const struct obj_bucket *b,
+                      const struct obj_origin *org, const struct ss_http_resp *r)
+{
+    if (r->framing != SS_HTTP_BODY_LENGTH)
+        return 0; /* of unknown size: it may be large */
+    uint64_t limit = o->s.store.hot_bytes / OBJ_DRAM_FIRST_SHARE;
+    if (limit > OBJ_DRAM_FIRST_MAX)
+        limit = OBJ_DRAM_FIRST_MAX;
+    return (b->flash_admission == SS_FLASH_ON_SECOND_REQUEST || !org->cacheable) &&
+           (uint64_t)r->content_length <= limit;
+}
+
 /* Write the filled chunk buffer. 0 or -errno. */
 static int flush_chunk(struct ss_obj_worker *ow, struct obj_origin *org)
 {
     unsigned char key[OBJ_CHUNK_KEY_LEN];
     obj_chunk_key(org->f->version, org->chunks, key);
     struct iovec iov = {org->chunk, org->fill};
-    int rc = obj_put_item(&ow->st, key, sizeof(key), &iov, 1, 0);
+    int rc = org->dram_first ? obj_put_item(&ow->st, key, sizeof(key), &iov, 1,
+                                            SS_WRITE_DRAM_ONLY) : -ENOBUFS;
+    if (rc == -ENOBUFS) /* not DRAM-first, or DRAM would not take it: to flash */
+        rc = obj_put_item(&ow->st, key, sizeof(key), &iov, 1, 0);
     if (rc)
         return rc;
     org->chunks++;
@@ -220,6 +242,7 @@ int org_on_head(struct ss_obj_worker *ow, struct obj_origin *org, int n)
         ss_http_chunked_init(&org->te, ow->o->s.max_object_bytes, 0, org->trailers,
                              sizeof(org->trailers));
     org->body_left = r->framing == SS_HTTP_BODY_LENGTH ? (uint64_t)r->content_length : 0;
+    org->dram_first = dram_first(ow->o, f->b, org, r);
     if (r->framing == SS_HTTP_BODY_LENGTH && org->body_left > ow->o->s.max_object_bytes) {
         org_fail(ow, org, 502);
         return 1;

@@ -256,6 +256,7 @@ static int origin_of(struct obj_bucket *ob, const struct ss_bucket_settings *b, 
     ob->origin_host = strdup(b->origin_host ? b->origin_host : b->origin_addr);
     ob->origin_timeout_ms = b->origin_timeout_ms ? b->origin_timeout_ms : 10000;
     ob->default_ttl_s = b->default_ttl_s;
+    ob->flash_admission = b->flash_admission;
     if (!ob->origin_path || !ob->origin_host) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -514,7 +515,7 @@ int ss_obj_bucket_stats(struct ss_obj *o, uint32_t i, struct ss_bucket_stats *ou
     OBJ_READ(not_modified) OBJ_READ(precondition_failed) OBJ_READ(ranges)
     OBJ_READ(errors) OBJ_READ(origin_fetches) OBJ_READ(collapsed_fetches)
     OBJ_READ(revalidations) OBJ_READ(objects) OBJ_READ(object_bytes)
-    OBJ_READ(bytes_out_dram)
+    OBJ_READ(bytes_out_dram) OBJ_READ(flash_admitted)
 #undef OBJ_READ
     return 0;
 }

@@ -95,6 +95,7 @@ struct ss_hot_item {
     uint64_t hash;
     struct ss_index_entry e;              /* same metadata as the index */
     uint32_t lru_bumped_at;               /* unix seconds of the last LRU move */
+    uint32_t stored_ms;                   /* monotonic ms (truncated) of the last store */
     /* One for the table, one per reply still sending the value without a copy
      * (ss_store_value_hold): the last to let go frees it. The value's bytes
      * never change while a reply holds them (ss_hot_rewrite needs refs 1);
