@@ -28,8 +28,8 @@ turns object requests off. A `kind: local` bucket's objects
 are never evicted; the pool refuses writes (507) once its live objects fill it.
 
 A cached bucket's `flash_admission` says when a fetched copy is written to flash.
-`second_request` (the default) keeps a small object (up to 1/1024 of `hot_tier`, and at
-most 512KiB) in DRAM only until it is requested again, then writes it: an object requested
+`second_request` (the default) keeps a small object (up to 1/256 of `hot_tier`, and at
+most 1MiB) in DRAM only until it is requested again, then writes it: an object requested
 once (most of a cache's traffic, as CDN operators find) never costs a flash write, and
 misses cost what they cost Varnish's memory storage. Such a copy is gone after DRAM
 evicts it or a restart (the next request is a miss). Larger objects, and every object

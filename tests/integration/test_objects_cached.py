@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,7 +221,7 @@ def test_a_copy_goes_to_flash_on_its_second_request(tmp_path: Path, origin: Orig
     lives in DRAM only, so a restart forgets it (fetched again); once requested a
     second time it is on flash and outlives a restart. Large objects, and every
     object of a `miss` bucket, are on flash from their first request."""
-    small = {f"s{i}.bin": os.urandom(20_000 + i) for i in range(3)}  # under 64MiB/1024
+    small = {f"s{i}.bin": os.urandom(20_000 + i) for i in range(3)}  # under 64MiB/256
     large = os.urandom(300_000)
     for name, body in {**small, "large.bin": large}.items():
         (origin.www / name).write_bytes(body)
@@ -257,3 +258,41 @@ def test_a_copy_goes_to_flash_on_its_second_request(tmp_path: Path, origin: Orig
     # s0 and web's s2 were requested once (DRAM only): fetched again; s1 was admitted
     # to flash by its second request, large.bin on its miss, eager's s2 on its miss.
     assert refetched == {"s0.bin": 1, "s1.bin": 0, "s2.bin": 1, "large.bin": 0}, refetched
+
+
+def test_a_slow_reader_of_a_dram_only_copy_gets_its_whole_body(tmp_path: Path,
+                                                             origin: Origin) -> None:
+    """A copy kept in DRAM only has no other copy: a client that reads its miss slowly
+    while other misses churn the whole DRAM tier still gets every byte (the reply
+    holds the chunks it queued), and the evicted copy is then only a miss."""
+    body = os.urandom(40_000)  # under 16MiB/256: kept in DRAM only; sent by reference
+    (origin.www / "slow.bin").write_bytes(body)
+    (origin.www / "churn").mkdir()
+    for i in range(600):  # 24 MB of other misses through a 16 MiB tier
+        (origin.www / "churn" / f"{i}.bin").write_bytes(os.urandom(40_000))
+    spec = {"name": "web", "kind": "http", "origin": origin.url, "default_ttl": "3600s"}
+    srv, port = start_objects(objects_config(tmp_path, hot_tier="16MiB",
+                                             buckets=("default", spec)))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /web/slow.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            first = s.recv(100)
+            assert first.startswith(b"HTTP/1.1 200"), first
+            time.sleep(0.3)  # past the tier's 100 ms guard for DRAM-only items
+            for i in range(600):
+                assert request(port, "GET", f"/web/churn/{i}.bin")[0] == 200
+            data = first
+            while len(data) < len(body) + 100:
+                got = s.recv(65536)
+                if not got:
+                    break
+                data += got
+                if data.endswith(body):
+                    break
+        assert data.split(b"\r\n\r\n", 1)[1] == body
+        assert request(port, "GET", "/web/slow.bin")[2] == body
+        # The churn did evict it while the slow reply held it: a miss again.
+        assert len(origin.fetches("slow.bin")) == 2, origin.log.read_text()[-2000:]
+    finally:
+        srv.terminate()

@@ -48,15 +48,16 @@
 /* Body bytes below this are copied into the output: cheaper than a reference. */
 #define OBJ_SEND_BY_REF_MIN (16u << 10)
 /* SS_FLASH_ON_SECOND_REQUEST keeps a fetched object in DRAM only when it is
- * at most this share of the DRAM tier (a quarter of one stripe's average
- * share, so the stripe can always make room for it by evicting its own
- * least recent items) and at most half of what a GET queues at once (so a
- * reader holds every chunk it will send as soon as it lands, however slowly
- * it reads; the DRAM tier does not evict a DRAM-only item in the seconds
- * after it was stored), so that an eviction can only ever make a later
- * request a miss, never cut a body short. */
-#define OBJ_DRAM_FIRST_SHARE 1024u
-#define OBJ_DRAM_FIRST_MAX (OBJ_STREAM_HIGH_WATER / 2)
+ * at most this share of the DRAM tier (one stripe's average share: the DRAM
+ * tier makes room for it from other stripes when its own has too little)
+ * and at most OBJ_DRAM_FIRST_MAX, which a GET queues whole, by reference,
+ * whatever it has queued before: a reader holds every chunk it will send as
+ * soon as the chunk lands, however slowly it reads, and the DRAM tier does
+ * not evict a DRAM-only item in the 100 ms after it was stored. So an
+ * eviction can only ever make a later request a miss, never cut a body
+ * short. */
+#define OBJ_DRAM_FIRST_SHARE 256u
+#define OBJ_DRAM_FIRST_MAX (1u << 20)
 
 /* Per-bucket figures, added to by every worker (relaxed atomics). */
 struct obj_bucket_stats {

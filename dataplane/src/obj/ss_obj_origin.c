@@ -281,8 +281,11 @@ static int retry_fresh(struct ss_obj_worker *ow, struct obj_origin *org)
 static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
 {
     for (int round = 0; round < 16; round++) {
-        ssize_t got = recv(org->fd, org->rbuf + org->rlen, sizeof(org->rbuf) - org->rlen,
-                           MSG_DONTWAIT);
+        size_t room = 0;
+        char *direct = org_body_window(org, &room);
+        ssize_t got = direct ? recv(org->fd, direct, room, MSG_DONTWAIT)
+                             : recv(org->fd, org->rbuf + org->rlen, sizeof(org->rbuf) - org->rlen,
+                                    MSG_DONTWAIT);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -299,8 +302,20 @@ static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
             return 1;
         }
         org->got_bytes = 1;
-        org->rlen += (size_t)got;
         org->deadline_ms = ss_clock_mono_ms() + org->b->origin_timeout_ms;
+        if (direct) {
+            int rc = org_body_received(ow, org, (size_t)got);
+            if (rc < 0) {
+                org_fail(ow, org, 502);
+                return 1;
+            }
+            if (rc == 1) {
+                org_complete(ow, org);
+                return 1;
+            }
+            continue;
+        }
+        org->rlen += (size_t)got;
         if (org->state == ORG_HEAD) {
             int n = ss_http_parse_response_head(org->rbuf, org->rlen, 0, NULL, &org->resp);
             if (n == 0 && org->rlen < sizeof(org->rbuf))

@@ -58,6 +58,13 @@ void org_write_answer(struct ss_obj_worker *ow, struct obj_origin *org);
 int org_on_head(struct ss_obj_worker *ow, struct obj_origin *org, int n);
 /* Body bytes in org->rbuf: 1 when the body ended, 0 for more, -errno. */
 int org_body_bytes(struct ss_obj_worker *ow, struct obj_origin *org);
+/* Where the next body bytes can be received straight into the chunk being
+ * filled (a Content-Length body, nothing buffered), saving a copy through
+ * rbuf: the address and *room bytes, or NULL. */
+char *org_body_window(struct obj_origin *org, size_t *room);
+/* got bytes were received at org_body_window: 1 when the body ended, 0 for
+ * more, -errno. */
+int org_body_received(struct ss_obj_worker *ow, struct obj_origin *org, size_t got);
 /* The whole body is in: store it when it may be; the waiters finish. */
 void org_complete(struct ss_obj_worker *ow, struct obj_origin *org);
 

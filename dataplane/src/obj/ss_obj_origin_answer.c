@@ -159,6 +159,29 @@ void org_complete(struct ss_obj_worker *ow, struct obj_origin *org)
     org_finish(ow, org, org->resp.keep_alive);
 }
 
+char *org_body_window(struct obj_origin *org, size_t *room)
+{
+    if (org->state != ORG_BODY || org->resp.framing != SS_HTTP_BODY_LENGTH || org->rlen ||
+        !org->chunk || !org->body_left)
+        return NULL;
+    size_t r = org->f->chunk_data - org->fill;
+    *room = r < org->body_left ? r : (size_t)org->body_left;
+    return org->chunk + org->fill;
+}
+
+int org_body_received(struct ss_obj_worker *ow, struct obj_origin *org, size_t got)
+{
+    org->fill += (uint32_t)got;
+    org->total += got;
+    org->body_left -= got;
+    if (org->fill == org->f->chunk_data) {
+        int rc = flush_chunk(ow, org);
+        if (rc)
+            return rc;
+    }
+    return org->body_left == 0;
+}
+
 /* Body bytes in org->rbuf (after the head). 1 when the body ended, 0 for
  * more, -errno. */
 int org_body_bytes(struct ss_obj_worker *ow, struct obj_origin *org)

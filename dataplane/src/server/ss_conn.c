@@ -267,10 +267,17 @@ static int conn_process(struct ss_server_conn *sc)
         if ((c->proto == SS_PROTO_HTTP ? res == SS_OBJ_CLOSE : res == SS_MC_CLOSE) ||
             c->close_after_write)
             ss_conn_set_state(c, SS_CONN_CLOSING);
+        size_t queued = conn_pending(sc);
         int rc = conn_flush(sc);
         if (rc)
             return rc;
-        if (c->state != SS_CONN_READING || (consumed == 0 && !c->produce))
+        if (c->state != SS_CONN_READING)
+            break;
+        /* Nothing consumed: wait for input, unless the protocol stopped only
+         * because its output was past its bound and this flush just sent it
+         * all. Then no EPOLLOUT would come to run the waiting commands. */
+        if (consumed == 0 && !c->produce &&
+            !(c->rlen > c->rpos && queued && conn_pending(sc) == 0))
             break;
         if (c->produce && conn_pending(sc)) {
             sc->more = 1; /* the body goes on once the socket drains */

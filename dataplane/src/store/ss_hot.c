@@ -216,13 +216,17 @@ static bool hot_evictable(const struct ss_hot_item *it, uint32_t now_ms)
            now_ms - it->stored_ms >= SS_HOT_DRAM_ONLY_MIN_AGE_MS;
 }
 
-/* Evict this stripe's least recently used items until `need` more bytes fit
- * in the tier. 1 when they fit, 0 when the stripe ran out of items first. */
-static int hot_make_room(struct ss_store *st, struct ss_stripe *s, uint64_t need,
-                         struct ss_counters *ctr)
+static bool hot_fits(struct ss_store *st, uint64_t need)
 {
-    uint32_t now_ms = (uint32_t)ss_clock_mono_ms();
-    while (atomic_load_explicit(&st->hot_used, memory_order_relaxed) + need > st->hot_limit) {
+    return atomic_load_explicit(&st->hot_used, memory_order_relaxed) + need <= st->hot_limit;
+}
+
+/* Evict stripe s's least recently used items (its lock held) until `need`
+ * more bytes fit in the tier. 1 when they fit, 0 when s ran out first. */
+static int hot_evict_own(struct ss_store *st, struct ss_stripe *s, uint64_t need,
+                         struct ss_counters *ctr, uint32_t now_ms)
+{
+    while (!hot_fits(st, need)) {
         struct ss_hot_item *victim = s->lru_tail;
         while (victim && !hot_evictable(victim, now_ms))
             victim = victim->lru_prev;
@@ -234,6 +238,32 @@ static int hot_make_room(struct ss_store *st, struct ss_stripe *s, uint64_t need
             ctr->hot_evictions++;
     }
     return 1;
+}
+
+/*
+ * Make room for `need` bytes in stripe s (its lock held): from its own least
+ * recent items first, as before; an item larger than what a stripe holds on
+ * average (a 1 MiB object chunk) then takes room from other stripes, each
+ * evicting its own least recent items under its lock. Those locks are only
+ * tried, never waited for (we hold s's, and another thread may hold one of
+ * them while it waits for s's), so this cannot deadlock; a stripe that is
+ * busy is passed over.
+ */
+static int hot_make_room(struct ss_store *st, struct ss_stripe *s, uint64_t need,
+                         struct ss_counters *ctr)
+{
+    uint32_t now_ms = (uint32_t)ss_clock_mono_ms();
+    if (hot_evict_own(st, s, need, ctr, now_ms))
+        return 1;
+    for (uint32_t tries = 0; tries < SS_STRIPES && !hot_fits(st, need); tries++) {
+        uint32_t i = atomic_fetch_add_explicit(&st->hot_evict_next, 1, memory_order_relaxed);
+        struct ss_stripe *other = &st->stripes[i & (SS_STRIPES - 1)];
+        if (other == s || pthread_mutex_trylock(&other->lock) != 0)
+            continue;
+        (void)hot_evict_own(st, other, need, ctr, now_ms);
+        pthread_mutex_unlock(&other->lock);
+    }
+    return hot_fits(st, need);
 }
 
 int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,

@@ -233,6 +233,7 @@ struct ss_store {
      * while an item may be far larger than a stripe's average share. */
     uint64_t hot_limit;
     _Atomic uint64_t hot_used;
+    _Atomic uint32_t hot_evict_next; /* the next stripe another may take room from */
 
     struct ss_log log;
 
