@@ -286,6 +286,11 @@ void ss_store_read_release(struct ss_store_thread *t, struct ss_read *rd);
  */
 struct ss_value_hold *ss_store_value_hold(struct ss_store_thread *t);
 void ss_store_value_put(void *hold); /* an ss_out_release_fn; any thread */
+/* A held value's bytes, and one more hold on them (any thread): for a holder
+ * that lends them to readers that may no longer find the key (a fill keeps
+ * its DRAM-only chunks for its waiters). */
+const char *ss_store_value_bytes(const struct ss_value_hold *hold, size_t *len);
+struct ss_value_hold *ss_store_value_dup(struct ss_value_hold *hold);
 /* Wait for the reads still in flight (their callbacks run) and close the
  * ring; ss_store_thread_fini does it too. */
 void ss_store_io_close(struct ss_store_thread *t);

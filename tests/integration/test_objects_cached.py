@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .helpers.objects import objects_config, request, start_objects
-from .helpers.origin import Origin, SilentOrigin
+from .helpers.origin import Origin, PausingOrigin, SilentOrigin
 from .helpers.procs import Server
 
 
@@ -296,3 +296,32 @@ def test_a_slow_reader_of_a_dram_only_copy_gets_its_whole_body(tmp_path: Path,
         assert len(origin.fetches("slow.bin")) == 2, origin.log.read_text()[-2000:]
     finally:
         srv.terminate()
+
+
+def test_a_late_joiner_gets_a_dram_only_chunk_the_tier_evicted(tmp_path: Path) -> None:
+    """A request that joins a fetch after the DRAM tier evicted one of its DRAM-only
+    chunks (its only copy) is sent the fill's own hold on it: a whole body, one fetch."""
+    size = 65536  # 16MiB/256: kept in DRAM only; two 64 KiB chunks
+    origin = PausingOrigin(size, "/slow.bin", pause_after=65_500)  # the first chunk only
+    spec = {"name": "web", "kind": "http", "origin": origin.url}
+    srv, port = start_objects(objects_config(tmp_path, hot_tier="16MiB", chunk_size="64KiB",
+                                             buckets=("default", spec)))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            first = pool.submit(request, port, "GET", "/web/slow.bin")
+            assert origin.paused.wait(10), "the fetch never started"
+            time.sleep(0.3)  # the first chunk is stored, and past the tier's 100 ms guard
+            for i in range(400):  # 26 MB of other misses through the 16 MiB tier
+                assert request(port, "GET", f"/web/churn/{i}.bin")[0] == 200
+            late = pool.submit(request, port, "GET", "/web/slow.bin")
+            time.sleep(0.3)  # it has joined the fetch
+            origin.resume.set()
+            body = origin.body("/slow.bin")
+            for f in (first, late):
+                status, _, got = f.result(timeout=30)
+                assert (status, len(got)) == (200, len(body))
+                assert got == body
+        assert origin.fetches["/slow.bin"] == 1
+    finally:
+        srv.terminate()
+        origin.close()

@@ -78,8 +78,37 @@ void obj_fill_put(struct ss_obj *o, struct obj_fill *f)
     if (last)
         unlink_fill(o, f); /* normally gone already: when the fetch ended */
     pthread_mutex_unlock(&o->fill_lock);
-    if (last)
-        free(f);
+    if (!last)
+        return;
+    for (uint32_t i = 0; i < OBJ_FILL_HELD; i++)
+        if (f->held[i])
+            ss_store_value_put(f->held[i]);
+    free(f);
+}
+
+void obj_fill_hold(struct ss_obj *o, struct obj_fill *f, uint32_t index,
+                   struct ss_value_hold *hold)
+{
+    if (index >= OBJ_FILL_HELD) {
+        ss_store_value_put(hold);
+        return;
+    }
+    pthread_mutex_lock(&o->fill_lock);
+    struct ss_value_hold *old = f->held[index];
+    f->held[index] = hold;
+    pthread_mutex_unlock(&o->fill_lock);
+    if (old)
+        ss_store_value_put(old);
+}
+
+struct ss_value_hold *obj_fill_held(struct ss_obj *o, struct obj_fill *f, uint32_t index)
+{
+    if (index >= OBJ_FILL_HELD)
+        return NULL;
+    pthread_mutex_lock(&o->fill_lock);
+    struct ss_value_hold *h = f->held[index] ? ss_store_value_dup(f->held[index]) : NULL;
+    pthread_mutex_unlock(&o->fill_lock);
+    return h;
 }
 
 void obj_fill_set(struct ss_obj *o, struct obj_fill *f, int state, int status)

@@ -219,6 +219,19 @@ static int body_bytes(struct ss_conn *c, struct obj_conn *oc, struct ss_store_th
     return ss_buf_append(&c->out, p, n);
 }
 
+/* The same for bytes a fill holds (fh, taken for this send): by reference
+ * when large enough, else copied. */
+static int held_bytes(struct ss_conn *c, struct obj_conn *oc, struct ss_value_hold *fh,
+                      const char *p, size_t n)
+{
+    atomic_fetch_add_explicit(&oc->b->stats.bytes_out_dram, n, memory_order_relaxed);
+    if (n >= OBJ_SEND_BY_REF_MIN && ss_conn_out_ref(c, p, n, ss_store_value_put, fh) == 0)
+        return 0;
+    int rc = ss_buf_append(&c->out, p, n);
+    ss_store_value_put(fh);
+    return rc;
+}
+
 /* A chunk read finished (no lock held): the GET goes on from where it
  * waited, in the connection's own processing. */
 static void chunk_read_done(void *arg, struct ss_read *rd)
@@ -274,8 +287,18 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
         }
         free(r);
         uint64_t off = oc->g_pos - chunk_start;
-        if (rc == 0 && off < t->value_len) {
-            uint64_t n = t->value_len - off;
+        const char *val = t->value;
+        size_t vlen = rc == 0 ? t->value_len : 0;
+        /* A DRAM-only chunk of the fill we stream from, evicted from the
+         * table already: the fill still holds its bytes. */
+        struct ss_value_hold *fh =
+            rc == -ENOENT && oc->fill ? obj_fill_held(oc->ow->o, oc->fill, index) : NULL;
+        if (fh) {
+            val = ss_store_value_bytes(fh, &vlen);
+            rc = 0;
+        }
+        if (rc == 0 && off < vlen) {
+            uint64_t n = vlen - off;
             if (n > oc->g_end - oc->g_pos)
                 n = oc->g_end - oc->g_pos;
             if (oc->chunked_out) {
@@ -284,7 +307,9 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
                                    (unsigned long long)n);
                 rc = ss_buf_append(&c->out, size_line, (size_t)len);
             }
-            rc |= body_bytes(c, oc, t, t->value + off, (size_t)n);
+            rc |= fh ? held_bytes(c, oc, fh, val + off, (size_t)n)
+                     : body_bytes(c, oc, t, val + off, (size_t)n);
+            fh = NULL;
             if (oc->chunked_out)
                 rc |= ss_buf_append(&c->out, "\r\n", 2);
             if (rc == 0) {
@@ -294,6 +319,8 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
         } else if (rc == 0) {
             rc = -EBADMSG; /* shorter than the metadata says */
         }
+        if (fh)
+            ss_store_value_put(fh);
         ss_store_unlock(t);
         if (done)
             ss_store_read_release(t, done);

@@ -58,6 +58,9 @@
  * short. */
 #define OBJ_DRAM_FIRST_SHARE 256u
 #define OBJ_DRAM_FIRST_MAX (1u << 20)
+/* The most chunks such an object has: 1 MiB in chunks of at least 64 KiB
+ * (their data a little less), and a short last one. */
+#define OBJ_FILL_HELD 18u
 
 /* Per-bucket figures, added to by every worker (relaxed atomics). */
 struct obj_bucket_stats {
@@ -114,6 +117,10 @@ struct obj_fill {
     int status;                         /* FILL_FAILED: the status to answer */
     uint64_t committed;                 /* body bytes readable from chunk items */
     int64_t size;                       /* the whole body; -1 until known */
+    /* Chunks kept in DRAM only (SS_WRITE_DRAM_ONLY) have no other copy: the
+     * fill holds them until its last reference goes, so a waiter that no
+     * longer finds one (the DRAM tier evicted it) sends the fill's. */
+    struct ss_value_hold *held[OBJ_FILL_HELD];
     /* set once, before state leaves FILL_HEAD (read without the lock after) */
     char etag[OBJ_ETAG_MAX + 1];
     int64_t mtime;
@@ -216,6 +223,12 @@ void obj_fill_put(struct ss_obj *o, struct obj_fill *f);
 /* The fill's state moves on (under the lock). */
 void obj_fill_set(struct ss_obj *o, struct obj_fill *f, int state, int status);
 void obj_fill_commit(struct ss_obj *o, struct obj_fill *f, uint64_t committed);
+/* The fill keeps chunk `index`'s DRAM-only bytes (hold taken under the
+ * chunk's lock) until its last reference goes. */
+void obj_fill_hold(struct ss_obj *o, struct obj_fill *f, uint32_t index,
+                   struct ss_value_hold *hold);
+/* Another hold on chunk `index`'s bytes if the fill keeps them, else NULL. */
+struct ss_value_hold *obj_fill_held(struct ss_obj *o, struct obj_fill *f, uint32_t index);
 /* Seconds a response stays fresh (RFC 9111 section 4.2.1), -1 when it must
  * not be stored; *age gets the Age it arrived with. */
 int64_t obj_freshness(const struct obj_bucket *b, const struct ss_http_resp *r, int64_t now,

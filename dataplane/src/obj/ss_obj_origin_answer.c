@@ -95,6 +95,18 @@ static int flush_chunk(struct ss_obj_worker *ow, struct obj_origin *org)
     struct iovec iov = {org->chunk, org->fill};
     int rc = org->dram_first ? obj_put_item(&ow->st, key, sizeof(key), &iov, 1,
                                             SS_WRITE_DRAM_ONLY) : -ENOBUFS;
+    if (rc == 0) {
+        /* Its only copy: the fill holds it for its waiters (see obj_fill). */
+        struct ss_store_thread *t = &ow->st;
+        struct ss_item it;
+        ss_store_lock(t, key, sizeof(key));
+        struct ss_value_hold *h =
+            ss_store_find(t, key, sizeof(key), &it, SS_FIND_VALUE | SS_FIND_NO_BUMP) == 0
+                ? ss_store_value_hold(t) : NULL;
+        ss_store_unlock(t);
+        if (h)
+            obj_fill_hold(ow->o, org->f, org->chunks, h);
+    }
     if (rc == -ENOBUFS) /* not DRAM-first, or DRAM would not take it: to flash */
         rc = obj_put_item(&ow->st, key, sizeof(key), &iov, 1, 0);
     if (rc)

@@ -424,6 +424,18 @@ void ss_store_value_put(void *hold)
     ss_hot_drop(hold);
 }
 
+const char *ss_store_value_bytes(const struct ss_value_hold *hold, size_t *len)
+{
+    const struct ss_hot_item *it = (const struct ss_hot_item *)hold;
+    *len = it->e.nbytes;
+    return ss_hot_value(it);
+}
+
+struct ss_value_hold *ss_store_value_dup(struct ss_value_hold *hold)
+{
+    return (struct ss_value_hold *)ss_hot_hold((struct ss_hot_item *)hold);
+}
+
 int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
                   struct ss_item *it, unsigned flags)
 {

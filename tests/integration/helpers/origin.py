@@ -107,6 +107,72 @@ class SilentOrigin:
         self.sock.close()
 
 
+class PausingOrigin:
+    """An HTTP/1.1 origin in a thread: every GET is answered 200 with
+    `Cache-Control: max-age=3600` and random bytes of its own, at once, except
+    `pause_path`, whose body stops after `pause_after` bytes until `resume` is
+    set. `fetches` counts the requests for each path."""
+
+    def __init__(self, size: int, pause_path: str, pause_after: int) -> None:
+        import threading
+
+        self.size, self.pause_path, self.pause_after = size, pause_path, pause_after
+        self.bodies: dict[str, bytes] = {}
+        self.fetches: dict[str, int] = {}
+        self.paused = threading.Event()  # set once the paused body is half sent
+        self.resume = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def body(self, path: str) -> bytes:
+        return self.bodies.setdefault(path, os.urandom(self.size))
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    buf += got
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                path = head.split(b" ")[1].decode()
+                self.fetches[path] = self.fetches.get(path, 0) + 1
+                body = self.body(path)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                             b"Cache-Control: max-age=3600\r\n\r\n" % len(body))
+                if path == self.pause_path:
+                    conn.sendall(body[:self.pause_after])
+                    self.paused.set()
+                    self.resume.wait(60)
+                    conn.sendall(body[self.pause_after:])
+                else:
+                    conn.sendall(body)
+
+    def close(self) -> None:
+        self.resume.set()
+        self.sock.close()
+
+
 class S3Origin:
     """moto's S3 server on 127.0.0.1:<port>, with one bucket, used unsigned and
     path-style as the origin of kind: s3 buckets."""
