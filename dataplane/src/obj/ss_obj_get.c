@@ -256,11 +256,7 @@ int obj_get_body(struct ss_conn *c, struct obj_conn *oc)
     struct ss_store_thread *t = &oc->ow->st;
     if (oc->reading)
         return 0; /* its completion resumes us */
-    /* The last OBJ_DRAM_FIRST_MAX bytes of a body, so all of a small one,
-     * are queued at once (see there). */
-    while (oc->g_pos < oc->g_end &&
-           (oc->g_end - oc->g_pos <= OBJ_DRAM_FIRST_MAX ||
-            c->out.len + c->out_ref_bytes < OBJ_STREAM_HIGH_WATER)) {
+    while (oc->g_pos < oc->g_end && c->out.len + c->out_ref_bytes < OBJ_STREAM_HIGH_WATER) {
         uint32_t index = (uint32_t)(oc->g_pos / oc->g_chunk_bytes);
         uint64_t chunk_start = (uint64_t)index * oc->g_chunk_bytes;
         unsigned char key[OBJ_CHUNK_KEY_LEN];

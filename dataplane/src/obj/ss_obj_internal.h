@@ -50,12 +50,12 @@
 /* SS_FLASH_ON_SECOND_REQUEST keeps a fetched object in DRAM only when it is
  * at most this share of the DRAM tier (one stripe's average share: the DRAM
  * tier makes room for it from other stripes when its own has too little)
- * and at most OBJ_DRAM_FIRST_MAX, which a GET queues whole, by reference,
- * whatever it has queued before: a reader holds every chunk it will send as
- * soon as the chunk lands, however slowly it reads, and the DRAM tier does
- * not evict a DRAM-only item in the 100 ms after it was stored. So an
- * eviction can only ever make a later request a miss, never cut a body
- * short. */
+ * and at most OBJ_DRAM_FIRST_MAX (the fill holds every such chunk for its
+ * readers, OBJ_FILL_HELD of them at most). A reader streaming from the fill
+ * that no longer finds a chunk in the table sends the fill's hold, and the
+ * DRAM tier does not evict a DRAM-only item in the 100 ms after it was
+ * stored; a later request finds the copy whole or misses. So an eviction
+ * can only ever make a later request a miss, never cut a body short. */
 #define OBJ_DRAM_FIRST_SHARE 256u
 #define OBJ_DRAM_FIRST_MAX (1u << 20)
 /* The most chunks such an object has: 1 MiB in chunks of at least 64 KiB

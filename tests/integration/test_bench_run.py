@@ -1,0 +1,45 @@
+"""bench/run.py end to end, small: memcached and the appliance under both load generators
+(bench/loadgen.c and Debian's memaslap) in one run, the rows of both in one table with
+their ratios; and memaslap's latency histogram read as bench/memaslap.py reads it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench" / "run.py"
+sys.path.insert(0, str(REPO / "bench"))
+
+import memaslap  # noqa: E402  (bench/memaslap.py)
+
+
+def test_log2_histogram_percentiles() -> None:
+    """Rows `B: c0 c1 c2 c3` count latencies in [2^(B-1), 2^B), ... us; a quantile is
+    reported as the upper bound of its bucket."""
+    block = ("Min: 26\n Log2 Dist:\n   4:   0  10  80  10\n   8:  900   0   0   0\n"
+             "  12:   0 0 0 0\n")
+    # 1000 events: 10 in [16, 32), 80 in [32, 64), 10 in [64, 128), 900 in [128, 256)
+    assert memaslap.log2_percentiles(block, 0.05, 0.50, 0.99) == [64.0, 256.0, 256.0]
+    assert memaslap.log2_percentiles(block, 0.01) == [32.0]
+
+
+def test_quick_run_prints_both_generators(tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, str(BENCH), "--quick", "--keyspaces", "dram",
+                          "--depths", "1", "--duration", "1", "--warmup", "0",
+                          "--servers", "memcached", "smartswitch",
+                          "--json", str(tmp_path / "run.json")],
+                         capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
+    out = res.stdout
+    assert res.returncode == 0, out + res.stderr[-3000:]
+    for gen in ("", " memaslap"):
+        for server in ("memcached", "smartswitch"):
+            row = re.search(rf"^v100 dram\(\S+\) d1{gen} +{server} +([\d,]+) ", out, re.M)
+            assert row, f"no{gen or ' loadgen'} row for {server}:\n{out}"
+            assert int(row.group(1).replace(",", "")) > 0, out
+        ratio = re.search(rf"^v100 dram\(\S+\) d1{gen} +smartswitch .*? (\d+\.\d\d) +(\d+\.\d\d)",
+                          out, re.M)
+        assert ratio, f"no ratios for{gen or ' loadgen'}:\n{out}"
+    assert "DRAM-tier target" in out, out
