@@ -277,6 +277,17 @@ static int retry_fresh(struct ss_obj_worker *ow, struct obj_origin *org)
     return watch(ow, org, EPOLLOUT, EPOLL_CTL_ADD) == 0;
 }
 
+/* After body bytes were taken (rc: 1 the body ended, 0 more, -errno): end
+ * the fetch when it is over. 1 when it ended (org may be freed). */
+static int body_ended(struct ss_obj_worker *ow, struct obj_origin *org, int rc)
+{
+    if (rc < 0)
+        org_fail(ow, org, 502);
+    else if (rc == 1)
+        org_complete(ow, org);
+    return rc != 0;
+}
+
 /* Read what the origin sent. Returns 1 when the fetch ended (org may be freed). */
 static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
 {
@@ -304,15 +315,8 @@ static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
         org->got_bytes = 1;
         org->deadline_ms = ss_clock_mono_ms() + org->b->origin_timeout_ms;
         if (direct) {
-            int rc = org_body_received(ow, org, (size_t)got);
-            if (rc < 0) {
-                org_fail(ow, org, 502);
+            if (body_ended(ow, org, org_body_received(ow, org, (size_t)got)))
                 return 1;
-            }
-            if (rc == 1) {
-                org_complete(ow, org);
-                return 1;
-            }
             continue;
         }
         org->rlen += (size_t)got;
@@ -327,17 +331,8 @@ static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
             if (org_on_head(ow, org, n))
                 return 1;
         }
-        if (org->state == ORG_BODY) {
-            int rc = org_body_bytes(ow, org);
-            if (rc < 0) {
-                org_fail(ow, org, 502);
-                return 1;
-            }
-            if (rc == 1) {
-                org_complete(ow, org);
-                return 1;
-            }
-        }
+        if (org->state == ORG_BODY && body_ended(ow, org, org_body_bytes(ow, org)))
+            return 1;
     }
     return 0;
 }

@@ -26,17 +26,7 @@ int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
     struct ss_hot_item *old = ss_hot_lookup(s, t->locked_hash, key, nkey);
     if (old && !(old->e.bits & SS_ITEM_DRAM_ONLY))
         ss_entry_del(t, key, nkey); /* its device copy must not outlive ours */
-    uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
-    uint32_t bits = (flags & SS_WRITE_KEEP_META) ? it->bits & ~SS_ITEM_PINNED : 0;
-    struct ss_index_entry e = {
-        .cas = it->cas ? it->cas : seq,
-        .seq = seq,
-        .exptime = it->exptime,
-        .flags = it->flags,
-        .nbytes = (uint32_t)n,
-        .last_access = (flags & SS_WRITE_KEEP_META) ? it->last_access : (uint32_t)now,
-        .bits = bits | SS_ITEM_DRAM_ONLY,
-    };
+    struct ss_index_entry e = ss_entry_for_write(st, it, n, flags, now, SS_ITEM_DRAM_ONLY);
     int rc = old && ss_hot_rewrite(old, &e, iov, niov);
     if (!rc)
         rc = ss_hot_put(st, s, t->locked_hash, key, nkey, &e, iov, niov, t->ctr, NULL);

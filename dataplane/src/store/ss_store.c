@@ -531,18 +531,8 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
     struct ss_index_entry old;
     bool old_pinned = (pin || ss_pinned_any(st)) && ss_entry_get(t, key, nkey, &old) == 0 &&
                       (old.bits & SS_ITEM_PINNED);
-    uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
-    uint32_t bits =
-        (flags & SS_WRITE_KEEP_META) ? it->bits & ~(SS_ITEM_PINNED | SS_ITEM_DRAM_ONLY) : 0;
-    struct ss_index_entry e = {
-        .cas = it->cas ? it->cas : seq,
-        .seq = seq,
-        .exptime = it->exptime,
-        .flags = it->flags,
-        .nbytes = (uint32_t)n,
-        .last_access = (flags & SS_WRITE_KEEP_META) ? it->last_access : (uint32_t)now,
-        .bits = bits | (pin ? SS_ITEM_PINNED : 0),
-    };
+    struct ss_index_entry e =
+        ss_entry_for_write(st, it, n, flags, now, pin ? SS_ITEM_PINNED : 0);
     uint32_t crc = ss_record_crc(key, nkey, e.flags, e.nbytes, iov, niov);
     struct ss_append how = {.pinned = pin,
                             .freed = old_pinned ? ss_record_size(nkey, old.nbytes) : 0};

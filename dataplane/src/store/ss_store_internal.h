@@ -312,6 +312,28 @@ void ss_hot_drop(struct ss_hot_item *it);
 void ss_hot_touch(struct ss_stripe *s, struct ss_hot_item *it, uint32_t now);
 static inline const char *ss_hot_value(const struct ss_hot_item *it) { return it->data + it->nkey; }
 
+/* The entry a write of n value bytes stores: a fresh seq (the cas too,
+ * unless it->cas is given); with SS_WRITE_KEEP_META the item's
+ * last_access and bits, less those that say where a copy lives, which are
+ * `where`'s. */
+static inline struct ss_index_entry ss_entry_for_write(struct ss_store *st,
+                                                       const struct ss_item *it, size_t n,
+                                                       unsigned flags, int64_t now,
+                                                       uint32_t where)
+{
+    uint64_t seq = atomic_fetch_add(&st->next_seq, 1);
+    bool keep = flags & SS_WRITE_KEEP_META;
+    return (struct ss_index_entry){
+        .cas = it->cas ? it->cas : seq,
+        .seq = seq,
+        .exptime = it->exptime,
+        .flags = it->flags,
+        .nbytes = (uint32_t)n,
+        .last_access = keep ? it->last_access : (uint32_t)now,
+        .bits = (keep ? it->bits & ~(SS_ITEM_PINNED | SS_ITEM_DRAM_ONLY) : 0) | where,
+    };
+}
+
 /* ss_dram_only.c: ss_store_write with SS_WRITE_DRAM_ONLY (lock held; n is
  * the value's length, already checked against item_size_max). */
 int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
