@@ -37,12 +37,7 @@ int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
     }
     if (rc == 0)
         return -ENOBUFS;
-    it->cas = e.cas;
-    it->nbytes = e.nbytes;
-    it->last_access = e.last_access;
-    it->bits = e.bits;
-    t->ctr->total_items++;
-    return 0;
+    return ss_write_done(t, it, &e);
 }
 
 int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey)

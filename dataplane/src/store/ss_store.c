@@ -556,12 +556,7 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
         t->ctr->errors_out_of_memory++;
         ss_hot_remove(st, s, t->locked_hash, key, nkey);
     }
-    it->cas = e.cas;
-    it->nbytes = e.nbytes;
-    it->last_access = e.last_access;
-    it->bits = e.bits;
-    t->ctr->total_items++;
-    return 0;
+    return ss_write_done(t, it, &e);
 }
 
 static void apply_meta(struct ss_index_entry *e, const struct ss_item *it)

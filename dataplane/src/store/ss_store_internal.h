@@ -334,6 +334,19 @@ static inline struct ss_index_entry ss_entry_for_write(struct ss_store *st,
     };
 }
 
+/* A write stored e: the caller's item gets what the store chose (cas, length,
+ * last access, bits), and the write is counted. Returns 0. */
+static inline int ss_write_done(struct ss_store_thread *t, struct ss_item *it,
+                                const struct ss_index_entry *e)
+{
+    it->cas = e->cas;
+    it->nbytes = e->nbytes;
+    it->last_access = e->last_access;
+    it->bits = e->bits;
+    t->ctr->total_items++;
+    return 0;
+}
+
 /* ss_dram_only.c: ss_store_write with SS_WRITE_DRAM_ONLY (lock held; n is
  * the value's length, already checked against item_size_max). */
 int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
