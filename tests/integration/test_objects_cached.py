@@ -78,7 +78,7 @@ def test_a_stale_copy_is_revalidated(tmp_path: Path) -> None:
         assert request(port, "GET", "/web/page.html")[2] == b"<p>v1</p>"
         time.sleep(1.5)
         assert request(port, "GET", "/web/page.html")[2] == b"<p>v1</p>"
-        lines = o.fetches("page.html")
+        lines = o.wait_fetches("page.html", 2)
         assert len(lines) == 2 and '" 304 ' in lines[1], lines
         # Changed at the origin: the next revalidation brings the new copy.
         time.sleep(1.5)

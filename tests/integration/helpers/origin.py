@@ -89,6 +89,17 @@ http {{
         return [line for line in self.log.read_text().splitlines()
                 if f"GET /static/{name} " in line]
 
+    def wait_fetches(self, name: str, count: int, timeout: float = 5.0) -> list[str]:
+        """fetches(name) once it has `count` lines, or as it is at the deadline:
+        nginx logs a request after its answer went out, so the client it answered
+        (the appliance, and through it the test) can be there first."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(lines := self.fetches(name)) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return lines
+
 
 class SilentOrigin:
     """Accepts connections and reads, never answers (a hung origin)."""
