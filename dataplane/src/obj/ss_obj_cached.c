@@ -142,7 +142,9 @@ static void admit_to_flash(struct obj_conn *oc, const struct obj_meta *m)
     atomic_fetch_add_explicit(&oc->b->stats.flash_admitted, 1, memory_order_relaxed);
 }
 
-static int lookup_dram(struct obj_conn *oc, struct obj_meta *m, int *in_dram_only)
+/* The stored copy's metadata, when the copy is whole (held for obj_serve);
+ * *in_dram_only, when given, says whether a chunk of it is in DRAM only. */
+static int lookup(struct obj_conn *oc, struct obj_meta *m, int *in_dram_only)
 {
     int rc = obj_lookup_held(oc, m); /* obj_serve releases it unless a body streams */
     if (rc == 0 && !whole(oc, m, in_dram_only)) {
@@ -150,11 +152,6 @@ static int lookup_dram(struct obj_conn *oc, struct obj_meta *m, int *in_dram_onl
         return -ENOENT;
     }
     return rc;
-}
-
-static int lookup(struct obj_conn *oc, struct obj_meta *m)
-{
-    return lookup_dram(oc, m, NULL);
 }
 
 /* Join the fetch for this object, or start one. 0, or -errno. */
@@ -183,7 +180,7 @@ int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_
     struct obj_meta m;
     int64_t now = ss_clock_unix_seconds();
     int in_dram_only = 0;
-    int rc = lookup_dram(oc, &m, &in_dram_only);
+    int rc = lookup(oc, &m, &in_dram_only);
     struct obj_bucket_stats *bs = &oc->b->stats;
     if (rc == 0 && m.expires_at > now) {
         atomic_fetch_add_explicit(&bs->hits, 1, memory_order_relaxed);
@@ -280,7 +277,7 @@ static int answer_failure(struct ss_conn *c, struct obj_conn *oc, int status,
                           const struct ss_http_req *req)
 {
     struct obj_meta m;
-    if (oc->have_stale && lookup(oc, &m) == 0 && stale_if_error(&m, ss_clock_unix_seconds()))
+    if (oc->have_stale && lookup(oc, &m, NULL) == 0 && stale_if_error(&m, ss_clock_unix_seconds()))
         return obj_serve(c, oc, req, &m);
     if (status == 404)
         obj_error(c, oc, 404, "NoSuchKey", "the origin has no such object", 1);
@@ -324,7 +321,7 @@ static int advance(struct ss_conn *c, struct obj_conn *oc)
         struct obj_meta m;
         drop_fill(oc);
         oc->phase = OBJ_IDLE;
-        if (lookup(oc, &m) == 0)
+        if (lookup(oc, &m, NULL) == 0)
             return reparse(oc, &req), obj_serve(c, oc, &req, &m), 1;
         /* Not stored (no-store, or private): what the origin sent, whole. */
         obj_error(c, oc, 502, "BadGateway", "the origin's answer may not be stored, and "

@@ -4,8 +4,9 @@
  * through the appliance, whose back end is the store of record. Such a copy
  * has no log record and no index entry, so writing it costs no append, CRC
  * or group commit, and dropping it no index delete; it is gone when DRAM
- * evicts it or the store closes. ss_store_withdraw hides one for the length
- * of a forwarded write, and the write that follows rewrites it in place.
+ * evicts it or the store closes. ss_store_withdraw (ss_store.c, beside the
+ * remove it is a variant of) hides one for the length of a forwarded write,
+ * and the write that follows rewrites it in place (ss_hot_rewrite).
  *
  * The invariant that keeps reads fresh: while a DRAM-only item is in the
  * table, the index holds nothing for its key (a DRAM-only write deletes the
@@ -39,15 +40,3 @@ int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
         return -ENOBUFS;
     return ss_write_done(t, it, &e);
 }
-
-int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey)
-{
-    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
-    struct ss_hot_item *hi = ss_hot_lookup(s, t->locked_hash, key, nkey);
-    if (!hi || !(hi->e.bits & SS_ITEM_DRAM_ONLY))
-        return ss_store_remove(t, key, nkey);
-    ss_copies_stale(t);
-    hi->e.bits |= SS_HOT_WITHDRAWN;
-    return 0;
-}
-
