@@ -135,9 +135,8 @@ void ss_mc_slot_take_answered(struct ss_mc_slot *s, struct ss_conn *c, size_t ma
                               bool read_failed)
 {
     struct ss_mc_frag *f = &s->frags[s->used++];
-    if (c->out.len > mark && ss_buf_append(&f->b, c->out.data + mark, c->out.len - mark))
+    if (ss_conn_out_move(c, mark, &f->b))
         s->failed = true; /* queued already: it closes the client when its turn comes */
-    c->out.len = mark;
     s->read_failed = read_failed;
 }
 

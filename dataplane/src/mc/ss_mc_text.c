@@ -36,14 +36,38 @@ void ss_mc_mark_sent(struct ss_conn *c)
     unsent_mark = c->out.len;
 }
 
-/* Append "VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n". */
-static void out_value(struct ss_conn *c, const char *key, size_t nkey,
-                      const struct ss_item *it, const char *data, size_t n, bool with_cas)
+/* Values from this size up are sent from their DRAM item rather than copied
+ * into `out`: below it the copy costs less than the hold and the iovec. */
+#define SEND_BY_REF_MIN 1024
+
+/* Queue a hit's value bytes (data, n: t's value, key's lock held) by
+ * reference when they lie in a DRAM item the connection may hold until sent.
+ * False when they are to be copied. */
+static bool value_by_ref(struct ss_conn *c, struct ss_store_thread *t, const char *data,
+                         size_t n)
+{
+    if (n < SEND_BY_REF_MIN)
+        return false;
+    struct ss_value_hold *h = ss_store_value_hold(t);
+    if (!h)
+        return false; /* read from the device into the thread's scratch */
+    if (ss_conn_out_ref(c, data, n, ss_store_value_put, h) == 0)
+        return true;
+    ss_store_value_put(h);
+    return false;
+}
+
+/* Append "VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n" (t's value). */
+static void out_value(struct ss_conn *c, struct ss_store_thread *t, const char *key,
+                      size_t nkey, const struct ss_item *it, bool with_cas)
 {
     char hdr[SS_MC_VALUE_HDR_MAX];
+    const char *data = t->value;
+    size_t n = t->value_len;
     size_t len = ss_mc_value_header(hdr, key, nkey, it->flags, n, with_cas ? &it->cas : NULL);
     ss_mc_out(c, hdr, len);
-    ss_mc_out(c, data, n);
+    if (!value_by_ref(c, t, data, n))
+        ss_mc_out(c, data, n);
     ss_mc_out(c, "\r\n", 2);
 }
 
@@ -66,7 +90,7 @@ int ss_mc_get_key(struct ss_conn *c, const char *key, size_t nkey,
         return rc;
     }
     if (rc == 0) {
-        out_value(c, key, nkey, &it, t->value, t->value_len, mode->cas);
+        out_value(c, t, key, nkey, &it, mode->cas);
         ss_mc_count_hit_tier(c, &it);
         if (mode->touch) {
             /* `it` predates find's bump: carry the bump over. */
@@ -137,7 +161,7 @@ static int text_get_keys(struct ss_conn *c, const char *pos, const char *end,
         if (!ss_mc_next_key(&pos, end, &key, &nkey))
             break;
         if (nkey > SS_KEY_MAX_LENGTH) {
-            c->out.len = unsent_mark < mark ? unsent_mark : mark;
+            ss_conn_out_truncate(c, unsent_mark < mark ? unsent_mark : mark);
             ss_mc_reply(c, "CLIENT_ERROR bad command line format", false);
             return SS_EXEC_DONE;
         }
@@ -153,7 +177,7 @@ static int text_get_keys(struct ss_conn *c, const char *pos, const char *end,
         /* One fragment for the values answered so far, one per key from here. */
         s = ss_mc_slot_new(c, nkeys - k + 1, mode);
         if (!s) {
-            c->out.len = mark;
+            ss_conn_out_truncate(c, mark);
             ss_mc_reply(c, "SERVER_ERROR out of memory", false);
             return SS_EXEC_DONE; /* the read completes with nobody waiting */
         }
@@ -164,7 +188,7 @@ static int text_get_keys(struct ss_conn *c, const char *pos, const char *end,
         if (read_failed) {
             /* The whole reply is the error, as a client expects of a failed
              * command; the failed key's entry is gone (a later get misses). */
-            c->out.len = mark;
+            ss_conn_out_truncate(c, mark);
             ss_mc_reply(c, SS_MC_READ_FAILED, false);
             return SS_EXEC_DONE;
         }
@@ -459,7 +483,7 @@ int ss_mc_process(struct ss_conn *c)
     /* Service time: one clock read per command, its end being the next one's start. */
     uint64_t t0 = ss_clock_mono_ns();
     while (c->rpos < c->rlen) {
-        if (c->out.len >= SS_CONN_OUT_HIGH_WATER)
+        if (c->out.len + c->out_ref_bytes >= SS_CONN_OUT_HIGH_WATER)
             break; /* resumed by the server once the replies have drained */
         size_t avail = c->rlen - c->rpos;
         if (c->swallow) {

@@ -107,5 +107,19 @@ void ss_conn_set_state(struct ss_conn *c, enum ss_conn_state s);
  */
 int ss_conn_out_ref(struct ss_conn *c, const void *p, size_t n, ss_out_release_fn release,
                     void *arg);
+/*
+ * Cut the output back to what it was when `out` held len bytes: `out` is
+ * truncated to len and every reference queued after that point is given
+ * back unsent (a reply the protocol takes back, such as a get's VALUEs
+ * replaced by an error). len is never before what was already sent.
+ */
+void ss_conn_out_truncate(struct ss_conn *c, size_t len);
+/*
+ * Move the output queued since `out` held len bytes into `into`, the bytes
+ * of references copied (and the references given back), then truncate to
+ * len: for a reply that is to wait behind a deferred one. 0 or -ENOMEM
+ * (the output is truncated all the same).
+ */
+int ss_conn_out_move(struct ss_conn *c, size_t len, struct ss_buf *into);
 
 #endif

@@ -137,6 +137,41 @@ void ss_conn_out_compact(struct ss_server_conn *sc)
     sc->wpos = 0;
 }
 
+void ss_conn_out_truncate(struct ss_conn *c, size_t len)
+{
+    if (c->transport == SS_TRANSPORT_TCP) {
+        struct ss_server_conn *sc = ss_server_conn_of(c);
+        while (sc->nrefs && sc->refs[sc->nrefs - 1].at > len) {
+            struct ss_out_ref *r = &sc->refs[--sc->nrefs];
+            c->out_ref_bytes -= r->n;
+            r->release(r->arg);
+        }
+    }
+    c->out.len = len;
+}
+
+int ss_conn_out_move(struct ss_conn *c, size_t len, struct ss_buf *into)
+{
+    int rc = 0;
+    size_t pos = len;
+    if (c->transport == SS_TRANSPORT_TCP) {
+        struct ss_server_conn *sc = ss_server_conn_of(c);
+        for (unsigned i = 0; i < sc->nrefs && !rc; i++) {
+            const struct ss_out_ref *r = &sc->refs[i];
+            if (r->at <= len)
+                continue;
+            rc = ss_buf_append(into, c->out.data + pos, r->at - pos);
+            if (!rc)
+                rc = ss_buf_append(into, r->p, r->n);
+            pos = r->at;
+        }
+    }
+    if (!rc && c->out.len > pos)
+        rc = ss_buf_append(into, c->out.data + pos, c->out.len - pos);
+    ss_conn_out_truncate(c, len);
+    return rc;
+}
+
 /* The connection closes: every ref still queued is given back unsent. */
 void ss_conn_out_drop(struct ss_server_conn *sc)
 {

@@ -88,8 +88,9 @@ enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_
     } while (0)
 #endif
 
-/* Outside buffers a connection's output may hold at once (ss_conn_out.c). */
-#define SS_CONN_OUT_REFS 8
+/* Outside buffers a connection's output may hold at once (ss_conn_out.c):
+ * enough for a pipelined batch of 16 large gets. */
+#define SS_CONN_OUT_REFS 16
 
 /* An outside buffer queued after c.out.data[at - 1], sent without a copy. */
 struct ss_out_ref {

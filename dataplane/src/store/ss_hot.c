@@ -152,7 +152,9 @@ int ss_hot_rewrite(struct ss_hot_item *it, const struct ss_index_entry *e,
     return 1;
 }
 
-static void hot_unlink_free(struct ss_store *st, struct ss_stripe *s, struct ss_hot_item **link)
+/* Unlink and drop the item at *link; returns its bytes, which the caller
+ * takes off the tier's count (hot_used). */
+static uint64_t hot_unlink(struct ss_stripe *s, struct ss_hot_item **link)
 {
     struct ss_hot_item *it = *link;
     uint64_t size = hot_item_bytes(it->nkey, it->e.nbytes);
@@ -160,8 +162,13 @@ static void hot_unlink_free(struct ss_store *st, struct ss_stripe *s, struct ss_
     lru_unlink(s, it);
     s->count--;
     s->bytes -= size;
-    atomic_fetch_sub_explicit(&st->hot_used, size, memory_order_relaxed);
     ss_hot_drop(it);
+    return size;
+}
+
+static void hot_unlink_free(struct ss_store *st, struct ss_stripe *s, struct ss_hot_item **link)
+{
+    atomic_fetch_sub_explicit(&st->hot_used, hot_unlink(s, link), memory_order_relaxed);
 }
 
 void ss_hot_remove(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const void *key,
@@ -292,13 +299,20 @@ int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const vo
         memcpy(p, iov[i].iov_base, iov[i].iov_len);
         p += iov[i].iov_len;
     }
+    /* The tier's count (shared by every worker: one atomic per put, not
+     * one for the item replaced and one for its successor) takes the
+     * difference; the replaced item's bytes are room already made. */
     struct ss_hot_item **link = hot_find_link(s, hash, key, nkey);
-    if (*link)
-        hot_unlink_free(st, s, link);
-    if (!hot_make_room(st, s, size, ctr)) {
+    uint64_t freed = *link ? hot_unlink(s, link) : 0;
+    if (size > freed && !hot_make_room(st, s, size - freed, ctr)) {
+        atomic_fetch_sub_explicit(&st->hot_used, freed, memory_order_relaxed);
         free(it);
         return 0;
     }
+    if (size >= freed)
+        atomic_fetch_add_explicit(&st->hot_used, size - freed, memory_order_relaxed);
+    else
+        atomic_fetch_sub_explicit(&st->hot_used, freed - size, memory_order_relaxed);
     hot_maybe_grow(s);
     uint32_t b = hot_bucket(s, hash);
     it->hnext = s->buckets[b];
@@ -306,7 +320,6 @@ int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const vo
     lru_push_head(s, it);
     s->count++;
     s->bytes += size;
-    atomic_fetch_add_explicit(&st->hot_used, size, memory_order_relaxed);
     if (stored)
         *stored = it;
     return 1;

@@ -180,7 +180,7 @@ int ss_log_roll_locked(struct ss_store *st, struct ss_counters *ctr)
     struct ss_log *log = &st->log;
     if (log->pinned[log->order[(log->pos + 1) % log->nsegments]])
         return -ENOSPC;
-    ss_log_writer_drain(st); /* the reclaim buffer and the sealed one are free */
+    ss_log_writer_drain(st); /* the reclaim buffer and the sealed ones are free */
     while (log->flushing) /* the buffer is about to be reused */
         pthread_cond_wait(&log->flushed, &log->lock);
     int rc = ss_log_write_dirty_locked(st, ctr);
@@ -396,8 +396,9 @@ bool ss_log_is_durable_locked(const struct ss_log *log, const struct ss_index_en
         return true; /* a use already reused: waiting would not help */
     if (log->persisted_gens[e->segment] != e->seg_gen)
         return false; /* opened after the state last persisted: a crash forgets it */
-    if (log->sealed && e->segment == log->sealed_seg && e->seg_gen == log->sealed_gen)
-        return false;
+    for (uint32_t i = 0; i < log->nsealed; i++)
+        if (e->segment == log->sealed[i].seg && e->seg_gen == log->sealed[i].gen)
+            return false;
     if (e->segment == log->head)
         return e->offset + ss_record_size(nkey, e->nbytes) <= log->flushed_off;
     return true;

@@ -169,15 +169,25 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
     log->order = malloc(n * sizeof(uint32_t));
     log->buf = aligned_alloc(4096, log->segment_bytes);
     log->reclaim_buf = aligned_alloc(4096, log->segment_bytes);
-    log->spare_buf = aligned_alloc(4096, log->segment_bytes);
+    uint32_t depth = SS_LOG_SEALED_BYTES / log->segment_bytes;
+    log->sealed_max = depth < 1 ? 1 : depth > SS_LOG_SEALED_MAX ? SS_LOG_SEALED_MAX : depth;
+    bool spares = true;
+    for (log->nspare = 0; log->nspare < log->sealed_max; log->nspare++) {
+        char *b = aligned_alloc(4096, log->segment_bytes);
+        if (!b) {
+            spares = false;
+            break;
+        }
+        log->spare_bufs[log->nspare] = b;
+    }
     if (!log->gens || !log->persisted_gens || !log->pinned || !log->order || !log->buf ||
-        !log->reclaim_buf || !log->spare_buf) {
+        !log->reclaim_buf || !spares) {
         snprintf(err, errlen, "out of memory for %u-byte segment buffers", log->segment_bytes);
         return -ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++)
         log->order[i] = i;
-    pthread_mutex_init(&log->lock, NULL);
+    ss_short_lock_init(&log->lock);
     pthread_cond_init(&log->flushed, NULL);
     pthread_cond_init(&log->writer_wake, NULL);
     int reset = 0;
@@ -221,10 +231,14 @@ void ss_log_close(struct ss_store *st)
     free(log->order);
     free(log->buf);
     free(log->reclaim_buf);
-    free(log->spare_buf);
+    for (uint32_t i = 0; i < log->nspare; i++)
+        free(log->spare_bufs[i]);
+    for (uint32_t i = 0; i < log->nsealed; i++) /* none once the writer stopped */
+        free(log->sealed[i].buf);
+    log->nspare = log->nsealed = 0;
     log->gens = log->persisted_gens = log->order = NULL;
     log->pinned = NULL;
-    log->buf = log->reclaim_buf = log->spare_buf = NULL;
+    log->buf = log->reclaim_buf = NULL;
 }
 
 /* The per-segment arrays of a log of n segments. */

@@ -3,11 +3,11 @@
  * log's whole-segment I/O, so that no worker or lcore waits for it.
  *
  * When the open segment fills, the appending thread only swaps buffers
- * (ss_log_writer_roll): the full segment becomes `sealed` and the next one,
- * reclaimed ahead by this thread, becomes the head. This thread then
+ * (ss_log_writer_roll): the full segment is queued as sealed and the next
+ * one, reclaimed ahead by this thread, becomes the head. This thread then
  *   1. persists the log's state (head, generations) once it changed,
- *   2. writes the sealed segment's unwritten span, after which its records
- *      are read from the device instead of its buffer,
+ *   2. writes the oldest sealed segment's unwritten span, after which its
+ *      records are read from the device instead of its buffer,
  *   3. reads the segment after the head back once the head is three
  *      quarters full (at once when it holds pinned records), so that the
  *      roll that reuses it only bumps its generation (its records never
@@ -17,8 +17,8 @@
  *   4. after that roll, deletes the index entries still pointing at the
  *      segment's previous records (the eviction, counted).
  * An appender waits (counted in log_roll_waits) only when this thread is
- * behind: writes faster than the device takes them, or a reclaim or copy
- * still running. The periodic flush of the open segment stays with
+ * behind: every sealed buffer still unwritten (writes faster than the device
+ * takes them), or a reclaim or copy still running. The periodic flush of the open segment stays with
  * housekeeping (ss_log_flush), which already writes without the log lock.
  *
  * The copy and the commit before a state write take stripe locks, and an
@@ -48,17 +48,14 @@ static void roll_into(struct ss_store *st, uint32_t next_pos, uint32_t next)
 {
     struct ss_log *log = &st->log;
     if (log->write_off > log->flushed_off) {
-        uint32_t from, to;
-        ss_log_pad_span(st, log->flushed_off, log->write_off, &from, &to);
-        log->sealed = true;
-        log->sealed_seg = log->head;
-        log->sealed_gen = log->gens[log->head];
-        log->sealed_end = log->write_off;
-        log->sealed_from = from;
-        log->sealed_to = to;
-        char *full = log->buf;
-        log->buf = log->spare_buf;
-        log->spare_buf = full;
+        struct ss_sealed *s = &log->sealed[log->nsealed++];
+        ss_log_pad_span(st, log->flushed_off, log->write_off, &s->from, &s->to);
+        s->buf = log->buf;
+        s->seg = log->head;
+        s->gen = log->gens[log->head];
+        s->end = log->write_off;
+        log->buf = log->spare_bufs[--log->nspare];
+        log->seals++;
     }
     uint32_t gen = log->gens[next];
     if (gen) {
@@ -112,7 +109,8 @@ int ss_log_writer_roll(struct ss_store_thread *t, bool *relocked)
                      (log->ready && log->ready_seg == next && log->ready_gen == log->gens[next]);
         /* A segment is reused only once no pinned record of it is live. */
         bool pins_left = log->pinned[next] != 0 || log->copying;
-        if (opens && !pins_left && !log->sealed && !log->reclaim_pending && !log->flushing) {
+        if (opens && !pins_left && log->nsealed < log->sealed_max && !log->reclaim_pending &&
+            !log->flushing) {
             roll_into(st, next_pos, next);
             break;
         }
@@ -149,9 +147,11 @@ const char *ss_log_in_memory(struct ss_log *log, const struct ss_index_entry *e,
 {
     if (e->segment == log->head && e->offset + size <= log->write_off)
         return log->buf + e->offset;
-    if (log->sealed && e->segment == log->sealed_seg && e->seg_gen == log->sealed_gen &&
-        e->offset + size <= log->sealed_end)
-        return log->spare_buf + e->offset;
+    for (uint32_t i = 0; i < log->nsealed; i++) {
+        const struct ss_sealed *s = &log->sealed[i];
+        if (e->segment == s->seg && e->seg_gen == s->gen && e->offset + size <= s->end)
+            return s->buf + e->offset;
+    }
     return NULL;
 }
 
@@ -216,14 +216,17 @@ static void write_state(struct ss_store *st)
     pthread_cond_broadcast(&log->flushed);
 }
 
-/* Write the sealed segment's span; the lock is dropped for the write. */
+/* Write the oldest sealed segment's span, then give its buffer back to the
+ * spares; the lock is dropped for the write (rolls may queue more behind it,
+ * never move it). */
 static void write_sealed(struct ss_store *st)
 {
     struct ss_log *log = &st->log;
     struct ss_counters *ctr = &log->writer_ctr;
-    uint64_t at = ss_log_seg_off(log, log->sealed_seg) + log->sealed_from;
-    const char *p = log->spare_buf + log->sealed_from;
-    uint32_t len = log->sealed_to - log->sealed_from;
+    const struct ss_sealed *s = &log->sealed[0];
+    uint64_t at = ss_log_seg_off(log, s->seg) + s->from;
+    const char *p = s->buf + s->from;
+    uint32_t len = s->to - s->from;
     log->writer_busy = true;
     pthread_mutex_unlock(&log->lock);
     int rc = st->dev->ops->write(st->dev, at, p, len);
@@ -238,7 +241,10 @@ static void write_sealed(struct ss_store *st)
         ctr->device_write_bytes += len;
     }
     ctr->segments_flushed++;
-    log->sealed = false;
+    log->spare_bufs[log->nspare++] = log->sealed[0].buf;
+    log->nsealed--;
+    memmove(&log->sealed[0], &log->sealed[1], log->nsealed * sizeof(log->sealed[0]));
+    log->seals_written++;
     pthread_cond_broadcast(&log->flushed);
 }
 
@@ -328,12 +334,12 @@ static void *writer_main(void *arg)
     pthread_setname_np(pthread_self(), "ss-segwriter"); /* for top, perf and tests */
     pthread_mutex_lock(&log->lock);
     for (;;) {
-        /* With pinned records the sealed segment goes first: the commit
+        /* With pinned records the sealed segments go first: the commit
          * before the state (commit_before_state) can only commit entries
          * whose records are written. */
-        if (log->state_dirty && !(log->sealed && ss_pinned_any(st)))
+        if (log->state_dirty && !(log->nsealed && ss_pinned_any(st)))
             write_state(st);
-        else if (log->sealed)
+        else if (log->nsealed)
             write_sealed(st);
         else if (log->reclaim_pending)
             delete_reclaimed(st);
@@ -378,21 +384,22 @@ void ss_log_writer_stop(struct ss_store *st)
     log->writer_joinable = false;
 }
 
-/* The writer still owes the records of segment seg's use gen something:
- * the write of it sealed, or (for the head's use) its persisted state. */
-static bool owed(const struct ss_log *log, uint32_t seg, uint32_t gen, bool was_head)
+/* The writer still owes the records appended so far something: the write
+ * of a segment sealed by then (seals_before of them were), or the head's
+ * persisted state (head's use head_gen). */
+static bool owed(const struct ss_log *log, uint64_t seals_before, uint32_t head,
+                 uint32_t head_gen)
 {
-    if (log->sealed && log->sealed_seg == seg && log->sealed_gen == gen)
+    if (log->seals_written < seals_before)
         return true;
-    return was_head && log->gens[seg] == gen && log->persisted_gens[seg] != gen;
+    return log->gens[head] == head_gen && log->persisted_gens[head] != head_gen;
 }
 
 int ss_log_make_durable(struct ss_store *st, struct ss_counters *ctr)
 {
     struct ss_log *log = &st->log;
     pthread_mutex_lock(&log->lock);
-    bool had_sealed = log->sealed;
-    uint32_t sealed_seg = log->sealed_seg, sealed_gen = log->sealed_gen;
+    uint64_t seals_before = log->seals;
     uint32_t head = log->head, head_gen = log->gens[log->head];
     pthread_mutex_unlock(&log->lock);
     int rc = ss_log_flush_head(st, ctr);
@@ -400,8 +407,7 @@ int ss_log_make_durable(struct ss_store *st, struct ss_counters *ctr)
     /* The writer broadcasts after every state write and segment write; the
      * deadline is for a writer stuck on a dead device. */
     uint64_t deadline = ss_clock_mono_ms() + 60000;
-    while (!rc && ((had_sealed && owed(log, sealed_seg, sealed_gen, false)) ||
-                   owed(log, head, head_gen, true))) {
+    while (!rc && owed(log, seals_before, head, head_gen)) {
         if (!log->writer_running || ss_clock_mono_ms() > deadline) {
             rc = -EIO;
             break;
@@ -424,7 +430,7 @@ void ss_log_writer_drain(struct ss_store *st)
 {
     struct ss_log *log = &st->log;
     while (log->writer_running &&
-           (log->writer_busy || log->sealed || log->state_dirty || log->reclaim_pending)) {
+           (log->writer_busy || log->nsealed || log->state_dirty || log->reclaim_pending)) {
         pthread_cond_signal(&log->writer_wake);
         pthread_cond_wait(&log->flushed, &log->lock);
     }

@@ -20,6 +20,7 @@
  * its pinned record's bytes are freed when the new one lands; a store that
  * pins nothing skips that look-up. ss_store_sync is the durability point.
  */
+#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -277,6 +278,15 @@ static const struct ss_log_hooks log_hooks = {
     .commit = commit_hook,
 };
 
+void ss_short_lock_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
 /* Everything the store holds, released (also a store half opened). */
 static void store_free(struct ss_store_private *p)
 {
@@ -318,7 +328,7 @@ struct ss_store *ss_store_open(const struct ss_store_settings *s, char *err, siz
     p->lock_fd = -1;
     take_settings(st, s, given); /* the device is closed by the failure path from here on */
     for (unsigned i = 0; i < SS_STRIPES; i++) {
-        pthread_mutex_init(&st->stripes[i].lock, NULL);
+        ss_short_lock_init(&st->stripes[i].lock);
         if (ss_hot_init(&st->stripes[i])) {
             snprintf(err, errlen, "out of memory for the DRAM tier");
             goto fail;

@@ -90,9 +90,11 @@ static inline uint32_t ss_record_size(size_t nkey, size_t nbytes)
 /* ---- DRAM hot tier (one table per stripe) ---- */
 
 struct ss_hot_item {
+    /* What a chain walk reads of an item it passes, in its first cache line. */
     struct ss_hot_item *hnext;            /* hash chain */
-    struct ss_hot_item *lru_prev, *lru_next;
     uint64_t hash;
+    uint8_t nkey;
+    struct ss_hot_item *lru_prev, *lru_next;
     struct ss_index_entry e;              /* same metadata as the index */
     uint32_t lru_bumped_at;               /* unix seconds of the last LRU move */
     uint32_t stored_ms;                   /* monotonic ms (truncated) of the last store */
@@ -101,7 +103,6 @@ struct ss_hot_item {
      * never change while a reply holds them (ss_hot_rewrite needs refs 1);
      * its metadata (e) may, under the stripe lock. */
     _Atomic uint32_t refs;
-    uint8_t nkey;
     char data[];                          /* key, then value */
 };
 
@@ -150,6 +151,19 @@ struct ss_log_hooks {
     void (*commit)(struct ss_store *st);
 };
 
+/* Sealed segments queued for the writer: at most this many, and no more
+ * than SS_LOG_SEALED_BYTES of buffers (large segments queue one). */
+#define SS_LOG_SEALED_MAX 3u
+#define SS_LOG_SEALED_BYTES (32u << 20)
+
+/* A full segment handed to the writer (ss_log_writer.c). */
+struct ss_sealed {
+    char *buf;
+    uint32_t seg, gen;
+    uint32_t end;             /* its records end here */
+    uint32_t from, to;        /* the span still to write, aligned */
+};
+
 struct ss_log {
     pthread_mutex_t lock;
     uint32_t nsegments;
@@ -172,15 +186,19 @@ struct ss_log {
     char *reclaim_buf;        /* a segment read back for reclaiming */
 
     /* The segment writer (ss_log_writer.c). A roll on the request path only
-     * swaps buffers: the full segment becomes `sealed` and the writer writes
-     * it, and the writer reclaims the next segment ahead (`ready`), so no
-     * worker writes or reads a whole segment. Records of the sealed segment
-     * are read from its buffer until it is written. */
-    char *spare_buf;          /* the next segment's buffer; the sealed one's while sealed */
-    bool sealed;
-    uint32_t sealed_seg, sealed_gen;
-    uint32_t sealed_end;      /* its records end here */
-    uint32_t sealed_from, sealed_to; /* the span still to write, aligned */
+     * swaps buffers: the full segment is queued as sealed and the writer
+     * writes it, and the writer reclaims the next segment ahead (`ready`),
+     * so no worker writes or reads a whole segment. Records of a sealed
+     * segment are read from its buffer until it is written. Several may wait
+     * (oldest first), so that a device write slower than usual (a busy
+     * disk, page cache pages faulted in for the first time) holds no roll
+     * up while the average write rate keeps up. */
+    struct ss_sealed sealed[SS_LOG_SEALED_MAX];
+    uint32_t nsealed;         /* queued in sealed[0, nsealed) */
+    uint32_t sealed_max;      /* how many may be queued: the buffers there are */
+    char *spare_bufs[SS_LOG_SEALED_MAX]; /* buffers a roll may open into */
+    uint32_t nspare;
+    uint64_t seals, seals_written; /* segments sealed and written, ever */
     bool ready;               /* ready_seg (in use ready_gen) is read back into reclaim_buf */
     uint32_t ready_seg, ready_gen;
     bool reclaim_pending;     /* reclaim_seg reopened: delete its use reclaim_gen's entries */
@@ -516,6 +534,12 @@ void ss_log_reclaim_records(struct ss_store *st, struct ss_index_txn *txn, uint3
                             uint32_t gen, const char *buf, struct ss_counters *ctr);
 /* Put head, ring order and generations in txn. Log lock held. */
 int ss_log_persist_state(struct ss_store *st, struct ss_index_txn *txn);
+
+/* Initialise a lock held only for short critical sections (a stripe's, the
+ * log's): adaptive, so a thread that finds it taken spins briefly before it
+ * sleeps. Workers share few cores with their clients; one that sleeps on a
+ * futex can wait a whole scheduler slice for its core back. */
+void ss_short_lock_init(pthread_mutex_t *m);
 
 /* ss_log_writer.c: the segment writer thread (its role: struct ss_log). */
 int ss_log_writer_start(struct ss_store *st);
