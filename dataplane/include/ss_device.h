@@ -57,6 +57,11 @@ struct ss_device {
     /* Appended (SPDK data path): how messages name the device (a path, or
      * the NVMe-oF namespace); owned by the device. */
     const char *name;
+    /* Appended (direct segment writes): writes whose offset, length and
+     * buffer are multiples of this bypass the page cache even though reads
+     * use it (a file opened without direct_io); 0 or 1 = no such path. The
+     * log pads its writes to it as it does to align. */
+    uint32_t write_align;
 };
 
 /* Flags of ss_device_file_open_flags (appended with direct I/O). */

@@ -47,6 +47,8 @@ void ss_log_pad_span(struct ss_store *st, uint32_t from, uint32_t to, uint32_t *
 {
     struct ss_log *log = &st->log;
     uint32_t a = ss_log_align(st);
+    if (st->dev->write_align > a)
+        a = st->dev->write_align;
     *wfrom = from & ~(a - 1);
     *wto = (uint32_t)(((uint64_t)to + a - 1) & ~(uint64_t)(a - 1));
     if (*wto > log->segment_bytes)
