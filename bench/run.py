@@ -142,6 +142,15 @@ def build_loadgen() -> Path:
     return LOADGEN_BIN
 
 
+def mc_flush_all(port: int, timeout: float = 10.0) -> None:
+    """`flush_all` a memcached-protocol server and wait for its OK."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"flush_all\r\n")
+        reply = s.recv(64)
+    if reply != b"OK\r\n":
+        raise BenchError(f"flush_all on port {port} answered {reply!r}")
+
+
 def mc_stats(port: int, timeout: float = 5.0) -> dict[str, str]:
     """Read the general `stats` of a memcached-protocol server.
 
@@ -537,6 +546,11 @@ def _machine_busy_s() -> float:
 def measure(srv: Server, sc: Scenario, args: argparse.Namespace, rep: int,
             tmp: Path) -> dict[str, Any]:
     """One measured run of a scenario against one server, with its stats deltas."""
+    if sc.generator == "memaslap":
+        # memaslap draws fresh random keys every run: without this, runs pile
+        # keys up until memcached evicts (and misses) while the appliance
+        # serves them from its device, and the two do different work.
+        mc_flush_all(srv.port)
     before = mc_stats(srv.port)
     perf = start_perf(srv, sc, args, rep)
     srv_cpu0, busy0 = _proc_cpu_s(srv.proc.pid), _machine_busy_s()

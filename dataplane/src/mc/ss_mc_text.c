@@ -14,6 +14,7 @@
 #include <errno.h>
 
 #include "common/ss_clock.h"
+#include "common/ss_hash.h"
 #include "ss_dataplane.h"
 #include "ss_mc.h"
 #include "ss_mc_internal.h"
@@ -120,6 +121,31 @@ int ss_mc_get_key(struct ss_conn *c, const char *key, size_t nkey,
     return rc;
 }
 
+/* Keys of a multi-get prefetched ahead of their lookups. */
+#define PREFETCH_KEYS 32
+
+/*
+ * A multi-get's first keys: prefetch each one's stripe, then its DRAM-tier
+ * bucket, so that the lookups after overlap their cache misses instead of
+ * taking them one after another (on a virtual machine a miss that also
+ * misses the TLB costs several hundred nanoseconds).
+ */
+static void prefetch_keys(struct ss_store *st, const char *pos, const char *end)
+{
+    uint64_t hash[PREFETCH_KEYS];
+    unsigned n = 0;
+    const char *key;
+    size_t nkey;
+    while (n < PREFETCH_KEYS && ss_mc_next_key(&pos, end, &key, &nkey))
+        hash[n++] = ss_hash64(key, nkey);
+    if (n < 2)
+        return;
+    for (unsigned i = 0; i < n; i++)
+        ss_store_prefetch(st, hash[i]);
+    for (unsigned i = 0; i < n; i++)
+        ss_store_prefetch_bucket(st, hash[i]);
+}
+
 /* Is every key of [pos, end) short enough? Counts them. */
 static bool keys_fit(const char *pos, const char *end, uint32_t *nkeys)
 {
@@ -150,6 +176,7 @@ static int text_get_keys(struct ss_conn *c, const char *pos, const char *end,
 {
     size_t mark = c->out.len;
     uint32_t nkeys = 0;
+    prefetch_keys(c->w->st.store, pos, end);
     bool defer = ss_mc_can_defer(c) && keys_fit(pos, end, &nkeys);
     struct ss_mc_slot *s = NULL;
     bool read_failed = false;
