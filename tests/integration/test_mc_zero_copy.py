@@ -12,12 +12,16 @@ over-long key) loses its held values the way memcached loses its queued ones.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
+from pathlib import Path
 
 from .conftest import ApplianceFactory
 from .helpers.mcproto import RawConn
 from .helpers.procs import Server
+from .test_direct_io import _config as direct_config
+from .test_direct_io import device_dir  # noqa: F401  (a fixture: a directory taking O_DIRECT)
 
 KIB = 1024
 
@@ -114,3 +118,40 @@ def test_a_multiget_taken_back_replies_as_memcached_does(
     theirs = _exchange(memcached.addr, setup, request)
     assert ours == theirs
     assert ours.startswith(b"CLIENT_ERROR bad command line format\r\nVALUE big1 ")
+
+
+def test_pipelined_gets_mix_references_and_deferred_reads(
+        tmp_path: Path, device_dir: Path, appliance_factory: ApplianceFactory) -> None:
+    """Gets of DRAM values (sent by reference) pipelined with gets that wait
+    for device reads (deferred replies): every reply whole and in order.
+    A reply built while an earlier one is owed goes into a borrowed buffer,
+    and the references queued before it must stay where they are."""
+    srv = appliance_factory(direct_config(tmp_path, device_dir / "store.dat", hot_tier="2MiB",
+                                          segment_size="1MiB",
+                                          memcached__item_size_max="512KiB"))
+    nkeys, size = 1500, 4096
+    values = [(b"<%d>" % i) * (size // 6) for i in range(nkeys)]
+    values = [(v + b"." * size)[:size] for v in values]
+    rng = random.Random(16)
+    with RawConn(srv.addr, timeout=30) as c:
+        for i, v in enumerate(values):  # the last few hundred stay in the 2 MiB tier
+            c.send(b"set k%d 0 0 %d noreply\r\n%s\r\n" % (i, size, v))
+        assert c.cmd(b"mn") == b"MN\r\n"
+        time.sleep(0.5)  # > flush_interval: the old ones are on the device only
+        before = c.counters()
+        for _ in range(20):
+            batch = [rng.randrange(nkeys - 300, nkeys) if j % 2 else rng.randrange(nkeys - 300)
+                     for j in range(32)]
+            c.send(b"".join(b"get k%d\r\n" % i for i in batch)
+                   + b"get " + b" ".join(b"k%d" % i for i in batch[:8]) + b"\r\n")
+            for i in batch:
+                assert c.read_line() == b"VALUE k%d 0 %d\r\n" % (i, size)
+                assert c.read_exact(size + 2) == values[i] + b"\r\n", f"k{i} came back wrong"
+                assert c.read_line() == b"END\r\n"
+            for i in batch[:8]:
+                assert c.read_line() == b"VALUE k%d 0 %d\r\n" % (i, size)
+                assert c.read_exact(size + 2) == values[i] + b"\r\n", f"k{i} came back wrong"
+            assert c.read_line() == b"END\r\n"
+        after = c.counters()
+    assert after["hits_device"] > before["hits_device"], "no get waited for the device"
+    assert after["bytes_written_by_ref"] > before["bytes_written_by_ref"], "nothing by reference"

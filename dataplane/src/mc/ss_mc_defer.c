@@ -96,8 +96,7 @@ static void rerun(struct ss_mc_slot *s, struct ss_mc_frag *f, struct ss_read *rd
     struct ss_store_thread *t = &s->w->st;
     struct ss_conn *c = s->r.c;
     if (c) {
-        struct ss_buf keep = c->out;
-        c->out = f->b;
+        struct ss_buf keep = ss_conn_out_borrow(c, f->b);
         ss_store_read_use(t, rd);
         if (request) {
             struct ss_mc_req rq;
@@ -107,8 +106,7 @@ static void rerun(struct ss_mc_slot *s, struct ss_mc_frag *f, struct ss_read *rd
             s->read_failed = true;
         }
         ss_store_read_use(t, NULL);
-        f->b = c->out;
-        c->out = keep;
+        f->b = ss_conn_out_return(c, keep);
         if (ss_mc_out_failed())
             s->failed = true;
     }
@@ -143,11 +141,9 @@ void ss_mc_slot_take_answered(struct ss_mc_slot *s, struct ss_conn *c, size_t ma
 void ss_mc_slot_get_key(struct ss_mc_slot *s, struct ss_conn *c, const char *key, size_t nkey)
 {
     struct ss_mc_frag *f = &s->frags[s->used];
-    struct ss_buf keep = c->out;
-    c->out = f->b;
+    struct ss_buf keep = ss_conn_out_borrow(c, f->b);
     int rc = ss_mc_get_key(c, key, nkey, &s->mode, SS_FIND_ASYNC);
-    f->b = c->out;
-    c->out = keep;
+    f->b = ss_conn_out_return(c, keep);
     if (rc == -EIO)
         s->read_failed = true;
     if (rc == -EINPROGRESS)

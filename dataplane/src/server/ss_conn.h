@@ -83,6 +83,7 @@ struct ss_conn {
     struct ss_buf out;
     size_t out_ref_bytes;      /* queued by reference and not yet sent: the protocol
                                 * counts them with out.len against its high water */
+    uint8_t out_borrowed;      /* `out` holds another buffer (ss_conn_out_borrow) */
 
     void *pstate;              /* the protocol's own per-connection state (HTTP) */
 
@@ -107,6 +108,29 @@ void ss_conn_set_state(struct ss_conn *c, enum ss_conn_state s);
  */
 int ss_conn_out_ref(struct ss_conn *c, const void *p, size_t n, ss_out_release_fn release,
                     void *arg);
+/*
+ * Put buffer b in `out` while a reply is built into it elsewhere (a deferred
+ * reply's fragment, or the bytes owed after one); returns what `out` held,
+ * to give back with ss_conn_out_return, which returns b as it grew. The
+ * references queued with ss_conn_out_ref stand in the connection's own
+ * output, so meanwhile none is queued and the calls below leave them alone.
+ */
+static inline struct ss_buf ss_conn_out_borrow(struct ss_conn *c, struct ss_buf b)
+{
+    struct ss_buf own = c->out;
+    c->out = b;
+    c->out_borrowed++;
+    return own;
+}
+
+static inline struct ss_buf ss_conn_out_return(struct ss_conn *c, struct ss_buf own)
+{
+    struct ss_buf b = c->out;
+    c->out = own;
+    c->out_borrowed--;
+    return b;
+}
+
 /*
  * Cut the output back to what it was when `out` held len bytes: `out` is
  * truncated to len and every reference queued after that point is given

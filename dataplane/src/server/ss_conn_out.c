@@ -20,7 +20,7 @@
 int ss_conn_out_ref(struct ss_conn *c, const void *p, size_t n, ss_out_release_fn release,
                     void *arg)
 {
-    if (c->transport != SS_TRANSPORT_TCP || ss_reply_owed(c))
+    if (c->transport != SS_TRANSPORT_TCP || ss_reply_owed(c) || c->out_borrowed)
         return -ENOSPC; /* a datagram is framed from out; deferred replies swap out */
     struct ss_server_conn *sc = ss_server_conn_of(c);
     if (sc->nrefs == SS_CONN_OUT_REFS)
@@ -139,7 +139,7 @@ void ss_conn_out_compact(struct ss_server_conn *sc)
 
 void ss_conn_out_truncate(struct ss_conn *c, size_t len)
 {
-    if (c->transport == SS_TRANSPORT_TCP) {
+    if (c->transport == SS_TRANSPORT_TCP && !c->out_borrowed) {
         struct ss_server_conn *sc = ss_server_conn_of(c);
         while (sc->nrefs && sc->refs[sc->nrefs - 1].at > len) {
             struct ss_out_ref *r = &sc->refs[--sc->nrefs];
@@ -154,7 +154,7 @@ int ss_conn_out_move(struct ss_conn *c, size_t len, struct ss_buf *into)
 {
     int rc = 0;
     size_t pos = len;
-    if (c->transport == SS_TRANSPORT_TCP) {
+    if (c->transport == SS_TRANSPORT_TCP && !c->out_borrowed) {
         struct ss_server_conn *sc = ss_server_conn_of(c);
         for (unsigned i = 0; i < sc->nrefs && !rc; i++) {
             const struct ss_out_ref *r = &sc->refs[i];

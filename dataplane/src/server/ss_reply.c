@@ -72,9 +72,7 @@ struct ss_reply *ss_reply_out_begin(struct ss_conn *c)
     struct ss_replyq *q = queue_of(c);
     if (!q || !q->tail)
         return NULL;
-    struct ss_buf t = c->out;
-    c->out = q->tail->after;
-    q->tail->after = t;
+    q->tail->after = ss_conn_out_borrow(c, q->tail->after);
     return q->tail;
 }
 
@@ -82,9 +80,7 @@ void ss_reply_out_end(struct ss_conn *c, struct ss_reply *r)
 {
     if (!r)
         return;
-    struct ss_buf t = c->out;
-    c->out = r->after;
-    r->after = t;
+    r->after = ss_conn_out_return(c, r->after);
 }
 
 bool ss_reply_owed(struct ss_conn *c)
