@@ -28,6 +28,9 @@ class StoreSettings:
     pool_name: str = "items"
     # Appended (direct I/O): open the device O_DIRECT (storage.devices[].direct_io).
     direct_io: bool = False
+    # Appended (direct segment writes): without direct_io, write the log's
+    # segments O_DIRECT all the same (storage.devices[].direct_writes).
+    direct_writes: bool = True
     # Appended (SPDK data path): an opened device (cdata `void *`, from
     # spdk_bindings.datapath.SpdkDataPath.open_namespace) used instead of
     # device_path; Dataplane.create hands it to C, which owns it from then on.

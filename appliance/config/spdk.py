@@ -57,7 +57,7 @@ TRANSPORT_KEYS = {
     "ctrlr_loss_timeout": ("tcp",),
 }
 # Keys that file and block devices have and spdk devices do not.
-NOT_SPDK_KEYS = ("direct_io",)
+NOT_SPDK_KEYS = ("direct_io", "direct_writes")
 
 _PCI = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
 _NQN_REST = re.compile(r"^[\x21-\x7e]+$")
@@ -144,7 +144,7 @@ def check_file_or_block(dev: Any, node: Node, path: str) -> None:
     for key in _given(node):
         if key in SPDK_KEYS:
             raise ConfigError(f"only a kind: spdk device has {key}; a {dev.kind} device "
-                              f"takes name, kind, path, size and direct_io",
+                              f"takes name, kind, path, size, direct_io and direct_writes",
                               path=f"{path}.{key}", line=_line(node, key))
     if dev.path is None:
         raise ConfigError(f"missing; a device of kind {dev.kind} needs a path",

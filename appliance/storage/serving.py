@@ -96,6 +96,7 @@ def store_settings(config: Config, *, region: provision.PoolRegion | None = None
         device_offset=offset,
         pool_name=pool.name,
         direct_io=bool(dev.direct_io),
+        direct_writes=dev.direct_writes,
         **extra,
     )
 
@@ -128,6 +129,7 @@ def objects_settings(config: Config, layout: provision.Plan) -> ObjectsSettings 
         device_offset=region.offset,
         pool_name=pool.name,
         direct_io=bool(dev.direct_io),
+        direct_writes=dev.direct_writes,
     )
     return ObjectsSettings(
         listen_host=o.host, port=o.port, store=store, chunk_bytes=o.chunk_size,

@@ -67,6 +67,8 @@ struct ss_device {
 /* Flags of ss_device_file_open_flags (appended with direct I/O). */
 #define SS_DEVICE_CREATE 0x1u /* create or extend a regular file to the size */
 #define SS_DEVICE_DIRECT 0x2u /* O_DIRECT: no page cache, every I/O aligned */
+/* Without SS_DEVICE_DIRECT: segment writes around the page cache (write_align) */
+#define SS_DEVICE_DIRECT_WRITES 0x4u
 
 /*
  * Open (creating or extending when `create` is set) a file, or open a raw

@@ -71,6 +71,9 @@ struct ss_store_settings {
      * ss_store_open takes it over whether it succeeds or not: the store
      * closes it on failure and in ss_store_close. */
     void *device;
+    /* Appended (direct segment writes): without direct_io, write segments
+     * around the page cache all the same (storage.devices[].direct_writes). */
+    int direct_writes;
 };
 /* cffi: end */
 

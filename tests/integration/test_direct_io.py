@@ -77,9 +77,11 @@ def device_dir(tmp_path: Path) -> Iterator[Path]:
 def _config(tmp_path: Path, device: Path, direct_io: bool = True, **overrides: Any) -> Path:
     """The test config with its device at `device`, direct_io on unless told."""
     size = overrides.pop("device_size", "64MiB")
+    extra = {"direct_writes": overrides.pop("direct_writes")} if "direct_writes" in overrides \
+        else {}
     cfg = appliance_config(tmp_path, **overrides)
     cfg["storage"]["devices"] = [{"name": "local", "kind": "file", "path": str(device),
-                                  "size": size, "direct_io": direct_io}]
+                                  "size": size, "direct_io": direct_io, **extra}]
     path = tmp_path / "appliance.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -302,3 +304,21 @@ def test_page_cached_devices_write_around_the_page_cache(
     srv2 = appliance_factory(config)
     with RawConn(srv2.addr, timeout=30) as c:
         _check_all(c, "after a restart")
+
+
+def test_direct_writes_false_keeps_written_records_cached(
+        tmp_path: Path, device_dir: Path, appliance_factory: ApplianceFactory) -> None:
+    """direct_writes: false: one page-cached descriptor, and what was written
+    stays in the page cache (device hits of recent writes need no disk)."""
+    device = device_dir / "buffered.dat"
+    srv = appliance_factory(_config(tmp_path, device, direct_io=False, hot_tier="0",
+                                    direct_writes=False))
+    value = b"w" * 4000
+    with RawConn(srv.addr, timeout=30) as c:
+        for j in range(4 * 1024):  # 16 MiB
+            c.send(b"set w%d 0 0 %d noreply\r\n%s\r\n" % (j, len(value), value))
+        assert c.cmd(b"mn") == b"MN\r\n"
+        time.sleep(0.5)
+        assert not _open_flags(srv.pid, device) & os.O_DIRECT
+        assert _resident_bytes(device) >= 12 * MIB
+        assert c.get(b"w7") == value

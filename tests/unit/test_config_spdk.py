@@ -107,7 +107,8 @@ FILE_DEV = AIO.replace("      kind: spdk\n      transport: aio\n      path: ./nv
 BAD = [
     pytest.param(FILE_DEV.replace("size: 1GiB\n", "size: 1GiB\n      rpc_socket: /x\n"),
                  "s.yaml:6: storage.devices[0].rpc_socket: only a kind: spdk device has "
-                 "rpc_socket; a file device takes name, kind, path, size and direct_io",
+                 "rpc_socket; a file device takes name, kind, path, size, direct_io and "
+                 "direct_writes",
                  id="spdk-key-on-file"),
     pytest.param(FILE_DEV + "      thin: true\n",
                  "s.yaml:10: storage.pools[0].thin: only pools on a kind: spdk device can be "

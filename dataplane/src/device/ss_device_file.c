@@ -11,7 +11,7 @@
  * is misaligned is bounced here (see ss_device.h).
  *
  * Without direct_io, reads keep the page cache but the log's segment writes
- * still go around it, through a second descriptor opened O_DIRECT where the
+ * still go around it (SS_DEVICE_DIRECT_WRITES, storage.devices[].direct_writes), through a second descriptor opened O_DIRECT where the
  * file system allows (write_align): the records the store writes are read
  * back from its own buffers until written, so the page cache then holds only
  * what is read, not every byte written; and it never has to find a fresh
@@ -332,7 +332,7 @@ struct ss_device *ss_device_file_open_flags(const char *path, uint64_t size, uns
         file_close(&f->dev);
         return NULL;
     }
-    if (!(flags & SS_DEVICE_DIRECT))
+    if (!(flags & SS_DEVICE_DIRECT) && (flags & SS_DEVICE_DIRECT_WRITES))
         direct_writes_setup(f);
     return &f->dev;
 }

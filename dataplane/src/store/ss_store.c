@@ -233,7 +233,9 @@ static int open_device(struct ss_store *st, char *err, size_t errlen)
         st->dev = ss_device_file_open_flags(st->device_path,
                                             s->device_offset + s->device_bytes,
                                             SS_DEVICE_CREATE |
-                                                (s->direct_io ? SS_DEVICE_DIRECT : 0u),
+                                                (s->direct_io ? SS_DEVICE_DIRECT : 0u) |
+                                                (s->direct_writes ? SS_DEVICE_DIRECT_WRITES
+                                                                  : 0u),
                                             err, errlen);
     return st->dev ? 0 : -EIO;
 }
