@@ -302,7 +302,8 @@ def device_fio_iops(path: Path, args: argparse.Namespace) -> float | None:
 
 
 def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int,
-                     direct_io: bool = False, objects: bool = False) -> Path:
+                     direct_io: bool = False, objects: bool = False,
+                     direct_writes: bool = True) -> Path:
     """Write the appliance's bench config, derived from configs/default.yaml.
 
     Only what the bench needs differs from the embedded default: an ephemeral
@@ -329,6 +330,8 @@ def appliance_config(tmp: Path, workers: int, hot_tier_mib: int, device_mib: int
     dev["size"] = f"{device_mib}MiB"
     if direct_io:
         dev["direct_io"] = True
+    if not direct_writes:
+        dev["direct_writes"] = False
     if objects:
         cfg["objects"]["listen"] = "127.0.0.1:0"  # 8081 may be taken
     else:
@@ -475,7 +478,8 @@ def servers(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> Iterato
                 started.append(standin)
             else:
                 cfg = appliance_config(tmp, args.workers, args.hot_tier_mib, dev_mib,
-                                       args.direct_io)
+                                       args.direct_io,
+                                       direct_writes=not args.page_cached_writes)
                 started.append(start_appliance(args.python, cfg, tmp))
         if "extstore" in args.servers and any(s.keyspace == "device" for s in scs):
             started.append(start_extstore(args.memcached, args.workers, args.hot_tier_mib,
@@ -641,6 +645,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--servers", nargs="+", choices=["memcached", "smartswitch", "extstore"],
                    default=["memcached", "smartswitch", "extstore"],
                    help="extstore runs in the device key space only")
+    p.add_argument("--page-cached-writes", action="store_true",
+                   help="the appliance writes its segments through the page cache "
+                        "(direct_writes: false)")
     p.add_argument("--direct-io", action="store_true",
                    help="open the appliance's device O_DIRECT (its device hits are real reads)")
     p.add_argument("--hot-tier-mib", type=int, help="appliance DRAM tier (default 64)")
