@@ -29,7 +29,7 @@ import yaml
 
 from .conftest import ApplianceFactory
 from .helpers.mcproto import RawConn
-from .helpers.procs import REPO_ROOT, appliance_config, verify_index
+from .helpers.procs import REPO_ROOT, Server, appliance_config, verify_index
 
 MIB = 1024 * 1024
 # 1 byte .. 900 KiB: small ones share a 4 KiB block, the rest start and end
@@ -149,6 +149,18 @@ def _check_all(c: RawConn, what: str) -> None:
     assert not wrong, f"{what}: values of sizes {wrong} came back missing or different"
 
 
+def _verify_and_restart(srv: Server, config: Path, appliance_factory: ApplianceFactory) -> Server:
+    """Stop srv, check its index against the device, start it again and read
+    every SIZES value back; returns the restarted appliance."""
+    assert srv.terminate() == 0, srv.log()
+    res = verify_index(config)
+    assert res.returncode == 0, f"verify-index exited {res.returncode}:\n{res.stdout}{res.stderr}"
+    again = appliance_factory(config)
+    with RawConn(again.addr, timeout=30) as c:
+        _check_all(c, "after a restart")
+    return again
+
+
 def test_round_trip_restart_and_verify(tmp_path: Path, device_dir: Path,
                                        appliance_factory: ApplianceFactory) -> None:
     """Every size round-trips as a device hit, survives a restart, verifies."""
@@ -173,14 +185,8 @@ def test_round_trip_restart_and_verify(tmp_path: Path, device_dir: Path,
         assert _open_flags(srv.pid, device_dir / "direct.dat") & os.O_DIRECT, "not O_DIRECT"
         assert after[b"errors_device"] == b"0", after
         assert after[b"errors_checksum"] == b"0", after
-    assert srv.terminate() == 0, srv.log()
-
-    res = verify_index(config)
-    assert res.returncode == 0, f"verify-index exited {res.returncode}:\n{res.stdout}{res.stderr}"
-
-    srv2 = appliance_factory(config)
+    srv2 = _verify_and_restart(srv, config, appliance_factory)
     with RawConn(srv2.addr, timeout=30) as c:
-        _check_all(c, "after a restart")
         assert all(c.get(b"filler%d" % j) == filler for j in range(20)), "a filler was lost"
         # flags came back too
         c.send(b"gets d3\r\n")
@@ -298,12 +304,7 @@ def test_page_cached_devices_write_around_the_page_cache(
         hits = int(after[b"hits_device"]) - int(before[b"hits_device"])
         assert hits == len(SIZES), f"{hits} device hits for {len(SIZES)} gets"
         assert after[b"errors_device"] == b"0" and after[b"errors_checksum"] == b"0", after
-    assert srv.terminate() == 0, srv.log()
-    res = verify_index(config)
-    assert res.returncode == 0, f"verify-index exited {res.returncode}:\n{res.stdout}{res.stderr}"
-    srv2 = appliance_factory(config)
-    with RawConn(srv2.addr, timeout=30) as c:
-        _check_all(c, "after a restart")
+    _verify_and_restart(srv, config, appliance_factory)
 
 
 def test_direct_writes_false_keeps_written_records_cached(

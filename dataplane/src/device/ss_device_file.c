@@ -11,8 +11,9 @@
  * is misaligned is bounced here (see ss_device.h).
  *
  * Without direct_io, reads keep the page cache but the log's segment writes
- * still go around it (SS_DEVICE_DIRECT_WRITES, storage.devices[].direct_writes), through a second descriptor opened O_DIRECT where the
- * file system allows (write_align): the records the store writes are read
+ * still go around it (SS_DEVICE_DIRECT_WRITES, storage.devices[].direct_writes)
+ * through a second descriptor opened O_DIRECT where the file system allows
+ * (write_align): the records the store writes are read
  * back from its own buffers until written, so the page cache then holds only
  * what is read, not every byte written; and it never has to find a fresh
  * page for each 4 KiB written, which on a virtual machine whose free memory
@@ -45,19 +46,24 @@ struct ss_device_file {
  * segments, read once before their reuse, never a record. */
 #define DIRECT_READ_MIN (1u << 20)
 
-/* Can this I/O take direct_fd? */
-static int file_direct_ok(const struct ss_device_file *f, uint64_t off, const void *buf,
-                          size_t len)
+/* Whether off, len and buf all sit on alignment a (0 or 1: none). */
+static int aligned_to(uint32_t a, uint64_t off, const void *buf, size_t len)
 {
-    uint64_t m = f->dev.write_align - 1;
-    return f->direct_fd >= 0 && !((off | (uint64_t)len | (uint64_t)(uintptr_t)buf) & m);
+    uint64_t m = a > 1 ? a - 1 : 0;
+    return !((off | (uint64_t)len | (uint64_t)(uintptr_t)buf) & m);
 }
 
 /* Whether off, len and buf all sit on the device's alignment. */
 static int file_aligned(const struct ss_device *dev, uint64_t off, const void *buf, size_t len)
 {
-    uint64_t m = dev->align > 1 ? dev->align - 1 : 0;
-    return !((off | (uint64_t)len | (uint64_t)(uintptr_t)buf) & m);
+    return aligned_to(dev->align, off, buf, len);
+}
+
+/* Can this I/O take direct_fd? */
+static int file_direct_ok(const struct ss_device_file *f, uint64_t off, const void *buf,
+                          size_t len)
+{
+    return f->direct_fd >= 0 && aligned_to(f->dev.write_align, off, buf, len);
 }
 
 /* pread until len bytes (zeros past the end of a sparse file). 0 or -errno. */

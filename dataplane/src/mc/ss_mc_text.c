@@ -134,12 +134,15 @@ static void prefetch_keys(struct ss_store *st, const char *pos, const char *end)
 {
     uint64_t hash[PREFETCH_KEYS];
     unsigned n = 0;
-    const char *key;
-    size_t nkey;
-    while (n < PREFETCH_KEYS && ss_mc_next_key(&pos, end, &key, &nkey))
-        hash[n++] = ss_hash64(key, nkey);
-    if (n < 2)
+    const char *key, *first;
+    size_t nkey, nfirst;
+    /* A single-key get (the common case) has nothing to overlap. */
+    if (!ss_mc_next_key(&pos, end, &first, &nfirst) || !ss_mc_next_key(&pos, end, &key, &nkey))
         return;
+    hash[n++] = ss_hash64(first, nfirst);
+    do
+        hash[n++] = ss_hash64(key, nkey);
+    while (n < PREFETCH_KEYS && ss_mc_next_key(&pos, end, &key, &nkey));
     for (unsigned i = 0; i < n; i++)
         ss_store_prefetch(st, hash[i]);
     for (unsigned i = 0; i < n; i++)

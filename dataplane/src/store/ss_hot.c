@@ -309,10 +309,8 @@ int ss_hot_put(struct ss_store *st, struct ss_stripe *s, uint64_t hash, const vo
         free(it);
         return 0;
     }
-    if (size >= freed)
-        atomic_fetch_add_explicit(&st->hot_used, size - freed, memory_order_relaxed);
-    else
-        atomic_fetch_sub_explicit(&st->hot_used, freed - size, memory_order_relaxed);
+    /* Unsigned: adding size - freed subtracts when the new item is smaller. */
+    atomic_fetch_add_explicit(&st->hot_used, size - freed, memory_order_relaxed);
     hot_maybe_grow(s);
     uint32_t b = hot_bucket(s, hash);
     it->hnext = s->buckets[b];

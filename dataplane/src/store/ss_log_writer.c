@@ -18,8 +18,9 @@
  *      segment's previous records (the eviction, counted).
  * An appender waits (counted in log_roll_waits) only when this thread is
  * behind: every sealed buffer still unwritten (writes faster than the device
- * takes them), or a reclaim or copy still running. The periodic flush of the open segment stays with
- * housekeeping (ss_log_flush), which already writes without the log lock.
+ * takes them), or a reclaim or copy still running. The periodic flush of the
+ * open segment stays with housekeeping (ss_log_flush), which already writes
+ * without the log lock.
  *
  * The copy and the commit before a state write take stripe locks, and an
  * appender waits holding one; so in a store with pinned records a waiting
