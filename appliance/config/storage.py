@@ -102,9 +102,9 @@ class DeviceConfig:
     # for block devices, where hits should measure the device.
     direct_io: bool | None = setting(scalar(optional(boolean, "the kind's default")), None)
     # With direct_io false: whether the log's segment writes still bypass the
-    # page cache (O_DIRECT, where the file system allows), so that it holds
-    # only what is read. true is cheaper per write; false keeps just-written
-    # records cached, which device hits of recent writes gain from.
+    # page cache (O_DIRECT, where the file system allows), each then read back
+    # into it by readahead, so the writing CPU never copies into fresh pages.
+    # false writes through the page cache: a copy per byte, but no read-back.
     direct_writes: bool = setting(scalar(boolean), True)
     # kind: spdk only (appliance.config.spdk fills in the defaults and refuses
     # the keys a kind or transport has no use for).

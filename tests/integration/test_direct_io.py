@@ -138,6 +138,15 @@ def _resident_bytes(path: Path) -> int:
         return sum(b & 1 for b in vec.raw) * page
 
 
+def _paged_in_bytes() -> int:
+    """Bytes the kernel has read from block devices since boot (pgpgin, KiB)."""
+    for line in Path("/proc/vmstat").read_text().splitlines():
+        name, value = line.split()
+        if name == "pgpgin":
+            return int(value) * 1024
+    raise AssertionError("/proc/vmstat has no pgpgin")
+
+
 def _set(c: RawConn, key: bytes, value: bytes, flags: int = 0) -> None:
     c.send(b"set %s %d 0 %d\r\n%s\r\n" % (key, flags, len(value), value))
     line = c.read_line()
@@ -280,14 +289,17 @@ def test_refused_direct_io_names_device_and_option(tmp_path: Path) -> None:
 
 def test_page_cached_devices_write_around_the_page_cache(
         tmp_path: Path, device_dir: Path, appliance_factory: ApplianceFactory) -> None:
-    """direct_io: false still writes segments O_DIRECT (a second descriptor):
-    32 MiB of sets leave little of the file in the page cache, every size
-    round-trips as a device hit read through it, and survives a restart."""
+    """direct_io: false still writes segments O_DIRECT (a second descriptor),
+    then reads them back into the page cache by readahead: 32 MiB of sets are
+    paged in from the disk (a buffered write would leave them cached with no
+    page-in) and end up cached, every size round-trips as a device hit read
+    through it, and survives a restart."""
     device = device_dir / "cached.dat"
     config = _config(tmp_path, device, direct_io=False, hot_tier="0")
     srv = appliance_factory(config)
     value = b"v" * 4000
     with RawConn(srv.addr, timeout=30) as c:
+        paged_in = _paged_in_bytes()
         for i, size in enumerate(SIZES):
             _set(c, b"d%d" % i, _value(i, size), flags=i)
         for j in range(8 * 1024):  # 32 MiB: rolls eight 4 MiB segments past them
@@ -296,8 +308,13 @@ def test_page_cached_devices_write_around_the_page_cache(
         time.sleep(0.5)  # > flush_interval: the head is written too
         flags = _all_open_flags(srv.pid, device)
         assert sorted(bool(f & os.O_DIRECT) for f in flags) == [False, True], flags
+        deadline = time.monotonic() + 10
+        while _resident_bytes(device) < 28 * MIB and time.monotonic() < deadline:
+            time.sleep(0.1)  # readahead is asynchronous
         resident = _resident_bytes(device)
-        assert resident < 8 * MIB, f"{resident} bytes of the device file are page cached"
+        assert resident >= 28 * MIB, f"only {resident} bytes of 32 MiB written were read back"
+        read_back = _paged_in_bytes() - paged_in
+        assert read_back >= 24 * MIB, f"{read_back} bytes paged in: writes went through the cache"
         before = _stats(c)
         _check_all(c, "from the device")
         after = _stats(c)
