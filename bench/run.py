@@ -448,13 +448,19 @@ def _sizes(scs: list[Scenario], args: argparse.Namespace) -> tuple[int, int]:
     set appends, and old copies are only reclaimed with their segment, which
     is FIFO eviction of live items too; so the device also needs room for
     every set made while measuring, bounded here by SET_RATE_BOUND. The file
-    is sparse, so the size costs nothing until written.
+    is sparse, so the size costs nothing until written. memaslap's sets are
+    of new keys (its window moves on), so with it memcached must also hold
+    one run's sets (each run starts with flush_all), or it evicts what
+    memaslap reads back and answers misses, doing less work than a server
+    that keeps them.
     """
     top = max(scs, key=lambda s: s.keys)
     item = KEY_SIZE + top.value_size + ITEM_OVERHEAD
-    mem_mib = math.ceil(top.keys * item * 1.4 / MIB) + 64
+    sets_per_run = SET_RATE_BOUND * (1 - args.get_ratio) * (args.duration + args.warmup)
+    held = top.keys + (sets_per_run if any(s.generator == "memaslap" for s in scs) else 0)
+    mem_mib = math.ceil(held * item * 1.4 / MIB) + 64
     runs = len(scs) * args.repeat
-    sets = SET_RATE_BOUND * (1 - args.get_ratio) * (args.duration + args.warmup) * runs
+    sets = sets_per_run * runs
     written = sum({s.keyspace: s.keys for s in scs}.values()) + sets
     dev_mib = max(1024, math.ceil(written * item * 1.5 / MIB), args.hot_tier_mib * 4)
     return mem_mib, dev_mib
