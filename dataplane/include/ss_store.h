@@ -127,6 +127,9 @@ struct ss_store_thread {
     struct ss_read *use_read;
     /* Appended (ss_store_value_hold): the DRAM item t->value lies in, if any. */
     struct ss_hot_item *value_hot;
+    /* Appended (ss_store_write_over): the withdrawn copy the write in
+     * progress may rewrite without finding its key again; NULL otherwise. */
+    struct ss_hot_item *write_over;
 };
 
 /*
@@ -335,9 +338,23 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey);
  * in DRAM only stays in memory, hidden from every lookup, so that the
  * SS_WRITE_DRAM_ONLY write that may follow (a proxy's write once its back
  * end has answered) reuses it in place: no allocation, no LRU change.
- * Returns 0 or -ENOENT.
+ * With held non-NULL, *held gets a reference to such a copy (else NULL), for
+ * that write to pass to ss_store_write_over; ss_store_value_put lets go of
+ * it, with or without the lock. Returns 0 or -ENOENT.
  */
-int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey);
+int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey,
+                      struct ss_value_hold **held);
+
+/*
+ * ss_store_write with SS_WRITE_DRAM_ONLY (lock held) over a copy withdrawn
+ * with a reference (held, may be NULL): if it is still the key's copy, it is
+ * rewritten without a second walk of the key's hash chain; if it is not
+ * (removed, replaced or evicted meanwhile), the write is an ordinary one.
+ * The reference stays the caller's.
+ */
+int ss_store_write_over(struct ss_store_thread *t, struct ss_value_hold *held, const void *key,
+                        size_t nkey, struct ss_item *it, const struct iovec *iov, int niov,
+                        unsigned flags);
 
 /*
  * Remove a key whether or not it exists (lock held), without the index

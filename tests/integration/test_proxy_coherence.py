@@ -82,6 +82,74 @@ def test_racing_sets_leave_no_stale_local_copy(pool: list[Server],  # noqa: F811
     assert not stale, f"{len(stale)} of {ROUNDS} keys served stale: {stale[:3]}"
 
 
+def _held_by_some(backends: list[Server], key: bytes, value: bytes) -> bool:
+    for srv in backends:
+        direct = Conn(srv.addr)
+        try:
+            if direct.get(key) == value:
+                return True
+        finally:
+            direct.close()
+    return False
+
+
+def test_a_noreply_write_is_done_once_a_later_reply_is_read(pool: list[Server],  # noqa: F811
+                                                           proxy: Server) -> None:
+    """memcached answers a connection's commands in order, so a client that has
+    read the reply of a command sent after a noreply write knows the write is
+    applied, and reads it from any connection. The appliance must keep that
+    promise too, though it answers `mn` itself: a noreply write holds the replies
+    behind it until its owner has answered."""
+    deadline = time.monotonic() + DEADLINE_S
+    writer = Conn(proxy.addr)
+    late = []
+    try:
+        for r in range(ROUNDS):
+            assert time.monotonic() < deadline, f"only {r} rounds in {DEADLINE_S}s"
+            keys = [b"nr-%d-%d" % (r, i) for i in range(SETS_PER_WRITER)]
+            value = b"%04d" % r * 512
+            writer.send(b"".join(b"set %s 0 0 %d noreply\r\n%s\r\n" % (k, len(value), value)
+                                 for k in keys) + b"mn\r\n")
+            assert writer.line() == b"MN"
+            for k in (keys[-1], keys[0]):
+                if not _held_by_some(pool, k, value):
+                    late.append(k)
+    finally:
+        writer.close()
+    assert not late, f"{len(late)} noreply sets not yet at their owner after MN: {late[:3]}"
+
+
+def test_a_long_pipeline_of_forwarded_writes_is_held_back_not_dropped(
+        pool: list[Server], proxy: Server) -> None:  # noqa: F811
+    """A client may pipeline far more forwarded writes than the appliance keeps
+    replies owed for (256 per connection) and far more bytes than one read
+    buffer holds: the appliance stops reading until the owners answer, and
+    TCP holds the client back; the connection stays open and every write is
+    answered."""
+    sets, value = 4000, b"p" * 4000
+    c = Conn(proxy.addr, timeout=30)
+    errors: list[str] = []
+
+    def send_all() -> None:
+        try:
+            c.send(b"".join(b"set pipe-%d 0 0 %d\r\n%s\r\n" % (i, len(value), value)
+                            for i in range(sets)) + b"mn\r\n")
+        except OSError as exc:
+            errors.append(repr(exc))
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    try:
+        replies = [c.line() for _ in range(sets)]
+        assert c.line() == b"MN"
+    finally:
+        sender.join(30)
+        c.close()
+    assert not errors, errors
+    assert set(replies) == {b"STORED"}, set(replies)
+    assert sum(backend_stat(s, "curr_items") for s in pool) == sets
+
+
 def test_udp_reads_local_copy_and_refuses_writes(pool: list[Server], proxy: Server) -> None:
     """Over UDP, proxy mode answers reads from the local copy only; a write is refused
     (it would reach no back end) and the rest of its datagram is dropped."""

@@ -1,7 +1,8 @@
 /*
  * dram_only.c - the store's DRAM-only copies (SS_WRITE_DRAM_ONLY), as proxy
  * mode keeps a value a client wrote through it: served from DRAM, never
- * logged or indexed, rewritten in place after ss_store_withdraw, and never
+ * logged or indexed, rewritten in place after ss_store_withdraw (found again
+ * through the reference it gives, ss_store_write_over), and never
  * letting an older device copy of the key show through once DRAM lets go of
  * them (eviction, restart). Run by tests/unit/test_store_pinned.py with the
  * pinned scenarios (same program, same helpers).
@@ -39,9 +40,90 @@ static int withdraw(struct ss_store_thread *t, uint32_t id)
     char key[16];
     size_t nkey = t_key(key, 'u', id);
     ss_store_lock(t, key, nkey);
-    int rc = ss_store_withdraw(t, key, nkey);
+    int rc = ss_store_withdraw(t, key, nkey, NULL);
     ss_store_unlock(t);
     return rc;
+}
+
+/* Withdraw (kind u, id) keeping a reference, as proxy mode does for a set. */
+static struct ss_value_hold *withdraw_held(struct ss_store_thread *t, uint32_t id)
+{
+    char key[16];
+    size_t nkey = t_key(key, 'u', id);
+    struct ss_value_hold *held = NULL;
+    ss_store_lock(t, key, nkey);
+    int rc = ss_store_withdraw(t, key, nkey, &held);
+    ss_store_unlock(t);
+    CHECK(rc == 0, "u%u had no copy to withdraw", id);
+    return held;
+}
+
+/* Write (u, id) at version ver DRAM-only over the copy held, as post_write
+ * does. */
+static int put_over(struct ss_store_thread *t, struct ss_value_hold *held, uint32_t id,
+                    uint32_t ver)
+{
+    char key[16], val[LEN];
+    size_t nkey = t_key(key, 'u', id);
+    t_value(val, 'u', id, ver, LEN);
+    struct iovec iov = {val, LEN};
+    struct ss_item it = {0};
+    ss_store_lock(t, key, nkey);
+    int rc = ss_store_write_over(t, held, key, nkey, &it, &iov, 1, 0);
+    ss_store_unlock(t);
+    return rc;
+}
+
+/* Which version of (u, id) the held item's bytes are now. */
+static uint32_t held_version(struct ss_value_hold *held, uint32_t id)
+{
+    size_t len = 0;
+    const char *val = ss_store_value_bytes(held, &len);
+    uint32_t ver = 0;
+    CHECK(t_value_parse(val, (uint32_t)len, 'u', id, &ver), "held bytes are no value of u%u", id);
+    return ver;
+}
+
+/* The reference a withdraw gives saves the rewrite its lookup, and never
+ * lets it write into an item the table has let go of meanwhile. */
+static void check_held_copies(struct t_store *s)
+{
+    struct ss_store_thread *t = &s->t;
+    struct ss_store_stats before, after;
+    CHECK(put(t, 5, 2, SS_WRITE_DRAM_ONLY) == 0, "u5 v2 not kept");
+    struct ss_value_hold *held = withdraw_held(t, 5);
+    CHECK(held != NULL, "a DRAM-only copy withdrawn gave no reference");
+    expect_gone(t, 5, "withdrawn with a reference");
+    t_stats(s, &before);
+    CHECK(put_over(t, held, 5, 3) == 0, "u5 v3 not written over its held copy");
+    CHECK(held_version(held, 5) == 3, "u5 v3 not written into the held item");
+    ss_store_value_put(held);
+    t_stats(s, &after);
+    CHECK(after.hot_items == before.hot_items && after.hot_bytes_used == before.hot_bytes_used,
+          "a held copy was not rewritten in place: %llu items / %llu bytes, then %llu / %llu",
+          (unsigned long long)before.hot_items, (unsigned long long)before.hot_bytes_used,
+          (unsigned long long)after.hot_items, (unsigned long long)after.hot_bytes_used);
+    t_expect(t, 'u', 5, 3, LEN, false);
+
+    /* Removed while held (the back end refused, another client's write
+     * ended first): the write stores a new item, the old one stays hidden. */
+    held = withdraw_held(t, 5);
+    CHECK(t_remove(t, 'u', 5) == 0, "u5 not removed");
+    CHECK(put_over(t, held, 5, 4) == 0, "u5 v4 not written after its held copy went");
+    CHECK(held_version(held, 5) == 3, "u5 v4 written into an item removed from the table");
+    ss_store_value_put(held);
+    t_expect(t, 'u', 5, 4, LEN, false);
+
+    /* Replaced while held by an ordinary write: the held item is not the
+     * key's any more, so it must not take the value (a lookup would find the
+     * ordinary copy, v5, and serve it). */
+    held = withdraw_held(t, 5);
+    CHECK(put(t, 5, 5, 0) == 0, "u5 v5 not written");
+    CHECK(put_over(t, held, 5, 6) == 0, "u5 v6 not written over a replaced copy");
+    CHECK(held_version(held, 5) == 4, "u5 v6 written into a replaced item");
+    ss_store_value_put(held);
+    t_expect(t, 'u', 5, 6, LEN, false);
+    CHECK(ss_store_sync(t) == 0, "sync failed");
 }
 
 /* Push every earlier item out of a DRAM tier of hot bytes, through the log. */
@@ -115,6 +197,8 @@ void scenario_dram_only(const char *dir)
         expect_gone(t, 3, "refused by DRAM");
     }
 
+    check_held_copies(&s);
+
     CHECK(put(t, 4, 1, 0) == 0, "u4 v1 not written");
     CHECK(withdraw(t, 4) == 0, "u4 not withdrawn");
     CHECK(put(t, 4, 2, SS_WRITE_DRAM_ONLY) == 0, "u4 v2 not kept");
@@ -150,6 +234,7 @@ void scenario_dram_only(const char *dir)
     t = &s.t;
     expect_gone(t, 4, "after a restart");
     expect_gone(t, 1, "after a restart");
+    expect_gone(t, 5, "after a restart"); /* its ordinary v5 was deleted by v6 */
     t_expect(t, 'u', 100000 + (uint32_t)(4 * hot / LEN) - 1, 1, LEN, false);
     printf("ok dram_only\n");
     t_close(&s);

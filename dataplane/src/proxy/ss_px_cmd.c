@@ -42,21 +42,27 @@ static inline struct px_worker *pxw(struct ss_worker *w)
     return w->px;
 }
 
-/* Drop key's local copy (a fill in flight for it is then not kept either).
- * Returns whether there was one: an index delete is paid only then. A copy
- * kept in DRAM only is withdrawn, for post_write to rewrite in place. */
-static bool invalidate(struct ss_worker *w, const char *key, size_t nkey)
-{
-    ss_store_lock(&w->st, key, nkey);
-    ss_px_epoch_bump(w->dp, ss_px_epoch_slot(key, nkey));
-    bool had = ss_store_withdraw(&w->st, key, nkey) == 0;
-    ss_store_unlock(&w->st);
-    return had;
-}
-
 /* The write being executed found a local copy to drop: only then does a set
  * keep its value (or with write_allocate). Else it costs only its forward. */
 static __thread bool write_had_copy;
+/* The copy it withdrew, if kept in DRAM only, with a reference: the op of a
+ * set takes it (op_keep), for post_write to rewrite it without a second
+ * lookup; a command that does not is done with it in ss_px_execute. */
+static __thread struct ss_value_hold *write_held_copy;
+
+/* Drop key's local copy (a fill in flight for it is then not kept either).
+ * Returns whether there was one: an index delete is paid only then. A copy
+ * kept in DRAM only is withdrawn, for post_write to rewrite in place; held,
+ * if given, gets a reference to it. */
+static bool invalidate(struct ss_worker *w, const char *key, size_t nkey,
+                       struct ss_value_hold **held)
+{
+    ss_store_lock(&w->st, key, nkey);
+    ss_px_epoch_bump(w->dp, ss_px_epoch_slot(key, nkey));
+    bool had = ss_store_withdraw(&w->st, key, nkey, held) == 0;
+    ss_store_unlock(&w->st);
+    return had;
+}
 
 static bool keep_written_value(struct ss_conn *c)
 {
@@ -104,9 +110,13 @@ static int req_line(const struct ss_mc_req *rq, size_t skip)
 
 /*
  * Forward req (already built, without the trailing mn) for key to backend b.
- * The reply goes to a new slot unless noreply. Returns SS_EXEC_PENDING with
- * the slot queued, or SS_EXEC_DONE (noreply, or the client was answered
- * SERVER_ERROR).
+ * The reply goes to a new slot; noreply's slot is silent: it renders nothing
+ * but holds the replies of the client's later commands until the owner has
+ * answered, so that a client that has read any later reply (an `mn`, say)
+ * knows the write is done, as with memcached direct, and another connection
+ * of it then sees the write. Returns SS_EXEC_PENDING with the slot queued, or
+ * SS_EXEC_DONE (the client was answered SERVER_ERROR, or a noreply's slot
+ * could not be had: the write is still sent).
  */
 static int forward(struct ss_conn *c, int b, struct px_op *op, bool noreply)
 {
@@ -117,16 +127,17 @@ static int forward(struct ss_conn *c, int b, struct px_op *op, bool noreply)
         return SS_EXEC_DONE;
     }
     op->kind = PX_OP_RAW;
-    if (!noreply) {
-        op->slot = ss_px_slot_new(c, 0);
-        if (!op->slot) {
-            ss_px_op_free(op);
-            ss_mc_reply(c, "SERVER_ERROR out of memory", false);
-            return SS_EXEC_DONE;
-        }
-        op->slot->r.pending = 1;
+    op->slot = ss_px_slot_new(c, 0);
+    if (!op->slot && !noreply) {
+        ss_px_op_free(op);
+        ss_mc_reply(c, "SERVER_ERROR out of memory", false);
+        return SS_EXEC_DONE;
     }
-    int held = noreply ? SS_EXEC_DONE : SS_EXEC_PENDING;
+    if (op->slot) {
+        op->slot->r.pending = 1;
+        op->slot->silent = noreply;
+    }
+    int held = op->slot ? SS_EXEC_PENDING : SS_EXEC_DONE;
     struct px_bconn *bc = ss_px_bconn_for(c->w, (uint32_t)b, c);
     if (!bc) {
         /* Completion only queues the slot for delivery: safe from here. */
@@ -152,6 +163,10 @@ static int op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, s
         op->in_flight = ss_px_writes_in_flight(dp, es);
         atomic_fetch_add(op->in_flight, 1);
         op->lepoch = ss_px_epoch_get(dp, es);
+    }
+    if (op->post == PX_POST_SET) {
+        op->held = write_held_copy;
+        write_held_copy = NULL;
     }
     return ss_px_op_keep_key(op, key, nkey, val, vlen);
 }
@@ -310,7 +325,7 @@ static int px_get_as_sent(struct ss_conn *c, struct ss_mc_req *rq, const char *p
             return SS_EXEC_MISS;
         owner = b;
         if (touches)
-            invalidate(c->w, key, nkey);
+            invalidate(c->w, key, nkey, NULL);
     }
     if (owner < 0)
         return SS_EXEC_MISS;
@@ -414,7 +429,7 @@ static int px_get(struct ss_conn *c, struct ss_mc_req *rq, const char *pos, cons
             ss_store_unlock(&w->st);
         } else {
             ctr->cmd_touch++;
-            invalidate(w, key, nkey);
+            invalidate(w, key, nkey, NULL);
         }
         if (!s) {
             s = ss_px_slot_new(c, (uint32_t)(nkeys - k));
@@ -598,7 +613,7 @@ static int px_mg(struct ss_conn *c, struct ss_mc_req *rq)
         if (pr != SS_EXEC_MISS)
             return pr;
     } else if (m->write_like) {
-        invalidate(c->w, m->key, m->nkey);
+        invalidate(c->w, m->key, m->nkey, NULL);
     }
     int b = route(c, m->key, m->nkey, false);
     if (b < 0)
@@ -715,24 +730,37 @@ static void drop_copy_before_write(struct ss_conn *c, struct ss_mc_req *rq)
     case SS_MC_CMD_DELETE:
     case SS_MC_CMD_TOUCH:
         if (rq->ntok > KEY_TOKEN + 1 && rq->tok[KEY_TOKEN].len <= SS_KEY_MAX_LENGTH)
-            write_had_copy = invalidate(c->w, rq->tok[KEY_TOKEN].p, rq->tok[KEY_TOKEN].len);
+            write_had_copy = invalidate(c->w, rq->tok[KEY_TOKEN].p, rq->tok[KEY_TOKEN].len,
+                                        &write_held_copy);
         return;
     case SS_MC_CMD_MS:
     case SS_MC_CMD_MD:
     case SS_MC_CMD_MA:
         if (ss_mc_meta_ok(rq))
-            write_had_copy = invalidate(c->w, rq->meta.key, rq->meta.nkey);
+            write_had_copy = invalidate(c->w, rq->meta.key, rq->meta.nkey, &write_held_copy);
         return;
     default:
         return;
     }
 }
 
+static int execute(struct ss_conn *c, struct ss_mc_req *rq);
+
 /* The executor of a worker in proxy mode, TCP (see ss_px.h). */
 int ss_px_execute(struct ss_conn *c, struct ss_mc_req *rq)
 {
-    const struct ss_mc_tok *tok = rq->tok;
     drop_copy_before_write(c, rq);
+    int rc = execute(c, rq);
+    if (write_held_copy) { /* no set op took it: refused, noreply, or not a set */
+        ss_store_value_put(write_held_copy);
+        write_held_copy = NULL;
+    }
+    return rc;
+}
+
+static int execute(struct ss_conn *c, struct ss_mc_req *rq)
+{
+    const struct ss_mc_tok *tok = rq->tok;
     switch (rq->cmd) {
     case SS_MC_CMD_MG:
         return px_mg(c, rq);

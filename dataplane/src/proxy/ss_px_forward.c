@@ -77,6 +77,8 @@ static bool slot_render(struct ss_reply *r, struct ss_buf *out)
 {
     struct px_slot *s = (struct px_slot *)r;
     int rc = 0;
+    if (s->silent)
+        return true;
     if (s->multi && !s->error) {
         for (uint32_t i = 0; i < s->nfrags; i++)
             rc |= ss_buf_append(out, s->frags[i].b.data, s->frags[i].b.len);
@@ -158,6 +160,8 @@ void ss_px_op_free(struct px_op *op)
 {
     if (op->in_flight)
         atomic_fetch_sub(op->in_flight, 1);
+    if (op->held)
+        ss_store_value_put(op->held);
     if (op_cached >= PX_CACHE_MAX) {
         op_release(op);
         return;
@@ -385,8 +389,8 @@ static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
          * entry or commit, only DRAM (the key was removed when the write
          * began, and fills skip a slot with a write in flight). A value DRAM
          * does not take gets a device copy as before. */
-        int rc = ss_store_write(&w->st, op->lkey, op->nlkey, &it, &iov, 1,
-                                SS_WRITE_KEEP_META | SS_WRITE_DRAM_ONLY);
+        int rc = ss_store_write_over(&w->st, op->held, op->lkey, op->nlkey, &it, &iov, 1,
+                                     SS_WRITE_KEEP_META);
         if (rc == -ENOBUFS)
             rc = ss_store_write(&w->st, op->lkey, op->nlkey, &it, &iov, 1, SS_WRITE_KEEP_META);
         if (rc)

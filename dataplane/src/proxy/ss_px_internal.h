@@ -167,6 +167,9 @@ struct px_op {
     _Atomic uint32_t *in_flight; /* the key slot's writes_in_flight, held by this op */
     char *lvalue;
     size_t lvlen, lvalue_cap;
+    /* PX_POST_SET: the local copy withdrawn when the write began, with a
+     * reference (ss_store_withdraw), or NULL; ss_px_op_free lets go of it. */
+    struct ss_value_hold *held;
 };
 
 #define PX_POST_NONE 0
@@ -183,6 +186,7 @@ struct px_slot {
                              counts the ops still to answer */
     bool error;           /* a back end failed: reply is err only */
     bool multi;           /* reply = frags + trailer */
+    bool silent;          /* a noreply write's: renders nothing, only keeps order */
     struct px_frag *frags;
     uint32_t nfrags;
     uint32_t frags_cap;   /* allocated (kept while the slot is cached) */

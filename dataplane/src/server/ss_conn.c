@@ -344,8 +344,11 @@ static int conn_rearm(struct ss_server_conn *sc)
     if (c->state == SS_CONN_LINGERING)
         want = EPOLLIN;
     else if (c->state == SS_CONN_READING)
-        /* After end of input EPOLLIN would fire forever: leave it out. */
-        want = (sc->peer_eof ? 0 : EPOLLIN) |
+        /* After end of input EPOLLIN would fire forever: leave it out. While
+         * commands wait behind owed replies (ss_reply_full), input waits in
+         * the socket: TCP holds the client back, not a read buffer that
+         * would hit its limit and close the connection. */
+        want = (sc->peer_eof || ss_reply_full(c) ? 0 : EPOLLIN) |
                (conn_pending(sc) || sc->more || c->produce ? EPOLLOUT : 0);
     else
         /* Nothing to write yet (proxy mode: replies still owed): no spin. */
@@ -392,7 +395,7 @@ void ss_conn_on_event(struct ss_conn *c, uint32_t events)
         }
     }
 
-    if ((events & EPOLLIN) && c->state == SS_CONN_READING) {
+    if ((events & EPOLLIN) && c->state == SS_CONN_READING && !ss_reply_full(c)) {
         ssize_t n, got = 0;
         /*
          * While the protocol waits for more than is buffered (a large value

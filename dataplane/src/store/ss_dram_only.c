@@ -6,7 +6,9 @@
  * or group commit, and dropping it no index delete; it is gone when DRAM
  * evicts it or the store closes. ss_store_withdraw (ss_store.c, beside the
  * remove it is a variant of) hides one for the length of a forwarded write,
- * and the write that follows rewrites it in place (ss_hot_rewrite).
+ * and the write that follows rewrites it in place (ss_hot_rewrite), found
+ * through the reference the withdraw gave (ss_store_write_over) rather than
+ * by a second walk of its hash chain, a cache miss per set at scale.
  *
  * The invariant that keeps reads fresh: while a DRAM-only item is in the
  * table, the index holds nothing for its key (a DRAM-only write deletes the
@@ -15,8 +17,32 @@
  * device copy.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "ss_store_internal.h"
+
+/* The copy ss_store_write_over was given, if the table still has it as the
+ * key's item: an item stays linked while it is the key's, and the check
+ * reads only lines the withdraw brought into the cache. */
+static struct ss_hot_item *held_copy(const struct ss_store_thread *t, const void *key,
+                                     size_t nkey)
+{
+    const struct ss_hot_item *it = t->write_over;
+    if (!it || (it->e.bits & SS_HOT_UNLINKED) || it->hash != t->locked_hash ||
+        it->nkey != nkey || memcmp(it->data, key, nkey) != 0)
+        return NULL;
+    return t->write_over;
+}
+
+int ss_store_write_over(struct ss_store_thread *t, struct ss_value_hold *held, const void *key,
+                        size_t nkey, struct ss_item *it, const struct iovec *iov, int niov,
+                        unsigned flags)
+{
+    t->write_over = (struct ss_hot_item *)held;
+    int rc = ss_store_write(t, key, nkey, it, iov, niov, flags | SS_WRITE_DRAM_ONLY);
+    t->write_over = NULL;
+    return rc;
+}
 
 int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
                        struct ss_item *it, const struct iovec *iov, int niov, size_t n,
@@ -24,11 +50,14 @@ int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
 {
     struct ss_store *st = t->store;
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
-    struct ss_hot_item *old = ss_hot_lookup(s, t->locked_hash, key, nkey);
+    struct ss_hot_item *old = held_copy(t, key, nkey);
+    uint32_t held = old != NULL;
+    if (!old)
+        old = ss_hot_lookup(s, t->locked_hash, key, nkey);
     if (old && !(old->e.bits & SS_ITEM_DRAM_ONLY))
         ss_entry_del(t, key, nkey); /* its device copy must not outlive ours */
     struct ss_index_entry e = ss_entry_for_write(st, it, n, flags, now, SS_ITEM_DRAM_ONLY);
-    int rc = old && ss_hot_rewrite(old, &e, iov, niov);
+    int rc = old && ss_hot_rewrite(old, &e, iov, niov, held);
     if (!rc)
         rc = ss_hot_put(st, s, t->locked_hash, key, nkey, &e, iov, niov, t->ctr, NULL);
     if (rc < 0) {

@@ -137,10 +137,10 @@ struct ss_hot_item *ss_hot_get(struct ss_stripe *s, uint64_t hash, const void *k
 }
 
 int ss_hot_rewrite(struct ss_hot_item *it, const struct ss_index_entry *e,
-                   const struct iovec *iov, int niov)
+                   const struct iovec *iov, int niov, uint32_t held)
 {
     if (!(it->e.bits & SS_HOT_WITHDRAWN) || it->e.nbytes != e->nbytes ||
-        atomic_load_explicit(&it->refs, memory_order_acquire) != 1)
+        atomic_load_explicit(&it->refs, memory_order_acquire) != 1 + held)
         return 0;
     char *p = it->data + it->nkey;
     for (int i = 0; i < niov; i++) {
@@ -159,6 +159,7 @@ static uint64_t hot_unlink(struct ss_stripe *s, struct ss_hot_item **link)
     struct ss_hot_item *it = *link;
     uint64_t size = hot_item_bytes(it->nkey, it->e.nbytes);
     *link = it->hnext;
+    it->e.bits |= SS_HOT_UNLINKED;
     lru_unlink(s, it);
     s->count--;
     s->bytes -= size;

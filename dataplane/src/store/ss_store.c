@@ -635,14 +635,19 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey)
     return remove_found(t, key, nkey, ss_hot_lookup(s, t->locked_hash, key, nkey));
 }
 
-int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey)
+int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey,
+                      struct ss_value_hold **held)
 {
     struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
     struct ss_hot_item *hi = ss_hot_lookup(s, t->locked_hash, key, nkey);
+    if (held)
+        *held = NULL;
     if (!hi || !(hi->e.bits & SS_ITEM_DRAM_ONLY))
         return remove_found(t, key, nkey, hi);
     ss_copies_stale(t); /* hidden from here on (ss_hot_get), kept for ss_hot_rewrite */
     hi->e.bits |= SS_HOT_WITHDRAWN;
+    if (held)
+        *held = (struct ss_value_hold *)ss_hot_hold(hi);
     return 0;
 }
 

@@ -305,11 +305,16 @@ struct ss_hot_item *ss_hot_get(struct ss_stripe *s, uint64_t hash, const void *k
  * it, but it keeps its place, memory and budget until a DRAM-only write of
  * its key rewrites it in place (ss_hot_rewrite), or it is removed or evicted. */
 #define SS_HOT_WITHDRAWN 0x80000000u
+/* e.bits of an item the table has let go of (removed, replaced, evicted):
+ * a holder of a reference (ss_store_withdraw's held copy) learns from it,
+ * under the stripe lock, that the item is no longer the key's. */
+#define SS_HOT_UNLINKED 0x40000000u
 /* Store e and the value into the withdrawn item it in place: no allocation,
- * no chain or LRU change. Only when no reply holds its bytes and the new
- * value is exactly as long. 1 if done, 0 if not (put a new item then). */
+ * no chain or LRU change. Only when no reply holds its bytes (its references
+ * are the table's and the caller's `held`, 0 or 1) and the new value is
+ * exactly as long. 1 if done, 0 if not (put a new item then). */
 int ss_hot_rewrite(struct ss_hot_item *it, const struct ss_index_entry *e,
-                   const struct iovec *iov, int niov);
+                   const struct iovec *iov, int niov, uint32_t held);
 /* Insert or replace; evicts least recent items to stay within budget.
  * Returns 1 if stored (*stored, when given, is the new item), 0 if not
  * admitted (too large, or no room this stripe could make), -ENOMEM. */
