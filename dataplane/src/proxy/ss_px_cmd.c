@@ -54,8 +54,8 @@ static __thread struct ss_value_hold *write_held_copy;
  * Returns whether there was one: an index delete is paid only then. A copy
  * kept in DRAM only is withdrawn, for post_write to rewrite in place; held,
  * if given, gets a reference to it. */
-static bool invalidate(struct ss_worker *w, const char *key, size_t nkey,
-                       struct ss_value_hold **held)
+bool ss_px_invalidate(struct ss_worker *w, const char *key, size_t nkey,
+                      struct ss_value_hold **held)
 {
     ss_store_lock(&w->st, key, nkey);
     ss_px_epoch_bump(w->dp, ss_px_epoch_slot(key, nkey));
@@ -64,13 +64,13 @@ static bool invalidate(struct ss_worker *w, const char *key, size_t nkey,
     return had;
 }
 
-static bool keep_written_value(struct ss_conn *c)
+bool ss_px_keep_written_value(struct ss_conn *c)
 {
     return write_had_copy || pxw(c->w)->r->s.write_allocate;
 }
 
 /* The owner of key, or -1 after answering the client's SERVER_ERROR. */
-static int route(struct ss_conn *c, const char *key, size_t nkey, bool noreply)
+int ss_px_cmd_route(struct ss_conn *c, const char *key, size_t nkey, bool noreply)
 {
     struct px_routing *r = pxw(c->w)->r;
     const char *why = NULL;
@@ -83,11 +83,16 @@ static int route(struct ss_conn *c, const char *key, size_t nkey, bool noreply)
     return b;
 }
 
+int ss_px_req_append(const void *bytes, size_t n)
+{
+    return ss_buf_append(&req, bytes, n);
+}
+
 /*
  * The command line to forward: as the client sent it, or less one token
  * index (skip: a noreply the proxy applies itself), rebuilt from its tokens.
  */
-static int req_line(const struct ss_mc_req *rq, size_t skip)
+int ss_px_req_line(const struct ss_mc_req *rq, size_t skip)
 {
     const struct ss_mc_tok *tok = rq->tok;
     size_t ntok = rq->ntok;
@@ -118,7 +123,7 @@ static int req_line(const struct ss_mc_req *rq, size_t skip)
  * SS_EXEC_DONE (the client was answered SERVER_ERROR, or a noreply's slot
  * could not be had: the write is still sent).
  */
-static int forward(struct ss_conn *c, int b, struct px_op *op, bool noreply)
+int ss_px_send_req(struct ss_conn *c, int b, struct px_op *op, bool noreply)
 {
     if (!op || (!op->one_line && ss_buf_append(&req, "mn\r\n", 4))) {
         if (op)
@@ -155,8 +160,8 @@ static int forward(struct ss_conn *c, int b, struct px_op *op, bool noreply)
  * issued, completed, or still in flight meanwhile, since the back end may
  * apply concurrent writes in either order.
  */
-static int op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, size_t nkey,
-                   const char *val, size_t vlen)
+int ss_px_op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, size_t nkey,
+                  const char *val, size_t vlen)
 {
     if (op->post == PX_POST_SET || op->post == PX_POST_INVALIDATE) {
         uint32_t es = ss_px_epoch_slot(key, nkey);
@@ -192,7 +197,7 @@ static int key_line(const char *cmd, const char *key, size_t nkey, bool binary)
  * large to store): delete the item at its owner too, the reply dropped (the
  * client gets the local refusal). binary: as for key_line.
  */
-static void drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary)
+void ss_px_drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary)
 {
     const char *why = NULL;
     int b = ss_px_route(pxw(c->w)->r, key, nkey, &why);
@@ -200,18 +205,18 @@ static void drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool 
     if (!op)
         return; /* nowhere to send it, or no memory: the local refusal stands */
     op->post = PX_POST_INVALIDATE;
-    if (key_line("md ", key, nkey, binary) || op_keep(c->w->dp, op, key, nkey, NULL, 0)) {
+    if (key_line("md ", key, nkey, binary) || ss_px_op_keep(c->w->dp, op, key, nkey, NULL, 0)) {
         ss_px_op_free(op);
         return;
     }
     op->one_line = 1; /* HD or NF */
-    forward(c, b, op, true);
+    ss_px_send_req(c, b, op, true);
 }
 
 /* A read answered from a copy kept from a write (SS_MC_ITEM_UNREAD_AT_OWNER):
  * a plain `mg <key>` makes the owner mark the item fetched (`mg h` shows it),
  * its reply (HD or EN) dropped. binary: as for key_line. */
-static void mark_read_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary)
+void ss_px_mark_read_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary)
 {
     const char *why = NULL;
     int b = ss_px_route(pxw(c->w)->r, key, nkey, &why);
@@ -223,7 +228,7 @@ static void mark_read_at_owner(struct ss_conn *c, const char *key, size_t nkey, 
         return;
     }
     op->one_line = 1;
-    forward(c, b, op, true);
+    ss_px_send_req(c, b, op, true);
 }
 
 static void out_value(struct ss_buf *b, const char *key, size_t nkey, const struct ss_item *it,
@@ -325,7 +330,7 @@ static int px_get_as_sent(struct ss_conn *c, struct ss_mc_req *rq, const char *p
             return SS_EXEC_MISS;
         owner = b;
         if (touches)
-            invalidate(c->w, key, nkey, NULL);
+            ss_px_invalidate(c->w, key, nkey, NULL);
     }
     if (owner < 0)
         return SS_EXEC_MISS;
@@ -340,11 +345,11 @@ static int px_get_as_sent(struct ss_conn *c, struct ss_mc_req *rq, const char *p
             ss_px_op_free(op);
             op = NULL;
         }
-    } else if (op && req_line(rq, SIZE_MAX)) {
+    } else if (op && ss_px_req_line(rq, SIZE_MAX)) {
         ss_px_op_free(op);
         op = NULL;
     }
-    return forward(c, owner, op, false);
+    return ss_px_send_req(c, owner, op, false);
 }
 
 /*
@@ -420,7 +425,7 @@ static int px_get(struct ss_conn *c, struct ss_mc_req *rq, const char *pos, cons
                 }
                 ss_store_unlock(&w->st);
                 if (unread)
-                    mark_read_at_owner(c, key, nkey, false);
+                    ss_px_mark_read_at_owner(c, key, nkey, false);
                 continue;
             }
             if (rc)
@@ -429,7 +434,7 @@ static int px_get(struct ss_conn *c, struct ss_mc_req *rq, const char *pos, cons
             ss_store_unlock(&w->st);
         } else {
             ctr->cmd_touch++;
-            invalidate(w, key, nkey, NULL);
+            ss_px_invalidate(w, key, nkey, NULL);
         }
         if (!s) {
             s = ss_px_slot_new(c, (uint32_t)(nkeys - k));
@@ -483,7 +488,7 @@ static int px_update(struct ss_conn *c, struct ss_mc_req *rq)
         /* memcached drops the item of a set too large to store (add, replace,
          * append, prepend and cas leave it): so must its owner. */
         if (rq->cmd == SS_MC_CMD_SET)
-            drop_at_owner(c, tok[KEY_TOKEN].p, tok[KEY_TOKEN].len, false);
+            ss_px_drop_at_owner(c, tok[KEY_TOKEN].p, tok[KEY_TOKEN].len, false);
         return SS_EXEC_LOCAL; /* the local parser answers, and swallows the value */
     }
     size_t want = (size_t)vlen + 2;
@@ -498,22 +503,22 @@ static int px_update(struct ss_conn *c, struct ss_mc_req *rq)
     const char *key = tok[KEY_TOKEN].p;
     size_t nkey = tok[KEY_TOKEN].len;
     c->w->ctr.cmd_set++;
-    int b = route(c, key, nkey, noreply);
+    int b = ss_px_cmd_route(c, key, nkey, noreply);
     if (b < 0)
         return SS_EXEC_DONE;
     bool sets = rq->cmd != SS_MC_CMD_APPEND && rq->cmd != SS_MC_CMD_PREPEND &&
-                keep_written_value(c);
+                ss_px_keep_written_value(c);
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
         op->lflags = flags;
         op->lexptime = ss_mc_exptime(exptime, ss_clock_unix_seconds());
-        if (op_keep(c->w->dp, op, key, nkey, sets ? data : NULL, (size_t)vlen)) {
+        if (ss_px_op_keep(c->w->dp, op, key, nkey, sets ? data : NULL, (size_t)vlen)) {
             ss_px_op_free(op);
             op = NULL;
         }
     }
-    if (req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX) ||
+    if (ss_px_req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX) ||
         ss_buf_append(&req, data, want)) {
         if (op)
             ss_px_op_free(op);
@@ -524,7 +529,7 @@ static int px_update(struct ss_conn *c, struct ss_mc_req *rq)
      * command, not two. */
     if (op)
         op->one_line = 1;
-    return forward(c, b, op, noreply);
+    return ss_px_send_req(c, b, op, noreply);
 }
 
 /* incr/decr/delete/touch: forward the line, the local copy is dropped. */
@@ -553,24 +558,24 @@ static int px_simple(struct ss_conn *c, struct ss_mc_req *rq)
     }
     const char *key = tok[KEY_TOKEN].p;
     size_t nkey = tok[KEY_TOKEN].len;
-    int b = route(c, key, nkey, noreply);
+    int b = ss_px_cmd_route(c, key, nkey, noreply);
     if (b < 0)
         return SS_EXEC_DONE;
     struct px_op *op = ss_px_op_new(PX_OP_RAW);
     if (op) {
         op->post = PX_POST_INVALIDATE;
-        if (op_keep(c->w->dp, op, key, nkey, NULL, 0)) {
+        if (ss_px_op_keep(c->w->dp, op, key, nkey, NULL, 0)) {
             ss_px_op_free(op);
             op = NULL;
         }
     }
-    if (req_line(rq, noreply ? ntok - 2 : SIZE_MAX) && op) {
+    if (ss_px_req_line(rq, noreply ? ntok - 2 : SIZE_MAX) && op) {
         ss_px_op_free(op);
         op = NULL;
     }
     if (op) /* one reply line: a number, NOT_FOUND, DELETED, TOUCHED or an error */
         op->one_line = 1;
-    return forward(c, b, op, noreply);
+    return ss_px_send_req(c, b, op, noreply);
 }
 
 /* flush_all: refused unless allowed; then every back end, then locally. */
@@ -587,125 +592,11 @@ static int px_flush_all(struct ss_conn *c, struct ss_mc_req *rq)
      * flush removed at its owner. */
     ss_px_epoch_bump_all(c->w->dp);
     for (uint32_t b = 0; b < r->nbackends; b++) {
-        if (req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX))
+        if (ss_px_req_line(rq, noreply ? rq->ntok - 2 : SIZE_MAX))
             break;
-        forward(c, (int)b, ss_px_op_new(PX_OP_RAW), true);
+        ss_px_send_req(c, (int)b, ss_px_op_new(PX_OP_RAW), true);
     }
     return SS_EXEC_LOCAL; /* the local store, and the reply */
-}
-
-/* ---- meta ---- */
-
-/* mg: a hit (without write-like flags) is local; anything else goes to the owner. */
-static int px_mg(struct ss_conn *c, struct ss_mc_req *rq)
-{
-    const struct ss_mc_meta *m = &rq->meta;
-    if (!ss_mc_meta_ok(rq))
-        return SS_EXEC_LOCAL;
-    /* h, l and t are the owner's to answer: a local hit is not a read the
-     * owner saw, and the local copy's lifetime is capped (local_ttl_max). */
-    bool owner_knows = ss_mc_meta_has(m, 'h') || ss_mc_meta_has(m, 'l') ||
-                       ss_mc_meta_has(m, 't');
-    if (!m->write_like && !owner_knows) {
-        int pr = ss_mc_meta_get(c, rq, SS_MC_MG_PROBE);
-        if (rq->unread_at_owner)
-            mark_read_at_owner(c, m->key, m->nkey, m->key_binary);
-        if (pr != SS_EXEC_MISS)
-            return pr;
-    } else if (m->write_like) {
-        invalidate(c->w, m->key, m->nkey, NULL);
-    }
-    int b = route(c, m->key, m->nkey, false);
-    if (b < 0)
-        return SS_EXEC_DONE;
-    struct px_op *op = ss_px_op_new(PX_OP_RAW);
-    if (op) {
-        op->post = m->write_like ? PX_POST_INVALIDATE
-                                 : (m->value ? PX_POST_FILL_MG : PX_POST_NONE);
-        op->lepoch = ss_px_epoch_get(c->w->dp, ss_px_epoch_slot(m->key, m->nkey));
-        if (op_keep(c->w->dp, op, m->key, m->nkey, NULL, 0)) {
-            ss_px_op_free(op);
-            op = NULL;
-        }
-    }
-    if (req_line(rq, SIZE_MAX) && op) {
-        ss_px_op_free(op);
-        op = NULL;
-    }
-    return forward(c, b, op, false);
-}
-
-/* ms: the checks of the local parser; SS_EXEC_DONE when the value is here. */
-static int ms_value_ready(struct ss_conn *c, struct ss_mc_req *rq, int32_t *vlen)
-{
-    const struct ss_mc_meta *m = &rq->meta;
-    if (rq->ntok < 4 || !ss_mc_parse_i32(rq->tok[2].p, rq->tok[2].len, vlen) || *vlen < 0 ||
-        *vlen > INT32_MAX - 2)
-        return SS_EXEC_LOCAL;
-    if (!ss_mc_meta_ok(rq) || !strchr("SEAPR", m->mode ? m->mode : 'S'))
-        return SS_EXEC_LOCAL;
-    if (!ss_mc_item_fits(c, m->nkey, m->client_flags, (size_t)*vlen)) {
-        /* memcached drops the item of an ms too large to store, in every mode. */
-        drop_at_owner(c, m->key, m->nkey, m->key_binary);
-        return SS_EXEC_LOCAL;
-    }
-    size_t want = (size_t)*vlen + 2;
-    if (rq->avail < want) {
-        c->rneed = rq->line_bytes + want;
-        return SS_EXEC_AGAIN;
-    }
-    if (rq->data[*vlen] != '\r' || rq->data[*vlen + 1] != '\n')
-        return SS_EXEC_LOCAL;
-    rq->extra = want;
-    return SS_EXEC_DONE;
-}
-
-/*
- * ms/md/ma: invalidate, forward as sent, q included: what q hides depends on
- * the outcome (ma shows HD when N vivifies), so the owner decides. A quiet
- * ms leaves no local copy, as its hidden HD cannot prove the value.
- */
-static int px_meta_write(struct ss_conn *c, struct ss_mc_req *rq)
-{
-    const struct ss_mc_meta *m = &rq->meta;
-    int32_t vlen = 0;
-    if (rq->cmd == SS_MC_CMD_MS) {
-        int ready = ms_value_ready(c, rq, &vlen);
-        if (ready != SS_EXEC_DONE)
-            return ready;
-        c->w->ctr.cmd_set++;
-    } else if (!ss_mc_meta_ok(rq) ||
-               (rq->cmd == SS_MC_CMD_MA && m->mode && !strchr("I+D-", m->mode))) {
-        return SS_EXEC_LOCAL;
-    }
-    int b = route(c, m->key, m->nkey, false);
-    if (b < 0)
-        return SS_EXEC_DONE;
-    if (m->set_stale)
-        ss_px_stale_mark(c->w->dp, ss_px_epoch_slot(m->key, m->nkey), true);
-    /* No copy of an item stored with a binary key: mg would show its key as
-     * base64 with b, which a copy found by the decoded key cannot tell. */
-    bool sets = rq->cmd == SS_MC_CMD_MS && strchr("SER", m->mode ? m->mode : 'S') &&
-                !m->set_stale && !m->no_reply && !m->key_binary && keep_written_value(c);
-    struct px_op *op = ss_px_op_new(PX_OP_RAW);
-    if (op) {
-        op->post = sets ? PX_POST_SET : PX_POST_INVALIDATE;
-        if (sets) {
-            op->lflags = m->client_flags;
-            op->lexptime = m->exptime;
-        }
-        if (op_keep(c->w->dp, op, m->key, m->nkey, sets ? rq->data : NULL, (size_t)vlen)) {
-            ss_px_op_free(op);
-            op = NULL;
-        }
-    }
-    if ((req_line(rq, SIZE_MAX) ||
-         (rq->extra && ss_buf_append(&req, rq->data, rq->extra))) &&
-        op) {
-        ss_px_op_free(op);
-        op = NULL;
-    }
-    return forward(c, b, op, false);
 }
 
 /*
@@ -730,14 +621,14 @@ static void drop_copy_before_write(struct ss_conn *c, struct ss_mc_req *rq)
     case SS_MC_CMD_DELETE:
     case SS_MC_CMD_TOUCH:
         if (rq->ntok > KEY_TOKEN + 1 && rq->tok[KEY_TOKEN].len <= SS_KEY_MAX_LENGTH)
-            write_had_copy = invalidate(c->w, rq->tok[KEY_TOKEN].p, rq->tok[KEY_TOKEN].len,
+            write_had_copy = ss_px_invalidate(c->w, rq->tok[KEY_TOKEN].p, rq->tok[KEY_TOKEN].len,
                                         &write_held_copy);
         return;
     case SS_MC_CMD_MS:
     case SS_MC_CMD_MD:
     case SS_MC_CMD_MA:
         if (ss_mc_meta_ok(rq))
-            write_had_copy = invalidate(c->w, rq->meta.key, rq->meta.nkey, &write_held_copy);
+            write_had_copy = ss_px_invalidate(c->w, rq->meta.key, rq->meta.nkey, &write_held_copy);
         return;
     default:
         return;
@@ -763,11 +654,11 @@ static int execute(struct ss_conn *c, struct ss_mc_req *rq)
     const struct ss_mc_tok *tok = rq->tok;
     switch (rq->cmd) {
     case SS_MC_CMD_MG:
-        return px_mg(c, rq);
+        return ss_px_mg(c, rq);
     case SS_MC_CMD_MS:
     case SS_MC_CMD_MD:
     case SS_MC_CMD_MA:
-        return px_meta_write(c, rq);
+        return ss_px_meta_write(c, rq);
     case SS_MC_CMD_GET:
     case SS_MC_CMD_BGET:
     case SS_MC_CMD_GETS:

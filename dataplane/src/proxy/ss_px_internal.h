@@ -194,6 +194,32 @@ struct px_slot {
     struct ss_buf err;    /* the error that replaced the reply, or a raw reply */
 };
 
+/* ---- ss_px_cmd.c: building and forwarding a request, shared with ss_px_meta.c ---- */
+/* Drop key's local copy before a write; whether there was one (held: below). */
+bool ss_px_invalidate(struct ss_worker *w, const char *key, size_t nkey,
+                      struct ss_value_hold **held);
+/* The write being executed keeps its value locally on success. */
+bool ss_px_keep_written_value(struct ss_conn *c);
+/* The owner of key, or -1 after answering the client's SERVER_ERROR. */
+int ss_px_cmd_route(struct ss_conn *c, const char *key, size_t nkey, bool noreply);
+/* The request being built (one per worker thread): the client's line, less
+ * the tokens from skip on; then more bytes. 0 or -ENOMEM. */
+int ss_px_req_line(const struct ss_mc_req *rq, size_t skip);
+int ss_px_req_append(const void *bytes, size_t n);
+/* Send that request for op to back end b, its reply to a new slot. An SS_EXEC_*. */
+int ss_px_send_req(struct ss_conn *c, int b, struct px_op *op, bool noreply);
+/* Remember the key (and a set's value) for post_write. 0 or -ENOMEM. */
+int ss_px_op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, size_t nkey,
+                  const char *val, size_t vlen);
+/* What memcached does at the owner for a refusal here (delete the item), or
+ * after a local answer from a copy kept from a write (mark it fetched). */
+void ss_px_drop_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary);
+void ss_px_mark_read_at_owner(struct ss_conn *c, const char *key, size_t nkey, bool binary);
+
+/* ---- ss_px_meta.c: mg, and ms, md, ma ---- */
+int ss_px_mg(struct ss_conn *c, struct ss_mc_req *rq);
+int ss_px_meta_write(struct ss_conn *c, struct ss_mc_req *rq);
+
 /* ---- ss_px_routing.c (ss_px_init, ss_px_free, ss_px_housekeep: ss_px.h) ---- */
 struct px_global *ss_px_global(struct ss_dataplane *dp);
 /* Route a key; returns the back-end index, or -1 with *why set (fail policy). */
