@@ -355,6 +355,9 @@ int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey,
 int ss_store_write_over(struct ss_store_thread *t, struct ss_value_hold *held, const void *key,
                         size_t nkey, struct ss_item *it, const struct iovec *iov, int niov,
                         unsigned flags);
+/* Start loading what ss_store_write_over will read and write of a held copy
+ * (its header, key and a short value), a reply or two before it runs. */
+void ss_store_held_prefetch(const struct ss_value_hold *held);
 
 /*
  * Remove a key whether or not it exists (lock held), without the index

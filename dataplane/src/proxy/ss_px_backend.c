@@ -295,6 +295,10 @@ static void bc_pop_done(struct ss_worker *w, struct px_bconn *bc)
     bc->head = op->next;
     if (!bc->head)
         bc->tail = NULL;
+    /* The copy a set two replies on will rewrite has long left the cache
+     * (withdrawn when the set was sent): its miss overlaps this op's work. */
+    if (bc->head && bc->head->next && bc->head->next->held)
+        ss_store_held_prefetch(bc->head->next->held);
     bc->nops--;
     pw->outstanding--;
     if (!bc->orphan) {

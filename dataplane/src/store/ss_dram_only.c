@@ -34,6 +34,14 @@ static struct ss_hot_item *held_copy(const struct ss_store_thread *t, const void
     return t->write_over;
 }
 
+void ss_store_held_prefetch(const struct ss_value_hold *held)
+{
+    const char *p = (const char *)held;
+    __builtin_prefetch(p, 1);
+    __builtin_prefetch(p + 64, 1);
+    __builtin_prefetch(p + 128, 1);
+}
+
 int ss_store_write_over(struct ss_store_thread *t, struct ss_value_hold *held, const void *key,
                         size_t nkey, struct ss_item *it, const struct iovec *iov, int niov,
                         unsigned flags)
