@@ -50,14 +50,20 @@ def _writer(addr: tuple[str, int], key: bytes, tag: int, start: threading.Barrie
         c.close()
 
 
+def _rounds() -> Iterator[int]:
+    """ROUNDS round numbers, failing the test if they take over DEADLINE_S."""
+    deadline = time.monotonic() + DEADLINE_S
+    for r in range(ROUNDS):
+        assert time.monotonic() < deadline, f"only {r} rounds in {DEADLINE_S}s"
+        yield r
+
+
 def test_racing_sets_leave_no_stale_local_copy(pool: list[Server],  # noqa: F811
                                               proxy: Server) -> None:
-    deadline = time.monotonic() + DEADLINE_S
     reader = Conn(proxy.addr)
     stale = []
     try:
-        for r in range(ROUNDS):
-            assert time.monotonic() < deadline, f"only {r} rounds in {DEADLINE_S}s"
+        for r in _rounds():
             key = b"race-%d" % r
             errors: list[str] = []
             start = threading.Barrier(WRITERS)
@@ -100,12 +106,10 @@ def test_a_noreply_write_is_done_once_a_later_reply_is_read(pool: list[Server], 
     applied, and reads it from any connection. The appliance must keep that
     promise too, though it answers `mn` itself: a noreply write holds the replies
     behind it until its owner has answered."""
-    deadline = time.monotonic() + DEADLINE_S
     writer = Conn(proxy.addr)
     late = []
     try:
-        for r in range(ROUNDS):
-            assert time.monotonic() < deadline, f"only {r} rounds in {DEADLINE_S}s"
+        for r in _rounds():
             keys = [b"nr-%d-%d" % (r, i) for i in range(SETS_PER_WRITER)]
             value = b"%04d" % r * 512
             writer.send(b"".join(b"set %s 0 0 %d noreply\r\n%s\r\n" % (k, len(value), value)
