@@ -340,7 +340,9 @@ int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey);
  * end has answered) reuses it in place: no allocation, no LRU change.
  * With held non-NULL, *held gets a reference to such a copy (else NULL), for
  * that write to pass to ss_store_write_over; ss_store_value_put lets go of
- * it, with or without the lock. Returns 0 or -ENOENT.
+ * it, with or without the lock. A copy that was device-backed then becomes
+ * DRAM-only, its index entry deleted, so the write can reuse its memory.
+ * Returns 0 or -ENOENT.
  */
 int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey,
                       struct ss_value_hold **held);

@@ -123,6 +123,19 @@ static void check_held_copies(struct t_store *s)
     CHECK(held_version(held, 5) == 4, "u5 v6 written into a replaced item");
     ss_store_value_put(held);
     t_expect(t, 'u', 5, 6, LEN, false);
+
+    /* A device-backed copy withdrawn with a reference becomes DRAM-only (its
+     * index entry deleted): the write reuses its item, and no restart brings
+     * the device copy back (checked after the restart below). */
+    CHECK(put(t, 6, 1, 0) == 0, "u6 v1 not written");
+    CHECK(ss_store_sync(t) == 0, "sync failed");
+    held = withdraw_held(t, 6);
+    CHECK(held != NULL, "a device-backed copy withdrawn gave no reference");
+    expect_gone(t, 6, "device-backed copy withdrawn with a reference");
+    CHECK(put_over(t, held, 6, 2) == 0, "u6 v2 not written over its held copy");
+    CHECK(held_version(held, 6) == 2, "u6 v2 not written into the device-backed copy's item");
+    ss_store_value_put(held);
+    t_expect(t, 'u', 6, 2, LEN, false);
     CHECK(ss_store_sync(t) == 0, "sync failed");
 }
 
@@ -235,6 +248,7 @@ void scenario_dram_only(const char *dir)
     expect_gone(t, 4, "after a restart");
     expect_gone(t, 1, "after a restart");
     expect_gone(t, 5, "after a restart"); /* its ordinary v5 was deleted by v6 */
+    expect_gone(t, 6, "after a restart"); /* its v1 lost its index entry when withdrawn */
     t_expect(t, 'u', 100000 + (uint32_t)(4 * hot / LEN) - 1, 1, LEN, false);
     printf("ok dram_only\n");
     t_close(&s);

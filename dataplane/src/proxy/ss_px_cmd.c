@@ -606,6 +606,14 @@ static int px_flush_all(struct ss_conn *c, struct ss_mc_req *rq)
  * puts a copy back (post_write, ss_px_forward.c). gat/gats (several keys) and
  * mg with N, T or R drop theirs key by key as they go.
  */
+/* Commands whose success may put the value they carry back as the local
+ * copy (post_write): only they withdraw a copy with a reference to rewrite. */
+static bool may_store_value(enum ss_mc_cmd cmd)
+{
+    return cmd == SS_MC_CMD_SET || cmd == SS_MC_CMD_ADD || cmd == SS_MC_CMD_REPLACE ||
+           cmd == SS_MC_CMD_CAS || cmd == SS_MC_CMD_MS;
+}
+
 static void drop_copy_before_write(struct ss_conn *c, struct ss_mc_req *rq)
 {
     write_had_copy = false;
@@ -621,14 +629,16 @@ static void drop_copy_before_write(struct ss_conn *c, struct ss_mc_req *rq)
     case SS_MC_CMD_DELETE:
     case SS_MC_CMD_TOUCH:
         if (rq->ntok > KEY_TOKEN + 1 && rq->tok[KEY_TOKEN].len <= SS_KEY_MAX_LENGTH)
-            write_had_copy = ss_px_invalidate(c->w, rq->tok[KEY_TOKEN].p, rq->tok[KEY_TOKEN].len,
-                                        &write_held_copy);
+            write_had_copy =
+                ss_px_invalidate(c->w, rq->tok[KEY_TOKEN].p, rq->tok[KEY_TOKEN].len,
+                                 may_store_value(rq->cmd) ? &write_held_copy : NULL);
         return;
     case SS_MC_CMD_MS:
     case SS_MC_CMD_MD:
     case SS_MC_CMD_MA:
         if (ss_mc_meta_ok(rq))
-            write_had_copy = ss_px_invalidate(c->w, rq->meta.key, rq->meta.nkey, &write_held_copy);
+            write_had_copy = ss_px_invalidate(c->w, rq->meta.key, rq->meta.nkey,
+                                              may_store_value(rq->cmd) ? &write_held_copy : NULL);
         return;
     default:
         return;

@@ -4,8 +4,8 @@
  * through the appliance, whose back end is the store of record. Such a copy
  * has no log record and no index entry, so writing it costs no append, CRC
  * or group commit, and dropping it no index delete; it is gone when DRAM
- * evicts it or the store closes. ss_store_withdraw (ss_store.c, beside the
- * remove it is a variant of) hides one for the length of a forwarded write,
+ * evicts it or the store closes. ss_store_withdraw (a variant of
+ * ss_store_remove) hides one for the length of a forwarded write,
  * and the write that follows rewrites it in place (ss_hot_rewrite), found
  * through the reference the withdraw gave (ss_store_write_over) rather than
  * by a second walk of its hash chain, a cache miss per set at scale.
@@ -14,12 +14,36 @@
  * table, the index holds nothing for its key (a DRAM-only write deletes the
  * entry of a device-backed copy it replaces; a normal write replaces the
  * DRAM-only item). So once DRAM lets go, the key is a miss, never an older
- * device copy.
+ * device copy. A device-backed copy withdrawn with a reference (a proxy's
+ * fill about to be overwritten by a set) keeps that invariant by losing its
+ * index entry as it becomes DRAM-only.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "ss_store_internal.h"
+
+int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey,
+                      struct ss_value_hold **held)
+{
+    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
+    struct ss_hot_item *hi = ss_hot_lookup(s, t->locked_hash, key, nkey);
+    if (held)
+        *held = NULL;
+    /* A device-backed copy (a fill) asked for with a reference becomes a
+     * DRAM-only one: its index entry goes, as a remove's would, and its DRAM
+     * item stays for the write to rewrite instead of allocating anew. */
+    bool convert = held && hi && !(hi->e.bits & (SS_ITEM_DRAM_ONLY | SS_ITEM_PINNED));
+    if (!hi || (!(hi->e.bits & SS_ITEM_DRAM_ONLY) && !convert))
+        return ss_remove_found(t, key, nkey, hi);
+    ss_copies_stale(t); /* hidden from here on (ss_hot_get), kept for ss_hot_rewrite */
+    if (convert)
+        ss_entry_del(t, key, nkey);
+    hi->e.bits |= SS_HOT_WITHDRAWN | SS_ITEM_DRAM_ONLY;
+    if (held)
+        *held = (struct ss_value_hold *)ss_hot_hold(hi);
+    return 0;
+}
 
 /* The copy ss_store_write_over was given, if the table still has it as the
  * key's item: an item stays linked while it is the key's, and the check

@@ -610,8 +610,8 @@ int ss_store_update_meta(struct ss_store_thread *t, const void *key, size_t nkey
 }
 
 /* ss_store_remove, the key's DRAM item (hi, or NULL) already looked up. */
-static int remove_found(struct ss_store_thread *t, const void *key, size_t nkey,
-                        struct ss_hot_item *hi)
+int ss_remove_found(struct ss_store_thread *t, const void *key, size_t nkey,
+                    struct ss_hot_item *hi)
 {
     struct ss_store *st = t->store;
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
@@ -632,23 +632,7 @@ static int remove_found(struct ss_store_thread *t, const void *key, size_t nkey,
 int ss_store_remove(struct ss_store_thread *t, const void *key, size_t nkey)
 {
     struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
-    return remove_found(t, key, nkey, ss_hot_lookup(s, t->locked_hash, key, nkey));
-}
-
-int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey,
-                      struct ss_value_hold **held)
-{
-    struct ss_stripe *s = &t->store->stripes[t->locked_stripe];
-    struct ss_hot_item *hi = ss_hot_lookup(s, t->locked_hash, key, nkey);
-    if (held)
-        *held = NULL;
-    if (!hi || !(hi->e.bits & SS_ITEM_DRAM_ONLY))
-        return remove_found(t, key, nkey, hi);
-    ss_copies_stale(t); /* hidden from here on (ss_hot_get), kept for ss_hot_rewrite */
-    hi->e.bits |= SS_HOT_WITHDRAWN;
-    if (held)
-        *held = (struct ss_value_hold *)ss_hot_hold(hi);
-    return 0;
+    return ss_remove_found(t, key, nkey, ss_hot_lookup(s, t->locked_hash, key, nkey));
 }
 
 void ss_store_forget(struct ss_store_thread *t, const void *key, size_t nkey)

@@ -370,6 +370,10 @@ static inline int ss_write_done(struct ss_store_thread *t, struct ss_item *it,
     return 0;
 }
 
+/* ss_store.c: ss_store_remove of the key whose DRAM item (or NULL) is hi. */
+int ss_remove_found(struct ss_store_thread *t, const void *key, size_t nkey,
+                    struct ss_hot_item *hi);
+
 /* ss_dram_only.c: ss_store_write with SS_WRITE_DRAM_ONLY (lock held; n is
  * the value's length, already checked against item_size_max). */
 int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
