@@ -28,19 +28,31 @@ static inline struct px_worker *pxw(struct ss_worker *w)
  * Per-thread caches of finished ops and slots, buffers included. Without them a
  * forwarded request costs five to eight malloc/free pairs (about 12% of a
  * forwarded get's CPU in bench/proxy.py --perf). Ops and slots stay on the
- * worker that made them; buffers above PX_KEEP_BYTES go back to malloc so a
- * burst of large values is not pinned per worker.
+ * worker that made them. A worker may have as many in flight as its clients
+ * pipeline (50 connections at depth 16 on 2 workers: 400 each), so the cache
+ * holds up to PX_CACHE_MAX; buffers above PX_KEEP_BYTES go back to malloc, and
+ * beyond the first PX_CACHE_ROOMY entries those above PX_KEEP_BYTES_DEEP, so
+ * that a burst of large values is not pinned per worker (the 768 deeper
+ * entries of each cache keep at most 9 MiB between them).
  */
-#define PX_CACHE_MAX 256
+#define PX_CACHE_MAX 1024
+#define PX_CACHE_ROOMY 256
 #define PX_KEEP_BYTES 16384
+#define PX_KEEP_BYTES_DEEP 1024
 static __thread struct px_op *op_cache;
 static __thread uint32_t op_cached;
 static __thread struct px_slot *slot_cache;
 static __thread uint32_t slot_cached;
 
-static void buf_recycle(struct ss_buf *b)
+/* The largest buffer an entry joining a cache of `cached` keeps. */
+static size_t keep_bytes(uint32_t cached)
 {
-    if (b->cap > PX_KEEP_BYTES)
+    return cached < PX_CACHE_ROOMY ? PX_KEEP_BYTES : PX_KEEP_BYTES_DEEP;
+}
+
+static void buf_recycle(struct ss_buf *b, size_t keep)
+{
+    if (b->cap > keep)
         ss_buf_free(b);
     else
         b->len = 0;
@@ -60,10 +72,11 @@ static void slot_free(struct px_slot *s)
         free(s);
         return;
     }
+    size_t keep_b = keep_bytes(slot_cached);
     for (uint32_t i = 0; i < s->frags_cap; i++)
-        buf_recycle(&s->frags[i].b);
-    buf_recycle(&s->err);
-    buf_recycle(&s->r.after);
+        buf_recycle(&s->frags[i].b, keep_b);
+    buf_recycle(&s->err, keep_b);
+    buf_recycle(&s->r.after, keep_b);
     struct px_slot keep = {.frags = s->frags, .frags_cap = s->frags_cap, .err = s->err,
                            .r.after = s->r.after};
     *s = keep;
@@ -166,12 +179,13 @@ void ss_px_op_free(struct px_op *op)
         op_release(op);
         return;
     }
-    if (op->lvalue_cap > PX_KEEP_BYTES) {
+    size_t keep_b = keep_bytes(op_cached);
+    if (op->lvalue_cap > keep_b) {
         free(op->lvalue);
         op->lvalue = NULL;
         op->lvalue_cap = 0;
     }
-    buf_recycle(&op->reply);
+    buf_recycle(&op->reply, keep_b);
     /* Keep the buffers, zero the rest. */
     struct px_op keep = {.items = op->items, .items_cap = op->items_cap, .reply = op->reply,
                          .lkey = op->lkey, .lkey_cap = op->lkey_cap, .lvalue = op->lvalue,
