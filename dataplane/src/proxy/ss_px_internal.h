@@ -112,9 +112,14 @@ struct px_global {
     struct px_routing *retired;
     struct px_worker *workers;
     int nworkers;
-    _Atomic uint32_t *epochs; /* PX_EPOCH_SLOTS */
+    /* PX_EPOCH_SLOTS: a slot's write epoch and its forwarded writes not yet
+     * done, side by side: a write bumps the one and counts itself in the
+     * other, one cache miss for both. */
+    struct px_key_slot {
+        _Atomic uint32_t epoch;
+        _Atomic uint32_t writes_in_flight;
+    } *key_slots;
     _Atomic uint32_t flushes; /* flush_all commands seen: part of every epoch */
-    _Atomic uint32_t *writes_in_flight; /* PX_EPOCH_SLOTS: forwarded writes not yet done */
     /* PX_EPOCH_SLOTS: a key of the slot may be stale at its owner (an md or ms
      * with I went there, and no plain set since). memcached gives the win
      * token (W) to the first mg of a stale item, and a text get takes none:

@@ -42,16 +42,14 @@ int ss_px_init(struct ss_dataplane *dp)
     g->nworkers = ss_dataplane_nworkers(dp);
     g->seen = calloc((size_t)ss_dataplane_nworkers(dp), sizeof(*g->seen));
     g->workers = calloc((size_t)ss_dataplane_nworkers(dp), sizeof(*g->workers));
-    g->epochs = calloc(PX_EPOCH_SLOTS, sizeof(*g->epochs));
-    g->writes_in_flight = calloc(PX_EPOCH_SLOTS, sizeof(*g->writes_in_flight));
+    g->key_slots = calloc(PX_EPOCH_SLOTS, sizeof(*g->key_slots));
     g->stale_maybe = calloc(PX_EPOCH_SLOTS, sizeof(*g->stale_maybe));
     g->sketch[0] = calloc(PX_SKETCH_BITS / 64, sizeof(uint64_t));
     g->sketch[1] = calloc(PX_SKETCH_BITS / 64, sizeof(uint64_t));
     ss_dataplane_set_px(dp, g);
     for (int i = 0; g->workers && i < g->nworkers; i++)
         ss_dataplane_worker(dp, i)->px = &g->workers[i];
-    if (!g->seen || !g->workers || !g->epochs || !g->writes_in_flight || !g->stale_maybe ||
-        !g->sketch[0] ||
+    if (!g->seen || !g->workers || !g->key_slots || !g->stale_maybe || !g->sketch[0] ||
         !g->sketch[1])
         return -ENOMEM;
     return 0;
@@ -91,8 +89,7 @@ void ss_px_free(struct ss_dataplane *dp)
     }
     free(g->seen);
     free(g->workers);
-    free(g->epochs);
-    free(g->writes_in_flight);
+    free(g->key_slots);
     free(g->stale_maybe);
     free(g->sketch[0]);
     free(g->sketch[1]);
@@ -489,7 +486,7 @@ uint32_t ss_px_epoch_slot(const char *key, size_t nkey)
 uint32_t ss_px_epoch_get(struct ss_dataplane *dp, uint32_t slot)
 {
     struct px_global *g = ss_dataplane_px(dp);
-    return atomic_load(&g->epochs[slot]) + atomic_load(&g->flushes);
+    return atomic_load(&g->key_slots[slot].epoch) + atomic_load(&g->flushes);
 }
 
 void ss_px_epoch_bump_all(struct ss_dataplane *dp)
@@ -499,7 +496,7 @@ void ss_px_epoch_bump_all(struct ss_dataplane *dp)
 
 void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot)
 {
-    atomic_fetch_add(&((struct px_global *)ss_dataplane_px(dp))->epochs[slot], 1);
+    atomic_fetch_add(&((struct px_global *)ss_dataplane_px(dp))->key_slots[slot].epoch, 1);
 }
 
 bool ss_px_stale_maybe(struct ss_dataplane *dp, uint32_t slot)
@@ -516,7 +513,7 @@ void ss_px_stale_mark(struct ss_dataplane *dp, uint32_t slot, bool maybe)
 
 _Atomic uint32_t *ss_px_writes_in_flight(struct ss_dataplane *dp, uint32_t slot)
 {
-    return &((struct px_global *)ss_dataplane_px(dp))->writes_in_flight[slot];
+    return &((struct px_global *)ss_dataplane_px(dp))->key_slots[slot].writes_in_flight;
 }
 
 /* May a fetched value of vlen bytes be kept locally? (admission policy) */
