@@ -260,6 +260,9 @@ def test_a_copy_goes_to_flash_on_its_second_request(tmp_path: Path, origin: Orig
     assert refetched == {"s0.bin": 1, "s1.bin": 0, "s2.bin": 1, "large.bin": 0}, refetched
 
 
+CHURN = 2000
+
+
 def test_a_slow_reader_of_a_dram_only_copy_gets_its_whole_body(tmp_path: Path,
                                                              origin: Origin) -> None:
     """A copy kept in DRAM only has no other copy: a client that reads its miss slowly
@@ -268,7 +271,11 @@ def test_a_slow_reader_of_a_dram_only_copy_gets_its_whole_body(tmp_path: Path,
     body = os.urandom(40_000)  # under 16MiB/256: kept in DRAM only; sent by reference
     (origin.www / "slow.bin").write_bytes(body)
     (origin.www / "churn").mkdir()
-    for i in range(600):  # 24 MB of other misses through a 16 MiB tier
+    # Each DRAM-tier stripe evicts its own least recent items, so the churn
+    # must still reach this copy's stripe once the 16 MiB tier is full: 80 MB
+    # of misses put about 6 items in each of 256 stripes after that (with
+    # 600, about 1, and 1 run in 5 kept the copy).
+    for i in range(CHURN):
         (origin.www / "churn" / f"{i}.bin").write_bytes(os.urandom(40_000))
     spec = {"name": "web", "kind": "http", "origin": origin.url, "default_ttl": "3600s"}
     srv, port = start_objects(objects_config(tmp_path, hot_tier="16MiB",
@@ -280,7 +287,7 @@ def test_a_slow_reader_of_a_dram_only_copy_gets_its_whole_body(tmp_path: Path,
             first = s.recv(100)
             assert first.startswith(b"HTTP/1.1 200"), first
             time.sleep(0.3)  # past the tier's 100 ms guard for DRAM-only items
-            for i in range(600):
+            for i in range(CHURN):
                 assert request(port, "GET", f"/web/churn/{i}.bin")[0] == 200
             data = first
             while len(data) < len(body) + 100:
