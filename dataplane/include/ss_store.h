@@ -127,9 +127,6 @@ struct ss_store_thread {
     struct ss_read *use_read;
     /* Appended (ss_store_value_hold): the DRAM item t->value lies in, if any. */
     struct ss_hot_item *value_hot;
-    /* Appended (ss_store_write_over): the withdrawn copy the write in
-     * progress may rewrite without finding its key again; NULL otherwise. */
-    struct ss_hot_item *write_over;
 };
 
 /*
@@ -348,9 +345,9 @@ int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey,
                       struct ss_value_hold **held);
 
 /*
- * ss_store_write with SS_WRITE_DRAM_ONLY (lock held) over a copy withdrawn
- * with a reference (held, may be NULL): if it is still the key's copy, it is
- * rewritten without a second walk of the key's hash chain; if it is not
+ * ss_store_write with SS_WRITE_DRAM_ONLY (lock held) over the key's copy
+ * withdrawn with a reference (held, may be NULL): if the table still has
+ * it, it is rewritten without a second walk of the key's hash chain; if not
  * (removed, replaced or evicted meanwhile), the write is an ordinary one.
  * The reference stays the caller's.
  */

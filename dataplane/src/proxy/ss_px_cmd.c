@@ -45,15 +45,15 @@ static inline struct px_worker *pxw(struct ss_worker *w)
 /* The write being executed found a local copy to drop: only then does a set
  * keep its value (or with write_allocate). Else it costs only its forward. */
 static __thread bool write_had_copy;
-/* The copy it withdrew, if kept in DRAM only, with a reference: the op of a
- * set takes it (op_keep), for post_write to rewrite it without a second
- * lookup; a command that does not is done with it in ss_px_execute. */
+/* The copy a set-like write withdrew, with a reference: its op takes it
+ * (ss_px_op_keep), for post_write to rewrite it without a second lookup; a
+ * command that does not is done with it in ss_px_execute. */
 static __thread struct ss_value_hold *write_held_copy;
 
 /* Drop key's local copy (a fill in flight for it is then not kept either).
  * Returns whether there was one: an index delete is paid only then. A copy
  * kept in DRAM only is withdrawn, for post_write to rewrite in place; held,
- * if given, gets a reference to it. */
+ * if given, gets a reference to it (a fill's copy then becomes DRAM-only). */
 bool ss_px_invalidate(struct ss_worker *w, const char *key, size_t nkey,
                       struct ss_value_hold **held)
 {

@@ -19,7 +19,6 @@
  * index entry as it becomes DRAM-only.
  */
 #include <errno.h>
-#include <string.h>
 
 #include "ss_store_internal.h"
 
@@ -33,8 +32,9 @@ int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey,
     /* A device-backed copy (a fill) asked for with a reference becomes a
      * DRAM-only one: its index entry goes, as a remove's would, and its DRAM
      * item stays for the write to rewrite instead of allocating anew. */
-    bool convert = held && hi && !(hi->e.bits & (SS_ITEM_DRAM_ONLY | SS_ITEM_PINNED));
-    if (!hi || (!(hi->e.bits & SS_ITEM_DRAM_ONLY) && !convert))
+    bool dram_only = hi && (hi->e.bits & SS_ITEM_DRAM_ONLY);
+    bool convert = held && hi && !dram_only && !(hi->e.bits & SS_ITEM_PINNED);
+    if (!dram_only && !convert)
         return ss_remove_found(t, key, nkey, hi);
     ss_copies_stale(t); /* hidden from here on (ss_hot_get), kept for ss_hot_rewrite */
     if (convert)
@@ -45,17 +45,12 @@ int ss_store_withdraw(struct ss_store_thread *t, const void *key, size_t nkey,
     return 0;
 }
 
-/* The copy ss_store_write_over was given, if the table still has it as the
- * key's item: an item stays linked while it is the key's, and the check
- * reads only lines the withdraw brought into the cache. */
-static struct ss_hot_item *held_copy(const struct ss_store_thread *t, const void *key,
-                                     size_t nkey)
+/* The copy held for the write (NULL, or the key's item as withdrawn), if the
+ * table still has it: an item stays the key's while it is linked, so this
+ * reads one line the prefetch brought in and no hash chain. */
+static struct ss_hot_item *still_linked(struct ss_hot_item *held)
 {
-    const struct ss_hot_item *it = t->write_over;
-    if (!it || (it->e.bits & SS_HOT_UNLINKED) || it->hash != t->locked_hash ||
-        it->nkey != nkey || memcmp(it->data, key, nkey) != 0)
-        return NULL;
-    return t->write_over;
+    return held && !(held->e.bits & SS_HOT_UNLINKED) ? held : NULL;
 }
 
 void ss_store_held_prefetch(const struct ss_value_hold *held)
@@ -70,19 +65,21 @@ int ss_store_write_over(struct ss_store_thread *t, struct ss_value_hold *held, c
                         size_t nkey, struct ss_item *it, const struct iovec *iov, int niov,
                         unsigned flags)
 {
-    t->write_over = (struct ss_hot_item *)held;
-    int rc = ss_store_write(t, key, nkey, it, iov, niov, flags | SS_WRITE_DRAM_ONLY);
-    t->write_over = NULL;
-    return rc;
+    size_t n;
+    int64_t now;
+    int rc = ss_write_begin(t, iov, niov, &n, &now);
+    return rc ? rc
+              : ss_write_dram_only(t, key, nkey, it, iov, niov, n, flags | SS_WRITE_DRAM_ONLY,
+                                   now, (struct ss_hot_item *)held);
 }
 
 int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
                        struct ss_item *it, const struct iovec *iov, int niov, size_t n,
-                       unsigned flags, int64_t now)
+                       unsigned flags, int64_t now, struct ss_hot_item *over)
 {
     struct ss_store *st = t->store;
     struct ss_stripe *s = &st->stripes[t->locked_stripe];
-    struct ss_hot_item *old = held_copy(t, key, nkey);
+    struct ss_hot_item *old = still_linked(over);
     uint32_t held = old != NULL;
     if (!old)
         old = ss_hot_lookup(s, t->locked_hash, key, nkey);

@@ -522,21 +522,33 @@ int ss_store_find(struct ss_store_thread *t, const void *key, size_t nkey,
     return 0;
 }
 
+int ss_write_begin(struct ss_store_thread *t, const struct iovec *iov, int niov, size_t *n,
+                   int64_t *now)
+{
+    *n = 0;
+    for (int i = 0; i < niov; i++)
+        *n += iov[i].iov_len;
+    if (*n > t->store->set.item_size_max)
+        return -E2BIG;
+    *now = ss_clock_unix_seconds();
+    apply_due_flush(t->store, *now); /* a write after the due time must survive it */
+    ss_copies_stale(t);
+    return 0;
+}
+
 int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
                    struct ss_item *it, const struct iovec *iov, int niov, unsigned flags)
 {
     struct ss_store *st = t->store;
-    size_t n = 0;
-    for (int i = 0; i < niov; i++)
-        n += iov[i].iov_len;
-    if (n > st->set.item_size_max)
-        return -E2BIG;
-    int64_t now = ss_clock_unix_seconds();
-    apply_due_flush(st, now); /* a write after the due time must survive it */
-    ss_copies_stale(t);
+    size_t n;
+    int64_t now;
+    int rc = ss_write_begin(t, iov, niov, &n, &now);
+    if (rc)
+        return rc;
     bool pin = flags & SS_WRITE_PINNED;
     if (flags & SS_WRITE_DRAM_ONLY)
-        return pin ? -EINVAL : ss_write_dram_only(t, key, nkey, it, iov, niov, n, flags, now);
+        return pin ? -EINVAL
+                   : ss_write_dram_only(t, key, nkey, it, iov, niov, n, flags, now, NULL);
     /* The entry this write replaces, if pinned: its bytes are freed once
      * the write lands (and count as freed against the pinned limit). No
      * key is pinned while the store pins nothing, so a cache never looks. */
@@ -548,7 +560,7 @@ int ss_store_write(struct ss_store_thread *t, const void *key, size_t nkey,
     uint32_t crc = ss_record_crc(key, nkey, e.flags, e.nbytes, iov, niov);
     struct ss_append how = {.pinned = pin,
                             .freed = old_pinned ? ss_record_size(nkey, old.nbytes) : 0};
-    int rc = ss_log_append(t, key, nkey, &e, crc, iov, niov, &how);
+    rc = ss_log_append(t, key, nkey, &e, crc, iov, niov, &how);
     if (rc)
         return rc == -E2BIG || rc == -ENOSPC ? rc : (rc == -ESTALE ? -EAGAIN : -EIO);
     /* Waiting without the lock, the old record may have been copied

@@ -370,15 +370,20 @@ static inline int ss_write_done(struct ss_store_thread *t, struct ss_item *it,
     return 0;
 }
 
+/* ss_store.c: what every write does first: the value's length *n (-E2BIG
+ * past item_size_max), the time *now, a due flush_all applied. */
+int ss_write_begin(struct ss_store_thread *t, const struct iovec *iov, int niov, size_t *n,
+                   int64_t *now);
 /* ss_store.c: ss_store_remove of the key whose DRAM item (or NULL) is hi. */
 int ss_remove_found(struct ss_store_thread *t, const void *key, size_t nkey,
                     struct ss_hot_item *hi);
 
 /* ss_dram_only.c: ss_store_write with SS_WRITE_DRAM_ONLY (lock held; n is
- * the value's length, already checked against item_size_max). */
+ * the value's length, already checked against item_size_max), over the
+ * key's withdrawn copy when ss_store_write_over holds one (else NULL). */
 int ss_write_dram_only(struct ss_store_thread *t, const void *key, size_t nkey,
                        struct ss_item *it, const struct iovec *iov, int niov, size_t n,
-                       unsigned flags, int64_t now);
+                       unsigned flags, int64_t now, struct ss_hot_item *over);
 
 /* Copies outside the store (ss_store_copy_token): an item of the locked
  * stripe is about to change. */
