@@ -100,7 +100,9 @@ def test_sighup_adds_a_backend_and_refuses_a_bad_file(
         # Three back ends, same client connection.
         write_proxy_config(tmp_path, port, mcs)
         app.proc.send_signal(signal.SIGHUP)
-        log = wait_log(app, "reloaded ")
+        wait_log(app, "reloaded ")
+        # The reload's change lines are logged after its summary line.
+        log = wait_log(app, "back end mc3 ")
         assert "back end mc3 " in log and " added" in log
         after = owners(path, keys)
         moved = [k for k in keys if after[k] == "mc3"]
