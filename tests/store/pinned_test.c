@@ -21,6 +21,7 @@
 void scenario_crash(const char *dir);  /* pinned_crash.c */
 void scenario_reader(const char *dir); /* pinned_crash.c */
 void scenario_dram_only(const char *dir); /* dram_only.c */
+void scenario_fill_join(const char *dir); /* fill_join.c */
 
 /* Pinned keys survive many turns of the ring while unpinned ones churn
  * through it and are evicted as before. */
@@ -322,7 +323,7 @@ static const struct {
     {"enospc", scenario_enospc}, {"reopen", scenario_reopen},
     {"crash", scenario_crash},   {"reader", scenario_reader},
     {"shrink", scenario_shrink}, {"grow", scenario_grow},
-    {"dram_only", scenario_dram_only},
+    {"dram_only", scenario_dram_only}, {"fill_join", scenario_fill_join},
 };
 
 int main(int argc, char **argv)

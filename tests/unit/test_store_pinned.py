@@ -37,6 +37,9 @@ SCENARIOS = {
     # tests/store/dram_only.c: proxy mode's copies of values written through it
     "dram_only": "DRAM-only writes: no index entry, rewritten in place after a withdraw, "
                  "never an older device copy after eviction or a restart",
+    # tests/store/fill_join.c: the objects plane's table of fetches in progress
+    "fill_join": "concurrent misses join one fetch; a miss that looked before a fetch ended "
+                 "looks again instead of fetching twice",
 }
 
 
@@ -50,8 +53,10 @@ def load_build() -> ModuleType:
 
 
 def sources(src: Path) -> list[Path]:
-    """The store's files and what they call: the file device, hashes, buffers."""
+    """The store's files and what they call: the file device, hashes, buffers; and the
+    objects plane's fill table, with the HTTP field parsers its freshness rules use."""
     return sorted([*(src / "store").glob("*.c"), src / "device" / "ss_device_file.c",
+                   src / "obj" / "ss_obj_fill.c", *(src / "http").glob("*.c"),
                    src / "common" / "ss_buf.c", src / "common" / "ss_hash.c",
                    src / "common" / "ss_crc32c.c"])
 

@@ -154,29 +154,39 @@ static int lookup(struct obj_conn *oc, struct obj_meta *m, int *in_dram_only)
     return rc;
 }
 
-/* Join the fetch for this object, or start one. 0, or -errno. */
-static int join_fill(struct obj_conn *oc, const struct obj_meta *stale)
+/* Join the fetch for this object, or start one. 0, -EAGAIN (a fetch ended
+ * since `ended_seen`: look at the store again) or -ENOMEM. */
+static int join_fill(struct obj_conn *oc, const unsigned char *mkey, const struct obj_meta *stale,
+                     int64_t ended_seen)
 {
     struct ss_obj *o = obj_of(oc);
-    unsigned char mkey[OBJ_META_KEY_LEN];
-    obj_meta_key(oc->name, oc->key_off - 1, oc->name + oc->key_off,
-                 oc->name_len - oc->key_off, mkey);
-    struct obj_fill *f = obj_fill_find(o, mkey);
-    if (f) {
-        atomic_fetch_add_explicit(&oc->b->stats.collapsed_fetches, 1, memory_order_relaxed);
-    } else {
-        f = obj_fill_new(o, oc->b, mkey);
-        if (!f)
-            return -ENOMEM;
+    int started, err;
+    struct obj_fill *f = obj_fill_join(o, oc->b, mkey, ended_seen, &started, &err);
+    if (!f)
+        return err;
+    if (started)
         /* The fetch keeps its own reference; a failure to start shows in f. */
         obj_origin_fetch(oc->ow, f, oc->name + oc->key_off, oc->name_len - oc->key_off, stale);
-    }
+    else
+        atomic_fetch_add_explicit(&oc->b->stats.collapsed_fetches, 1, memory_order_relaxed);
     oc->fill = f;
     return 0;
 }
 
-int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req)
+/* Looks at the store before a miss joins a fetch: a fetch ending between
+ * the look and the join sends the request back to look again, this many
+ * times at most (each one means another fetch in the slot ended meanwhile). */
+#define OBJ_LOOKS_MAX 4
+/* The last look joins or starts a fetch whatever ended meanwhile: should a
+ * fetch of this very object end just then, that makes a second fetch. */
+#define JOIN_ANYWAY ((int64_t)-1)
+
+/* One look at the store, and the answer or the join that follows. -EAGAIN:
+ * nothing done yet, look again. */
+static int cached_get_once(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req,
+                           const unsigned char *mkey, int last_look)
 {
+    int64_t ended_seen = last_look ? JOIN_ANYWAY : (int64_t)obj_fill_ended(obj_of(oc), mkey);
     struct obj_meta m;
     int64_t now = ss_clock_unix_seconds();
     int in_dram_only = 0;
@@ -195,17 +205,28 @@ int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_
     oc->have_stale = rc == 0;
     if (oc->have_stale && stale_while_revalidate(&m, now)) {
         /* Served stale now; the revalidation runs for the next request. */
-        atomic_fetch_add_explicit(&bs->hits, 1, memory_order_relaxed);
-        if (join_fill(oc, &m) == 0) {
+        int joined = join_fill(oc, mkey, &m, ended_seen);
+        if (joined == -EAGAIN)
+            return -EAGAIN; /* the next look releases the copy held */
+        if (joined == 0) {
             obj_fill_put(obj_of(oc), oc->fill);
             oc->fill = NULL;
         }
+        atomic_fetch_add_explicit(&bs->hits, 1, memory_order_relaxed);
         return obj_serve(c, oc, req, &m);
     }
-    atomic_fetch_add_explicit(&bs->misses, 1, memory_order_relaxed);
     if (oc->head_len > sizeof(oc->head)) {
+        atomic_fetch_add_explicit(&bs->misses, 1, memory_order_relaxed);
         obj_error(c, oc, 431, "RequestHeaderSectionTooLarge", "the request head is too large "
                   "to wait for the origin with", 1);
+        return 0;
+    }
+    int joined = join_fill(oc, mkey, oc->have_stale ? &m : NULL, ended_seen);
+    if (joined == -EAGAIN)
+        return -EAGAIN;
+    atomic_fetch_add_explicit(&bs->misses, 1, memory_order_relaxed);
+    if (joined) {
+        obj_error(c, oc, 503, "SlowDown", "out of memory for the fetch; retry", 1);
         return 0;
     }
     /* The head is parsed again when the fetch moves on (req points into the
@@ -217,15 +238,22 @@ int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_
                     !ss_http_header(req, "if-match") && !ss_http_header(req, "if-none-match") &&
                     !ss_http_header(req, "if-modified-since") &&
                     !ss_http_header(req, "if-unmodified-since");
-    if (join_fill(oc, oc->have_stale ? &m : NULL)) {
-        obj_error(c, oc, 503, "SlowDown", "out of memory for the fetch; retry", 1);
-        return 0;
-    }
     oc->phase = OBJ_WAIT_FILL;
     oc->fill_head_sent = 0;
     oc->c = c;
     wait_add(oc->ow, oc);
     return 0;
+}
+
+int obj_cached_get(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req)
+{
+    unsigned char mkey[OBJ_META_KEY_LEN];
+    obj_meta_key(oc->name, oc->key_off - 1, oc->name + oc->key_off,
+                 oc->name_len - oc->key_off, mkey);
+    int rc = -EAGAIN;
+    for (int looks = 1; rc == -EAGAIN; looks++)
+        rc = cached_get_once(c, oc, req, mkey, looks == OBJ_LOOKS_MAX);
+    return rc;
 }
 
 static void drop_fill(struct obj_conn *oc)

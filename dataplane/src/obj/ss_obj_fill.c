@@ -3,8 +3,12 @@
  * object (collapsed misses), and how long an origin's answer stays fresh.
  *
  * The fill table maps an object's metadata key to its fetch in progress.
- * A request for a cached object that is missing or stale looks there first
- * and joins the fetch it finds; only the first request starts one. Waiting
+ * A request for a cached object that is missing or stale joins the fetch it
+ * finds there; only the first request starts one, found or registered under
+ * one lock. A fetch stores its copy before it leaves the table, and each
+ * slot counts the fetches that left it: a request that looked at the store
+ * before such a fetch ended is told to look again, since the copy it missed
+ * may be there now (it would otherwise fetch a second time). Waiting
  * requests do not hold pointers into other workers: each worker looks at
  * the fills its own requests wait for once per loop turn (ss_obj_cached.c),
  * so the fetching worker never touches another worker's connections.
@@ -21,28 +25,49 @@ static unsigned fill_slot(const unsigned char *mkey)
     return mkey[1] % OBJ_FILL_BUCKETS; /* the key is already a digest */
 }
 
-struct obj_fill *obj_fill_find(struct ss_obj *o, const unsigned char *mkey)
+uint32_t obj_fill_ended(struct ss_obj *o, const unsigned char *mkey)
 {
-    pthread_mutex_lock(&o->fill_lock);
+    /* Acquire: the stored copy a fetch wrote before it left the table is
+     * seen by a lookup that reads the count first. */
+    return __atomic_load_n(&o->fills_ended[fill_slot(mkey)], __ATOMIC_ACQUIRE);
+}
+
+static struct obj_fill *find_locked(struct ss_obj *o, const unsigned char *mkey)
+{
     struct obj_fill *f = o->fills[fill_slot(mkey)];
     while (f && memcmp(f->mkey, mkey, OBJ_META_KEY_LEN) != 0)
         f = f->next;
-    if (f)
-        f->refs++;
-    pthread_mutex_unlock(&o->fill_lock);
     return f;
 }
 
-struct obj_fill *obj_fill_new(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey)
+struct obj_fill *obj_fill_join(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey,
+                               int64_t ended_seen, int *started, int *err)
 {
-    struct obj_fill *f = obj_fill_private(o, b, mkey, ss_store_next_cas(o->store));
-    if (!f)
-        return NULL;
-    pthread_mutex_lock(&o->fill_lock);
+    /* Made before the lock is taken, and freed when a fetch is found. */
+    struct obj_fill *mine = obj_fill_private(o, b, mkey, ss_store_next_cas(o->store));
     unsigned slot = fill_slot(mkey);
-    f->next = o->fills[slot];
-    o->fills[slot] = f;
+    *started = 0;
+    *err = 0;
+    pthread_mutex_lock(&o->fill_lock);
+    struct obj_fill *f = find_locked(o, mkey);
+    if (f) {
+        f->refs++;
+    } else if (ended_seen >= 0 && o->fills_ended[slot] != (uint32_t)ended_seen) {
+        /* A fetch ended between the caller's look at the store and now; had
+         * it been this object's, its copy is stored, and a fetch started
+         * here would be a second one. */
+        *err = -EAGAIN;
+    } else if (mine) {
+        mine->next = o->fills[slot];
+        o->fills[slot] = mine;
+        f = mine;
+        mine = NULL;
+        *started = 1;
+    } else {
+        *err = -ENOMEM;
+    }
     pthread_mutex_unlock(&o->fill_lock);
+    free(mine); /* unregistered and holding nothing yet */
     return f;
 }
 
@@ -63,11 +88,14 @@ struct obj_fill *obj_fill_private(struct ss_obj *o, struct obj_bucket *b,
 
 static void unlink_fill(struct ss_obj *o, struct obj_fill *f)
 {
-    struct obj_fill **link = &o->fills[fill_slot(f->mkey)];
+    unsigned slot = fill_slot(f->mkey);
+    struct obj_fill **link = &o->fills[slot];
     while (*link && *link != f)
         link = &(*link)->next;
-    if (*link)
+    if (*link) {
         *link = f->next;
+        __atomic_store_n(&o->fills_ended[slot], o->fills_ended[slot] + 1, __ATOMIC_RELEASE);
+    }
     f->next = NULL;
 }
 

@@ -161,6 +161,9 @@ struct ss_obj {
     struct obj_stream *streams;   /* versions GETs are streaming now */
     pthread_mutex_t fill_lock;
     struct obj_fill *fills[OBJ_FILL_BUCKETS];
+    /* Fetches that left each slot of the table (changed under fill_lock,
+     * read without it): see obj_fill_join. */
+    uint32_t fills_ended[OBJ_FILL_BUCKETS];
 };
 
 /* Chunk reads one worker keeps in flight at most (its ring's size). */
@@ -211,10 +214,17 @@ int obj_meta_decode(const char *val, size_t len, struct obj_meta *m);
 void obj_meta_etag(const struct obj_meta *m, char out[OBJ_ETAG_MAX + 1]);
 
 /* ss_obj_fill.c */
-/* The fill for mkey in progress, with a reference taken (NULL: none). */
-struct obj_fill *obj_fill_find(struct ss_obj *o, const unsigned char *mkey);
-/* A new fill for mkey, registered, with one reference (the caller's). */
-struct obj_fill *obj_fill_new(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey);
+/* A count that changes when a fetch in mkey's slot of the table ends: read
+ * it before looking for the stored copy, and give it to obj_fill_join. */
+uint32_t obj_fill_ended(struct ss_obj *o, const unsigned char *mkey);
+/* The fill for mkey in progress with a reference taken, or a new one
+ * registered (*started = 1) with the caller's reference and the fetch's:
+ * found or made in one step, so concurrent misses start one fetch. NULL
+ * with -EAGAIN in *err when a fetch in the slot ended since `ended_seen`
+ * (it may have stored the object after the caller looked: look again; a
+ * negative ended_seen never refuses); NULL with -ENOMEM when out of memory. */
+struct obj_fill *obj_fill_join(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey,
+                               int64_t ended_seen, int *started, int *err);
 /* The same for one request's write through: not in the table (no GET
  * joins it), its version given (the PUT's chunks). */
 struct obj_fill *obj_fill_private(struct ss_obj *o, struct obj_bucket *b,
