@@ -295,10 +295,21 @@ static void bc_pop_done(struct ss_worker *w, struct px_bconn *bc)
     bc->head = op->next;
     if (!bc->head)
         bc->tail = NULL;
-    /* The copy a set two replies on will rewrite has long left the cache
-     * (withdrawn when the set was sent): its miss overlaps this op's work. */
-    if (bc->head && bc->head->next && bc->head->next->held)
-        ss_store_held_prefetch(bc->head->next->held);
+    /* Queued ops and the copies that sets among them will rewrite have long
+     * left the cache (the copy was withdrawn when the set was sent). Each pop
+     * prefetches the op three on, and what the reply of the op two on will
+     * touch (read from the line the previous pop prefetched): the held copy,
+     * and the first item a get's reply is matched with (its key sits 16
+     * bytes in). So no miss stalls here or in the match. */
+    struct px_op *second = bc->head ? bc->head->next : NULL;
+    if (second) {
+        if (second->held)
+            ss_store_held_prefetch(second->held);
+        if (second->nitems)
+            __builtin_prefetch(second->items);
+        if (second->next)
+            __builtin_prefetch(second->next);
+    }
     bc->nops--;
     pw->outstanding--;
     if (!bc->orphan) {

@@ -147,6 +147,10 @@ struct px_item {
 
 struct px_op {
     struct px_op *next;
+    /* PX_POST_SET: the local copy withdrawn when the write began, with a
+     * reference (ss_store_withdraw), or NULL; ss_px_op_free lets go of it.
+     * Next to `next`: a back end's queue prefetches both in one line. */
+    struct ss_value_hold *held;
     uint8_t kind;        /* enum px_op_kind */
     uint8_t post;        /* what to do locally on success (PX_POST_*) */
     uint8_t one_line;    /* RAW: the reply is exactly one line, so no `mn` is sent */
@@ -172,9 +176,6 @@ struct px_op {
     _Atomic uint32_t *in_flight; /* the key slot's writes_in_flight, held by this op */
     char *lvalue;
     size_t lvlen, lvalue_cap;
-    /* PX_POST_SET: the local copy withdrawn when the write began, with a
-     * reference (ss_store_withdraw), or NULL; ss_px_op_free lets go of it. */
-    struct ss_value_hold *held;
 };
 
 #define PX_POST_NONE 0
