@@ -233,6 +233,7 @@ def measure(t: Target, load: Load, keys: int, args: argparse.Namespace,
     procs = [t.server] + t.backends
     be0 = _be_counters(t.backends)
     cpu0 = [core._proc_cpu_s(p.proc.pid) for p in procs]
+    sw0 = core._proc_switches(t.server.proc.pid)
     busy0 = core._machine_busy_s()
     lg0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
@@ -241,6 +242,7 @@ def measure(t: Target, load: Load, keys: int, args: argparse.Namespace,
         lg1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy1 = core._machine_busy_s()
         cpu1 = [core._proc_cpu_s(p.proc.pid) for p in procs]
+        sw1 = core._proc_switches(t.server.proc.pid)
         if perf:
             core.finish_perf(*perf)
     be1 = _be_counters(t.backends)
@@ -254,13 +256,17 @@ def measure(t: Target, load: Load, keys: int, args: argparse.Namespace,
         "server_us_per_op": 1e6 * used[0] / total if total else None,
         "backends_us_per_op": 1e6 * sum(used[1:]) / total if total and t.backends else None,
         "others_cores": max(0.0, (busy1 - busy0) - sum(used) - lg_cpu) / span,
+        # Sleeps and wake-ups: on a VM each costs several us of CPU, and they,
+        # more than syscalls, set a proxy's CPU per op at depth 1.
+        "switches_per_op": (sw1 - sw0) / total if total else None,
     }
     fwd = be1["cmd_get" if load.op == "get" else "cmd_set"] - be0[
         "cmd_get" if load.op == "get" else "cmd_set"]
     res["forwarded_per_op"] = fwd / total if total and t.backends else None
     print(f"# {load.name:10s} {t.label:17s} #{rep} {res['ops_per_sec']:>10,.0f} "
           f"ops/s p50 {res['p50_us']:.0f}us p99 {res['p99_us']:.0f}us errors {res['errors']} "
-          f"fwd/op {_fmt(res['forwarded_per_op'], '.2f')}",
+          f"fwd/op {_fmt(res['forwarded_per_op'], '.2f')} "
+          f"switches/op {_fmt(res['cpu']['switches_per_op'], '.3f')}",
           file=sys.stderr)
     return {"load": load.name, "op": load.op, "depth": load.depth,
             "conns": load.conns or args.conns, "target": t.label, "rep": rep, "result": res}
@@ -287,6 +293,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "hits": sum(x["hits"] for x in res),
         "server_us_per_op": _med("server_us_per_op"),
         "backends_us_per_op": _med("backends_us_per_op"),
+        "switches_per_op": _med("switches_per_op"),
         "others_cores": max(x["cpu"]["others_cores"] for x in res),
         "forwarded_per_op": statistics.median(fwd) if fwd else None,
         "runs": len(runs),
@@ -489,7 +496,9 @@ def _ratios(aggs: dict[str, dict[str, dict[str, Any]]], workers: int) -> list[di
                   f"{ss['server_us_per_op']:.1f} us, twemproxy {tw['server_us_per_op']:.1f} us: "
                   f"ops per core-second {r['per_core_capacity_vs_twemproxy']:.2f}x twemproxy's "
                   f"(a projection for {workers} free cores: "
-                  f"{workers * r['per_core_capacity_vs_twemproxy']:.2f}x)")
+                  f"{workers * r['per_core_capacity_vs_twemproxy']:.2f}x); context switches "
+                  f"per op SmartSwitch {_fmt(ss.get('switches_per_op'), '.3f')}, twemproxy "
+                  f"{_fmt(tw.get('switches_per_op'), '.3f')}")
         if loc and dr and dr["ops_per_sec"] > 0 and dr["p50_us"] > 0:
             r["hit_tput_vs_direct"] = loc["ops_per_sec"] / dr["ops_per_sec"]
             r["hit_p50_vs_direct"] = loc["p50_us"] / dr["p50_us"]

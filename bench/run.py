@@ -544,6 +544,18 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def _proc_switches(pid: int) -> int:
+    """Context switches (voluntary and not, all live threads) a process has made."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):  # a thread that just ended
+            for line in status.read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name.endswith("ctxt_switches"):  # voluntary_ and nonvoluntary_
+                    total += int(value)
+    return total
+
+
 def _machine_busy_s() -> float:
     """CPU seconds the whole machine has spent not idle, summed over CPUs."""
     with open("/proc/stat") as fh:
