@@ -22,7 +22,6 @@ struct race {
     struct ss_obj *o;
     unsigned char mkey[OBJ_META_KEY_LEN];
     pthread_barrier_t start, done;
-    uint32_t round;
     int started[RACERS];
     struct obj_fill *got[RACERS];
 };
@@ -34,14 +33,15 @@ static void mkey_of(unsigned char *mkey, uint32_t id)
     mkey[1] = (unsigned char)id; /* the slot: the table takes a digest's byte */
 }
 
+struct racer_arg {
+    struct race *r;
+    unsigned me;
+};
+
 static void *racer(void *arg)
 {
-    struct race *r = arg;
-    static _Thread_local unsigned me_plus_one;
-    static unsigned next_id;
-    if (!me_plus_one)
-        me_plus_one = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
-    unsigned me = me_plus_one - 1;
+    struct race *r = ((struct racer_arg *)arg)->r;
+    unsigned me = ((struct racer_arg *)arg)->me;
     for (uint32_t round = 0; round < RACE_ROUNDS; round++) {
         pthread_barrier_wait(&r->start);
         int err;
@@ -106,8 +106,11 @@ void scenario_fill_join(const char *dir)
     pthread_barrier_init(&r.start, NULL, RACERS + 1);
     pthread_barrier_init(&r.done, NULL, RACERS + 1);
     pthread_t th[RACERS];
-    for (unsigned i = 0; i < RACERS; i++)
-        CHECK(pthread_create(&th[i], NULL, racer, &r) == 0, "pthread_create");
+    struct racer_arg args[RACERS];
+    for (unsigned i = 0; i < RACERS; i++) {
+        args[i] = (struct racer_arg){&r, i};
+        CHECK(pthread_create(&th[i], NULL, racer, &args[i]) == 0, "pthread_create");
+    }
     for (uint32_t round = 0; round < RACE_ROUNDS; round++) {
         pthread_barrier_wait(&r.start);
         pthread_barrier_wait(&r.done);
