@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from .helpers import mcproto
 from .helpers.procs import Server, start_appliance, start_memcached, write_config
 
 
@@ -21,6 +22,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture(autouse=True)
+def close_leftover_conns() -> Iterator[None]:
+    """Close the raw connections a test opened and left open (it failed part-way), at its
+    own teardown, so their ResourceWarning cannot fail a later test instead."""
+    before = mcproto.open_conns()
+    yield
+    mcproto.close_opened_since(before)
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 import socket
 import time
+import weakref
 
 DEFAULT_TIMEOUT_S = 10.0
+
+# Connections not closed yet. A test that fails part-way leaves its own open,
+# and the socket's ResourceWarning (an error under filterwarnings) would then
+# fail whichever later test the garbage collector happens to run in:
+# close_opened_since closes them at the failing test's own teardown.
+_open: "weakref.WeakSet[RawConn]" = weakref.WeakSet()
 
 
 class ReplyTimeout(AssertionError):
@@ -18,6 +25,17 @@ class ReplyTimeout(AssertionError):
 
 class Closed(AssertionError):
     """The server closed the connection before completing a reply."""
+
+
+def open_conns() -> set[RawConn]:
+    """The connections open now."""
+    return set(_open)
+
+
+def close_opened_since(before: set[RawConn]) -> None:
+    """Close every connection opened after `before` was taken and still open."""
+    for conn in open_conns() - before:
+        conn.close()
 
 
 class RawConn:
@@ -35,9 +53,11 @@ class RawConn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.eof = False
+        _open.add(self)
 
     def close(self) -> None:
         self.sock.close()
+        _open.discard(self)
 
     def __enter__(self) -> "RawConn":
         return self
