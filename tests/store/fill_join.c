@@ -38,6 +38,17 @@ struct racer_arg {
     unsigned me;
 };
 
+/* obj_fill_join's answer as the fill (NULL on an error), *started and *err. */
+static struct obj_fill *join(struct ss_obj *o, const unsigned char *mkey, const uint32_t *seen,
+                             int *started, int *err)
+{
+    struct obj_fill *f;
+    bool s;
+    *err = obj_fill_join(o, NULL, mkey, seen, &f, &s);
+    *started = s;
+    return *err ? NULL : f;
+}
+
 static void *racer(void *arg)
 {
     struct race *r = ((struct racer_arg *)arg)->r;
@@ -45,8 +56,8 @@ static void *racer(void *arg)
     for (uint32_t round = 0; round < RACE_ROUNDS; round++) {
         pthread_barrier_wait(&r->start);
         int err;
-        r->got[me] = obj_fill_join(r->o, NULL, r->mkey, obj_fill_ended(r->o, r->mkey),
-                                   &r->started[me], &err);
+        uint32_t seen = obj_fill_ended(r->o, r->mkey);
+        r->got[me] = join(r->o, r->mkey, &seen, &r->started[me], &err);
         CHECK(r->got[me] || err == -EAGAIN, "racer %u round %u: err %d", me, round, err);
         pthread_barrier_wait(&r->done);
         pthread_barrier_wait(&r->start); /* the checker looked */
@@ -70,26 +81,27 @@ void scenario_fill_join(const char *dir)
     mkey_of(b, 7 + OBJ_FILL_BUCKETS); /* the same slot, another object */
     uint32_t seen = obj_fill_ended(o, a);
     int started, err;
-    struct obj_fill *f = obj_fill_join(o, NULL, a, seen, &started, &err);
+    struct obj_fill *f = join(o, a, &seen, &started, &err);
     CHECK(f && started == 1 && err == 0, "first miss: f %p started %d err %d", (void *)f,
           started, err);
-    struct obj_fill *g = obj_fill_join(o, NULL, a, seen, &started, &err);
+    struct obj_fill *g = join(o, a, &seen, &started, &err);
     CHECK(g == f && started == 0, "second miss did not join: %p started %d", (void *)g, started);
     obj_fill_put(o, g);
     obj_fill_set(o, f, FILL_DONE, 200); /* the fetch ends: its copy is stored */
     CHECK(obj_fill_ended(o, a) != seen, "the slot's count did not move");
-    g = obj_fill_join(o, NULL, a, seen, &started, &err);
+    g = join(o, a, &seen, &started, &err);
     CHECK(!g && err == -EAGAIN, "a miss that looked before the end: %p err %d", (void *)g, err);
-    g = obj_fill_join(o, NULL, b, seen, &started, &err);
+    g = join(o, b, &seen, &started, &err);
     CHECK(!g && err == -EAGAIN, "another object of the slot: %p err %d", (void *)g, err);
-    g = obj_fill_join(o, NULL, a, obj_fill_ended(o, a), &started, &err);
+    uint32_t seen_now = obj_fill_ended(o, a);
+    g = join(o, a, &seen_now, &started, &err);
     CHECK(g && g != f && started == 1, "a miss after the end starts its own: started %d",
           started);
-    struct obj_fill *h = obj_fill_join(o, NULL, a, -1, &started, &err);
+    struct obj_fill *h = join(o, a, NULL, &started, &err);
     CHECK(h == g && started == 0, "a join that never refuses did not join");
     obj_fill_put(o, h);
     obj_fill_set(o, g, FILL_FAILED, 502);
-    h = obj_fill_join(o, NULL, a, -1, &started, &err);
+    h = join(o, a, NULL, &started, &err);
     CHECK(h && started == 1, "a join that never refuses was refused (err %d)", err);
     obj_fill_set(o, h, FILL_FAILED, 502);
     obj_fill_put(o, h);

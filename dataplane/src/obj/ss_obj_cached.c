@@ -155,15 +155,15 @@ static int lookup(struct obj_conn *oc, struct obj_meta *m, int *in_dram_only)
 }
 
 /* Join the fetch for this object, or start one. 0, -EAGAIN (a fetch ended
- * since `ended_seen`: look at the store again) or -ENOMEM. */
+ * since *ended_seen: look at the store again) or -ENOMEM. */
 static int join_fill(struct obj_conn *oc, const unsigned char *mkey, const struct obj_meta *stale,
-                     int64_t ended_seen)
+                     const uint32_t *ended_seen)
 {
-    struct ss_obj *o = obj_of(oc);
-    int started, err;
-    struct obj_fill *f = obj_fill_join(o, oc->b, mkey, ended_seen, &started, &err);
-    if (!f)
-        return err;
+    struct obj_fill *f;
+    bool started;
+    int rc = obj_fill_join(obj_of(oc), oc->b, mkey, ended_seen, &f, &started);
+    if (rc)
+        return rc;
     if (started)
         /* The fetch keeps its own reference; a failure to start shows in f. */
         obj_origin_fetch(oc->ow, f, oc->name + oc->key_off, oc->name_len - oc->key_off, stale);
@@ -175,18 +175,18 @@ static int join_fill(struct obj_conn *oc, const unsigned char *mkey, const struc
 
 /* Looks at the store before a miss joins a fetch: a fetch ending between
  * the look and the join sends the request back to look again, this many
- * times at most (each one means another fetch in the slot ended meanwhile). */
-#define OBJ_LOOKS_MAX 4
-/* The last look joins or starts a fetch whatever ended meanwhile: should a
+ * times at most (each one means another fetch in the slot ended meanwhile).
+ * The last look joins or starts a fetch whatever ended meanwhile: should a
  * fetch of this very object end just then, that makes a second fetch. */
-#define JOIN_ANYWAY ((int64_t)-1)
+#define OBJ_LOOKS_MAX 4
 
 /* One look at the store, and the answer or the join that follows. -EAGAIN:
  * nothing done yet, look again. */
 static int cached_get_once(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_req *req,
                            const unsigned char *mkey, int last_look)
 {
-    int64_t ended_seen = last_look ? JOIN_ANYWAY : (int64_t)obj_fill_ended(obj_of(oc), mkey);
+    uint32_t ended = obj_fill_ended(obj_of(oc), mkey);
+    const uint32_t *ended_seen = last_look ? NULL : &ended;
     struct obj_meta m;
     int64_t now = ss_clock_unix_seconds();
     int in_dram_only = 0;

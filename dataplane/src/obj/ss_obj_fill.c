@@ -40,35 +40,32 @@ static struct obj_fill *find_locked(struct ss_obj *o, const unsigned char *mkey)
     return f;
 }
 
-struct obj_fill *obj_fill_join(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey,
-                               int64_t ended_seen, int *started, int *err)
+int obj_fill_join(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey,
+                  const uint32_t *ended_seen, struct obj_fill **fill, bool *started)
 {
-    /* Made before the lock is taken, and freed when a fetch is found. */
-    struct obj_fill *mine = obj_fill_private(o, b, mkey, ss_store_next_cas(o->store));
     unsigned slot = fill_slot(mkey);
-    *started = 0;
-    *err = 0;
+    int rc = 0;
+    *started = false;
     pthread_mutex_lock(&o->fill_lock);
     struct obj_fill *f = find_locked(o, mkey);
     if (f) {
         f->refs++;
-    } else if (ended_seen >= 0 && o->fills_ended[slot] != (uint32_t)ended_seen) {
+    } else if (ended_seen && o->fills_ended[slot] != *ended_seen) {
         /* A fetch ended between the caller's look at the store and now; had
          * it been this object's, its copy is stored, and a fetch started
          * here would be a second one. */
-        *err = -EAGAIN;
-    } else if (mine) {
-        mine->next = o->fills[slot];
-        o->fills[slot] = mine;
-        f = mine;
-        mine = NULL;
-        *started = 1;
+        rc = -EAGAIN;
+    } else if ((f = obj_fill_private(o, b, mkey, ss_store_next_cas(o->store)))) {
+        /* Made under the lock: only the one miss that starts a fetch pays. */
+        f->next = o->fills[slot];
+        o->fills[slot] = f;
+        *started = true;
     } else {
-        *err = -ENOMEM;
+        rc = -ENOMEM;
     }
     pthread_mutex_unlock(&o->fill_lock);
-    free(mine); /* unregistered and holding nothing yet */
-    return f;
+    *fill = f;
+    return rc;
 }
 
 struct obj_fill *obj_fill_private(struct ss_obj *o, struct obj_bucket *b,

@@ -217,14 +217,14 @@ void obj_meta_etag(const struct obj_meta *m, char out[OBJ_ETAG_MAX + 1]);
 /* A count that changes when a fetch in mkey's slot of the table ends: read
  * it before looking for the stored copy, and give it to obj_fill_join. */
 uint32_t obj_fill_ended(struct ss_obj *o, const unsigned char *mkey);
-/* The fill for mkey in progress with a reference taken, or a new one
- * registered (*started = 1) with the caller's reference and the fetch's:
- * found or made in one step, so concurrent misses start one fetch. NULL
- * with -EAGAIN in *err when a fetch in the slot ended since `ended_seen`
- * (it may have stored the object after the caller looked: look again; a
- * negative ended_seen never refuses); NULL with -ENOMEM when out of memory. */
-struct obj_fill *obj_fill_join(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey,
-                               int64_t ended_seen, int *started, int *err);
+/* Into *fill, the fill for mkey in progress with a reference taken, or a
+ * new one registered (*started) with the caller's reference and the
+ * fetch's: found or made in one step, so concurrent misses start one fetch.
+ * 0; -EAGAIN when a fetch in the slot ended since *ended_seen (it may have
+ * stored the object after the caller looked: look again; NULL ended_seen
+ * never refuses); -ENOMEM. */
+int obj_fill_join(struct ss_obj *o, struct obj_bucket *b, const unsigned char *mkey,
+                  const uint32_t *ended_seen, struct obj_fill **fill, bool *started);
 /* The same for one request's write through: not in the table (no GET
  * joins it), its version given (the PUT's chunks). */
 struct obj_fill *obj_fill_private(struct ss_obj *o, struct obj_bucket *b,
