@@ -40,6 +40,9 @@ SCENARIOS = {
     # tests/store/fill_join.c: the objects plane's table of fetches in progress
     "fill_join": "concurrent misses join one fetch; a miss that looked before a fetch ended "
                  "looks again instead of fetching twice",
+    # tests/store/lost_roll.c: a crash after a roll whose new generation was never persisted
+    "lost_roll": "after a roll the log's state lost, the repair drops the entries of the "
+                 "segment's older use that no reclaim walk could reach",
 }
 
 
@@ -94,7 +97,8 @@ def takes_o_direct(directory: Path) -> bool:
 
 # Also with O_DIRECT, where the device takes whole aligned blocks only: the scenarios that
 # reopen a head part-way (a restart, a crash) and write after its last record.
-CASES = [(name, False) for name in sorted(SCENARIOS)] + [("crash", True), ("reopen", True)]
+CASES = [(name, False) for name in sorted(SCENARIOS)] + [("crash", True), ("reopen", True),
+                                                         ("lost_roll", True)]
 
 
 @pytest.fixture
