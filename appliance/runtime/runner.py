@@ -18,8 +18,10 @@ device kind's driver), provisioning (appliance.runtime.offline).
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
+import sys
 import threading
 import time
 import types
@@ -189,6 +191,10 @@ def _install_signals(sup: Supervisor) -> dict[int, Any]:
     for signum, handler in ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop),
                             (signal.SIGHUP, on_hup)):
         previous[signum] = signal.signal(signum, handler)
+    # SIGUSR1 writes every thread's Python stack to stderr (the log), from C:
+    # it works even when the main thread is stuck and SIGTERM cannot be
+    # handled, which is when an operator (or a test that timed out) needs it.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     return previous
 
 
@@ -272,6 +278,8 @@ def run(config: Config) -> int:
         log.removeHandler(events)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if previous:
+            faulthandler.unregister(signal.SIGUSR1)
 
 
 def _start_console(config: Config, control: Control) -> Any:

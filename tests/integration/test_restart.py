@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -71,3 +73,24 @@ def test_clean_restart_keeps_every_item(tmp_path: Path,
     assert not missing and not wrong, (
         f"after a clean restart: {len(missing)} items missing (first {missing[:10]}), "
         f"{len(wrong)} with a wrong value or flags (first {wrong[:10]})")
+
+
+def test_sigusr1_writes_every_threads_stack_and_the_appliance_serves_on(
+        tmp_path: Path, appliance_factory: ApplianceFactory) -> None:
+    """What an operator (or a test whose SIGTERM timed out) sends a process that seems stuck."""
+    srv = appliance_factory()
+    before = srv.log_path.read_bytes()
+    os.kill(srv.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    dump = b""
+    while time.monotonic() < deadline and b"ss-worker-0" not in dump:
+        time.sleep(0.05)
+        dump = srv.log_path.read_bytes()[len(before):]
+    text = dump.decode("utf-8", "replace")
+    # faulthandler names each Python thread by ident; the main thread waits in serve(),
+    # each worker sits in run_worker (in C, the GIL released).
+    assert "Thread 0x" in text and "in serve" in text and "in run_worker" in text, text
+    with RawConn(srv.addr, timeout=5) as c:
+        assert c.set(b"after-usr1", b"ok") == b"STORED\r\n"
+        assert c.get(b"after-usr1") == b"ok"
+    assert srv.terminate() == 0, srv.log()

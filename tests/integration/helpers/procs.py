@@ -96,6 +96,10 @@ class Server:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                if self.name == "appliance":
+                    # Its SIGUSR1 handler writes every thread's stack to the log.
+                    self.proc.send_signal(signal.SIGUSR1)
+                    time.sleep(1.0)
                 self.proc.kill()
                 self.proc.wait(10)
                 raise AssertionError(
