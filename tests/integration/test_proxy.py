@@ -475,10 +475,13 @@ def test_reload_lets_requests_to_a_removed_backend_finish(tmp_path: Path,
 def test_backend_counters_survive_a_reload(tmp_path: Path, pool: list[Server], proxy: Server,
                                            client: Conn) -> None:
     """A reload builds a new routing table; the back ends it keeps keep their counts."""
-    for i in range(40):
+    # The ring hashes the back ends' addresses, whose ports differ from run to run, so
+    # which of the three owns a key does too: 200 keys leave none of them without one
+    # (40 once gave mc0 and mc1 only 19 between them, below a sum this test used to ask).
+    for i in range(200):
         assert client.set(b"count-%d" % i, b"v") == b"STORED"
     before = {n: int(client.stats()[f"backend:{n}:requests"]) for n in ("mc0", "mc1")}
-    assert sum(before.values()) >= 20, before
+    assert all(count > 0 for count in before.values()), before
     write_proxy_config(tmp_path, pool[:2])
     os.kill(proxy.pid, signal.SIGHUP)
     deadline = time.monotonic() + 10
