@@ -58,12 +58,19 @@ static bool *unwalkable_segments(struct ss_store_thread *t)
     return flag;
 }
 
+/* An unpinned entry of a segment flagged in unwalkable (may be NULL). */
+static bool unreachable(const struct ss_log *log, const bool *unwalkable,
+                        const struct ss_index_entry *e)
+{
+    return unwalkable && e->segment < log->nsegments && unwalkable[e->segment] &&
+           !(e->bits & SS_ITEM_PINNED);
+}
+
 /*
  * Walk the index and check each entry's record. Failures are counted and,
  * when doomed is given, their keys appended to it as [nkey][key]; an
- * unpinned entry of a segment flagged in unwalkable (may be NULL) fails
- * too. Returns the number that failed or -errno; *checked gets the number
- * examined.
+ * unreachable one fails too. Returns the number that failed or -errno;
+ * *checked gets the number examined.
  */
 static long verify_entries(struct ss_store_thread *t, uint64_t *checked,
                            struct ss_buf *doomed, const bool *unwalkable)
@@ -85,9 +92,7 @@ static long verify_entries(struct ss_store_thread *t, uint64_t *checked,
          rc = ss_index_cursor_next(cur, &it)) {
         (*checked)++;
         bool bad = !it.valid || it.nkey == 0 || it.nkey > SS_KEY_MAX_LENGTH ||
-                   (unwalkable && it.e.segment < t->store->log.nsegments &&
-                    unwalkable[it.e.segment] && !(it.e.bits & SS_ITEM_PINNED) &&
-                    it.e.seg_gen == t->store->log.gens[it.e.segment]) ||
+                   unreachable(&t->store->log, unwalkable, &it.e) ||
                    ss_log_read(t, it.key, it.nkey, &it.e) != 0;
         if (!bad)
             continue;
