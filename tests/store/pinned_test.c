@@ -23,6 +23,7 @@ void scenario_reader(const char *dir); /* pinned_crash.c */
 void scenario_dram_only(const char *dir); /* dram_only.c */
 void scenario_fill_join(const char *dir); /* fill_join.c */
 void scenario_lost_roll(const char *dir); /* lost_roll.c */
+void scenario_overtaken_put(const char *dir); /* overtaken_put.c */
 
 /* Pinned keys survive many turns of the ring while unpinned ones churn
  * through it and are evicted as before. */
@@ -325,7 +326,7 @@ static const struct {
     {"crash", scenario_crash},   {"reader", scenario_reader},
     {"shrink", scenario_shrink}, {"grow", scenario_grow},
     {"dram_only", scenario_dram_only}, {"fill_join", scenario_fill_join},
-    {"lost_roll", scenario_lost_roll},
+    {"lost_roll", scenario_lost_roll}, {"overtaken_put", scenario_overtaken_put},
 };
 
 int main(int argc, char **argv)

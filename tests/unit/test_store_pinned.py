@@ -43,6 +43,9 @@ SCENARIOS = {
     # tests/store/lost_roll.c: a crash after a roll whose new generation was never persisted
     "lost_roll": "after a roll the log's state lost, the repair drops the entries of the "
                  "segment's older use that no reclaim walk could reach",
+    # tests/store/overtaken_put.c: the ring turns while a write's entry waits to be committed
+    "overtaken_put": "an entry committed after its segment was reused is dropped, "
+                     "not left stale in the index",
 }
 
 

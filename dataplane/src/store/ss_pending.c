@@ -193,6 +193,57 @@ static int commit_batch(struct ss_store *st, unsigned *ops)
     return ss_index_commit(txn);
 }
 
+/*
+ * A put whose segment use was reopened while it waited for its batch names a
+ * record that is gone, and the reclaim of that use (ss_log_writer.c:
+ * delete_reclaimed) could not delete it, since it was not in the index yet:
+ * it would stay there for good, read as a miss each time and counted by
+ * verify-index. So once a batch is in, look under the log lock for its puts
+ * of uses reopened (or segments shrunk away) since, and delete each where
+ * the index still names that very record. A use reopened after this look is
+ * reclaimed from an index that has the put already, so none is missed. Pinned records are copied
+ * forward, and their pending entries moved, before their use is reopened
+ * (ss_copy_forward.c), and the reclaim leaves pinned entries alone too.
+ */
+static void drop_overtaken(struct ss_store *st)
+{
+    struct ss_log *log = &st->log;
+    unsigned overtaken = 0;
+    pthread_mutex_lock(&log->lock);
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        struct ss_pend_map *m = &st->stripes[i].committing;
+        for (uint32_t b = 0; b < m->nbuckets && m->count; b++)
+            for (struct ss_pend *p = m->buckets[b]; p; p = p->next) {
+                p->overtaken = !p->held && p->op == SS_PEND_PUT &&
+                               !(p->e.bits & SS_ITEM_PINNED) &&
+                               (p->e.segment >= log->nsegments || /* shrunk away */
+                                p->e.seg_gen != log->gens[p->e.segment]);
+                overtaken += p->overtaken;
+            }
+    }
+    pthread_mutex_unlock(&log->lock);
+    if (!overtaken)
+        return;
+    struct ss_index_txn *txn;
+    if (ss_index_begin(st->index, true, &txn)) {
+        st->commit_errors++; /* a lookup drops them instead, one by one */
+        return;
+    }
+    for (unsigned i = 0; i < SS_STRIPES; i++) {
+        struct ss_pend_map *m = &st->stripes[i].committing;
+        for (uint32_t b = 0; b < m->nbuckets && m->count; b++)
+            for (struct ss_pend *p = m->buckets[b]; p; p = p->next) {
+                struct ss_index_entry now;
+                if (p->overtaken && ss_index_txn_get(txn, p->key, p->nkey, &now) == 0 &&
+                    now.segment == p->e.segment && now.seg_gen == p->e.seg_gen &&
+                    now.offset == p->e.offset)
+                    ss_index_txn_del(txn, p->key, p->nkey);
+            }
+    }
+    if (ss_index_commit(txn))
+        st->commit_errors++;
+}
+
 /* The batch could not be written: forget its keys everywhere rather than
  * leave an older index entry visible once the batch is dropped. A pinned
  * entry is kept for another batch instead: the store is its record. */
@@ -316,6 +367,8 @@ uint64_t ss_pend_commit_now(struct ss_store *st, bool *failed)
             commit_failed(st);
             if (failed)
                 *failed = true;
+        } else {
+            drop_overtaken(st);
         }
         release_committing(st);
         atomic_fetch_add(&st->commits, 1);

@@ -118,6 +118,8 @@ struct ss_pend {
     /* The last commit left it out: its record was not yet durable (a store
      * with pinned records commits an entry only once its record is). */
     uint8_t held;
+    /* Committed, but its segment use was reopened meanwhile (drop_overtaken). */
+    uint8_t overtaken;
     struct ss_index_entry e;
     char key[];
 };
