@@ -24,6 +24,7 @@ void scenario_dram_only(const char *dir); /* dram_only.c */
 void scenario_fill_join(const char *dir); /* fill_join.c */
 void scenario_lost_roll(const char *dir); /* lost_roll.c */
 void scenario_overtaken_put(const char *dir); /* overtaken_put.c */
+void scenario_flush_snapshot(const char *dir); /* flush_snapshot.c */
 
 /* Pinned keys survive many turns of the ring while unpinned ones churn
  * through it and are evicted as before. */
@@ -327,6 +328,7 @@ static const struct {
     {"shrink", scenario_shrink}, {"grow", scenario_grow},
     {"dram_only", scenario_dram_only}, {"fill_join", scenario_fill_join},
     {"lost_roll", scenario_lost_roll}, {"overtaken_put", scenario_overtaken_put},
+    {"flush_snapshot", scenario_flush_snapshot},
 };
 
 int main(int argc, char **argv)

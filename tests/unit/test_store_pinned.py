@@ -46,6 +46,9 @@ SCENARIOS = {
     # tests/store/overtaken_put.c: the ring turns while a write's entry waits to be committed
     "overtaken_put": "an entry committed after its segment was reused is dropped, "
                      "not left stale in the index",
+    # tests/store/flush_snapshot.c: appends during the open segment's periodic flush
+    "flush_snapshot": "a flush writes its last block as it was when it began, not bytes "
+                      "appended while it writes",
 }
 
 
@@ -101,7 +104,8 @@ def takes_o_direct(directory: Path) -> bool:
 # Also with O_DIRECT, where the device takes whole aligned blocks only: the scenarios that
 # reopen a head part-way (a restart, a crash) and write after its last record.
 CASES = [(name, False) for name in sorted(SCENARIOS)] + [("crash", True), ("reopen", True),
-                                                         ("lost_roll", True)]
+                                                         ("lost_roll", True),
+                                                         ("flush_snapshot", True)]
 
 
 @pytest.fixture

@@ -46,9 +46,7 @@ void ss_log_pad_span(struct ss_store *st, uint32_t from, uint32_t to, uint32_t *
                      uint32_t *wto)
 {
     struct ss_log *log = &st->log;
-    uint32_t a = ss_log_align(st);
-    if (st->dev->write_align > a)
-        a = st->dev->write_align;
+    uint32_t a = ss_log_pad_unit(st);
     *wfrom = from & ~(a - 1);
     *wto = (uint32_t)(((uint64_t)to + a - 1) & ~(uint64_t)(a - 1));
     if (*wto > log->segment_bytes)
@@ -333,11 +331,28 @@ static int flush_head_now(struct ss_store *st, struct ss_counters *ctr)
     struct ss_log *log = &st->log;
     uint32_t seg = log->head, to = log->write_off, wfrom, wto;
     ss_log_pad_span(st, log->flushed_off, to, &wfrom, &wto);
+    /*
+     * Appends go on into buf past `to` while this writes without the lock.
+     * Written from buf, the block holding `to` could catch a record half
+     * appended and a whole one after it; a crash before the next flush
+     * rewrites that block would leave the whole one's entry where no reclaim
+     * walk reaches (it stops at the torn header), stale for good. So that
+     * block is written from a copy taken now, ending at `to`.
+     */
+    uint32_t tail = to & ~(ss_log_pad_unit(st) - 1);
+    if (tail < wfrom)
+        tail = wfrom;
+    if (wto > tail)
+        memcpy(log->flush_tail, log->buf + tail, wto - tail); /* zeros past `to` */
     log->flushing = 1;
     pthread_mutex_unlock(&log->lock);
 
-    int rc = st->dev->ops->write(st->dev, ss_log_seg_off(log, seg) + wfrom, log->buf + wfrom,
-                                 wto - wfrom);
+    uint64_t at = ss_log_seg_off(log, seg);
+    int rc = tail > wfrom ? st->dev->ops->write(st->dev, at + wfrom, log->buf + wfrom,
+                                                tail - wfrom)
+                          : 0;
+    if (!rc && wto > tail)
+        rc = st->dev->ops->write(st->dev, at + tail, log->flush_tail, wto - tail);
 
     pthread_mutex_lock(&log->lock);
     log->flushing = 0;

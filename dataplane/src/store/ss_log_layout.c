@@ -169,6 +169,8 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
     log->order = malloc(n * sizeof(uint32_t));
     log->buf = aligned_alloc(4096, log->segment_bytes);
     log->reclaim_buf = aligned_alloc(4096, log->segment_bytes);
+    uint32_t unit = ss_log_pad_unit(st) < 4096 ? 4096 : ss_log_pad_unit(st);
+    log->flush_tail = aligned_alloc(unit, unit);
     uint32_t depth = SS_LOG_SEALED_BYTES / log->segment_bytes;
     log->sealed_max = depth < 1 ? 1 : depth > SS_LOG_SEALED_MAX ? SS_LOG_SEALED_MAX : depth;
     bool spares = true;
@@ -181,7 +183,7 @@ int ss_log_open(struct ss_store *st, struct ss_counters *ctr, char *err, size_t 
         log->spare_bufs[log->nspare] = b;
     }
     if (!log->gens || !log->persisted_gens || !log->pinned || !log->order || !log->buf ||
-        !log->reclaim_buf || !spares) {
+        !log->reclaim_buf || !log->flush_tail || !spares) {
         snprintf(err, errlen, "out of memory for %u-byte segment buffers", log->segment_bytes);
         return -ENOMEM;
     }
@@ -231,6 +233,7 @@ void ss_log_close(struct ss_store *st)
     free(log->order);
     free(log->buf);
     free(log->reclaim_buf);
+    free(log->flush_tail);
     for (uint32_t i = 0; i < log->nspare; i++)
         free(log->spare_bufs[i]);
     for (uint32_t i = 0; i < log->nsealed; i++) /* none once the writer stopped */
@@ -238,7 +241,7 @@ void ss_log_close(struct ss_store *st)
     log->nspare = log->nsealed = 0;
     log->gens = log->persisted_gens = log->order = NULL;
     log->pinned = NULL;
-    log->buf = log->reclaim_buf = NULL;
+    log->buf = log->reclaim_buf = log->flush_tail = NULL;
 }
 
 /* The per-segment arrays of a log of n segments. */

@@ -185,6 +185,7 @@ struct ss_log {
     uint64_t dirty_since_ms;  /* when buf first held unwritten bytes */
     int flushing;             /* housekeeping is writing buf without the lock */
     pthread_cond_t flushed;   /* signalled when that write is done */
+    char *flush_tail;         /* that write's last block, copied under the lock */
     char *reclaim_buf;        /* a segment read back for reclaiming */
 
     /* The segment writer (ss_log_writer.c). A roll on the request path only
@@ -535,6 +536,13 @@ const char *ss_log_in_memory(struct ss_log *log, const struct ss_index_entry *e,
 static inline uint32_t ss_log_align(const struct ss_store *st)
 {
     return st->dev->align > 1 ? st->dev->align : 1u;
+}
+/* The unit the log pads its writes to: the device's alignment, or the
+ * alignment of its direct segment writes, whichever is larger. */
+static inline uint32_t ss_log_pad_unit(const struct ss_store *st)
+{
+    uint32_t a = ss_log_align(st);
+    return st->dev->write_align > a ? st->dev->write_align : a;
 }
 /* Where segment seg starts on the device. */
 uint64_t ss_log_seg_off(const struct ss_log *log, uint32_t seg);
