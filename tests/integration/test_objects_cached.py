@@ -332,3 +332,52 @@ def test_a_late_joiner_gets_a_dram_only_chunk_the_tier_evicted(tmp_path: Path) -
     finally:
         srv.terminate()
         origin.close()
+
+
+def test_ranges_heads_and_preconditions_are_answered_while_the_object_is_fetched(
+        tmp_path: Path) -> None:
+    """A Range, a HEAD or a precondition need only the origin's head (length and ETag):
+    each is answered while the body is still arriving, a range with the bytes it covers
+    as soon as they are stored, so a few bytes of a large object do not wait for the
+    rest. A range past what has arrived waits for those bytes, not for the end."""
+    size = 3_000_000
+    origin = PausingOrigin(size, "/big.bin", pause_after=1_500_000, etag="v1")
+    spec = {"name": "web", "kind": "http", "origin": origin.url, "origin_timeout": "30s"}
+    srv, port = start_objects(objects_config(tmp_path, chunk_size="256KiB",
+                                             buckets=("default", spec)))
+    try:
+        body = origin.body("/big.bin")
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            first = pool.submit(request, port, "GET", "/web/big.bin",
+                                headers={"Range": "bytes=100-199"})
+            assert origin.paused.wait(10), "the fetch never started"
+            status, h, got = first.result(timeout=10)
+            assert (status, got) == (206, body[100:200])
+            assert h["content-range"] == f"bytes 100-199/{size}"
+            assert h["etag"] == '"v1"' and h["age"] == "0"
+            status, h, got = request(port, "HEAD", "/web/big.bin")
+            assert (status, h["content-length"], got) == (200, str(size), b"")
+            assert request(port, "GET", "/web/big.bin",
+                           headers={"If-None-Match": '"v1"'})[0] == 304
+            assert request(port, "GET", "/web/big.bin", headers={"If-Match": '"v0"'})[0] == 412
+            assert request(port, "GET", "/web/big.bin",
+                           headers={"Range": f"bytes={size}-"})[0] == 416
+            status, _, got = request(port, "GET", "/web/big.bin",
+                                     headers={"Range": "bytes=1000000-1000099",
+                                              "If-Range": '"v1"'})
+            assert (status, got) == (206, body[1_000_000:1_000_100])
+            tail = pool.submit(request, port, "GET", "/web/big.bin",
+                               headers={"Range": "bytes=-100"})
+            time.sleep(0.5)
+            assert not tail.done(), "a range past the bytes fetched was answered early"
+            assert origin.fetches["/big.bin"] == 1
+            origin.resume.set()
+            status, h, got = tail.result(timeout=30)
+            assert (status, got) == (206, body[-100:])
+            assert h["content-range"] == f"bytes {size - 100}-{size - 1}/{size}"
+        status, _, got = request(port, "GET", "/web/big.bin")
+        assert (status, got) == (200, body)
+        assert origin.fetches["/big.bin"] == 1
+    finally:
+        srv.terminate()
+        origin.close()

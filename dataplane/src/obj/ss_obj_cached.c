@@ -8,9 +8,12 @@
  * per loop turn (ss_obj_worker_tick), so requests on every worker share one
  * fetch without any worker touching another's connections. When the
  * origin's head is in, a plain GET streams the body as its chunks are
- * stored (read-while-write), chunked when its length is not known; a GET
- * with a Range or preconditions, and a HEAD, wait for the whole object and
- * are then served from the store. A stale copy whose revalidation comes back
+ * stored (read-while-write), chunked when its length is not known. A GET
+ * with a Range or preconditions, and a HEAD, are answered from the head as
+ * well when it gives the length and an ETag (a range streams the bytes it
+ * covers as they are stored: a few bytes of a 5 GiB object need not wait
+ * for the rest); else they wait for the whole object and are served from
+ * the store. A stale copy whose revalidation comes back
  * 304 is served as it is; one whose origin fails is served stale when its
  * Cache-Control allows it (stale-if-error), else the answer is 502 or 504.
  */
@@ -232,8 +235,9 @@ static int cached_get_once(struct ss_conn *c, struct obj_conn *oc, const struct 
     /* The head is parsed again when the fetch moves on (req points into the
      * read buffer, which the server may reuse meanwhile). */
     memcpy(oc->head, c->rbuf + c->rpos, oc->head_len);
-    /* Only a GET with no range and no preconditions streams from the fetch;
-     * the others wait for the whole object and are served from the store. */
+    /* A GET with no range and no preconditions streams from the fetch, its
+     * length known or not; the others need the head's length and ETag
+     * (answer_from_fill). */
     oc->plain_get = req->method == SS_HTTP_M_GET && !ss_http_header(req, "range") &&
                     !ss_http_header(req, "if-match") && !ss_http_header(req, "if-none-match") &&
                     !ss_http_header(req, "if-modified-since") &&
@@ -298,6 +302,56 @@ static void stream_head(struct ss_conn *c, struct obj_conn *oc, int64_t size)
     oc->g_chunk_bytes = f->chunk_data;
     oc->g_pos = 0;
     oc->g_end = 0;
+    oc->g_stop = UINT64_MAX;
+}
+
+/* What the fetch streams up to now: what is stored, within the request's stop. */
+static uint64_t stream_end(const struct obj_conn *oc, uint64_t committed)
+{
+    return committed < oc->g_stop ? committed : oc->g_stop;
+}
+
+/*
+ * A HEAD, a ranged or conditional GET, answered from the fetch's head once
+ * it is in: as the stored object will be (obj_serve), the body, if any,
+ * streamed as it is stored. Needs the length (Content-Length, a range's
+ * end) and the ETag the copy will keep (the preconditions, If-Range): an
+ * origin that sent none has the body's MD5 for its ETag, known only at the
+ * end. Returns 1 when answered or streaming, 0 to wait for the whole object.
+ */
+static int answer_from_fill(struct ss_conn *c, struct obj_conn *oc, int64_t size,
+                            uint64_t committed)
+{
+    struct obj_fill *f = oc->fill;
+    if (size < 0 || !f->etag[0])
+        return 0;
+    struct obj_meta m = {
+        .version = f->version,
+        .size = (uint64_t)size,
+        .chunk_bytes = f->chunk_data,
+        .mtime = f->mtime,
+        .stored_at = ss_clock_unix_seconds(),
+        .etag = f->etag,
+        .etag_len = strlen(f->etag),
+        .fields = f->fields,
+        .fields_len = f->fields_len,
+    };
+    struct ss_http_req req;
+    reparse(oc, &req);
+    obj_release(oc); /* a stale copy looked up before */
+    obj_stream_hold(obj_of(oc), f->version);
+    oc->holding = 1;
+    oc->g_version = f->version;
+    oc->fill_head_sent = 1;
+    obj_serve(c, oc, &req, &m); /* releases the hold unless a body streams */
+    if (oc->phase != OBJ_GET_BODY) {
+        drop_fill(oc); /* answered whole: a 304, 412 or 416, or a HEAD */
+        oc->phase = OBJ_IDLE;
+        return 1;
+    }
+    oc->g_end = stream_end(oc, committed);
+    c->produce = 1;
+    return 1;
 }
 
 /* The fetch failed: the stale copy when allowed, else the status it left. */
@@ -357,13 +411,13 @@ static int advance(struct ss_conn *c, struct obj_conn *oc)
         return 1;
     }
     if (!plain && !oc->fill_head_sent)
-        return 0; /* wait for the whole object */
+        return answer_from_fill(c, oc, size, committed); /* or wait for the whole */
     if (!oc->fill_head_sent)
         stream_head(c, oc, size); /* out now: the body follows as it is stored */
-    else if (oc->g_pos >= committed && state != FILL_DONE) {
+    else if (oc->g_pos >= stream_end(oc, committed) && state != FILL_DONE) {
         return 0;
     }
-    oc->g_end = committed;
+    oc->g_end = stream_end(oc, committed);
     oc->phase = OBJ_GET_BODY;
     c->produce = 1;
     return 1;
@@ -454,11 +508,11 @@ int obj_fill_caught_up(struct ss_conn *c, struct obj_conn *oc)
         c->produce = 0;
         return SS_OBJ_CLOSE;
     }
-    if (committed > oc->g_end) {
-        oc->g_end = committed;
+    if (stream_end(oc, committed) > oc->g_pos) {
+        oc->g_end = stream_end(oc, committed);
         return 0;
     }
-    if (done) {
+    if (done || oc->g_pos >= oc->g_stop) { /* the whole body, or the range's end */
         if (oc->chunked_out)
             ss_buf_append(&c->out, "0\r\n\r\n", 5);
         obj_release(oc);

@@ -70,10 +70,12 @@ struct obj_conn {
     size_t name_len;
     size_t key_off;          /* where the key starts in name */
     struct obj_put put;
-    /* A GET's body: bytes [pos, end) of version, chunk_bytes per chunk. */
+    /* A GET's body: bytes [pos, end) of version, chunk_bytes per chunk; from
+     * a fetch in progress `end` follows what is stored, up to `stop` (the
+     * end of a range; UINT64_MAX for a whole body). */
     uint64_t g_version;
     uint32_t g_chunk_bytes;
-    uint64_t g_pos, g_end;
+    uint64_t g_pos, g_end, g_stop;
     struct obj_read *reading; /* a chunk read in flight (the GET waits for it) */
     int holding;              /* g_version is held (obj_stream_hold) while streamed */
     struct ss_read *read_done; /* its completed read, to look the chunk up in */
@@ -84,7 +86,7 @@ struct obj_conn {
     int have_stale;          /* meta_buf holds the stale copy (stale-if-error) */
     int upload;              /* waiting for a write through (SS_HTTP_M_PUT or _DELETE) */
     int fill_head_sent;      /* the response head is out: the rest is the body */
-    int plain_get;           /* a GET that may stream from the fetch (see obj_cached_get) */
+    int plain_get;           /* a GET with no range or preconditions (see obj_cached_get) */
     int chunked_out;         /* the body goes out chunked (its length is not known yet) */
     struct ss_conn *c;       /* the connection this state belongs to */
     size_t head_len;         /* the request head's bytes, copied below for later */

@@ -196,7 +196,7 @@ static int serve(struct ss_conn *c, struct obj_conn *oc, const struct ss_http_re
     oc->g_version = m.version;
     oc->g_chunk_bytes = m.chunk_bytes;
     oc->g_pos = first;
-    oc->g_end = first + length;
+    oc->g_end = oc->g_stop = first + length;
     oc->phase = OBJ_GET_BODY;
     return 0;
 }

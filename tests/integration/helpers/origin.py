@@ -122,12 +122,17 @@ class PausingOrigin:
     """An HTTP/1.1 origin in a thread: every GET is answered 200 with
     `Cache-Control: max-age=3600` and random bytes of its own, at once, except
     `pause_path`, whose body stops after `pause_after` bytes until `resume` is
-    set. `fetches` counts the requests for each path."""
+    set. `fetches` counts the requests for each path. With `etag`, every answer
+    carries that ETag (quoted) and a fixed Last-Modified."""
 
-    def __init__(self, size: int, pause_path: str, pause_after: int) -> None:
+    LAST_MODIFIED = "Tue, 01 Dec 2026 10:00:00 GMT"
+
+    def __init__(self, size: int, pause_path: str, pause_after: int,
+                 etag: str | None = None) -> None:
         import threading
 
         self.size, self.pause_path, self.pause_after = size, pause_path, pause_after
+        self.etag = etag
         self.bodies: dict[str, bytes] = {}
         self.fetches: dict[str, int] = {}
         self.paused = threading.Event()  # set once the paused body is half sent
@@ -157,6 +162,12 @@ class PausingOrigin:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._answer(conn)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the appliance went away mid-body (a test that failed, or ended early)
+
+    def _answer(self, conn: socket.socket) -> None:
         buf = b""
         with conn:
             while True:
@@ -169,8 +180,11 @@ class PausingOrigin:
                 path = head.split(b" ")[1].decode()
                 self.fetches[path] = self.fetches.get(path, 0) + 1
                 body = self.body(path)
+                validators = (f'ETag: "{self.etag}"\r\nLast-Modified: {self.LAST_MODIFIED}\r\n'
+                              if self.etag else "")
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
-                             b"Cache-Control: max-age=3600\r\n\r\n" % len(body))
+                             b"Cache-Control: max-age=3600\r\n%s\r\n"
+                             % (len(body), validators.encode()))
                 if path == self.pause_path:
                     conn.sendall(body[:self.pause_after])
                     self.paused.set()
