@@ -76,7 +76,8 @@ void scenario_overtaken_put(const char *dir)
           first.seg_gen, id);
     wait_reclaims_done(&s); /* it ran while u0 was pending: it found nothing of u0 */
     pthread_mutex_unlock(&s.st->commit_run_lock);
-    CHECK(ss_pend_commit_now(s.st, NULL) > 0, "nothing was pending");
+    /* The committer may take the batch first: this waits for it either way. */
+    ss_pend_commit_now(s.st, NULL);
 
     struct ss_index_entry e;
     CHECK(!committed_entry(&s, 0, &e) || e.segment != first.segment ||
