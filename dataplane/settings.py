@@ -7,7 +7,7 @@ dataplane/fastpath.py creates the data plane from them (and re-exports them).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -50,6 +50,9 @@ class BucketSettings:
     origin_timeout_ms: int = 0
     default_ttl_s: int = 0
     flash_admission: int = 0
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    s3_region: str | None = None
 
 
 BUCKET_KINDS = {"local": 0, "http": 1, "s3": 2}

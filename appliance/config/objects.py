@@ -21,6 +21,14 @@
           default_ttl: 60s         # freshness when the origin says nothing
           origin_timeout: 10s
           flash_admission: second_request  # or miss: when a fetched copy goes to flash
+        - name: media
+          kind: s3                 # a cache of a bucket on an S3-compatible endpoint
+          origin: http://minio.internal:9000/
+          origin_bucket: media
+          origin_credentials:      # sign its requests (AWS Signature Version 4)
+            access_key_id: AKIAIOSFODNN7EXAMPLE
+            secret_access_key_file: /etc/smartswitch/media.secret
+            region: us-east-1
 
 Without the section, these defaults serve the storage pool named `objects` when there
 is one (the built-in storage has one), else nothing; `objects: null` or `enabled: false`
@@ -34,13 +42,20 @@ once (most of a cache's traffic, as CDN operators find) never costs a flash writ
 misses cost what they cost Varnish's memory storage. Such a copy is gone after DRAM
 evicts it or a restart (the next request is a miss). Larger objects, and every object
 under `miss`, are written to flash as they arrive, as nginx's proxy_cache does.
+
+An s3 bucket without `origin_credentials` sends its requests unsigned (a public bucket);
+with them, every request is signed, so it can front a private bucket. The secret key is
+read from its own file (readable by the appliance only, as an operator keeps such keys),
+never written in the config, and never shown by the API, the console or the logs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from appliance.config.console import host_port
@@ -48,8 +63,11 @@ from appliance.config.schema import (
     boolean,
     duration_ms,
     int_range,
+    derived,
     list_of,
     one_of,
+    optional_section,
+    path_value,
     scalar,
     section,
     setting,
@@ -122,12 +140,63 @@ def origin_url(raw: Any) -> tuple[str, int, str] | None:
     return parts.hostname, port, path if path.endswith("/") else path + "/"
 
 
+_ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9+/=._-]{3,128}$")
+_REGION = re.compile(r"^[a-z0-9-]{1,32}$")
+
+
+def access_key_id(raw: Any) -> str:
+    """An access key id: 3 to 128 letters, digits and +/=._-."""
+    if not isinstance(raw, str) or not _ACCESS_KEY_ID.match(raw):
+        raise ValueError("an access key id like AKIAIOSFODNN7EXAMPLE")
+    return raw
+
+
+def region_name(raw: Any) -> str:
+    """A region like us-east-1 (lower-case letters, digits, '-')."""
+    if not isinstance(raw, str) or not _REGION.match(raw):
+        raise ValueError("a region like us-east-1")
+    return raw
+
+
+@dataclass(frozen=True)
+class OriginCredentials:
+    """`origin_credentials` of an s3 bucket: the key its requests are signed with."""
+
+    NOUN = "origin credentials (access_key_id, secret_access_key_file, region)"
+
+    access_key_id: str = setting(scalar(access_key_id))
+    # A file holding the secret access key (one line), so that it is not in the config.
+    secret_access_key_file: Path = setting(path_value)
+    region: str = setting(scalar(region_name), "us-east-1")
+    secret_access_key: str = derived("")  # read from secret_access_key_file
+
+    def _check(self, node: Node, path: str) -> OriginCredentials:
+        where = {"path": f"{path}.secret_access_key_file",
+                 "line": node.line_of("secret_access_key_file")}
+        try:
+            secret = self.secret_access_key_file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
+            raise ConfigError(f"cannot read the secret access key from "
+                              f"{self.secret_access_key_file}: {reason}", **where) from None
+        if not 1 <= len(secret) <= 128 or any(not ch.isprintable() or ch.isspace()
+                                              for ch in secret):
+            raise ConfigError(f"{self.secret_access_key_file} must hold one secret access key "
+                              f"(1 to 128 printable characters, no spaces)", **where)
+        return dataclasses.replace(self, secret_access_key=secret)
+
+    def __repr__(self) -> str:  # never print the secret into logs
+        return (f"OriginCredentials(access_key_id={self.access_key_id!r}, "
+                f"secret_access_key_file={str(self.secret_access_key_file)!r}, "
+                f"region={self.region!r})")
+
+
 @dataclass(frozen=True)
 class BucketConfig:
     """One entry of `objects.buckets`."""
 
-    NOUN = ("bucket settings (name, kind, origin, origin_bucket, default_ttl, origin_timeout, "
-            "flash_admission)")
+    NOUN = ("bucket settings (name, kind, origin, origin_bucket, origin_credentials, "
+            "default_ttl, origin_timeout, flash_admission)")
 
     name: str = setting(scalar(bucket_name))
     # local: the appliance is the store of record. http: a cache of an HTTP origin,
@@ -135,8 +204,11 @@ class BucketConfig:
     # S3-compatible endpoint, fetched as <origin>/<origin_bucket>/<key>.
     kind: str = setting(scalar(one_of("local", "http", "s3")), "local")
     origin: tuple[str, int, str] | None = setting(scalar(origin_url), None)
-    # s3: the bucket on the S3-compatible endpoint `origin` (path-style, unsigned).
+    # s3: the bucket on the S3-compatible endpoint `origin` (path-style).
     origin_bucket: str | None = setting(scalar(optional_bucket), None)
+    # s3: sign the endpoint's requests with this key (none: unsigned, a public bucket).
+    origin_credentials: OriginCredentials | None = setting(optional_section(OriginCredentials),
+                                                           None)
     # How long a copy is fresh when the origin's Cache-Control and Expires say nothing.
     default_ttl: int = setting(scalar(duration_ms(0, 365 * 86_400_000, whole_seconds=True)),
                                "60s")
@@ -163,6 +235,11 @@ class BucketConfig:
                               "endpoint); other kinds have none",
                               path=f"{path}.origin_bucket",
                               line=node.line_of("origin_bucket"))
+        if self.kind != "s3" and self.origin_credentials is not None:
+            raise ConfigError("only an s3 bucket signs its origin's requests; remove "
+                              "origin_credentials or set kind: s3",
+                              path=f"{path}.origin_credentials",
+                              line=node.line_of("origin_credentials"))
         if self.kind == "s3" and self.origin is not None and self.origin[2] != "/":
             raise ConfigError("an S3 endpoint's URL has no path (the bucket is origin_bucket)",
                               path=f"{path}.origin", line=node.line_of("origin"))

@@ -238,6 +238,15 @@ def section(cls: type) -> Converter:
     return convert
 
 
+def optional_section(cls: type) -> Converter:
+    """A mapping validated into cls, or null (none of it)."""
+
+    def convert(node: Node, path: str, ctx: Context) -> Any:
+        return None if node.value is None else build(cls, node, path, ctx)
+
+    return convert
+
+
 def list_of(cls: type, noun: str) -> Converter:
     """A list of mappings, each validated into cls; returned as a tuple."""
 

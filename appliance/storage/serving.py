@@ -152,10 +152,14 @@ def _bucket_settings(i: int, b: Any) -> BucketSettings:
     host_field = host if port == 80 else f"{host}:{port}"
     if ":" in host and not host.startswith("["):
         host_field = f"[{host}]" if port == 80 else f"[{host}]:{port}"
+    cred = b.origin_credentials
     return BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind], origin_addr=addr,
                           origin_port=port, origin_path=b.origin_path, origin_host=host_field,
                           origin_timeout_ms=b.origin_timeout, default_ttl_s=b.default_ttl // 1000,
-                          flash_admission=FLASH_ADMISSIONS[b.flash_admission_or_default])
+                          flash_admission=FLASH_ADMISSIONS[b.flash_admission_or_default],
+                          s3_access_key_id=cred.access_key_id if cred else None,
+                          s3_secret_access_key=cred.secret_access_key if cred else None,
+                          s3_region=cred.region if cred else None)
 
 
 def storage_state(config: Config, dp: Dataplane | None = None) -> dict[str, Any]:

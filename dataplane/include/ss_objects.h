@@ -49,6 +49,11 @@ struct ss_bucket_settings {
     uint32_t origin_timeout_ms;  /* connect, and each read while fetching */
     uint32_t default_ttl_s;      /* freshness when the origin says nothing */
     int flash_admission;         /* enum ss_flash_admission (cached buckets) */
+    /* Kind S3: the endpoint's credentials, for AWS Signature Version 4 on
+     * every request; a NULL key id sends requests unsigned. */
+    const char *s3_access_key_id;
+    const char *s3_secret_access_key;
+    const char *s3_region;       /* NULL: us-east-1 */
 };
 
 struct ss_objects_settings {

@@ -189,6 +189,61 @@ def test_an_s3_bucket_caches_an_s3_compatible_endpoint(tmp_path: Path) -> None:
         s3.stop()
 
 
+def test_an_s3_bucket_signs_its_requests_to_a_private_endpoint(tmp_path: Path) -> None:
+    """With origin_credentials every request to the endpoint is signed (AWS Signature
+    Version 4), so a private bucket is fetched from, written through (its x-amz-meta-*
+    fields signed too, keys with characters a path must encode) and deleted from. moto
+    checks each signature: unsigned, or signed with a wrong secret, the endpoint refuses
+    the request, and the appliance relays the refusal without keeping anything."""
+    from .helpers.origin import S3Origin
+
+    s3 = S3Origin(tmp_path, private=True)
+    secret = tmp_path / "s3.secret"
+    secret.write_text(s3.secret + "\n")
+    secret.chmod(0o600)
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text("not-the-secret\n")
+    endpoint = {"kind": "s3", "origin": s3.url, "origin_bucket": s3.bucket,
+                "origin_timeout": "5s"}
+    signed = {"access_key_id": s3.key_id, "secret_access_key_file": str(secret)}
+    buckets = ("default",
+               {"name": "web", **endpoint, "origin_credentials": signed},
+               {"name": "anon", **endpoint},
+               {"name": "badkey", **endpoint,
+                "origin_credentials": {**signed, "secret_access_key_file": str(wrong)}})
+    srv, port = start_objects(objects_config(tmp_path, buckets=buckets))
+    try:
+        body = os.urandom(300_000)
+        key = "dir/a b+c=d(1)!.bin"
+        s3.client().put_object(Bucket=s3.bucket, Key=key, Body=body, ContentType="image/png",
+                               Metadata={"who": "origin"})
+        quoted = "/web/dir/a%20b%2Bc%3Dd%281%29%21.bin"
+        status, h, got = request(port, "GET", quoted)
+        assert (status, got) == (200, body), got[:300]
+        assert h["x-amz-meta-who"] == "origin"
+        for name in ("anon", "badkey"):
+            status, _, data = request(port, "GET", quoted.replace("/web/", f"/{name}/"))
+            assert status == 403, (name, status, data[:300])
+        # A write through with metadata (x-amz-meta-* must be in the signature).
+        status, _, data = request(port, "PUT", "/web/dir/put.txt", b"through",
+                                  headers={"x-amz-meta-colour": "blue",
+                                           "Content-Type": "text/plain"})
+        assert status == 200, data[:300]
+        head = s3.client().head_object(Bucket=s3.bucket, Key="dir/put.txt")
+        assert head["Metadata"] == {"colour": "blue"}
+        assert s3.client().get_object(Bucket=s3.bucket, Key="dir/put.txt")["Body"].read() \
+            == b"through"
+        assert request(port, "PUT", "/badkey/dir/refused.txt", b"x")[0] == 403
+        assert request(port, "DELETE", "/web/dir/put.txt")[0] == 204
+        keys = s3.client().list_objects_v2(Bucket=s3.bucket).get("Contents", [])
+        assert [k["Key"] for k in keys] == [key]
+        log = srv.log()
+        assert s3.secret not in log
+    finally:
+        srv.terminate()
+        s3.stop()
+
+
 def test_a_copy_whose_chunks_were_evicted_is_fetched_again(tmp_path: Path,
                                                            origin: Origin) -> None:
     """Cached copies are evicted oldest first, chunks before their metadata: a copy

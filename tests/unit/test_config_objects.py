@@ -101,6 +101,13 @@ BAD = [
                  "o.yaml:10: objects.buckets[0].flash_admission: expected miss (every "
                  "fetched copy to flash) or second_request (small objects to flash when "
                  "requested again), got 'later'", id="bad-flash-admission"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: s3, "
+                 "origin: 'http://a/', origin_bucket: media, origin_credentials: "
+                 "{access_key_id: AKIA1}}]\n",
+                 "o.yaml:10: objects.buckets[0].origin_credentials.secret_access_key_file: "
+                 "missing; every origin credentials (access_key_id, secret_access_key_file, "
+                 "region) needs a secret_access_key_file",
+                 id="credentials-without-secret"),
     pytest.param("objects:\n  pool: objs\n  listen: 127.0.0.1:8080\n",
                  "o.yaml:10: objects.listen: 127.0.0.1:8080 is also console.listen; give "
                  "objects its own port", id="port-clash"),
@@ -118,3 +125,60 @@ def test_bad_objects_config_names_file_line_and_path(tmp_path: Path, extra: str,
     with pytest.raises(ConfigError) as info:
         load(STORAGE + extra, tmp_path)
     assert str(info.value) == message
+
+
+S3_BUCKET = """\
+objects:
+  pool: objs
+  buckets:
+    - name: media
+      kind: s3
+      origin: http://127.0.0.1:9000/
+      origin_bucket: media
+      origin_credentials:
+        access_key_id: AKIAEXAMPLE
+        secret_access_key_file: {secret}
+        region: eu-west-3
+"""
+
+
+def test_origin_credentials_read_the_secret_from_its_file_and_never_show_it(
+        tmp_path: Path) -> None:
+    (tmp_path / "media.secret").write_text("wJalrXUtnFEMI/K7MDENG+bPxRfiCY\n")
+    config = load(STORAGE + S3_BUCKET.format(secret="media.secret"), tmp_path)
+    cred = config.objects.buckets[0].origin_credentials
+    assert (cred.access_key_id, cred.region) == ("AKIAEXAMPLE", "eu-west-3")
+    assert cred.secret_access_key == "wJalrXUtnFEMI/K7MDENG+bPxRfiCY"
+    assert "wJalr" not in repr(config.objects)
+    b = objects_settings(config, provision.plan(config)).buckets[0]
+    assert (b.s3_access_key_id, b.s3_region) == ("AKIAEXAMPLE", "eu-west-3")
+    assert b.s3_secret_access_key == cred.secret_access_key and "wJalr" not in repr(b)
+
+
+@pytest.mark.parametrize("content,reason", [
+    (None, "cannot read the secret access key from {path}: No such file or directory"),
+    ("two words\n", "{path} must hold one secret access key (1 to 128 printable "
+     "characters, no spaces)"),
+    ("\n", "{path} must hold one secret access key (1 to 128 printable characters, "
+     "no spaces)"),
+])
+def test_an_unreadable_or_bad_secret_file_is_named_with_its_line(
+        tmp_path: Path, content: str | None, reason: str) -> None:
+    path = tmp_path / "media.secret"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load(STORAGE + S3_BUCKET.format(secret="media.secret"), tmp_path)
+    assert str(info.value) == ("o.yaml:17: objects.buckets[0].origin_credentials."
+                               "secret_access_key_file: " + reason.format(path=path))
+
+
+def test_only_an_s3_bucket_takes_origin_credentials(tmp_path: Path) -> None:
+    (tmp_path / "s").write_text("secret\n")
+    with pytest.raises(ConfigError) as info:
+        load(STORAGE + "objects:\n  pool: objs\n  buckets: [{name: web, kind: http, "
+             "origin: 'http://a/', origin_credentials: {access_key_id: AKIA1, "
+             "secret_access_key_file: s}}]\n", tmp_path)
+    assert str(info.value) == ("o.yaml:10: objects.buckets[0].origin_credentials: only an s3 "
+                               "bucket signs its origin's requests; remove origin_credentials "
+                               "or set kind: s3")

@@ -87,6 +87,8 @@ struct obj_bucket {
     uint32_t origin_timeout_ms;
     uint32_t default_ttl_s;
     int flash_admission; /* enum ss_flash_admission */
+    /* Kind s3 with credentials: requests signed (ss_obj_sigv4.c); else NULL. */
+    char *s3_key_id, *s3_secret, *s3_region;
 };
 
 /*

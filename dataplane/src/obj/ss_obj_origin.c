@@ -107,13 +107,16 @@ static int build_request(struct obj_origin *org, const struct obj_meta *stale)
                      b->origin_path);
     if (n < 0 || (size_t)n >= sizeof(org->req))
         return -ENAMETOOLONG;
-    size_t len = (size_t)n;
-    /* The key again percent-encoded where a request line needs it. */
+    size_t len = (size_t)n, target = strlen(ss_http_method_name(org->method)) + 1;
+    /* The key again percent-encoded where a request line needs it; for an S3
+     * endpoint every byte but the unreserved ones and '/', as its signature
+     * canonicalises the path (ss_obj_sigv4.c). */
     static const char hex[] = "0123456789ABCDEF";
+    const char *keep = b->kind == SS_BUCKET_S3 ? "-._~/" : "-._~/!$&'()*+,;=:@";
     for (size_t i = 0; i < nkey; i++) {
         unsigned char ch = (unsigned char)key[i];
         int plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                    (ch >= '0' && ch <= '9') || strchr("-._~/!$&'()*+,;=:@", ch);
+                    (ch >= '0' && ch <= '9') || (ch && strchr(keep, ch));
         if (len + 3 >= sizeof(org->req))
             return -ENAMETOOLONG;
         if (plain) {
@@ -124,12 +127,23 @@ static int build_request(struct obj_origin *org, const struct obj_meta *stale)
             org->req[len++] = hex[ch & 15];
         }
     }
+    size_t target_end = len;
     n = snprintf(org->req + len, sizeof(org->req) - len,
                  " HTTP/1.1\r\nHost: %s\r\nUser-Agent: SmartSwitch\r\nAccept-Encoding: identity\r\n",
                  b->origin_host);
     if (n < 0 || (size_t)n >= sizeof(org->req) - len)
         return -ENAMETOOLONG;
     len += (size_t)n;
+    if (b->s3_key_id) {
+        const struct obj_fill *f = org->f;
+        int put = org->method == SS_HTTP_M_PUT;
+        n = obj_sigv4_fields(b, ss_http_method_name(org->method), org->req + target,
+                             target_end - target, put ? f->fields : "", put ? f->fields_len : 0,
+                             ss_clock_unix_seconds(), org->req + len, sizeof(org->req) - len);
+        if (n < 0)
+            return n == -ENOMEM ? n : -ENAMETOOLONG;
+        len += (size_t)n;
+    }
     if (stale) {
         char v[OBJ_ETAG_MAX + 1];
         if (stale->etag_len) {

@@ -51,6 +51,16 @@ void org_fail(struct ss_obj_worker *ow, struct obj_origin *org, int status);
 /* The fetch ends; the connection is kept when keep and the answer allow it. */
 void org_finish(struct ss_obj_worker *ow, struct obj_origin *org, int keep);
 
+/* ss_obj_sigv4.c */
+/* The fields that sign a request to b's S3 endpoint (AWS Signature Version
+ * 4: x-amz-date, x-amz-content-sha256, Authorization), written to out as
+ * header lines: their length, or -ENAMETOOLONG, -E2BIG (too many x-amz-*
+ * fields), -ENOMEM. target: the request target as sent; fields: the other
+ * header lines sent (a PUT's), whose x-amz-* ones are signed too. */
+int obj_sigv4_fields(const struct obj_bucket *b, const char *method, const char *target,
+                     size_t ntarget, const char *fields, size_t nfields, int64_t now,
+                     char *out, size_t cap);
+
 /* ss_obj_origin_answer.c */
 /* A write through's answer (PUT, DELETE): the local copy follows it. */
 void org_write_answer(struct ss_obj_worker *ow, struct obj_origin *org);

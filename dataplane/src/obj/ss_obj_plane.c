@@ -257,7 +257,14 @@ static int origin_of(struct obj_bucket *ob, const struct ss_bucket_settings *b, 
     ob->origin_timeout_ms = b->origin_timeout_ms ? b->origin_timeout_ms : 10000;
     ob->default_ttl_s = b->default_ttl_s;
     ob->flash_admission = b->flash_admission;
-    if (!ob->origin_path || !ob->origin_host) {
+    int signs = b->kind == SS_BUCKET_S3 && b->s3_access_key_id;
+    if (signs) {
+        ob->s3_key_id = strdup(b->s3_access_key_id);
+        ob->s3_secret = strdup(b->s3_secret_access_key ? b->s3_secret_access_key : "");
+        ob->s3_region = strdup(b->s3_region ? b->s3_region : "us-east-1");
+    }
+    if (!ob->origin_path || !ob->origin_host ||
+        (signs && (!ob->s3_key_id || !ob->s3_secret || !ob->s3_region))) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -363,6 +370,12 @@ void ss_obj_close(struct ss_obj *o)
     for (uint32_t i = 0; o->buckets && i < o->nbuckets; i++) {
         free(o->buckets[i].origin_path);
         free(o->buckets[i].origin_host);
+        free(o->buckets[i].s3_key_id);
+        free(o->buckets[i].s3_region);
+        if (o->buckets[i].s3_secret) {
+            explicit_bzero(o->buckets[i].s3_secret, strlen(o->buckets[i].s3_secret));
+            free(o->buckets[i].s3_secret);
+        }
     }
     free(o->buckets);
     free(o->own_listen_host);

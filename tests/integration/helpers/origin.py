@@ -199,10 +199,14 @@ class PausingOrigin:
 
 
 class S3Origin:
-    """moto's S3 server on 127.0.0.1:<port>, with one bucket, used unsigned and
-    path-style as the origin of kind: s3 buckets."""
+    """moto's S3 server on 127.0.0.1:<port>, with one bucket, used path-style as the
+    origin of kind: s3 buckets. By default the bucket is public (anyone may read and
+    write it, unsigned). With `private`, moto checks every request's signature
+    (INITIAL_NO_AUTH_ACTION_COUNT): only an IAM user's key, made here (`key_id`,
+    `secret`), gets in; an unsigned request is 403, a wrong signature
+    SignatureDoesNotMatch."""
 
-    def __init__(self, work: Path, bucket: str = "origin-data") -> None:
+    def __init__(self, work: Path, bucket: str = "origin-data", private: bool = False) -> None:
         import shutil
         import sys
 
@@ -212,9 +216,12 @@ class S3Origin:
         self.port = free_port()
         self.bucket = bucket
         self.log = open(work / "moto.log", "wb")  # noqa: SIM115  (closed in stop)
+        self.key_id, self.secret = "test", "test"
+        # The three IAM calls below are the only unauthenticated ones moto then allows.
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3") if private else None
         self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -223,10 +230,24 @@ class S3Origin:
             except OSError:
                 assert time.monotonic() < deadline, (work / "moto.log").read_text()
                 time.sleep(0.1)
+        import json
+
+        if private:
+            import boto3
+
+            iam = boto3.client("iam", endpoint_url=self.url, region_name="us-east-1",
+                               aws_access_key_id="x", aws_secret_access_key="x")
+            iam.create_user(UserName="cache")
+            key = iam.create_access_key(UserName="cache")["AccessKey"]
+            self.key_id, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+            iam.put_user_policy(UserName="cache", PolicyName="objects", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17",
+                 "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+            self.client().create_bucket(Bucket=bucket)
+            return
         self.client().create_bucket(Bucket=bucket)
         # The appliance's requests are unsigned: the bucket lets anyone read and write,
         # as a public origin bucket would.
-        import json
         self.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Principal": "*",
@@ -242,7 +263,7 @@ class S3Origin:
         from botocore.config import Config
 
         return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test",
+                            aws_access_key_id=self.key_id, aws_secret_access_key=self.secret,
                             config=Config(s3={"addressing_style": "path"}))
 
     def stop(self) -> None:
