@@ -7,6 +7,8 @@
  * deals connections round-robin. Here a worker that accepts a connection
  * while it holds more than the least loaded running worker (plus one) hands
  * the socket over: a small queue per worker, and a write to its eventfd.
+ * Memcached and HTTP connections alike: the objects plane's 1 MiB hits set
+ * their tail by the busier worker just as gets do (bench/objects.py).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@ struct ss_handoff {
     pthread_mutex_t lock;
     unsigned n;
     int fds[SS_HANDOFF_MAX];
+    int protos[SS_HANDOFF_MAX]; /* enum ss_proto of each: memcached or HTTP */
 } __attribute__((aligned(64)));
 
 int ss_balance_init(struct ss_dataplane *dp)
@@ -60,7 +63,7 @@ static unsigned load_of(struct ss_dataplane *dp, int i)
  * Called by worker w for a freshly accepted fd (already counted in
  * dp->nconns). Returns 1 if another worker now owns fd, 0 to keep it.
  */
-int ss_balance_maybe_hand_off(struct ss_worker *w, int fd)
+int ss_balance_maybe_hand_off(struct ss_worker *w, int fd, int proto)
 {
     struct ss_dataplane *dp = w->dp;
     if (dp->nworkers < 2 || !dp->handoffs)
@@ -83,6 +86,7 @@ int ss_balance_maybe_hand_off(struct ss_worker *w, int fd)
     int queued = h->n < SS_HANDOFF_MAX;
     if (queued) {
         h->fds[h->n] = fd;
+        h->protos[h->n] = proto;
         __atomic_store_n(&h->n, h->n + 1, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&h->lock);
@@ -110,11 +114,13 @@ void ss_balance_drain(struct ss_worker *w)
     if (!dp->handoffs)
         return;
     struct ss_handoff *h = &dp->handoffs[w->id];
-    int fds[SS_HANDOFF_MAX];
+    int fds[SS_HANDOFF_MAX], protos[SS_HANDOFF_MAX];
     pthread_mutex_lock(&h->lock);
     unsigned n = h->n;
-    for (unsigned k = 0; k < n; k++)
+    for (unsigned k = 0; k < n; k++) {
         fds[k] = h->fds[k];
+        protos[k] = h->protos[k];
+    }
     __atomic_store_n(&h->n, 0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&h->lock);
     for (unsigned k = 0; k < n; k++) {
@@ -122,7 +128,7 @@ void ss_balance_drain(struct ss_worker *w)
         socklen_t len = sizeof(peer);
         if (getpeername(fds[k], (struct sockaddr *)&peer, &len) < 0)
             len = 0;
-        if (ss_conn_open(w, fds[k], len ? &peer : NULL, len, SS_PROTO_MEMCACHED) < 0) {
+        if (ss_conn_open(w, fds[k], len ? &peer : NULL, len, protos[k]) < 0) {
             close(fds[k]);
             atomic_fetch_sub_explicit(&dp->nconns, 1, memory_order_relaxed);
         }

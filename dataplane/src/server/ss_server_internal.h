@@ -163,7 +163,8 @@ struct ss_dataplane {
 struct ss_handoff;
 int ss_balance_init(struct ss_dataplane *dp);
 void ss_balance_free(struct ss_dataplane *dp);
-int ss_balance_maybe_hand_off(struct ss_worker *w, int fd);
+/* proto: the connection's enum ss_proto (memcached or HTTP). */
+int ss_balance_maybe_hand_off(struct ss_worker *w, int fd, int proto);
 void ss_balance_drain(struct ss_worker *w);
 
 /* ss_conn.c */

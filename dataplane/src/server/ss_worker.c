@@ -87,8 +87,7 @@ static void loop_accept(struct ss_loop *l, int proto)
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        /* HTTP connections stay where SO_REUSEPORT put them. */
-        if (proto == SS_PROTO_MEMCACHED && ss_balance_maybe_hand_off(w, fd))
+        if (ss_balance_maybe_hand_off(w, fd, proto))
             continue;
         if (ss_conn_open(w, fd, &peer, peer_len, proto) < 0) {
             atomic_fetch_sub_explicit(&dp->nconns, 1, memory_order_relaxed);
