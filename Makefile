@@ -8,7 +8,7 @@ PY       := $(VENV)/bin/python
 CONFIG   ?= configs/default.yaml
 
 APT_PACKAGES := build-essential pkg-config python3 python3-dev python3-venv \
-	liblmdb-dev lmdb-utils zlib1g-dev liburing-dev libisal-dev libssl-dev \
+	liblmdb-dev lmdb-utils zlib1g-dev liburing-dev libisal-dev libssl-dev openssl \
 	memcached libmemcached-tools libmemcached-dev nutcracker fio \
 	dpdk dpdk-dev libpcap-dev iproute2 ethtool tcpdump iputils-ping \
 	chromium netcat-openbsd curl awscli nginx-light varnish wrk

@@ -65,7 +65,7 @@ if DPDK is None:
 
 # What the C sources link against; tests that build store sources into a
 # program of their own (tests/unit/test_store_pinned.py) take it from here.
-LIBRARIES = ["lmdb", "z", "uring", "isal", "crypto", "pthread"]
+LIBRARIES = ["lmdb", "z", "uring", "isal", "ssl", "crypto", "pthread"]
 
 _cdef = load_cdef_module()
 REGIONS = _cdef.regions(INCLUDE)

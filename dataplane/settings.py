@@ -53,6 +53,9 @@ class BucketSettings:
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = field(default=None, repr=False)
     s3_region: str | None = None
+    origin_tls: int = 0
+    origin_tls_name: str | None = None
+    origin_ca_file: str | None = None
 
 
 BUCKET_KINDS = {"local": 0, "http": 1, "s3": 2}

@@ -17,7 +17,7 @@
           kind: local              # the appliance is the store of record
         - name: assets
           kind: http               # a cache of an HTTP origin
-          origin: http://127.0.0.1:8000/static/
+          origin: http://127.0.0.1:8000/static/   # or https://... (TLS, verified)
           default_ttl: 60s         # freshness when the origin says nothing
           origin_timeout: 10s
           flash_admission: second_request  # or miss: when a fetched copy goes to flash
@@ -122,22 +122,30 @@ def optional_bucket(raw: Any) -> str | None:
     return None if raw is None else bucket_name(raw)
 
 
-def origin_url(raw: Any) -> tuple[str, int, str] | None:
-    """http://HOST[:PORT][/PATH] -> (host, port, path ending in '/'), or null."""
+def origin_url(raw: Any) -> tuple[str, int, str, bool] | None:
+    """http[s]://HOST[:PORT][/PATH] -> (host, port, path ending in '/', https), or null."""
     if raw is None:
         return None
-    expected = "an origin URL like http://127.0.0.1:8080/ or http://origin.example/assets/"
+    expected = ("an origin URL like http://127.0.0.1:8080/ or "
+                "https://origin.example/assets/")
     if not isinstance(raw, str):
         raise ValueError(expected)
     parts = urllib.parse.urlsplit(raw.strip())
-    if parts.scheme != "http" or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(expected + " (http only; https origins are not supported yet)")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or \
+            parts.fragment:
+        raise ValueError(expected)
+    tls = parts.scheme == "https"
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if tls else 80)
     except ValueError:
         raise ValueError(expected) from None
     path = parts.path or "/"
-    return parts.hostname, port, path if path.endswith("/") else path + "/"
+    return parts.hostname, port, path if path.endswith("/") else path + "/", tls
+
+
+def optional_path(node: Node, path: str, ctx: Any) -> Path | None:
+    """A file system path, or null."""
+    return None if node.value is None else path_value(node, path, ctx)
 
 
 _ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9+/=._-]{3,128}$")
@@ -196,19 +204,22 @@ class BucketConfig:
     """One entry of `objects.buckets`."""
 
     NOUN = ("bucket settings (name, kind, origin, origin_bucket, origin_credentials, "
-            "default_ttl, origin_timeout, flash_admission)")
+            "origin_ca_file, default_ttl, origin_timeout, flash_admission)")
 
     name: str = setting(scalar(bucket_name))
     # local: the appliance is the store of record. http: a cache of an HTTP origin,
     # where /<bucket>/<key> is fetched as <origin><key>. s3: a cache of a bucket on an
     # S3-compatible endpoint, fetched as <origin>/<origin_bucket>/<key>.
     kind: str = setting(scalar(one_of("local", "http", "s3")), "local")
-    origin: tuple[str, int, str] | None = setting(scalar(origin_url), None)
+    origin: tuple[str, int, str, bool] | None = setting(scalar(origin_url), None)
     # s3: the bucket on the S3-compatible endpoint `origin` (path-style).
     origin_bucket: str | None = setting(scalar(optional_bucket), None)
     # s3: sign the endpoint's requests with this key (none: unsigned, a public bucket).
     origin_credentials: OriginCredentials | None = setting(optional_section(OriginCredentials),
                                                            None)
+    # https origins: the CA certificates (PEM) its certificate is checked against
+    # (none: the system's trust store). Verification is never turned off.
+    origin_ca_file: Path | None = setting(optional_path, None)
     # How long a copy is fresh when the origin's Cache-Control and Expires say nothing.
     default_ttl: int = setting(scalar(duration_ms(0, 365 * 86_400_000, whole_seconds=True)),
                                "60s")
@@ -240,6 +251,15 @@ class BucketConfig:
                               "origin_credentials or set kind: s3",
                               path=f"{path}.origin_credentials",
                               line=node.line_of("origin_credentials"))
+        if self.origin_ca_file is not None and not (self.origin and self.origin[3]):
+            raise ConfigError("origin_ca_file is for an https origin; remove it or give an "
+                              "https:// origin", path=f"{path}.origin_ca_file",
+                              line=node.line_of("origin_ca_file"))
+        if self.origin_ca_file is not None and not self.origin_ca_file.is_file():
+            raise ConfigError(f"no such file: {self.origin_ca_file} (the CA certificates, "
+                              f"PEM, that the origin's certificate is checked against)",
+                              path=f"{path}.origin_ca_file",
+                              line=node.line_of("origin_ca_file"))
         if self.kind == "s3" and self.origin is not None and self.origin[2] != "/":
             raise ConfigError("an S3 endpoint's URL has no path (the bucket is origin_bucket)",
                               path=f"{path}.origin", line=node.line_of("origin"))

@@ -143,15 +143,16 @@ def _bucket_settings(i: int, b: Any) -> BucketSettings:
     """One bucket for C; an origin's host name is resolved here, once, at start."""
     if b.origin is None:
         return BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind])
-    host, port, _ = b.origin
+    host, port, _, tls = b.origin
     try:
         addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
     except OSError as exc:
         raise StartError(f"objects.buckets[{i}].origin: cannot resolve {host}: {exc}; use an "
                          "address, or a name this host resolves") from None
-    host_field = host if port == 80 else f"{host}:{port}"
+    default_port = 443 if tls else 80
+    host_field = host if port == default_port else f"{host}:{port}"
     if ":" in host and not host.startswith("["):
-        host_field = f"[{host}]" if port == 80 else f"[{host}]:{port}"
+        host_field = f"[{host}]" if port == default_port else f"[{host}]:{port}"
     cred = b.origin_credentials
     return BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind], origin_addr=addr,
                           origin_port=port, origin_path=b.origin_path, origin_host=host_field,
@@ -159,7 +160,9 @@ def _bucket_settings(i: int, b: Any) -> BucketSettings:
                           flash_admission=FLASH_ADMISSIONS[b.flash_admission_or_default],
                           s3_access_key_id=cred.access_key_id if cred else None,
                           s3_secret_access_key=cred.secret_access_key if cred else None,
-                          s3_region=cred.region if cred else None)
+                          s3_region=cred.region if cred else None, origin_tls=int(tls),
+                          origin_tls_name=host if tls else None,
+                          origin_ca_file=str(b.origin_ca_file) if b.origin_ca_file else None)
 
 
 def storage_state(config: Config, dp: Dataplane | None = None) -> dict[str, Any]:

@@ -54,6 +54,12 @@ struct ss_bucket_settings {
     const char *s3_access_key_id;
     const char *s3_secret_access_key;
     const char *s3_region;       /* NULL: us-east-1 */
+    /* An https origin: TLS, the certificate verified against origin_ca_file
+     * (NULL: the system's trust store) and origin_tls_name (the origin's host
+     * name, also sent as SNI, or its address). */
+    int origin_tls;
+    const char *origin_tls_name;
+    const char *origin_ca_file;
 };
 
 struct ss_objects_settings {

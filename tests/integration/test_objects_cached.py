@@ -244,6 +244,42 @@ def test_an_s3_bucket_signs_its_requests_to_a_private_endpoint(tmp_path: Path) -
         s3.stop()
 
 
+def test_an_https_origin_is_fetched_over_verified_tls(tmp_path: Path) -> None:
+    """An https origin (nginx with a certificate from a CA of the test's own): fetched,
+    ranged and written through over TLS when origin_ca_file names that CA; refused (502)
+    by a bucket that trusts only the system's store, or another CA, so an origin whose
+    certificate does not check out is never cached."""
+    from .helpers.origin import make_ca
+
+    origin = Origin(tmp_path / "origin", dav=True, tls=True)
+    other_ca, _ = make_ca(tmp_path, "other-ca")
+    base = {"kind": "http", "origin": origin.url, "origin_timeout": "5s"}
+    buckets = ("default", {"name": "web", **base, "origin_ca_file": str(origin.ca_file)},
+               {"name": "system", **base},
+               {"name": "wrongca", **base, "origin_ca_file": str(other_ca)})
+    srv, port = start_objects(objects_config(tmp_path, buckets=buckets))
+    try:
+        body = os.urandom(2_500_000)
+        (origin.www / "big.bin").write_bytes(body)
+        status, _, got = request(port, "GET", "/web/big.bin")
+        assert (status, got) == (200, body)
+        status, _, got = request(port, "GET", "/web/big.bin", headers={"Range": "bytes=5-9"})
+        assert (status, got) == (206, body[5:10])
+        assert len(origin.fetches("big.bin")) == 1
+        (origin.www / "other.bin").write_bytes(b"x" * 70_000)
+        status, _, got = request(port, "GET", "/web/other.bin")  # a kept-alive TLS session
+        assert (status, got) == (200, b"x" * 70_000)
+        assert request(port, "PUT", "/web/up.txt", b"over tls")[0] == 200
+        assert (origin.www / "up.txt").read_bytes() == b"over tls"
+        for name in ("system", "wrongca"):
+            status, _, data = request(port, "GET", f"/{name}/big.bin")
+            assert status == 502, (name, status, data[:200])
+        assert len(origin.fetches("big.bin")) == 1  # the handshakes failed: no request
+    finally:
+        srv.terminate()
+        origin.stop()
+
+
 def test_a_copy_whose_chunks_were_evicted_is_fetched_again(tmp_path: Path,
                                                            origin: Origin) -> None:
     """Cached copies are evicted oldest first, chunks before their metadata: a copy

@@ -88,10 +88,19 @@ BAD = [
                  "o.yaml:10: objects.buckets[0].origin: a local bucket has no origin (it is "
                  "the store of record); remove origin or set kind: http", id="local-origin"),
     pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: http, "
-                 "origin: 'https://a/'}]\n",
+                 "origin: 'ftp://a/'}]\n",
                  "o.yaml:10: objects.buckets[0].origin: expected an origin URL like "
-                 "http://127.0.0.1:8080/ or http://origin.example/assets/ (http only; https "
-                 "origins are not supported yet), got 'https://a/'", id="https-origin"),
+                 "http://127.0.0.1:8080/ or https://origin.example/assets/, got 'ftp://a/'",
+                 id="ftp-origin"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: http, "
+                 "origin: 'http://a/', origin_ca_file: /etc/hostname}]\n",
+                 "o.yaml:10: objects.buckets[0].origin_ca_file: origin_ca_file is for an "
+                 "https origin; remove it or give an https:// origin", id="ca-file-on-http"),
+    pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, kind: http, "
+                 "origin: 'https://a/', origin_ca_file: /nonexistent/ca.pem}]\n",
+                 "o.yaml:10: objects.buckets[0].origin_ca_file: no such file: "
+                 "/nonexistent/ca.pem (the CA certificates, PEM, that the origin's "
+                 "certificate is checked against)", id="missing-ca-file"),
     pytest.param("objects:\n  pool: objs\n  buckets: [{name: web, flash_admission: miss}]\n",
                  "o.yaml:10: objects.buckets[0].flash_admission: a local bucket is the store "
                  "of record: every object it holds is on flash; remove flash_admission or "
@@ -182,3 +191,17 @@ def test_only_an_s3_bucket_takes_origin_credentials(tmp_path: Path) -> None:
     assert str(info.value) == ("o.yaml:10: objects.buckets[0].origin_credentials: only an s3 "
                                "bucket signs its origin's requests; remove origin_credentials "
                                "or set kind: s3")
+
+
+def test_an_https_origin_is_verified_against_its_host(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    config = load(STORAGE + "objects:\n  pool: objs\n  buckets:\n"
+                  "    - {name: web, kind: http, origin: 'https://127.0.0.1/assets/', "
+                  "origin_ca_file: ca.pem}\n"
+                  "    - {name: alt, kind: http, origin: 'https://127.0.0.1:8443/'}\n",
+                  tmp_path)
+    web, alt = objects_settings(config, provision.plan(config)).buckets
+    assert (web.origin_port, web.origin_tls, web.origin_tls_name) == (443, 1, "127.0.0.1")
+    assert web.origin_host == "127.0.0.1" and web.origin_path == "/assets/"
+    assert web.origin_ca_file == str(tmp_path / "ca.pem")
+    assert (alt.origin_host, alt.origin_ca_file) == ("127.0.0.1:8443", None)

@@ -89,6 +89,10 @@ struct obj_bucket {
     int flash_admission; /* enum ss_flash_admission */
     /* Kind s3 with credentials: requests signed (ss_obj_sigv4.c); else NULL. */
     char *s3_key_id, *s3_secret, *s3_region;
+    /* An https origin: its client context and the name its certificate must
+     * carry (ss_obj_origin_tls.c); NULL for http. */
+    struct ssl_ctx_st *tls;
+    char *tls_name;
 };
 
 /*

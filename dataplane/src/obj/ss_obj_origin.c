@@ -35,7 +35,35 @@ static void *tag_of(struct obj_origin *org)
 static int watch(struct ss_obj_worker *ow, struct obj_origin *org, uint32_t events, int op)
 {
     struct epoll_event ev = {.events = events, .data.ptr = tag_of(org)};
+    org->watching = events;
     return epoll_ctl(ow->w->epfd, op, org->fd, &ev) < 0 ? -errno : 0;
+}
+
+/* Wait for `want` (TLS may need the other direction than the exchange's). */
+static void wait_for(struct ss_obj_worker *ow, struct obj_origin *org, uint32_t want)
+{
+    if (org->watching != want)
+        watch(ow, org, want, EPOLL_CTL_MOD);
+}
+
+/* A fresh non-blocking connection to b's origin, connecting (TLS set up for
+ * an https origin): 0, or -errno with nothing left open. */
+static int open_socket(struct obj_origin *org)
+{
+    const struct obj_bucket *b = org->b;
+    org->fd = socket(b->origin.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (org->fd < 0)
+        return -errno;
+    int one = 1;
+    (void)setsockopt(org->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    int rc = connect(org->fd, (const struct sockaddr *)&b->origin, b->origin_len);
+    if ((rc < 0 && errno != EINPROGRESS) || (b->tls && obj_tls_start(org) < 0)) {
+        close(org->fd);
+        org->fd = -1;
+        return -ECONNREFUSED;
+    }
+    org->state = rc < 0 ? ORG_CONNECTING : b->tls ? ORG_TLS : ORG_SENDING;
+    return 0;
 }
 
 static void unlink_active(struct ss_obj_worker *ow, struct obj_origin *org)
@@ -50,6 +78,7 @@ static void unlink_active(struct ss_obj_worker *ow, struct obj_origin *org)
 
 static void close_conn(struct ss_obj_worker *ow, struct obj_origin *org)
 {
+    obj_tls_end(org);
     if (org->fd >= 0) {
         epoll_ctl(ow->w->epfd, EPOLL_CTL_DEL, org->fd, NULL);
         close(org->fd);
@@ -76,21 +105,12 @@ static struct obj_origin *get_conn(struct ss_obj_worker *ow, struct obj_bucket *
     if (!org)
         return NULL;
     org->b = b;
-    org->fd = socket(b->origin.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (org->fd < 0) {
-        free(org);
-        return NULL;
-    }
-    int one = 1;
-    (void)setsockopt(org->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    int rc = connect(org->fd, (struct sockaddr *)&b->origin, b->origin_len);
-    org->state = rc == 0 ? ORG_SENDING : ORG_CONNECTING;
-    if (rc < 0 && errno != EINPROGRESS) {
-        close(org->fd);
+    if (open_socket(org) < 0) {
         free(org);
         return NULL;
     }
     if (watch(ow, org, EPOLLOUT, EPOLL_CTL_ADD) < 0) {
+        obj_tls_end(org);
         close(org->fd);
         free(org);
         return NULL;
@@ -233,15 +253,17 @@ void org_finish(struct ss_obj_worker *ow, struct obj_origin *org, int keep)
     org->f = NULL;
     free(org->chunk);
     org->chunk = NULL;
-    if (!keep || ow->nidle >= ORIGIN_IDLE_MAX || org->rlen) {
+    if (!keep || ow->nidle >= ORIGIN_IDLE_MAX || org->rlen || org_pending(org)) {
         close_conn(ow, org);
         return;
     }
     /* Idle: reset for the next fetch, watched for the origin's close. */
     struct obj_bucket *b = org->b;
     int fd = org->fd;
+    struct ssl_st *ssl = org->ssl;
     memset(org, 0, sizeof(*org));
     org->fd = fd;
+    org->ssl = ssl;
     org->b = b;
     watch(ow, org, EPOLLIN, EPOLL_CTL_MOD);
     org->next = ow->idle;
@@ -274,20 +296,14 @@ static int retry_fresh(struct ss_obj_worker *ow, struct obj_origin *org)
     if (!org->reused || org->got_bytes)
         return 0;
     epoll_ctl(ow->w->epfd, EPOLL_CTL_DEL, org->fd, NULL);
+    obj_tls_end(org);
     close(org->fd);
+    org->fd = -1;
     org->reused = 0;
     org->req_sent = 0;
     org->rlen = 0;
-    const struct obj_bucket *b = org->b;
-    org->fd = socket(b->origin.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (org->fd < 0)
+    if (open_socket(org) < 0)
         return 0;
-    int one = 1;
-    (void)setsockopt(org->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    int rc = connect(org->fd, (const struct sockaddr *)&b->origin, b->origin_len);
-    if (rc < 0 && errno != EINPROGRESS)
-        return 0;
-    org->state = rc == 0 ? ORG_SENDING : ORG_CONNECTING;
     return watch(ow, org, EPOLLOUT, EPOLL_CTL_ADD) == 0;
 }
 
@@ -305,16 +321,20 @@ static int body_ended(struct ss_obj_worker *ow, struct obj_origin *org, int rc)
 /* Read what the origin sent. Returns 1 when the fetch ended (org may be freed). */
 static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
 {
-    for (int round = 0; round < 16; round++) {
+    /* Bytes TLS already decrypted raise no event: they are taken before leaving. */
+    for (int round = 0; round < 16 || org_pending(org); round++) {
         size_t room = 0;
+        uint32_t want;
         char *direct = org_body_window(org, &room);
-        ssize_t got = direct ? recv(org->fd, direct, room, MSG_DONTWAIT)
-                             : recv(org->fd, org->rbuf + org->rlen, sizeof(org->rbuf) - org->rlen,
-                                    MSG_DONTWAIT);
-        if (got < 0 && errno == EINTR)
+        ssize_t got = direct ? org_recv(org, direct, room, &want)
+                             : org_recv(org, org->rbuf + org->rlen, sizeof(org->rbuf) - org->rlen,
+                                        &want);
+        if (got == -EINTR)
             continue;
-        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (got == -EAGAIN || got == -EWOULDBLOCK) {
+            wait_for(ow, org, want);
             return 0;
+        }
         if (got <= 0) {
             if (org->state == ORG_BODY && org->resp.framing == SS_HTTP_BODY_UNTIL_CLOSE &&
                 got == 0) {
@@ -357,7 +377,7 @@ static int on_readable(struct ss_obj_worker *ow, struct obj_origin *org)
  * bounded memory. Returns 1 when all is sent, 0 when the socket is full,
  * -errno.
  */
-static int upload(struct ss_obj_worker *ow, struct obj_origin *org)
+static int upload(struct ss_obj_worker *ow, struct obj_origin *org, uint32_t *want)
 {
     struct obj_fill *f = org->f;
     uint32_t nchunks = obj_nchunks((uint64_t)f->size, f->chunk_data);
@@ -383,11 +403,10 @@ static int upload(struct ss_obj_worker *ow, struct obj_origin *org)
             org->up_off = 0;
             org->up_next++;
         }
-        ssize_t n = send(org->fd, org->chunk + org->up_off, org->up_len - org->up_off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
+        ssize_t n = org_send(org, org->chunk + org->up_off, org->up_len - org->up_off, want);
+        if (n == -EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n == -EAGAIN || n == -EWOULDBLOCK)
             return 0;
         if (n <= 0)
             return -EPIPE;
@@ -416,16 +435,32 @@ void obj_origin_on_event(struct ss_obj_worker *ow, struct obj_origin *org, uint3
             org_fail(ow, org, 502);
             return;
         }
+        org->state = org->ssl ? ORG_TLS : ORG_SENDING;
+    }
+    uint32_t want = EPOLLOUT;
+    if (org->state == ORG_TLS) {
+        int rc = obj_tls_handshake(org, &want);
+        if (rc == 0) {
+            wait_for(ow, org, want);
+            return;
+        }
+        if (rc < 0) {
+            /* A refused certificate is the origin's fault, as a bad answer is. */
+            org_fail(ow, org, 502);
+            return;
+        }
         org->state = ORG_SENDING;
     }
     if (org->state == ORG_SENDING) {
         while (org->req_sent < org->req_len) {
-            ssize_t n = send(org->fd, org->req + org->req_sent, org->req_len - org->req_sent,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (n < 0 && errno == EINTR)
+            ssize_t n = org_send(org, org->req + org->req_sent, org->req_len - org->req_sent,
+                                 &want);
+            if (n == -EINTR)
                 continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            if (n == -EAGAIN || n == -EWOULDBLOCK) {
+                wait_for(ow, org, want);
                 return;
+            }
             if (n <= 0) {
                 if (!retry_fresh(ow, org))
                     org_fail(ow, org, 502);
@@ -440,16 +475,19 @@ void obj_origin_on_event(struct ss_obj_worker *ow, struct obj_origin *org, uint3
         }
     }
     if (org->state == ORG_UPLOAD) {
-        int rc = upload(ow, org);
-        if (rc < 0)
+        int rc = upload(ow, org, &want);
+        if (rc < 0) {
             org_fail(ow, org, 502);
-        else if (rc == 1) {
+        } else if (rc == 1) {
             org->state = ORG_HEAD;
             watch(ow, org, EPOLLIN, EPOLL_CTL_MOD);
+        } else {
+            wait_for(ow, org, want);
         }
         return;
     }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+    /* Over TLS a read may have waited for writability. */
+    if (org->ssl || (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         on_readable(ow, org);
 }
 

@@ -6,16 +6,20 @@
 #ifndef SS_OBJ_ORIGIN_H
 #define SS_OBJ_ORIGIN_H
 
+#include <sys/types.h>
+
 #include "ss_obj_internal.h"
 
 #define ORIGIN_IDLE_MAX 32u   /* kept-alive connections per worker */
 #define ORIGIN_RBUF 65536u    /* read buffer; a head must fit in it */
 
-enum { ORG_CONNECTING = 0, ORG_SENDING, ORG_UPLOAD, ORG_HEAD, ORG_BODY };
+enum { ORG_CONNECTING = 0, ORG_TLS, ORG_SENDING, ORG_UPLOAD, ORG_HEAD, ORG_BODY };
 
 struct obj_origin {
     struct obj_origin *next;
     int fd;
+    struct ssl_st *ssl;            /* an https origin's session, else NULL */
+    uint32_t watching;             /* the epoll events asked for */
     int state;
     struct obj_bucket *b;
     struct obj_fill *f;            /* NULL while idle */
@@ -50,6 +54,25 @@ struct obj_origin {
 void org_fail(struct ss_obj_worker *ow, struct obj_origin *org, int status);
 /* The fetch ends; the connection is kept when keep and the answer allow it. */
 void org_finish(struct ss_obj_worker *ow, struct obj_origin *org, int keep);
+
+/* ss_obj_origin_tls.c */
+/* b's client context: peers verified against ca_file (NULL: the system's
+ * trust store) and against name (a host name, sent as SNI, or an address).
+ * 0, or -errno with err naming the bucket and the reason. */
+int obj_tls_context(struct obj_bucket *b, const char *name, const char *ca_file, char *err,
+                    size_t errlen);
+void obj_tls_context_free(struct obj_bucket *b);
+/* A session on org->fd (connecting): 0 or -ENOMEM. */
+int obj_tls_start(struct obj_origin *org);
+void obj_tls_end(struct obj_origin *org);
+/* One handshake step: 1 done, 0 to wait for *want, -errno (a bad certificate). */
+int obj_tls_handshake(struct obj_origin *org, uint32_t *want);
+/* recv and send on the connection, through TLS when it has it: bytes moved,
+ * 0 (recv: the origin closed), -EAGAIN to wait for *want, -errno. */
+ssize_t org_recv(struct obj_origin *org, void *buf, size_t len, uint32_t *want);
+ssize_t org_send(struct obj_origin *org, const void *buf, size_t len, uint32_t *want);
+/* Decrypted bytes are waiting inside TLS (no epoll event will say so). */
+int org_pending(const struct obj_origin *org);
 
 /* ss_obj_sigv4.c */
 /* The fields that sign a request to b's S3 endpoint (AWS Signature Version

@@ -21,6 +21,7 @@
 #include "common/ss_clock.h"
 #include "server/ss_worker.h"
 #include "ss_obj_internal.h"
+#include "ss_obj_origin.h" /* the https buckets' TLS contexts */
 
 static char *dup_str(const char *s)
 {
@@ -268,6 +269,9 @@ static int origin_of(struct obj_bucket *ob, const struct ss_bucket_settings *b, 
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    if (b->origin_tls)
+        return obj_tls_context(ob, b->origin_tls_name ? b->origin_tls_name : b->origin_addr,
+                               b->origin_ca_file, err, errlen);
     return 0;
 }
 
@@ -370,6 +374,7 @@ void ss_obj_close(struct ss_obj *o)
     for (uint32_t i = 0; o->buckets && i < o->nbuckets; i++) {
         free(o->buckets[i].origin_path);
         free(o->buckets[i].origin_host);
+        obj_tls_context_free(&o->buckets[i]);
         free(o->buckets[i].s3_key_id);
         free(o->buckets[i].s3_region);
         if (o->buckets[i].s3_secret) {

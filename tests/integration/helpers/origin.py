@@ -15,10 +15,38 @@ from .procs import free_port
 NGINX = "/usr/sbin/nginx"  # Debian's nginx-light (make deps installs it)
 
 
-class Origin:
-    """nginx on 127.0.0.1:<port> serving <dir>/www; `cache_control` on /static/."""
+def make_ca(work: Path, name: str) -> tuple[Path, Path]:
+    """A throwaway CA (openssl's CLI): its certificate and key, PEM."""
+    cert, key = work / f"{name}.pem", work / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", f"/CN={name}", "-addext",
+                    "basicConstraints=critical,CA:TRUE", "-addext",
+                    "keyUsage=critical,keyCertSign"], check=True, capture_output=True)
+    return cert, key
 
-    def __init__(self, work: Path, cache_control: str = "max-age=60", dav: bool = False) -> None:
+
+def make_server_cert(work: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost signed by ca: (cert, key)."""
+    cert, key, csr, ext = (work / "server.pem", work / "server.key", work / "server.csr",
+                           work / "server.ext")
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(csr), "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]), "-CAkey",
+                    str(ca[1]), "-CAcreateserial", "-out", str(cert), "-days", "2",
+                    "-extfile", str(ext)], check=True, capture_output=True)
+    return cert, key
+
+
+class Origin:
+    """nginx on 127.0.0.1:<port> serving <dir>/www; `cache_control` on /static/. With
+    `tls`, over https only, its certificate (127.0.0.1, localhost) signed by a CA of
+    its own, `ca_file`."""
+
+    def __init__(self, work: Path, cache_control: str = "max-age=60", dav: bool = False,
+                 tls: bool = False) -> None:
         assert os.path.exists(NGINX), "nginx is missing; `make deps` installs nginx-light"
         self.dir = work
         self.www = work / "www" / "static"
@@ -28,12 +56,17 @@ class Origin:
         self.conf = work / "nginx.conf"
         self.cache_control = cache_control
         self.dav = dav  # PUT and DELETE accepted (nginx's WebDAV module)
+        self.tls = tls
+        if tls:
+            ca = make_ca(work, "origin-ca")
+            self.ca_file = ca[0]
+            self.cert, self.key = make_server_cert(work, ca)
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/static/"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/static/"
 
     def start(self) -> None:
         d = self.dir
@@ -55,7 +88,8 @@ http {{
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
   server {{
-    listen 127.0.0.1:{self.port};
+    listen 127.0.0.1:{self.port}{" ssl" if self.tls else ""};
+    {f"ssl_certificate {self.cert}; ssl_certificate_key {self.key};" if self.tls else ""}
     root {d}/www;
     location /static/ {{
       add_header Cache-Control "{self.cache_control}";
