@@ -34,6 +34,14 @@ def _worker_connections(addr: tuple[str, int]) -> list[int]:
     return [counts[i] for i in sorted(counts)]
 
 
+def assert_spread_evenly(addr: tuple[str, int]) -> None:
+    """CONNECTIONS clients (and the stats connection) within 2 of even on two workers."""
+    counts = _worker_connections(addr)
+    assert len(counts) == 2, counts
+    assert sum(counts) == CONNECTIONS + 1, counts  # the stats connection too
+    assert max(counts) - min(counts) <= 2, f"connections per worker: {counts}"
+
+
 def test_connections_are_spread_evenly(appliance_factory: ApplianceFactory) -> None:
     srv = appliance_factory()  # two workers
     clients = [socket.create_connection(srv.addr, timeout=5) for _ in range(CONNECTIONS)]
@@ -42,10 +50,7 @@ def test_connections_are_spread_evenly(appliance_factory: ApplianceFactory) -> N
         for c in clients:
             c.sendall(b"mn\r\n")
             assert c.recv(16) == b"MN\r\n"
-        counts = _worker_connections(srv.addr)
-        assert len(counts) == 2, counts
-        assert sum(counts) == CONNECTIONS + 1, counts  # the stats connection too
-        assert max(counts) - min(counts) <= 2, f"connections per worker: {counts}"
+        assert_spread_evenly(srv.addr)
     finally:
         for c in clients:
             c.close()
@@ -63,10 +68,7 @@ def test_http_connections_are_spread_evenly_too(tmp_path: Path) -> None:
             r = c.getresponse()
             r.read()
             assert r.status == 404 and not r.will_close
-        counts = _worker_connections(srv.addr)
-        assert len(counts) == 2, counts
-        assert sum(counts) == CONNECTIONS + 1, counts  # the stats connection too
-        assert max(counts) - min(counts) <= 2, f"connections per worker: {counts}"
+        assert_spread_evenly(srv.addr)
     finally:
         for c in clients:
             c.close()
