@@ -158,3 +158,26 @@ def test_aws_cli_cp_both_ways_and_get_object_range(served: tuple[Server, int],
     rm = aws("s3", "rm", "s3://photos/cli/up.bin", *endpoint, tmp=tmp_path)
     assert rm.returncode == 0, rm.stderr
     assert request(served[1], "GET", "/photos/cli/up.bin")[0] == 404
+
+
+def test_aws_cli_cp_of_a_large_file_says_how_and_then_works(served: tuple[Server, int],
+                                                            tmp_path: Path) -> None:
+    """`aws s3 cp` goes multipart above 8 MB, which is not served: the refusal says how to
+    keep it to one PUT, and with the README's multipart_threshold the copy goes both ways
+    (the download is the CLI's parallel ranged GETs)."""
+    endpoint = ["--no-sign-request", "--endpoint-url", f"http://127.0.0.1:{served[1]}",
+                "--region", "us-east-1"]
+    src = tmp_path / "large.bin"
+    data = os.urandom(20_000_000)
+    src.write_bytes(data)
+    refused = aws("s3", "cp", str(src), "s3://photos/cli/large.bin", *endpoint, tmp=tmp_path)
+    assert refused.returncode != 0
+    assert "multipart_threshold 5GB" in refused.stderr, refused.stderr
+    setting = aws("configure", "set", "default.s3.multipart_threshold", "5GB", tmp=tmp_path)
+    assert setting.returncode == 0, setting.stderr
+    up = aws("s3", "cp", str(src), "s3://photos/cli/large.bin", *endpoint, tmp=tmp_path)
+    assert up.returncode == 0, up.stderr
+    dst = tmp_path / "large.down"
+    down = aws("s3", "cp", "s3://photos/cli/large.bin", str(dst), *endpoint, tmp=tmp_path)
+    assert down.returncode == 0, down.stderr
+    assert dst.read_bytes() == data

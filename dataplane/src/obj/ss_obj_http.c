@@ -233,9 +233,13 @@ static int dispatch(struct ss_conn *c, struct obj_conn *oc, const struct ss_http
     atomic_fetch_add_explicit(&oc->b->stats.requests, 1, memory_order_relaxed);
     const char *op = req->query ? unsupported_query(req->query, req->query_len) : NULL;
     if (op) {
-        char msg[160];
+        char msg[320];
+        /* `aws s3 cp` goes multipart above 8 MB: say how to keep it to one PUT. */
+        int multipart = !strcmp(op, "uploads") || !strcmp(op, "uploadId");
         snprintf(msg, sizeof(msg), "the S3 subresource or operation '%s' is not implemented "
-                 "yet (single objects only: GET, HEAD, PUT, DELETE)", op);
+                 "yet (single objects only: GET, HEAD, PUT, DELETE)%s", op,
+                 multipart ? "; send the object in one PUT (the AWS CLI: aws configure set "
+                             "default.s3.multipart_threshold 5GB)" : "");
         obj_error(c, oc, 501, "NotImplemented", msg, req->method != SS_HTTP_M_PUT);
         return 0;
     }
