@@ -135,20 +135,34 @@ def aws(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
                           env=env, check=False)
 
 
+def cli_endpoint(port: int) -> list[str]:
+    """The AWS CLI's arguments for the appliance: unsigned, path-style, one region."""
+    return ["--no-sign-request", "--endpoint-url", f"http://127.0.0.1:{port}",
+            "--region", "us-east-1"]
+
+
+def random_file(path: Path, size: int) -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return path, data
+
+
+def cp_both_ways(src: Path, data: bytes, url: str, endpoint: list[str], tmp: Path) -> None:
+    """`aws s3 cp` of src up to url and back down: the same bytes."""
+    up = aws("s3", "cp", str(src), url, *endpoint, tmp=tmp)
+    assert up.returncode == 0, up.stderr
+    dst = src.with_suffix(".down")
+    down = aws("s3", "cp", url, str(dst), *endpoint, tmp=tmp)
+    assert down.returncode == 0, down.stderr
+    assert dst.read_bytes() == data
+
+
 def test_aws_cli_cp_both_ways_and_get_object_range(served: tuple[Server, int],
                                                   tmp_path: Path) -> None:
     assert os.path.exists(AWS_CLI), "Debian's awscli is missing; `make deps` installs it"
-    endpoint = ["--no-sign-request", "--endpoint-url", f"http://127.0.0.1:{served[1]}",
-                "--region", "us-east-1"]
-    src = tmp_path / "up.bin"
-    data = os.urandom(3_000_000)
-    src.write_bytes(data)
-    up = aws("s3", "cp", str(src), "s3://photos/cli/up.bin", *endpoint, tmp=tmp_path)
-    assert up.returncode == 0, up.stderr
-    dst = tmp_path / "down.bin"
-    down = aws("s3", "cp", "s3://photos/cli/up.bin", str(dst), *endpoint, tmp=tmp_path)
-    assert down.returncode == 0, down.stderr
-    assert dst.read_bytes() == data
+    endpoint = cli_endpoint(served[1])
+    src, data = random_file(tmp_path / "up.bin", 3_000_000)
+    cp_both_ways(src, data, "s3://photos/cli/up.bin", endpoint, tmp_path)
     part = tmp_path / "part.bin"
     got = aws("s3api", "get-object", "--bucket", "photos", "--key", "cli/up.bin",
               "--range", "bytes=100-199", str(part), *endpoint, tmp=tmp_path)
@@ -165,19 +179,11 @@ def test_aws_cli_cp_of_a_large_file_says_how_and_then_works(served: tuple[Server
     """`aws s3 cp` goes multipart above 8 MB, which is not served: the refusal says how to
     keep it to one PUT, and with the README's multipart_threshold the copy goes both ways
     (the download is the CLI's parallel ranged GETs)."""
-    endpoint = ["--no-sign-request", "--endpoint-url", f"http://127.0.0.1:{served[1]}",
-                "--region", "us-east-1"]
-    src = tmp_path / "large.bin"
-    data = os.urandom(20_000_000)
-    src.write_bytes(data)
+    endpoint = cli_endpoint(served[1])
+    src, data = random_file(tmp_path / "large.bin", 20_000_000)
     refused = aws("s3", "cp", str(src), "s3://photos/cli/large.bin", *endpoint, tmp=tmp_path)
     assert refused.returncode != 0
     assert "multipart_threshold 5GB" in refused.stderr, refused.stderr
     setting = aws("configure", "set", "default.s3.multipart_threshold", "5GB", tmp=tmp_path)
     assert setting.returncode == 0, setting.stderr
-    up = aws("s3", "cp", str(src), "s3://photos/cli/large.bin", *endpoint, tmp=tmp_path)
-    assert up.returncode == 0, up.stderr
-    dst = tmp_path / "large.down"
-    down = aws("s3", "cp", "s3://photos/cli/large.bin", str(dst), *endpoint, tmp=tmp_path)
-    assert down.returncode == 0, down.stderr
-    assert dst.read_bytes() == data
+    cp_both_ways(src, data, "s3://photos/cli/large.bin", endpoint, tmp_path)
