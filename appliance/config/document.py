@@ -246,7 +246,8 @@ def summary(config: Config) -> str:
             f"pool {pool.name}: {size}{pct} of {describe(dev)}, {pool.segments} segments "
             f"of {units.format_size(pool.segment_size)}; "
             + (f"objects={config.objects.url} from pool {served} "
-               f"({len(config.objects.buckets)} buckets); " if served else "")
+               f"(buckets {', '.join(b.describe() for b in config.objects.buckets)}); "
+               if served else "")
             + (f"objects pools {', '.join(reserved)} (reserved, not served); "
                if reserved else "") +
             f"hot tier {units.format_size(config.storage.hot_tier)}; "

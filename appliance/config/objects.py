@@ -265,6 +265,19 @@ class BucketConfig:
                               path=f"{path}.origin", line=node.line_of("origin"))
         return self
 
+    def describe(self) -> str:
+        """The bucket in one phrase, for `smartswitch check`: name, kind, origin."""
+        if self.origin is None:
+            return f"{self.name} (local)"
+        host, port, path, tls = self.origin
+        scheme = "https" if tls else "http"
+        default = 443 if tls else 80
+        where = f"{scheme}://{host}{'' if port == default else f':{port}'}{self.origin_path}"
+        signed = ""
+        if self.kind == "s3":
+            signed = ", signed" if self.origin_credentials else ", unsigned"
+        return f"{self.name} ({self.kind} cache of {where}{signed})"
+
     @property
     def flash_admission_or_default(self) -> str:
         """flash_admission as the data plane applies it (local buckets: unused)."""

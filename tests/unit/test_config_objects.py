@@ -205,3 +205,13 @@ def test_an_https_origin_is_verified_against_its_host(tmp_path: Path) -> None:
     assert web.origin_host == "127.0.0.1" and web.origin_path == "/assets/"
     assert web.origin_ca_file == str(tmp_path / "ca.pem")
     assert (alt.origin_host, alt.origin_ca_file) == ("127.0.0.1:8443", None)
+
+
+def test_check_describes_each_bucket_and_its_origin(tmp_path: Path) -> None:
+    (tmp_path / "media.secret").write_text("secret\n")
+    config = load(STORAGE + S3_BUCKET.format(secret="media.secret").replace(
+        "  buckets:\n", "  buckets:\n    - {name: default}\n"
+        "    - {name: web, kind: http, origin: 'https://origin.example/assets/'}\n"), tmp_path)
+    assert [b.describe() for b in config.objects.buckets] == [
+        "default (local)", "web (http cache of https://origin.example/assets/)",
+        "media (s3 cache of http://127.0.0.1:9000/media/, signed)"]
