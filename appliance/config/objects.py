@@ -269,14 +269,22 @@ class BucketConfig:
         """The bucket in one phrase, for `smartswitch check`: name, kind, origin."""
         if self.origin is None:
             return f"{self.name} (local)"
-        host, port, path, tls = self.origin
-        scheme = "https" if tls else "http"
-        default = 443 if tls else 80
-        where = f"{scheme}://{host}{'' if port == default else f':{port}'}{self.origin_path}"
+        scheme = "https" if self.origin[3] else "http"
+        where = f"{scheme}://{self.origin_host_field}{self.origin_path}"
         signed = ""
         if self.kind == "s3":
             signed = ", signed" if self.origin_credentials else ", unsigned"
         return f"{self.name} ({self.kind} cache of {where}{signed})"
+
+    @property
+    def origin_host_field(self) -> str:
+        """The origin's Host field: its host (an IPv6 one bracketed), and the port
+        unless it is the scheme's own."""
+        assert self.origin is not None
+        host, port, _, tls = self.origin
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return host if port == (443 if tls else 80) else f"{host}:{port}"
 
     @property
     def flash_admission_or_default(self) -> str:

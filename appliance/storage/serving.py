@@ -149,13 +149,9 @@ def _bucket_settings(i: int, b: Any) -> BucketSettings:
     except OSError as exc:
         raise StartError(f"objects.buckets[{i}].origin: cannot resolve {host}: {exc}; use an "
                          "address, or a name this host resolves") from None
-    default_port = 443 if tls else 80
-    host_field = host if port == default_port else f"{host}:{port}"
-    if ":" in host and not host.startswith("["):
-        host_field = f"[{host}]" if port == default_port else f"[{host}]:{port}"
     cred = b.origin_credentials
     return BucketSettings(name=b.name, kind=BUCKET_KINDS[b.kind], origin_addr=addr,
-                          origin_port=port, origin_path=b.origin_path, origin_host=host_field,
+                          origin_port=port, origin_path=b.origin_path, origin_host=b.origin_host_field,
                           origin_timeout_ms=b.origin_timeout, default_ttl_s=b.default_ttl // 1000,
                           flash_admission=FLASH_ADMISSIONS[b.flash_admission_or_default],
                           s3_access_key_id=cred.access_key_id if cred else None,

@@ -325,17 +325,9 @@ static int answer_from_fill(struct ss_conn *c, struct obj_conn *oc, int64_t size
     struct obj_fill *f = oc->fill;
     if (size < 0 || !f->etag[0])
         return 0;
-    struct obj_meta m = {
-        .version = f->version,
-        .size = (uint64_t)size,
-        .chunk_bytes = f->chunk_data,
-        .mtime = f->mtime,
-        .stored_at = ss_clock_unix_seconds(),
-        .etag = f->etag,
-        .etag_len = strlen(f->etag),
-        .fields = f->fields,
-        .fields_len = f->fields_len,
-    };
+    struct obj_meta m;
+    obj_fill_meta(f, (uint64_t)size, &m);
+    m.stored_at = ss_clock_unix_seconds();
     struct ss_http_req req;
     reparse(oc, &req);
     obj_release(oc); /* a stale copy looked up before */

@@ -111,6 +111,13 @@ void obj_fill_put(struct ss_obj *o, struct obj_fill *f)
     free(f);
 }
 
+void obj_fill_meta(const struct obj_fill *f, uint64_t size, struct obj_meta *m)
+{
+    *m = (struct obj_meta){.version = f->version, .size = size, .chunk_bytes = f->chunk_data,
+                           .mtime = f->mtime, .etag = f->etag, .etag_len = strlen(f->etag),
+                           .fields = f->fields, .fields_len = f->fields_len};
+}
+
 void obj_fill_hold(struct ss_obj *o, struct obj_fill *f, uint32_t index,
                    struct ss_value_hold *hold)
 {

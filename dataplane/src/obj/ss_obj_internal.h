@@ -218,6 +218,8 @@ int obj_meta_decode(const char *val, size_t len, struct obj_meta *m);
 /* The ETag of m as sent in ETag (the origin's, or "\"<32 hex md5>\""),
  * NUL-terminated. */
 void obj_meta_etag(const struct obj_meta *m, char out[OBJ_ETAG_MAX + 1]);
+/* n bytes as 2n lower-case hex digits and a NUL. */
+void obj_hex(const unsigned char *in, size_t n, char *out);
 
 /* ss_obj_fill.c */
 /* A count that changes when a fetch in mkey's slot of the table ends: read
@@ -236,6 +238,10 @@ int obj_fill_join(struct ss_obj *o, struct obj_bucket *b, const unsigned char *m
 struct obj_fill *obj_fill_private(struct ss_obj *o, struct obj_bucket *b,
                                   const unsigned char *mkey, uint64_t version);
 void obj_fill_put(struct ss_obj *o, struct obj_fill *f);
+/* The metadata of the copy f fills, as far as the origin's head says it:
+ * version, chunking, size, validators, fields (f's strings, not copied).
+ * When it was stored, its expiry and its name are the caller's to set. */
+void obj_fill_meta(const struct obj_fill *f, uint64_t size, struct obj_meta *m);
 /* The fill's state moves on (under the lock). */
 void obj_fill_set(struct ss_obj *o, struct obj_fill *f, int state, int status);
 void obj_fill_commit(struct ss_obj *o, struct obj_fill *f, uint64_t committed);

@@ -110,19 +110,25 @@ int obj_meta_decode(const char *val, size_t len, struct obj_meta *m)
     return 0;
 }
 
-void obj_meta_etag(const struct obj_meta *m, char out[OBJ_ETAG_MAX + 1])
+void obj_hex(const unsigned char *in, size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void obj_meta_etag(const struct obj_meta *m, char out[OBJ_ETAG_MAX + 1])
+{
     if (m->etag_len) {
         memcpy(out, m->etag, m->etag_len);
         out[m->etag_len] = '\0';
         return;
     }
     out[0] = '"';
-    for (int i = 0; i < 16; i++) {
-        out[1 + 2 * i] = hex[m->md5[i] >> 4];
-        out[2 + 2 * i] = hex[m->md5[i] & 15];
-    }
+    obj_hex(m->md5, 16, out + 1);
     out[33] = '"';
     out[34] = '\0';
 }

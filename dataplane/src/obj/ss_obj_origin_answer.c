@@ -153,13 +153,12 @@ void org_complete(struct ss_obj_worker *ow, struct obj_origin *org)
     pthread_mutex_unlock(&ow->o->fill_lock);
     if (org->cacheable) {
         int64_t now = ss_clock_unix_seconds();
-        struct obj_meta m = {.version = f->version, .size = org->total,
-                             .chunk_bytes = f->chunk_data, .mtime = f->mtime,
-                             .stored_at = now - org->age,
-                             .expires_at = now - org->age + org->lifetime,
-                             .name = org->name, .name_len = org->name_len,
-                             .etag = f->etag, .etag_len = strlen(f->etag),
-                             .fields = f->fields, .fields_len = f->fields_len};
+        struct obj_meta m;
+        obj_fill_meta(f, org->total, &m);
+        m.stored_at = now - org->age;
+        m.expires_at = now - org->age + org->lifetime;
+        m.name = org->name;
+        m.name_len = org->name_len;
         if (obj_meta_replace(&ow->st, ow->o, f->b, &m, 0) == 0)
             atomic_fetch_add_explicit(&f->b->stats.bytes_in, org->total, memory_order_relaxed);
         else

@@ -34,16 +34,6 @@ struct signed_field {
     size_t value_len;
 };
 
-static void hex_of(const unsigned char *in, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[in[i] >> 4];
-        out[2 * i + 1] = hex[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 static void hmac(const void *key, size_t nkey, const char *msg, size_t nmsg,
                  unsigned char out[SHA256_DIGEST_LENGTH])
 {
@@ -161,7 +151,7 @@ int obj_sigv4_fields(const struct obj_bucket *b, const char *method, const char 
     char creq_hex[2 * SHA256_DIGEST_LENGTH + 1];
     SHA256((const unsigned char *)creq, len, digest);
     free(creq);
-    hex_of(digest, sizeof(digest), creq_hex);
+    obj_hex(digest, sizeof(digest), creq_hex);
 
     char scope[128], to_sign[512];
     snprintf(scope, sizeof(scope), "%s/%s/s3/aws4_request", day, b->s3_region);
@@ -178,7 +168,7 @@ int obj_sigv4_fields(const struct obj_bucket *b, const char *method, const char 
     hmac(k, sizeof(k), "aws4_request", 12, k2);
     hmac(k2, sizeof(k2), to_sign, (size_t)nsign, digest);
     char signature[2 * SHA256_DIGEST_LENGTH + 1];
-    hex_of(digest, sizeof(digest), signature);
+    obj_hex(digest, sizeof(digest), signature);
     OPENSSL_cleanse(first, sizeof(first));
     OPENSSL_cleanse(k, sizeof(k));
     OPENSSL_cleanse(k2, sizeof(k2));
