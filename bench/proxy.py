@@ -232,6 +232,7 @@ def measure(t: Target, load: Load, keys: int, args: argparse.Namespace,
     perf = core.start_perf(t.server, sc, args, rep)
     procs = [t.server] + t.backends
     be0 = _be_counters(t.backends)
+    ix0, _ = _store_figures(t)
     cpu0 = [core._proc_cpu_s(p.proc.pid) for p in procs]
     sw0 = core._proc_switches(t.server.proc.pid)
     busy0 = core._machine_busy_s()
@@ -246,6 +247,7 @@ def measure(t: Target, load: Load, keys: int, args: argparse.Namespace,
         if perf:
             core.finish_perf(*perf)
     be1 = _be_counters(t.backends)
+    ix1, copies = _store_figures(t)
     for p in procs:
         p.check_alive()
     span = res["seconds"] + args.warmup
@@ -263,13 +265,27 @@ def measure(t: Target, load: Load, keys: int, args: argparse.Namespace,
     fwd = be1["cmd_get" if load.op == "get" else "cmd_set"] - be0[
         "cmd_get" if load.op == "get" else "cmd_set"]
     res["forwarded_per_op"] = fwd / total if total and t.backends else None
+    # Index puts and deletes per op: the group commit's share of the CPU
+    # (a set of a key whose copy a fill made deletes that copy's entry).
+    res["index_ops_per_op"] = (ix1 - ix0) / total if total and ix0 is not None else None
     print(f"# {load.name:10s} {t.label:17s} #{rep} {res['ops_per_sec']:>10,.0f} "
           f"ops/s p50 {res['p50_us']:.0f}us p99 {res['p99_us']:.0f}us errors {res['errors']} "
           f"fwd/op {_fmt(res['forwarded_per_op'], '.2f')} "
-          f"switches/op {_fmt(res['cpu']['switches_per_op'], '.3f')}",
+          f"switches/op {_fmt(res['cpu']['switches_per_op'], '.3f')} "
+          f"index ops/op {_fmt(res['index_ops_per_op'], '.3f')} "
+          f"DRAM copies {_fmt(copies, ',')}",
           file=sys.stderr)
     return {"load": load.name, "op": load.op, "depth": load.depth,
             "conns": load.conns or args.conns, "target": t.label, "rep": rep, "result": res}
+
+
+def _store_figures(t: Target) -> tuple[int | None, int | None]:
+    """The appliance's index puts and deletes so far, and its DRAM copies
+    now (None, None for other servers)."""
+    if not t.label.startswith("smartswitch"):
+        return None, None
+    st = core.mc_stats(t.server.port)
+    return int(st.get("index_committed_ops", 0)), int(st.get("hot_items", 0))
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -205,11 +205,14 @@ void ss_store_lock_hash(struct ss_store_thread *t, uint64_t hash);
  * Prefetch what a lookup of the key with this ss_hash64 will touch, without
  * the lock: a burst calls ss_store_prefetch for every packet (the stripe,
  * the filter block), then ss_store_prefetch_bucket for every packet (the
- * DRAM bucket, whose address is in the stripe), then looks the keys up.
- * Nothing a concurrent resize or rebuild may free is dereferenced.
+ * DRAM bucket, whose address is in the stripe), then, once the buckets are
+ * in, ss_store_prefetch_item (the first item of the bucket's chain), then
+ * looks the keys up. Nothing a concurrent resize or rebuild may free is
+ * dereferenced.
  */
 void ss_store_prefetch(struct ss_store *st, uint64_t hash);
 void ss_store_prefetch_bucket(struct ss_store *st, uint64_t hash);
+void ss_store_prefetch_item(struct ss_store *st, uint64_t hash);
 void ss_store_unlock(struct ss_store_thread *t);
 
 /*
@@ -437,6 +440,10 @@ struct ss_store_stats {
     uint64_t pinned_copied;     /* records copied forward since open */
     uint64_t pinned_copy_bytes; /* their bytes */
     uint64_t pinned_limit;      /* pinned_bytes a pinned write may not take it past */
+    /* Appended (group commit): index transactions the committer ran since
+     * open, and the puts and deletes they carried. */
+    uint64_t index_commits;
+    uint64_t index_committed_ops;
 };
 /* cffi: end */
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);

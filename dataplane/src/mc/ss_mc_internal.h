@@ -114,6 +114,11 @@ int ss_mc_text_verbosity(struct ss_conn *c, struct ss_mc_req *rq);
  * (local when it has none or hands it back), count it. enum ss_exec. */
 int ss_mc_dispatch(struct ss_conn *c, struct ss_mc_req *rq);
 
+/* ss_mc_lookahead.c: prefetch what the lookups of the next few whole
+ * commands in [p, end) will touch. Returns where its scan stopped (p when
+ * the first command is not one it reads). */
+const char *ss_mc_lookahead(struct ss_conn *c, const char *p, const char *end);
+
 /* ---- get-like commands and deferred replies (ss_mc_text.c, ss_mc_defer.c) ---- */
 
 struct ss_mc_get_mode {

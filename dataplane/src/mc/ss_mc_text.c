@@ -512,6 +512,7 @@ int ss_mc_process(struct ss_conn *c)
     unsent_mark = c->out.len;
     /* Service time: one clock read per command, its end being the next one's start. */
     uint64_t t0 = ss_clock_mono_ns();
+    size_t prefetched_to = c->rpos; /* commands before it had their keys prefetched */
     while (c->rpos < c->rlen) {
         if (c->out.len + c->out_ref_bytes >= SS_CONN_OUT_HIGH_WATER)
             break; /* resumed by the server once the replies have drained */
@@ -524,6 +525,10 @@ int ss_mc_process(struct ss_conn *c)
             continue;
         }
         const char *start = c->rbuf + c->rpos;
+        if (c->rpos >= prefetched_to) {
+            const char *stop = ss_mc_lookahead(c, start, start + avail);
+            prefetched_to = stop > start ? (size_t)(stop - c->rbuf) : c->rpos + 1;
+        }
         const char *nl = memchr(start, '\n', avail);
         if (!nl) {
             /* No end of line yet. A long one is fatal unless it is a long

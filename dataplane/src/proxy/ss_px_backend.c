@@ -221,11 +221,9 @@ void ss_px_bconn_send(struct ss_worker *w, struct px_bconn *bc, struct px_op *op
     struct px_worker *pw = pxw(w);
     struct px_routing *r = pw->r;
     struct px_backend *be = &r->backends[bc->backend];
-    uint64_t now = ss_clock_mono_ms();
-
     op->backend = bc->backend;
-    op->sent_us = ss_clock_mono_ns() / 1000u;
-    op->deadline_ms = now + be->s.request_timeout_ms;
+    op->sent_us = w->now_ns / 1000u; /* it goes out at the end of this turn */
+    op->deadline_ms = w->now_ns / 1000000u + be->s.request_timeout_ms;
     op->next = NULL;
     if (bc->tail)
         bc->tail->next = op;
@@ -299,12 +297,15 @@ static void bc_pop_done(struct ss_worker *w, struct px_bconn *bc)
      * left the cache (the copy was withdrawn when the set was sent). Each pop
      * prefetches the op three on, and what the reply of the op two on will
      * touch (read from the line the previous pop prefetched): the held copy,
-     * and the first item a get's reply is matched with (its key sits 16
-     * bytes in). So no miss stalls here or in the match. */
+     * its key's write slot, and the first item a get's reply is matched
+     * with (its key sits 16 bytes in). So no miss stalls here or in the
+     * match. */
     struct px_op *second = bc->head ? bc->head->next : NULL;
     if (second) {
         if (second->held)
             ss_store_held_prefetch(second->held);
+        if (second->in_flight)
+            __builtin_prefetch(second->in_flight, 1); /* its key slot, epoch beside */
         if (second->nitems)
             __builtin_prefetch(second->items);
         if (second->next)
@@ -315,7 +316,8 @@ static void bc_pop_done(struct ss_worker *w, struct px_bconn *bc)
     if (!bc->orphan) {
         struct px_bstat *st = ss_px_bstat(pw->r, bc->backend, w->id);
         st->in_flight--;
-        st->latency_us[latency_bucket(ss_clock_mono_ns() / 1000u - op->sent_us)]++;
+        uint64_t now_us = w->now_ns / 1000u;
+        st->latency_us[latency_bucket(now_us > op->sent_us ? now_us - op->sent_us : 0)]++;
         ss_px_backend_ok(pw->r, bc->backend);
     }
     ss_px_op_done(w, op, NULL);

@@ -476,9 +476,21 @@ void ss_px_route_error(const struct px_routing *r, const char *key, size_t nkey,
              why ? why : "down");
 }
 
+static inline uint32_t epoch_slot_of(uint64_t hash)
+{
+    return (uint32_t)(hash >> 20) & (PX_EPOCH_SLOTS - 1);
+}
+
 uint32_t ss_px_epoch_slot(const char *key, size_t nkey)
 {
-    return (uint32_t)(ss_hash64(key, nkey) >> 20) & (PX_EPOCH_SLOTS - 1);
+    return epoch_slot_of(ss_hash64(key, nkey));
+}
+
+void ss_px_prefetch_key(struct ss_dataplane *dp, uint64_t hash)
+{
+    struct px_global *g = ss_dataplane_px(dp);
+    if (g && g->key_slots)
+        __builtin_prefetch(&g->key_slots[epoch_slot_of(hash)], 1);
 }
 
 /* A slot's epoch moves with its writes and with every flush_all (the sum of

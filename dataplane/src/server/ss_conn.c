@@ -222,7 +222,7 @@ static ssize_t conn_read(struct ss_server_conn *sc)
         if (n > 0) {
             c->rlen += (size_t)n;
             c->w->ctr.bytes_read += (uint64_t)n;
-            c->last_active_ms = ss_clock_mono_ms();
+            c->last_active_ms = c->w->now_ns / 1000000u;
             return n;
         }
         if (n == 0) {

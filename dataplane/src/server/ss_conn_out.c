@@ -14,7 +14,6 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-#include "common/ss_clock.h"
 #include "ss_server_internal.h"
 
 int ss_conn_out_ref(struct ss_conn *c, const void *p, size_t n, ss_out_release_fn release,
@@ -109,7 +108,7 @@ int ss_conn_out_flush(struct ss_server_conn *sc)
         if (n > 0) {
             advance(sc, (size_t)n);
             c->w->ctr.bytes_written += (uint64_t)n;
-            c->last_active_ms = ss_clock_mono_ms();
+            c->last_active_ms = c->w->now_ns / 1000000u;
             continue;
         }
         if (n < 0 && errno == EINTR)

@@ -171,6 +171,40 @@ static bool spin_for_reads(struct ss_worker *w)
     return false;
 }
 
+/* One turn's events, each to its owner: listeners, the store's and the
+ * object plane's completions, wake-ups, back-end, origin and client
+ * connections (tagged pointers). */
+static void loop_dispatch(struct ss_loop *l, const struct epoll_event *evs, int nb_ev)
+{
+    struct ss_worker *w = l->w;
+    for (int i = 0; i < nb_ev; i++) {
+        uint64_t tag = evs[i].data.u64;
+        if (tag < SS_EV__TAG_MAX) {
+            if (tag == SS_EV_TCP)
+                loop_accept(l, SS_PROTO_MEMCACHED);
+            else if (tag == SS_EV_HTTP)
+                loop_accept(l, SS_PROTO_HTTP);
+            else if (tag == SS_EV_UDP)
+                ss_udp_on_readable(w);
+            else if (tag == SS_EV_IO)
+                ss_store_io_reap(&w->st);
+            else if (tag == SS_EV_OBJ_IO)
+                ss_obj_worker_reap(w);
+            else if (tag == SS_EV_WAKE) {
+                loop_drain_wakefd(w);
+                ss_balance_drain(w);
+            }
+            continue;
+        }
+        if (tag & 1u) /* a back-end connection (proxy mode) */
+            ss_px_on_event(w, evs[i].data.ptr, evs[i].events);
+        else if (tag & 2u) /* an origin connection (object requests) */
+            ss_obj_origin_event(w, evs[i].data.ptr, evs[i].events);
+        else
+            ss_conn_on_event((struct ss_conn *)evs[i].data.ptr, evs[i].events);
+    }
+}
+
 int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
 {
     if (!dp || worker_id < 0 || worker_id >= dp->nworkers)
@@ -219,7 +253,8 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
     uint64_t next_sweep = ss_clock_mono_ms() + SS_WORKER_SWEEP_MS;
 
     while (!atomic_load_explicit(&dp->stopping, memory_order_acquire)) {
-        uint64_t now = ss_clock_mono_ms();
+        w->now_ns = ss_clock_mono_ns();
+        uint64_t now = w->now_ns / 1000000u;
         int timeout = now >= next_sweep ? 0 : (int)(next_sweep - now);
         /* Proxy mode: adopt a new routing table, send, deadlines, deliver. */
         int px_wait = ss_px_worker_tick(w, now);
@@ -248,32 +283,9 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
             rc = -errno;
             break;
         }
-        for (int i = 0; i < nb_ev; i++) {
-            uint64_t tag = evs[i].data.u64;
-            if (tag < SS_EV__TAG_MAX) {
-                if (tag == SS_EV_TCP)
-                    loop_accept(&l, SS_PROTO_MEMCACHED);
-                else if (tag == SS_EV_HTTP)
-                    loop_accept(&l, SS_PROTO_HTTP);
-                else if (tag == SS_EV_UDP)
-                    ss_udp_on_readable(w);
-                else if (tag == SS_EV_IO)
-                    ss_store_io_reap(&w->st);
-                else if (tag == SS_EV_OBJ_IO)
-                    ss_obj_worker_reap(w);
-                else if (tag == SS_EV_WAKE) {
-                    loop_drain_wakefd(w);
-                    ss_balance_drain(w);
-                }
-                continue;
-            }
-            if (tag & 1u) /* a back-end connection (proxy mode) */
-                ss_px_on_event(w, evs[i].data.ptr, evs[i].events);
-            else if (tag & 2u) /* an origin connection (object requests) */
-                ss_obj_origin_event(w, evs[i].data.ptr, evs[i].events);
-            else
-                ss_conn_on_event((struct ss_conn *)evs[i].data.ptr, evs[i].events);
-        }
+        if (nb_ev > 0)
+            w->now_ns = ss_clock_mono_ns(); /* it may have slept */
+        loop_dispatch(&l, evs, nb_ev);
         ss_reply_deliver(w); /* deferred replies completed during this turn */
         now = ss_clock_mono_ms();
         if (now >= next_sweep) {

@@ -32,6 +32,11 @@ struct ss_worker {
     ss_exec_fn exec_tcp, exec_udp;
     /* Connections whose deferred replies completed (server/ss_reply.c). */
     struct ss_replyq *replies_ready;
+    /* The loop's clock (CLOCK_MONOTONIC ns), read as each turn begins and
+     * again when epoll_wait returns: what happens in a turn (a forward sent,
+     * a reply matched, a read) is stamped with it instead of reading the
+     * clock per request (two reads per forwarded request were 2% of its CPU). */
+    uint64_t now_ns;
     /* Request service time (ss_inspect.h); written by this worker only. */
     uint64_t latency_ns[SS_LATENCY_BUCKETS];
     uint64_t latency_ns_sum;

@@ -64,6 +64,11 @@ void ss_hot_fini(struct ss_store *st, struct ss_stripe *s)
     }
     free(s->buckets);
     s->buckets = NULL;
+    while (s->retired_buckets) {
+        struct ss_hot_item **next = (struct ss_hot_item **)s->retired_buckets[0];
+        free(s->retired_buckets);
+        s->retired_buckets = next;
+    }
     s->lru_head = s->lru_tail = NULL;
     s->count = 0;
     s->bytes = 0;
@@ -201,9 +206,13 @@ static void hot_maybe_grow(struct ss_stripe *s)
             it = next;
         }
     }
-    free(s->buckets);
-    s->buckets = nb;
-    s->nbuckets = n;
+    /* Retired, not freed (see retired_buckets). The new array is published
+     * before its size, so a reader that sees the new size sees the new
+     * array, and one that sees the old size indexes either array in bounds. */
+    s->buckets[0] = (struct ss_hot_item *)s->retired_buckets;
+    s->retired_buckets = s->buckets;
+    __atomic_store_n(&s->buckets, nb, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->nbuckets, n, __ATOMIC_RELEASE);
 }
 
 /*
@@ -332,13 +341,34 @@ void ss_store_prefetch(struct ss_store *st, uint64_t hash)
     ss_filter_prefetch(st, hash);
 }
 
-/* Racy reads of the bucket array's address and size are fine here: they
- * only choose what to prefetch, and a prefetch never faults. */
+/* The bucket for hash, read without the lock: the size before the array
+ * (hot_maybe_grow publishes them the other way round), so the index is in
+ * bounds of whichever array is read, and outgrown arrays are never freed
+ * while the store is open. NULL when the stripe has none. */
+static struct ss_hot_item **racy_bucket(struct ss_stripe *s, uint64_t hash)
+{
+    uint32_t n = __atomic_load_n(&s->nbuckets, __ATOMIC_ACQUIRE);
+    struct ss_hot_item **buckets = __atomic_load_n(&s->buckets, __ATOMIC_ACQUIRE);
+    return buckets && n ? &buckets[(uint32_t)(hash >> 16) & (n - 1)] : NULL;
+}
+
 void ss_store_prefetch_bucket(struct ss_store *st, uint64_t hash)
 {
-    struct ss_stripe *s = &st->stripes[hash & (SS_STRIPES - 1)];
-    struct ss_hot_item **buckets = __atomic_load_n(&s->buckets, __ATOMIC_RELAXED);
-    uint32_t n = __atomic_load_n(&s->nbuckets, __ATOMIC_RELAXED);
-    if (buckets && n)
-        __builtin_prefetch(&buckets[(uint32_t)(hash >> 16) & (n - 1)]);
+    struct ss_hot_item **b = racy_bucket(&st->stripes[hash & (SS_STRIPES - 1)], hash);
+    if (b)
+        __builtin_prefetch(b);
+}
+
+/* The chain's first item may be freed or replaced meanwhile: its address is
+ * only prefetched, never dereferenced. Three lines: its links and hash, and
+ * the key and the start of the value (data begins past the first line). */
+void ss_store_prefetch_item(struct ss_store *st, uint64_t hash)
+{
+    struct ss_hot_item **b = racy_bucket(&st->stripes[hash & (SS_STRIPES - 1)], hash);
+    const char *it = b ? (const char *)__atomic_load_n(b, __ATOMIC_RELAXED) : NULL;
+    if (!it)
+        return;
+    __builtin_prefetch(it);
+    __builtin_prefetch(it + 64);
+    __builtin_prefetch(it + 128);
 }
