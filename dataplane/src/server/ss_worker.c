@@ -149,11 +149,6 @@ static void loop_drain_wakefd(struct ss_worker *w)
         ;
 }
 
-/*
- * Serve on the calling thread until ss_dataplane_stop(). Returns 0 on a
- * clean stop, -EINVAL for a bad id, -EBUSY if that worker already runs, or
- * the -errno that ended the loop.
- */
 /* Poll the ring's completions for up to SS_WORKER_IO_SPIN_NS, as the
  * worker has nothing else to do; true once some were reaped. */
 static bool spin_for_reads(struct ss_worker *w)
@@ -205,6 +200,11 @@ static void loop_dispatch(struct ss_loop *l, const struct epoll_event *evs, int 
     }
 }
 
+/*
+ * Serve on the calling thread until ss_dataplane_stop(). Returns 0 on a
+ * clean stop, -EINVAL for a bad id, -EBUSY if that worker already runs, or
+ * the -errno that ended the loop.
+ */
 int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
 {
     if (!dp || worker_id < 0 || worker_id >= dp->nworkers)
