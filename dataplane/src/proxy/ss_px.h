@@ -22,8 +22,9 @@ int ss_px_worker_tick(struct ss_worker *w, uint64_t now_ms);
 void ss_px_worker_fini(struct ss_worker *w);
 /* epoll event on a tagged back-end connection pointer. */
 void ss_px_on_event(struct ss_worker *w, void *ptr, uint32_t events);
-/* Prefetch the write epoch of the key with this ss_hash64 (a pipelined
- * command's, ahead of its execution: mc/ss_mc_lookahead.c). */
+/* Prefetch the write slot (epoch, writes in flight, stale mark) of the key
+ * with this ss_hash64: a pipelined command's, ahead of its execution
+ * (mc/ss_mc_lookahead.c). */
 void ss_px_prefetch_key(struct ss_dataplane *dp, uint64_t hash);
 /* `stats`: STAT backend:<name>:<field> lines (nothing when standalone). */
 void ss_px_stats(struct ss_conn *c);

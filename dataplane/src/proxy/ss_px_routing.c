@@ -489,8 +489,11 @@ uint32_t ss_px_epoch_slot(const char *key, size_t nkey)
 void ss_px_prefetch_key(struct ss_dataplane *dp, uint64_t hash)
 {
     struct px_global *g = ss_dataplane_px(dp);
-    if (g && g->key_slots)
-        __builtin_prefetch(&g->key_slots[epoch_slot_of(hash)], 1);
+    if (!g || !g->key_slots)
+        return;
+    uint32_t slot = epoch_slot_of(hash);
+    __builtin_prefetch(&g->key_slots[slot], 1);
+    __builtin_prefetch(&g->stale_maybe[slot]); /* a get of the key reads it */
 }
 
 /* A slot's epoch moves with its writes and with every flush_all (the sum of
