@@ -423,6 +423,25 @@ static int gets_value(struct ss_worker *w, struct px_op *op, const char *line, s
 }
 
 /*
+ * The value length of a "VA <n> <flags>*" or "VALUE <key> <flags> <n> [<cas>]"
+ * line. memcached writes one space between words, so VA's length (every
+ * forwarded get's reply) is read straight off the line; gets_value reads
+ * its flags. The rare VALUE line is split like any other.
+ */
+static bool value_length(const char *line, size_t n, bool va, uint32_t *v)
+{
+    if (va) {
+        size_t e = 3;
+        while (e < n && line[e] != ' ')
+            e++;
+        return e > 3 && ss_mc_parse_u32(line + 3, e - 3, v);
+    }
+    struct ss_mc_tok tok[8];
+    size_t ntok = ss_mc_tokenize(line, n, tok, 8);
+    return ntok > 4 && ss_mc_parse_u32(tok[3].p, tok[3].len, v);
+}
+
+/*
  * Consume complete replies from bc->in. Returns 0, or -EPROTO on garbage
  * (the caller fails the connection).
  */
@@ -445,11 +464,8 @@ static int bc_parse(struct ss_worker *w, struct px_bconn *bc)
         bool va = starts(start, n, "VA ");
         bool has_data = va || starts(start, n, "VALUE ");
         if (has_data) {
-            struct ss_mc_tok tok[8];
-            size_t ntok = ss_mc_tokenize(start, n, tok, 8);
-            size_t ix = va ? 1 : 3; /* VA <n> ..., VALUE <key> <flags> <n> ... */
             uint32_t v;
-            if (ntok <= ix + 1 || !ss_mc_parse_u32(tok[ix].p, tok[ix].len, &v))
+            if (!value_length(start, n, va, &v))
                 return -EPROTO;
             data = (size_t)v + 2;
             if (avail < lb + data)
