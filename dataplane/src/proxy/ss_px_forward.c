@@ -290,8 +290,11 @@ static void fill(struct ss_worker *w, const char *key, size_t nkey, uint32_t epo
                  uint32_t flags, uint64_t cas, int64_t ttl, const char *val, size_t vlen)
 {
     struct px_routing *r = pxw(w)->r;
+    /* Admission first: under `never` it answers without hashing the key. */
+    if (!r || !ss_px_admit(w->dp, r, key, nkey, vlen))
+        return;
     uint32_t es = ss_px_epoch_slot(key, nkey);
-    if (!r || ss_px_stale_maybe(w->dp, es) || !ss_px_admit(w->dp, r, key, nkey, vlen))
+    if (ss_px_stale_maybe(w->dp, es))
         return; /* a stale item's copy could not answer mg as the owner (X, W) */
     /* A write to the slot in flight decides the copy when it ends
      * (post_write), which may keep its value in DRAM only: no fill may
