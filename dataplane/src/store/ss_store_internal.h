@@ -139,8 +139,9 @@ struct ss_stripe {
     uint32_t count;
     /* Bucket arrays outgrown, kept until the store closes (each links the
      * next through its slot 0): ss_store_prefetch_item reads a bucket
-     * without the lock, and must never read freed memory. They sum to less
-     * than the current array, 8 bytes per item at most. */
+     * without the lock, and must never read freed memory. Each growth
+     * doubles, so they sum to less than the current array: under 16 bytes
+     * per item of the stripe's largest count. */
     struct ss_hot_item **retired_buckets;
     uint64_t bytes;
     struct ss_hot_item *lru_head, *lru_tail; /* head = most recent */
