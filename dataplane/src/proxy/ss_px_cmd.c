@@ -23,6 +23,7 @@
 
 #include "common/ss_base64.h"
 #include "common/ss_clock.h"
+#include "common/ss_hash.h"
 #include "ss_px_internal.h"
 #include "server/ss_server.h"
 
@@ -57,8 +58,9 @@ static __thread struct ss_value_hold *write_held_copy;
 bool ss_px_invalidate(struct ss_worker *w, const char *key, size_t nkey,
                       struct ss_value_hold **held)
 {
-    ss_store_lock(&w->st, key, nkey);
-    ss_px_epoch_bump(w->dp, ss_px_epoch_slot(key, nkey));
+    uint64_t h = ss_hash64(key, nkey);
+    ss_store_lock_hash(&w->st, h);
+    ss_px_epoch_bump(w->dp, ss_px_epoch_slot_hash(h));
     bool had = ss_store_withdraw(&w->st, key, nkey, held) == 0;
     ss_store_unlock(&w->st);
     return had;
@@ -164,7 +166,8 @@ int ss_px_op_keep(struct ss_dataplane *dp, struct px_op *op, const char *key, si
                   const char *val, size_t vlen)
 {
     if (op->post == PX_POST_SET || op->post == PX_POST_INVALIDATE) {
-        uint32_t es = ss_px_epoch_slot(key, nkey);
+        op->lhash = ss_hash64(key, nkey);
+        uint32_t es = ss_px_epoch_slot_hash(op->lhash);
         op->in_flight = ss_px_writes_in_flight(dp, es);
         atomic_fetch_add(op->in_flight, 1);
         op->lepoch = ss_px_epoch_get(dp, es);

@@ -376,9 +376,9 @@ static void fill_from_mg(struct ss_worker *w, struct px_op *op)
 /* After a forwarded write: the local copy is set (cas unknown) or dropped. */
 static void post_write(struct ss_worker *w, struct px_op *op, bool ok)
 {
-    uint32_t es = ss_px_epoch_slot(op->lkey, op->nlkey);
+    uint32_t es = ss_px_epoch_slot_hash(op->lhash);
     struct px_routing *r = pxw(w)->r;
-    ss_store_lock(&w->st, op->lkey, op->nlkey);
+    ss_store_lock_hash(&w->st, op->lhash);
     /* Alone: no other write to the slot began or ended since ours began,
      * and none is still in flight (ours is the 1). */
     bool alone = ss_px_epoch_get(w->dp, es) == op->lepoch && op->in_flight &&

@@ -179,6 +179,7 @@ struct px_op {
     size_t nlkey, lkey_cap;
     uint32_t lflags;
     int64_t lexptime;
+    uint64_t lhash;      /* PX_POST_SET/INVALIDATE: lkey's ss_hash64 (its stripe and slot) */
     uint32_t lepoch;     /* PX_POST_FILL_MG: write epoch when sent;
                             PX_POST_SET/INVALIDATE: write epoch after our own bump */
     char *lvalue;

@@ -476,14 +476,14 @@ void ss_px_route_error(const struct px_routing *r, const char *key, size_t nkey,
              why ? why : "down");
 }
 
-static inline uint32_t epoch_slot_of(uint64_t hash)
+uint32_t ss_px_epoch_slot_hash(uint64_t hash)
 {
     return (uint32_t)(hash >> 20) & (PX_EPOCH_SLOTS - 1);
 }
 
 uint32_t ss_px_epoch_slot(const char *key, size_t nkey)
 {
-    return epoch_slot_of(ss_hash64(key, nkey));
+    return ss_px_epoch_slot_hash(ss_hash64(key, nkey));
 }
 
 void ss_px_prefetch_key(struct ss_dataplane *dp, uint64_t hash)
@@ -491,7 +491,7 @@ void ss_px_prefetch_key(struct ss_dataplane *dp, uint64_t hash)
     struct px_global *g = ss_dataplane_px(dp);
     if (!g || !g->key_slots)
         return;
-    uint32_t slot = epoch_slot_of(hash);
+    uint32_t slot = ss_px_epoch_slot_hash(hash);
     __builtin_prefetch(&g->key_slots[slot], 1);
     __builtin_prefetch(&g->stale_maybe[slot]); /* a get of the key reads it */
 }

@@ -67,6 +67,9 @@ void ss_px_route_copy_free(struct ss_px_route_copy *copy);
  * lets a write past the socket path (the switch) bumps the key's epoch.
  */
 uint32_t ss_px_epoch_slot(const char *key, size_t nkey);
+/* The same slot from the key's ss_hash64, for a caller that has it already
+ * (it also locks the key's stripe with it). */
+uint32_t ss_px_epoch_slot_hash(uint64_t hash);
 void ss_px_epoch_bump(struct ss_dataplane *dp, uint32_t slot);
 
 #endif
