@@ -134,6 +134,12 @@ def _store(out: _Out, st: dict[str, int]) -> None:
                             ("index_bytes", "index_bytes", "LMDB bytes in use")):
         out.family(name, "gauge", what)
         out.sample(name, st[key])
+    for name, key, what in (("index_commits", "index_commits",
+                             "index transactions the group commit ran"),
+                            ("index_committed_ops", "index_committed_ops",
+                             "index puts and deletes those transactions carried")):
+        out.family(f"{name}_total", "counter", what)
+        out.sample(f"{name}_total", st[key])
 
 
 def _backends(out: _Out, control: Control) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -74,6 +76,16 @@ async def test_metrics_parse_and_follow_the_stats_counters(appliance: Appliance,
           if s.name.endswith("_bucket") and s.labels["le"] != "+Inf"]
     assert le == [50e-6, 200e-6, 1000e-6, 5000e-6]
     assert value(after["smartswitch_pool_capacity_bytes"], "smartswitch_pool_capacity_bytes") > 0
+    # The set's index entry is committed by the group commit within milliseconds.
+    deadline = time.monotonic() + 5.0
+    while value(after["smartswitch_index_committed_ops"],
+                "smartswitch_index_committed_ops_total") < 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        after, text = await scrape(client)
+    assert after["smartswitch_index_commits"].type == "counter"
+    assert value(after["smartswitch_index_commits"], "smartswitch_index_commits_total") >= 1
+    assert value(after["smartswitch_index_committed_ops"],
+                 "smartswitch_index_committed_ops_total") >= 1
     assert value(after["smartswitch_config_last_reload_ok"],
                  "smartswitch_config_last_reload_ok") == 1
     assert "smartswitch_backend_state" not in after  # standalone
