@@ -213,6 +213,8 @@ void ss_store_lock_hash(struct ss_store_thread *t, uint64_t hash);
 void ss_store_prefetch(struct ss_store *st, uint64_t hash);
 void ss_store_prefetch_bucket(struct ss_store *st, uint64_t hash);
 void ss_store_prefetch_item(struct ss_store *st, uint64_t hash);
+/* All three stages for n keys at once (a multi-get's, a pipeline's). */
+void ss_store_prefetch_keys(struct ss_store *st, const uint64_t *hash, unsigned n);
 void ss_store_unlock(struct ss_store_thread *t);
 
 /*

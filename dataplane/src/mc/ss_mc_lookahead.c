@@ -8,8 +8,9 @@
  * TLB. Profiled at depth 16, that chain walk was the largest user-space cost
  * of a proxied set. So before the first of a run of commands is executed,
  * the keys of the next few are hashed and what their lookups will touch is
- * prefetched in stages (stripes, then buckets, then the items the buckets
- * name), and their misses overlap instead of adding up.
+ * prefetched in stages (proxy write slots, then ss_store_prefetch_keys:
+ * stripes, buckets, the items the buckets name), and their misses overlap
+ * instead of adding up.
  *
  * Only commands whose key and length can be read off the line cheaply are
  * looked at (the storage, retrieval, delete, arithmetic, touch and meta
@@ -27,20 +28,6 @@
 /* Commands prefetched at a time: enough to cover a miss's latency with the
  * work of the commands before it, few enough that the lines stay cached. */
 #define LOOKAHEAD_CMDS 8
-/* The next space-separated word of [*p, end), as ss_mc_tokenize splits. */
-static bool next_word(const char **p, const char *end, const char **w, size_t *n)
-{
-    const char *s = *p;
-    while (s < end && *s == ' ')
-        s++;
-    const char *e = s;
-    while (e < end && *e != ' ')
-        e++;
-    *p = e;
-    *w = s;
-    *n = (size_t)(e - s);
-    return e > s;
-}
 
 /* The last word of [line, end) that is not "noreply": a text storage
  * command's byte count ("set <key> <flags> <exptime> <bytes> [noreply]").
@@ -80,7 +67,7 @@ static bool peek_command(const char *p, const char *end, const char **key, size_
     const char *eol = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
     const char *pos = p, *cmd, *len_word = NULL;
     size_t ncmd, nlen = 0;
-    if (!next_word(&pos, eol, &cmd, &ncmd) || !next_word(&pos, eol, key, nkey))
+    if (!ss_mc_next_key(&pos, eol, &cmd, &ncmd) || !ss_mc_next_key(&pos, eol, key, nkey))
         return false;
     switch (ss_mc_cmd_lookup(cmd, ncmd)) {
     case SS_MC_CMD_GET:
@@ -95,7 +82,7 @@ static bool peek_command(const char *p, const char *end, const char **key, size_
         break;
     case SS_MC_CMD_GAT: /* gat <exptime> <key>...: the key is the next word */
     case SS_MC_CMD_GATS:
-        if (!next_word(&pos, eol, key, nkey))
+        if (!ss_mc_next_key(&pos, eol, key, nkey))
             return false;
         break;
     case SS_MC_CMD_SET:
@@ -107,7 +94,7 @@ static bool peek_command(const char *p, const char *end, const char **key, size_
             return false;
         break;
     case SS_MC_CMD_MS: /* ms <key> <datalen> <flags>* */
-        if (!next_word(&pos, eol, &len_word, &nlen))
+        if (!ss_mc_next_key(&pos, eol, &len_word, &nlen))
             return false;
         break;
     default: /* cas among them: rare enough not to be worth its own rule */
@@ -139,15 +126,9 @@ const char *ss_mc_lookahead(struct ss_conn *c, const char *p, const char *end)
         hash[n++] = ss_hash64(key, nkey);
         p = next;
     }
-    struct ss_store *st = c->w->st.store;
-    for (unsigned i = 0; i < n; i++)
-        ss_store_prefetch(st, hash[i]);
-    for (unsigned i = 0; i < n; i++)
-        ss_store_prefetch_bucket(st, hash[i]);
     if (c->exec)
         for (unsigned i = 0; i < n; i++)
             ss_px_prefetch_key(c->w->dp, hash[i]);
-    for (unsigned i = 0; i < n; i++)
-        ss_store_prefetch_item(st, hash[i]);
+    ss_store_prefetch_keys(c->w->st.store, hash, n);
     return p;
 }

@@ -144,12 +144,7 @@ static void prefetch_keys(struct ss_store *st, const char *pos, const char *end)
     do
         hash[n++] = ss_hash64(key, nkey);
     while (n < PREFETCH_KEYS && ss_mc_next_key(&pos, end, &key, &nkey));
-    for (unsigned i = 0; i < n; i++)
-        ss_store_prefetch(st, hash[i]);
-    for (unsigned i = 0; i < n; i++)
-        ss_store_prefetch_bucket(st, hash[i]);
-    for (unsigned i = 0; i < n; i++)
-        ss_store_prefetch_item(st, hash[i]);
+    ss_store_prefetch_keys(st, hash, n);
 }
 
 /* Is every key of [pos, end) short enough? Counts them. */

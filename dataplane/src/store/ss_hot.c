@@ -372,3 +372,13 @@ void ss_store_prefetch_item(struct ss_store *st, uint64_t hash)
     __builtin_prefetch(it + 64);
     __builtin_prefetch(it + 128);
 }
+
+void ss_store_prefetch_keys(struct ss_store *st, const uint64_t *hash, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        ss_store_prefetch(st, hash[i]);
+    for (unsigned i = 0; i < n; i++)
+        ss_store_prefetch_bucket(st, hash[i]);
+    for (unsigned i = 0; i < n; i++)
+        ss_store_prefetch_item(st, hash[i]);
+}
