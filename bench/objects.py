@@ -18,9 +18,11 @@ Per (server, size) it prints req/s, p50 and p99 (wrk's latency histogram), the
 server's CPU per request (/proc, its whole process tree) and the issue's ratios:
 smartswitch-cache / Varnish and / nginx-cache, with the targets met; the local
 bucket's hit ratios follow as extra information (it is no cache: no miss row).
+With --pin-loadgen, wrk runs on a CPU of its own and the servers on the others.
 
 Usage (from the repository root):
-  .venv/bin/python bench/objects.py [--quick] [--sizes 1KiB ...] [--json FILE]
+  .venv/bin/python bench/objects.py [--quick] [--sizes 1KiB ...] [--pin-loadgen]
+                                    [--json FILE]
 
 See bench/README.md ("Object requests") for how to read the output.
 """
@@ -124,7 +126,8 @@ def run_wrk(t: srv.Target, size: str, nonce: str | None,
     """One wrk run against t's objects of one size; its RESULT line as a dict."""
     base = t.base.split("/", 3)
     url, prefix = "/".join(base[:3]), f"/{base[3]}{size}/"
-    cmd = [WRK, f"-t{args.threads}", f"-c{args.conns}", f"-d{args.duration}s", "--latency",
+    pin = ["taskset", "-c", _cpu_list(args.wrk_cpus)] if args.pin_loadgen else []
+    cmd = [*pin, WRK, f"-t{args.threads}", f"-c{args.conns}", f"-d{args.duration}s", "--latency",
            "--timeout", "10s", "-s", str(LUA), url, "--", prefix, str(args.objects),
            nonce or "-"]
     try:
@@ -265,6 +268,32 @@ def _bucket_ok(bs: dict[str, int], reqs: int, kind: str, cache: str) -> bool:
 
 # ---------------------------------------------------------------- the run ---
 
+def _cpu_list(cpus: list[int] | set[int]) -> str:
+    """A CPU set as taskset writes it: 0,2,3."""
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def _check_pinned(targets: dict[str, srv.Target], cpus: list[int]) -> None:
+    """Every thread of every server runs on the servers' CPUs only."""
+    for t in targets.values():
+        for pid in _tree(t.server.proc.pid):
+            for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") \
+                    else []:
+                with contextlib.suppress(OSError):  # a thread that just ended
+                    got = os.sched_getaffinity(int(tid))
+                    if got != set(cpus):
+                        raise core.BenchError(f"{t.server.name} thread {tid} runs on CPUs "
+                                              f"{_cpu_list(got)}, not {_cpu_list(cpus)}")
+
+
+def _machine_words(args: argparse.Namespace) -> str:
+    """Who runs where, for the report."""
+    if args.pin_loadgen:
+        return (f"wrk pinned to CPU {_cpu_list(args.wrk_cpus)}, the servers and the origin to "
+                f"CPU {_cpu_list(args.server_cpus)} (--pin-loadgen)")
+    return f"{os.cpu_count()} CPUs shared by wrk, the server and (misses) the origin"
+
+
 def start_all(args: argparse.Namespace, tmp: Path,
               stack: contextlib.ExitStack) -> dict[str, srv.Target]:
     """Write the docroot, start every server (each stopped by `stack`), load and warm."""
@@ -281,11 +310,21 @@ def start_all(args: argparse.Namespace, tmp: Path,
               file=sys.stderr)
         return ts[-1]
 
-    origin = _keep(srv.start_origin(tmp / "origin", docroot, args.workers))
-    _keep(srv.start_varnish(tmp / "varnish", origin, args.cache_mib))
-    _keep(srv.start_nginx_cache(tmp / "nginx-cache", origin, args.workers, args.cache_mib))
-    local = _keep(*srv.start_smartswitch(tmp / "smartswitch", args.python, args.workers,
-                                         args.cache_mib, origin))
+    # Children inherit the affinity they are started with (and so do the threads and
+    # processes they start later, such as Varnish's worker threads).
+    everywhere = os.sched_getaffinity(0)
+    if args.pin_loadgen:
+        os.sched_setaffinity(0, args.server_cpus)
+    try:
+        origin = _keep(srv.start_origin(tmp / "origin", docroot, args.workers))
+        _keep(srv.start_varnish(tmp / "varnish", origin, args.cache_mib))
+        _keep(srv.start_nginx_cache(tmp / "nginx-cache", origin, args.workers, args.cache_mib))
+        local = _keep(*srv.start_smartswitch(tmp / "smartswitch", args.python, args.workers,
+                                             args.cache_mib, origin))
+    finally:
+        os.sched_setaffinity(0, everywhere)
+    if args.pin_loadgen:
+        _check_pinned(targets, args.server_cpus)
     t0 = time.monotonic()
     srv.put_objects(local, docroot, sizes, args.objects)
     print(f"# PUT {len(sizes) * args.objects} objects into {local.label} in "
@@ -372,7 +411,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace,
           f"kind local, the objects PUT into it)")
     print(f"Object GETs over HTTP/1.1: wrk -t{args.threads} -c{args.conns} -d{args.duration}s, "
           f"{args.objects} objects per size; median of {args.repeat} run(s); "
-          f"{os.cpu_count()} CPUs shared by wrk, the server and (misses) the origin")
+          f"{_machine_words(args)}")
     print(f"varnish -s malloc,{args.cache_mib}m; nginx-cache max_size={args.cache_mib}m; "
           f"smartswitch objects.hot_tier {args.cache_mib}MiB, {args.workers} workers; "
           f"nginx {args.workers} workers each")
@@ -478,9 +517,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "objects.hot_tier, in MiB (256)")
     p.add_argument("--python", default=sys.executable,
                    help="interpreter that runs `-m appliance` (default: this one)")
+    p.add_argument("--pin-loadgen", action="store_true",
+                   help="wrk on the last CPU this process may use, every server and the "
+                   "origin on the others, as when clients are other machines (default: "
+                   "all share every CPU)")
     p.add_argument("--json", type=Path, help="also write every result to this file")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = p.parse_args(argv)
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin_loadgen and len(cpus) < 2:
+        p.error("--pin-loadgen needs at least 2 CPUs: one for wrk, the rest for the servers")
+    args.wrk_cpus, args.server_cpus = cpus[-1:], cpus[:-1]  # lists: --json writes them
     if args.duration is None:
         args.duration = 2 if args.quick else 5
     if args.repeat is None:
