@@ -47,6 +47,7 @@ from typing import Any
 
 import run as core  # noqa: E402  (bench/run.py: servers, CPU readings, --json)
 import objects_servers as srv  # noqa: E402
+import pinning  # noqa: E402
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 LUA = core.BENCH / "objects_wrk.lua"
@@ -126,8 +127,8 @@ def run_wrk(t: srv.Target, size: str, nonce: str | None,
     """One wrk run against t's objects of one size; its RESULT line as a dict."""
     base = t.base.split("/", 3)
     url, prefix = "/".join(base[:3]), f"/{base[3]}{size}/"
-    pin = ["taskset", "-c", _cpu_list(args.wrk_cpus)] if args.pin_loadgen else []
-    cmd = [*pin, WRK, f"-t{args.threads}", f"-c{args.conns}", f"-d{args.duration}s", "--latency",
+    cmd = [*pinning.prefix(args), WRK, f"-t{args.threads}", f"-c{args.conns}",
+           f"-d{args.duration}s", "--latency",
            "--timeout", "10s", "-s", str(LUA), url, "--", prefix, str(args.objects),
            nonce or "-"]
     try:
@@ -268,29 +269,10 @@ def _bucket_ok(bs: dict[str, int], reqs: int, kind: str, cache: str) -> bool:
 
 # ---------------------------------------------------------------- the run ---
 
-def _cpu_list(cpus: list[int] | set[int]) -> str:
-    """A CPU set as taskset writes it: 0,2,3."""
-    return ",".join(str(c) for c in sorted(cpus))
-
-
-def _check_pinned(targets: dict[str, srv.Target], cpus: list[int]) -> None:
-    """Every thread of every server runs on the servers' CPUs only."""
-    for t in targets.values():
-        for pid in _tree(t.server.proc.pid):
-            for tid in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") \
-                    else []:
-                with contextlib.suppress(OSError):  # a thread that just ended
-                    got = os.sched_getaffinity(int(tid))
-                    if got != set(cpus):
-                        raise core.BenchError(f"{t.server.name} thread {tid} runs on CPUs "
-                                              f"{_cpu_list(got)}, not {_cpu_list(cpus)}")
-
-
 def _machine_words(args: argparse.Namespace) -> str:
     """Who runs where, for the report."""
     if args.pin_loadgen:
-        return (f"wrk pinned to CPU {_cpu_list(args.wrk_cpus)}, the servers and the origin to "
-                f"CPU {_cpu_list(args.server_cpus)} (--pin-loadgen)")
+        return pinning.words(args, "wrk") + "; the origin with the servers"
     return f"{os.cpu_count()} CPUs shared by wrk, the server and (misses) the origin"
 
 
@@ -310,21 +292,17 @@ def start_all(args: argparse.Namespace, tmp: Path,
               file=sys.stderr)
         return ts[-1]
 
-    # Children inherit the affinity they are started with (and so do the threads and
-    # processes they start later, such as Varnish's worker threads).
-    everywhere = os.sched_getaffinity(0)
-    if args.pin_loadgen:
-        os.sched_setaffinity(0, args.server_cpus)
-    try:
+    # Varnish's worker threads, started later, inherit the pinning too.
+    with pinning.starting_servers(args):
         origin = _keep(srv.start_origin(tmp / "origin", docroot, args.workers))
         _keep(srv.start_varnish(tmp / "varnish", origin, args.cache_mib))
         _keep(srv.start_nginx_cache(tmp / "nginx-cache", origin, args.workers, args.cache_mib))
         local = _keep(*srv.start_smartswitch(tmp / "smartswitch", args.python, args.workers,
                                              args.cache_mib, origin))
-    finally:
-        os.sched_setaffinity(0, everywhere)
-    if args.pin_loadgen:
-        _check_pinned(targets, args.server_cpus)
+    stray = [f"{t.server.name} {w}" for t in targets.values() if args.pin_loadgen
+             for w in pinning.strays(_tree(t.server.proc.pid), args.server_cpus)]
+    if stray:
+        raise core.BenchError(f"--pin-loadgen: threads off the servers' CPUs: {stray}")
     t0 = time.monotonic()
     srv.put_objects(local, docroot, sizes, args.objects)
     print(f"# PUT {len(sizes) * args.objects} objects into {local.label} in "
@@ -517,17 +495,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "objects.hot_tier, in MiB (256)")
     p.add_argument("--python", default=sys.executable,
                    help="interpreter that runs `-m appliance` (default: this one)")
-    p.add_argument("--pin-loadgen", action="store_true",
-                   help="wrk on the last CPU this process may use, every server and the "
-                   "origin on the others, as when clients are other machines (default: "
-                   "all share every CPU)")
+    pinning.add_option(p)
     p.add_argument("--json", type=Path, help="also write every result to this file")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     args = p.parse_args(argv)
-    cpus = sorted(os.sched_getaffinity(0))
-    if args.pin_loadgen and len(cpus) < 2:
-        p.error("--pin-loadgen needs at least 2 CPUs: one for wrk, the rest for the servers")
-    args.wrk_cpus, args.server_cpus = cpus[-1:], cpus[:-1]  # lists: --json writes them
+    pinning.split(p, args)
     if args.duration is None:
         args.duration = 2 if args.quick else 5
     if args.repeat is None:

@@ -47,6 +47,7 @@ import yaml
 
 # bench/ holds scripts, not a package: Python puts the script's folder first on sys.path.
 import memaslap  # noqa: E402  (bench/memaslap.py: the second, external load generator)
+import pinning  # noqa: E402  (bench/pinning.py: --pin-loadgen)
 import run_report  # noqa: E402  (bench/run_report.py: the table)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -393,7 +394,8 @@ def run_loadgen(port: int, sc: Scenario, args: argparse.Namespace, *,
         The load generator's JSON result.
     """
     duration, warmup = (0.2, 0.0) if prefill else (args.duration, args.warmup)
-    cmd = [str(LOADGEN_BIN), "--port", str(port), "--threads", str(args.loadgen_threads),
+    cmd = [*pinning.prefix(args), str(LOADGEN_BIN), "--port", str(port),
+           "--threads", str(args.loadgen_threads),
            "--conns", str(args.conns), "--depth", str(16 if prefill else sc.depth),
            "--get-ratio", str(args.get_ratio), "--key-size", str(KEY_SIZE),
            "--keys", str(sc.keys), "--value-size", str(sc.value_size),
@@ -472,29 +474,40 @@ def servers(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> Iterato
     mem_mib, dev_mib = _sizes(scs, args)
     started: list[Server] = []
     try:
-        if "memcached" in args.servers:
-            started.append(start_memcached(args.memcached, args.workers, mem_mib, tmp))
-        if "smartswitch" in args.servers:
-            if args.standin:
-                # a second memcached in the appliance's seat, to test the bench itself
-                sub = tmp / "standin"
-                sub.mkdir(exist_ok=True)
-                standin = start_memcached(args.memcached, args.workers, mem_mib, sub)
-                standin.name = "smartswitch"
-                started.append(standin)
-            else:
-                cfg = appliance_config(tmp, args.workers, args.hot_tier_mib, dev_mib,
-                                       args.direct_io,
-                                       direct_writes=not args.page_cached_writes)
-                started.append(start_appliance(args.python, cfg, tmp))
-        if "extstore" in args.servers and any(s.keyspace == "device" for s in scs):
-            started.append(start_extstore(args.memcached, args.workers, args.hot_tier_mib,
-                                          dev_mib, tmp))
+        with pinning.starting_servers(args):
+            _start_servers(args, scs, tmp, mem_mib, dev_mib, started)
+        stray = [f"{s.name} {w}" for s in started if getattr(args, "pin_loadgen", False)
+                 for w in pinning.strays([s.proc.pid], args.server_cpus)]
+        if stray:
+            raise BenchError(f"--pin-loadgen: threads off the servers' CPUs: {stray}")
         yield started
     finally:
         for s in reversed(started):
             with contextlib.suppress(Exception):
                 s.stop()
+
+
+def _start_servers(args: argparse.Namespace, scs: list[Scenario], tmp: Path, mem_mib: int,
+                   dev_mib: int, started: list[Server]) -> None:
+    """Start the servers the options name, each appended to `started` at once (so
+    that servers() stops it whatever fails next)."""
+    if "memcached" in args.servers:
+        started.append(start_memcached(args.memcached, args.workers, mem_mib, tmp))
+    if "smartswitch" in args.servers:
+        if args.standin:
+            # a second memcached in the appliance's seat, to test the bench itself
+            sub = tmp / "standin"
+            sub.mkdir(exist_ok=True)
+            standin = start_memcached(args.memcached, args.workers, mem_mib, sub)
+            standin.name = "smartswitch"
+            started.append(standin)
+        else:
+            cfg = appliance_config(tmp, args.workers, args.hot_tier_mib, dev_mib,
+                                   args.direct_io, direct_writes=not args.page_cached_writes)
+            started.append(start_appliance(args.python, cfg, tmp))
+    if "extstore" in args.servers and any(s.keyspace == "device" for s in scs):
+        started.append(start_extstore(args.memcached, args.workers, args.hot_tier_mib,
+                                      dev_mib, tmp))
 
 
 def start_perf(srv: Server, sc: Scenario, args: argparse.Namespace,
@@ -687,7 +700,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--standin", action="store_true",
                    help="test the bench itself: a second memcached plays smartswitch")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
+    pinning.add_option(p)
     args = p.parse_args(argv)
+    pinning.split(p, args)
     quick = args.quick
     if args.duration is None:
         args.duration = 2.0 if quick else 5.0

@@ -8,6 +8,8 @@ import os
 import statistics
 from typing import Any
 
+import pinning
+
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median ops/s, p50 and p99 over repeats of one scenario on one server.
@@ -51,9 +53,14 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, key_size: int,
     print(f"SmartSwitch vs memcached: {args.get_ratio:.0%} get / {1 - args.get_ratio:.0%} set, "
           f"{key_size}-byte keys, {args.conns} connections, uniform keys; "
           f"median of {args.repeat} run(s) of {args.duration:g}s after {args.warmup:g}s warmup")
-    print(f"machine: {os.cpu_count()} CPUs shared by the load generator "
-          f"({args.loadgen_threads} thread(s)) and the server under test ({args.workers} "
-          f"worker threads); hot tier {args.hot_tier_mib} MiB")
+    if getattr(args, "pin_loadgen", False):
+        where = pinning.words(args, f"the load generator ({args.loadgen_threads} thread(s))")
+        print(f"machine: {where}; {args.workers} worker threads; hot tier "
+              f"{args.hot_tier_mib} MiB")
+    else:
+        print(f"machine: {os.cpu_count()} CPUs shared by the load generator "
+              f"({args.loadgen_threads} thread(s)) and the server under test ({args.workers} "
+              f"worker threads); hot tier {args.hot_tier_mib} MiB")
     hdr = (f"{'scenario':26s} {'server':11s} {'ops/s':>9s} {'spread':>6s} {'p50 us':>7s} "
            f"{'p99 us':>7s} {'errs':>5s} {'hit%':>5s} {'cpu/op':>6s} {'noise':>5s} "
            f"{'x tput':>6s} {'x p99':>6s}"

@@ -4,10 +4,14 @@ their ratios; and memaslap's latency histogram read as bench/memaslap.py reads i
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "run.py"
@@ -43,3 +47,24 @@ def test_quick_run_prints_both_generators(tmp_path: Path) -> None:
                           out, re.M)
         assert ratio, f"no ratios for{gen or ' loadgen'}:\n{out}"
     assert "DRAM-tier target" in out, out
+
+
+def test_pin_loadgen_runs_the_load_generator_apart(tmp_path: Path) -> None:
+    """--pin-loadgen: the report says where each ran, the options are in --json, and the
+    run passes the bench's own check that every server thread is on the servers' CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("--pin-loadgen needs 2 CPUs")
+    out_json = tmp_path / "run.json"
+    res = subprocess.run([sys.executable, str(BENCH), "--quick", "--keyspaces", "dram",
+                          "--depths", "1", "--duration", "1", "--warmup", "0",
+                          "--generators", "loadgen", "--servers", "memcached", "smartswitch",
+                          "--pin-loadgen", "--json", str(out_json)],
+                         capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    where = (f"machine: the load generator (1 thread(s)) pinned to CPU {cpus[-1]}, the servers "
+             f"to CPU {','.join(str(c) for c in cpus[:-1])} (--pin-loadgen)")
+    assert where in res.stdout, res.stdout
+    opts = json.loads(out_json.read_text())["options"]
+    assert opts["pin_loadgen"] is True
+    assert opts["loadgen_cpus"] == cpus[-1:] and opts["server_cpus"] == cpus[:-1]
