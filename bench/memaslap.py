@@ -119,8 +119,8 @@ def run(port: int, value_size: int, keys: int, depth: int, args: argparse.Namesp
     cfg = _config(tmp / f"memaslap-{value_size}.cnf", value_size, args.get_ratio)
     seconds = max(1, int(round(args.duration + args.warmup)))
     conns = connections(keys, args.conns)
-    cmd = [*pinning.prefix(args), MEMASLAP, "-s", f"127.0.0.1:{port}", "-T", str(args.loadgen_threads),
-           "-c", str(conns), "-t", f"{seconds}s", "-F", str(cfg),
+    cmd = [*pinning.prefix(args), MEMASLAP, "-s", f"127.0.0.1:{port}",
+           "-T", str(args.loadgen_threads), "-c", str(conns), "-t", f"{seconds}s", "-F", str(cfg),
            "-w", f"{max(1, keys // conns // 1000)}k", "-S", f"{seconds}s"]
     if depth > 1:
         cmd += ["-d", str(depth)]

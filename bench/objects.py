@@ -299,8 +299,7 @@ def start_all(args: argparse.Namespace, tmp: Path,
         _keep(srv.start_nginx_cache(tmp / "nginx-cache", origin, args.workers, args.cache_mib))
         local = _keep(*srv.start_smartswitch(tmp / "smartswitch", args.python, args.workers,
                                              args.cache_mib, origin))
-    stray = [f"{t.server.name} {w}" for t in targets.values() if args.pin_loadgen
-             for w in pinning.strays(_tree(t.server.proc.pid), args.server_cpus)]
+    stray = pinning.strays(args, {t.label: _tree(t.server.proc.pid) for t in targets.values()})
     if stray:
         raise core.BenchError(f"--pin-loadgen: threads off the servers' CPUs: {stray}")
     t0 = time.monotonic()

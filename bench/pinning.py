@@ -6,7 +6,7 @@ latency also measures how its threads and the load generator's share them.
 With --pin-loadgen the load generator runs (under taskset) on the last CPU
 this process may use, and the servers are started bound to the others; the
 threads and processes they start later inherit that. After the start,
-`strays` finds any server thread that runs elsewhere.
+`strays` names any server thread that runs elsewhere.
 """
 
 from __future__ import annotations
@@ -39,9 +39,15 @@ def cpu_list(cpus: Iterable[int]) -> str:
     return ",".join(str(c) for c in sorted(cpus))
 
 
+def pinned(args: argparse.Namespace) -> bool:
+    """Whether --pin-loadgen is on (benches that share run.py's load generator
+    without offering the option read as off)."""
+    return getattr(args, "pin_loadgen", False)
+
+
 def prefix(args: argparse.Namespace) -> list[str]:
     """What goes before a load generator's command line."""
-    if not getattr(args, "pin_loadgen", False):
+    if not pinned(args):
         return []
     return ["taskset", "-c", cpu_list(args.loadgen_cpus)]
 
@@ -50,7 +56,7 @@ def prefix(args: argparse.Namespace) -> list[str]:
 def starting_servers(args: argparse.Namespace) -> Iterator[None]:
     """Servers started inside this block run on the servers' CPUs (they inherit this
     process's affinity); the bench itself goes back to every CPU after it."""
-    if not getattr(args, "pin_loadgen", False):
+    if not pinned(args):
         yield
         return
     everywhere = os.sched_getaffinity(0)
@@ -61,15 +67,19 @@ def starting_servers(args: argparse.Namespace) -> Iterator[None]:
         os.sched_setaffinity(0, everywhere)
 
 
-def strays(pids: Iterable[int], cpus: list[int]) -> list[str]:
-    """Threads of these processes allowed on other CPUs than `cpus`, in words."""
-    out = []
-    for pid in pids:
-        with contextlib.suppress(OSError):  # a process or thread that just ended
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                got = os.sched_getaffinity(int(tid))
-                if got != set(cpus):
-                    out.append(f"pid {pid} thread {tid} on CPUs {cpu_list(got)}")
+def strays(args: argparse.Namespace, servers: dict[str, Iterable[int]]) -> list[str]:
+    """With --pin-loadgen, the threads of these servers (name: pids) allowed on other
+    CPUs than the servers', in words; empty when all are where they belong."""
+    if not pinned(args):
+        return []
+    want, out = set(args.server_cpus), []
+    for name, pids in servers.items():
+        for pid in pids:
+            with contextlib.suppress(OSError):  # a process or thread that just ended
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    got = os.sched_getaffinity(int(tid))
+                    if got != want:
+                        out.append(f"{name} pid {pid} thread {tid} on CPUs {cpu_list(got)}")
     return out
 
 

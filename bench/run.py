@@ -476,8 +476,7 @@ def servers(args: argparse.Namespace, scs: list[Scenario], tmp: Path) -> Iterato
     try:
         with pinning.starting_servers(args):
             _start_servers(args, scs, tmp, mem_mib, dev_mib, started)
-        stray = [f"{s.name} {w}" for s in started if getattr(args, "pin_loadgen", False)
-                 for w in pinning.strays([s.proc.pid], args.server_cpus)]
+        stray = pinning.strays(args, {s.name: [s.proc.pid] for s in started})
         if stray:
             raise BenchError(f"--pin-loadgen: threads off the servers' CPUs: {stray}")
         yield started

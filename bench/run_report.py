@@ -53,14 +53,11 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, key_size: int,
     print(f"SmartSwitch vs memcached: {args.get_ratio:.0%} get / {1 - args.get_ratio:.0%} set, "
           f"{key_size}-byte keys, {args.conns} connections, uniform keys; "
           f"median of {args.repeat} run(s) of {args.duration:g}s after {args.warmup:g}s warmup")
-    if getattr(args, "pin_loadgen", False):
-        where = pinning.words(args, f"the load generator ({args.loadgen_threads} thread(s))")
-        print(f"machine: {where}; {args.workers} worker threads; hot tier "
-              f"{args.hot_tier_mib} MiB")
-    else:
-        print(f"machine: {os.cpu_count()} CPUs shared by the load generator "
-              f"({args.loadgen_threads} thread(s)) and the server under test ({args.workers} "
-              f"worker threads); hot tier {args.hot_tier_mib} MiB")
+    gen = f"the load generator ({args.loadgen_threads} thread(s))"
+    where = (f"{pinning.words(args, gen)}; {args.workers} worker threads" if pinning.pinned(args)
+             else f"{os.cpu_count()} CPUs shared by {gen} and the server under test "
+                  f"({args.workers} worker threads)")
+    print(f"machine: {where}; hot tier {args.hot_tier_mib} MiB")
     hdr = (f"{'scenario':26s} {'server':11s} {'ops/s':>9s} {'spread':>6s} {'p50 us':>7s} "
            f"{'p99 us':>7s} {'errs':>5s} {'hit%':>5s} {'cpu/op':>6s} {'noise':>5s} "
            f"{'x tput':>6s} {'x p99':>6s}"

@@ -89,7 +89,8 @@ def test_pin_loadgen_keeps_wrk_and_the_servers_on_separate_cpus(tmp_path: Path) 
     assert "verification: passed (5/5 rows verified)" in res.stdout, res.stdout
     data = json.loads(out_json.read_text())
     assert data["options"]["pin_loadgen"] is True
-    assert data["options"]["loadgen_cpus"] == cpus[-1:] and data["options"]["server_cpus"] == cpus[:-1]
+    opts = data["options"]
+    assert opts["loadgen_cpus"] == cpus[-1:] and opts["server_cpus"] == cpus[:-1]
     # wrk ran under taskset; the bench itself checked every server thread's affinity
     # after the start (it exits 1 on a thread elsewhere)
     for r in data["rows"]:

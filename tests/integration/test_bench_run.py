@@ -49,12 +49,11 @@ def test_quick_run_prints_both_generators(tmp_path: Path) -> None:
     assert "DRAM-tier target" in out, out
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin-loadgen needs 2 CPUs")
 def test_pin_loadgen_runs_the_load_generator_apart(tmp_path: Path) -> None:
     """--pin-loadgen: the report says where each ran, the options are in --json, and the
     run passes the bench's own check that every server thread is on the servers' CPUs."""
     cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        pytest.skip("--pin-loadgen needs 2 CPUs")
     out_json = tmp_path / "run.json"
     res = subprocess.run([sys.executable, str(BENCH), "--quick", "--keyspaces", "dram",
                           "--depths", "1", "--duration", "1", "--warmup", "0",
