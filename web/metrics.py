@@ -137,7 +137,9 @@ def _store(out: _Out, st: dict[str, int]) -> None:
     for name, key, what in (("index_commits", "index_commits",
                              "index transactions the group commit ran"),
                             ("index_committed_ops", "index_committed_ops",
-                             "index puts and deletes those transactions carried")):
+                             "index puts and deletes those transactions carried"),
+                            ("index_commit_boosts", "index_commit_boosts",
+                             "times the idle-priority committer was raised to keep up")):
         out.family(f"{name}_total", "counter", what)
         out.sample(f"{name}_total", st[key])
 

@@ -446,6 +446,9 @@ struct ss_store_stats {
      * open, and the puts and deletes they carried. */
     uint64_t index_commits;
     uint64_t index_committed_ops;
+    /* Times the committer, which runs at idle priority where the process
+     * may raise it again, was raised to keep up (ss_pending.c). */
+    uint64_t index_commit_boosts;
 };
 /* cffi: end */
 void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out);

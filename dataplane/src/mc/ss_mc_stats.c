@@ -136,6 +136,7 @@ static void stats_general(struct ss_conn *c)
     stat_u64(c, "index_bytes", ss.index_bytes);
     stat_u64(c, "index_commits", ss.index_commits);
     stat_u64(c, "index_committed_ops", ss.index_committed_ops);
+    stat_u64(c, "index_commit_boosts", ss.index_commit_boosts);
     stat_u64(c, "filter_bytes", ss.filter_bytes);
     stat_u64(c, "filter_capacity", ss.filter_capacity);
     stat_u64(c, "filter_inserts", ss.filter_inserts);

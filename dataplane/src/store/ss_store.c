@@ -759,6 +759,7 @@ void ss_store_get_stats(struct ss_store *st, struct ss_store_stats *out)
     out->pinned_copy_bytes = st->log.writer_ctr.pinned_copy_bytes;
     out->index_commits = atomic_load(&st->commits);
     out->index_committed_ops = atomic_load(&st->committed_ops);
+    out->index_commit_boosts = atomic_load(&st->commit_boosts);
 }
 
 int ss_store_grow(struct ss_store *st, uint64_t new_bytes)

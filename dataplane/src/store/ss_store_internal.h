@@ -282,6 +282,10 @@ struct ss_store {
     _Atomic uint64_t commits;
     _Atomic uint64_t committed_ops;
     uint64_t commit_errors;
+    pthread_t committer_self;     /* as the committer knows itself */
+    _Atomic int commit_idle;      /* the committer runs at SCHED_IDLE ... */
+    _Atomic int commit_boosted;   /* ... unless raised for now */
+    _Atomic uint64_t commit_boosts;
     uint64_t last_sync_ms;
     int closed;
 
