@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from .conftest import ApplianceFactory
 from .helpers.mcproto import RawConn
 
@@ -34,6 +36,14 @@ def _committer_tids(pid: int) -> list[int]:
         except OSError:
             continue
     return tids
+
+
+def _idle_is_reversible() -> bool:
+    """Whether a process of ours may leave SCHED_IDLE again (root or CAP_SYS_NICE,
+    or RLIMIT_NICE): only then does the appliance put its committer there."""
+    probe = ("import os; p = os.sched_param(0); os.sched_setscheduler(0, os.SCHED_IDLE, p); "
+             "os.sched_setscheduler(0, os.SCHED_OTHER, p)")
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
 @contextmanager
@@ -56,13 +66,17 @@ def test_the_committer_runs_at_idle_priority(tmp_path: Path,
     srv = appliance_factory()
     tids = _committer_tids(srv.pid)
     assert tids, "no thread named ss-committer"
+    expected = os.SCHED_IDLE if _idle_is_reversible() else os.SCHED_OTHER
     for tid in tids:
-        assert os.sched_getscheduler(tid) == os.SCHED_IDLE, \
+        assert os.sched_getscheduler(tid) == expected, \
             f"committer thread {tid} runs under policy {os.sched_getscheduler(tid)}"
 
 
 def test_a_starved_committer_is_raised_and_catches_up(tmp_path: Path,
                                                       appliance_factory: ApplianceFactory) -> None:
+    if not _idle_is_reversible():
+        pytest.skip("needs root or CAP_SYS_NICE (CI has it): the committer stays at normal "
+                    "priority without")
     srv = appliance_factory()
     with RawConn(srv.addr, timeout=60) as c:
         before = c.counters()
