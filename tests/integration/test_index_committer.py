@@ -46,6 +46,9 @@ def _idle_is_reversible() -> bool:
     return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
+IDLE_IS_REVERSIBLE = _idle_is_reversible()
+
+
 @contextmanager
 def _cpu_hogs() -> Iterator[None]:
     """One busy process per CPU at normal priority, stopped on the way out."""
@@ -66,17 +69,16 @@ def test_the_committer_runs_at_idle_priority(tmp_path: Path,
     srv = appliance_factory()
     tids = _committer_tids(srv.pid)
     assert tids, "no thread named ss-committer"
-    expected = os.SCHED_IDLE if _idle_is_reversible() else os.SCHED_OTHER
+    expected = os.SCHED_IDLE if IDLE_IS_REVERSIBLE else os.SCHED_OTHER
     for tid in tids:
         assert os.sched_getscheduler(tid) == expected, \
             f"committer thread {tid} runs under policy {os.sched_getscheduler(tid)}"
 
 
+@pytest.mark.skipif(not IDLE_IS_REVERSIBLE, reason="needs root or CAP_SYS_NICE (CI has "
+                    "it): without, the committer stays at normal priority")
 def test_a_starved_committer_is_raised_and_catches_up(tmp_path: Path,
                                                       appliance_factory: ApplianceFactory) -> None:
-    if not _idle_is_reversible():
-        pytest.skip("needs root or CAP_SYS_NICE (CI has it): the committer stays at normal "
-                    "priority without")
     srv = appliance_factory()
     with RawConn(srv.addr, timeout=60) as c:
         before = c.counters()
