@@ -56,6 +56,8 @@
     X(total_connections, COUNTER, MC(CONNECTIONS))                                 \
     X(rejected_connections, COUNTER, MC(CONNECTIONS))                              \
     X(idle_kicks, COUNTER, OWN)            /* connections closed for idling */      \
+    X(worker_yields, COUNTER, OWN)         /* a worker busy past its turn quota     \
+                                            * handed its CPU on */                \
     X(udp_requests, COUNTER, OWN)                                                  \
     X(udp_dropped_multi, COUNTER, OWN)     /* multi-datagram requests, dropped */   \
     X(udp_dropped_budget, COUNTER, OWN)    /* replies over a source's byte budget */ \

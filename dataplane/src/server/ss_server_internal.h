@@ -73,6 +73,15 @@ enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_
  * enough that wake-ups are shared, and the spin would burn the CPU that the
  * rest of the machine (or the other workers) needs. */
 #define SS_WORKER_IO_SPIN_MAX_READS 2u
+/* A worker that has answered requests this long without sleeping hands its
+ * CPU to whatever else is runnable there. Under load a worker never sleeps,
+ * and the kernel takes the CPU from it only at a scheduler tick (4 ms at
+ * HZ=250): a second worker, or a client, sharing that CPU would wait a whole
+ * tick, with its connections' requests waiting too. That wait was the p99 at
+ * depth 1 with two workers on one CPU (docs/architecture.md, "Worker turns"). */
+#define SS_WORKER_TURN_QUOTA_NS 200000u
+/* An epoll_wait that took this long slept (or lost the CPU): a new turn. */
+#define SS_WORKER_SLEPT_NS 20000u
 
 #ifdef SS_DEBUG_CONN
 #include <stdio.h>

@@ -15,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -166,6 +167,20 @@ static bool spin_for_reads(struct ss_worker *w)
     return false;
 }
 
+/*
+ * A worker that has not slept for SS_WORKER_TURN_QUOTA_NS hands its CPU to
+ * whatever else is runnable there (sched_yield; at once back when nothing
+ * is). busy_since: when it last came out of a wait that slept.
+ */
+static void loop_hand_over_if_due(struct ss_worker *w, uint64_t *busy_since, uint64_t now_ns)
+{
+    if (now_ns - *busy_since < SS_WORKER_TURN_QUOTA_NS)
+        return;
+    sched_yield();
+    w->ctr.worker_yields++;
+    *busy_since = ss_clock_mono_ns();
+}
+
 /* One turn's events, each to its owner: listeners, the store's and the
  * object plane's completions, wake-ups, back-end, origin and client
  * connections (tagged pointers). */
@@ -251,6 +266,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
 
     struct epoll_event evs[SS_WORKER_EVENTS];
     uint64_t next_sweep = ss_clock_mono_ms() + SS_WORKER_SWEEP_MS;
+    uint64_t busy_since = ss_clock_mono_ns();
 
     while (!atomic_load_explicit(&dp->stopping, memory_order_acquire)) {
         w->now_ns = ss_clock_mono_ns();
@@ -276,6 +292,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         } else if (timeout && reads && reads <= SS_WORKER_IO_SPIN_MAX_READS &&
                    spin_for_reads(w))
             timeout = 0; /* completions reaped: deliver them, sleep next turn */
+        uint64_t wait_from = ss_clock_mono_ns();
         int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
         if (nb_ev < 0) {
             if (errno == EINTR)
@@ -283,11 +300,14 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
             rc = -errno;
             break;
         }
-        if (nb_ev > 0)
-            w->now_ns = ss_clock_mono_ns(); /* it may have slept */
+        w->now_ns = ss_clock_mono_ns(); /* it may have slept */
+        if (w->now_ns - wait_from >= SS_WORKER_SLEPT_NS)
+            busy_since = w->now_ns;
         loop_dispatch(&l, evs, nb_ev);
         ss_reply_deliver(w); /* deferred replies completed during this turn */
-        now = ss_clock_mono_ms();
+        uint64_t turn_end = ss_clock_mono_ns();
+        loop_hand_over_if_due(w, &busy_since, turn_end);
+        now = turn_end / 1000000u;
         if (now >= next_sweep) {
             loop_sweep(&l, now);
             next_sweep = now + SS_WORKER_SWEEP_MS;
