@@ -27,7 +27,22 @@ struct ss_index {
     MDB_env *env;
     MDB_dbi items;
     MDB_dbi meta;
+    void (*on_write)(void *arg); /* before a write transaction begins */
+    void *on_write_arg;
 };
+
+void ss_index_on_write(struct ss_index *ix, void (*fn)(void *arg), void *arg)
+{
+    ix->on_write = fn;
+    ix->on_write_arg = arg;
+}
+
+static int write_txn_begin(struct ss_index *ix, MDB_txn **txn)
+{
+    if (ix->on_write)
+        ix->on_write(ix->on_write_arg);
+    return mdb_txn_begin(ix->env, NULL, 0, txn);
+}
 
 static inline MDB_txn *mdb_txn_of(struct ss_index_txn *txn) { return (MDB_txn *)txn; }
 static inline MDB_cursor *mdb_cursor_of(struct ss_index_cursor *c) { return (MDB_cursor *)c; }
@@ -178,7 +193,7 @@ static int write_one(struct ss_index *ix, MDB_dbi dbi, const void *key, size_t n
                      const void *val, size_t len, bool del)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(ix->env, NULL, 0, &txn);
+    int rc = write_txn_begin(ix, &txn);
     if (rc)
         return index_errno(rc);
     MDB_val k = {.mv_size = nkey, .mv_data = (void *)key};
@@ -228,7 +243,7 @@ int ss_index_meta_put(struct ss_index *ix, const char *name, const void *buf, si
 int ss_index_begin(struct ss_index *ix, bool write, struct ss_index_txn **txn)
 {
     MDB_txn *t;
-    int rc = mdb_txn_begin(ix->env, NULL, write ? 0 : MDB_RDONLY, &t);
+    int rc = write ? write_txn_begin(ix, &t) : mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &t);
     *txn = rc ? NULL : (struct ss_index_txn *)t;
     return index_errno(rc);
 }

@@ -73,6 +73,11 @@ int ss_index_meta_put(struct ss_index *ix, const char *name, const void *buf, si
 
 /* A shared transaction: read-only unless `write`. 0 or -errno. */
 int ss_index_begin(struct ss_index *ix, bool write, struct ss_index_txn **txn);
+/* Called before every write transaction begins (ss_index_begin with write,
+ * ss_index_put, _del, _meta_put), on the caller's thread: LMDB has one
+ * writer at a time, and the store raises a low-priority writer that holds
+ * the lock (ss_pending.c). Set once, before any writer runs. */
+void ss_index_on_write(struct ss_index *ix, void (*fn)(void *arg), void *arg);
 /* Commit (ends the txn whatever it returns). 0 or -errno. */
 int ss_index_commit(struct ss_index_txn *txn);
 void ss_index_abort(struct ss_index_txn *txn);

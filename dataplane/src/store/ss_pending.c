@@ -46,15 +46,25 @@
 #define COMMIT_BATCH_TARGET 1024u
 
 /*
- * The committer runs at SCHED_IDLE, so that a worker with a request to
- * answer always has the CPU before it: at normal priority its batches cut
- * into replies, and our depth-1 p99 was about 15% higher (bench/run.py
- * --pin-loadgen, 4 of 4 pairs). Idle priority alone would let a busy machine
- * starve it, and pending ops would grow without bound; so once this many
- * wait, or a thread needs commit_run_lock while it holds it, the committer
- * is raised to normal priority, and it drops back once pending is below
- * half of this. Leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE; where
- * the process has neither, the committer stays at normal priority.
+ * The committer gathers and writes its batches at SCHED_IDLE, so that a
+ * worker with a request to answer always has the CPU before it: at normal
+ * priority its batches cut into replies, and our depth-1 p99 was about 15%
+ * higher (bench/run.py --pin-loadgen, 4 of 4 pairs). Idle priority alone
+ * would let a busy machine starve it, and pending ops would grow without
+ * bound; so once this many wait, or a thread needs commit_run_lock while it
+ * holds it, the committer is raised to normal priority, and it drops back
+ * once pending is below half of this. Leaving SCHED_IDLE needs CAP_SYS_NICE
+ * or RLIMIT_NICE; where the process has neither, the committer stays at
+ * normal priority.
+ *
+ * An idle thread holding a lock that a worker waits for is a priority
+ * inversion: on a busy machine it gets the CPU a few milliseconds a second,
+ * and the worker, with every request behind it, waited up to 100 ms (the
+ * max of memaslap's depth-16 multi-gets; 10-13 ms with the committer at
+ * normal priority). So the committer takes the stripe and log locks only at
+ * normal priority (committer_at), and a thread about to wait for LMDB's one
+ * writer while the committer writes its transaction at idle raises it
+ * (index_writer_waits).
  */
 #define COMMIT_URGENT_OPS 16384u
 
@@ -80,6 +90,31 @@ static void committer_lower(struct ss_store *st)
     atomic_store(&st->commit_idle, 1);
     /* a writer that crossed the mark meanwhile saw it boosted still */
     if (atomic_load(&st->pending_ops) >= COMMIT_URGENT_OPS)
+        committer_boost(st);
+}
+
+/* The committer's own priority for what it does next: SCHED_OTHER before
+ * it takes a lock a worker may want, SCHED_IDLE for the index transaction
+ * and the wait for a batch. Nothing on any other thread, or while raised by
+ * one (committer_boost wins until committer_lower). */
+static void committer_at(struct ss_store *st, int policy)
+{
+    if (!pthread_equal(pthread_self(), st->committer_self) || !atomic_load(&st->commit_idle) ||
+        atomic_load(&st->commit_boosted))
+        return;
+    struct sched_param sp = {0};
+    pthread_setschedparam(pthread_self(), policy, &sp);
+    /* a raise between the check and the call would be undone by it */
+    if (policy == SCHED_IDLE && atomic_load(&st->commit_boosted))
+        pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
+}
+
+/* ss_index's hook before a write transaction: a thread about to wait for
+ * LMDB's writer lock raises the committer if it holds it at idle. */
+static void index_writer_waits(void *arg)
+{
+    struct ss_store *st = arg;
+    if (atomic_load(&st->commit_in_txn) && !pthread_equal(pthread_self(), st->committer_self))
         committer_boost(st);
 }
 
@@ -258,10 +293,29 @@ static int commit_visit(void *arg, struct ss_pend *p)
  * that cost 15% less of the committer's LMDB time than hash order (3.5
  * against 4.1 us of CPU per op at 55k sets/s over 171k keys). Without the
  * memory to sort, hash order it is: a failed batch would drop its keys. */
+static int commit_batch_txn(struct ss_store *st, unsigned *ops);
+
 static int commit_batch(struct ss_store *st, unsigned *ops)
 {
     if (ss_pinned_any(st))
         mark_held(st);
+    /* From here to the commit only LMDB's writer lock is held, and every
+     * other writer raises the committer before it waits for that. */
+    bool by_committer = pthread_equal(pthread_self(), st->committer_self);
+    if (by_committer) {
+        atomic_store(&st->commit_in_txn, 1);
+        committer_at(st, SCHED_IDLE);
+    }
+    int rc = commit_batch_txn(st, ops);
+    if (by_committer) {
+        committer_at(st, SCHED_OTHER); /* stripe and log locks next */
+        atomic_store(&st->commit_in_txn, 0);
+    }
+    return rc;
+}
+
+static int commit_batch_txn(struct ss_store *st, unsigned *ops)
+{
     struct ss_index_txn *txn;
     int rc = ss_index_begin(st->index, true, &txn);
     if (rc)
@@ -461,6 +515,7 @@ static void release_committing(struct ss_store *st)
 
 uint64_t ss_pend_commit_now(struct ss_store *st, bool *failed)
 {
+    committer_at(st, SCHED_OTHER); /* the stripe locks first */
     if (pthread_mutex_trylock(&st->commit_run_lock)) {
         /* the committer holds it, and must not finish at idle priority
          * while we wait (the segment writer, a sync, a sweep) */
@@ -487,6 +542,7 @@ uint64_t ss_pend_commit_now(struct ss_store *st, bool *failed)
         atomic_fetch_add(&st->committed_ops, n);
     }
     pthread_mutex_unlock(&st->commit_run_lock);
+    committer_at(st, SCHED_IDLE);
     return n;
 }
 
@@ -550,6 +606,8 @@ int ss_pend_start(struct ss_store *st)
     st->commit_stop = 0;
     atomic_store(&st->commit_idle, 0);
     atomic_store(&st->commit_boosted, 0);
+    atomic_store(&st->commit_in_txn, 0);
+    ss_index_on_write(st->index, index_writer_waits, st);
     int rc = pthread_create(&st->committer, NULL, committer_main, st);
     if (rc)
         return -rc;

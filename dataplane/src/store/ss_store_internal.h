@@ -285,6 +285,7 @@ struct ss_store {
     pthread_t committer_self;     /* as the committer knows itself */
     _Atomic int commit_idle;      /* the committer runs at SCHED_IDLE ... */
     _Atomic int commit_boosted;   /* ... unless raised for now */
+    _Atomic int commit_in_txn;    /* it writes its batch at idle priority */
     _Atomic uint64_t commit_boosts;
     uint64_t last_sync_ms;
     int closed;
