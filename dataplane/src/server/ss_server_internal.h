@@ -80,7 +80,8 @@ enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_
  * tick, with its connections' requests waiting too. That wait was the p99 at
  * depth 1 with two workers on one CPU (docs/architecture.md, "Worker turns"). */
 #define SS_WORKER_TURN_QUOTA_NS 200000u
-/* An epoll_wait that took this long slept (or lost the CPU): a new turn. */
+/* A wait that took this long (epoll_wait, with the spin for device reads
+ * before it) slept or lost the CPU: a new turn begins. */
 #define SS_WORKER_SLEPT_NS 20000u
 
 #ifdef SS_DEBUG_CONN

@@ -292,7 +292,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
         } else if (timeout && reads && reads <= SS_WORKER_IO_SPIN_MAX_READS &&
                    spin_for_reads(w))
             timeout = 0; /* completions reaped: deliver them, sleep next turn */
-        uint64_t wait_from = ss_clock_mono_ns();
+        uint64_t wait_from = w->now_ns; /* a spin for reads counts as a sleep */
         int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
         if (nb_ev < 0) {
             if (errno == EINTR)
