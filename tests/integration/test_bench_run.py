@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ BENCH = REPO / "bench" / "run.py"
 sys.path.insert(0, str(REPO / "bench"))
 
 import memaslap  # noqa: E402  (bench/memaslap.py)
+import run  # noqa: E402  (bench/run.py)
 
 
 def test_log2_histogram_percentiles() -> None:
@@ -67,3 +69,19 @@ def test_pin_loadgen_runs_the_load_generator_apart(tmp_path: Path) -> None:
     opts = json.loads(out_json.read_text())["options"]
     assert opts["pin_loadgen"] is True
     assert opts["loadgen_cpus"] == cpus[-1:] and opts["server_cpus"] == cpus[:-1]
+
+
+def test_a_prefill_the_server_keeps_refusing_is_tried_twice_then_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """memcached -M with 2 MiB answers SERVER_ERROR once full instead of evicting:
+    the prefill runs again (a refusal may pass), then fails naming the server."""
+    run.build_loadgen()
+    srv = run.start_memcached(shutil.which("memcached") or "/usr/bin/memcached", 1, 2,
+                              tmp_path, ["-M"])
+    try:
+        sc = run.Scenario(100, "dram", 50_000, 1)
+        with pytest.raises(run.BenchError, match="memcached refused sets in all 2 prefills"):
+            run.prefill(srv, sc, run.parse_args(["--quick"]))
+    finally:
+        srv.stop()
+    assert "memcached refused sets of the prefill" in capsys.readouterr().err
