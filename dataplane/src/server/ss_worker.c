@@ -13,9 +13,9 @@
 #include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/epoll.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
