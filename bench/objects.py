@@ -166,7 +166,7 @@ def measure(t: srv.Target, origin: srv.Target, log: OriginLog, kind: str, size: 
     lg1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1, ocpu1, busy1 = _cpu_s(pids), _cpu_s(opids), _machine_tasks_s()
     origin_reqs = log.lines_since(mark)
-    vs1, bs1 = srv.varnishstat(t), srv.bucket_stats(t)
+    vs1, bs1 = srv.varnishstat(t), srv.settled_bucket_stats(t)
     for x in (t, origin):
         x.server.check_alive()
     reqs, secs = res["requests"], res["duration_us"] / 1e6

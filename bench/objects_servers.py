@@ -320,6 +320,20 @@ def bucket_stats(t: Target) -> dict[str, int]:
     return {k: int(figures[k]) for k in BUCKET_FIELDS}
 
 
+def settled_bucket_stats(t: Target, timeout_s: float = 5.0) -> dict[str, int]:
+    """bucket_stats once two readings 50 ms apart agree: a request wrk sent just before
+    it stopped is counted when the worker reads it and as a hit or miss a moment later,
+    so a single reading right after wrk can catch the one without the other."""
+    last, deadline = bucket_stats(t), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = bucket_stats(t)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 VARNISH_FIELDS = ("MAIN.client_req", "MAIN.cache_hit", "MAIN.cache_miss", "MAIN.fetch_failed",
                   "MAIN.n_lru_nuked")
 

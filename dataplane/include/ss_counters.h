@@ -58,6 +58,8 @@
     X(idle_kicks, COUNTER, OWN)            /* connections closed for idling */      \
     X(worker_yields, COUNTER, OWN)         /* a worker busy past its turn quota     \
                                             * handed its CPU on */                \
+    X(worker_short_turns, COUNTER, OWN)    /* turns that took fewer events, their   \
+                                            * replies being large */              \
     X(udp_requests, COUNTER, OWN)                                                  \
     X(udp_dropped_multi, COUNTER, OWN)     /* multi-datagram requests, dropped */   \
     X(udp_dropped_budget, COUNTER, OWN)    /* replies over a source's byte budget */ \

@@ -83,6 +83,13 @@ enum ss_ev_tag { SS_EV_WAKE = 1, SS_EV_TCP = 2, SS_EV_UDP = 3, SS_EV_IO = 4, SS_
 /* A wait that took this long (epoll_wait, with the spin for device reads
  * before it) slept or lost the CPU: a new turn begins. */
 #define SS_WORKER_SLEPT_NS 20000u
+/* What one turn should send at most, in bytes: a worker takes fewer events
+ * per turn when each of the last turn's events sent much (large object
+ * bodies), so that a client reads a body soon after it was sent, and the
+ * connections it did not take stay first in the kernel's ready list for the
+ * next turn (docs/architecture.md, "Worker turns"). Small replies never
+ * come near it: 64 events of 64 KiB each are a full turn. */
+#define SS_WORKER_TURN_BYTES (4u << 20)
 
 #ifdef SS_DEBUG_CONN
 #include <stdio.h>

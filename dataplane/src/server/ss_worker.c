@@ -181,6 +181,24 @@ static void loop_hand_over_if_due(struct ss_worker *w, uint64_t *busy_since, uin
     *busy_since = ss_clock_mono_ns();
 }
 
+/*
+ * How many events the next turn takes, from what this one sent: as many as
+ * keep a turn near SS_WORKER_TURN_BYTES. Events the kernel does not hand
+ * over stay at the head of its ready list, so a shorter turn is still fair:
+ * the connections left out come first next time.
+ */
+static int loop_turn_events(struct ss_worker *w, uint64_t sent, int nb_ev)
+{
+    uint64_t each = nb_ev > 0 ? sent / (uint64_t)nb_ev : 0;
+    if (each == 0)
+        return SS_WORKER_EVENTS;
+    uint64_t fit = (uint64_t)SS_WORKER_TURN_BYTES / each;
+    if (fit >= SS_WORKER_EVENTS)
+        return SS_WORKER_EVENTS;
+    w->ctr.worker_short_turns++;
+    return fit ? (int)fit : 1;
+}
+
 /* One turn's events, each to its owner: listeners, the store's and the
  * object plane's completions, wake-ups, back-end, origin and client
  * connections (tagged pointers). */
@@ -267,6 +285,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
     struct epoll_event evs[SS_WORKER_EVENTS];
     uint64_t next_sweep = ss_clock_mono_ms() + SS_WORKER_SWEEP_MS;
     uint64_t busy_since = ss_clock_mono_ns();
+    int turn_events = SS_WORKER_EVENTS;
 
     while (!atomic_load_explicit(&dp->stopping, memory_order_acquire)) {
         w->now_ns = ss_clock_mono_ns();
@@ -293,7 +312,8 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
                    spin_for_reads(w))
             timeout = 0; /* completions reaped: deliver them, sleep next turn */
         uint64_t wait_from = w->now_ns; /* a spin for reads counts as a sleep */
-        int nb_ev = epoll_wait(w->epfd, evs, SS_WORKER_EVENTS, timeout);
+        uint64_t sent_before = w->ctr.bytes_written;
+        int nb_ev = epoll_wait(w->epfd, evs, turn_events, timeout);
         if (nb_ev < 0) {
             if (errno == EINTR)
                 continue;
@@ -305,6 +325,7 @@ int ss_dataplane_run_worker(struct ss_dataplane *dp, int worker_id)
             busy_since = w->now_ns;
         loop_dispatch(&l, evs, nb_ev);
         ss_reply_deliver(w); /* deferred replies completed during this turn */
+        turn_events = loop_turn_events(w, w->ctr.bytes_written - sent_before, nb_ev);
         uint64_t turn_end = ss_clock_mono_ns();
         loop_hand_over_if_due(w, &busy_since, turn_end);
         now = turn_end / 1000000u;
