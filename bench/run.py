@@ -83,14 +83,21 @@ class BenchError(RuntimeError):
 
 
 class PrefillRefused(BenchError):
-    """Every key was sent and answered, but the server refused some of the sets."""
+    """Every key was sent and answered, but the server refused `refused` of the sets."""
+
+    def __init__(self, message: str, refused: int):
+        super().__init__(message)
+        self.refused = refused
 
 
 # A server may refuse a few sets of a pipelined burst and take them a moment
 # later: memcached with extstore answered 248 of 5.08M with errors once, on a
-# run whose every other figure was fine. Sets are idempotent, so the whole
-# prefill runs once more before the bench gives up.
-PREFILL_ATTEMPTS = 2
+# run whose every other figure was fine, and 151 then 13 on a later day. Sets
+# are idempotent, so the whole prefill runs again; if the last attempt still
+# has refusals, a handful of them (at most this share of the keys) only makes
+# those keys miss, which the hit% column shows, and the bench goes on.
+PREFILL_ATTEMPTS = 3
+PREFILL_REFUSED_SHARE_TOLERATED = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,10 +433,11 @@ def run_loadgen(port: int, sc: Scenario, args: argparse.Namespace, *,
     if prefill:
         pf = out["prefill"]
         if pf["sets"] != sc.keys or pf["errors"] or out["conn_errors"]:
-            kind = (PrefillRefused if pf["sets"] == sc.keys and not out["conn_errors"]
-                    else BenchError)
-            raise kind(f"prefill of {sc.keys} keys incomplete on port {port}: {pf}, "
-                       f"conn_errors={out['conn_errors']} {res.stderr.strip()}")
+            why = (f"prefill of {sc.keys} keys incomplete on port {port}: {pf}, "
+                   f"conn_errors={out['conn_errors']} {res.stderr.strip()}")
+            if pf["sets"] == sc.keys and not out["conn_errors"]:
+                raise PrefillRefused(why, int(pf["errors"]))
+            raise BenchError(why)
     return out
 
 
@@ -438,18 +446,24 @@ def prefill(srv: "Server", sc: Scenario, args: argparse.Namespace) -> None:
 
     Raises:
         BenchError: the load generator failed, or the server still refused
-            sets on the last of PREFILL_ATTEMPTS.
+            more than PREFILL_REFUSED_SHARE_TOLERATED of the sets on the last
+            of PREFILL_ATTEMPTS.
     """
     for attempt in range(1, PREFILL_ATTEMPTS + 1):
         try:
             run_loadgen(srv.port, sc, args, prefill=True)
             return
         except PrefillRefused as e:
-            if attempt == PREFILL_ATTEMPTS:
-                raise BenchError(f"{srv.name} refused sets in all {PREFILL_ATTEMPTS} prefills "
-                                 f"of {sc.keys} keys; see {srv.log}: {e}") from e
-            print(f"# {srv.name} refused sets of the prefill ({e}); setting every key again",
-                  file=sys.stderr)
+            if attempt < PREFILL_ATTEMPTS:
+                print(f"# {srv.name} refused sets of the prefill ({e}); setting every key "
+                      "again", file=sys.stderr)
+                continue
+            if e.refused <= sc.keys * PREFILL_REFUSED_SHARE_TOLERATED:
+                print(f"# {srv.name} still refused {e.refused} of {sc.keys} sets; going on: "
+                      "those keys miss, and the hit% column counts them", file=sys.stderr)
+                return
+            raise BenchError(f"{srv.name} refused sets in all {PREFILL_ATTEMPTS} prefills "
+                             f"of {sc.keys} keys; see {srv.log}: {e}") from e
 
 
 def plan(args: argparse.Namespace) -> dict[int, list[Scenario]]:

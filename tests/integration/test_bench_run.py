@@ -71,17 +71,48 @@ def test_pin_loadgen_runs_the_load_generator_apart(tmp_path: Path) -> None:
     assert opts["loadgen_cpus"] == cpus[-1:] and opts["server_cpus"] == cpus[:-1]
 
 
-def test_a_prefill_the_server_keeps_refusing_is_tried_twice_then_named(
+def test_a_prefill_the_server_keeps_refusing_is_tried_again_then_named(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """memcached -M with 2 MiB answers SERVER_ERROR once full instead of evicting:
-    the prefill runs again (a refusal may pass), then fails naming the server."""
+    the prefill runs again (a refusal may pass), then fails naming the server,
+    since far more than a handful of its sets were refused."""
     run.build_loadgen()
     srv = run.start_memcached(shutil.which("memcached") or "/usr/bin/memcached", 1, 2,
                               tmp_path, ["-M"])
     try:
         sc = run.Scenario(100, "dram", 50_000, 1)
-        with pytest.raises(run.BenchError, match="memcached refused sets in all 2 prefills"):
+        with pytest.raises(run.BenchError, match="memcached refused sets in all "
+                                                 f"{run.PREFILL_ATTEMPTS} prefills"):
             run.prefill(srv, sc, run.parse_args(["--quick"]))
     finally:
         srv.stop()
     assert "memcached refused sets of the prefill" in capsys.readouterr().err
+
+
+def test_a_handful_of_refusals_on_the_last_prefill_is_named_and_tolerated(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """memcached with extstore refuses a handful of 5M sets now and then, unpredictably
+    (151, then 13, on one day), which no real server here does on demand; so the load
+    generator's answer is stood in for. A few refused keys only miss: the bench goes
+    on and says so. One refusal over the tolerated share still fails."""
+    sc = run.Scenario(100, "dram", 1_000_000, 1)
+    calls: list[int] = []
+
+    def refusing(refused: int):
+        def fake(port: int, scenario: run.Scenario, args, prefill: bool = False):
+            calls.append(port)
+            raise run.PrefillRefused(f"prefill incomplete: {refused} errors", refused)
+        return fake
+
+    class Srv:
+        name, port, log = "extstore", 1, "memcached.log"
+
+    tolerated = int(sc.keys * run.PREFILL_REFUSED_SHARE_TOLERATED)
+    monkeypatch.setattr(run, "run_loadgen", refusing(tolerated))
+    run.prefill(Srv(), sc, run.parse_args(["--quick"]))
+    assert len(calls) == run.PREFILL_ATTEMPTS
+    assert f"extstore still refused {tolerated} of {sc.keys} sets; going on" in \
+        capsys.readouterr().err
+    monkeypatch.setattr(run, "run_loadgen", refusing(tolerated + 1))
+    with pytest.raises(run.BenchError, match="extstore refused sets in all"):
+        run.prefill(Srv(), sc, run.parse_args(["--quick"]))
