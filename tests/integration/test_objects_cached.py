@@ -351,7 +351,7 @@ def test_a_copy_goes_to_flash_on_its_second_request(tmp_path: Path, origin: Orig
     assert refetched == {"s0.bin": 1, "s1.bin": 0, "s2.bin": 1, "large.bin": 0}, refetched
 
 
-CHURN = 2000
+CHURN = 3000
 
 
 def test_a_slow_reader_of_a_dram_only_copy_gets_its_whole_body(tmp_path: Path,
@@ -363,9 +363,10 @@ def test_a_slow_reader_of_a_dram_only_copy_gets_its_whole_body(tmp_path: Path,
     (origin.www / "slow.bin").write_bytes(body)
     (origin.www / "churn").mkdir()
     # Each DRAM-tier stripe evicts its own least recent items, so the churn
-    # must still reach this copy's stripe once the 16 MiB tier is full: 80 MB
-    # of misses put about 6 items in each of 256 stripes after that (with
-    # 600, about 1, and 1 run in 5 kept the copy).
+    # must still reach this copy's stripe once the 16 MiB tier is full: 120 MB
+    # of misses put about 10 items in each of 256 stripes after that (with
+    # 600, about 1, and 1 run in 5 kept the copy; with 2000, about 6, and 1
+    # run in 30 kept it with the CPUs busy).
     for i in range(CHURN):
         (origin.www / "churn" / f"{i}.bin").write_bytes(os.urandom(40_000))
     spec = {"name": "web", "kind": "http", "origin": origin.url, "default_ttl": "3600s"}
