@@ -94,11 +94,10 @@ class PrefillRefused(BenchError):
 # prefill sets now and then (248; 151; 280; 1,058), its flusher behind a
 # pipelined burst. A handful of refusals (at most this share of the keys: a
 # hit% of 99.9% or more) only makes those keys miss, which the hit% column
-# shows, so the bench says so and goes on. Setting every key
-# again does not help there: each pass fills the extstore file further, and
-# refusals grew from 280 to 474 to 1,704 over three passes. More refusals
-# than that, a server that is really full, get one more pass and then stop
-# the bench.
+# shows, so the bench says so and goes on. Setting every key again does not
+# help there: each pass fills the extstore file further, and refusals grew
+# from 280 to 474 to 1,704 over three passes. More refusals than that, from a
+# server that is really full, get one more pass and then stop the bench.
 PREFILL_ATTEMPTS = 2
 PREFILL_REFUSED_SHARE_TOLERATED = 1e-3
 
